@@ -1,0 +1,89 @@
+"""Anti-entropy: two replicas find their differing keys by walking their digest trees.
+
+Each step is a pure function of one message and the local digest; neither side keeps
+session state, so a lost message just ends the session (the next interval starts a new
+one). A session between A and B:
+
+    A -> B  DigestStep(level 0, [root])
+    B -> A  DigestStep(level 1, children of differing nodes)   ... alternating down ...
+    X -> Y  LeafEntries(entries of the differing leaves)
+    Y -> X  SyncRecords(Y's records for differing keys, want = key hashes Y lacks or differs)
+    X -> Y  SyncRecords(X's records for the wanted key hashes)
+
+Both sides then merge with the normal LWW rule, so both end with the winner. In-sync
+replicas exchange one 30-byte message. Every message is bounded: at most
+``max_entries`` leaf entries and ``max_keys`` records per step; what is left over is found
+by the next session.
+"""
+
+from __future__ import annotations
+
+import random
+
+from core.digest import DEPTH, LEAF_BITS, Digest, children, diff_entries
+from core.messages import DigestStep, LeafEntries
+
+
+def start(sender: str, session: int, digest: Digest) -> DigestStep:
+    return DigestStep(sender, session, 0, [0], digest.hashes(0, [0]))
+
+
+def on_digest(
+    sender: str, step: DigestStep, digest: Digest, max_entries: int, rng: random.Random
+) -> DigestStep | LeafEntries | None:
+    """Compare the peer's hashes with ours; descend, or list the differing leaves' entries."""
+    if not 0 <= step.level <= DEPTH:
+        return None
+    differing = digest.differing(step.level, step.hashes, step.indices)
+    if not differing:
+        return None
+    if step.level < DEPTH:
+        below = [child for index in differing for child in children(index)]
+        return DigestStep(
+            sender, step.session, step.level + 1, below, digest.hashes(step.level + 1, below)
+        )
+    return leaf_entries(sender, step.session, differing, digest, max_entries, rng)
+
+
+def leaf_entries(
+    sender: str,
+    session: int,
+    leaves: list[int],
+    digest: Digest,
+    max_entries: int,
+    rng: random.Random,
+) -> LeafEntries:
+    # Start at a random differing leaf so that a bounded step does not starve the rest.
+    offset = rng.randrange(len(leaves)) if leaves else 0
+    entries: dict[int, list[tuple[int, int]]] = {}
+    count = 0
+    for i in range(len(leaves)):
+        leaf = leaves[(offset + i) % len(leaves)]
+        mine = [(khash, fp) for khash, (fp, _) in digest.leaf(leaf).items()]
+        if entries and count + len(mine) > max_entries:
+            break
+        entries[leaf] = mine
+        count += len(mine)
+    return LeafEntries(sender, session, entries)
+
+
+def on_leaf_entries(
+    message: LeafEntries, digest: Digest, max_keys: int
+) -> tuple[list[str], list[int]]:
+    """The keys whose records we send, and the key hashes we want from the peer."""
+    send: list[str] = []
+    want: list[int] = []
+    for leaf, pairs in message.entries.items():
+        if not 0 <= leaf < (1 << LEAF_BITS):
+            continue
+        mine_leaf = digest.leaf(leaf)
+        theirs = dict(pairs)
+        mine_differs, only_theirs = diff_entries(mine_leaf, theirs)
+        for khash in mine_differs:
+            send.append(mine_leaf[khash][1])
+            if khash in theirs:
+                want.append(khash)
+        want.extend(only_theirs)
+        if len(send) >= max_keys or len(want) >= max_keys:
+            break
+    return send[:max_keys], want[:max_keys]

@@ -1,0 +1,304 @@
+"""Who is in the cluster, and who is alive: heartbeat-based failure detection.
+
+Theory of operation. Every member owns a heartbeat counter that it bumps once per probe
+interval, and an *incarnation* that it bumps when it restarts or must refute a rumour of
+its death. ``(incarnation, heartbeat)`` only ever grows, so "progress" is well defined.
+Members travel as ``MemberEntry`` on every gossip message (the sender's own entry plus a
+small sample of others), so a member's progress reaches everyone even across a broken
+link: replication goes on around a dead or unreachable node.
+
+Each node judges liveness *locally* from how long a member has shown no progress:
+
+    state     event                                   next state
+    -------   -------------------------------------   ----------
+    alive     silent for >= suspect_timeout            suspect
+    suspect   silent for >= suspect + dead timeout     dead
+    suspect   progress                                 alive
+    dead      progress                                 alive
+    any       entry says "left" (same or newer inc.)   left
+    left      progress with a higher incarnation       alive
+
+A node that hears itself called suspect or dead refutes: it takes an incarnation above
+the rumour's, and its next entries override it everywhere. Gossiped suspect/dead states
+are advisory (they trigger refutation, never a local verdict), so one node's broken link
+cannot get a healthy member declared dead by others.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+from dataclasses import dataclass
+
+import msgspec
+
+
+class State(enum.Enum):
+    ALIVE = "alive"
+    SUSPECT = "suspect"
+    DEAD = "dead"
+    LEFT = "left"
+
+
+class MemberEntry(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A member as gossiped: what one node believes about another."""
+
+    id: str
+    address: str
+    incarnation: int
+    heartbeat: int
+    state: str = "alive"
+
+
+def suspicion_timeout_ms(mult: int, n: int, probe_interval_ms: int) -> int:
+    """memberlist's formula: mult * max(1, log10(n)) probe intervals."""
+    return int(mult * max(1.0, math.log10(max(n, 1))) * probe_interval_ms)
+
+
+@dataclass(slots=True)
+class Member:
+    id: str
+    address: str
+    incarnation: int
+    heartbeat: int
+    state: State
+    last_progress: float  # local time the (incarnation, heartbeat) last grew
+    state_since: float
+
+    def entry(self) -> MemberEntry:
+        return MemberEntry(
+            self.id, self.address, self.incarnation, self.heartbeat, self.state.value
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    member: str
+    old: State
+    new: State
+    at: float
+
+
+class Membership:
+    """The member table of one node (``self_id`` included, always alive)."""
+
+    def __init__(
+        self,
+        self_id: str,
+        address: str,
+        now: float,
+        incarnation: int = 0,
+        suspicion_mult: int = 3,
+        probe_interval_ms: int = 1000,
+        dead_timeout_ms: int | None = None,
+    ) -> None:
+        self.self_id = self_id
+        self.suspicion_mult = suspicion_mult
+        self.probe_interval_ms = probe_interval_ms
+        self.dead_timeout_ms = dead_timeout_ms
+        self._members: dict[str, Member] = {
+            self_id: Member(self_id, address, incarnation, 0, State.ALIVE, now, now)
+        }
+        self._peers: list[str] | None = None  # cache of alive + suspect peers
+        self.transitions: list[Transition] = []  # drained by the node for events/metrics
+        self.epoch = 0  # bumped whenever the set of non-left members changes
+
+    # --- reading -----------------------------------------------------------------
+    @property
+    def me(self) -> Member:
+        return self._members[self.self_id]
+
+    def get(self, member_id: str) -> Member | None:
+        return self._members.get(member_id)
+
+    def members(self) -> list[Member]:
+        return list(self._members.values())
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def address(self, member_id: str) -> str | None:
+        member = self._members.get(member_id)
+        return member.address if member else None
+
+    def ring_members(self) -> list[str]:
+        """Members that own data: all but those that left (dead ones may come back)."""
+        return [m.id for m in self._members.values() if m.state is not State.LEFT]
+
+    def is_alive(self, member_id: str) -> bool:
+        member = self._members.get(member_id)
+        return member is not None and member.state in (State.ALIVE, State.SUSPECT)
+
+    def peers(self) -> list[str]:
+        """Peers worth gossiping to: alive or merely suspect (memberlist does the same)."""
+        if self._peers is None:
+            self._peers = [
+                m.id
+                for m in self._members.values()
+                if m.id != self.self_id and m.state in (State.ALIVE, State.SUSPECT)
+            ]
+        return self._peers
+
+    def dead_peers(self) -> list[str]:
+        return [m.id for m in self._members.values() if m.state is State.DEAD]
+
+    def sample_peers(self, rng: random.Random, k: int) -> list[str]:
+        peers = self.peers()
+        return list(peers) if len(peers) <= k else rng.sample(peers, k)
+
+    def gossip_entries(self, rng: random.Random, k: int) -> list[MemberEntry]:
+        """The sender's own entry first, then up to ``k`` others (not those that left)."""
+        others = [m for m in self._members.values() if m.id != self.self_id]
+        chosen = others if len(others) <= k else rng.sample(others, k)
+        return [self.me.entry(), *(m.entry() for m in chosen)]
+
+    def suspect_timeout_s(self) -> float:
+        live = sum(1 for m in self._members.values() if m.state is not State.LEFT)
+        return suspicion_timeout_ms(self.suspicion_mult, live, self.probe_interval_ms) / 1000
+
+    def dead_timeout_s(self) -> float:
+        if self.dead_timeout_ms is not None:
+            return self.dead_timeout_ms / 1000
+        return self.suspect_timeout_s()
+
+    # --- changing ----------------------------------------------------------------
+    def beat(self) -> None:
+        self.me.heartbeat += 1
+
+    def refute(self, above: int) -> None:
+        self.me.incarnation = max(self.me.incarnation, above) + 1
+        self.me.heartbeat = 0
+
+    def leave(self, now: float) -> None:
+        self.me.incarnation += 1
+        self._set_state(self.me, State.LEFT, now)
+
+    def observe(self, entry: MemberEntry, now: float) -> None:
+        """Absorb what a peer believes about ``entry.id``."""
+        if entry.id == self.self_id:
+            self._observe_self(entry)
+            return
+        member = self._members.get(entry.id)
+        if member is None:
+            if entry.state == State.LEFT.value:
+                return
+            self._members[entry.id] = Member(
+                entry.id, entry.address, entry.incarnation, entry.heartbeat, State.ALIVE, now, now
+            )
+            self._changed()
+            return
+        if entry.state == State.LEFT.value:
+            if entry.incarnation >= member.incarnation and member.state is not State.LEFT:
+                member.incarnation = entry.incarnation
+                self._set_state(member, State.LEFT, now)
+            return
+        if (entry.incarnation, entry.heartbeat) > (member.incarnation, member.heartbeat):
+            if member.state is State.LEFT and entry.incarnation <= member.incarnation:
+                return
+            member.incarnation = entry.incarnation
+            member.heartbeat = entry.heartbeat
+            member.address = entry.address or member.address
+            member.last_progress = now
+            if member.state is not State.ALIVE:
+                self._set_state(member, State.ALIVE, now)
+
+    def _observe_self(self, entry: MemberEntry) -> None:
+        me = self.me
+        if me.state is State.LEFT:
+            return
+        rumoured_gone = entry.state in (State.SUSPECT.value, State.DEAD.value, State.LEFT.value)
+        if rumoured_gone and entry.incarnation >= me.incarnation:
+            self.refute(entry.incarnation)
+
+    def join(self, member_id: str, address: str, incarnation: int, now: float) -> None:
+        """A member announced itself (discovery): add it, or note its new address."""
+        self.observe(MemberEntry(member_id, address, incarnation, 0), now)
+        member = self._members.get(member_id)
+        if member is not None and member.id != self.self_id and address:
+            member.address = address
+
+    def expire(self, now: float) -> list[Transition]:
+        """Apply the silence timeouts; returns the transitions made."""
+        suspect_after = self.suspect_timeout_s()
+        dead_after = suspect_after + self.dead_timeout_s()
+        made: list[Transition] = []
+        for member in self._members.values():
+            if member.id == self.self_id or member.state in (State.DEAD, State.LEFT):
+                continue
+            silent = now - member.last_progress
+            if member.state is State.ALIVE and silent >= suspect_after:
+                made.append(self._set_state(member, State.SUSPECT, now))
+            if member.state is State.SUSPECT and silent >= dead_after:
+                made.append(self._set_state(member, State.DEAD, now))
+        return made
+
+    def _set_state(self, member: Member, state: State, now: float) -> Transition:
+        change = Transition(member.id, member.state, state, now)
+        member.state = state
+        member.state_since = now
+        self.transitions.append(change)
+        self._changed()
+        return change
+
+    def _changed(self) -> None:
+        self._peers = None
+        self.epoch += 1
+
+
+class StaticMembership:
+    """A fixed, shared view of the cluster for very large simulations.
+
+    10 000 nodes that each keep a full member table hold 10^8 entries; this view is one
+    shared tuple instead. Failure detection is off (every member is alive), but peer
+    selection goes through the same calls as ``Membership``, so the rumor and
+    anti-entropy code under test is the real one.
+    """
+
+    def __init__(self, self_id: str, ids: tuple[str, ...], index: dict[str, int]) -> None:
+        self.self_id = self_id
+        self._ids = ids
+        self._self_index = index[self_id]
+        self._index = index
+        self.transitions: list[Transition] = []
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def ring_members(self) -> list[str]:
+        return list(self._ids)
+
+    def is_alive(self, member_id: str) -> bool:
+        return True
+
+    def peers(self) -> list[str]:
+        return [m for m in self._ids if m != self.self_id]
+
+    def dead_peers(self) -> list[str]:
+        return []
+
+    def sample_peers(self, rng: random.Random, k: int) -> list[str]:
+        n = len(self._ids)
+        if k >= n - 1:
+            return self.peers()
+        picks = rng.sample(range(n - 1), k)  # skip self by shifting indices past it
+        return [self._ids[i + 1 if i >= self._self_index else i] for i in picks]
+
+    def gossip_entries(self, rng: random.Random, k: int) -> list[MemberEntry]:
+        return []
+
+    def observe(self, entry: MemberEntry, now: float) -> None:
+        return None
+
+    def join(self, member_id: str, address: str, incarnation: int, now: float) -> None:
+        return None
+
+    def expire(self, now: float) -> list[Transition]:
+        return []
+
+    def beat(self) -> None:
+        return None
+
+    def address(self, member_id: str) -> str | None:
+        return member_id if member_id in self._index else None

@@ -1,0 +1,114 @@
+"""Node-to-node messages and their one encoding (MessagePack via msgspec).
+
+The simulator and the live node both send ``encode(message)`` bytes, so the simulator
+counts exactly the bytes a live cluster would. ``decode`` is the only door in: it checks
+the size before parsing, validates every field's type in C, and turns anything malformed,
+oversized or from another protocol version into ``DecodeError`` — never a crash.
+
+Authentication (HMAC framing, replay protection) is not here: it belongs to ``live``.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from core.errors import DecodeError
+from core.membership import MemberEntry
+from core.record import Record
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
+
+class Update(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One key's version; ``holders`` travels with tombstones (who is known to hold it)."""
+
+    key: str
+    record: Record
+    holders: list[str] | None = None
+
+
+class Held(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """An acknowledgement: the receiver now holds ``key`` at (hlc, origin) or later."""
+
+    key: str
+    hlc: int
+    origin: str
+    holders: list[str] | None = None
+
+
+class Push(msgspec.Struct, frozen=True, array_like=True, tag="push", gc=False):
+    """Rumor mongering: fresh versions, with membership piggybacked."""
+
+    sender: str
+    members: list[MemberEntry]
+    updates: list[Update]
+    ack: bool = False
+
+
+class PushAck(msgspec.Struct, frozen=True, array_like=True, tag="ack", gc=False):
+    sender: str
+    members: list[MemberEntry]
+    held: list[Held]
+
+
+class Heartbeat(msgspec.Struct, frozen=True, array_like=True, tag="hb", gc=False):
+    """Membership gossip with no data: heartbeats travel even when nothing is written."""
+
+    sender: str
+    members: list[MemberEntry]
+
+
+class DigestStep(msgspec.Struct, frozen=True, array_like=True, tag="digest", gc=False):
+    """Anti-entropy: the sender's hashes for ``indices`` at ``level`` (absent = empty)."""
+
+    sender: str
+    session: int
+    level: int
+    indices: list[int]
+    hashes: dict[int, int]
+
+
+class LeafEntries(msgspec.Struct, frozen=True, array_like=True, tag="leaves", gc=False):
+    """Anti-entropy: the (key hash, version fingerprint) entries of differing leaves."""
+
+    sender: str
+    session: int
+    entries: dict[int, list[tuple[int, int]]]
+
+
+class SyncRecords(msgspec.Struct, frozen=True, array_like=True, tag="sync", gc=False):
+    """Anti-entropy: records for the differing keys, and the key hashes wanted back."""
+
+    sender: str
+    session: int
+    updates: list[Update]
+    want: list[int]
+
+
+Message = Push | PushAck | Heartbeat | DigestStep | LeafEntries | SyncRecords
+
+
+class Frame(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    version: int
+    message: Message
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Frame)
+
+
+def encode(message: Message) -> bytes:
+    return _encoder.encode(Frame(PROTOCOL_VERSION, message))
+
+
+def decode(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
+    if len(data) > max_bytes:
+        raise DecodeError(f"message of {len(data)} bytes exceeds the {max_bytes}-byte limit")
+    try:
+        frame = _decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise DecodeError(f"malformed message: {exc}") from exc
+    if frame.version != PROTOCOL_VERSION:
+        raise DecodeError(f"unsupported protocol version {frame.version}")
+    return frame.message
