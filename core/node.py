@@ -676,21 +676,25 @@ class Node:
 
     # --- sending ---------------------------------------------------------------------
     def _replica_targets(self, key: str) -> list[str]:
-        """The other owners of ``key``; a dead owner is replaced by the next live node."""
+        """The other members of the key's effective preference list.
+
+        That is the live owners, plus, for each dead owner, the next live node on the ring
+        (a stand-in holding a hint). Every node computes the same list, so a stand-in does
+        not recruit yet another stand-in.
+        """
         ring = self.ring()
         alive = self.membership.is_alive
-        n = self.config.replicas
-        owners = ring.owners(key, n)
-        missing = sum(1 for owner in owners if not alive(owner))
-        targets = [o for o in owners if o != self.node_id and alive(o)]
+        owners = ring.owners(key, self.config.replicas)
+        chosen = [owner for owner in owners if alive(owner)]
+        missing = len(owners) - len(chosen)
         if missing:
             for member in ring.walk(key):
-                if member not in owners and alive(member) and member != self.node_id:
-                    targets.append(member)
+                if member not in owners and alive(member):
+                    chosen.append(member)
                     missing -= 1
                     if not missing:
                         break
-        return targets
+        return [member for member in chosen if member != self.node_id]
 
     def _update(self, key: str, record: Record) -> Update:
         if record.tombstone:

@@ -1,0 +1,122 @@
+"""Client commands on one node, and a two-node harness for replication details."""
+
+import random
+
+import pytest
+
+from core import InvalidKey, Node, NodeConfig, WriteStatus, decode_context, encode_context
+from core.messages import Push, decode
+
+
+def node(node_id: str = "n1", **config: object) -> Node:
+    return Node(
+        node_id, f"mem://{node_id}", rng=random.Random(1), now=100.0, config=NodeConfig(**config)
+    )  # type: ignore[arg-type]
+
+
+def test_put_then_get_round_trips_bytes_and_content_type() -> None:
+    n = node()
+    result = n.put("k", b'{"a": 1}', "application/json", 100.0)
+    assert result.status is WriteStatus.CREATED
+    assert result.output.writes == [("k", result.record)]
+    got = n.get("k")
+    assert got is not None and got.value == b'{"a": 1}' and got.content_type == "application/json"
+    assert n.put("k", b"2", "text/plain", 100.1).status is WriteStatus.OK
+
+
+def test_create_refuses_a_live_key_but_not_a_deleted_one() -> None:
+    n = node()
+    assert n.put("k", b"1", "text/plain", 100.0, create=True).status is WriteStatus.CREATED
+    assert n.put("k", b"2", "text/plain", 100.0, create=True).status is WriteStatus.EXISTS
+    n.delete("k", 100.1)
+    assert n.put("k", b"3", "text/plain", 100.2, create=True).status is WriteStatus.CREATED
+
+
+def test_delete_leaves_a_tombstone_and_404s_twice() -> None:
+    n = node()
+    assert n.delete("k", 100.0).status is WriteStatus.NOT_FOUND
+    n.put("k", b"1", "text/plain", 100.0)
+    deleted = n.delete("k", 100.1)
+    assert deleted.status is WriteStatus.OK and deleted.record and deleted.record.tombstone
+    assert n.get("k") is None and n.version("k") == deleted.record
+    assert n.delete("k", 100.2).status is WriteStatus.NOT_FOUND
+    assert n.key_count() == (0, 1)
+
+
+def test_conditional_write_descends_from_what_the_client_read() -> None:
+    n = node()
+    first = n.put("k", b"1", "text/plain", 100.0).record
+    assert first is not None
+    seen = decode_context(encode_context(first.clock, first.hlc))
+    n.put("k", b"2", "text/plain", 100.1)  # someone else wrote meanwhile
+    refused = n.put("k", b"3", "text/plain", 100.2, context=seen)
+    assert refused.status is WriteStatus.PRECONDITION_FAILED
+    current = n.version("k")
+    assert current is not None
+    fresh = decode_context(encode_context(current.clock, current.hlc))
+    ok = n.put("k", b"3", "text/plain", 100.3, context=fresh)
+    assert ok.status is WriteStatus.OK and ok.record is not None
+    assert ok.record.clock == {"n1": 3}
+
+
+def test_context_from_another_node_lifts_the_clock_and_hlc() -> None:
+    n = node()
+    context = decode_context(encode_context({"n9": 4}, 2**50))
+    result = n.put("k", b"v", "text/plain", 100.0, context=context)
+    assert result.record is not None
+    assert result.record.clock == {"n9": 4, "n1": 1} and result.record.hlc > 2**50
+
+
+def test_listing_is_ordered_paginated_and_skips_tombstones() -> None:
+    n = node()
+    for key in ["b/2", "a/1", "b/1", "b/3", "c"]:
+        n.put(key, b"v", "text/plain", 100.0)
+    n.delete("b/2", 100.1)
+    assert n.list_keys(prefix="b/") == ["b/1", "b/3"]
+    assert n.list_keys(limit=2) == ["a/1", "b/1"]
+    assert n.list_keys(after="b/1", limit=10) == ["b/3", "c"]
+    assert n.list_keys(prefix="zz") == []
+
+
+@pytest.mark.parametrize("key", ["", "x" * 1025, "bad\x00key", "tab\tkey"])
+def test_bad_keys_are_refused(key: str) -> None:
+    with pytest.raises(InvalidKey):
+        node().put(key, b"v", "text/plain", 100.0)
+
+
+def test_client_writes_are_pushed_at_once_in_one_batch_per_peer() -> None:
+    n = node(fanout=3)
+    for peer in ("n2", "n3"):
+        n.join(peer, f"mem://{peer}", 0, 100.0)
+    for i in range(5):
+        n.put(f"k{i}", b"v", "text/plain", 100.0)
+    out = n.flush(100.0)
+    assert sorted(target for target, _ in out.messages) == ["n2", "n3"]
+    message = decode(out.messages[0][1])
+    assert isinstance(message, Push) and len(message.updates) == 5
+    assert not n.flush(100.0), "nothing left to push"
+
+
+def test_lww_records_what_the_conflict_discarded() -> None:
+    a, b = node("a"), node("b")
+    a.put("k", b"from-a", "text/plain", 100.0)
+    b.put("k", b"from-b", "text/plain", 101.0)  # concurrent, later HLC
+    a.join("b", "mem://b", 0, 100.0)
+    b.join("a", "mem://a", 0, 100.0)
+    out = b.flush(101.0)
+    for _, data in out.messages:
+        a.receive(data, 101.0)
+    assert a.get("k") is not None and a.get("k").value == b"from-b"  # type: ignore[union-attr]
+    lost = a.discarded["k"]
+    assert lost.origin == "a" and lost.clock == {"a": 1}
+    assert a.counters.lww_overwrites == 1
+
+
+def test_sharded_node_sends_non_owned_keys_to_their_owners() -> None:
+    n = node("n1", sharding=True, replicas=1)
+    for peer in ("n2", "n3", "n4"):
+        n.join(peer, f"mem://{peer}", 0, 100.0)
+    foreign = next(f"k{i}" for i in range(100) if n.owners(f"k{i}") != ["n1"])
+    result = n.put(foreign, b"v", "text/plain", 100.0)
+    assert result.status is WriteStatus.NOT_OWNER and result.owners == n.owners(foreign)
+    assert n.route(foreign) == n.owners(foreign)

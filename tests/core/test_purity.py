@@ -1,0 +1,69 @@
+"""The core is sans-I/O: it imports nothing that touches the network, disk or clock."""
+
+import ast
+import pathlib
+
+import pytest
+
+CORE = pathlib.Path(__file__).resolve().parents[2] / "core"
+ALLOWED = {
+    "__future__",
+    "base64",
+    "binascii",
+    "bisect",
+    "collections",
+    "dataclasses",
+    "enum",
+    "functools",
+    "hashlib",
+    "heapq",
+    "math",
+    "msgspec",
+    "random",
+    "typing",
+    "core",
+}
+FORBIDDEN_CALLS = {
+    ("time", "time"),
+    ("time", "monotonic"),
+    ("random", "random"),
+    ("random", "choice"),
+}
+
+
+def modules() -> list[pathlib.Path]:
+    return sorted(CORE.glob("*.py"))
+
+
+def imported_roots(tree: ast.AST) -> set[str]:
+    roots: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: p.name)
+def test_core_module_imports_only_pure_libraries(path: pathlib.Path) -> None:
+    roots = imported_roots(ast.parse(path.read_text()))
+    assert roots <= ALLOWED, f"{path.name} imports {sorted(roots - ALLOWED)}"
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: p.name)
+def test_core_never_reads_the_clock_or_global_randomness(path: pathlib.Path) -> None:
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            assert (node.value.id, node.attr) not in FORBIDDEN_CALLS, (
+                f"{path.name}: {node.value.id}.{node.attr}"
+            )
+        if isinstance(node, ast.ImportFrom) and node.module == "random":
+            assert all(alias.name == "Random" for alias in node.names), path.name
+
+
+def test_the_check_itself_catches_a_forbidden_import() -> None:
+    assert imported_roots(ast.parse("import socket\nfrom asyncio import sleep")) - ALLOWED == {
+        "socket",
+        "asyncio",
+    }
