@@ -195,7 +195,8 @@ class Node:
         self._handoff: dict[str, set[str]] = {}  # not-owned key -> owners holding its version
         self._sorted_keys: list[str] | None = None
         self._session = 0
-        self._maintenance_cursor = 0
+        self._tombstone_cursor = 0
+        self._handoff_cursor = 0
         self._ring: tuple[int, Ring] | None = None
         self._scoped: dict[str, tuple[int, Digest]] = {}
         self._dead_probe = 0
@@ -573,7 +574,7 @@ class Node:
         budget = self.config.maintenance_batch
         members = set(self.membership.ring_members())
         confirm: dict[str, list[Update]] = {}
-        for key in list(self._holders)[:budget]:
+        for key in self._window(list(self._holders), budget, "_tombstone_cursor"):
             required = set(self.owners(key)) if self.config.sharding else members
             holders = self._holders[key]
             if required <= holders:
@@ -595,12 +596,7 @@ class Node:
 
     def _hand_off(self, out: Output, budget: int) -> None:
         """Send keys this node does not own to their owners; drop them once all hold them."""
-        keys = list(self.records)
-        if not keys:
-            return
-        start = self._maintenance_cursor % len(keys)
-        batch = keys[start : start + budget]
-        self._maintenance_cursor = start + len(batch)
+        batch = self._window(list(self.records), budget, "_handoff_cursor")
         by_target: dict[str, list[Update]] = {}
         for key in batch:
             owners = self.owners(key)
@@ -618,6 +614,15 @@ class Node:
         for target, updates in by_target.items():
             for chunk in _chunks(updates, self.config.max_batch):
                 self._send(out, [target], Push(self.node_id, self._entries(), chunk, ack=True))
+
+    def _window(self, keys: list[str], budget: int, cursor: str) -> list[str]:
+        """The next ``budget`` keys after the saved cursor, wrapping: a bounded round robin."""
+        if not keys:
+            return []
+        start = getattr(self, cursor) % len(keys)
+        batch = keys[start : start + budget]
+        setattr(self, cursor, start + len(batch))
+        return batch
 
     # --- storage of versions ---------------------------------------------------------
     def _load(self, key: str, record: Record) -> None:
