@@ -339,7 +339,11 @@ class Node:
 
     # --- time ------------------------------------------------------------------------
     def flush(self, now: float) -> Output:
-        """Push the client writes accepted since the last flush, batched per peer."""
+        """Push the client writes accepted since the last flush, batched per peer.
+
+        Call it after persisting those writes; one flush per batch of concurrent requests
+        turns N writes into one message per peer.
+        """
         out = Output()
         if not self._urgent:
             return out
@@ -362,7 +366,12 @@ class Node:
         return out
 
     def tick(self, now: float) -> Output:
-        out = self.flush(now)
+        """Heartbeats, rumor rounds, anti-entropy and maintenance that are due by ``now``.
+
+        Client writes are not pushed here but by ``flush``, which the driver calls once the
+        writes are durable (persist, then send).
+        """
+        out = Output()
         c = self.config
         if now >= self._next_probe:
             self._next_probe = now + c.probe_interval_ms / 1000
