@@ -22,7 +22,7 @@ def workload(cluster: Cluster, seconds: float, keys: int, rng: random.Random) ->
         cluster.step()
 
 
-@pytest.mark.parametrize(("n", "seed"), [(3, 1), (3, 2), (10, 3), (10, 4), (100, 5)])
+@pytest.mark.parametrize(("n", "seed"), [(3, 1), (3, 2), (10, 3), (10, 4), (100, 5), (100, 6)])
 def test_random_writes_with_loss_and_a_partition_converge(n: int, seed: int) -> None:
     cluster = Cluster(n, seed, loss=0.1)
     rng = random.Random(seed)
