@@ -1,0 +1,250 @@
+"""One settings object for a live node: flag ``--x-y`` <-> env ``RUMOR_X_Y`` <-> field ``x_y``.
+
+pydantic-settings reads ``RUMOR_*`` variables; the ``rumor node`` command passes the flags
+it was given as keyword arguments, which win over the environment. Every field is checked
+here, once, so a bad value stops the node at start with a message that names the flag and
+the variable instead of failing later inside a loop. ``load_settings`` turns pydantic's
+errors into such messages (``ConfigError``).
+
+Seeds may be written as ``http://a:8001,http://b:8001`` (what a shell or a compose file
+makes easy) or as a JSON list; a seed without a scheme gets ``http://``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import secrets
+import socket
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import psutil
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.node import NodeConfig
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Positive = Annotated[int, Field(ge=1)]
+Durability = Literal["sync", "batch", "memory"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NODE_ID_FILE = "node_id"
+UNSPECIFIED_HOSTS = frozenset({"0.0.0.0", "::", ""})
+SECRET_FIELDS = frozenset({"cluster_secret", "admin_key", "reader_key"})
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message says which flag / variable to fix."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RUMOR_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: Port = 8001
+    node_id: str | None = None
+    data_dir: Path = Path(".rumor/node")
+    durability: Durability = "sync"
+    cluster_secret: str | None = None
+    keys_file: Path | None = None
+    admin_key: str | None = None
+    reader_key: str | None = None
+    broadcast: str = "auto"
+    discovery_port: Port = 7946
+    discovery_interval_ms: Positive = 1000
+    seeds: Annotated[list[str], NoDecode] = []
+    advertise_url: str | None = None
+    sharding: bool = False
+    replicas: Positive = 3
+    fanout: Positive = 3
+    gossip_interval_ms: Positive = 200
+    anti_entropy_interval_ms: Positive = 1000
+    probe_interval_ms: Positive = 1000
+    suspicion_mult: Positive = 3
+    retransmit_mult: Positive = 4
+    max_key_bytes: Positive = 1024
+    max_value_bytes: Positive = 1_048_576
+    allow_faults: bool = False
+    clock_offset_ms: int = 0
+    log_level: LogLevel = "info"
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not value.strip() or any(c.isspace() for c in value):
+            raise ValueError("must be a host name or an IP address, e.g. 127.0.0.2")
+        return value
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_node_id(value)
+        return value
+
+    @field_validator("cluster_secret", "admin_key", "reader_key")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty (leave it unset instead)")
+        return value
+
+    @field_validator("broadcast")
+    @classmethod
+    def _broadcast(cls, value: str) -> str:
+        if value in ("auto", "off"):
+            return value
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            raise ValueError("must be 'auto', 'off' or an IPv4 address") from None
+        return value
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"not a JSON list: {error}") from None
+            else:
+                value = [part for part in (p.strip() for p in text.split(",")) if part]
+        if isinstance(value, list | tuple):
+            return [normalize_base_url(str(url)) for url in value]
+        return value
+
+    @field_validator("advertise_url")
+    @classmethod
+    def _advertise_url(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_base_url(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    def node_config(self) -> NodeConfig:
+        return NodeConfig(
+            fanout=self.fanout,
+            gossip_interval_ms=self.gossip_interval_ms,
+            anti_entropy_interval_ms=self.anti_entropy_interval_ms,
+            probe_interval_ms=self.probe_interval_ms,
+            suspicion_mult=self.suspicion_mult,
+            retransmit_mult=self.retransmit_mult,
+            sharding=self.sharding,
+            replicas=self.replicas,
+            max_key_bytes=self.max_key_bytes,
+        )
+
+    def require_cluster_secret(self) -> str:
+        """The secret, or a ``ConfigError`` that tells the operator how to set one."""
+        if self.cluster_secret is None:
+            raise ConfigError(
+                "no cluster secret: every node of a cluster needs the same one. Set "
+                "--cluster-secret or RUMOR_CLUSTER_SECRET, e.g. to the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return self.cluster_secret
+
+    def advertised_url(self) -> str:
+        """The base URL peers should use: ``advertise_url``, else derived from host/port."""
+        if self.advertise_url is not None:
+            return self.advertise_url
+        host = self.host
+        if host in UNSPECIFIED_HOSTS:
+            host = primary_ipv4() or "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """``Settings`` from the environment and ``overrides`` (flags); ``ConfigError`` if bad.
+
+    ``None`` overrides are dropped, so unset flags fall back to ``RUMOR_*`` variables.
+    """
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as error:
+        raise ConfigError(describe(error)) from None
+
+
+def describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else "?"
+        flag = "--" + field.replace("_", "-")
+        env = "RUMOR_" + field.upper()
+        got = problem.get("input")
+        secret = field in SECRET_FIELDS
+        shown = "" if isinstance(got, dict) or secret else f" (got {got!r})"
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{flag} / {env}: {message}{shown}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def check_node_id(value: str) -> str:
+    if not NODE_ID_PATTERN.fullmatch(value):
+        raise ValueError(
+            "a node id is 1-64 characters from letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def normalize_base_url(url: str) -> str:
+    """``http://host:port`` with no trailing slash; ``host:port`` gets ``http://``."""
+    text = url.strip()
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{url!r}: only http:// and https:// URLs are supported")
+    if not parts.hostname:
+        raise ValueError(f"{url!r}: the URL has no host")
+    try:
+        parts.port  # noqa: B018 - urlsplit validates the port lazily
+    except ValueError:
+        raise ValueError(f"{url!r}: the port must be 0..65535") from None
+    if parts.query or parts.fragment:
+        raise ValueError(f"{url!r}: a base URL has no query or fragment")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def primary_ipv4() -> str | None:
+    """The first IPv4 address of an interface that is up and not loopback, if any."""
+    stats = psutil.net_if_stats()
+    for name, addresses in sorted(psutil.net_if_addrs().items()):
+        if name in stats and not stats[name].isup:
+            continue
+        for address in addresses:
+            if address.family == socket.AF_INET and not address.address.startswith("127."):
+                return str(address.address)
+    return None
+
+
+def load_or_create_node_id(data_dir: Path) -> str:
+    """The node id kept in ``data_dir/node_id``; a new ``node-<8 hex>`` the first time."""
+    path = Path(data_dir) / NODE_ID_FILE
+    if path.exists():
+        stored = path.read_text(encoding="utf-8").strip()
+        try:
+            return check_node_id(stored)
+        except ValueError as error:
+            raise ConfigError(f"{path} holds an invalid node id {stored!r}: {error}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    node_id = "node-" + secrets.token_hex(4)
+    partial = path.with_name(f".{NODE_ID_FILE}.{os.getpid()}.tmp")
+    partial.write_text(node_id + "\n", encoding="utf-8")
+    os.replace(partial, path)  # atomic: a crash never leaves a half-written id
+    return node_id

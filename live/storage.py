@@ -1,0 +1,335 @@
+"""Durable records in SQLite, written by one group-commit thread.
+
+The node keeps its working set in memory (``core.Node``); this module only makes versions
+survive a crash. Callers ``await persist(writes, purges)`` (the ``Output`` of a node step)
+before they send or acknowledge anything, as the core's contract demands.
+
+Group commit. Every ``persist`` appends a job to one queue and wakes the writer thread.
+The writer takes *everything* queued, applies it in one transaction (one fsync), then
+resolves all those callers' futures with ``loop.call_soon_threadsafe``. While it commits,
+new callers queue up for the next transaction, so under load the number of fsyncs stays
+near the disk's rate while throughput grows with concurrency. Jobs commit in the order
+they were queued; within one transaction the last version of a key wins.
+
+Durability modes (``--durability``):
+
+* ``sync``: ``synchronous=FULL``; ``persist`` returns after the transaction is on disk. In
+  WAL mode ``NORMAL`` only syncs at checkpoints, which survives a process crash but not
+  power loss, so it is not enough for an acknowledgement that promises durability.
+* ``batch``: ``synchronous=NORMAL``; ``persist`` returns at once and the writer commits
+  within a few ms. A crash can lose the last moments of acknowledged writes.
+* ``memory``: no file at all; ``persist`` is a no-op and ``load`` returns nothing.
+
+The queue is bounded (``queue_max`` writes + purges): when it is full, ``persist`` waits
+for the writer (backpressure) instead of growing memory, and waiting callers keep their
+order. A failed commit fails its callers and every later ``persist`` (``StorageError``):
+a node whose disk fails must stop acknowledging writes, not pretend.
+
+A lock file keeps two processes from using one data directory. Records are stored as
+msgspec MessagePack of ``core.Record``; ``meta`` holds small strings (node id,
+incarnation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from core.record import Record
+
+DB_FILE = "rumor.sqlite3"
+LOCK_FILE = "LOCK"
+DEFAULT_QUEUE_MAX = 50_000  # writes + purges waiting for the writer before persist waits
+DURABILITIES = ("sync", "batch", "memory")
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, record BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+_UPSERT = "INSERT OR REPLACE INTO records (key, record) VALUES (?, ?)"
+_DELETE = "DELETE FROM records WHERE key = ?"
+
+
+class StorageError(Exception):
+    """The data directory cannot be used, or a commit failed."""
+
+
+@dataclass(slots=True)
+class _Job:
+    writes: list[tuple[str, Record]]
+    purges: list[str]
+    done: asyncio.Future[None] | None  # None: nobody waits (batch mode)
+    loop: asyncio.AbstractEventLoop
+
+
+@dataclass(slots=True)
+class StorageStats:
+    commits: int = 0  # transactions
+    jobs: int = 0  # persist calls committed
+    records_written: int = 0
+    records_purged: int = 0
+    largest_commit_jobs: int = 0
+
+
+class Storage:
+    def __init__(
+        self,
+        durability: str,
+        connection: sqlite3.Connection | None,
+        lock_fd: int | None,
+        queue_max: int = DEFAULT_QUEUE_MAX,
+    ) -> None:
+        self.durability = durability
+        self.stats = StorageStats()
+        self._db = connection
+        self._lock_fd = lock_fd
+        self._queue_max = queue_max
+        self._memory_meta: dict[str, str] = {}
+        self._db_lock = threading.Lock()  # the connection is shared by two threads
+        self._queue_lock = threading.Lock()
+        self._wake = threading.Condition(self._queue_lock)
+        self._jobs: list[_Job] = []
+        self._queued = 0  # writes + purges in self._jobs
+        self._stopping = False
+        self._closed = False
+        self.failed: StorageError | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._admission = asyncio.Lock()
+        self._space = asyncio.Event()
+        self._encoder = msgspec.msgpack.Encoder()
+        self._thread: threading.Thread | None = None
+        if connection is not None:
+            self._thread = threading.Thread(target=self._run, name="rumor-storage", daemon=True)
+            self._thread.start()
+
+    # --- opening ---------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls, data_dir: Path, durability: str, *, queue_max: int = DEFAULT_QUEUE_MAX
+    ) -> Storage:
+        if durability not in DURABILITIES:
+            raise StorageError(f"durability must be one of {DURABILITIES}, not {durability!r}")
+        if queue_max < 1:
+            raise StorageError("queue_max must be >= 1")
+        if durability == "memory":
+            return cls(durability, None, None, queue_max)
+        data_dir = Path(data_dir)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StorageError(f"cannot create data dir {data_dir}: {error}") from None
+        lock_fd = _lock_data_dir(data_dir)
+        try:
+            connection = _connect(data_dir / DB_FILE, durability)
+        except (sqlite3.Error, OSError) as error:
+            os.close(lock_fd)
+            raise StorageError(f"cannot open {data_dir / DB_FILE}: {error}") from None
+        return cls(durability, connection, lock_fd, queue_max)
+
+    # --- reading (at start) ----------------------------------------------------------
+    def load(self) -> list[tuple[str, Record]]:
+        if self._db is None:
+            return []
+        decoder = msgspec.msgpack.Decoder(Record)
+        with self._db_lock:
+            rows = self._db.execute("SELECT key, record FROM records").fetchall()
+        loaded: list[tuple[str, Record]] = []
+        for key, blob in rows:
+            try:
+                loaded.append((key, decoder.decode(blob)))
+            except msgspec.DecodeError as error:
+                raise StorageError(f"stored record for key {key!r} is corrupt: {error}") from None
+        return loaded
+
+    def get_meta(self, name: str) -> str | None:
+        if self._db is None:
+            return self._memory_meta.get(name)
+        with self._db_lock:
+            row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, name: str, value: str) -> None:
+        """Stored at once (its own transaction): used for node id and incarnation."""
+        if self._db is None:
+            self._memory_meta[name] = value
+            return
+        with self._db_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value)
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    # --- writing ---------------------------------------------------------------------
+    async def persist(self, writes: Sequence[tuple[str, Record]], purges: Sequence[str]) -> None:
+        """Durable (sync) or queued (batch) when it returns; a no-op in memory mode."""
+        if self._closed or self._stopping:
+            raise StorageError("storage is closed")
+        if self.failed is not None:
+            raise self.failed
+        if self._db is None or not (writes or purges):
+            return
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # asyncio primitives belong to one loop
+            self._loop, self._admission, self._space = loop, asyncio.Lock(), asyncio.Event()
+        waiter = loop.create_future() if self.durability == "sync" else None
+        job = _Job(list(writes), list(purges), waiter, loop)
+        async with self._admission:  # FIFO: a later caller never overtakes a waiting one
+            while not self._enqueue(job):
+                await self._space.wait()
+        if waiter is not None:
+            await waiter
+
+    def _enqueue(self, job: _Job) -> bool:
+        size = len(job.writes) + len(job.purges)
+        with self._queue_lock:
+            if self._stopping:
+                raise StorageError("storage is closed")
+            if self._queued and self._queued + size > self._queue_max:
+                self._space.clear()  # set again by the writer once it takes the queue
+                return False
+            self._jobs.append(job)
+            self._queued += size
+            self._wake.notify()
+            return True
+
+    async def close(self) -> None:
+        """Commit everything queued, stop the writer, release the data directory."""
+        if self._closed:
+            return
+        self._stop_writer()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+        self._release()
+
+    def close_sync(self) -> None:
+        """``close`` for code that has no running event loop (tests, tools)."""
+        if self._closed:
+            return
+        self._stop_writer()
+        if self._thread is not None:
+            self._thread.join()
+        self._release()
+
+    def _stop_writer(self) -> None:
+        with self._queue_lock:
+            self._stopping = True
+            self._wake.notify()
+
+    def _release(self) -> None:
+        self._closed = True
+        if self._db is not None:
+            with self._db_lock:
+                self._db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = None
+
+    # --- the writer thread -----------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._queue_lock:
+                while not self._jobs and not self._stopping:
+                    self._wake.wait()
+                jobs, self._jobs, self._queued = self._jobs, [], 0
+            if not jobs:
+                return  # stopping, and everything queued is committed
+            for loop in {job.loop for job in jobs}:
+                _call_soon(loop, self._space.set)  # room again: let waiting callers queue
+            error = self._commit(jobs)
+            for loop in {job.loop for job in jobs}:
+                _call_soon(loop, _resolve, [job.done for job in jobs if job.loop is loop], error)
+
+    def _commit(self, jobs: list[_Job]) -> StorageError | None:
+        latest: dict[str, bytes | None] = {}
+        encode = self._encoder.encode
+        for job in jobs:
+            for key, record in job.writes:
+                latest[key] = encode(record)
+            for key in job.purges:
+                latest[key] = None
+        upserts = [(key, blob) for key, blob in latest.items() if blob is not None]
+        deletes = [(key,) for key, blob in latest.items() if blob is None]
+        assert self._db is not None
+        try:
+            with self._db_lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany(_UPSERT, upserts)
+                    self._db.executemany(_DELETE, deletes)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as error:
+            self.failed = StorageError(f"commit failed: {error}")
+            return self.failed
+        self._count(jobs, len(upserts), len(deletes))
+        return None
+
+    def _count(self, jobs: list[_Job], written: int, purged: int) -> None:
+        stats = self.stats
+        stats.commits += 1
+        stats.jobs += len(jobs)
+        stats.records_written += written
+        stats.records_purged += purged
+        stats.largest_commit_jobs = max(stats.largest_commit_jobs, len(jobs))
+
+
+def _resolve(waiters: list[asyncio.Future[None] | None], error: StorageError | None) -> None:
+    for waiter in waiters:
+        if waiter is None or waiter.done():  # batch mode, or the caller was cancelled
+            continue
+        if error is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(StorageError(str(error)))
+
+
+def _call_soon(
+    loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: object
+) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop has nobody left to wake
+        loop.call_soon_threadsafe(callback, *args)
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StorageError(
+            f"data dir {data_dir} is in use by another process (one node per data dir)"
+        ) from None
+    return fd
+
+
+def _connect(path: Path, durability: str) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"WAL mode unavailable (got {mode})")
+        synchronous = "FULL" if durability == "sync" else "NORMAL"
+        connection.execute(f"PRAGMA synchronous={synchronous}")
+        connection.execute("PRAGMA busy_timeout=5000")
+        for statement in _SCHEMA:
+            connection.execute(statement)
+    except BaseException:
+        connection.close()
+        raise
+    return connection

@@ -1,0 +1,210 @@
+"""API keys: random, hashed, role from the stored entry only, compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from starlette.datastructures import Headers
+from typer.testing import CliRunner
+
+from cli.main import app
+from live.auth import (
+    KeysFileError,
+    KeyStore,
+    Role,
+    add_key,
+    generate_key,
+    presented_key,
+    read_keys_file,
+)
+from live.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("RUMOR_"):
+            monkeypatch.delenv(name)
+
+
+def settings(**fields: object) -> Settings:
+    return Settings(**fields)  # type: ignore[arg-type]
+
+
+def test_generated_keys_are_long_and_distinct() -> None:
+    keys = {generate_key() for _ in range(100)}
+    assert len(keys) == 100
+    assert all(len(key) >= 32 for key in keys)  # 24 bytes urlsafe-base64: 192 bits
+
+
+def test_role_comes_from_the_matching_entry(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.json"
+    admin = add_key(keys_file, Role.ADMIN, "ops")
+    reader = add_key(keys_file, "reader", "dashboard")
+    store = KeyStore.from_settings(settings(keys_file=keys_file))
+    assert store.role_for(admin) is Role.ADMIN
+    assert store.role_for(reader) is Role.READER
+    assert len(store) == 2
+
+
+@pytest.mark.parametrize("key", ["", "nope", "x" * 10_000, "xxxxxxxx-admin-2099-12-31"])
+def test_unknown_keys_grant_nothing(tmp_path: Path, key: str) -> None:
+    keys_file = tmp_path / "keys.json"
+    add_key(keys_file, Role.ADMIN)
+    store = KeyStore.from_settings(settings(keys_file=keys_file, reader_key="r" * 32))
+    assert store.role_for(key) is None
+
+
+def test_a_key_shaped_like_the_prototypes_admin_key_grants_nothing() -> None:
+    store = KeyStore.from_settings(settings(admin_key=generate_key()))
+    for key in ["xxxxxxxx-admin-2099-12-31", "abcdef12-admin-2099-12-31", "admin"]:
+        assert store.role_for(key) is None
+        assert store.authenticate({"Authorization": f"Bearer {key}"}) is None
+
+
+def test_environment_keys_are_hashed_at_start() -> None:
+    admin, reader = generate_key(), generate_key()
+    store = KeyStore.from_settings(settings(admin_key=admin, reader_key=reader))
+    assert store.role_for(admin) is Role.ADMIN
+    assert store.role_for(reader) is Role.READER
+    held = [digest.hex() for digest, _ in store._hashes]
+    assert held == [
+        hashlib.sha256(admin.encode()).hexdigest(),
+        hashlib.sha256(reader.encode()).hexdigest(),
+    ]
+
+
+def test_a_store_without_keys_accepts_nobody() -> None:
+    store = KeyStore.from_settings(settings())
+    assert len(store) == 0
+    assert store.role_for("anything") is None
+
+
+def test_accepted_keys_are_cached_but_unknown_ones_are_not() -> None:
+    admin = generate_key()
+    store = KeyStore.from_settings(settings(admin_key=admin))
+    for i in range(1000):
+        store.role_for(f"junk-{i}")
+    assert store.role_for(admin) is Role.ADMIN
+    assert store.role_for(admin) is Role.ADMIN
+    assert list(store._cache) == [admin]
+
+
+def test_the_keys_file_holds_no_plaintext_and_is_private(tmp_path: Path) -> None:
+    keys_file = tmp_path / "deep" / "keys.json"
+    key = add_key(keys_file, Role.ADMIN, "ops")
+    text = keys_file.read_text()
+    assert key not in text
+    assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+    (entry,) = json.loads(text)["keys"]
+    assert entry["name"] == "ops" and entry["role"] == "admin"
+    assert entry["sha256"] == hashlib.sha256(key.encode()).hexdigest()
+    assert entry["created"].endswith("+00:00")
+
+
+def test_adding_to_a_world_readable_file_makes_it_private(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text('{"keys": []}')
+    keys_file.chmod(0o644)
+    add_key(keys_file, Role.READER)
+    assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+    assert [entry.name for entry in read_keys_file(keys_file)] == ["reader-1"]
+
+
+def test_duplicate_names_are_refused(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.json"
+    add_key(keys_file, Role.ADMIN, "ops")
+    with pytest.raises(KeysFileError, match="already has a key named 'ops'"):
+        add_key(keys_file, Role.READER, "ops")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "not JSON"),
+        ('{"keys": {}}', "must hold"),
+        ('{"keys": [{"role": "root", "sha256": "' + "0" * 64 + '"}]}', "role must be"),
+        ('{"keys": [{"role": "admin", "sha256": "xyz"}]}', "sha256 must be"),
+        ('{"keys": [1]}', "must be an object"),
+    ],
+)
+def test_malformed_keys_files_are_refused_clearly(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text(content)
+    with pytest.raises(KeysFileError, match=message):
+        KeyStore.from_settings(settings(keys_file=keys_file))
+
+
+def test_a_missing_keys_file_says_how_to_create_one(tmp_path: Path) -> None:
+    with pytest.raises(KeysFileError, match="rumor apikey create"):
+        KeyStore.from_settings(settings(keys_file=tmp_path / "absent.json"))
+
+
+# --- headers -------------------------------------------------------------------------
+KEY = "k3y-Value_1"
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Authorization": f"Bearer {KEY}"}, KEY),
+        ({"authorization": f"bearer {KEY}"}, KEY),
+        ({"Authorization": f"  Bearer   {KEY} "}, KEY),
+        ({"X-API-Key": KEY}, KEY),
+        ({"x-api-key": f" {KEY} "}, KEY),
+        ({}, None),
+        ({"X-API-Key": ""}, None),
+        ({"Authorization": "Bearer"}, None),
+        ({"Authorization": "Bearer "}, None),
+        ({"Authorization": f"Basic {KEY}"}, None),
+        ({"Authorization": KEY}, None),
+        ({"Authorization": f"Bearer {KEY} extra"}, None),
+        ({"Authorization": "Basic x", "X-API-Key": KEY}, None),  # malformed wins: no guess
+        ({"Authorization": f"Bearer {KEY}", "X-API-Key": "other"}, KEY),
+    ],
+)
+def test_presented_key_from_headers(headers: dict[str, str], expected: str | None) -> None:
+    assert presented_key(headers) == expected
+    assert presented_key(Headers(headers=headers)) == expected
+    raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    assert presented_key(raw) == expected
+
+
+def test_authenticate_reads_either_header() -> None:
+    admin, reader = generate_key(), generate_key()
+    store = KeyStore.from_settings(settings(admin_key=admin, reader_key=reader))
+    assert store.authenticate(Headers({"authorization": f"Bearer {admin}"})) is Role.ADMIN
+    assert store.authenticate(Headers({"x-api-key": reader})) is Role.READER
+    assert store.authenticate(Headers({"x-api-key": admin + "x"})) is None
+    assert store.authenticate(Headers({})) is None
+
+
+def test_only_admins_write() -> None:
+    assert Role.ADMIN.allows_writes()
+    assert not Role.READER.allows_writes()
+
+
+# --- the CLI -------------------------------------------------------------------------
+def test_cli_prints_the_key_once_and_stores_its_hash(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.json"
+    args = ["apikey", "create", "--role", "reader", "--keys-file", str(keys_file), "--name", "r"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    key = result.stdout.strip()
+    assert KeyStore.from_settings(settings(keys_file=keys_file)).role_for(key) is Role.READER
+    assert key not in keys_file.read_text()
+
+
+def test_cli_refuses_an_unknown_role(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.json"
+    args = ["apikey", "create", "--role", "root", "--keys-file", str(keys_file)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0
+    assert not keys_file.exists()

@@ -1,0 +1,252 @@
+"""SQLite storage: round trips, purges, group commit, and no acknowledged write lost."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from core.record import Record
+from live.storage import Storage, StorageError
+
+
+def record(value: bytes, counter: int = 1, origin: str = "n1", tombstone: bool = False) -> Record:
+    return Record(value, "text/plain", {origin: counter}, 1000 + counter, origin, tombstone)
+
+
+def test_records_survive_close_and_reopen(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        storage = Storage.open(tmp_path, "sync")
+        await storage.persist([("a", record(b"1")), ("b", record(b"2", tombstone=True))], [])
+        await storage.persist([("a", record(b"3", counter=2))], [])
+        await storage.close()
+
+    asyncio.run(scenario())
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        assert dict(storage.load()) == {
+            "a": record(b"3", counter=2),
+            "b": record(b"2", tombstone=True),
+        }
+    finally:
+        storage.close_sync()
+
+
+def test_purges_delete_records(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        storage = Storage.open(tmp_path, "sync")
+        await storage.persist([("a", record(b"1")), ("b", record(b"2"))], [])
+        await storage.persist([], ["a", "never-written"])
+        await storage.close()
+
+    asyncio.run(scenario())
+    storage = Storage.open(tmp_path, "batch")
+    try:
+        assert [key for key, _ in storage.load()] == ["b"]
+    finally:
+        storage.close_sync()
+
+
+def test_batch_mode_commits_without_waiting_and_close_flushes(tmp_path: Path) -> None:
+    async def scenario() -> Storage:
+        storage = Storage.open(tmp_path, "batch")
+        for i in range(200):
+            await storage.persist([(f"k{i}", record(b"v"))], [])
+        await storage.close()
+        return storage
+
+    stats = asyncio.run(scenario()).stats
+    assert stats.jobs == 200
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        assert len(storage.load()) == 200
+    finally:
+        storage.close_sync()
+
+
+def test_batch_mode_commits_within_a_few_ms(tmp_path: Path) -> None:
+    async def scenario() -> float:
+        storage = Storage.open(tmp_path, "batch")
+        await storage.persist([("k", record(b"v"))], [])
+        deadline = time.monotonic() + 2.0
+        started = time.monotonic()
+        while storage.stats.commits == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        elapsed = time.monotonic() - started
+        await storage.close()
+        return elapsed
+
+    assert asyncio.run(scenario()) < 0.5  # generous: the machine is shared
+
+
+def test_concurrent_persists_share_few_transactions(tmp_path: Path) -> None:
+    async def scenario() -> Storage:
+        storage = Storage.open(tmp_path, "sync")
+        await asyncio.gather(*(storage.persist([(f"k{i}", record(b"v"))], []) for i in range(500)))
+        await storage.close()
+        return storage
+
+    stats = asyncio.run(scenario()).stats
+    assert stats.jobs == 500
+    assert stats.records_written == 500
+    assert stats.commits <= 50  # one fsync per batch, not per caller
+    assert stats.largest_commit_jobs >= 10
+
+
+def test_last_version_of_a_key_wins_within_one_commit(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        storage = Storage.open(tmp_path, "sync")
+        await asyncio.gather(
+            *(storage.persist([("k", record(b"%d" % i, counter=i))], []) for i in range(1, 100))
+        )
+        await storage.persist([("gone", record(b"x"))], [])
+        await asyncio.gather(
+            storage.persist([], ["gone"]), storage.persist([("gone", record(b"y", 2))], [])
+        )
+        await storage.close()
+
+    asyncio.run(scenario())
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        loaded = dict(storage.load())
+        assert loaded["k"] == record(b"99", counter=99)
+        assert loaded["gone"] == record(b"y", 2)
+    finally:
+        storage.close_sync()
+
+
+def test_full_queue_makes_callers_wait_in_order(tmp_path: Path) -> None:
+    async def scenario() -> Storage:
+        storage = Storage.open(tmp_path, "batch", queue_max=4)
+        for i in range(300):
+            await storage.persist([("k", record(b"%d" % i, counter=i + 1))], [])
+        await storage.close()
+        return storage
+
+    assert asyncio.run(scenario()).stats.jobs == 300
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        assert storage.load() == [("k", record(b"299", counter=300))]
+    finally:
+        storage.close_sync()
+
+
+def test_meta_survives_reopen(tmp_path: Path) -> None:
+    storage = Storage.open(tmp_path, "sync")
+    assert storage.get_meta("incarnation") is None
+    storage.set_meta("incarnation", "1")
+    storage.set_meta("incarnation", "2")
+    storage.set_meta("node_id", "n7")
+    storage.close_sync()
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        assert storage.get_meta("incarnation") == "2"
+        assert storage.get_meta("node_id") == "n7"
+    finally:
+        storage.close_sync()
+
+
+def test_memory_mode_touches_no_disk(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        storage = Storage.open(tmp_path / "data", "memory")
+        await storage.persist([("a", record(b"1"))], [])
+        storage.set_meta("incarnation", "3")
+        assert storage.get_meta("incarnation") == "3"
+        assert storage.load() == []
+        await storage.close()
+
+    asyncio.run(scenario())
+    assert not (tmp_path / "data").exists()
+
+
+def test_one_data_dir_serves_one_process(tmp_path: Path) -> None:
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        with pytest.raises(StorageError, match="in use"):
+            Storage.open(tmp_path, "sync")
+    finally:
+        storage.close_sync()
+    Storage.open(tmp_path, "sync").close_sync()
+
+
+def test_persist_after_close_fails(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        storage = Storage.open(tmp_path, "sync")
+        await storage.close()
+        with pytest.raises(StorageError, match="closed"):
+            await storage.persist([("a", record(b"1"))], [])
+
+    asyncio.run(scenario())
+
+
+def test_unknown_durability_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="durability"):
+        Storage.open(tmp_path, "fsync-sometimes")
+
+
+WRITER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from core.record import Record
+    from live.storage import Storage
+
+    async def main() -> None:
+        storage = Storage.open(Path(sys.argv[1]), "sync")
+
+        async def write(i: int) -> None:
+            key = f"k{i}"
+            await storage.persist([(key, Record(key.encode(), "text/plain", {"n1": i}, i, "n1"))], [])
+            sys.stdout.write(key + "\\n")
+            sys.stdout.flush()
+
+        i = 0
+        while True:  # until SIGKILL
+            await asyncio.gather(*(write(i + j) for j in range(16)))
+            i += 16
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_sigkill_loses_no_acknowledged_sync_write(tmp_path: Path) -> None:
+    data_dir = tmp_path / "node"
+    acknowledged: list[str] = []
+    child = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(data_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert child.stdout is not None
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < 1000 and time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if not line:
+                break
+            acknowledged.append(line.strip())
+        os.kill(child.pid, signal.SIGKILL)  # right after the acks, mid-stream of writes
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+        assert child.stdout is not None
+        acknowledged.extend(line.strip() for line in child.stdout.read().splitlines())
+        child.stdout.close()
+    assert len(acknowledged) >= 1000, "the writer did not acknowledge enough writes"
+    storage = Storage.open(data_dir, "sync")
+    try:
+        stored = dict(storage.load())
+    finally:
+        storage.close_sync()
+    missing = [key for key in acknowledged if key not in stored]
+    assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
+    assert all(stored[key].value == key.encode() for key in acknowledged)
