@@ -12,3 +12,6 @@ app = typer.Typer(
 )
 
 # Command modules register themselves on ``app``; keep one line per module.
+# ruff: noqa: E402, F401, I001
+import cli.apikey
+from cli import sim_cmd

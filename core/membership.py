@@ -101,6 +101,7 @@ class Membership:
             self_id: Member(self_id, address, incarnation, 0, State.ALIVE, now, now)
         }
         self._peers: list[str] | None = None  # cache of alive + suspect peers
+        self._others: list[Member] | None = None  # cache of every member but self
         self.transitions: list[Transition] = []  # drained by the node for events/metrics
         self.epoch = 0  # bumped whenever the set of non-left members changes
 
@@ -148,8 +149,10 @@ class Membership:
         return list(peers) if len(peers) <= k else rng.sample(peers, k)
 
     def gossip_entries(self, rng: random.Random, k: int) -> list[MemberEntry]:
-        """The sender's own entry first, then up to ``k`` others (not those that left)."""
-        others = [m for m in self._members.values() if m.id != self.self_id]
+        """The sender's own entry first, then up to ``k`` others."""
+        if self._others is None:
+            self._others = [m for m in self._members.values() if m.id != self.self_id]
+        others = self._others
         chosen = others if len(others) <= k else rng.sample(others, k)
         return [self.me.entry(), *(m.entry() for m in chosen)]
 
@@ -243,6 +246,7 @@ class Membership:
 
     def _changed(self) -> None:
         self._peers = None
+        self._others = None
         self.epoch += 1
 
 

@@ -57,7 +57,7 @@ from core.messages import (
 )
 from core.record import Discarded, Record, discarded_from, version_of
 from core.ring import DEFAULT_VNODES, Ring
-from core.vclock import descends, increment
+from core.vclock import advance, descends
 from core.vclock import merge as merge_clocks
 
 TOMBSTONE_CONTENT_TYPE = "application/x-rumor-tombstone"
@@ -170,7 +170,9 @@ class Node:
         incarnation: int = 0,
         membership: StaticMembership | None = None,
         records: Iterable[tuple[str, Record]] = (),
+        ring: Ring | None = None,
     ) -> None:
+        """``ring``: a fixed ring shared by many nodes (with ``StaticMembership`` only)."""
         self.node_id = node_id
         self.config = config or NodeConfig()
         self.rng = rng
@@ -197,7 +199,9 @@ class Node:
         self._session = 0
         self._tombstone_cursor = 0
         self._handoff_cursor = 0
-        self._ring: tuple[int, Ring] | None = None
+        if ring is not None and not isinstance(membership, StaticMembership):
+            raise ValueError("a shared ring needs a static membership")
+        self._ring: tuple[int, Ring] | None = (0, ring) if ring is not None else None
         self._scoped: dict[str, tuple[int, Digest]] = {}
         self._dead_probe = 0
         for key, record in records:
@@ -328,9 +332,11 @@ class Node:
             floor = max(floor, context.hlc)
         # The new HLC exceeds everything this version descends from (see core.merge).
         self._hlc = hlc.send(max(self._hlc, floor), int(now * 1000))
-        return Record(
-            value, content_type, increment(clock, self.node_id), self._hlc, self.node_id, tombstone
-        )
+        # Our clock entry becomes the write's HLC rather than a +1 counter: HLCs never
+        # repeat, so a key re-created after its tombstone was purged, or written by a node
+        # that lost its memory, can never reuse an entry that an older version carries.
+        clock = advance(clock, self.node_id, self._hlc)
+        return Record(value, content_type, clock, self._hlc, self.node_id, tombstone)
 
     def _write_local(self, key: str, record: Record) -> Output:
         self._store(key, record)
@@ -545,7 +551,8 @@ class Node:
             current = self.records.get(item.key)
             if current is None:
                 continue
-            if current.tombstone and (item.hlc, item.origin) == version_of(current):
+            # A peer holding the tombstone or anything newer can no longer resurrect the key.
+            if current.tombstone and (item.hlc, item.origin) >= version_of(current):
                 holders = self._holders.setdefault(item.key, {self.node_id})
                 holders.add(sender)
                 holders.update(item.holders or ())
@@ -594,7 +601,7 @@ class Node:
                 self.counters.tombstones_purged += 1
                 continue
             # Ask the live members not yet known to hold it; their acks fill ``holders``.
-            for member in required - holders:
+            for member in sorted(required - holders):
                 if self.membership.is_alive(member):
                     confirm.setdefault(member, []).append(self._update(key, self.records[key]))
         for target, updates in confirm.items():

@@ -68,6 +68,18 @@ def increment(clock: Mapping[str, int], node: str) -> VClock:
     return bumped
 
 
+def advance(clock: Mapping[str, int], node: str, counter: int) -> VClock:
+    """Set ``node``'s entry to ``counter``, or one more than it has if that is larger.
+
+    Writers use their HLC as the counter: unique and increasing for ever, even across
+    restarts and purged history, where a +1 counter could be reused.
+    """
+    bumped = dict(clock)
+    current = bumped.get(node, 0)
+    bumped[node] = counter if counter > current else current + 1
+    return bumped
+
+
 def to_pairs(clock: Mapping[str, int]) -> list[tuple[str, int]]:
     """Compact, canonical form: sorted (node, counter) pairs, zeros dropped."""
     return sorted((node, count) for node, count in clock.items() if count)

@@ -1,0 +1,170 @@
+"""``rumor sim``: run simulated scenarios, sweeps and the dissemination experiment.
+
+Exit codes: 0 done (and, for ``run``, converged); 2 bad scenario or arguments; 3 the run
+did not converge (so scripts and make targets notice). The same scenario and seed give
+the same trace on every run, whatever the process's string hash salt.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cli.main import app
+from sim import dissemination
+from sim.engine import Simulation
+from sim.report import verdict, write_run_report
+from sim.scenario import ScenarioError, load_scenario
+from sim.sweep import DEFAULT_METRICS, parse_params, run_sweep, write_sweep_report
+
+sim_app = typer.Typer(help="Simulate a RumorDB cluster (SimPy + NetworkX over the real core).")
+app.add_typer(sim_app, name="sim")
+
+_err = Console(stderr=True)
+
+ScenarioArg = Annotated[
+    Path, typer.Argument(help="Scenario TOML file.", exists=True, dir_okay=False)
+]
+
+
+def _command() -> str:
+    return "rumor " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["sim"] else ""
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@sim_app.command("run")
+def run(
+    scenario: ScenarioArg,
+    out: Annotated[Path | None, typer.Option(help="Report directory.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
+    trace: Annotated[
+        Path | None, typer.Option(help="Also write the event trace (text) to this file.")
+    ] = None,
+) -> None:
+    """Run one scenario; write metrics.json, PNG plots and report.md."""
+    try:
+        spec = load_scenario(scenario, seed=seed)
+    except ScenarioError as exc:
+        _fail(str(exc))
+        return
+    out_dir = out or Path("sim-out") / scenario.stem
+    trace_file = trace.open("w", encoding="utf-8") if trace else None
+    try:
+        metrics = _run_with_progress(spec.duration_s, Simulation(spec, trace_file))
+    finally:
+        if trace_file is not None:
+            trace_file.close()
+    write_run_report(metrics, out_dir, _command())
+    typer.echo(verdict(metrics))
+    typer.echo(
+        f"{metrics['messages_sent']} messages, {metrics['bytes_sent']} bytes; "
+        f"wall time {metrics['wall_time_s']:.2f} s; trace {metrics['trace_hash']}"
+    )
+    typer.echo(f"report: {out_dir / 'report.md'}")
+    if not metrics["converged"]:
+        raise typer.Exit(3)
+
+
+def _run_with_progress(duration_s: float, simulation: Simulation) -> dict[str, Any]:
+    columns = (
+        TextColumn("[bold]simulating"),
+        BarColumn(),
+        TextColumn("t = {task.completed:.1f} / {task.total:.1f} s"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=_err, transient=True) as progress:
+        task = progress.add_task("sim", total=duration_s)
+        return simulation.run(lambda now: progress.update(task, completed=now))
+
+
+@sim_app.command("sweep")
+def sweep(
+    scenario: ScenarioArg,
+    param: Annotated[
+        list[str], typer.Option(help="NAME=V1,V2,... (repeatable), e.g. gossip.fanout=1,2,3")
+    ],
+    out: Annotated[Path | None, typer.Option(help="Report directory.")] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 2,
+    seeds: Annotated[int, typer.Option(min=1, help="Runs per point (seeds seed..seed+K-1).")] = 1,
+    seed: Annotated[int | None, typer.Option(help="First seed (default: the file's).")] = None,
+    metric: Annotated[list[str] | None, typer.Option(help="Metric to plot (repeatable).")] = None,
+) -> None:
+    """Run a grid of parameter values in parallel; plot metrics against the parameter."""
+    try:
+        params = parse_params(param)
+        base = load_scenario(scenario, seed=seed)
+    except ScenarioError as exc:
+        _fail(str(exc))
+        return
+    seed_list = list(range(base.seed, base.seed + seeds))
+    total = len(seed_list) * _grid_size(params)
+    out_dir = out or Path("sim-out") / f"{scenario.stem}-sweep"
+    columns = (TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=_err, transient=True) as progress:
+            task = progress.add_task("sweep", total=total)
+            rows = run_sweep(scenario, params, seed_list, jobs, lambda _row: progress.advance(task))
+    except ScenarioError as exc:
+        _fail(str(exc))
+        return
+    metrics = metric or list(DEFAULT_METRICS)
+    write_sweep_report(rows, params, metrics, out_dir, _command(), base.description)
+    not_converged = [r for r in rows if not r["metrics"].get("converged")]
+    typer.echo(f"{len(rows)} runs; {len(rows) - len(not_converged)} converged")
+    for row in not_converged:
+        typer.echo(f"NOT converged: {row['params']} seed {row['seed']}")
+    typer.echo(f"report: {out_dir / 'report.md'}")
+
+
+def _grid_size(params: dict[str, list[Any]]) -> int:
+    size = 1
+    for values in params.values():
+        size *= len(values)
+    return size
+
+
+@sim_app.command("dissemination")
+def dissemination_cmd(
+    scenario: ScenarioArg,
+    nodes: Annotated[str, typer.Option(help="Cluster sizes, comma separated.")] = (
+        "100,300,1000,3000,10000"
+    ),
+    seeds: Annotated[int, typer.Option(min=1, help="Runs per size and limit.")] = 3,
+    out: Annotated[Path | None, typer.Option(help="Report directory.")] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 2,
+) -> None:
+    """Measure rounds for one update to reach N nodes against log2 N + ln N."""
+    try:
+        sizes = [int(n) for n in nodes.split(",") if n.strip()]
+        base = load_scenario(scenario)
+    except (ValueError, ScenarioError) as exc:
+        _fail(f"--nodes or scenario: {exc}")
+        return
+    if not sizes or min(sizes) < 2:
+        _fail("--nodes: give sizes >= 2")
+    out_dir = out or Path("sim-out") / "dissemination"
+    seed_list = list(range(base.seed, base.seed + seeds))
+    columns = (TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=_err, transient=True) as progress:
+            task = progress.add_task("runs", total=len(sizes) * len(seed_list) * 2)
+            rows = dissemination.run_experiment(
+                scenario, sizes, seed_list, jobs, lambda _row: progress.advance(task)
+            )
+    except (ValueError, ScenarioError) as exc:
+        _fail(str(exc))
+        return
+    dissemination.write_report(rows, out_dir, _command())
+    ok, text = dissemination.verdict(dissemination.summarise(rows))
+    typer.echo(text if ok else f"NOT as predicted: {text}")
+    typer.echo(f"report: {out_dir / 'report.md'}")

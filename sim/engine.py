@@ -1,0 +1,528 @@
+"""The SimPy engine: real ``core.Node`` objects on a simulated network, under one clock.
+
+Theory of operation. Each node is a ``SimNode``: the core node, its clock, whether it is
+up, and its "disk" (the writes and purges it was told to persist). One SimPy process
+per node sleeps until the node's ``next_deadline`` and calls ``tick``; a client
+operation calls ``put``/``delete`` then ``flush``; a delivered message calls ``receive``.
+Whatever the core returns is carried out as the live runner does: persist (the disk
+dict), then send. Sending asks the ``Network`` for the message's fate and delay and
+schedules the delivery as a bare SimPy timeout with a callback (no process per message:
+a 10 000-node run carries hundreds of thousands of them).
+
+Determinism: every random draw comes from a ``random.Random`` seeded from the scenario
+seed and a fixed name (per node, network, workload, churn); SimPy runs simultaneous
+events in scheduling order; the messages of one output are sent in destination order;
+nothing iterates a set of strings. Every send, drop, delivery-time, client operation and
+fault is folded into a BLAKE2b hash (the *trace hash*): same scenario and seed, same hash.
+
+The ``Convergence`` checker is told of every stored version, so metrics are exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from operator import itemgetter
+from pathlib import Path
+from typing import IO, Any
+
+import simpy
+
+from core import Node, NodeConfig, Output, Record, Ring, StaticMembership, WriteResult, WriteStatus
+from core.errors import DecodeError
+from sim.checks import Convergence, divergent_keys
+from sim.clock import NodeClock
+from sim.metrics import collect
+from sim.network import Fate, Network
+from sim.scenario import FaultSpec, Scenario
+from sim.workload import Op, operations, value_for
+
+MAX_EVENTS = 10_000  # fault and churn events kept for the report
+
+Event = Any  # what a SimPy process yields and callbacks receive
+Process = Generator[simpy.Event, Any, None]
+
+
+@dataclass(slots=True)
+class SimNode:
+    id: str
+    node: Node
+    clock: NodeClock
+    up: bool = True
+    incarnation: int = 0
+    disk: dict[str, Record] = field(default_factory=dict)
+    process: simpy.Process | None = None
+    restarted: simpy.Event | None = None
+    pending_state: str = "keep"  # how the current crash treats memory and disk
+    wiped: bool = False  # crashed with its disk: holds nothing until rebuilt
+    purged: dict[str, Record] = field(default_factory=dict)  # tombstones it dropped, by key
+
+
+@dataclass(slots=True)
+class Traffic:
+    messages_sent: int = 0
+    bytes_sent: int = 0
+    delivered: int = 0
+    lost: int = 0
+    partitioned: int = 0
+    unreachable: int = 0
+    to_down_node: int = 0
+    decode_errors: int = 0
+    persisted_writes: int = 0
+    persisted_purges: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class Series:
+    """One row per sample interval: the convergence and traffic curves."""
+
+    t_s: list[float] = field(default_factory=list)
+    min_fraction: list[float] = field(default_factory=list)
+    mean_fraction: list[float] = field(default_factory=list)
+    keys_complete: list[float] = field(default_factory=list)
+    nodes_current: list[float] = field(default_factory=list)
+    messages: list[int] = field(default_factory=list)
+    bytes: list[int] = field(default_factory=list)
+    up_nodes: list[int] = field(default_factory=list)
+
+
+class Simulation:
+    def __init__(self, scenario: Scenario, trace_out: IO[str] | None = None) -> None:
+        self.scenario = s = scenario
+        self.env = simpy.Environment()
+        self.ids = s.node_ids
+        seed = s.seed
+        self.network = Network(
+            s.network, self.ids, random.Random(f"{seed}:network"), Path(s.base_dir)
+        )
+        self.config = NodeConfig(
+            fanout=s.gossip.fanout,
+            gossip_interval_ms=s.gossip.interval_ms,
+            anti_entropy_interval_ms=s.gossip.anti_entropy_interval_ms,
+            probe_interval_ms=s.gossip.probe_interval_ms,
+            suspicion_mult=s.gossip.suspicion_mult,
+            retransmit_mult=s.gossip.retransmit_mult,
+            max_batch=s.gossip.max_batch,
+            sharding=s.cluster.sharding,
+            replicas=s.cluster.replicas,
+            jitter_timers=s.gossip.jitter_timers,
+        )
+        self._index = {node_id: i for i, node_id in enumerate(self.ids)}
+        self._ids_tuple = tuple(self.ids)
+        self.ring = Ring(self.ids, self.config.vnodes) if s.cluster.sharding else None
+        self.traffic = Traffic()
+        self.series = Series()
+        self._trace = hashlib.blake2b(digest_size=16)
+        self._trace_out = trace_out
+        self._workload_rng = random.Random(f"{seed}:workload")
+        self._churn_rng = random.Random(f"{seed}:churn")
+        self._clocks = self._initial_clocks()
+        self.nodes: dict[str, SimNode] = {}
+        for node_id in self.ids:
+            clock = self._clocks[node_id]
+            self.nodes[node_id] = SimNode(node_id, self._new_node(node_id, 0, clock, ()), clock)
+        self.checker = Convergence(self.ids, self._records_of, self._owners_fn())
+        self.last_disturbance_s = 0.0
+        self.events: list[dict[str, Any]] = []  # faults and churn, for the plots
+        self.failed_ops = 0
+        self.noop_deletes = 0
+        self._sample_messages = 0
+        self._sample_bytes = 0
+        self._in_flight = 0
+        self._stop = self.env.event()
+        self._workload_done = False
+        self._faults_done = False
+        self._progress: Callable[[float], None] | None = None
+
+    # --- building nodes ----------------------------------------------------------------
+    def _initial_clocks(self) -> dict[str, NodeClock]:
+        clocks = self.scenario.clocks
+        n = len(self.ids)
+        found: dict[str, NodeClock] = {}
+        for i, node_id in enumerate(self.ids):
+            spread = (2.0 * i / (n - 1) - 1.0) if n > 1 else 0.0  # -1 .. +1 across nodes
+            clock = NodeClock()
+            clock.set(0.0, spread * clocks.skew_ms / 1000, spread * clocks.drift_ppm / 1e6)
+            found[node_id] = clock
+        return found
+
+    def _new_node(
+        self,
+        node_id: str,
+        incarnation: int,
+        clock: NodeClock,
+        records: Iterable[tuple[str, Record]],
+    ) -> Node:
+        now = clock.now(self.env.now)
+        static = self.scenario.cluster.membership == "static"
+        membership = StaticMembership(node_id, self._ids_tuple, self._index) if static else None
+        node = Node(
+            node_id,
+            node_id,
+            rng=random.Random(f"{self.scenario.seed}:node:{node_id}:{incarnation}"),
+            now=now,
+            config=self.config,
+            incarnation=incarnation,
+            membership=membership,
+            records=records,
+            ring=self.ring if static else None,  # one shared ring, not N identical ones
+        )
+        if not static:
+            for other in self.ids:  # what discovery does on a LAN: everyone hears everyone
+                if other != node_id:
+                    node.join(other, other, 0, now)
+        return node
+
+    def _records_of(self, node_id: str) -> dict[str, Record]:
+        sim_node = self.nodes[node_id]
+        return {} if sim_node.wiped else sim_node.node.records
+
+    def _owners_fn(self) -> Callable[[str], list[str]] | None:
+        ring = self.ring
+        if ring is None:
+            return None
+        replicas = self.scenario.cluster.replicas
+        return lambda key: ring.owners(key, replicas)
+
+    # --- running -----------------------------------------------------------------------
+    def run(self, progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+        """Run to ``duration_s`` (or to convergence, if asked); returns the metrics."""
+        started = time.perf_counter()
+        self._progress = progress
+        env = self.env
+        for sim_node in self.nodes.values():
+            sim_node.process = env.process(self._node_loop(sim_node))
+        env.process(self._workload())
+        env.process(self._faults())
+        if self.scenario.churn.interval_s > 0:
+            env.process(self._churn())
+        env.process(self._sampler())
+        env.timeout(self.scenario.duration_s).callbacks.append(self._finish)
+        env.run(until=self._stop)
+        self._take_sample()
+        return self._metrics(time.perf_counter() - started)
+
+    def _finish(self, _event: Event) -> None:
+        if not self._stop.triggered:
+            self._stop.succeed()
+
+    def _node_loop(self, sim_node: SimNode) -> Process:
+        env = self.env
+        while True:
+            if not sim_node.up:
+                sim_node.restarted = env.event()
+                with contextlib.suppress(simpy.Interrupt):
+                    yield sim_node.restarted
+                continue
+            node = sim_node.node
+            deadline = node.next_deadline()
+            wake = sim_node.clock.true_time(deadline)
+            try:
+                yield env.timeout(wake - env.now if wake > env.now else 0.0)
+            except simpy.Interrupt:
+                continue  # crashed, or its clock changed: look again
+            now = sim_node.clock.now(env.now, deadline)
+            self._emit(sim_node, node.tick(now))
+
+    # --- carrying out outputs ----------------------------------------------------------
+    def _emit(self, sim_node: SimNode, out: Output) -> None:
+        """Persist, then send: the order the core's contract asks for."""
+        if out.writes or out.purges:
+            self._persist(sim_node, out)
+        messages = out.messages
+        if messages:
+            if len(messages) > 1:
+                messages = sorted(messages, key=itemgetter(0))
+            src = sim_node.id
+            for dst, data in messages:
+                self._transmit(src, dst, data)
+        if self.checker.incomplete == 0 and self._workload_done and self._faults_done:
+            self._maybe_stop()
+
+    def _persist(self, sim_node: SimNode, out: Output) -> None:
+        now, disk, checker = self.env.now, sim_node.disk, self.checker
+        purged = sim_node.purged
+        for key, record in out.writes:
+            disk[key] = record
+            purged.pop(key, None)
+            checker.stored(sim_node.id, key, record, now)
+        for key in out.purges:
+            dropped = disk.pop(key, None)
+            if dropped is not None and dropped.tombstone:
+                purged[key] = dropped
+            checker.purged(sim_node.id, key, now)
+        self.traffic.persisted_writes += len(out.writes)
+        self.traffic.persisted_purges += len(out.purges)
+
+    def _transmit(self, src: str, dst: str, data: bytes) -> None:
+        traffic = self.traffic
+        size = len(data)
+        traffic.messages_sent += 1
+        traffic.bytes_sent += size
+        traffic.by_kind[_kind_of(data)] += 1
+        self._sample_messages += 1
+        self._sample_bytes += size
+        fate, delay_s = self.network.fate(src, dst)
+        self._record(f"send {src} {dst} {size} {fate.value} {delay_s!r}", data)
+        if fate is Fate.DELIVERED:
+            self._in_flight += 1
+            self.env.timeout(delay_s).callbacks.append(partial(self._deliver, dst, data))
+        elif fate is Fate.LOST:
+            traffic.lost += 1
+        elif fate is Fate.PARTITIONED:
+            traffic.partitioned += 1
+        else:
+            traffic.unreachable += 1
+
+    def _deliver(self, dst: str, data: bytes, _event: Event) -> None:
+        self._in_flight -= 1
+        sim_node = self.nodes[dst]
+        if not sim_node.up:
+            self.traffic.to_down_node += 1
+            return
+        self.traffic.delivered += 1
+        now = sim_node.clock.now(self.env.now)
+        try:
+            out = sim_node.node.receive(data, now)
+        except DecodeError:
+            self.traffic.decode_errors += 1
+            return
+        self._emit(sim_node, out)
+
+    def _record(self, line: str, data: bytes = b"") -> None:
+        text = f"{self.env.now!r} {line}\n"
+        self._trace.update(text.encode())
+        if data:
+            self._trace.update(data)
+        if self._trace_out is not None:
+            self._trace_out.write(text)
+
+    def _maybe_stop(self) -> None:
+        if not self.scenario.stop_when_converged or self._stop.triggered:
+            return
+        churn = self.scenario.churn
+        if churn.interval_s > 0 and self.env.now < (churn.stop_s or self.scenario.duration_s):
+            return  # more crashes are coming
+        self._stop.succeed()
+
+    # --- the workload --------------------------------------------------------------------
+    def _workload(self) -> Process:
+        s = self.scenario
+        for op in operations(s.workload, s.duration_s, self._workload_rng):
+            if op.at_s > self.env.now:
+                yield self.env.timeout(op.at_s - self.env.now)
+            self._client_op(op)
+        self._workload_done = True
+        self._check_done()
+
+    def _client_op(self, op: Op) -> None:
+        origin = self._pick_origin()
+        if origin is None:
+            self.failed_ops += 1
+            self._record(f"op {op.kind} {op.key} no-node")
+            return
+        if op.kind == "read":
+            owners = origin.node.route(op.key)  # sharded: an owner answers
+            if owners is not None:
+                origin = next((self.nodes[o] for o in owners if self.nodes[o].up), origin)
+            stale = self.checker.read(origin.id, op.key)
+            self._record(f"op read {op.key} {origin.id} {stale}")
+            return
+        result, origin = self._write(origin, op)
+        if result is None:
+            self.failed_ops += 1
+            self._record(f"op {op.kind} {op.key} no-owner")
+            return
+        self._record(f"op {op.kind} {op.key} {origin.id} {result.status.value}")
+        if result.status is WriteStatus.NOT_FOUND:
+            self.noop_deletes += 1
+        else:
+            self.last_disturbance_s = self.env.now
+        out = result.output
+        out.extend(origin.node.flush(origin.clock.now(self.env.now)))
+        self._emit(origin, out)
+
+    def _write(self, origin: SimNode, op: Op) -> tuple[WriteResult | None, SimNode]:
+        result = self._apply(origin, op)
+        if result is None or result.status is not WriteStatus.NOT_OWNER:
+            return result, origin
+        # Sharded and not an owner: the client sends it on to the first owner that is up.
+        owner = next((self.nodes[o] for o in result.owners if self.nodes[o].up), None)
+        if owner is None:
+            return None, origin
+        return self._apply(owner, op), owner
+
+    def _apply(self, sim_node: SimNode, op: Op) -> WriteResult | None:
+        node = sim_node.node
+        now = sim_node.clock.now(self.env.now)
+        # What the client saw there: the stored version, or the tombstone purged here.
+        had = node.records.get(op.key) or sim_node.purged.get(op.key)
+        if op.kind == "put":
+            value = value_for(op.seq, self.scenario.workload.value_bytes)
+            result = node.put(op.key, value, "application/octet-stream", now)
+        else:
+            result = node.delete(op.key, now)
+        if result.status in (WriteStatus.OK, WriteStatus.CREATED):
+            assert result.record is not None
+            self.checker.issued(op.key, result.record, had, self.env.now)
+        return result
+
+    def _pick_origin(self) -> SimNode | None:
+        names = self.scenario.workload.from_nodes or self.ids
+        up = [self.nodes[name] for name in names if self.nodes[name].up]
+        return self._workload_rng.choice(up) if up else None
+
+    # --- faults ------------------------------------------------------------------------
+    def _faults(self) -> Process:
+        for fault in sorted(self.scenario.faults, key=lambda f: f.at_s):
+            if fault.at_s > self.env.now:
+                yield self.env.timeout(fault.at_s - self.env.now)
+            self._apply_fault(fault)
+        self._faults_done = True
+        self._check_done()
+
+    def _apply_fault(self, fault: FaultSpec) -> None:
+        self._record(f"fault {fault.action} {fault.nodes} {fault.groups} {fault.links}")
+        self._disturbed(fault.action, fault.nodes or [])
+        if fault.action == "partition":
+            self.network.partition(fault.groups or [])
+        elif fault.action == "heal":
+            self.network.heal()
+        elif fault.action == "crash":
+            for name in fault.nodes or []:
+                self.crash(name, fault.state)
+        elif fault.action == "restart":
+            for name in fault.nodes or []:
+                self.restart(name)
+        elif fault.action == "link":
+            self.network.change_links(fault.links, fault.latency_ms, fault.jitter_ms, fault.loss)
+        elif fault.action == "clock":
+            for name in fault.nodes or []:
+                self._set_clock(name, fault)
+
+    def crash(self, name: str, state: str) -> None:
+        sim_node = self.nodes[name]
+        if not sim_node.up:
+            return
+        sim_node.up = False
+        sim_node.pending_state = state
+        self.checker.set_up(name, False, self.env.now)
+        if state == "wipe":
+            sim_node.disk = {}
+            sim_node.purged = {}
+            sim_node.wiped = True  # memory and disk gone; the node is rebuilt empty
+            self.checker.wiped(name, self.env.now)
+        if sim_node.process is not None:
+            sim_node.process.interrupt()
+
+    def restart(self, name: str) -> None:
+        sim_node = self.nodes[name]
+        if sim_node.up:
+            return
+        if sim_node.pending_state != "keep":
+            # A new process: memory reloaded from the disk, with a higher incarnation.
+            sim_node.incarnation += 1
+            sim_node.node = self._new_node(
+                name, sim_node.incarnation, sim_node.clock, list(sim_node.disk.items())
+            )
+            sim_node.wiped = False
+        sim_node.up = True
+        self.checker.set_up(name, True, self.env.now)
+        if sim_node.restarted is not None and not sim_node.restarted.triggered:
+            sim_node.restarted.succeed()
+
+    def _set_clock(self, name: str, fault: FaultSpec) -> None:
+        sim_node = self.nodes[name]
+        offset_s = fault.offset_ms / 1000 if fault.offset_ms is not None else None
+        sim_node.clock.set(self.env.now, offset_s, fault.drift)
+        if sim_node.up and sim_node.process is not None:
+            sim_node.process.interrupt()  # its next deadline now falls at another true time
+
+    def _churn(self) -> Process:
+        churn = self.scenario.churn
+        stop_s = churn.stop_s if churn.stop_s is not None else self.scenario.duration_s
+        if churn.start_s > 0:
+            yield self.env.timeout(churn.start_s)
+        while self.env.now + churn.interval_s <= stop_s:
+            yield self.env.timeout(churn.interval_s)
+            up = [name for name in self.ids if self.nodes[name].up]
+            if len(up) <= 1:
+                continue
+            name = self._churn_rng.choice(up)
+            self._record(f"churn crash {name} {churn.state}")
+            self._disturbed("crash", [name])
+            self.crash(name, churn.state)
+            self.env.timeout(churn.down_s).callbacks.append(partial(self._churn_restart, name))
+
+    def _churn_restart(self, name: str, _event: Event) -> None:
+        self._record(f"churn restart {name}")
+        self._disturbed("restart", [name])
+        self.restart(name)
+
+    def _disturbed(self, action: str, nodes: list[str]) -> None:
+        self.last_disturbance_s = self.env.now
+        if len(self.events) < MAX_EVENTS:
+            self.events.append({"at_s": self.env.now, "action": action, "nodes": nodes})
+
+    def _check_done(self) -> None:
+        if self._workload_done and self._faults_done and self.checker.incomplete == 0:
+            self._maybe_stop()
+
+    # --- sampling and metrics ----------------------------------------------------------
+    def _sampler(self) -> Process:
+        interval_s = self.scenario.sample_interval_ms / 1000
+        while True:
+            self._take_sample()
+            if self._progress is not None:
+                self._progress(self.env.now)
+            if self.scenario.stop_when_quiet and self._quiet() and not self._stop.triggered:
+                self._stop.succeed()
+            yield self.env.timeout(interval_s)
+
+    def _quiet(self) -> bool:
+        """No work left for rumor mongering: nothing queued, nothing in flight."""
+        if not (self._workload_done and self._faults_done) or self._in_flight:
+            return False
+        return all(not len(sn.node.queue) for sn in self.nodes.values() if sn.up)
+
+    def _take_sample(self) -> None:
+        series, checker = self.series, self.checker
+        if series.t_s and series.t_s[-1] == self.env.now:
+            return
+        fractions = checker.fractions()
+        series.t_s.append(self.env.now)
+        series.min_fraction.append(min(fractions, default=1.0))
+        series.mean_fraction.append(sum(fractions) / len(fractions) if fractions else 1.0)
+        complete = sum(1 for state in checker.keys.values() if state.missing == 0)
+        series.keys_complete.append(complete / len(checker.keys) if checker.keys else 1.0)
+        series.nodes_current.append(checker.nodes_current())
+        series.messages.append(self._sample_messages)
+        series.bytes.append(self._sample_bytes)
+        series.up_nodes.append(len(checker.up))
+        self._sample_messages = self._sample_bytes = 0
+
+    def _metrics(self, wall_s: float) -> dict[str, Any]:
+        return collect(self, wall_s)
+
+    def divergent(self) -> list[str]:
+        """Keys on which the up nodes (owners, when sharded) hold different versions."""
+        states = {name: sn.node.records for name, sn in self.nodes.items() if sn.up}
+        return divergent_keys(states, self._owners_fn())
+
+    @property
+    def trace_hash(self) -> str:
+        return self._trace.hexdigest()
+
+
+def _kind_of(data: bytes) -> str:
+    """The message's tag, read from its MessagePack header: [version, [tag, ...]]."""
+    if len(data) > 4 and 0x90 <= data[2] <= 0x9F and 0xA0 <= data[3] <= 0xBF:
+        return data[4 : 4 + (data[3] & 0x1F)].decode("ascii", "replace")
+    return "other"

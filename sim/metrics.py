@@ -1,0 +1,103 @@
+"""The metrics of one run: the contents of ``metrics.json``.
+
+Definitions (all measured from outside the nodes, see ``sim.checks``):
+
+* ``converged``: at the end of the run every up node (every up owner, when sharded)
+  holds the latest version of every key, and their observable states are identical;
+* ``converged_at_s``: the simulated time from which that has held without a break;
+* ``convergence_time_s``: ``converged_at_s`` minus the last disturbance (the last client
+  write or fault), never negative: how long the cluster took to settle;
+* ``dissemination_s``: per version that reached every counted node before being
+  overwritten, the time from its write to that moment;
+* ``series``: one row per sample interval (fractions in [0, 1]; messages and bytes sent
+  during the interval).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from sim.scenario import to_dict
+
+if TYPE_CHECKING:
+    from sim.engine import Simulation
+
+NODE_COUNTERS = (
+    "updates_applied",
+    "updates_stale",
+    "lww_overwrites",
+    "rumor_rounds",
+    "anti_entropy_sessions",
+    "anti_entropy_keys_sent",
+    "tombstones_purged",
+    "handoffs_completed",
+)
+
+
+def collect(sim: Simulation, wall_s: float) -> dict[str, Any]:
+    checker, traffic = sim.checker, sim.traffic
+    divergent = sim.divergent()
+    converged = checker.complete and not divergent
+    converged_at = checker.complete_since if converged else None
+    stats = checker.stats
+    return {
+        "name": sim.scenario.name,
+        "seed": sim.scenario.seed,
+        "converged": converged,
+        "converged_at_s": converged_at,
+        "convergence_time_s": (
+            max(0.0, converged_at - sim.last_disturbance_s) if converged_at is not None else None
+        ),
+        "last_disturbance_s": sim.last_disturbance_s,
+        "end_s": sim.env.now,
+        "nodes": len(sim.ids),
+        "nodes_up": len(checker.up),
+        "keys": len(checker.keys),
+        "keys_incomplete": checker.incomplete,
+        "divergent_keys": len(divergent),
+        "divergent_sample": divergent[:10],
+        "messages_sent": traffic.messages_sent,
+        "bytes_sent": traffic.bytes_sent,
+        "traffic": {
+            name: value for name, value in dataclasses.asdict(traffic).items() if name != "by_kind"
+        },
+        "messages_by_kind": dict(sorted(traffic.by_kind.items())),
+        "writes": dataclasses.asdict(stats),
+        "stale_read_fraction": stats.stale_reads / stats.reads if stats.reads else None,
+        "lww_inversions": stats.superseded_at_issue,
+        "causal_writes_lost": stats.causal_lost,
+        "failed_ops": sim.failed_ops,
+        "noop_deletes": sim.noop_deletes,
+        "dissemination_s": summary(checker.dissemination_s),
+        "events": sim.events,
+        "node_counters": _node_counters(sim),
+        "trace_hash": sim.trace_hash,
+        "wall_time_s": wall_s,
+        "messages_per_wall_s": traffic.messages_sent / wall_s if wall_s > 0 else None,
+        "series": dataclasses.asdict(sim.series),
+        "scenario": to_dict(sim.scenario),
+    }
+
+
+def summary(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"count": 0, "mean": None, "p50": None, "p90": None, "max": None}
+    ordered = sorted(values)
+    n = len(ordered)
+    return {
+        "count": n,
+        "mean": sum(ordered) / n,
+        "p50": ordered[(n - 1) // 2],
+        "p90": ordered[min(n - 1, int(0.9 * n))],
+        "max": ordered[-1],
+    }
+
+
+def _node_counters(sim: Simulation) -> dict[str, int]:
+    totals = dict.fromkeys(NODE_COUNTERS, 0)
+    for sim_node in sim.nodes.values():
+        counters = sim_node.node.counters
+        for name in NODE_COUNTERS:
+            totals[name] += getattr(counters, name)
+    return totals

@@ -1,0 +1,53 @@
+"""Client workloads: writes, deletes and reads at a rate over a key space.
+
+The operations form one deterministic stream per seed: arrival times (Poisson or evenly
+spaced), the kind of each operation in proportion to the rates, and a key drawn
+uniformly from ``k0..k{keys-1}``. Which node serves an operation is decided by the
+engine when it happens, because only then is it known which nodes are up.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from sim.scenario import WorkloadSpec
+
+OpKind = Literal["put", "delete", "read"]
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    at_s: float
+    kind: OpKind
+    key: str
+    seq: int  # writes and deletes only: their position in the stream
+
+
+def operations(spec: WorkloadSpec, duration_s: float, rng: random.Random) -> Iterator[Op]:
+    """The workload's operations in time order, up to ``stop_s`` and ``writes``."""
+    rate = spec.writes_per_s + spec.reads_per_s
+    stop_s = min(duration_s, spec.stop_s if spec.stop_s is not None else duration_s)
+    max_writes = spec.writes if spec.writes is not None else float("inf")
+    if rate <= 0 or max_writes <= 0:
+        return
+    write_share = spec.writes_per_s / rate
+    at_s, writes = spec.start_s, 0
+    while at_s <= stop_s:
+        if rng.random() < write_share:
+            kind: OpKind = "delete" if rng.random() < spec.delete_fraction else "put"
+            writes += 1
+            yield Op(at_s, kind, f"k{rng.randrange(spec.keys)}", writes)
+            if writes >= max_writes:
+                return
+        else:
+            yield Op(at_s, "read", f"k{rng.randrange(spec.keys)}", 0)
+        at_s += rng.expovariate(rate) if spec.arrivals == "poisson" else 1.0 / rate
+
+
+def value_for(seq: int, size: int) -> bytes:
+    """A value of ``size`` bytes that names its write (sizes matter, content does not)."""
+    label = f"v{seq}:".encode()
+    return (label * (size // len(label) + 1))[:size]
