@@ -30,6 +30,7 @@ typecheck: $(STAMP)
 ## Micro- and system benchmarks (figures go to the closing notes, never asserted).
 bench: $(STAMP)
 	$(BIN)/python -m bench.core_bench
+	$(MAKE) bench-sim bench-http repair-bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -14,4 +14,5 @@ app = typer.Typer(
 # Command modules register themselves on ``app``; keep one line per module.
 # ruff: noqa: E402, F401, I001
 import cli.apikey
+from cli import node_cmd
 from cli import sim_cmd

@@ -1,0 +1,387 @@
+"""HTTP benchmark of a live node against a bare FastAPI app, side by side in one run.
+
+What issue 4 asks, measured the same way: every server pinned to CPU 0, wrk pinned to
+CPU 1, 64 connections, 100-byte values over 1 000 keys, loopback only.
+
+* ``bare``: a plain FastAPI KV app (in-memory dict, the API key from a ``Header()``
+  parameter, ``HTTPException`` for errors): the baseline every ratio divides by;
+* ``node GET``: GET on one node of a 3-node cluster;
+* ``node PUT``: PUT on the same cluster, ``--durability sync``, replication on (each write
+  group-committed to SQLite and pushed to both peers before its acknowledgement);
+* ack -> visible: at ``--rate`` writes/s, the time from a PUT's acknowledgement on n1 until
+  a GET on *both* other nodes returns the value (p50 / p99 / max).
+
+Run: ``make bench-http`` (installs wrk if missing) or ``python -m bench.http_bench``.
+Figures are printed, never asserted: the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI, Header, HTTPException, Request, Response
+
+KEY = "bench-" + os.urandom(8).hex()
+SECRET = "bench-secret-" + os.urandom(8).hex()
+KEYS = 1000
+VALUE = b"v" * 100
+POLL_S = 0.002  # ack -> visible resolution
+RUMOR = str(Path(sys.executable).parent / "rumor")
+
+
+# --- the baseline ----------------------------------------------------------------------
+def create_bare_app() -> FastAPI:
+    """The same endpoint shape, the way a FastAPI tutorial would write it."""
+    app = FastAPI()
+    store: dict[str, tuple[bytes, str]] = {}
+
+    def check(x_api_key: str | None) -> None:
+        if x_api_key != os.environ.get("BENCH_KEY", KEY):
+            raise HTTPException(status_code=401, detail="bad key")
+
+    @app.get("/kv/{key}")
+    async def get(key: str, x_api_key: str | None = Header(default=None)) -> Response:
+        check(x_api_key)
+        if key not in store:
+            raise HTTPException(status_code=404, detail="not found")
+        value, content_type = store[key]
+        return Response(value, media_type=content_type)
+
+    @app.put("/kv/{key}")
+    async def put(
+        key: str, request: Request, x_api_key: str | None = Header(default=None)
+    ) -> dict[str, str]:
+        check(x_api_key)
+        created = key not in store
+        store[key] = (await request.body(), request.headers.get("content-type", ""))
+        return {"key": key, "status": "created" if created else "updated"}
+
+    return app
+
+
+# --- processes -----------------------------------------------------------------------
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in started:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def pinned(cpu: int, args: list[str]) -> list[str]:
+    return ["taskset", "-c", str(cpu), *args] if shutil.which("taskset") else args
+
+
+def wait_http(url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+# --- wrk -----------------------------------------------------------------------------
+LUA_GET = """
+math.randomseed(os.time())
+local headers = {["X-API-Key"] = "%(key)s"}
+request = function()
+  return wrk.format("GET", "/kv/key" .. math.random(0, 999), headers)
+end
+"""
+LUA_PUT = """
+math.randomseed(os.time())
+local headers = {["X-API-Key"] = "%(key)s", ["Content-Type"] = "application/octet-stream"}
+local body = string.rep("v", 100)
+request = function()
+  return wrk.format("PUT", "/kv/key" .. math.random(0, 999), headers, body)
+end
+"""
+
+
+def wrk(url: str, script: str, work: Path, duration_s: int, connections: int) -> dict[str, float]:
+    path = work / f"script-{abs(hash(script))}.lua"
+    path.write_text(script % {"key": KEY})
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", str(path), url]
+    out = subprocess.run(pinned(1, args), capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    p99 = re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out)
+    return {
+        "rps": rps,
+        "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+        "socket_errors": 1.0 if errors else 0.0,
+        "p99_ms": _ms(p99.group(1), p99.group(2)) if p99 else float("nan"),
+    }
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def populate(url: str) -> None:
+    with httpx.Client(timeout=10.0) as client:
+        for i in range(KEYS):
+            response = client.put(f"{url}/kv/key{i}", content=VALUE, headers={"X-API-Key": KEY})
+            response.raise_for_status()
+
+
+# --- the runs ------------------------------------------------------------------------
+def bench_bare(work: Path, duration_s: int, connections: int) -> dict[str, dict[str, float]]:
+    port = free_port("127.0.0.1")
+    url = f"http://127.0.0.1:{port}"
+    with processes() as procs:
+        procs.append(
+            subprocess.Popen(
+                pinned(0, [sys.executable, "-m", "uvicorn", "bench.http_bench:create_bare_app",
+                           "--factory", "--host", "127.0.0.1", "--port", str(port),
+                           "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                           "--log-level", "warning"]),
+                env={**os.environ, "BENCH_KEY": KEY},
+            )
+        )  # fmt: skip
+        wait_http(url + "/docs")
+        populate(url)
+        return {
+            "GET": wrk(url, LUA_GET, work, duration_s, connections),
+            "PUT": wrk(url, LUA_PUT, work, duration_s, connections),
+        }
+
+
+def start_cluster(work: Path, procs: list[subprocess.Popen[bytes]]) -> list[str]:
+    discovery_port = free_udp_port()
+    urls = []
+    for i in (1, 2, 3):
+        host = f"127.0.0.{20 + i}"
+        port = free_port(host)
+        log = open(work / f"n{i}.log", "wb")  # noqa: SIM115 - the child owns it
+        procs.append(
+            subprocess.Popen(
+                pinned(0, [RUMOR, "node", "--host", host, "--port", str(port),
+                           "--node-id", f"n{i}", "--data-dir", str(work / f"n{i}"),
+                           "--durability", "sync", "--cluster-secret", SECRET,
+                           "--admin-key", KEY, "--discovery-port", str(discovery_port),
+                           "--log-level", "warning"]),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )  # fmt: skip
+        log.close()
+        urls.append(f"http://{host}:{port}")
+    for url in urls:
+        wait_http(url + "/health")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        views = [httpx.get(u + "/cluster", headers={"X-API-Key": KEY}).json() for u in urls]
+        if all(sum(m["state"] == "alive" for m in v["members"]) == 3 for v in views):
+            return urls
+        time.sleep(0.2)
+    raise RuntimeError("the cluster did not form")
+
+
+class RawHTTP:
+    """A minimal keep-alive HTTP/1.1 client on asyncio streams.
+
+    httpx costs about a millisecond of CPU per request; at 200 writes/s plus polling, the
+    load generator itself would become the bottleneck and the figure would measure it.
+    This client costs tens of microseconds: the latency measured is the cluster's.
+    """
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.host, self.port = host, int(port)
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._all: list[asyncio.StreamWriter] = []
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        if self._idle:
+            reader, writer = self._idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+            self._all.append(writer)
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nX-API-Key: {KEY}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+        status_line = await reader.readline()
+        length = 0
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        payload = await reader.readexactly(length)
+        self._idle.append((reader, writer))
+        return int(status_line.split()[1]), payload
+
+    async def close(self) -> None:
+        for writer in self._all:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+async def ack_to_visible(urls: list[str], rate: int, duration_s: float) -> list[float]:
+    """Milliseconds from each PUT's ack on urls[0] to its key being listed by both others.
+
+    One poller per observer node lists the keys written so far (``GET /kv?prefix=lag&after=``
+    the oldest unseen one) every ``POLL_S``: the poll rate stays constant however far
+    behind the cluster falls, so the measurement cannot feed the delay it measures (polling
+    every outstanding key would). Keys are unique per write, so listed means replicated.
+    """
+    clients = [RawHTTP(url) for url in urls]
+    count = int(rate * duration_s)
+    acked: dict[int, float] = {}
+    seen: list[dict[int, float]] = [{} for _ in urls[1:]]
+    failed = 0
+
+    async def writer() -> None:
+        start = time.perf_counter()
+        puts = []
+        for i in range(count):
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            puts.append(asyncio.create_task(put(i)))
+        await asyncio.gather(*puts)
+
+    async def put(i: int) -> None:
+        nonlocal failed
+        status, _ = await clients[0].request("PUT", f"/kv/lag{i:06d}", VALUE)
+        if status in (200, 201):
+            acked[i] = time.perf_counter()
+        else:
+            failed += 1
+
+    async def poller(client: RawHTTP, found: dict[int, float]) -> None:
+        deadline = time.perf_counter() + duration_s + 30.0
+        oldest = 0
+        while len(found) < count - failed and time.perf_counter() < deadline:
+            while oldest in found:
+                oldest += 1
+            after = f"lag{oldest - 1:06d}" if oldest else ""
+            status, body = await client.request("GET", f"/kv?prefix=lag&after={after}&limit=1000")
+            now = time.perf_counter()
+            if status == 200:
+                for key in json.loads(body)["keys"]:
+                    found.setdefault(int(key[3:]), now)
+            await asyncio.sleep(POLL_S)
+
+    try:
+        await asyncio.gather(
+            writer(), *(poller(c, f) for c, f in zip(clients[1:], seen, strict=True))
+        )
+    finally:
+        for client in clients:
+            await client.close()
+    latencies = []
+    for i in range(count):
+        if i not in acked or any(i not in found for found in seen):
+            latencies.append(float("inf"))
+            continue
+        latencies.append(max(0.0, max(found[i] for found in seen) - acked[i]) * 1000)
+    return latencies
+
+
+def bench_node(
+    work: Path, duration_s: int, connections: int, rate: int
+) -> tuple[dict[str, dict[str, float]], list[float], int]:
+    with processes() as procs:
+        urls = start_cluster(work, procs)
+        populate(urls[0])
+        results = {
+            "GET": wrk(urls[0], LUA_GET, work, duration_s, connections),
+            "PUT": wrk(urls[0], LUA_PUT, work, duration_s, connections),
+        }
+        if hasattr(os, "sched_setaffinity"):  # the load generator takes wrk's CPU
+            os.sched_setaffinity(0, {1})
+        lags = asyncio.run(ack_to_visible(urls, rate, 5.0))
+    log_errors = sum(
+        line.count(b'"level": "error"')
+        for i in (1, 2, 3)
+        for line in (work / f"n{i}.log").read_bytes().splitlines()
+    )
+    return results, lags, log_errors
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rate", type=int, default=200, help="writes/s for ack -> visible")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install -y wrk (make bench-http does it)")
+    with tempfile.TemporaryDirectory(prefix="rumor-bench-") as tmp:
+        work = Path(tmp)
+        bare = bench_bare(work, args.duration, args.connections)
+        node, lags, log_errors = bench_node(work, args.duration, args.connections, args.rate)
+    print(f"\nHTTP benchmark: servers on CPU 0, wrk on CPU 1, {args.connections} connections, "
+          f"{args.duration} s, 100-byte values over {KEYS} keys (cpus: {os.cpu_count()})")  # fmt: skip
+    print(f"{'run':<34}{'req/s':>10}{'p99 ms':>10}{'non-2xx':>10}{'ratio':>8}")
+    rows = [
+        ("bare FastAPI GET", bare["GET"], bare["GET"]["rps"]),
+        ("bare FastAPI PUT", bare["PUT"], bare["PUT"]["rps"]),
+        ("node GET (3-node cluster)", node["GET"], bare["GET"]["rps"]),
+        ("node PUT (sync, replicated x3)", node["PUT"], bare["PUT"]["rps"]),
+    ]
+    for name, result, base in rows:
+        print(f"{name:<34}{result['rps']:>10.0f}{result['p99_ms']:>10.1f}"
+              f"{result['non2xx']:>10.0f}{result['rps'] / base:>7.2f}x")  # fmt: skip
+    finite = [x for x in lags if x != float("inf")]
+    print(f"\nack -> visible on both other nodes, {args.rate} writes/s, {len(lags)} writes: "
+          f"p50 {percentile(finite, 0.5):.1f} ms, p99 {percentile(finite, 0.99):.1f} ms, "
+          f"max {max(finite):.1f} ms, never visible {len(lags) - len(finite)}")  # fmt: skip
+    print(f"error lines in the node logs: {log_errors}; mean lag {statistics.fmean(finite):.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

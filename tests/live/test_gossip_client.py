@@ -1,0 +1,181 @@
+"""The gossip client over ``httpx.MockTransport``: coalescing, bounds, faults, replies."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import httpx
+import pytest
+
+from live.faults import FaultRequest, Faults
+from live.gossip_client import Envelope, GossipClient, open_envelope, seal_envelope
+from live.metrics import Metrics
+from live.wire import Signer
+from tests.live.harness import eventually
+
+pytestmark = pytest.mark.anyio
+SECRET = "gossip-test-secret"
+
+
+class Peer:
+    """A fake peer: opens what it receives, answers with scripted replies."""
+
+    def __init__(self, reply: list[bytes] | None = None, status: int = 200) -> None:
+        self.signer = Signer(SECRET)
+        self.envelopes: list[Envelope] = []
+        self.reply = reply
+        self.status = status
+        self.gate: anyio.Event | None = None
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/gossip"
+        envelope = open_envelope(self.signer, await request.aread(), time.time())
+        self.envelopes.append(envelope)
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.reply is None or self.status != 200:
+            return httpx.Response(self.status if self.status != 200 else 204)
+        body = seal_envelope(self.signer, Envelope("peer", self.reply), time.time())
+        return httpx.Response(200, content=body)
+
+
+def make_client(
+    peer: Peer, faults: Faults | None = None, queue_max: int = 1024
+) -> tuple[GossipClient, list[tuple[str, list[bytes]]], Metrics]:
+    replies: list[tuple[str, list[bytes]]] = []
+
+    async def on_reply(sender: str, payloads: list[bytes]) -> None:
+        replies.append((sender, payloads))
+
+    metrics = Metrics()
+    client = GossipClient(
+        "me",
+        Signer(SECRET),
+        lambda member: "http://peer:1" if member == "peer" else None,
+        on_reply,
+        metrics,
+        faults or Faults(),
+        transport=httpx.MockTransport(peer.handle),
+        queue_max=queue_max,
+    )
+    return client, replies, metrics
+
+
+async def test_messages_queued_while_a_post_is_in_flight_share_the_next_post() -> None:
+    peer = Peer()
+    peer.gate = anyio.Event()
+    client, _, _ = make_client(peer)
+    try:
+        client.send("peer", b"first")
+
+        async def first_arrived() -> bool:
+            return len(peer.envelopes) == 1
+
+        await eventually(first_arrived, 2.0, 0.001)
+        for i in range(10):
+            client.send("peer", f"m{i}".encode())
+        peer.gate.set()
+
+        async def all_arrived() -> bool:
+            return sum(len(e.messages) for e in peer.envelopes) == 11
+
+        await eventually(all_arrived, 2.0, 0.001)
+        assert len(peer.envelopes) == 2  # ten sends, one POST
+        assert peer.envelopes[1].sender == "me"
+    finally:
+        await client.close()
+
+
+async def test_a_full_queue_drops_its_oldest_and_counts() -> None:
+    peer = Peer()
+    peer.gate = anyio.Event()
+    client, _, _ = make_client(peer, queue_max=3)
+    try:
+        client.send("peer", b"in-flight")
+
+        async def first_arrived() -> bool:
+            return len(peer.envelopes) == 1
+
+        await eventually(first_arrived, 2.0, 0.001)
+        for i in range(5):
+            client.send("peer", f"m{i}".encode())
+        assert client.queued("peer") == 3 and client.dropped == 2
+        peer.gate.set()
+
+        async def rest_arrived() -> bool:
+            return len(peer.envelopes) == 2
+
+        await eventually(rest_arrived, 2.0, 0.001)
+        assert peer.envelopes[1].messages == [b"m2", b"m3", b"m4"]
+    finally:
+        await client.close()
+
+
+async def test_replies_go_back_to_the_node() -> None:
+    peer = Peer(reply=[b"r1", b"r2"])
+    client, replies, metrics = make_client(peer)
+    try:
+        client.send("peer", b"hello")
+
+        async def replied() -> bool:
+            return bool(replies)
+
+        await eventually(replied, 2.0, 0.001)
+        assert replies == [("peer", [b"r1", b"r2"])]
+        assert metrics.messages_out._value.get() == 1.0
+        assert metrics.messages_in._value.get() == 2.0
+    finally:
+        await client.close()
+
+
+async def test_blocked_or_paused_peers_get_nothing() -> None:
+    peer = Peer()
+    faults = Faults()
+    client, _, _ = make_client(peer, faults)
+    try:
+        faults.apply(FaultRequest(block_to=["peer"]))
+        client.send("peer", b"x")
+        await anyio.sleep(0.05)
+        faults.heal()
+        faults.apply(FaultRequest(pause_gossip=True))
+        client.send("peer", b"y")
+        await anyio.sleep(0.05)
+        assert peer.envelopes == [] and client.dropped == 2
+        faults.heal()
+        client.send("peer", b"z")
+
+        async def arrived() -> bool:
+            return len(peer.envelopes) == 1
+
+        await eventually(arrived, 2.0, 0.001)
+    finally:
+        await client.close()
+
+
+async def test_unreachable_or_refusing_peers_are_counted_not_raised() -> None:
+    peer = Peer(status=503)
+    client, _, _ = make_client(peer)
+    try:
+        client.send("peer", b"x")
+        client.send("nobody", b"y")  # no address known
+
+        async def counted() -> bool:
+            return client.dropped == 2
+
+        await eventually(counted, 2.0, 0.001)
+    finally:
+        await client.close()
+
+
+def test_fault_loss_is_probabilistic_and_bounded() -> None:
+    import random
+
+    faults = Faults(random.Random(7))
+    faults.apply(FaultRequest(loss=0.5))
+    allowed = sum(faults.allow_send("p") for _ in range(1000))
+    assert 400 < allowed < 600
+    faults.apply(FaultRequest(loss=1.0))
+    assert not any(faults.allow_send("p") for _ in range(100))
+    faults.heal()
+    assert all(faults.allow_send("p") for _ in range(100)) and not faults.active

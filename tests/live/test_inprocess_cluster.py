@@ -1,0 +1,176 @@
+"""Several real apps in one process, wired by ``RoutingTransport``: replication, batching,
+sharded forwarding and faults over the real gossip client and ``POST /gossip``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from live.runner import Runner
+from tests.live.harness import (
+    ADMIN,
+    READER,
+    RoutingTransport,
+    eventually,
+    running_app,
+    settings_for,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@contextlib.asynccontextmanager
+async def in_process_cluster(
+    tmp_path: Path, n: int, **overrides: Any
+) -> AsyncIterator[tuple[RoutingTransport, list[FastAPI], list[httpx.AsyncClient]]]:
+    transport = RoutingTransport()
+    async with contextlib.AsyncExitStack() as stack:
+        apps: list[FastAPI] = []
+        clients: list[httpx.AsyncClient] = []
+        for i in range(n):
+            settings = settings_for(tmp_path, f"n{i + 1}", 9001 + i, **overrides)
+            app, client = await stack.enter_async_context(running_app(settings, transport))
+            transport.add(f"127.0.0.1:{9001 + i}", app)
+            apps.append(app)
+            clients.append(client)
+        runners = [runner_of(app) for app in apps]
+        for a in runners:
+            for b in runners:
+                if a is not b:
+                    a.node.join(b.node_id, b.url, b.incarnation, a.now())
+        yield transport, apps, clients
+
+
+def runner_of(app: FastAPI) -> Runner:
+    runner: Runner = app.state.runner
+    return runner
+
+
+async def test_a_write_replicates_to_every_node(tmp_path: Path) -> None:
+    async with in_process_cluster(tmp_path, 3) as (_, _, clients):
+        put = await clients[0].put(
+            "/kv/k", content=b"v", headers={**ADMIN, "content-type": "text/x"}
+        )
+        assert put.status_code == 201
+        for client in clients[1:]:
+
+            async def arrived(c: httpx.AsyncClient = client) -> bool:
+                got = await c.get("/kv/k", headers=READER)
+                return got.status_code == 200 and got.content == b"v"
+
+            await eventually(arrived, 5.0)
+            got = await client.get("/kv/k", headers=READER)
+            assert got.headers["content-type"] == "text/x"
+            assert got.headers["etag"] == put.headers["etag"]
+        deleted = await clients[1].delete("/kv/k", headers=ADMIN)
+        assert deleted.status_code == 200
+        for client in (clients[0], clients[2]):
+
+            async def gone(c: httpx.AsyncClient = client) -> bool:
+                return (await c.get("/kv/k", headers=READER)).status_code == 404
+
+            await eventually(gone, 5.0)
+
+
+async def test_concurrent_writes_share_one_commit_and_one_push_per_peer(tmp_path: Path) -> None:
+    async with in_process_cluster(tmp_path, 3, gossip_interval_ms=60_000) as (_, apps, clients):
+        runner = runner_of(apps[0])
+        sent_before = runner.node.counters.messages_sent
+
+        async def put(i: int) -> None:
+            response = await clients[0].put(f"/kv/c{i}", content=b"v", headers=ADMIN)
+            assert response.status_code == 201
+
+        async with anyio.create_task_group() as group:
+            for i in range(50):
+                group.start_soon(put, i)
+        pushes = runner.node.counters.messages_sent - sent_before
+        # 50 writes in a few batches: far fewer pushes than 50 writes x 2 peers.
+        assert pushes <= 10, pushes
+        other = runner_of(apps[2])
+
+        async def all_there() -> bool:
+            return all(other.node.get(f"c{i}") is not None for i in range(50))
+
+        await eventually(all_there, 5.0)
+
+
+async def test_blocked_peer_gets_nothing_until_healed(tmp_path: Path) -> None:
+    async with in_process_cluster(tmp_path, 2, allow_faults=True) as (_, apps, clients):
+        blocked = await clients[0].post("/faults", json={"block": ["n2"]}, headers=ADMIN)
+        assert blocked.status_code == 200
+        await clients[0].put("/kv/p", content=b"1", headers=ADMIN)
+        await anyio.sleep(0.6)  # a few gossip and anti-entropy rounds (50 / 200 ms)
+        assert (await clients[1].get("/kv/p", headers=READER)).status_code == 404
+        assert runner_of(apps[0]).gossip.dropped > 0
+        assert (await clients[0].delete("/faults", headers=ADMIN)).status_code == 200
+
+        async def healed() -> bool:
+            return (await clients[1].get("/kv/p", headers=READER)).status_code == 200
+
+        await eventually(healed, 5.0)
+
+
+async def test_sharded_requests_are_forwarded_to_an_owner(tmp_path: Path) -> None:
+    async with in_process_cluster(tmp_path, 4, sharding=True, replicas=2) as (_, apps, clients):
+        runners = [runner_of(app) for app in apps]
+        keys = [f"s{i}" for i in range(40)]
+        for i, key in enumerate(keys):
+            put = await clients[i % 4].put(f"/kv/{key}", content=key.encode(), headers=ADMIN)
+            assert put.status_code == 201, put.text
+        for key in keys:
+            owners = set(runners[0].node.owners(key))
+            assert len(owners) == 2
+            for client in clients:  # any node answers, by forwarding if it is not an owner
+                got = await client.get(f"/kv/{key}", headers=READER)
+                assert got.status_code == 200 and got.content == key.encode()
+
+            async def stored_on_owners(k: str = key, o: set[str] = owners) -> bool:
+                holders = {r.node_id for r in runners if r.node.version(k) is not None}
+                return holders == o
+
+            await eventually(stored_on_owners, 5.0)
+        listing = (await clients[0].get("/kv?limit=1000", headers=READER)).json()
+        assert listing["keys"] == sorted(keys)
+        view = (await clients[0].get("/cluster", headers=READER)).json()
+        assert view["sharding"] is True
+        assert abs(sum(view["ownership"].values()) - 1.0) < 1e-6
+
+
+async def test_gossip_reply_carries_anti_entropy_back(tmp_path: Path) -> None:
+    """A node that missed a write (blocked) catches up by anti-entropy alone."""
+    async with in_process_cluster(tmp_path, 2, gossip_interval_ms=60_000) as (
+        transport,
+        _,
+        clients,
+    ):
+        transport.blocked.add("127.0.0.1:9002")
+        await clients[0].put("/kv/ae", content=b"1", headers=ADMIN)
+        transport.blocked.clear()
+
+        async def repaired() -> bool:
+            return (await clients[1].get("/kv/ae", headers=READER)).status_code == 200
+
+        await eventually(repaired, 5.0)
+
+
+async def test_a_refuted_incarnation_is_persisted(tmp_path: Path) -> None:
+    from core import MemberEntry
+
+    async with running_app(settings_for(tmp_path, probe_interval_ms=20)) as (app, _):
+        runner = runner_of(app)
+        rumour = MemberEntry(runner.node_id, runner.url, runner.incarnation + 5, 0, "dead")
+        runner.node.membership.observe(rumour, runner.now())
+
+        async def persisted() -> bool:
+            return runner.storage.get_meta("incarnation") == str(runner.incarnation) != "1"
+
+        await eventually(persisted, 5.0)
+        assert runner.incarnation == 7  # refuted above the rumour's 6
