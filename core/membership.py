@@ -29,6 +29,7 @@ from __future__ import annotations
 import enum
 import math
 import random
+from collections import deque
 from dataclasses import dataclass
 
 import msgspec
@@ -102,7 +103,8 @@ class Membership:
         }
         self._peers: list[str] | None = None  # cache of alive + suspect peers
         self._others: list[Member] | None = None  # cache of every member but self
-        self.transitions: list[Transition] = []  # drained by the node for events/metrics
+        # Recent state changes, for drivers to log and count (bounded: drain it or not).
+        self.transitions: deque[Transition] = deque(maxlen=1024)
         self.epoch = 0  # bumped whenever the set of non-left members changes
 
     # --- reading -----------------------------------------------------------------
@@ -264,7 +266,7 @@ class StaticMembership:
         self._ids = ids
         self._self_index = index[self_id]
         self._index = index
-        self.transitions: list[Transition] = []
+        self.transitions: deque[Transition] = deque(maxlen=1)
         self.epoch = 0
 
     def __len__(self) -> int:

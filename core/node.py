@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import enum
 import random
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -280,9 +280,15 @@ class Node:
         now: float,
         context: Context | None = None,
         create: bool = False,
+        coordinate: bool = False,
     ) -> WriteResult:
+        """Write a new version of ``key``.
+
+        ``coordinate``: write even if this node does not own the key (a write forwarded by
+        a node whose ring view differs); the version is handed to the owners later.
+        """
         self.check_key(key)
-        owners = self.route(key)
+        owners = None if coordinate else self.route(key)
         if owners is not None:
             return WriteResult(WriteStatus.NOT_OWNER, None, Output(), owners)
         local = self.records.get(key)
@@ -294,9 +300,11 @@ class Node:
         status = WriteStatus.CREATED if local is None or local.tombstone else WriteStatus.OK
         return WriteResult(status, record, self._write_local(key, record))
 
-    def delete(self, key: str, now: float, context: Context | None = None) -> WriteResult:
+    def delete(
+        self, key: str, now: float, context: Context | None = None, coordinate: bool = False
+    ) -> WriteResult:
         self.check_key(key)
-        owners = self.route(key)
+        owners = None if coordinate else self.route(key)
         if owners is not None:
             return WriteResult(WriteStatus.NOT_OWNER, None, Output(), owners)
         local = self.records.get(key)
@@ -647,8 +655,8 @@ class Node:
 
     def _store(self, key: str, record: Record) -> None:
         previous = self.records.get(key)
-        if previous is None:
-            self._sorted_keys = None
+        if previous is None and self._sorted_keys is not None:
+            insort(self._sorted_keys, key)
         self.records[key] = record
         khash = key_hash(key)
         fp = fingerprint(record.hlc, record.origin, record.tombstone)
@@ -670,7 +678,10 @@ class Node:
         self._holders.pop(key, None)
         self._handoff.pop(key, None)
         self.queue.discard(key)
-        self._sorted_keys = None
+        if self._sorted_keys is not None:
+            index = bisect_left(self._sorted_keys, key)
+            if index < len(self._sorted_keys) and self._sorted_keys[index] == key:
+                del self._sorted_keys[index]
         khash = key_hash(key)
         self.digest.remove(key, khash)
         for _, digest in self._scoped.values():

@@ -4,8 +4,9 @@ Any node accepts any request. When this node does not own the key, the request (
 path, query, body, auth and conditional headers) goes to the key's owners in preference
 order, live ones first, until one answers; a connection failure or a 5xx moves on to the
 next owner. Forwarded requests carry ``X-Rumor-Forwarded``: a node never forwards such a
-request again (views of the ring can differ for a moment; a second hop could loop), it
-answers 503 ``not_owner`` instead and the forwarding node tries the next owner.
+request again (views of the ring can differ for a moment; a second hop could loop). It
+coordinates a forwarded write itself even if its view says it is no owner: the version
+is then a hint, handed to the owners by the core's handoff.
 """
 
 from __future__ import annotations

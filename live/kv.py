@@ -355,10 +355,20 @@ class KVHandler:
         runner = self.runner
         if not runner.running:
             return _unavailable()
-        owners = runner.node.route(key)
+        # A forwarded write is ours to coordinate even if our ring view disagrees with the
+        # forwarder's (views differ briefly while membership changes): never bounce it.
+        owners = None if request.forwarded else runner.node.route(key)
         if owners is not None:
             return await self._forward(scope, request, owners, body)
-        op = WriteOp(key, body, request.content_type, context, create=create, delete=delete)
+        op = WriteOp(
+            key,
+            body,
+            request.content_type,
+            context,
+            create=create,
+            delete=delete,
+            coordinate=request.forwarded,
+        )
         try:
             await runner.submit(op)
         except Overloaded as exc:

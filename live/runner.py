@@ -73,6 +73,7 @@ class WriteOp:
     context: Context | None
     create: bool = False
     delete: bool = False
+    coordinate: bool = False  # forwarded here: write even if our ring view disagrees
     result: WriteResult | None = None
     error: BaseException | None = None
     done: asyncio.Future[None] | None = field(default=None, repr=False)
@@ -298,10 +299,16 @@ class Runner:
             for op in ops:
                 try:
                     if op.delete:
-                        op.result = node.delete(op.key, now, op.context)
+                        op.result = node.delete(op.key, now, op.context, op.coordinate)
                     else:
                         op.result = node.put(
-                            op.key, op.value, op.content_type, now, op.context, op.create
+                            op.key,
+                            op.value,
+                            op.content_type,
+                            now,
+                            op.context,
+                            op.create,
+                            op.coordinate,
                         )
                     writes.extend(op.result.output.writes)
                 except RumorError as exc:

@@ -155,3 +155,15 @@ def test_vclock_advance_never_reuses_an_entry() -> None:
 
     assert advance({"a": 5}, "a", 100) == {"a": 100}
     assert advance({"a": 500}, "a", 100) == {"a": 501}
+
+
+def test_a_forwarded_write_is_coordinated_even_by_a_non_owner() -> None:
+    n = node("n1", sharding=True, replicas=1)
+    for peer in ("n2", "n3", "n4"):
+        n.join(peer, f"mem://{peer}", 0, 100.0)
+    foreign = next(f"k{i}" for i in range(100) if n.owners(f"k{i}") != ["n1"])
+    result = n.put(foreign, b"v", "text/plain", 100.0, coordinate=True)
+    assert result.status is WriteStatus.CREATED and n.get(foreign) is not None
+    out = n.tick(200.0)  # maintenance hands the hint to its owner
+    owner = n.owners(foreign)[0]
+    assert any(target == owner for target, _ in out.messages)
