@@ -15,4 +15,6 @@ app = typer.Typer(
 # ruff: noqa: E402, F401, I001
 import cli.apikey
 from cli import node_cmd
+from cli import client
+from cli import cluster
 from cli import sim_cmd
