@@ -10,18 +10,20 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.main import app
-from sim import dissemination
-from sim.engine import Simulation
-from sim.report import verdict, write_run_report
 from sim.scenario import ScenarioError, load_scenario
-from sim.sweep import DEFAULT_METRICS, parse_params, run_sweep, write_sweep_report
+
+if TYPE_CHECKING:
+    from sim.engine import Simulation
+
+# The engine, reports and sweeps (SimPy, NetworkX, matplotlib) are imported inside the
+# commands: every other `rumor` command would otherwise pay for them at start-up.
 
 sim_app = typer.Typer(help="Simulate a RumorDB cluster (SimPy + NetworkX over the real core).")
 app.add_typer(sim_app, name="sim")
@@ -52,6 +54,9 @@ def run(
     ] = None,
 ) -> None:
     """Run one scenario; write metrics.json, PNG plots and report.md."""
+    from sim.engine import Simulation
+    from sim.report import verdict, write_run_report
+
     try:
         spec = load_scenario(scenario, seed=seed)
     except ScenarioError as exc:
@@ -100,6 +105,8 @@ def sweep(
     metric: Annotated[list[str] | None, typer.Option(help="Metric to plot (repeatable).")] = None,
 ) -> None:
     """Run a grid of parameter values in parallel; plot metrics against the parameter."""
+    from sim.sweep import DEFAULT_METRICS, parse_params, run_sweep, write_sweep_report
+
     try:
         params = parse_params(param)
         base = load_scenario(scenario, seed=seed)
@@ -144,6 +151,8 @@ def dissemination_cmd(
     jobs: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 2,
 ) -> None:
     """Measure rounds for one update to reach N nodes against log2 N + ln N."""
+    from sim import dissemination
+
     try:
         sizes = [int(n) for n in nodes.split(",") if n.strip()]
         base = load_scenario(scenario)
