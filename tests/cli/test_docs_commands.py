@@ -1,7 +1,7 @@
-"""The commands the README and the guide show are commands the CLI accepts.
+"""The commands the README shows are commands the CLI accepts.
 
 Every ``rumor ...`` (or ``.venv/bin/rumor ...``) invocation in a fenced block of README.md
-and docs/guide.md is parsed by the real typer application, without running it: unknown
+is parsed by the real typer application, without running it: unknown
 subcommands, misspelt options, missing arguments and wrong types all fail here, so the
 docs cannot drift from the code. The same walk checks that every command has help.
 """
@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 from cli.main import app
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = (REPO / "README.md", REPO / "docs" / "guide.md")
+DOCS = (REPO / "README.md",)
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 OPERATORS = {"|", "||", "&&", ";", "&", "(", ")"}
 ENV_ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=")
