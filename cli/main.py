@@ -18,3 +18,4 @@ from cli import node_cmd
 from cli import client
 from cli import cluster
 from cli import sim_cmd
+from cli import check

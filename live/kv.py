@@ -393,7 +393,9 @@ class KVHandler:
         context_text = self._context_of(key, record)
         etag = [(b"etag", f'"{context_text}"'.encode())]
         if delete:
-            return json_reply(200, {"key": key, "deleted": True, "context": context_text}, etag)
+            data = {"key": key, "deleted": True, "context": context_text}
+            data |= {"hlc": record.hlc, "origin": record.origin}
+            return json_reply(200, data, etag)
         data = {"key": key, "context": context_text, "hlc": record.hlc, "origin": record.origin}
         return json_reply(201 if status is WriteStatus.CREATED else 200, data, etag)
 
