@@ -36,6 +36,7 @@ class LabCluster:
     sharding: bool = False
     replicas: int = 3
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    # Random keys may start with "-": always pass them as --api-key=VALUE (argparse).
     admin_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     reader_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     nodes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -91,13 +92,13 @@ class LabCluster:
 
     # --- clients (in the control namespace) -------------------------------------------
     def client(self, *args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
-        return self.lab.client(*args, "--api-key", self.admin_key, timeout_s=timeout_s)
+        return self.lab.client(*args, f"--api-key={self.admin_key}", timeout_s=timeout_s)
 
     def wait_ready(self, hosts: list[str], members: int, timeout_s: float = 60.0) -> float:
         urls = ",".join(self.urls(hosts))
         done = self.lab.client(
             "wait-ready", "--urls", urls, "--members", str(members),
-            "--timeout", str(timeout_s), "--api-key", self.admin_key,
+            "--timeout", str(timeout_s), f"--api-key={self.admin_key}",
             timeout_s=timeout_s + 30, check=False,
         )  # fmt: skip
         if done.returncode != 0:
@@ -130,7 +131,7 @@ class LabCluster:
         prefix = prefix or f"{name}/"
         argv = [
             PYTHON, "-m", "tests.multihost.client", "workload",
-            "--urls", ",".join(self.urls(hosts)), "--api-key", self.admin_key,
+            "--urls", ",".join(self.urls(hosts)), f"--api-key={self.admin_key}",
             "--prefix", prefix, "--keys", str(keys), "--rate", str(rate),
             "--duration", str(duration_s), "--delete-ratio", str(delete_ratio),
             "--seed", str(seed), "--out", str(out),
@@ -175,7 +176,7 @@ class LabCluster:
         stop = self.workdir / f"{name}.watch.stop"
         argv = [
             PYTHON, "-m", "tests.multihost.client", "watch",
-            "--urls", ",".join(self.urls()), "--api-key", self.admin_key,
+            "--urls", ",".join(self.urls()), f"--api-key={self.admin_key}",
             "--seconds", str(seconds), "--out", str(out), "--stop-file", str(stop),
             "--interval", "0.1",
         ]  # fmt: skip

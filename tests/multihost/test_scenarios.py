@@ -278,7 +278,7 @@ def test_rumor_check_with_chaos_passes_in_the_lab(
     argv = [
         RUMOR, "check", "--urls", ",".join(cluster.urls()), "--duration", "8", "--rate", "30",
         "--chaos", "--delete-ratio", "0.1", "--quiet-timeout", "60", "--json",
-        "--api-key", cluster.admin_key,
+        f"--api-key={cluster.admin_key}",
     ]  # fmt: skip
     done = cluster.lab.exec("ctl", argv, timeout_s=150, check=False)
     print(done.stdout[-2000:], done.stderr[-2000:])
