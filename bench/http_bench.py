@@ -169,25 +169,21 @@ def populate(url: str) -> None:
 
 
 # --- the runs ------------------------------------------------------------------------
-def bench_bare(work: Path, duration_s: int, connections: int) -> dict[str, dict[str, float]]:
+def start_bare(work: Path, procs: list[subprocess.Popen[bytes]]) -> str:
     port = free_port("127.0.0.1")
     url = f"http://127.0.0.1:{port}"
-    with processes() as procs:
-        procs.append(
-            subprocess.Popen(
-                pinned(0, [sys.executable, "-m", "uvicorn", "bench.http_bench:create_bare_app",
-                           "--factory", "--host", "127.0.0.1", "--port", str(port),
-                           "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-                           "--log-level", "warning"]),
-                env={**os.environ, "BENCH_KEY": KEY},
-            )
-        )  # fmt: skip
-        wait_http(url + "/docs")
-        populate(url)
-        return {
-            "GET": wrk(url, LUA_GET, work, duration_s, connections),
-            "PUT": wrk(url, LUA_PUT, work, duration_s, connections),
-        }
+    procs.append(
+        subprocess.Popen(
+            pinned(0, [sys.executable, "-m", "uvicorn", "bench.http_bench:create_bare_app",
+                       "--factory", "--host", "127.0.0.1", "--port", str(port),
+                       "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                       "--log-level", "warning"]),
+            env={**os.environ, "BENCH_KEY": KEY},
+        )
+    )  # fmt: skip
+    wait_http(url + "/docs")
+    populate(url)
+    return url
 
 
 def start_cluster(work: Path, procs: list[subprocess.Popen[bytes]]) -> list[str]:
@@ -326,16 +322,23 @@ async def ack_to_visible(urls: list[str], rate: int, duration_s: float) -> list[
     return latencies
 
 
-def bench_node(
-    work: Path, duration_s: int, connections: int, rate: int
-) -> tuple[dict[str, dict[str, float]], list[float], int]:
+Results = dict[str, list[dict[str, float]]]
+
+
+def bench_rounds(
+    work: Path, duration_s: int, connections: int, rounds: int, rate: int
+) -> tuple[Results, list[float], int]:
+    """Both servers stay up; their wrk runs alternate, so a noisy moment hits both alike."""
+    runs: Results = {name: [] for name in ("bare GET", "bare PUT", "node GET", "node PUT")}
     with processes() as procs:
+        bare = start_bare(work, procs)
         urls = start_cluster(work, procs)
         populate(urls[0])
-        results = {
-            "GET": wrk(urls[0], LUA_GET, work, duration_s, connections),
-            "PUT": wrk(urls[0], LUA_PUT, work, duration_s, connections),
-        }
+        for _ in range(rounds):
+            runs["bare GET"].append(wrk(bare, LUA_GET, work, duration_s, connections))
+            runs["node GET"].append(wrk(urls[0], LUA_GET, work, duration_s, connections))
+            runs["bare PUT"].append(wrk(bare, LUA_PUT, work, duration_s, connections))
+            runs["node PUT"].append(wrk(urls[0], LUA_PUT, work, duration_s, connections))
         if hasattr(os, "sched_setaffinity"):  # the load generator takes wrk's CPU
             os.sched_setaffinity(0, {1})
         lags = asyncio.run(ack_to_visible(urls, rate, 5.0))
@@ -344,7 +347,12 @@ def bench_node(
         for i in (1, 2, 3)
         for line in (work / f"n{i}.log").read_bytes().splitlines()
     )
-    return results, lags, log_errors
+    return runs, lags, log_errors
+
+
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run with the median throughput (its p99 and error counts come along)."""
+    return sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -357,25 +365,33 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rate", type=int, default=200, help="writes/s for ack -> visible")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating wrk runs per server")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk (make bench-http does it)")
     with tempfile.TemporaryDirectory(prefix="rumor-bench-") as tmp:
-        work = Path(tmp)
-        bare = bench_bare(work, args.duration, args.connections)
-        node, lags, log_errors = bench_node(work, args.duration, args.connections, args.rate)
+        runs, lags, log_errors = bench_rounds(
+            Path(tmp), args.duration, args.connections, args.rounds, args.rate
+        )
     print(f"\nHTTP benchmark: servers on CPU 0, wrk on CPU 1, {args.connections} connections, "
-          f"{args.duration} s, 100-byte values over {KEYS} keys (cpus: {os.cpu_count()})")  # fmt: skip
-    print(f"{'run':<34}{'req/s':>10}{'p99 ms':>10}{'non-2xx':>10}{'ratio':>8}")
+          f"{args.duration} s x {args.rounds} alternating rounds, 100-byte values over {KEYS} "
+          f"keys (cpus: {os.cpu_count()}); medians, and every round's ratio")  # fmt: skip
+    print(f"{'run':<34}{'req/s':>10}{'p99 ms':>10}{'non-2xx':>10}{'ratio':>8}  rounds")
     rows = [
-        ("bare FastAPI GET", bare["GET"], bare["GET"]["rps"]),
-        ("bare FastAPI PUT", bare["PUT"], bare["PUT"]["rps"]),
-        ("node GET (3-node cluster)", node["GET"], bare["GET"]["rps"]),
-        ("node PUT (sync, replicated x3)", node["PUT"], bare["PUT"]["rps"]),
+        ("bare FastAPI GET", "bare GET", "bare GET"),
+        ("bare FastAPI PUT", "bare PUT", "bare PUT"),
+        ("node GET (3-node cluster)", "node GET", "bare GET"),
+        ("node PUT (sync, replicated x3)", "node PUT", "bare PUT"),
     ]
-    for name, result, base in rows:
+    for name, kind, base in rows:
+        result, baseline = median_run(runs[kind]), median_run(runs[base])
+        per_round = " ".join(
+            f"{run['rps'] / ref['rps']:.2f}"
+            for run, ref in zip(runs[kind], runs[base], strict=True)
+        )
         print(f"{name:<34}{result['rps']:>10.0f}{result['p99_ms']:>10.1f}"
-              f"{result['non2xx']:>10.0f}{result['rps'] / base:>7.2f}x")  # fmt: skip
+              f"{sum(r['non2xx'] for r in runs[kind]):>10.0f}"
+              f"{result['rps'] / baseline['rps']:>7.2f}x  {per_round}")  # fmt: skip
     finite = [x for x in lags if x != float("inf")]
     print(f"\nack -> visible on both other nodes, {args.rate} writes/s, {len(lags)} writes: "
           f"p50 {percentile(finite, 0.5):.1f} ms, p99 {percentile(finite, 0.99):.1f} ms, "

@@ -16,8 +16,9 @@ grow with the number of differing keys, not with the size of the data set.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
-from core.hashing import hash64, key_hash, mix64
+from core.hashing import MASK64, hash64, key_hash, mix64
 
 FANOUT_BITS = 4
 FANOUT = 1 << FANOUT_BITS
@@ -27,7 +28,12 @@ LEAF_BITS = FANOUT_BITS * DEPTH
 
 def fingerprint(hlc: int, origin: str, tombstone: bool) -> int:
     """A version's identity as 64 bits: (hlc, origin) names a write uniquely."""
-    return hash64(f"{hlc}|{origin}|{int(tombstone)}".encode())
+    return mix64(hlc & MASK64, _origin_hash(origin) ^ int(tombstone))
+
+
+@lru_cache(maxsize=4096)
+def _origin_hash(origin: str) -> int:
+    return hash64(origin.encode()) & ~1  # the low bit carries the tombstone flag
 
 
 def bucket(khash: int, level: int) -> int:

@@ -6,6 +6,7 @@ the standard library, stable everywhere, and fast enough (about half a microseco
 
 from __future__ import annotations
 
+from functools import lru_cache
 from hashlib import blake2b
 
 MASK64 = (1 << 64) - 1
@@ -15,7 +16,9 @@ def hash64(data: bytes) -> int:
     return int.from_bytes(blake2b(data, digest_size=8).digest(), "big")
 
 
+@lru_cache(maxsize=1 << 16)
 def key_hash(key: str) -> int:
+    """Cached: the same keys are hashed on every write, digest update and ring lookup."""
     return hash64(key.encode())
 
 

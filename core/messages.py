@@ -43,7 +43,8 @@ class Push(msgspec.Struct, frozen=True, array_like=True, tag="push", gc=False):
     sender: str
     members: list[MemberEntry]
     updates: list[Update]
-    ack: bool = False
+    ack: bool = False  # reply with what is now held (handoff, tombstone purge)
+    relay: bool = True  # a rumor to spread further; False: direct mail to every target
 
 
 class PushAck(msgspec.Struct, frozen=True, array_like=True, tag="ack", gc=False):

@@ -14,9 +14,11 @@ crash after peers saw it, and a restarted node might reuse its vector clock coun
 
 Replication has two paths. Rumor mongering: a fresh version is pushed at once to
 ``fanout`` peers (client writes, batched by ``flush``) and then piggybacked on gossip
-rounds until sent ``retransmit_mult * ceil(log10(N + 1))`` times. Anti-entropy: every
-interval the node walks its digest tree against one random peer and both exchange only
-the keys that differ. Rumors make replication fast; anti-entropy makes it certain.
+rounds until sent ``retransmit_mult * ceil(log10(N + 1))`` times; when that first push
+already reaches every peer (small clusters, or a key's replicas when sharded) it is
+direct mail and nobody relays it. Anti-entropy: every interval the node walks its digest
+tree against one random peer and both exchange only the keys that differ. Rumors make
+replication fast; anti-entropy makes it certain.
 
 With ``sharding`` on, a key lives on its ``replicas`` owners from the ring. Commands for
 keys this node does not own answer ``NOT_OWNER`` with the owners, for the driver to
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import random
+import re
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -61,6 +64,7 @@ from core.vclock import advance, descends
 from core.vclock import merge as merge_clocks
 
 TOMBSTONE_CONTENT_TYPE = "application/x-rumor-tombstone"
+_BAD_KEY_CHAR = re.compile("[\x00-\x1f\ud800-\udfff]")  # control characters, lone surrogates
 PURGED_MEMORY = 100_000  # purged tombstone versions remembered, to answer stale re-sends
 
 
@@ -318,9 +322,11 @@ class Node:
     def check_key(self, key: str) -> None:
         if not key:
             raise InvalidKey("a key must not be empty")
-        if len(key.encode("utf-8", "surrogatepass")) > self.config.max_key_bytes:
-            raise InvalidKey(f"a key is at most {self.config.max_key_bytes} bytes of UTF-8")
-        if any(ord(ch) < 0x20 or 0xD800 <= ord(ch) <= 0xDFFF for ch in key):
+        # A UTF-8 character is at most 4 bytes: short keys need no encoding to measure.
+        limit = self.config.max_key_bytes
+        if len(key) * 4 > limit and len(key.encode("utf-8", "surrogatepass")) > limit:
+            raise InvalidKey(f"a key is at most {limit} bytes of UTF-8")
+        if _BAD_KEY_CHAR.search(key):
             raise InvalidKey("a key must be valid UTF-8 text without control characters")
 
     def _new_version(
@@ -363,20 +369,28 @@ class Node:
             return out
         urgent, self._urgent = self._urgent, {}
         if self.config.sharding:
+            # Direct mail to the key's replicas: they are all the nodes that need it.
             by_target: dict[str, list[Update]] = {}
             for key, record in urgent.items():
                 for target in self._replica_targets(key):
                     by_target.setdefault(target, []).append(self._update(key, record))
-                self.queue.push(key, record)
             for target, updates in by_target.items():
-                self._send(out, [target], Push(self.node_id, self._entries(), updates))
+                for chunk in _chunks(updates, self.config.max_batch):
+                    self._send(
+                        out, [target], Push(self.node_id, self._entries(), chunk, relay=False)
+                    )
             return out
         targets = self.membership.sample_peers(self.rng, self.config.fanout)
+        # When the push reaches every peer (fanout >= N - 1), it is direct mail (Demers et
+        # al.): nobody needs to spread it further, anti-entropy covers a lost message.
+        # Otherwise it is a rumor: queued here, and relayed by whoever receives it.
+        relay = len(targets) < len(self.membership.peers())
         updates = [self._update(key, record) for key, record in urgent.items()]
-        for key, record in urgent.items():
-            self.queue.push(key, record, transmits=len(targets))
+        if relay:
+            for key, record in urgent.items():
+                self.queue.push(key, record, transmits=len(targets))
         for chunk in _chunks(updates, self.config.max_batch):
-            self._send(out, targets, Push(self.node_id, self._entries(), chunk))
+            self._send(out, targets, Push(self.node_id, self._entries(), chunk, relay=relay))
         return out
 
     def tick(self, now: float) -> Output:
@@ -460,7 +474,7 @@ class Node:
         out = Output()
         if isinstance(message, Push):
             self._observe(message.members, now)
-            self._on_updates(out, message.sender, message.updates, rumor=True)
+            self._on_updates(out, message.sender, message.updates, relay=message.relay)
             if message.ack:
                 self._ack(out, message.sender, message.updates)
         elif isinstance(message, Heartbeat):
@@ -481,7 +495,7 @@ class Node:
         elif isinstance(message, LeafEntries):
             self._on_leaf_entries(out, message)
         elif isinstance(message, SyncRecords):
-            self._on_updates(out, message.sender, message.updates, rumor=False)
+            self._on_updates(out, message.sender, message.updates, relay=False, sync=True)
             if message.want:
                 self._send_wanted(out, message)
         return out
@@ -494,7 +508,10 @@ class Node:
         for entry in entries:
             self.membership.observe(entry, now)
 
-    def _on_updates(self, out: Output, sender: str, updates: list[Update], rumor: bool) -> None:
+    def _on_updates(
+        self, out: Output, sender: str, updates: list[Update], relay: bool, sync: bool = False
+    ) -> None:
+        """Merge updates; ``relay``: keep spreading what is new; ``sync``: from anti-entropy."""
         tombstone_acks: list[Update] = []
         for update in updates:
             key, incoming = update.key, update.record
@@ -521,7 +538,7 @@ class Node:
                 self.counters.updates_applied += 1
                 self._store(key, incoming)
                 out.writes.append((key, incoming))
-                if rumor:
+                if relay:
                     self.queue.push(key, incoming)
             elif outcome is Outcome.STALE:
                 self.counters.updates_stale += 1
@@ -534,7 +551,7 @@ class Node:
                 holders = self._holders.setdefault(key, {self.node_id})
                 holders.add(sender)
                 holders.update(update.holders or ())
-                if not rumor:
+                if sync:
                     tombstone_acks.append(update)
         if tombstone_acks:
             self._ack(out, sender, tombstone_acks)

@@ -69,6 +69,9 @@ def open_envelope(signer: Signer, frame: bytes, now: float) -> Envelope:
 ReplyHandler = Callable[[str, list[bytes]], Awaitable[None]]
 
 
+LINGER_S = 0.005
+
+
 class GossipClient:
     """Delivers ``(peer, payload)`` pairs; never blocks the caller."""
 
@@ -100,10 +103,10 @@ class GossipClient:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._closed = False
         self.dropped = 0
-        self.client = httpx.AsyncClient(
-            transport=transport or PooledTransport(),
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 1.0)),
-        )
+        self._transport = transport or PooledTransport()
+        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 1.0))
+        self._timeout = timeout.as_dict()
+        self.client = httpx.AsyncClient(transport=self._transport, timeout=timeout)
 
     def send(self, peer: str, payload: bytes) -> None:
         if self._closed or peer == self.node_id:
@@ -141,6 +144,9 @@ class GossipClient:
         try:
             queue = self._queues[peer]
             while queue and not self._closed:
+                # Linger a moment so that pushes of a few write batches share one request
+                # (Kafka's linger.ms): fewer requests per write, at a millisecond of lag.
+                await asyncio.sleep(LINGER_S)
                 batch = self._take(peer, queue)
                 if not batch:
                     continue
@@ -169,12 +175,21 @@ class GossipClient:
             self._drop("no_address", len(batch))
             return
         body = seal_envelope(self._signer, Envelope(self.node_id, batch), time.time())
+        # Straight to the transport: the client's auth, redirect and cookie layers cost
+        # a tenth of a write's CPU on this path and do nothing for node-to-node posts.
+        request = httpx.Request(
+            "POST",
+            url.rstrip("/") + GOSSIP_PATH,
+            content=body,
+            headers={SENDER_HEADER: self.node_id, "content-type": "application/octet-stream"},
+            extensions={"timeout": self._timeout},
+        )
         try:
-            response = await self.client.post(
-                url.rstrip("/") + GOSSIP_PATH,
-                content=body,
-                headers={SENDER_HEADER: self.node_id, "content-type": "application/octet-stream"},
-            )
+            response = await self._transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             self._drop("error", len(batch))
             log.debug("gossip_send_failed", peer=peer, error=type(exc).__name__)

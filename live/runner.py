@@ -361,7 +361,8 @@ class Runner:
         if out.writes:
             self._observe_lag(out.writes, now)
         if out.writes or out.purges:
-            await self.storage.persist(out.writes, out.purges)
+            # Versions from peers: their origin holds them durably, so no fsync of our own.
+            await self.storage.persist(out.writes, out.purges, durable=False)
         if committing is not None:
             await asyncio.shield(committing)
         replies: list[bytes] = []
@@ -406,7 +407,7 @@ class Runner:
         self._drain_transitions()
         self._keep_incarnation()
         if out.writes or out.purges:
-            await self.storage.persist(out.writes, out.purges)
+            await self.storage.persist(out.writes, out.purges, durable=False)
         self._send(out.messages)
 
     def _keep_incarnation(self) -> None:

@@ -16,6 +16,10 @@ Durability modes (``--durability``):
 * ``sync``: ``synchronous=FULL``; ``persist`` returns after the transaction is on disk. In
   WAL mode ``NORMAL`` only syncs at checkpoints, which survives a process crash but not
   power loss, so it is not enough for an acknowledgement that promises durability.
+  Versions that arrive from peers are persisted with ``durable=False``: committed (a
+  process crash cannot lose them) but not synced on their own, because no client waits
+  on them and their origin holds them durably; a batch that carries any client write
+  is synced. This halves the fsyncs of a replicating cluster.
 * ``batch``: ``synchronous=NORMAL``; ``persist`` returns at once and the writer commits
   within a few ms. A crash can lose the last moments of acknowledged writes.
 * ``memory``: no file at all; ``persist`` is a no-op and ``load`` returns nothing.
@@ -69,6 +73,7 @@ class _Job:
     purges: list[str]
     done: asyncio.Future[None] | None  # None: nobody waits (batch mode)
     loop: asyncio.AbstractEventLoop
+    durable: bool = True  # must reach the disk before ``done`` (client writes, sync mode)
 
 
 @dataclass(slots=True)
@@ -91,6 +96,7 @@ class Storage:
         self.durability = durability
         self.stats = StorageStats()
         self._db = connection
+        self._synchronous_full = durability == "sync"  # as the connection was opened
         self._lock_fd = lock_fd
         self._queue_max = queue_max
         self._memory_meta: dict[str, str] = {}
@@ -174,8 +180,17 @@ class Storage:
                 raise
 
     # --- writing ---------------------------------------------------------------------
-    async def persist(self, writes: Sequence[tuple[str, Record]], purges: Sequence[str]) -> None:
-        """Durable (sync) or queued (batch) when it returns; a no-op in memory mode."""
+    async def persist(
+        self,
+        writes: Sequence[tuple[str, Record]],
+        purges: Sequence[str],
+        durable: bool = True,
+    ) -> None:
+        """Durable (sync) or queued (batch) when it returns; a no-op in memory mode.
+
+        ``durable=False`` (sync mode): committed when it returns, synced with the next
+        durable batch or checkpoint; for versions a peer already holds durably.
+        """
         if self._closed or self._stopping:
             raise StorageError("storage is closed")
         if self.failed is not None:
@@ -186,7 +201,7 @@ class Storage:
         if self._loop is not loop:  # asyncio primitives belong to one loop
             self._loop, self._admission, self._space = loop, asyncio.Lock(), asyncio.Event()
         waiter = loop.create_future() if self.durability == "sync" else None
-        job = _Job(list(writes), list(purges), waiter, loop)
+        job = _Job(list(writes), list(purges), waiter, loop, durable)
         async with self._admission:  # FIFO: a later caller never overtakes a waiting one
             while not self._enqueue(job):
                 await self._space.wait()
@@ -266,6 +281,8 @@ class Storage:
         assert self._db is not None
         try:
             with self._db_lock:
+                if self.durability == "sync":
+                    self._set_synchronous(any(job.durable for job in jobs))
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     self._db.executemany(_UPSERT, upserts)
@@ -279,6 +296,12 @@ class Storage:
             return self.failed
         self._count(jobs, len(upserts), len(deletes))
         return None
+
+    def _set_synchronous(self, full: bool) -> None:
+        if full != self._synchronous_full:
+            assert self._db is not None
+            self._db.execute(f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
+            self._synchronous_full = full
 
     def _count(self, jobs: list[_Job], written: int, purged: int) -> None:
         stats = self.stats

@@ -19,6 +19,7 @@ ALLOWED = {
     "heapq",
     "math",
     "msgspec",
+    "re",
     "random",
     "typing",
     "core",

@@ -39,6 +39,32 @@ def test_records_survive_close_and_reopen(tmp_path: Path) -> None:
         storage.close_sync()
 
 
+def test_replicated_versions_commit_without_their_own_fsync(tmp_path: Path) -> None:
+    """Peers' versions skip the fsync (their origin holds them); client writes never do."""
+    synced: list[bool] = []
+
+    async def scenario() -> None:
+        storage = Storage.open(tmp_path, "sync")
+        original = storage._set_synchronous
+
+        def spy(full: bool) -> None:
+            synced.append(full)
+            original(full)
+
+        storage._set_synchronous = spy  # type: ignore[method-assign]
+        await storage.persist([("from-peer", record(b"p"))], [], durable=False)
+        await storage.persist([("from-client", record(b"c"))], [])
+        await storage.close()
+
+    asyncio.run(scenario())
+    assert synced == [False, True]
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        assert set(dict(storage.load())) == {"from-peer", "from-client"}
+    finally:
+        storage.close_sync()
+
+
 def test_purges_delete_records(tmp_path: Path) -> None:
     async def scenario() -> None:
         storage = Storage.open(tmp_path, "sync")
