@@ -236,14 +236,20 @@ class KVHandler:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     # --- reads ---------------------------------------------------------------------
-    async def _get(self, scope: Scope, request: KVRequest, key: str) -> Reply:
-        runner = self.runner
-        if not runner.running:
+    async def _elsewhere(self, scope: Scope, request: KVRequest, key: str) -> Reply | None:
+        """None when this node serves ``key``; else the answer: unavailable, or an owner's."""
+        if not self.runner.running:
             return _unavailable()
-        node = runner.node
-        owners = node.route(key)
+        owners = self.runner.node.route(key)
         if owners is not None:
             return await self._forward(scope, request, owners, b"")
+        return None
+
+    async def _get(self, scope: Scope, request: KVRequest, key: str) -> Reply:
+        if (answer := await self._elsewhere(scope, request, key)) is not None:
+            return answer
+        runner = self.runner
+        node = runner.node
         record = node.get(key)
         if record is None:
             if runner.settings.sharding and not request.forwarded and node.version(key) is None:
@@ -263,13 +269,9 @@ class KVHandler:
         return Reply(200, headers, record.value)
 
     async def _meta(self, scope: Scope, request: KVRequest, key: str) -> Reply:
-        runner = self.runner
-        if not runner.running:
-            return _unavailable()
-        node = runner.node
-        owners = node.route(key)
-        if owners is not None:
-            return await self._forward(scope, request, owners, b"")
+        if (answer := await self._elsewhere(scope, request, key)) is not None:
+            return answer
+        node = self.runner.node
         record = node.version(key)
         if record is None:
             return error_reply(404, "not_found", f"this node has never seen key {key!r}")
@@ -295,7 +297,7 @@ class KVHandler:
                 "origin": discarded.origin,
                 "tombstone": discarded.tombstone,
             },
-            "node": runner.node_id,
+            "node": self.runner.node_id,
         }
         return json_reply(200, data, [(b"etag", f'"{context}"'.encode())])
 
