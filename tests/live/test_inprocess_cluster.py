@@ -174,3 +174,41 @@ async def test_a_refuted_incarnation_is_persisted(tmp_path: Path) -> None:
 
         await eventually(persisted, 5.0)
         assert runner.incarnation == 7  # refuted above the rumour's 6
+
+
+async def test_clock_offset_shifts_the_hlc_of_this_nodes_writes(tmp_path: Path) -> None:
+    """--clock-offset-ms: a node an hour ahead stamps its writes an hour ahead."""
+    import time
+
+    hour_ms = 3_600_000
+    async with in_process_cluster(tmp_path, 1, clock_offset_ms=hour_ms) as (_, _, clients):
+        put = await clients[0].put("/kv/k", content=b"v", headers=ADMIN)
+        assert put.status_code == 201
+        meta = (await clients[0].get("/kv/k?meta=true", headers=READER)).json()
+        skew_ms = meta["hlc_ms"] - time.time() * 1000
+        assert abs(skew_ms - hour_ms) < 60_000, skew_ms
+
+
+async def test_a_node_joins_through_seeds_without_discovery(tmp_path: Path) -> None:
+    """--seeds: with broadcast off, n2 finds n1 through its seed URL, and n1 learns of n2."""
+    transport = RoutingTransport()
+    async with contextlib.AsyncExitStack() as stack:
+        first = settings_for(tmp_path, "n1", 9001)
+        app1, _ = await stack.enter_async_context(running_app(first, transport))
+        transport.add("127.0.0.1:9001", app1)
+        second = settings_for(tmp_path, "n2", 9002, seeds=["http://127.0.0.1:9001"])
+        app2, client2 = await stack.enter_async_context(running_app(second, transport))
+        transport.add("127.0.0.1:9002", app2)
+
+        async def acquainted() -> bool:
+            one, two = runner_of(app1).node, runner_of(app2).node
+            return one.membership.is_alive("n2") and two.membership.is_alive("n1")
+
+        await eventually(acquainted, 10.0)
+        put = await client2.put("/kv/seeded", content=b"yes", headers=ADMIN)
+        assert put.status_code == 201
+
+        async def replicated() -> bool:
+            return runner_of(app1).node.get("seeded") is not None
+
+        await eventually(replicated, 5.0)
