@@ -768,10 +768,7 @@ def delay(
     json_output: JsonOption = False,
 ) -> None:
     """Delay every message NODE sends by MS milliseconds."""
-    secret = resolve_api_key(api_key)
-    nodes = node_urls(url, secret)
-    resolve_names([node], nodes)
-    apply_faults({node: {"delay_ms": ms}}, nodes, secret, json_output)
+    fault_one_node(node, {"delay_ms": ms}, url, api_key, json_output)
 
 
 @chaos_app.command(epilog=EXIT_CODES)
@@ -783,7 +780,14 @@ def loss(
     json_output: JsonOption = False,
 ) -> None:
     """Drop PCT percent of the messages NODE sends."""
+    fault_one_node(node, {"loss": pct / 100}, url, api_key, json_output)
+
+
+def fault_one_node(
+    node: str, fault: dict[str, Any], url: list[str] | None, api_key: str | None, json_output: bool
+) -> None:
+    """Apply ``fault`` to ``node`` alone (the node is named by id, found through /cluster)."""
     secret = resolve_api_key(api_key)
     nodes = node_urls(url, secret)
     resolve_names([node], nodes)
-    apply_faults({node: {"loss": pct / 100}}, nodes, secret, json_output)
+    apply_faults({node: fault}, nodes, secret, json_output)
