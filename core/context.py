@@ -32,11 +32,16 @@ class Context(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 
 _decoder = msgspec.msgpack.Decoder(Context)
+_encoder = msgspec.msgpack.Encoder()
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def encode_context(clock: VClock, hlc: int) -> str:
-    raw = msgspec.msgpack.encode(Context(to_pairs(clock), hlc))
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    # Every write answers with its context: encoded straight from the clock's items
+    # (the same bytes as a ``Context``), skipping the struct and base64's wrappers.
+    pairs = sorted(clock.items()) if all(clock.values()) else to_pairs(clock)
+    raw = _encoder.encode((pairs, hlc))
+    return binascii.b2a_base64(raw, newline=False).translate(_URL_SAFE).rstrip(b"=").decode()
 
 
 def decode_context(text: str) -> Context:

@@ -36,6 +36,10 @@ def _origin_hash(origin: str) -> int:
     return hash64(origin.encode()) & ~1  # the low bit carries the tombstone flag
 
 
+_SHIFTS = tuple(64 - FANOUT_BITS * level for level in range(DEPTH + 1))
+_LEAF_SHIFT = _SHIFTS[DEPTH]
+
+
 def bucket(khash: int, level: int) -> int:
     """The index of the level-``level`` node that holds ``khash`` (level 0 is the root)."""
     return khash >> (64 - FANOUT_BITS * level) if level else 0
@@ -48,11 +52,13 @@ def children(index: int) -> range:
 class Digest:
     """An incrementally maintained digest tree over (key, version fingerprint) entries."""
 
-    __slots__ = ("_leaves", "_levels")
+    __slots__ = ("_folds", "_leaves", "_levels")
 
     def __init__(self) -> None:
         # _levels[l][i]: XOR of entry hashes under node i of level l (l = 0 .. DEPTH)
         self._levels: list[dict[int, int]] = [{} for _ in range(DEPTH + 1)]
+        # (level dict, shift) pairs: the root's index is khash >> 64, i.e. always 0
+        self._folds = tuple(zip(self._levels, _SHIFTS, strict=True))
         # _leaves[leaf][khash] = (fingerprint, key)
         self._leaves: dict[int, dict[int, tuple[int, str]]] = {}
 
@@ -67,8 +73,11 @@ class Digest:
         """Record that ``key`` now holds the version with fingerprint ``fp``."""
         if khash is None:
             khash = key_hash(key)
-        leaf_index = bucket(khash, DEPTH)
-        leaf = self._leaves.setdefault(leaf_index, {})
+        leaves = self._leaves
+        leaf_index = khash >> _LEAF_SHIFT
+        leaf = leaves.get(leaf_index)
+        if leaf is None:
+            leaf = leaves[leaf_index] = {}
         old = leaf.get(khash)
         delta = mix64(khash, fp)
         if old is not None:
@@ -81,7 +90,7 @@ class Digest:
     def remove(self, key: str, khash: int | None = None) -> None:
         if khash is None:
             khash = key_hash(key)
-        leaf_index = bucket(khash, DEPTH)
+        leaf_index = khash >> _LEAF_SHIFT
         leaf = self._leaves.get(leaf_index)
         if leaf is None or khash not in leaf:
             return
@@ -91,13 +100,14 @@ class Digest:
         self._fold(khash, mix64(khash, fp))
 
     def _fold(self, khash: int, delta: int) -> None:
-        for level, nodes in enumerate(self._levels):
-            index = bucket(khash, level)
+        """XOR ``delta`` into the root and every ancestor of ``khash``'s leaf (hot path)."""
+        for nodes, shift in self._folds:
+            index = khash >> shift
             value = nodes.get(index, 0) ^ delta
             if value:
                 nodes[index] = value
             else:
-                nodes.pop(index, None)
+                del nodes[index]
 
     @property
     def root(self) -> int:

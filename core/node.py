@@ -191,7 +191,8 @@ class Node:
         )
         self.records: dict[str, Record] = {}
         self.discarded: dict[str, Discarded] = {}
-        self.digest = Digest()
+        self._digest = Digest()
+        self._digest_stale: set[str] = set()  # keys whose digest entries may be out of date
         self.queue = BroadcastQueue(self.config.queue_max)
         self.counters = Counters()
         self._hlc = hlc.pack(int(now * 1000))
@@ -675,20 +676,12 @@ class Node:
         if previous is None and self._sorted_keys is not None:
             insort(self._sorted_keys, key)
         self.records[key] = record
-        khash = key_hash(key)
-        fp = fingerprint(record.hlc, record.origin, record.tombstone)
-        self.digest.set(key, fp, khash)
+        self._digest_stale.add(key)
         if record.tombstone:
             self._holders[key] = {self.node_id}
         elif previous is not None and previous.tombstone:
             self._holders.pop(key, None)
         self._handoff.pop(key, None)
-        if self._scoped:
-            owners = self.owners(key)
-            if self.node_id in owners:
-                for peer, (_, digest) in self._scoped.items():
-                    if peer in owners:
-                        digest.set(key, fp, khash)
 
     def _drop(self, out: Output, key: str) -> None:
         self.records.pop(key, None)
@@ -699,16 +692,51 @@ class Node:
             index = bisect_left(self._sorted_keys, key)
             if index < len(self._sorted_keys) and self._sorted_keys[index] == key:
                 del self._sorted_keys[index]
-        khash = key_hash(key)
-        self.digest.remove(key, khash)
-        for _, digest in self._scoped.values():
-            digest.remove(key, khash)
+        self._digest_stale.add(key)
         out.purges.append(key)
+
+    # --- digests -----------------------------------------------------------------------
+    @property
+    def digest(self) -> Digest:
+        """The digest tree over every key this node holds, brought up to date."""
+        self._refresh_digests()
+        return self._digest
+
+    def _refresh_digests(self) -> None:
+        """Fold the keys stored or dropped since the last read into the digest trees.
+
+        Lazily, because a digest is read once per anti-entropy step while keys change on
+        every write: a key written many times between two reads is hashed once, and the
+        write path pays a set insertion instead of a tree update (measured: a third of a
+        replica's CPU per replicated write went to digest updates).
+        """
+        stale = self._digest_stale
+        if not stale:
+            return
+        self._digest_stale = set()
+        digest, records, scoped = self._digest, self.records, self._scoped
+        for key in stale:
+            khash = key_hash(key)
+            record = records.get(key)
+            if record is None:
+                digest.remove(key, khash)
+                for _, peer_digest in scoped.values():
+                    peer_digest.remove(key, khash)
+                continue
+            fp = fingerprint(record.hlc, record.origin, record.tombstone)
+            digest.set(key, fp, khash)
+            if scoped:
+                owners = self.owners(key)
+                if self.node_id in owners:
+                    for peer, (_, peer_digest) in scoped.items():
+                        if peer in owners:
+                            peer_digest.set(key, fp, khash)
 
     def _digest_for(self, peer: str) -> Digest:
         """The whole digest, or (sharded) one over the keys both nodes own."""
+        self._refresh_digests()
         if not self.config.sharding:
-            return self.digest
+            return self._digest
         ring = self.ring()
         epoch = self.membership.epoch
         cached = self._scoped.get(peer)

@@ -62,3 +62,21 @@ def test_context_round_trips_and_rejects_garbage() -> None:
 
     with pytest.raises(InvalidContext):
         decode_context(base64.urlsafe_b64encode(negative).decode())
+
+
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=8), st.integers(0, 2**64 - 1), max_size=5),
+    st.integers(0, 2**64 - 1),
+)
+def test_context_encoding_is_the_documented_canonical_form(clock: dict[str, int], hlc: int) -> None:
+    """URL-safe base64, unpadded, of MessagePack [[sorted non-zero pairs], hlc]."""
+    import base64
+
+    from core.context import Context
+
+    pairs = sorted((node, count) for node, count in clock.items() if count)
+    reference = base64.urlsafe_b64encode(msgspec.msgpack.encode(Context(pairs, hlc)))
+    text = encode_context(clock, hlc)
+    assert text == reference.rstrip(b"=").decode()
+    decoded = decode_context(text)
+    assert decoded.clock == dict(pairs) and decoded.hlc == hlc

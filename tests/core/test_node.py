@@ -3,6 +3,8 @@
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core import (
     InvalidKey,
@@ -167,3 +169,76 @@ def test_a_forwarded_write_is_coordinated_even_by_a_non_owner() -> None:
     out = n.tick(101.5)  # maintenance hands the hint to its (alive) owner
     owner = n.owners(foreign)[0]
     assert any(target == owner for target, _ in out.messages)
+
+
+def _levels(digest: object) -> list[dict[int, int]]:
+    from core.digest import DEPTH, FANOUT
+
+    levels = []
+    for level in range(DEPTH + 1):
+        indices = range(FANOUT**level)
+        levels.append(digest.hashes(level, indices))  # type: ignore[attr-defined]
+    return levels
+
+
+def _rebuilt(records: dict[str, object], keep: object = None) -> object:
+    from core.digest import Digest, fingerprint
+
+    return Digest.of(
+        (key, fingerprint(r.hlc, r.origin, r.tombstone))  # type: ignore[attr-defined]
+        for key, r in records.items()
+        if keep is None or keep(key)  # type: ignore[operator]
+    )
+
+
+_ops = st.lists(
+    st.tuples(st.sampled_from(["put", "delete", "remote", "read"]), st.integers(0, 30)),
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_ops)
+def test_the_lazy_digest_always_reads_as_a_fresh_build(ops: list[tuple[str, int]]) -> None:
+    """Writes only mark keys stale; whoever reads the digest sees every write folded in."""
+    n, other = node("n1"), node("n2")
+    now = 100.0
+    for op, i in ops:
+        now += 0.001
+        key = f"k{i}"
+        if op == "put":
+            n.put(key, b"v%d" % i, "text/plain", now)
+        elif op == "delete":
+            n.delete(key, now)
+        elif op == "remote":  # a version arriving from a peer
+            other.put(key, b"r%d" % i, "text/plain", now)
+            for _, data in other.flush(now).messages:
+                n.receive(data, now)
+        else:
+            assert _levels(n.digest) == _levels(_rebuilt(n.records))
+    assert _levels(n.digest) == _levels(_rebuilt(n.records))
+
+
+def test_scoped_digests_follow_writes_and_drops_after_they_are_built() -> None:
+    """Sharded: the per-peer digest over shared keys, cached, stays equal to a fresh one."""
+    n = node("n1", sharding=True, replicas=2)
+    for peer in ("n2", "n3", "n4"):
+        n.join(peer, f"mem://{peer}", 1, 100.0)
+    for i in range(200):
+        n.put(f"k{i}", b"1", "text/plain", 100.0, coordinate=True)
+    for peer in ("n2", "n3", "n4"):
+        n._digest_for(peer)  # build and cache the scoped digests
+    for i in range(0, 200, 3):
+        n.put(f"k{i}", b"2", "text/plain", 100.1, coordinate=True)
+    for i in range(1, 200, 7):
+        n.delete(f"k{i}", 100.2)
+    ring = n.ring()
+    for peer in ("n2", "n3", "n4"):
+
+        def shared(key: str, peer: str = peer) -> bool:
+            owners = ring.owners(key, 2)
+            return "n1" in owners and peer in owners
+
+        expected = _rebuilt(n.records, shared)
+        assert _levels(n._digest_for(peer)) == _levels(expected), peer
+    assert _levels(n.digest) == _levels(_rebuilt(n.records))
