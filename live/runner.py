@@ -99,7 +99,11 @@ class Runner:
     ) -> None:
         self.settings = settings
         self.url = settings.advertised_url()
-        self.metrics = metrics or Metrics(lambda: self._node, lambda: self.discovery_rejected)
+        self.metrics = metrics or Metrics(
+            lambda: self._node,
+            lambda: self.discovery_rejected,
+            lambda: self._storage.stats if self._storage is not None else None,
+        )
         self.faults = Faults()
         self.signer = Signer(settings.require_cluster_secret())
         self._transport = transport
@@ -381,9 +385,9 @@ class Runner:
 
     def _observe_lag(self, writes: list[tuple[str, Record]], now: float) -> None:
         now_ms = now * 1000
-        observe = self.metrics.replication_lag.observe
-        for _, record in writes:
-            observe(max(0.0, now_ms - physical_ms(record.hlc)) / 1000)
+        self.metrics.replication_lag.observe_many(
+            max(0.0, now_ms - physical_ms(record.hlc)) / 1000 for _, record in writes
+        )
 
     # --- tick path -----------------------------------------------------------------
     async def _tick_loop(self) -> None:

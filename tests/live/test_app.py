@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -226,8 +227,22 @@ async def test_health_heartbeat_cluster_and_metrics(client: httpx.AsyncClient) -
     assert set(member) == {"id", "url", "state", "incarnation", "heartbeat", "last_heartbeat_age_s"}
     text = (await client.get("/metrics", headers=READER)).text
     assert 'rumor_http_requests_total{route="kv_put",status="201"} 1.0' in text
+    assert 'rumor_http_request_duration_seconds_count{route="kv_put"} 1.0' in text
     assert "rumor_keys 1.0" in text
     assert 'rumor_members{state="alive"} 1.0' in text
+
+
+async def test_metrics_count_group_commits_on_disk(tmp_path: Path) -> None:
+    async with running_app(settings_for(tmp_path, durability="sync")) as (_, http):
+        before = (await http.get("/metrics", headers=READER)).text
+        assert "rumor_storage_records_written_total 0.0" in before
+        await asyncio.gather(
+            *(http.put(f"/kv/k{i}", content=b"v", headers=ADMIN) for i in range(20))
+        )
+        text = (await http.get("/metrics", headers=READER)).text
+    assert "rumor_storage_records_written_total 20.0" in text
+    commits = float(text.split("\nrumor_storage_commits_total ")[1].split()[0])
+    assert 1 <= commits <= 20  # concurrent writes share group commits
 
 
 async def test_openapi_documents_every_endpoint(client: httpx.AsyncClient) -> None:
