@@ -69,7 +69,19 @@ def open_envelope(signer: Signer, frame: bytes, now: float) -> Envelope:
 ReplyHandler = Callable[[str, list[bytes]], Awaitable[None]]
 
 
+def next_linger(batch_bytes: int) -> float:
+    """How long to gather messages before the next post, given the size of the last one."""
+    return LINGER_BUSY_S if batch_bytes >= BUSY_BATCH_BYTES else LINGER_S
+
+
+# Linger a moment before each post so that the pushes of several write batches share one
+# request (Kafka's linger.ms). Idle, a write waits at most LINGER_S. Under load (the last
+# post carried BUSY_BATCH_BYTES or more) it waits LINGER_BUSY_S: a post and a replica
+# commit cost about 100 µs of CPU each, whatever their size, so fewer, larger posts leave
+# more CPU for clients, while acknowledged -> visible stays far below 50 ms.
 LINGER_S = 0.005
+LINGER_BUSY_S = 0.02
+BUSY_BATCH_BYTES = 2048
 
 
 class GossipClient:
@@ -104,8 +116,11 @@ class GossipClient:
         self._closed = False
         self.dropped = 0
         self._transport = transport or PooledTransport()
+        self._targets: dict[str, tuple[tuple[str, int], bytes]] = {}
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 1.0))
         self._timeout = timeout.as_dict()
+        self._connect_s = min(timeout_s, 1.0)
+        self._read_s = timeout_s
         self.client = httpx.AsyncClient(transport=self._transport, timeout=timeout)
 
     def send(self, peer: str, payload: bytes) -> None:
@@ -143,13 +158,15 @@ class GossipClient:
     async def _drain(self, peer: str) -> None:
         try:
             queue = self._queues[peer]
+            linger = LINGER_S
             while queue and not self._closed:
                 # Linger a moment so that pushes of a few write batches share one request
                 # (Kafka's linger.ms): fewer requests per write, at a millisecond of lag.
-                await asyncio.sleep(LINGER_S)
+                await asyncio.sleep(linger)
                 batch = self._take(peer, queue)
                 if not batch:
                     continue
+                linger = next_linger(sum(map(len, batch)))
                 if self._faults.delay_ms:
                     await asyncio.sleep(self._faults.delay_s())
                 await self._post(peer, batch)
@@ -175,8 +192,36 @@ class GossipClient:
             self._drop("no_address", len(batch))
             return
         body = seal_envelope(self._signer, Envelope(self.node_id, batch), time.time())
-        # Straight to the transport: the client's auth, redirect and cookie layers cost
-        # a tenth of a write's CPU on this path and do nothing for node-to-node posts.
+        try:
+            status, content = await self._round_trip(url, body)
+        except httpx.HTTPError as exc:
+            self._drop("error", len(batch))
+            log.debug("gossip_send_failed", peer=peer, error=type(exc).__name__)
+            return
+        self._metrics.messages_out.inc(len(batch))
+        self._metrics.bytes_out.inc(len(body))
+        if status == 200 and content:
+            await self._deliver_reply(peer, content)
+        elif status >= 300:
+            self._drop(f"http_{status}", len(batch))
+
+    async def _round_trip(self, url: str, body: bytes) -> tuple[int, bytes]:
+        transport = self._transport
+        if isinstance(transport, PooledTransport):
+            # The lean path: the request head is encoded once per peer address, and no
+            # httpx Request/Response objects are built (a tenth of a write's CPU here).
+            target = self._targets.get(url)
+            if target is None:
+                target = self._targets[url] = self._target(url)
+            host_key, head = target
+            status, _, content = await transport.round_trip(
+                host_key,
+                head + str(len(body)).encode() + b"\r\n\r\n",
+                body,
+                connect_s=self._connect_s,
+                read_s=self._read_s,
+            )
+            return status, content
         request = httpx.Request(
             "POST",
             url.rstrip("/") + GOSSIP_PATH,
@@ -184,22 +229,30 @@ class GossipClient:
             headers={SENDER_HEADER: self.node_id, "content-type": "application/octet-stream"},
             extensions={"timeout": self._timeout},
         )
+        response = await transport.handle_async_request(request)
         try:
-            response = await self._transport.handle_async_request(request)
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        except httpx.HTTPError as exc:
-            self._drop("error", len(batch))
-            log.debug("gossip_send_failed", peer=peer, error=type(exc).__name__)
-            return
-        self._metrics.messages_out.inc(len(batch))
-        self._metrics.bytes_out.inc(len(body))
-        if response.status_code == 200 and response.content:
-            await self._deliver_reply(peer, response.content)
-        elif response.status_code >= 300:
-            self._drop(f"http_{response.status_code}", len(batch))
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response.status_code, response.content
+
+    def _target(self, url: str) -> tuple[tuple[str, int], bytes]:
+        """``(host, port)`` and the request head up to the Content-Length value."""
+        parsed = httpx.URL(url.rstrip("/") + GOSSIP_PATH)
+        if parsed.scheme != "http":
+            raise httpx.UnsupportedProtocol(f"only http:// is supported, not {url}")
+        port = parsed.port or 80
+        head = (
+            b"POST " + parsed.raw_path + b" HTTP/1.1\r\n"
+            b"host: " + parsed.netloc + b"\r\n"
+            b"content-type: application/octet-stream\r\n"
+            + SENDER_HEADER.encode()
+            + b": "
+            + self.node_id.encode()
+            + b"\r\n"
+            b"content-length: "
+        )
+        return (parsed.host, port), head
 
     async def _deliver_reply(self, peer: str, frame: bytes) -> None:
         try:

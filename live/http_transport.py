@@ -63,15 +63,37 @@ class PooledTransport(httpx.AsyncBaseTransport):
         url = request.url
         if url.scheme != "http":
             raise httpx.UnsupportedProtocol(f"only http:// is supported, not {url.scheme}://")
-        host_key = (url.host, url.port or 80)
         timeouts = request.extensions.get("timeout", {})
-        connect_s = timeouts.get("connect") or 5.0
-        read_s = timeouts.get("read") or 30.0
         body = await request.aread()
-        head = _request_head(request)
+        status, headers, content = await self.round_trip(
+            (url.host, url.port or 80),
+            _request_head(request),
+            body,
+            connect_s=timeouts.get("connect") or 5.0,
+            read_s=timeouts.get("read") or 30.0,
+            request=request,
+        )
+        return httpx.Response(status, headers=headers, content=content)
+
+    async def round_trip(
+        self,
+        host_key: tuple[str, int],
+        head: bytes,
+        body: bytes,
+        *,
+        connect_s: float,
+        read_s: float,
+        request: httpx.Request | None = None,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """One request whose head is already encoded: the path the gossip client takes.
+
+        Raises httpx's errors (``ConnectError``, ``ReadTimeout``, ...), as a request
+        through ``httpx.AsyncClient`` would. ``request`` only names the request in them.
+        """
         slots = self._slots.get(host_key)
         if slots is None:
             slots = self._slots[host_key] = asyncio.Semaphore(self._max_connections)
+        head_only = request is not None and request.method == "HEAD"
         async with slots:
             for _ in range(2):
                 connection, reused = self._checkout(host_key), True
@@ -80,7 +102,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
                 self._busy.add(connection)
                 try:
                     status, headers, content, keep = await self._exchange(
-                        connection, head, body, read_s, request, reused
+                        connection, head, body, read_s, request, reused, head_only
                     )
                 except _StaleConnection:
                     connection.close()
@@ -91,7 +113,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
                 finally:
                     self._busy.discard(connection)
                 self._checkin(host_key, connection, keep)
-                return httpx.Response(status, headers=headers, content=content)
+                return status, headers, content
         raise httpx.RemoteProtocolError("the server closed the connection", request=request)
 
     async def aclose(self) -> None:
@@ -124,7 +146,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
         idle.append(connection)
 
     async def _connect(
-        self, host_key: tuple[str, int], timeout_s: float, request: httpx.Request
+        self, host_key: tuple[str, int], timeout_s: float, request: httpx.Request | None
     ) -> _Connection:
         try:
             async with asyncio.timeout(timeout_s):
@@ -144,8 +166,9 @@ class PooledTransport(httpx.AsyncBaseTransport):
         head: bytes,
         body: bytes,
         timeout_s: float,
-        request: httpx.Request,
+        request: httpx.Request | None,
         reused: bool,
+        head_only: bool = False,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
         try:
             async with asyncio.timeout(timeout_s):
@@ -159,7 +182,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
                     raise httpx.RemoteProtocolError("no response", request=request)
                 status = _status(status_line, request)
                 headers, length, chunked, keep = await self._read_headers(connection, request)
-                if status in (204, 304) or status < 200 or request.method == "HEAD":
+                if status in (204, 304) or status < 200 or head_only:
                     content = b""  # no body, whatever the headers say
                 else:
                     content = await self._read_body(connection, length, chunked, request)
@@ -174,7 +197,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
         return status, headers, content, keep
 
     async def _read_headers(
-        self, connection: _Connection, request: httpx.Request
+        self, connection: _Connection, request: httpx.Request | None
     ) -> tuple[list[tuple[bytes, bytes]], int | None, bool, bool]:
         headers: list[tuple[bytes, bytes]] = []
         length: int | None = None
@@ -197,7 +220,11 @@ class PooledTransport(httpx.AsyncBaseTransport):
         raise httpx.RemoteProtocolError("too many response headers", request=request)
 
     async def _read_body(
-        self, connection: _Connection, length: int | None, chunked: bool, request: httpx.Request
+        self,
+        connection: _Connection,
+        length: int | None,
+        chunked: bool,
+        request: httpx.Request | None,
     ) -> bytes:
         reader = connection.reader
         if chunked:
@@ -230,14 +257,14 @@ def _request_head(request: httpx.Request) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-def _status(line: bytes, request: httpx.Request) -> int:
+def _status(line: bytes, request: httpx.Request | None) -> int:
     parts = line.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
         raise httpx.RemoteProtocolError(f"malformed status line {line[:80]!r}", request=request)
     return _int(parts[1], request)
 
 
-def _int(value: bytes, request: httpx.Request) -> int:
+def _int(value: bytes, request: httpx.Request | None) -> int:
     try:
         number = int(value)
     except ValueError:

@@ -123,8 +123,8 @@ async def test_replies_go_back_to_the_node() -> None:
 
         await eventually(replied, 2.0, 0.001)
         assert replies == [("peer", [b"r1", b"r2"])]
-        assert metrics.messages_out._value.get() == 1.0
-        assert metrics.messages_in._value.get() == 2.0
+        assert metrics.messages_out.value == 1
+        assert metrics.messages_in.value == 2
     finally:
         await client.close()
 
@@ -179,3 +179,102 @@ def test_fault_loss_is_probabilistic_and_bounded() -> None:
     assert not any(faults.allow_send("p") for _ in range(100))
     faults.heal()
     assert all(faults.allow_send("p") for _ in range(100)) and not faults.active
+
+
+def test_linger_grows_under_load_and_stays_short_when_idle() -> None:
+    from live.gossip_client import BUSY_BATCH_BYTES, LINGER_BUSY_S, LINGER_S, next_linger
+
+    assert next_linger(300) == LINGER_S  # one small write: visible within milliseconds
+    assert next_linger(BUSY_BATCH_BYTES) == LINGER_BUSY_S  # a busy peer: fewer, larger posts
+    assert LINGER_S < LINGER_BUSY_S <= 0.025  # ack -> visible must stay far below 50 ms
+
+
+async def test_posts_over_the_pooled_transport_are_well_formed_http() -> None:
+    """The lean path (pre-encoded head, no httpx objects) against a real socket."""
+    import asyncio
+
+    from live.http_transport import PooledTransport
+    from tests.live.test_http_transport import ScriptedServer
+
+    signer = Signer(SECRET)
+    reply = seal_envelope(signer, Envelope("peer", [b"pong"]), time.time())
+    ok = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(reply) + reply
+    scripted = ScriptedServer([ok, b"HTTP/1.1 204 No Content\r\n\r\n"])
+    scripted.server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0)
+    url = scripted.url
+    replies: list[tuple[str, list[bytes]]] = []
+
+    async def on_reply(sender: str, payloads: list[bytes]) -> None:
+        replies.append((sender, payloads))
+
+    metrics = Metrics()
+    client = GossipClient(
+        "me",
+        signer,
+        lambda member: url if member == "peer" else None,
+        on_reply,
+        metrics,
+        Faults(),
+        transport=PooledTransport(),
+    )
+    try:
+        client.send("peer", b"ping")
+
+        async def answered() -> bool:
+            return bool(replies)
+
+        await eventually(answered, 2.0, 0.001)
+        client.send("peer", b"again")
+
+        async def both_sent() -> bool:
+            return len(scripted.requests) == 2 and metrics.messages_out.value == 2
+
+        await eventually(both_sent, 2.0, 0.001)
+    finally:
+        await client.close()
+        scripted.server.close()
+        await scripted.server.wait_closed()
+    assert replies == [("peer", [b"pong"])]
+    assert client.dropped == 0
+    for raw, sent in zip(scripted.requests, (b"ping", b"again"), strict=True):
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        assert lines[0] == b"POST /gossip HTTP/1.1"
+        fields = dict(line.split(b": ", 1) for line in lines[1:])
+        assert fields[b"x-rumor-sender"] == b"me"
+        assert fields[b"host"] == url.removeprefix("http://").encode()
+        assert int(fields[b"content-length"]) == len(body)
+        assert open_envelope(signer, body, time.time()) == Envelope("me", [sent])
+    assert scripted.connections == 1  # keep-alive: both posts on one connection
+
+
+async def test_a_refused_connection_on_the_pooled_transport_is_a_counted_drop() -> None:
+    import socket
+
+    from live.http_transport import PooledTransport
+
+    with socket.socket() as probe:  # a loopback port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def on_reply(sender: str, payloads: list[bytes]) -> None:
+        raise AssertionError("no reply expected")
+
+    client = GossipClient(
+        "me",
+        Signer(SECRET),
+        lambda member: f"http://127.0.0.1:{port}",
+        on_reply,
+        Metrics(),
+        Faults(),
+        transport=PooledTransport(),
+    )
+    try:
+        client.send("peer", b"x")
+
+        async def dropped() -> bool:
+            return client.dropped == 1
+
+        await eventually(dropped, 2.0, 0.001)
+    finally:
+        await client.close()
