@@ -365,7 +365,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rate", type=int, default=200, help="writes/s for ack -> visible")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating wrk runs per server")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating wrk runs per server")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk (make bench-http does it)")

@@ -69,14 +69,19 @@ def open_envelope(signer: Signer, frame: bytes, now: float) -> Envelope:
 ReplyHandler = Callable[[str, list[bytes]], Awaitable[None]]
 
 
-def next_linger(batch_bytes: int) -> float:
-    """How long to gather messages before the next post, given the size of the last one."""
-    return LINGER_BUSY_S if batch_bytes >= BUSY_BATCH_BYTES else LINGER_S
+def next_linger(previous_bytes: int, last_bytes: int) -> float:
+    """How long to gather messages before the next post, given the sizes of the last two.
+
+    Two large posts in a row mean sustained load; one alone (an anti-entropy burst)
+    does not slow the next write down.
+    """
+    busy = previous_bytes >= BUSY_BATCH_BYTES and last_bytes >= BUSY_BATCH_BYTES
+    return LINGER_BUSY_S if busy else LINGER_S
 
 
 # Linger a moment before each post so that the pushes of several write batches share one
 # request (Kafka's linger.ms). Idle, a write waits at most LINGER_S. Under load (the last
-# post carried BUSY_BATCH_BYTES or more) it waits LINGER_BUSY_S: a post and a replica
+# last two posts carried BUSY_BATCH_BYTES or more) it waits LINGER_BUSY_S: a post and a replica
 # commit cost about 100 µs of CPU each, whatever their size, so fewer, larger posts leave
 # more CPU for clients, while acknowledged -> visible stays far below 50 ms.
 LINGER_S = 0.005
@@ -158,7 +163,7 @@ class GossipClient:
     async def _drain(self, peer: str) -> None:
         try:
             queue = self._queues[peer]
-            linger = LINGER_S
+            linger, previous = LINGER_S, 0
             while queue and not self._closed:
                 # Linger a moment so that pushes of a few write batches share one request
                 # (Kafka's linger.ms): fewer requests per write, at a millisecond of lag.
@@ -166,7 +171,8 @@ class GossipClient:
                 batch = self._take(peer, queue)
                 if not batch:
                     continue
-                linger = next_linger(sum(map(len, batch)))
+                size = sum(map(len, batch))
+                linger, previous = next_linger(previous, size), size
                 if self._faults.delay_ms:
                     await asyncio.sleep(self._faults.delay_s())
                 await self._post(peer, batch)

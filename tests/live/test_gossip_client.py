@@ -184,8 +184,10 @@ def test_fault_loss_is_probabilistic_and_bounded() -> None:
 def test_linger_grows_under_load_and_stays_short_when_idle() -> None:
     from live.gossip_client import BUSY_BATCH_BYTES, LINGER_BUSY_S, LINGER_S, next_linger
 
-    assert next_linger(300) == LINGER_S  # one small write: visible within milliseconds
-    assert next_linger(BUSY_BATCH_BYTES) == LINGER_BUSY_S  # a busy peer: fewer, larger posts
+    assert next_linger(300, 300) == LINGER_S  # small writes: visible within milliseconds
+    assert next_linger(300, 50_000) == LINGER_S  # one burst (anti-entropy) is not load
+    assert next_linger(BUSY_BATCH_BYTES, BUSY_BATCH_BYTES) == LINGER_BUSY_S  # sustained
+    assert next_linger(50_000, 300) == LINGER_S  # load is over
     assert LINGER_S < LINGER_BUSY_S <= 0.025  # ack -> visible must stay far below 50 ms
 
 
