@@ -65,6 +65,11 @@ class NodeCollector(Collector):
             yield _counter(
                 "rumor_storage_records_written", "Records written to disk.", stats.records_written
             )
+            yield _counter(
+                "rumor_storage_compactions",
+                "Folds of the commit log into the keyed records table.",
+                stats.compactions,
+            )
         node = self._node_fn()
         if node is None:
             return

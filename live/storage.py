@@ -11,6 +11,18 @@ new callers queue up for the next transaction, so under load the number of fsync
 near the disk's rate while throughput grows with concurrency. Jobs commit in the order
 they were queued; within one transaction the last version of a key wins.
 
+Log, then compact. A group commit appends ONE row to the ``log`` table: the batch's
+``(key, record or None for a purge)`` pairs as one MessagePack blob. Upserting every
+record into the keyed ``records`` table instead rewrote a B-tree page per key (4 KiB of
+WAL for a 200-byte record) and cost ~10 µs per record inside a busy node, a quarter of a
+replicated write's CPU. The writer folds the log into ``records`` later, in large
+batches where a key written many times is written once: when the log holds
+``COMPACT_KEYS`` keys or ``COMPACT_ROWS`` batches, when it has been idle for
+``COMPACT_AFTER_S``, and at close. A compaction upserts and deletes the keys and deletes
+the log rows it covered in one transaction, so a crash at any point leaves ``records``
+plus the remaining log equal to what was acknowledged; ``load`` reads ``records`` and
+replays the log over it, in order.
+
 Durability modes (``--durability``):
 
 * ``sync``: ``synchronous=FULL``; ``persist`` returns after the transaction is on disk. In
@@ -56,10 +68,17 @@ LOCK_FILE = "LOCK"
 DEFAULT_QUEUE_MAX = 50_000  # writes + purges waiting for the writer before persist waits
 DURABILITIES = ("sync", "batch", "memory")
 
+COMPACT_KEYS = 4096  # distinct keys in the log that trigger a compaction
+COMPACT_ROWS = 512  # log rows (group commits) that trigger a compaction
+COMPACT_AFTER_S = 1.0  # an idle writer compacts a non-empty log after this long
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, record BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, batch BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
+_LOG_APPEND = "INSERT INTO log (batch) VALUES (?)"
+LogBatch = list[tuple[str, bytes | None]]  # (key, encoded record, or None: purged)
 # Rows go in as multi-row statements of these sizes (largest first), not one statement
 # per row: sqlite3 releases the GIL around every statement step, and under load each
 # re-acquisition waits for the event loop to give the GIL up (a forced switch, up to
@@ -109,11 +128,13 @@ class _Job:
 
 @dataclass(slots=True)
 class StorageStats:
-    commits: int = 0  # transactions
+    commits: int = 0  # group commits (log appends)
     jobs: int = 0  # persist calls committed
     records_written: int = 0
     records_purged: int = 0
     largest_commit_jobs: int = 0
+    compactions: int = 0  # log -> records folds
+    records_compacted: int = 0  # keys upserted or deleted by them
 
 
 class Storage:
@@ -139,12 +160,19 @@ class Storage:
         self._stopping = False
         self._closed = False
         self.failed: StorageError | None = None
+        self.compaction_error: str | None = None  # the last failed compaction (retried)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._admission = asyncio.Lock()
         self._space = asyncio.Event()
         self._encoder = msgspec.msgpack.Encoder()
+        # The log's content not yet folded into ``records`` (latest per key), and the id
+        # of the last log row it covers. Touched under ``_db_lock``.
+        self._unmerged: dict[str, bytes | None] = {}
+        self._log_rows = 0
+        self._last_log_id = 0
         self._thread: threading.Thread | None = None
         if connection is not None:
+            self._replay_log(connection)
             self._thread = threading.Thread(target=self._run, name="rumor-storage", daemon=True)
             self._thread.start()
 
@@ -170,7 +198,12 @@ class Storage:
         except (sqlite3.Error, OSError) as error:
             os.close(lock_fd)
             raise StorageError(f"cannot open {data_dir / DB_FILE}: {error}") from None
-        return cls(durability, connection, lock_fd, queue_max)
+        try:
+            return cls(durability, connection, lock_fd, queue_max)
+        except BaseException:  # a corrupt log: release the file and the lock
+            connection.close()
+            os.close(lock_fd)
+            raise
 
     # --- reading (at start) ----------------------------------------------------------
     def load(self) -> list[tuple[str, Record]]:
@@ -178,14 +211,31 @@ class Storage:
             return []
         decoder = msgspec.msgpack.Decoder(Record)
         with self._db_lock:
-            rows = self._db.execute("SELECT key, record FROM records").fetchall()
+            rows = dict(self._db.execute("SELECT key, record FROM records").fetchall())
+            for key, blob in self._unmerged.items():  # the log, replayed over records
+                if blob is None:
+                    rows.pop(key, None)
+                else:
+                    rows[key] = blob
         loaded: list[tuple[str, Record]] = []
-        for key, blob in rows:
+        for key, blob in rows.items():
             try:
                 loaded.append((key, decoder.decode(blob)))
             except msgspec.DecodeError as error:
                 raise StorageError(f"stored record for key {key!r} is corrupt: {error}") from None
         return loaded
+
+    def _replay_log(self, connection: sqlite3.Connection) -> None:
+        """Read the log rows a previous run did not compact (at open, before the writer)."""
+        decoder = msgspec.msgpack.Decoder(LogBatch)
+        for log_id, blob in connection.execute("SELECT id, batch FROM log ORDER BY id"):
+            try:
+                batch = decoder.decode(blob)
+            except msgspec.DecodeError as error:
+                raise StorageError(f"log row {log_id} is corrupt: {error}") from None
+            self._unmerged.update(batch)
+            self._log_rows += 1
+            self._last_log_id = log_id
 
     def get_meta(self, name: str) -> str | None:
         if self._db is None:
@@ -289,17 +339,31 @@ class Storage:
         while True:
             with self._queue_lock:
                 while not self._jobs and not self._stopping:
-                    self._wake.wait()
+                    if not self._log_rows:
+                        self._wake.wait()
+                    elif not self._wake.wait(COMPACT_AFTER_S):
+                        break  # idle for a while: fold the log now
                 jobs, self._jobs, self._queued = self._jobs, [], 0
             if not jobs:
-                return  # stopping, and everything queued is committed
+                if self._stopping:
+                    self._compact()  # leave a short log behind
+                    return  # stopping, and everything queued is committed
+                self._compact()
+                continue
             for loop in {job.loop for job in jobs}:
                 _call_soon(loop, self._space.set)  # room again: let waiting callers queue
             error = self._commit(jobs)
             for loop in {job.loop for job in jobs}:
                 _call_soon(loop, _resolve, [job.done for job in jobs if job.loop is loop], error)
+            if error is None and (
+                len(self._unmerged) >= COMPACT_KEYS or self._log_rows >= COMPACT_ROWS
+            ):
+                self._compact()
 
     def _commit(self, jobs: list[_Job]) -> StorageError | None:
+        """Append the jobs as one log row, in one transaction."""
+        if self.failed is not None:
+            return self.failed
         latest: dict[str, bytes | None] = {}
         encode = self._encoder.encode
         for job in jobs:
@@ -307,13 +371,7 @@ class Storage:
                 latest[key] = encode(record)
             for key in job.purges:
                 latest[key] = None
-        upserts: list[str | bytes] = []  # key, record, key, record, ...
-        deletes: list[str] = []
-        for key, blob in latest.items():
-            if blob is None:
-                deletes.append(key)
-            else:
-                upserts += (key, blob)
+        batch = encode(list(latest.items()))
         assert self._db is not None
         try:
             with self._db_lock:
@@ -321,20 +379,55 @@ class Storage:
                     self._set_synchronous(any(job.durable for job in jobs))
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
+                    cursor = self._db.execute(_LOG_APPEND, (batch,))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._unmerged.update(latest)
+                self._log_rows += 1
+                self._last_log_id = cursor.lastrowid or self._last_log_id
+        except sqlite3.Error as error:
+            self.failed = StorageError(f"commit failed: {error}")
+            return self.failed
+        purged = sum(1 for blob in latest.values() if blob is None)
+        self._count(jobs, len(latest) - purged, purged)
+        return None
+
+    def _compact(self) -> None:
+        """Fold the log into ``records`` and drop the log rows it covered (one transaction)."""
+        if self._db is None or not self._log_rows or self.failed is not None:
+            return
+        with self._db_lock:
+            unmerged, last_id = self._unmerged, self._last_log_id
+            upserts: list[str | bytes] = []  # key, record, key, record, ...
+            deletes: list[str] = []
+            for key, blob in unmerged.items():
+                if blob is None:
+                    deletes.append(key)
+                else:
+                    upserts += (key, blob)
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
                     for start, size in _pieces(len(upserts) // 2):
                         rows = upserts[2 * start : 2 * (start + size)]
                         self._db.execute(_upsert_sql(size), rows)
                     for start, size in _pieces(len(deletes)):
                         self._db.execute(_delete_sql(size), deletes[start : start + size])
+                    self._db.execute("DELETE FROM log WHERE id <= ?", (last_id,))
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
-        except sqlite3.Error as error:
-            self.failed = StorageError(f"commit failed: {error}")
-            return self.failed
-        self._count(jobs, len(upserts) // 2, len(deletes))
-        return None
+            except sqlite3.Error as error:
+                # The log still holds everything: a later compaction (or the next start)
+                # retries. Only a failing log append fails the node's writes.
+                self.compaction_error = repr(error)
+                return
+            self._unmerged, self._log_rows = {}, 0
+            self.stats.compactions += 1
+            self.stats.records_compacted += len(unmerged)
 
     def _set_synchronous(self, full: bool) -> None:
         if full != self._synchronous_full:

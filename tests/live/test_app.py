@@ -241,6 +241,7 @@ async def test_metrics_count_group_commits_on_disk(tmp_path: Path) -> None:
         )
         text = (await http.get("/metrics", headers=READER)).text
     assert "rumor_storage_records_written_total 20.0" in text
+    assert "rumor_storage_compactions_total" in text
     commits = float(text.split("\nrumor_storage_commits_total ")[1].split()[0])
     assert 1 <= commits <= 20  # concurrent writes share group commits
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -306,3 +307,87 @@ def test_large_commits_write_every_row_once(tmp_path: Path) -> None:
         for i in range(700)
         if i % 3 != 1
     }
+
+
+def _log_rows(data_dir: Path) -> int:
+    with sqlite3.connect(data_dir / "rumor.sqlite3") as db:
+        return int(db.execute("SELECT count(*) FROM log").fetchone()[0])
+
+
+def test_a_log_left_by_a_crash_is_replayed_over_the_compacted_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commits append to a log; what no compaction folded in is replayed at open."""
+
+    async def scenario() -> None:
+        storage = Storage.open(tmp_path, "sync")
+        await storage.persist([("a", record(b"1")), ("b", record(b"2")), ("c", record(b"3"))], [])
+        storage._compact()  # records: a=1, b=2, c=3; empty log
+        assert _log_rows(tmp_path) == 0
+        monkeypatch.setattr(Storage, "_compact", lambda self: None)  # "crash" before folding
+        await storage.persist([("a", record(b"4", counter=2))], ["b"])
+        await storage.persist([("d", record(b"5"))], [])
+        await storage.close()
+
+    asyncio.run(scenario())
+    assert _log_rows(tmp_path) == 2
+    monkeypatch.undo()
+    storage = Storage.open(tmp_path, "sync")
+    expected = {"a": record(b"4", counter=2), "c": record(b"3"), "d": record(b"5")}
+    try:
+        assert dict(storage.load()) == expected
+    finally:
+        storage.close_sync()  # folds the replayed log in
+    assert _log_rows(tmp_path) == 0
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        assert dict(storage.load()) == expected
+    finally:
+        storage.close_sync()
+
+
+def test_the_log_is_compacted_when_it_grows_or_idles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import live.storage
+
+    monkeypatch.setattr(live.storage, "COMPACT_ROWS", 4)
+    monkeypatch.setattr(live.storage, "COMPACT_AFTER_S", 60.0)  # first: by size only
+
+    async def scenario() -> Storage:
+        storage = Storage.open(tmp_path, "sync")
+        for i in range(4):  # the 4th log row triggers a compaction (after the ack)
+            await storage.persist([(f"k{i % 2}", record(b"%d" % i, counter=i + 1))], [])
+        deadline = time.monotonic() + 5
+        while storage.stats.compactions < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        assert storage.stats.compactions == 1
+        assert storage.stats.records_compacted == 2  # k0 and k1, each written twice
+        monkeypatch.setattr(live.storage, "COMPACT_AFTER_S", 0.05)
+        await storage.persist([("k2", record(b"x"))], [])
+        deadline = time.monotonic() + 5
+        while storage.stats.compactions < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # idle: folded after COMPACT_AFTER_S
+        assert storage.stats.compactions == 2
+        assert _log_rows(tmp_path) == 0
+        return storage
+
+    storage = asyncio.run(scenario())
+    storage.close_sync()
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        assert dict(storage.load()) == {
+            "k0": record(b"2", counter=3),
+            "k1": record(b"3", counter=4),
+            "k2": record(b"x"),
+        }
+    finally:
+        storage.close_sync()
+
+
+def test_a_corrupt_log_row_is_refused_at_open(tmp_path: Path) -> None:
+    Storage.open(tmp_path, "sync").close_sync()
+    with sqlite3.connect(tmp_path / "rumor.sqlite3") as db:
+        db.execute("INSERT INTO log (batch) VALUES (?)", (b"\xc1 not msgpack",))
+    with pytest.raises(StorageError, match="log row 1 is corrupt"):
+        Storage.open(tmp_path, "sync")
