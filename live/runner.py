@@ -9,7 +9,9 @@ keeps the core's contract (persist writes/purges, THEN send messages, THEN ack c
   ONE ``node.flush`` turns the whole batch into one push per peer, then every client in
   the batch is acknowledged. N concurrent PUTs cost one commit and one push per peer;
 * receive path: the envelope of a ``POST /gossip`` goes through ``node.receive``; applied
-  versions are persisted before any reply or onward message leaves;
+  versions are persisted before any reply or onward message leaves. When nothing leaves
+  (direct mail: the usual case), the peer gets its answer at once and the commit
+  follows in the background, in order with every later persist;
 * tick path: a loop sleeps until ``node.next_deadline()`` (bounded) and ticks the node.
 
 A client batch is applied to the node before it is durable, so while it commits, its
@@ -28,7 +30,7 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,6 +115,7 @@ class Runner:
         self._gossip: GossipClient | None = None
         self._discovery: Discovery | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._behind: set[asyncio.Task[None]] = set()  # replica persists nobody awaits
         self._pending: list[WriteOp] = []
         self._write_wakeup = asyncio.Event()
         self._committing: asyncio.Future[None] | None = None  # the client batch being persisted
@@ -228,6 +231,8 @@ class Runner:
         self._fail_pending(RuntimeError("the node is shutting down"))
         if self._gossip is not None:
             await self._gossip.close()
+        if self._behind:  # queue their jobs, so that close commits them
+            await asyncio.gather(*self._behind, return_exceptions=True)
         if self._storage is not None:
             await self._storage.close()
         log.info("node_stopped", node_id=self.node_id)
@@ -366,8 +371,16 @@ class Runner:
             self._observe_lag(out.writes, now)
         if out.writes or out.purges:
             # Versions from peers: their origin holds them durably, so no fsync of our own.
-            await self.storage.persist(out.writes, out.purges, durable=False)
-        if committing is not None:
+            persisting = self.storage.persist(out.writes, out.purges, durable=False)
+            if out.messages:
+                await persisting  # persist, then send
+            else:
+                # Nothing leaves this node because of them: answer the peer now rather
+                # than after our commit (or a log compaction), so its next post is not
+                # held up. Jobs commit in order: anything this node sends later is
+                # persisted after them.
+                self._persist_behind(persisting)
+        if committing is not None and out.messages:
             await asyncio.shield(committing)
         replies: list[bytes] = []
         onward: list[tuple[str, bytes]] = []
@@ -378,6 +391,18 @@ class Runner:
                 onward.append((target, data))
         self._send(onward)
         return replies
+
+    def _persist_behind(self, persisting: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(persisting)
+        self._behind.add(task)
+        task.add_done_callback(self._persisted_behind)
+
+    def _persisted_behind(self, task: asyncio.Task[None]) -> None:
+        self._behind.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The storage is failed from now on: client writes get 503, nothing is lost
+            # that the versions' origin does not hold.
+            log.error("persist_failed", error=repr(task.exception()), path="receive")
 
     async def on_reply(self, sender: str, payloads: list[bytes]) -> None:
         replies = await self.receive(sender, payloads)

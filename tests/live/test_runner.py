@@ -1,0 +1,92 @@
+"""The runner's receive path: persist, then send; never make a peer wait for nothing."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from core import Node
+from live.runner import Runner
+from live.storage import Storage
+from tests.live.harness import settings_for
+
+pytestmark = pytest.mark.anyio
+
+
+def pushes_from_n2(count: int, now: float) -> list[bytes]:
+    n2 = Node("n2", "http://127.0.0.1:1", rng=random.Random(2), now=now)
+    n2.join("t1", "http://127.0.0.1:2", 1, now)
+    for i in range(count):
+        n2.put(f"k{i}", b"v%d" % i, "text/plain", now)
+    return [data for target, data in n2.flush(now).messages if target == "t1"]
+
+
+async def test_a_push_is_answered_before_the_replica_commits_and_still_persisted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Direct mail needs no reply: the peer's post returns at once, the commit follows."""
+    release = threading.Event()
+    commit = Storage._commit
+
+    def slow_commit(self: Storage, jobs: list[object]) -> object:
+        release.wait(10)  # a slow disk, or a log compaction in progress
+        return commit(self, jobs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Storage, "_commit", slow_commit)
+    settings = settings_for(tmp_path, durability="sync", anti_entropy_interval_ms=600_000)
+    runner = Runner(settings, discovery=False)
+    await runner.start()
+    try:
+        now = time.time()
+        started = time.monotonic()
+        replies = await runner.receive("n2", pushes_from_n2(5, now))
+        assert replies == []
+        assert time.monotonic() - started < 1.0  # not held by the 10 s commit
+        assert runner.node.get("k4") is not None  # visible at once (soft state)
+    finally:
+        release.set()
+        await runner.stop()  # waits for the pending persist and commits it
+    storage = Storage.open(tmp_path / "t1", "sync")
+    try:
+        assert sorted(key for key, _ in storage.load()) == [f"k{i}" for i in range(5)]
+    finally:
+        storage.close_sync()
+
+
+async def test_replies_still_wait_for_the_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receive that sends something back persists first (the core's contract)."""
+    from core.hashing import key_hash
+    from core.messages import SyncRecords, Update, encode
+
+    settings = settings_for(tmp_path, durability="sync", anti_entropy_interval_ms=600_000)
+    runner = Runner(settings, discovery=False)
+    await runner.start()
+    try:
+        now = time.time()
+        await runner.receive("n2", pushes_from_n2(1, now))  # t1 now holds k0
+        persisted: list[str] = []
+        persist = runner.storage.persist
+
+        async def slow_persist(
+            writes: list[tuple[str, object]], purges: list[str], durable: bool = True
+        ) -> None:
+            await anyio.sleep(0.2)
+            await persist(writes, purges, durable)  # type: ignore[arg-type]
+            persisted.extend(key for key, _ in writes)
+
+        monkeypatch.setattr(runner.storage, "persist", slow_persist)
+        n2 = Node("n2", "http://127.0.0.1:1", rng=random.Random(3), now=now)
+        n2.put("fresh", b"new", "text/plain", now)
+        sync = SyncRecords("n2", 1, [Update("fresh", n2.records["fresh"])], [key_hash("k0")])
+        replies = await runner.receive("n2", [encode(sync)])
+        assert replies, "anti-entropy asked for k0: t1 answers with it"
+        assert persisted == ["fresh"]  # committed before the answer left
+    finally:
+        await runner.stop()
