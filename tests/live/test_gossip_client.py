@@ -41,8 +41,14 @@ class Peer:
 
 
 def make_client(
-    peer: Peer, faults: Faults | None = None, queue_max: int = 1024
+    peer: Peer | None,
+    faults: Faults | None = None,
+    queue_max: int = 1024,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    url: str = "http://peer:1",
 ) -> tuple[GossipClient, list[tuple[str, list[bytes]]], Metrics]:
+    """A client whose only peer is ``peer`` at ``url``: a fake one, or a real transport."""
     replies: list[tuple[str, list[bytes]]] = []
 
     async def on_reply(sender: str, payloads: list[bytes]) -> None:
@@ -52,11 +58,11 @@ def make_client(
     client = GossipClient(
         "me",
         Signer(SECRET),
-        lambda member: "http://peer:1" if member == "peer" else None,
+        lambda member: url if member == "peer" else None,
         on_reply,
         metrics,
         faults or Faults(),
-        transport=httpx.MockTransport(peer.handle),
+        transport=transport or httpx.MockTransport(peer.handle),  # type: ignore[union-attr]
         queue_max=queue_max,
     )
     return client, replies, metrics
@@ -204,21 +210,7 @@ async def test_posts_over_the_pooled_transport_are_well_formed_http() -> None:
     scripted = ScriptedServer([ok, b"HTTP/1.1 204 No Content\r\n\r\n"])
     scripted.server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0)
     url = scripted.url
-    replies: list[tuple[str, list[bytes]]] = []
-
-    async def on_reply(sender: str, payloads: list[bytes]) -> None:
-        replies.append((sender, payloads))
-
-    metrics = Metrics()
-    client = GossipClient(
-        "me",
-        signer,
-        lambda member: url if member == "peer" else None,
-        on_reply,
-        metrics,
-        Faults(),
-        transport=PooledTransport(),
-    )
+    client, replies, metrics = make_client(None, transport=PooledTransport(), url=url)
     try:
         client.send("peer", b"ping")
 
@@ -259,18 +251,8 @@ async def test_a_refused_connection_on_the_pooled_transport_is_a_counted_drop() 
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
 
-    async def on_reply(sender: str, payloads: list[bytes]) -> None:
-        raise AssertionError("no reply expected")
-
-    client = GossipClient(
-        "me",
-        Signer(SECRET),
-        lambda member: f"http://127.0.0.1:{port}",
-        on_reply,
-        Metrics(),
-        Faults(),
-        transport=PooledTransport(),
-    )
+    url = f"http://127.0.0.1:{port}"
+    client, replies, _ = make_client(None, transport=PooledTransport(), url=url)
     try:
         client.send("peer", b"x")
 
@@ -280,3 +262,4 @@ async def test_a_refused_connection_on_the_pooled_transport_is_a_counted_drop() 
         await eventually(dropped, 2.0, 0.001)
     finally:
         await client.close()
+    assert replies == []
