@@ -26,18 +26,13 @@ from live.discovery import (
     seed_peers,
 )
 from live.wire import Signer
+from tests.live.harness import free_udp_port
 
 SECRET = "discovery test secret"
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
     "uvloop": uvloop.new_event_loop,
 }
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def run(main: Coroutine[Any, Any, None], loop: str = "asyncio") -> None:

@@ -243,15 +243,10 @@ async def test_posts_over_the_pooled_transport_are_well_formed_http() -> None:
 
 
 async def test_a_refused_connection_on_the_pooled_transport_is_a_counted_drop() -> None:
-    import socket
-
     from live.http_transport import PooledTransport
+    from tests.live.harness import free_tcp_port
 
-    with socket.socket() as probe:  # a loopback port with nobody listening
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{free_tcp_port('127.0.0.1')}"  # nobody listens there
     client, replies, _ = make_client(None, transport=PooledTransport(), url=url)
     try:
         client.send("peer", b"x")
