@@ -27,6 +27,7 @@ RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.tom
     && rm /tmp/requirements.txt
 
 COPY README.md ./
+COPY rumordb rumordb
 COPY core core
 COPY live live
 COPY sim sim

@@ -21,11 +21,11 @@ test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check core live sim cli tests bench
-	$(BIN)/ruff format --check core live sim cli tests bench
+	$(BIN)/ruff check core live sim cli tests bench rumordb
+	$(BIN)/ruff format --check core live sim cli tests bench rumordb
 
 typecheck: $(STAMP)
-	$(BIN)/mypy core live sim cli
+	$(BIN)/mypy -p rumordb
 
 ## Micro- and system benchmarks (figures go to the closing notes, never asserted).
 bench: $(STAMP)

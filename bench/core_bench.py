@@ -9,12 +9,12 @@ from __future__ import annotations
 import random
 import timeit
 
-from core import Node, NodeConfig, hlc
-from core.digest import Digest, fingerprint
-from core.merge import merge
-from core.messages import Push, Update, decode, encode
-from core.record import Record
-from core.ring import Ring
+from rumordb.core import Node, NodeConfig, hlc
+from rumordb.core.digest import Digest, fingerprint
+from rumordb.core.merge import merge
+from rumordb.core.messages import Push, Update, decode, encode
+from rumordb.core.record import Record
+from rumordb.core.ring import Ring
 
 
 def per_op_us(fn: object, number: int) -> float:

@@ -25,9 +25,9 @@ import random
 import sys
 from collections.abc import Iterable
 
-from core import Node, NodeConfig
-from core.messages import DigestStep, LeafEntries, SyncRecords, Update, decode, encode
-from core.record import Record
+from rumordb.core import Node, NodeConfig
+from rumordb.core.messages import DigestStep, LeafEntries, SyncRecords, Update, decode, encode
+from rumordb.core.record import Record
 
 VALUE_BYTES = 100
 STEP_S = 0.001

@@ -15,8 +15,8 @@ import resource
 import time
 from typing import Any
 
-from sim.engine import Simulation
-from sim.scenario import parse_scenario
+from rumordb.sim.engine import Simulation
+from rumordb.sim.scenario import parse_scenario
 
 TARGET_WALL_S = 60.0
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import typer
 
-from cli.main import app
-from live.auth import KeysFileError, Role, add_key
+from rumordb.cli.main import app
+from rumordb.live.auth import KeysFileError, Role, add_key
 
 apikey_app = typer.Typer(help="Manage API keys (hashed, in a keys file).", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")

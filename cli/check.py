@@ -22,9 +22,9 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from cli import credentials
-from cli.main import app
-from live.checker import Report, Workload, classify, wait_identical
+from rumordb.cli import credentials
+from rumordb.cli.main import app
+from rumordb.live.checker import Report, Workload, classify, wait_identical
 
 DEFAULT_URL = "http://127.0.0.1:8001"
 MAX_NODES = 64

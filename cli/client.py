@@ -29,10 +29,10 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from cli import credentials
-from cli.main import app
-from core.merge import Outcome, decide
-from core.record import Record
+from rumordb.cli import credentials
+from rumordb.cli.main import app
+from rumordb.core.merge import Outcome, decide
+from rumordb.core.record import Record
 
 DEFAULT_URL = "http://127.0.0.1:8001"
 TIMEOUT_S = 5.0

@@ -32,10 +32,10 @@ import psutil
 import typer
 from rich.table import Column, Table
 
-from cli import credentials
-from cli.client import ExitCode, emit_json, fail, stderr, stdout
-from cli.credentials import Credentials
-from cli.main import app
+from rumordb.cli import credentials
+from rumordb.cli.client import ExitCode, emit_json, fail, stderr, stdout
+from rumordb.cli.credentials import Credentials
+from rumordb.cli.main import app
 
 STATE_FILE = "cluster.json"
 LOCK_FILE = "cluster.lock"
@@ -152,7 +152,7 @@ def rumor_command() -> list[str]:
     found = shutil.which("rumor")
     if found:
         return [found]
-    return [sys.executable, "-c", "import sys; from cli.main import app; sys.exit(app())"]
+    return [sys.executable, "-c", "import sys; from rumordb.cli.main import app; sys.exit(app())"]
 
 
 def node_argv(node_id: str, port: int, data_dir: Path, state: ClusterState) -> list[str]:

@@ -18,7 +18,7 @@ import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from live.auth import generate_key
+from rumordb.live.auth import generate_key
 
 CREDENTIALS_NAME = "credentials"
 DEFAULT_DIR = Path(".rumor")

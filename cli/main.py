@@ -13,9 +13,9 @@ app = typer.Typer(
 
 # Command modules register themselves on ``app``; keep one line per module.
 # ruff: noqa: E402, F401, I001
-import cli.apikey
-from cli import node_cmd
-from cli import client
-from cli import cluster
-from cli import sim_cmd
-from cli import check
+import rumordb.cli.apikey
+from rumordb.cli import node_cmd
+from rumordb.cli import client
+from rumordb.cli import cluster
+from rumordb.cli import sim_cmd
+from rumordb.cli import check

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 import typer
 
-from cli.main import app
+from rumordb.cli.main import app
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
@@ -88,7 +88,7 @@ def node(
 ) -> None:
     """Start one RumorDB node (every flag also reads its RUMOR_* environment variable)."""
     given: dict[str, Any] = {k: v for k, v in locals().items() if v is not None}
-    from live.settings import ConfigError, load_settings
+    from rumordb.live.settings import ConfigError, load_settings
 
     try:
         settings = load_settings(**given)
@@ -114,7 +114,7 @@ _show_env_twins()
 def serve(settings: Any) -> None:
     import uvicorn
 
-    from live.app import create_app
+    from rumordb.live.app import create_app
 
     log = structlog.get_logger("rumor.node")
     fastapi_app = create_app(settings)

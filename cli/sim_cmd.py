@@ -16,11 +16,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.main import app
-from sim.scenario import ScenarioError, load_scenario
+from rumordb.cli.main import app
+from rumordb.sim.scenario import ScenarioError, load_scenario
 
 if TYPE_CHECKING:
-    from sim.engine import Simulation
+    from rumordb.sim.engine import Simulation
 
 # The engine, reports and sweeps (SimPy, NetworkX, matplotlib) are imported inside the
 # commands: every other `rumor` command would otherwise pay for them at start-up.
@@ -54,8 +54,8 @@ def run(
     ] = None,
 ) -> None:
     """Run one scenario; write metrics.json, PNG plots and report.md."""
-    from sim.engine import Simulation
-    from sim.report import verdict, write_run_report
+    from rumordb.sim.engine import Simulation
+    from rumordb.sim.report import verdict, write_run_report
 
     try:
         spec = load_scenario(scenario, seed=seed)
@@ -105,7 +105,7 @@ def sweep(
     metric: Annotated[list[str] | None, typer.Option(help="Metric to plot (repeatable).")] = None,
 ) -> None:
     """Run a grid of parameter values in parallel; plot metrics against the parameter."""
-    from sim.sweep import DEFAULT_METRICS, parse_params, run_sweep, write_sweep_report
+    from rumordb.sim.sweep import DEFAULT_METRICS, parse_params, run_sweep, write_sweep_report
 
     try:
         params = parse_params(param)
@@ -151,7 +151,7 @@ def dissemination_cmd(
     jobs: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 2,
 ) -> None:
     """Measure rounds for one update to reach N nodes against log2 N + ln N."""
-    from sim import dissemination
+    from rumordb.sim import dissemination
 
     try:
         sizes = [int(n) for n in nodes.split(",") if n.strip()]

@@ -4,15 +4,15 @@ Drivers (``live`` and ``sim``) build a ``Node``, feed it client commands, messag
 ticks with the current time, and carry out the ``Output`` it returns (persist, then send).
 """
 
-from core.context import Context, decode_context, encode_context
-from core.errors import DecodeError, InvalidContext, InvalidKey, RumorError
-from core.membership import MemberEntry, Membership, State, StaticMembership
-from core.merge import Outcome, decide, merge
-from core.messages import Message, decode, encode
-from core.node import Counters, Node, NodeConfig, Output, WriteResult, WriteStatus
-from core.record import Discarded, Record
-from core.ring import Ring
-from core.vclock import Order, compare
+from rumordb.core.context import Context, decode_context, encode_context
+from rumordb.core.errors import DecodeError, InvalidContext, InvalidKey, RumorError
+from rumordb.core.membership import MemberEntry, Membership, State, StaticMembership
+from rumordb.core.merge import Outcome, decide, merge
+from rumordb.core.messages import Message, decode, encode
+from rumordb.core.node import Counters, Node, NodeConfig, Output, WriteResult, WriteStatus
+from rumordb.core.record import Discarded, Record
+from rumordb.core.ring import Ring
+from rumordb.core.vclock import Order, compare
 
 __all__ = [
     "Context",

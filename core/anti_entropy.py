@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import random
 
-from core.digest import DEPTH, LEAF_BITS, Digest, children, diff_entries
-from core.messages import DigestStep, LeafEntries
+from rumordb.core.digest import DEPTH, LEAF_BITS, Digest, children, diff_entries
+from rumordb.core.messages import DigestStep, LeafEntries
 
 
 def start(sender: str, session: int, digest: Digest) -> DigestStep:

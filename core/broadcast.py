@@ -12,7 +12,7 @@ import heapq
 import math
 from dataclasses import dataclass
 
-from core.record import Record
+from rumordb.core.record import Record
 
 
 def retransmit_limit(mult: int, n: int) -> int:

@@ -16,8 +16,8 @@ import binascii
 
 import msgspec
 
-from core.errors import InvalidContext
-from core.vclock import VClock, from_pairs, to_pairs
+from rumordb.core.errors import InvalidContext
+from rumordb.core.vclock import VClock, from_pairs, to_pairs
 
 MAX_CONTEXT_CHARS = 8192
 

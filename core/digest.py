@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 
-from core.hashing import MASK64, hash64, key_hash, mix64
+from rumordb.core.hashing import MASK64, hash64, key_hash, mix64
 
 FANOUT_BITS = 4
 FANOUT = 1 << FANOUT_BITS

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import enum
 
-from core.record import Record
-from core.vclock import Order, compare
+from rumordb.core.record import Record
+from rumordb.core.vclock import Order, compare
 
 
 class Outcome(enum.Enum):

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import msgspec
 
-from core.errors import DecodeError
-from core.membership import MemberEntry
-from core.record import Record
+from rumordb.core.errors import DecodeError
+from rumordb.core.membership import MemberEntry
+from rumordb.core.record import Record
 
 PROTOCOL_VERSION = 1
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024

@@ -36,15 +36,15 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from core import anti_entropy, hlc
-from core.broadcast import BroadcastQueue, retransmit_limit
-from core.context import Context
-from core.digest import Digest, fingerprint
-from core.errors import DecodeError, InvalidKey
-from core.hashing import key_hash
-from core.membership import MemberEntry, Membership, StaticMembership
-from core.merge import Outcome, decide
-from core.messages import (
+from rumordb.core import anti_entropy, hlc
+from rumordb.core.broadcast import BroadcastQueue, retransmit_limit
+from rumordb.core.context import Context
+from rumordb.core.digest import Digest, fingerprint
+from rumordb.core.errors import DecodeError, InvalidKey
+from rumordb.core.hashing import key_hash
+from rumordb.core.membership import MemberEntry, Membership, StaticMembership
+from rumordb.core.merge import Outcome, decide
+from rumordb.core.messages import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DigestStep,
     Heartbeat,
@@ -58,10 +58,10 @@ from core.messages import (
     decode,
     encode,
 )
-from core.record import Discarded, Record, discarded_from, version_of
-from core.ring import DEFAULT_VNODES, Ring
-from core.vclock import advance, descends
-from core.vclock import merge as merge_clocks
+from rumordb.core.record import Discarded, Record, discarded_from, version_of
+from rumordb.core.ring import DEFAULT_VNODES, Ring
+from rumordb.core.vclock import advance, descends
+from rumordb.core.vclock import merge as merge_clocks
 
 TOMBSTONE_CONTENT_TYPE = "application/x-rumor-tombstone"
 _BAD_KEY_CHAR = re.compile("[\x00-\x1f\ud800-\udfff]")  # control characters, lone surrogates

@@ -13,7 +13,7 @@ import hashlib
 
 import msgspec
 
-from core.hlc import physical_ms
+from rumordb.core.hlc import physical_ms
 
 
 class Record(msgspec.Struct, frozen=True, array_like=True, gc=False):

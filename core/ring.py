@@ -14,7 +14,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 
-from core.hashing import hash64, key_hash
+from rumordb.core.hashing import hash64, key_hash
 
 DEFAULT_VNODES = 128
 

@@ -28,16 +28,16 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from live.auth import KeyStore, Role
-from live.faults import FaultError, parse_request
-from live.forward import Forwarder
-from live.gossip_client import Envelope, EnvelopeError, open_envelope, seal_envelope
-from live.kv import KVHandler
-from live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from live.runner import Runner
-from live.settings import Settings
-from live.storage import StorageError
-from live.wire import AuthError
+from rumordb.live.auth import KeyStore, Role
+from rumordb.live.faults import FaultError, parse_request
+from rumordb.live.forward import Forwarder
+from rumordb.live.gossip_client import Envelope, EnvelopeError, open_envelope, seal_envelope
+from rumordb.live.kv import KVHandler
+from rumordb.live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from rumordb.live.runner import Runner
+from rumordb.live.settings import Settings
+from rumordb.live.storage import StorageError
+from rumordb.live.wire import AuthError
 
 log = structlog.get_logger("rumor.app")
 

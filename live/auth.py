@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from live.settings import ConfigError
+from rumordb.live.settings import ConfigError
 
 KEY_BYTES = 24  # token_urlsafe(24): 192 bits
 MAX_PRESENTED_KEY_CHARS = 512  # longer header values are refused without hashing

@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 import httpx
 import msgspec
 
-from core.context import decode_context
-from core.errors import InvalidContext
-from core.merge import supersedes
-from core.record import Record
-from core.vclock import Order, compare
+from rumordb.core.context import decode_context
+from rumordb.core.errors import InvalidContext
+from rumordb.core.merge import supersedes
+from rumordb.core.record import Record
+from rumordb.core.vclock import Order, compare
 
 MAX_KEYS = 100_000  # keyspace bound for one check
 LIST_PAGE = 1000

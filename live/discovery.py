@@ -50,8 +50,8 @@ import msgspec
 import psutil
 import structlog
 
-from live.settings import UNSPECIFIED_HOSTS, check_node_id, normalize_base_url
-from live.wire import AuthError, Signer
+from rumordb.live.settings import UNSPECIFIED_HOSTS, check_node_id, normalize_base_url
+from rumordb.live.wire import AuthError, Signer
 
 log = structlog.get_logger(__name__)
 

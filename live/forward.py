@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import httpx
 import structlog
 
-from live.http_transport import PooledTransport
-from live.metrics import Metrics
+from rumordb.live.http_transport import PooledTransport
+from rumordb.live.metrics import Metrics
 
 log = structlog.get_logger("rumor.forward")
 

@@ -25,10 +25,10 @@ import httpx
 import msgspec
 import structlog
 
-from live.faults import Faults
-from live.http_transport import PooledTransport
-from live.metrics import Metrics
-from live.wire import AuthError, Signer
+from rumordb.live.faults import Faults
+from rumordb.live.http_transport import PooledTransport
+from rumordb.live.metrics import Metrics
+from rumordb.live.wire import AuthError, Signer
 
 log = structlog.get_logger("rumor.gossip")
 

@@ -23,14 +23,14 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 import msgspec
 import structlog
 
-from core import Record, WriteStatus, decode_context, encode_context
-from core.context import Context
-from core.errors import InvalidContext, InvalidKey
-from core.hlc import physical_ms
-from live.auth import KeyStore, Role
-from live.forward import FORWARDED_HEADER, Forwarder
-from live.metrics import Metrics
-from live.runner import Overloaded, Runner, WriteOp
+from rumordb.core import Record, WriteStatus, decode_context, encode_context
+from rumordb.core.context import Context
+from rumordb.core.errors import InvalidContext, InvalidKey
+from rumordb.core.hlc import physical_ms
+from rumordb.live.auth import KeyStore, Role
+from rumordb.live.forward import FORWARDED_HEADER, Forwarder
+from rumordb.live.metrics import Metrics
+from rumordb.live.runner import Overloaded, Runner, WriteOp
 
 log = structlog.get_logger("rumor.kv")
 

@@ -38,19 +38,19 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import structlog
 
-from core import Context, Node, Output, Record, WriteResult
-from core.errors import DecodeError, RumorError
-from core.hlc import physical_ms
-from live.faults import Faults
-from live.gossip_client import GossipClient
-from live.metrics import Metrics
-from live.settings import load_or_create_node_id
-from live.storage import Storage
-from live.wire import Signer
+from rumordb.core import Context, Node, Output, Record, WriteResult
+from rumordb.core.errors import DecodeError, RumorError
+from rumordb.core.hlc import physical_ms
+from rumordb.live.faults import Faults
+from rumordb.live.gossip_client import GossipClient
+from rumordb.live.metrics import Metrics
+from rumordb.live.settings import load_or_create_node_id
+from rumordb.live.storage import Storage
+from rumordb.live.wire import Signer
 
 if TYPE_CHECKING:
-    from live.discovery import Announcement, Discovery
-    from live.settings import Settings
+    from rumordb.live.discovery import Announcement, Discovery
+    from rumordb.live.settings import Settings
 
 log = structlog.get_logger("rumor.node")
 
@@ -192,7 +192,7 @@ class Runner:
         )
 
     async def _start_discovery(self) -> None:
-        from live.discovery import Discovery, resolve_broadcast
+        from rumordb.live.discovery import Discovery, resolve_broadcast
 
         s = self.settings
         broadcast = resolve_broadcast(s.host, s.broadcast)
@@ -250,7 +250,7 @@ class Runner:
 
     async def _seed_loop(self) -> None:
         """Contact seeds until each is a live member; re-contact one that dies."""
-        from live.discovery import seed_peers
+        from rumordb.live.discovery import seed_peers
 
         seeds = seed_peers(self.settings.seeds, self.url)
         while self._running:
@@ -259,7 +259,7 @@ class Runner:
             await asyncio.sleep(SEED_RETRY_S)
 
     async def _contact_seed(self, url: str) -> None:
-        from live.discovery import announcement_from_heartbeat
+        from rumordb.live.discovery import announcement_from_heartbeat
 
         try:
             response = await self.gossip.client.get(url + "/heartbeat", timeout=1.0)

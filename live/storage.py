@@ -61,7 +61,7 @@ from pathlib import Path
 
 import msgspec
 
-from core.record import Record
+from rumordb.core.record import Record
 
 DB_FILE = "rumor.sqlite3"
 LOCK_FILE = "LOCK"

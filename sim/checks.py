@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from core import Record, merge
-from core.record import version_of
+from rumordb.core import Record, merge
+from rumordb.core.record import version_of
 
 Version = tuple[int, str]
 

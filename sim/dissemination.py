@@ -32,9 +32,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from sim.engine import Simulation
-from sim.report import write_json
-from sim.scenario import Scenario, load_scenario
+from rumordb.sim.engine import Simulation
+from rumordb.sim.report import write_json
+from rumordb.sim.scenario import Scenario, load_scenario
 
 DEFAULT_RETRANSMIT_MULT = 4
 TOLERANCE = 0.15

@@ -34,14 +34,23 @@ from typing import IO, Any
 
 import simpy
 
-from core import Node, NodeConfig, Output, Record, Ring, StaticMembership, WriteResult, WriteStatus
-from core.errors import DecodeError
-from sim.checks import Convergence, divergent_keys
-from sim.clock import NodeClock
-from sim.metrics import collect
-from sim.network import Fate, Network
-from sim.scenario import FaultSpec, Scenario
-from sim.workload import Op, operations, value_for
+from rumordb.core import (
+    Node,
+    NodeConfig,
+    Output,
+    Record,
+    Ring,
+    StaticMembership,
+    WriteResult,
+    WriteStatus,
+)
+from rumordb.core.errors import DecodeError
+from rumordb.sim.checks import Convergence, divergent_keys
+from rumordb.sim.clock import NodeClock
+from rumordb.sim.metrics import collect
+from rumordb.sim.network import Fate, Network
+from rumordb.sim.scenario import FaultSpec, Scenario
+from rumordb.sim.workload import Op, operations, value_for
 
 MAX_EVENTS = 10_000  # fault and churn events kept for the report
 

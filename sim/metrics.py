@@ -18,10 +18,10 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from sim.scenario import to_dict
+from rumordb.sim.scenario import to_dict
 
 if TYPE_CHECKING:
-    from sim.engine import Simulation
+    from rumordb.sim.engine import Simulation
 
 NODE_COUNTERS = (
     "updates_applied",

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from sim.scenario import NetworkSpec
+from rumordb.sim.scenario import NetworkSpec
 
 
 @dataclass(frozen=True, slots=True)

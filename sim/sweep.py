@@ -17,9 +17,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from sim.engine import Simulation
-from sim.report import plot_sweep, write_json
-from sim.scenario import ScenarioError, load_scenario, parse_value
+from rumordb.sim.engine import Simulation
+from rumordb.sim.report import plot_sweep, write_json
+from rumordb.sim.scenario import ScenarioError, load_scenario, parse_value
 
 DEFAULT_METRICS = ("convergence_time_s", "messages_sent", "bytes_sent")
 

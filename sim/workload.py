@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from sim.scenario import WorkloadSpec
+from rumordb.sim.scenario import WorkloadSpec
 
 OpKind = Literal["put", "delete", "read"]
 

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from typer.testing import CliRunner
 
-from cli.main import app
+from rumordb.cli.main import app
 
 RUMOR = str(Path(sys.executable).with_name("rumor"))
 COMMAND_TIMEOUT_S = 120.0

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import typer
 
-from cli import client, credentials
-from cli.client import ExitCode, Version
+from rumordb.cli import client, credentials
+from rumordb.cli.client import ExitCode, Version
 
 NODES = {"n1": "http://a", "n2": "http://b", "n3": "http://c", "n4": "http://d"}
 

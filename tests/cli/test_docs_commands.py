@@ -16,7 +16,7 @@ import pytest
 import typer
 from typer.core import TyperGroup
 
-from cli.main import app
+from rumordb.cli.main import app
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = (REPO / "README.md",)

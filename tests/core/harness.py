@@ -12,7 +12,7 @@ import random
 from collections import deque
 from collections.abc import Iterable
 
-from core import Node, NodeConfig, Output, Record
+from rumordb.core import Node, NodeConfig, Output, Record
 
 
 class Cluster:

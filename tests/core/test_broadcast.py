@@ -1,7 +1,7 @@
 import pytest
 
-from core.broadcast import BroadcastQueue, retransmit_limit
-from core.record import Record
+from rumordb.core.broadcast import BroadcastQueue, retransmit_limit
+from rumordb.core.record import Record
 
 
 @pytest.mark.parametrize(

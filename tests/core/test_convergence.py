@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from core import NodeConfig
+from rumordb.core import NodeConfig
 from tests.core.harness import Cluster
 
 

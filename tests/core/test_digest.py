@@ -2,9 +2,9 @@ import random
 
 import msgspec
 
-from core import anti_entropy
-from core.digest import Digest, fingerprint
-from core.messages import DigestStep, LeafEntries, encode
+from rumordb.core import anti_entropy
+from rumordb.core.digest import Digest, fingerprint
+from rumordb.core.messages import DigestStep, LeafEntries, encode
 
 
 def full(n: int) -> dict[str, int]:

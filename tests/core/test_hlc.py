@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core import hlc
+from rumordb.core import hlc
 
 
 def test_physical_time_is_kept_when_the_wall_clock_moves_forward() -> None:

@@ -1,6 +1,12 @@
 import pytest
 
-from core.membership import MemberEntry, Membership, State, StaticMembership, suspicion_timeout_ms
+from rumordb.core.membership import (
+    MemberEntry,
+    Membership,
+    State,
+    StaticMembership,
+    suspicion_timeout_ms,
+)
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,11 @@ from functools import reduce
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import hlc
-from core.merge import Outcome, decide, merge
-from core.record import Record
-from core.vclock import increment
-from core.vclock import merge as merge_clocks
+from rumordb.core import hlc
+from rumordb.core.merge import Outcome, decide, merge
+from rumordb.core.record import Record
+from rumordb.core.vclock import increment
+from rumordb.core.vclock import merge as merge_clocks
 
 
 def history(seed: int, n_writes: int, skew_ms: dict[str, int]) -> list[Record]:

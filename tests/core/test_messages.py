@@ -5,11 +5,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.context import decode_context, encode_context
-from core.errors import DecodeError, InvalidContext
-from core.membership import MemberEntry
-from core.messages import DigestStep, Frame, Push, SyncRecords, Update, decode, encode
-from core.record import Record
+from rumordb.core.context import decode_context, encode_context
+from rumordb.core.errors import DecodeError, InvalidContext
+from rumordb.core.membership import MemberEntry
+from rumordb.core.messages import DigestStep, Frame, Push, SyncRecords, Update, decode, encode
+from rumordb.core.record import Record
 
 RECORD = Record(b"\x00\xffbinary", "application/octet-stream", {"n1": 2, "n2": 1}, 123456789, "n1")
 
@@ -72,7 +72,7 @@ def test_context_encoding_is_the_documented_canonical_form(clock: dict[str, int]
     """URL-safe base64, unpadded, of MessagePack [[sorted non-zero pairs], hlc]."""
     import base64
 
-    from core.context import Context
+    from rumordb.core.context import Context
 
     pairs = sorted((node, count) for node, count in clock.items() if count)
     reference = base64.urlsafe_b64encode(msgspec.msgpack.encode(Context(pairs, hlc)))

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import (
+from rumordb.core import (
     InvalidKey,
     Node,
     NodeConfig,
@@ -16,7 +16,7 @@ from core import (
     decode_context,
     encode_context,
 )
-from core.messages import Push, decode
+from rumordb.core.messages import Push, decode
 
 
 def node(node_id: str = "n1", **config: object) -> Node:
@@ -146,14 +146,14 @@ def test_a_key_recreated_after_its_tombstone_was_purged_wins_over_the_tombstone(
     other = node("n7")
     other.put("k", b"x", "text/plain", 99.0)
     for record in (tombstone, fresh):
-        from core.messages import Update, encode
+        from rumordb.core.messages import Update, encode
 
         other.receive(encode(Push("n6", [], [Update("k", record)])), 100.3)
     assert other.get("k") is not None and other.get("k").value == b"new"  # type: ignore[union-attr]
 
 
 def test_vclock_advance_never_reuses_an_entry() -> None:
-    from core.vclock import advance
+    from rumordb.core.vclock import advance
 
     assert advance({"a": 5}, "a", 100) == {"a": 100}
     assert advance({"a": 500}, "a", 100) == {"a": 501}
@@ -172,7 +172,7 @@ def test_a_forwarded_write_is_coordinated_even_by_a_non_owner() -> None:
 
 
 def _levels(digest: object) -> list[dict[int, int]]:
-    from core.digest import DEPTH, FANOUT
+    from rumordb.core.digest import DEPTH, FANOUT
 
     levels = []
     for level in range(DEPTH + 1):
@@ -182,7 +182,7 @@ def _levels(digest: object) -> list[dict[int, int]]:
 
 
 def _rebuilt(records: dict[str, object], keep: object = None) -> object:
-    from core.digest import Digest, fingerprint
+    from rumordb.core.digest import Digest, fingerprint
 
     return Digest.of(
         (key, fingerprint(r.hlc, r.origin, r.tombstone))  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from core.ring import Ring
+from rumordb.core.ring import Ring
 
 KEYS = [f"user:{i}" for i in range(10_000)]
 NODES = [f"n{i}" for i in range(1, 11)]

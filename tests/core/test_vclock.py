@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.vclock import Order, compare, descends, from_pairs, increment, merge, to_pairs
+from rumordb.core.vclock import Order, compare, descends, from_pairs, increment, merge, to_pairs
 
 clocks = st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), st.integers(0, 5), max_size=4)
 

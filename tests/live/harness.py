@@ -27,8 +27,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from live.app import create_app
-from live.settings import Settings
+from rumordb.live.app import create_app
+from rumordb.live.settings import Settings
 
 ADMIN_KEY = "admin-" + secrets.token_urlsafe(16)
 READER_KEY = "reader-" + secrets.token_urlsafe(16)

@@ -258,8 +258,8 @@ async def test_openapi_documents_every_endpoint(client: httpx.AsyncClient) -> No
 async def test_gossip_without_or_with_wrong_secret_is_401_and_counted(
     client: httpx.AsyncClient,
 ) -> None:
-    from live.gossip_client import Envelope, seal_envelope
-    from live.wire import Signer
+    from rumordb.live.gossip_client import Envelope, seal_envelope
+    from rumordb.live.wire import Signer
 
     assert_error(await client.post("/gossip", content=b"not sealed"), 401, "unauthenticated")
     forged = seal_envelope(

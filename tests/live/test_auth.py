@@ -12,8 +12,8 @@ import pytest
 from starlette.datastructures import Headers
 from typer.testing import CliRunner
 
-from cli.main import app
-from live.auth import (
+from rumordb.cli.main import app
+from rumordb.live.auth import (
     KeysFileError,
     KeyStore,
     Role,
@@ -22,7 +22,7 @@ from live.auth import (
     presented_key,
     read_keys_file,
 )
-from live.settings import Settings
+from rumordb.live.settings import Settings
 
 
 @pytest.fixture(autouse=True)

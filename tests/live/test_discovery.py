@@ -16,7 +16,7 @@ import psutil
 import pytest
 import uvloop
 
-from live.discovery import (
+from rumordb.live.discovery import (
     LOOPBACK_BROADCAST,
     Announcement,
     Discovery,
@@ -25,7 +25,7 @@ from live.discovery import (
     resolve_broadcast,
     seed_peers,
 )
-from live.wire import Signer
+from rumordb.live.wire import Signer
 from tests.live.harness import free_udp_port
 
 SECRET = "discovery test secret"

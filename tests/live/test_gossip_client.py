@@ -8,10 +8,10 @@ import anyio
 import httpx
 import pytest
 
-from live.faults import FaultRequest, Faults
-from live.gossip_client import Envelope, GossipClient, open_envelope, seal_envelope
-from live.metrics import Metrics
-from live.wire import Signer
+from rumordb.live.faults import FaultRequest, Faults
+from rumordb.live.gossip_client import Envelope, GossipClient, open_envelope, seal_envelope
+from rumordb.live.metrics import Metrics
+from rumordb.live.wire import Signer
 from tests.live.harness import eventually
 
 pytestmark = pytest.mark.anyio
@@ -188,7 +188,7 @@ def test_fault_loss_is_probabilistic_and_bounded() -> None:
 
 
 def test_linger_grows_under_load_and_stays_short_when_idle() -> None:
-    from live.gossip_client import BUSY_BATCH_BYTES, LINGER_BUSY_S, LINGER_S, next_linger
+    from rumordb.live.gossip_client import BUSY_BATCH_BYTES, LINGER_BUSY_S, LINGER_S, next_linger
 
     assert next_linger(300, 300) == LINGER_S  # small writes: visible within milliseconds
     assert next_linger(300, 50_000) == LINGER_S  # one burst (anti-entropy) is not load
@@ -201,7 +201,7 @@ async def test_posts_over_the_pooled_transport_are_well_formed_http() -> None:
     """The lean path (pre-encoded head, no httpx objects) against a real socket."""
     import asyncio
 
-    from live.http_transport import PooledTransport
+    from rumordb.live.http_transport import PooledTransport
     from tests.live.test_http_transport import ScriptedServer
 
     signer = Signer(SECRET)
@@ -243,7 +243,7 @@ async def test_posts_over_the_pooled_transport_are_well_formed_http() -> None:
 
 
 async def test_a_refused_connection_on_the_pooled_transport_is_a_counted_drop() -> None:
-    from live.http_transport import PooledTransport
+    from rumordb.live.http_transport import PooledTransport
     from tests.live.harness import free_tcp_port
 
     url = f"http://127.0.0.1:{free_tcp_port('127.0.0.1')}"  # nobody listens there

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from live.http_transport import PooledTransport
+from rumordb.live.http_transport import PooledTransport
 
 pytestmark = pytest.mark.anyio
 DROP = b"<drop>"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from live.runner import Runner
+from rumordb.live.runner import Runner
 from tests.live.harness import (
     ADMIN,
     READER,
@@ -162,7 +162,7 @@ async def test_gossip_reply_carries_anti_entropy_back(tmp_path: Path) -> None:
 
 
 async def test_a_refuted_incarnation_is_persisted(tmp_path: Path) -> None:
-    from core import MemberEntry
+    from rumordb.core import MemberEntry
 
     async with running_app(settings_for(tmp_path, probe_interval_ms=20)) as (app, _):
         runner = runner_of(app)

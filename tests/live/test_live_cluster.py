@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from core import Ring
-from live.discovery import Announcement, encode_announcement
-from live.gossip_client import Envelope, seal_envelope
-from live.wire import Signer
+from rumordb.core import Ring
+from rumordb.live.discovery import Announcement, encode_announcement
+from rumordb.live.gossip_client import Envelope, seal_envelope
+from rumordb.live.wire import Signer
 from tests.live.harness import ADMIN, READER, SECRET, Cluster, NodeProcess
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from live.metrics import LAG_BUCKETS_S, LoopHistogram, Metrics
+from rumordb.live.metrics import LAG_BUCKETS_S, LoopHistogram, Metrics
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -10,9 +10,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from core import Node
-from live.runner import Runner
-from live.storage import Storage
+from rumordb.core import Node
+from rumordb.live.runner import Runner
+from rumordb.live.storage import Storage
 from tests.live.harness import settings_for
 
 pytestmark = pytest.mark.anyio
@@ -62,8 +62,8 @@ async def test_replies_still_wait_for_the_commit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A receive that sends something back persists first (the core's contract)."""
-    from core.hashing import key_hash
-    from core.messages import SyncRecords, Update, encode
+    from rumordb.core.hashing import key_hash
+    from rumordb.core.messages import SyncRecords, Update, encode
 
     settings = settings_for(tmp_path, durability="sync", anti_entropy_interval_ms=600_000)
     runner = Runner(settings, discovery=False)

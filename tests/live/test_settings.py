@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.node import NodeConfig
-from live.settings import ConfigError, Settings, load_or_create_node_id, load_settings
+from rumordb.core.node import NodeConfig
+from rumordb.live.settings import ConfigError, Settings, load_or_create_node_id, load_settings
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from core.record import Record
-from live.storage import Storage, StorageError
+from rumordb.core.record import Record
+from rumordb.live.storage import Storage, StorageError
 
 
 def record(value: bytes, counter: int = 1, origin: str = "n1", tombstone: bool = False) -> Record:
@@ -222,8 +222,8 @@ WRITER = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    from core.record import Record
-    from live.storage import Storage
+    from rumordb.core.record import Record
+    from rumordb.live.storage import Storage
 
     async def main() -> None:
         storage = Storage.open(Path(sys.argv[1]), "sync")
@@ -281,7 +281,7 @@ def test_sigkill_loses_no_acknowledged_sync_write(tmp_path: Path) -> None:
 
 def test_large_commits_write_every_row_once(tmp_path: Path) -> None:
     """Rows go in as multi-row statements of several sizes: none lost, none duplicated."""
-    from live.storage import _pieces
+    from rumordb.live.storage import _pieces
 
     for count in (0, 1, 2, 3, 31, 255, 256, 257, 1000):
         covered = [i for start, size in _pieces(count) for i in range(start, start + size)]
@@ -349,10 +349,10 @@ def test_a_log_left_by_a_crash_is_replayed_over_the_compacted_records(
 def test_the_log_is_compacted_when_it_grows_or_idles(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import live.storage
+    import rumordb.live.storage as live_storage
 
-    monkeypatch.setattr(live.storage, "COMPACT_ROWS", 4)
-    monkeypatch.setattr(live.storage, "COMPACT_AFTER_S", 60.0)  # first: by size only
+    monkeypatch.setattr(live_storage, "COMPACT_ROWS", 4)
+    monkeypatch.setattr(live_storage, "COMPACT_AFTER_S", 60.0)  # first: by size only
 
     async def scenario() -> Storage:
         storage = Storage.open(tmp_path, "sync")
@@ -363,7 +363,7 @@ def test_the_log_is_compacted_when_it_grows_or_idles(
             await asyncio.sleep(0.001)
         assert storage.stats.compactions == 1
         assert storage.stats.records_compacted == 2  # k0 and k1, each written twice
-        monkeypatch.setattr(live.storage, "COMPACT_AFTER_S", 0.05)
+        monkeypatch.setattr(live_storage, "COMPACT_AFTER_S", 0.05)
         await storage.persist([("k2", record(b"x"))], [])
         deadline = time.monotonic() + 5
         while storage.stats.compactions < 2 and time.monotonic() < deadline:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from live.wire import HEADER, HEADER_BYTES, MAC_BYTES, OVERHEAD_BYTES, AuthError, Signer
+from rumordb.live.wire import HEADER, HEADER_BYTES, MAC_BYTES, OVERHEAD_BYTES, AuthError, Signer
 
 SECRET = "correct horse battery staple"
 NOW = 1_700_000_000.0

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from live.checker import (
+from rumordb.live.checker import (
     Kind,
     Op,
     Workload,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from live.checker import Report, classify, dump_history, load_history, load_snapshot
+from rumordb.live.checker import Report, classify, dump_history, load_history, load_snapshot
 from tests.multihost.netns import BROADCAST, PYTHON, ROOT, Lab
 
 HTTP_PORT = 8000

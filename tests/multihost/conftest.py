@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from live.checker import Report
+from rumordb.live.checker import Report
 from tests.multihost.netns import Lab, our_namespaces, unavailable_reason
 
 

@@ -17,9 +17,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from cli.check import CheckError, CheckOptions, run_check
-from cli.main import app
-from core.context import encode_context
+from rumordb.cli.check import CheckError, CheckOptions, run_check
+from rumordb.cli.main import app
+from rumordb.core.context import encode_context
 
 NODES = ["http://a:1", "http://b:1", "http://c:1"]
 

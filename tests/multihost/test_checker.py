@@ -11,8 +11,8 @@ import hashlib
 
 import httpx
 
-from core.context import encode_context
-from live.checker import (
+from rumordb.core.context import encode_context
+from rumordb.live.checker import (
     Kind,
     Op,
     Snapshot,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from live.checker import Kind, Report, Status, load_history, load_snapshot
+from rumordb.live.checker import Kind, Report, Status, load_history, load_snapshot
 from tests.multihost.cluster import PROBE_INTERVAL_MS, RUMOR, SUSPICION_MULT, LabCluster
 from tests.multihost.conftest import SCENARIOS
 from tests.multihost.netns import Lab, wait_for

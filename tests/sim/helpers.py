@@ -6,8 +6,8 @@ import copy
 import tomllib
 from typing import Any
 
-from sim.engine import Simulation
-from sim.scenario import Scenario, parse_scenario
+from rumordb.sim.engine import Simulation
+from rumordb.sim.scenario import Scenario, parse_scenario
 
 # The issue's minimal scenario, verbatim: it must work as written.
 MINIMAL_TOML = """\

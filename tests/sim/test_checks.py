@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core import Record
-from sim.checks import Convergence, divergent_keys
+from rumordb.core import Record
+from rumordb.sim.checks import Convergence, divergent_keys
 
 NODES = ["n1", "n2", "n3"]
 

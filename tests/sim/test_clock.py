@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sim.clock import EPOCH_S, NodeClock
+from rumordb.sim.clock import EPOCH_S, NodeClock
 
 
 def test_clock_offsets_drift_and_never_run_backwards() -> None:

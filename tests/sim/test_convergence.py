@@ -139,7 +139,7 @@ def test_recreated_key_after_tombstone_purge_converges() -> None:
     """
     code = (
         "from pathlib import Path; from sim.engine import Simulation; "
-        "from sim.scenario import load_scenario; "
+        "from rumordb.sim.scenario import load_scenario; "
         "path = Path('experiments/churn/scenario.toml'); "
         "print([Simulation(load_scenario(path, seed=s)).run()['divergent_sample'] "
         "for s in (1, 7, 10)])"

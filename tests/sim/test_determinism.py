@@ -9,7 +9,7 @@ import sys
 from io import StringIO
 from pathlib import Path
 
-from sim.engine import Simulation
+from rumordb.sim.engine import Simulation
 from tests.sim.helpers import MINIMAL_TOML, build, minimal_raw, run
 
 
@@ -69,7 +69,7 @@ _IN_PROCESS = [
     sys.executable,
     "-c",
     "import sys; from pathlib import Path; from sim.engine import Simulation; "
-    "from sim.scenario import load_scenario; "
+    "from rumordb.sim.scenario import load_scenario; "
     "print(Simulation(load_scenario(Path(sys.argv[1]))).run()['trace_hash'])",
 ]
 

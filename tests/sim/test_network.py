@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from sim.network import Fate, Network
-from sim.scenario import NetworkSpec
+from rumordb.sim.network import Fate, Network
+from rumordb.sim.scenario import NetworkSpec
 
 IDS = [f"n{i}" for i in range(1, 7)]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sim.scenario import ScenarioError, load_scenario, parse_scenario, parse_value
+from rumordb.sim.scenario import ScenarioError, load_scenario, parse_scenario, parse_value
 from tests.sim.helpers import MINIMAL_TOML, minimal_raw
 
 

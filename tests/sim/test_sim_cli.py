@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cli.main import app
+from rumordb.cli.main import app
 from tests.sim.helpers import MINIMAL_TOML
 
 runner = CliRunner()
