@@ -1,34 +1,35 @@
 """The HTTP face of a live node: FastAPI for docs, admin and cluster endpoints.
 
-The ``/kv`` hot path is a raw ASGI handler (``live.kv``) mounted as plain Starlette routes
-ahead of FastAPI's own, so it pays no dependency injection or pydantic; it is documented
-in the OpenAPI schema by hand (``KV_OPENAPI``) so ``/docs`` still shows every endpoint.
-``POST /gossip`` is a plain Starlette route as well (it carries replication traffic).
+The ``/kv`` hot path is a raw ASGI handler (``live.kv``), and ``POST /gossip`` (replication
+traffic) another; ``HotRoutes`` hands them their requests inside the app's middleware
+stack, so they pay no dependency injection or pydantic. They are documented in the
+OpenAPI schema by hand (``KV_OPENAPI``) so ``/docs`` still shows every endpoint.
 
-Errors are translated once, here: every 4xx/5xx body is ``{"error", "detail"}``, and an
-outermost catch-all turns an unexpected exception into a logged 500 JSON answer.
+Errors are translated once, by ``live.errors``: every route raises ``HttpError`` (or lets
+a bug escape), and the boundary at the top of the stack answers ``{"error", "detail"}``.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from http import HTTPStatus
 from typing import Any
 
 import httpx
 import structlog
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException
-from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rumordb.live.asgi import Reply, read_body, send_reply
 from rumordb.live.auth import KeyStore, Role
+from rumordb.live.errors import ErrorBoundary, HttpError, translate
 from rumordb.live.faults import FaultError, parse_request
 from rumordb.live.forward import Forwarder
 from rumordb.live.gossip_client import Envelope, EnvelopeError, open_envelope, seal_envelope
@@ -42,83 +43,83 @@ from rumordb.live.wire import AuthError
 log = structlog.get_logger("rumor.app")
 
 MAX_GOSSIP_BYTES = 64 * 1024 * 1024
+MAX_FAULTS_BYTES = 64 * 1024
 
 
-class ApiError(Exception):
-    """An error answer of a FastAPI route: ``{"error": error, "detail": detail}``."""
+class HotRoutes:
+    """Routes the two hot paths to their raw ASGI handlers, everything else to FastAPI.
 
-    def __init__(
-        self, status: int, error: str, detail: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.error = error
-        self.detail = detail
-        self.headers = headers
+    It sits inside the app's middleware stack, under the error boundary and any user
+    middleware, so ``/kv`` and ``/gossip`` get the same error translation as every other
+    route; only FastAPI's own per-request layers (exception handlers, exit stack,
+    dependency injection), which ``/kv`` and ``/gossip`` do not use and which cost as
+    much as the handler itself, are left to the routes that need them.
+    """
 
-
-class CatchAll:
-    """Outermost guard: an exception that escaped every handler becomes a 500 JSON body."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, kv: ASGIApp, gossip: ASGIApp, fastapi: ASGIApp) -> None:
+        self.kv = kv
+        self.gossip = gossip
+        self.fastapi = fastapi
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception as exc:
-            log.exception("request_failed", path=scope.get("path"), error=repr(exc))
-            if started:
-                raise
-            response = _error(500, "internal_error", "unexpected server error (logged)")
-            await response(scope, receive, send)
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith("/kv/") or path == "/kv":
+                await self.kv(scope, receive, send)
+                return
+            if path == "/gossip":
+                await self.gossip(scope, receive, send)
+                return
+        await self.fastapi(scope, receive, send)
 
 
 class NodeApp(FastAPI):
-    """FastAPI, with ``/kv`` requests handed straight to the raw handler.
+    """FastAPI with one middleware stack for every route: the boundary, then the routes.
 
-    The handler is also mounted as ordinary Starlette routes (first in the router); this
-    shortcut only skips FastAPI's per-request middleware stack (telemetry, body limit,
-    exception and exit-stack middlewares), which costs as much as the handler itself.
+    ``error boundary -> user middleware -> HotRoutes -> (/kv | /gossip | FastAPI layers
+    -> router)``. Starlette's ``ServerErrorMiddleware`` is replaced by the boundary (the
+    one translator); FastAPI's inner layers are kept for its own routes.
     """
 
-    kv_handler: KVHandler | None = None
-    gossip_handler: GossipHandler | None = None
+    kv_handler: ASGIApp | None = None
+    gossip_handler: ASGIApp | None = None
+    _telemetry_on: bool | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.kv_handler and self.gossip_handler:
-            path: str = scope["path"]
-            if path.startswith("/kv/") or path == "/kv":
-                await self.kv_handler(scope, receive, send)
-                return
-            if path == "/gossip":
-                await self.gossip_handler(scope, receive, send)
-                return
+        # FastAPI asks OpenTelemetry on every request whether telemetry is on (environment
+        # look-ups that cost as much as the whole /kv handler): ask once, at the first
+        # request. Either way every request then runs through the one middleware stack.
+        if scope["type"] == "http" and not self._telemetry_enabled():
+            if self.root_path:
+                scope["root_path"] = self.root_path
+            scope["app"] = self
+            if self.middleware_stack is None:
+                self.middleware_stack = self.build_middleware_stack()
+            await self.middleware_stack(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
 
+    def _telemetry_enabled(self) -> bool:
+        if self._telemetry_on is None:
+            telemetry = getattr(self, "_native_telemetry", None)
+            self._telemetry_on = bool(telemetry is not None and telemetry.enabled())
+        return self._telemetry_on
 
-def _error(
-    status: int, error: str, detail: object, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+    def build_middleware_stack(self) -> ASGIApp:
+        assert self.kv_handler is not None and self.gossip_handler is not None
+        handlers: dict[Any, Any] = {HTTPException: _reraise, RequestValidationError: _reraise}
+        inner: ASGIApp = ExceptionMiddleware(
+            AsyncExitStackMiddleware(self.router), handlers=handlers, debug=self.debug
+        )
+        app: ASGIApp = HotRoutes(self.kv_handler, self.gossip_handler, inner)
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return ErrorBoundary(app)
 
 
-def _error_name(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
-    except ValueError:
-        return "error"
+async def _reraise(request: Request, exc: Exception) -> Response:
+    """FastAPI's own errors go to the boundary too, so they are answered the same way."""
+    raise translate(exc, request.url.path)
 
 
 def create_app(
@@ -163,50 +164,25 @@ def create_app(
     app.state.kv = kv
     gossip = GossipHandler(runner)
     app.kv_handler, app.gossip_handler = kv, gossip
-    app.router.routes[0:0] = [
-        Route("/kv", kv, methods=None, include_in_schema=False),
-        Route("/kv/{key:path}", kv, methods=None, include_in_schema=False),
-        Route("/gossip", gossip, methods=None, include_in_schema=False),
-    ]
-    _install_errors(app)
     _add_ops_routes(app, runner, keystore)
     if settings.allow_faults:
         _add_fault_routes(app, runner, keystore)
     _document_raw_routes(app)
-    app.add_middleware(CatchAll)
     return app
-
-
-def _install_errors(app: FastAPI) -> None:
-    async def api_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
-        return _error(exc.status, exc.error, exc.detail, exc.headers)
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return _error(exc.status_code, _error_name(exc.status_code), exc.detail, exc.headers)
-
-    async def invalid_request(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
-        )
-        return _error(400, "invalid_request", detail)
-
-    app.add_exception_handler(ApiError, api_error)
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, invalid_request)
 
 
 def _require(keystore: KeyStore, needed: Role) -> Callable[[Request], Awaitable[Role]]:
     async def check(request: Request) -> Role:
         role = keystore.authenticate(request.headers)
         if role is None:
-            raise ApiError(
-                401, "unauthorized", "missing or unknown API key", {"www-authenticate": "Bearer"}
+            raise HttpError(
+                401,
+                "unauthorized",
+                "missing or unknown API key",
+                ((b"www-authenticate", b"Bearer"),),
             )
         if needed is Role.ADMIN and role is not Role.ADMIN:
-            raise ApiError(403, "forbidden", "this needs an admin key")
+            raise HttpError(403, "forbidden", "this needs an admin key")
         return role
 
     return check
@@ -222,7 +198,7 @@ def _add_ops_routes(app: FastAPI, runner: Runner, keystore: KeyStore) -> None:
     @app.get("/heartbeat", tags=["cluster"], summary="Answer a liveness probe (no auth)")
     async def heartbeat() -> dict[str, Any]:
         if not runner.running:
-            raise ApiError(503, "unavailable", "the node is starting or stopping")
+            raise HttpError(503, "unavailable", "the node is starting or stopping")
         me = runner.node.membership.me if hasattr(runner.node.membership, "me") else None
         return {
             "node_id": runner.node_id,
@@ -238,7 +214,7 @@ def _add_ops_routes(app: FastAPI, runner: Runner, keystore: KeyStore) -> None:
     )
     async def cluster() -> dict[str, Any]:
         if not runner.running:
-            raise ApiError(503, "unavailable", "the node is starting or stopping")
+            raise HttpError(503, "unavailable", "the node is starting or stopping")
         view = runner.cluster_view()
         view["discovery_rejected"] = runner.discovery_rejected
         return view
@@ -292,11 +268,16 @@ def _add_fault_routes(app: FastAPI, runner: Runner, keystore: KeyStore) -> None:
         openapi_extra=FAULTS_BODY,
     )
     async def post_faults(request: Request) -> dict[str, Any]:
-        body = await request.body()
+        body = await read_body(
+            request.receive,
+            MAX_FAULTS_BYTES,
+            request.headers.get("content-length", "").encode() or None,
+            too_large=("too_large", "a faults body"),
+        )
         try:
             fault_request = parse_request(body)
         except FaultError as exc:
-            raise ApiError(400, "invalid_faults", str(exc)) from None
+            raise HttpError(400, "invalid_faults", str(exc)) from None
         runner.faults.apply(fault_request)
         log.info("faults_changed", faults=runner.faults.describe())
         return runner.faults.describe()
@@ -311,30 +292,18 @@ def _add_fault_routes(app: FastAPI, runner: Runner, keystore: KeyStore) -> None:
 class GossipHandler:
     """``POST /gossip`` as raw ASGI: open the sealed envelope, apply it, answer with replies.
 
-    Replication traffic: one request per batch per peer, so it skips FastAPI's stack like
-    ``/kv`` does. The body is read with a bound (413 beyond ``MAX_GOSSIP_BYTES``).
+    Replication traffic: one request per batch per peer. The body is read with a bound
+    (413 beyond ``MAX_GOSSIP_BYTES``); every refusal raises ``HttpError`` for the boundary.
     """
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            status, body, content_type = await self._handle(scope, receive)
-        except Exception as exc:  # a bug, never an input: 500 JSON, logged
-            log.exception("gossip_handler_failed", error=repr(exc))
-            status, body, content_type = _raw_error(500, "internal_error", "unexpected error")
-        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes, bytes]:
         runner = self.runner
         if scope["method"] != "POST":
-            return _raw_error(405, "method_not_allowed", "POST /gossip only")
-        body = await _read_bounded(receive, MAX_GOSSIP_BYTES)
-        if body is None:
-            return _raw_error(413, "too_large", "gossip body too large")
+            raise HttpError(405, "method_not_allowed", "POST /gossip only")
+        body = await read_body(receive, MAX_GOSSIP_BYTES, too_large=("too_large", "a gossip body"))
         try:
             envelope = open_envelope(runner.signer, body, time.time())
         except (AuthError, EnvelopeError) as exc:
@@ -344,45 +313,29 @@ class GossipHandler:
                 reason=getattr(exc, "reason", str(exc)),
                 client=(scope.get("client") or ("?",))[0],
             )
-            return _raw_error(
+            raise HttpError(
                 401, "unauthenticated", "gossip must be sealed with the cluster secret"
-            )
+            ) from None
         if not runner.running:
-            return _raw_error(503, "unavailable", "the node is starting or stopping")
+            raise HttpError(503, "unavailable", "the node is starting or stopping")
         if not runner.faults.allow_receive(envelope.sender):
-            return _raw_error(503, "blocked", "traffic from this peer is blocked by a fault")
+            raise HttpError(503, "blocked", "traffic from this peer is blocked by a fault")
         runner.metrics.messages_in.inc(len(envelope.messages))
         runner.metrics.bytes_in.inc(len(body))
         try:
             replies = await runner.receive(envelope.sender, envelope.messages)
         except StorageError as exc:
-            return _raw_error(503, "storage_failed", str(exc))
+            raise HttpError(503, "storage_failed", str(exc)) from None
         if not replies:
-            return 204, b"", b"application/octet-stream"
+            await send_reply(send, Reply(204, [OCTETS], b""))
+            return
         sealed = seal_envelope(runner.signer, Envelope(runner.node_id, replies), time.time())
         runner.metrics.bytes_out.inc(len(sealed))
         runner.metrics.messages_out.inc(len(replies))
-        return 200, sealed, b"application/octet-stream"
+        await send_reply(send, Reply(200, [OCTETS], sealed))
 
 
-def _raw_error(status: int, error: str, detail: str) -> tuple[int, bytes, bytes]:
-    return status, json.dumps({"error": error, "detail": detail}).encode(), b"application/json"
-
-
-async def _read_bounded(receive: Receive, limit: int) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b""
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+OCTETS = (b"content-type", b"application/octet-stream")
 
 
 def _kv_doc(summary: str, responses: dict[str, str], **extra: Any) -> dict[str, Any]:

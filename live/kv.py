@@ -16,62 +16,43 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable
 from urllib.parse import parse_qsl, unquote_to_bytes
 
-import msgspec
 import structlog
 
 from rumordb.core import Record, WriteStatus, decode_context, encode_context
 from rumordb.core.context import Context
 from rumordb.core.errors import InvalidContext, InvalidKey
 from rumordb.core.hlc import physical_ms
+from rumordb.live.asgi import (
+    JSON_TYPE,
+    Headers,
+    Receive,
+    Reply,
+    Scope,
+    Send,
+    json_reply,
+    read_body,
+    send_reply,
+)
 from rumordb.live.auth import KeyStore, Role
+from rumordb.live.errors import HttpError, error_body
 from rumordb.live.forward import FORWARDED_HEADER, Forwarder
 from rumordb.live.metrics import Metrics
 from rumordb.live.runner import Overloaded, Runner, WriteOp
 
 log = structlog.get_logger("rumor.kv")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-Headers = list[tuple[bytes, bytes]]
-
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
-JSON_TYPE = (b"content-type", b"application/json")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 CONTEXT_CACHE_MAX = 65_536
 _FORWARDED = FORWARDED_HEADER.encode()
-_json = msgspec.json.Encoder()
-
-
-class Reply(msgspec.Struct, gc=False):
-    status: int
-    headers: Headers
-    body: bytes
-
-
-class BadRequest(Exception):
-    """A client error found while parsing; becomes a JSON error reply."""
-
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.error = error
-        self.detail = detail
 
 
 def error_reply(status: int, error: str, detail: str, extra: Headers | None = None) -> Reply:
-    body = _json.encode({"error": error, "detail": detail})
-    return Reply(status, [JSON_TYPE, *(extra or [])], body)
-
-
-def json_reply(status: int, data: object, extra: Headers | None = None) -> Reply:
-    return Reply(status, [JSON_TYPE, *(extra or [])], _json.encode(data))
+    return Reply(status, [JSON_TYPE, *(extra or [])], error_body(error, detail))
 
 
 class KVRequest:
@@ -141,15 +122,12 @@ class KVHandler:
         route = "kv_list" if scope["path"] in ("/kv", "/kv/") and method == "GET" else "kv"
         try:
             route, reply = await self._dispatch(scope, receive, method)
-        except BadRequest as exc:
-            reply = error_reply(exc.status, exc.error, exc.detail)
-        except Exception as exc:  # a bug, never an input: answer 500 JSON and log it
-            log.exception("kv_handler_failed", path=scope.get("path"), error=repr(exc))
-            reply = error_reply(500, "internal_error", "unexpected server error (logged)")
-        headers = reply.headers
-        headers.append((b"content-length", str(len(reply.body)).encode()))
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-        await send({"type": "http.response.body", "body": reply.body})
+        except HttpError as exc:
+            reply = Reply(exc.status, [JSON_TYPE, *exc.headers], exc.body())
+        except Exception:  # a bug: the boundary answers 500; count it here, then let it go
+            self.metrics.observe_request(route, 500, time.perf_counter() - started)
+            raise
+        await send_reply(send, reply)
         self.metrics.observe_request(route, reply.status, time.perf_counter() - started)
 
     async def _dispatch(self, scope: Scope, receive: Receive, method: str) -> tuple[str, Reply]:
@@ -188,7 +166,7 @@ class KVHandler:
         context = _context(request.if_match)
         if method == "DELETE":
             return route, await self._write(scope, request, key, b"", context, delete=True)
-        body = await self._body(receive, request)
+        body = await read_body(receive, self.max_value_bytes, request.content_length)
         return route, await self._write(scope, request, key, body, context, create=method == "POST")
 
     # --- parsing -------------------------------------------------------------------
@@ -198,42 +176,18 @@ class KVHandler:
             try:
                 key = unquote_to_bytes(raw_path.split(b"?", 1)[0][4:]).decode("utf-8")
             except UnicodeDecodeError:
-                raise BadRequest(400, "invalid_key", "a key must be valid UTF-8") from None
+                raise HttpError(400, "invalid_key", "a key must be valid UTF-8") from None
         else:
             key = scope["path"][4:]
         if len(key.encode("utf-8", "surrogatepass")) > self.max_key_bytes:
-            raise BadRequest(
+            raise HttpError(
                 414, "key_too_long", f"a key is at most {self.max_key_bytes} bytes of UTF-8"
             )
         try:
             self.runner.node.check_key(key)
         except InvalidKey as exc:
-            raise BadRequest(400, "invalid_key", str(exc)) from None
+            raise HttpError(400, "invalid_key", str(exc)) from None
         return key
-
-    async def _body(self, receive: Receive, request: KVRequest) -> bytes:
-        limit = self.max_value_bytes
-        if request.content_length is not None:
-            try:
-                declared = int(request.content_length)
-            except ValueError:
-                raise BadRequest(400, "bad_request", "Content-Length is not a number") from None
-            if declared > limit:
-                raise _too_large(limit)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise BadRequest(400, "bad_request", "the client went away mid-body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     # --- reads ---------------------------------------------------------------------
     async def _elsewhere(self, scope: Scope, request: KVRequest, key: str) -> Reply | None:
@@ -425,7 +379,7 @@ def _query(scope: Scope) -> dict[str, str]:
     try:
         return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
     except (UnicodeDecodeError, ValueError):
-        raise BadRequest(400, "bad_request", "the query string is not valid UTF-8") from None
+        raise HttpError(400, "bad_request", "the query string is not valid UTF-8") from None
 
 
 def _limit(text: str | None) -> int:
@@ -434,9 +388,9 @@ def _limit(text: str | None) -> int:
     try:
         limit = int(text)
     except ValueError:
-        raise BadRequest(400, "bad_request", "limit must be an integer") from None
+        raise HttpError(400, "bad_request", "limit must be an integer") from None
     if not 1 <= limit <= MAX_LIMIT:
-        raise BadRequest(400, "bad_request", f"limit must be between 1 and {MAX_LIMIT}")
+        raise HttpError(400, "bad_request", f"limit must be between 1 and {MAX_LIMIT}")
     return limit
 
 
@@ -446,11 +400,7 @@ def _context(if_match: bytes | None) -> Context | None:
     try:
         return decode_context(if_match.decode("latin-1"))
     except InvalidContext as exc:
-        raise BadRequest(400, "invalid_context", str(exc)) from None
-
-
-def _too_large(limit: int) -> BadRequest:
-    return BadRequest(413, "value_too_large", f"a value is at most {limit} bytes")
+        raise HttpError(400, "invalid_context", str(exc)) from None
 
 
 def _unavailable() -> Reply:

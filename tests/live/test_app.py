@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -301,3 +302,53 @@ async def test_unexpected_errors_become_logged_json_500s(
         assert_error(await http.get("/kv/k", headers=READER), 500, "internal_error")
         assert_error(await http.get("/cluster", headers=READER), 500, "internal_error")
         assert (await http.get("/health")).status_code == 200  # still serving
+
+
+async def test_kv_and_gossip_run_through_the_app_middleware_stack(tmp_path: Path) -> None:
+    from rumordb.live.app import create_app
+
+    app = create_app(settings_for(tmp_path), discovery=False)
+    seen: list[str] = []
+
+    class Recorder:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                seen.append(scope["path"])
+            await self.inner(scope, receive, send)
+
+    app.add_middleware(Recorder)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as http,
+    ):
+        await http.put("/kv/k", content=b"v", headers=ADMIN)
+        await http.post("/gossip", content=b"x")
+        await http.get("/health")
+    assert seen == ["/kv/k", "/gossip", "/health"]
+
+
+async def test_gossip_from_a_client_that_disconnects_mid_body_is_400_not_unauthenticated(
+    tmp_path: Path,
+) -> None:
+    async with running_app(settings_for(tmp_path)) as (app, _):
+        sent: list[dict[str, Any]] = []
+        messages = iter(
+            [{"type": "http.request", "body": b"x", "more_body": True}, {"type": "http.disconnect"}]
+        )
+
+        async def receive() -> dict[str, Any]:
+            return next(messages)
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/gossip", "headers": []}
+        await app(scope, receive, send)
+        assert sent[0]["status"] == 400
+        assert json.loads(sent[1]["body"])["error"] == "client_disconnected"
+        text = app.state.runner.metrics.render().decode()
+        assert 'rumor_unauthenticated_dropped_total{channel="gossip"}' not in text
