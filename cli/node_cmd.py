@@ -129,7 +129,7 @@ def serve(settings: Any) -> None:
                     node_id=runner.node_id,
                     url=runner.url,
                     incarnation=runner.incarnation,
-                    keys=runner.node.key_count()[0],
+                    keys=runner.node.view.key_count()[0],
                     durability=settings.durability,
                     sharding=settings.sharding,
                 )

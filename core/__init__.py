@@ -1,41 +1,83 @@
 """RumorDB's protocol core: pure, deterministic, no I/O.
 
-Drivers (``live`` and ``sim``) build a ``Node``, feed it client commands, messages and
-ticks with the current time, and carry out the ``Output`` it returns (persist, then send).
+The driver-facing API (``live.runner`` and ``sim.engine`` use nothing else):
+
+* build a ``Node`` (``NodeConfig``; a ``MemberTable``: ``Membership`` or
+  ``StaticMembership``; the incarnation from ``restart_incarnation``);
+* feed it inputs with the current time: ``write(WriteCommand, now) -> WriteResult``
+  (the key checked first with ``check_key``, which raises ``InvalidKey``; its
+  ``too_long`` flag means HTTP 414), ``flush(now)``, ``receive(data, now)``,
+  ``tick(now)`` at ``next_deadline()``, ``join(...)`` for a discovered peer;
+* carry out every ``Output``: persist ``writes`` and ``purges``, then send ``messages``;
+  log or count its events (``transitions``, ``discards``);
+* ask where to answer a read: ``read(key) -> Local | AskOwners``, and a listing:
+  ``plan_list(...) -> ListPlan``, joined with ``merge_pages``;
+* read state only through ``Node.view`` (a ``NodeView``); ``message_kind`` names an
+  encoded message's type without decoding it.
 """
 
 from rumordb.core.context import Context, decode_context, encode_context
 from rumordb.core.errors import DecodeError, InvalidContext, InvalidKey, RumorError
-from rumordb.core.membership import MemberEntry, Membership, State, StaticMembership
+from rumordb.core.keys import check_key
+from rumordb.core.membership import (
+    MemberEntry,
+    MemberInfo,
+    Membership,
+    MemberTable,
+    State,
+    StaticMembership,
+    Transition,
+    restart_incarnation,
+)
 from rumordb.core.merge import Outcome, decide, merge
-from rumordb.core.messages import Message, decode, encode
-from rumordb.core.node import Counters, Node, NodeConfig, Output, WriteResult, WriteStatus
+from rumordb.core.messages import Message, decode, encode, message_kind
+from rumordb.core.node import (
+    Counters,
+    Node,
+    NodeConfig,
+    NodeView,
+    Output,
+    WriteCommand,
+    WriteResult,
+    WriteStatus,
+)
+from rumordb.core.reads import AskOwners, ListPlan, Local, ReadPlan, merge_pages
 from rumordb.core.record import Discarded, Record
 from rumordb.core.ring import Ring
 from rumordb.core.vclock import Order, compare
 
 __all__ = [
+    "AskOwners",
     "Context",
     "Counters",
     "DecodeError",
     "Discarded",
     "InvalidContext",
     "InvalidKey",
+    "ListPlan",
+    "Local",
     "MemberEntry",
+    "MemberInfo",
+    "MemberTable",
     "Membership",
     "Message",
     "Node",
     "NodeConfig",
+    "NodeView",
     "Order",
     "Outcome",
     "Output",
+    "ReadPlan",
     "Record",
     "Ring",
     "RumorError",
     "State",
     "StaticMembership",
+    "Transition",
+    "WriteCommand",
     "WriteResult",
     "WriteStatus",
+    "check_key",
     "compare",
     "decide",
     "decode",
@@ -43,4 +85,7 @@ __all__ = [
     "encode",
     "encode_context",
     "merge",
+    "merge_pages",
+    "message_kind",
+    "restart_incarnation",
 ]

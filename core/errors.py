@@ -12,7 +12,14 @@ class DecodeError(RumorError):
 
 
 class InvalidKey(RumorError):
-    """A key that is empty, too long or not valid UTF-8 text."""
+    """A key that is empty, too long or not valid UTF-8 text.
+
+    ``too_long`` tells a key over the length limit (HTTP 414) from other bad keys (400).
+    """
+
+    def __init__(self, detail: str, *, too_long: bool = False) -> None:
+        super().__init__(detail)
+        self.too_long = too_long
 
 
 class InvalidContext(RumorError):

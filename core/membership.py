@@ -29,8 +29,8 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 import msgspec
 
@@ -72,6 +72,59 @@ class Member:
             self.id, self.address, self.incarnation, self.heartbeat, self.state.value
         )
 
+    def info(self) -> MemberInfo:
+        return MemberInfo(
+            self.id, self.address, self.state, self.incarnation, self.heartbeat, self.last_progress
+        )
+
+
+class MemberTable(Protocol):
+    """What the node needs of a member table: ``Membership`` or ``StaticMembership``."""
+
+    self_id: str
+    epoch: int  # bumped whenever the set of non-left members changes
+    detects_failures: bool  # False: every member is alive forever (no heartbeats sent)
+
+    def __len__(self) -> int: ...
+    @property
+    def incarnation(self) -> int: ...
+    def members(self) -> list[MemberInfo]: ...
+    def member_info(self, member_id: str) -> MemberInfo | None: ...
+    def address(self, member_id: str) -> str | None: ...
+    def ring_members(self) -> list[str]: ...
+    def is_alive(self, member_id: str) -> bool: ...
+    def peers(self) -> list[str]: ...
+    def dead_peers(self) -> list[str]: ...
+    def sample_peers(self, rng: random.Random, k: int) -> list[str]: ...
+    def gossip_entries(self, rng: random.Random, k: int) -> list[MemberEntry]: ...
+    def observe(self, entry: MemberEntry, now: float) -> None: ...
+    def join(self, member_id: str, address: str, incarnation: int, now: float) -> None: ...
+    def expire(self, now: float) -> list[Transition]: ...
+    def beat(self) -> None: ...
+    def take_transitions(self) -> list[Transition]: ...
+
+
+def restart_incarnation(previous: int) -> int:
+    """The incarnation of a process that starts after one that ran with ``previous``.
+
+    Always above every incarnation the member used before (a refutation raises it, and
+    the driver keeps the highest), so its first entries override whatever the cluster
+    still believes about its last life.
+    """
+    return previous + 1
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """A read-only snapshot of one member, for drivers (``NodeView.members``)."""
+
+    id: str
+    address: str
+    state: State
+    incarnation: int
+    heartbeat: int
+    last_progress: float
+
 
 @dataclass(frozen=True, slots=True)
 class Transition:
@@ -83,6 +136,8 @@ class Transition:
 
 class Membership:
     """The member table of one node (``self_id`` included, always alive)."""
+
+    detects_failures = True
 
     def __init__(
         self,
@@ -103,8 +158,9 @@ class Membership:
         }
         self._peers: list[str] | None = None  # cache of alive + suspect peers
         self._others: list[Member] | None = None  # cache of every member but self
-        # Recent state changes, for drivers to log and count (bounded: drain it or not).
-        self.transitions: deque[Transition] = deque(maxlen=1024)
+        # State changes not yet handed out: the node moves them into every Output, so
+        # this holds at most one call's worth (a few per member).
+        self._transitions: list[Transition] = []
         self.epoch = 0  # bumped whenever the set of non-left members changes
 
     # --- reading -----------------------------------------------------------------
@@ -112,11 +168,23 @@ class Membership:
     def me(self) -> Member:
         return self._members[self.self_id]
 
+    @property
+    def incarnation(self) -> int:
+        return self.me.incarnation
+
     def get(self, member_id: str) -> Member | None:
         return self._members.get(member_id)
 
-    def members(self) -> list[Member]:
-        return list(self._members.values())
+    def members(self) -> list[MemberInfo]:
+        return [m.info() for m in self._members.values()]
+
+    def member_info(self, member_id: str) -> MemberInfo | None:
+        member = self._members.get(member_id)
+        return member.info() if member is not None else None
+
+    def take_transitions(self) -> list[Transition]:
+        made, self._transitions = self._transitions, []
+        return made
 
     def __len__(self) -> int:
         return len(self._members)
@@ -242,7 +310,7 @@ class Membership:
         change = Transition(member.id, member.state, state, now)
         member.state = state
         member.state_since = now
-        self.transitions.append(change)
+        self._transitions.append(change)
         self._changed()
         return change
 
@@ -261,16 +329,34 @@ class StaticMembership:
     anti-entropy code under test is the real one.
     """
 
+    detects_failures = False
+
     def __init__(self, self_id: str, ids: tuple[str, ...], index: dict[str, int]) -> None:
         self.self_id = self_id
         self._ids = ids
         self._self_index = index[self_id]
         self._index = index
-        self.transitions: deque[Transition] = deque(maxlen=1)
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self._ids)
+
+    @property
+    def incarnation(self) -> int:
+        return 0
+
+    def members(self) -> list[MemberInfo]:
+        return [MemberInfo(m, m, State.ALIVE, 0, 0, 0.0) for m in self._ids]
+
+    def member_info(self, member_id: str) -> MemberInfo | None:
+        return (
+            MemberInfo(member_id, member_id, State.ALIVE, 0, 0, 0.0)
+            if member_id in self._index
+            else None
+        )
+
+    def take_transitions(self) -> list[Transition]:
+        return []
 
     def ring_members(self) -> list[str]:
         return list(self._ids)

@@ -113,3 +113,14 @@ def decode(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
     if frame.version != PROTOCOL_VERSION:
         raise DecodeError(f"unsupported protocol version {frame.version}")
     return frame.message
+
+
+def message_kind(data: bytes) -> str:
+    """The tag of an encoded message (``push``, ``ack``, ...) without decoding it.
+
+    It reads the MessagePack header ``[version, [tag, ...]]``: a fixarray frame, a
+    fixarray message, a fixstr tag (every tag is short). Anything else is ``other``.
+    """
+    if len(data) > 4 and 0x90 <= data[2] <= 0x9F and 0xA0 <= data[3] <= 0xBF:
+        return data[4 : 4 + (data[3] & 0x1F)].decode("ascii", "replace")
+    return "other"

@@ -29,11 +29,11 @@ has acknowledged that version.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import random
-import re
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from rumordb.core import anti_entropy, hlc
@@ -42,7 +42,14 @@ from rumordb.core.context import Context
 from rumordb.core.digest import Digest, fingerprint
 from rumordb.core.errors import DecodeError, InvalidKey
 from rumordb.core.hashing import key_hash
-from rumordb.core.membership import MemberEntry, Membership, StaticMembership
+from rumordb.core.keys import DEFAULT_MAX_KEY_BYTES, check_key
+from rumordb.core.membership import (
+    MemberEntry,
+    MemberInfo,
+    Membership,
+    MemberTable,
+    Transition,
+)
 from rumordb.core.merge import Outcome, decide
 from rumordb.core.messages import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -58,13 +65,13 @@ from rumordb.core.messages import (
     decode,
     encode,
 )
+from rumordb.core.reads import AskOwners, ListPlan, Local, ReadPlan
 from rumordb.core.record import Discarded, Record, discarded_from, version_of
 from rumordb.core.ring import DEFAULT_VNODES, Ring
 from rumordb.core.vclock import advance, descends
 from rumordb.core.vclock import merge as merge_clocks
 
 TOMBSTONE_CONTENT_TYPE = "application/x-rumor-tombstone"
-_BAD_KEY_CHAR = re.compile("[\x00-\x1f\ud800-\udfff]")  # control characters, lone surrogates
 PURGED_MEMORY = 100_000  # purged tombstone versions remembered, to answer stale re-sends
 
 
@@ -85,7 +92,7 @@ class NodeConfig:
     sync_max_keys: int = 2_000  # records per anti-entropy step
     sync_max_entries: int = 20_000  # leaf entries per anti-entropy step
     member_gossip: int = 6  # member entries piggybacked per message (besides our own)
-    max_key_bytes: int = 1024
+    max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     maintenance_batch: int = 512  # tombstones / handed-off keys examined per interval
     jitter_timers: bool = True  # random first deadlines, so nodes do not act in lockstep
@@ -122,27 +129,57 @@ class WriteStatus(enum.Enum):
 
 @dataclass(slots=True)
 class Output:
-    """What the driver must do, in this order: persist, then send."""
+    """What the driver must do, in this order: persist, then send; and what happened.
+
+    ``writes`` and ``purges`` go to disk first, then ``messages`` to peers. The events
+    (``transitions``: member state changes; ``discards``: concurrent versions LWW threw
+    away) are for logs and metrics; nothing else tells a driver of them.
+    """
 
     messages: list[tuple[str, bytes]] = field(default_factory=list)  # (node id, payload)
     writes: list[tuple[str, Record]] = field(default_factory=list)
     purges: list[str] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    discards: list[tuple[str, Discarded]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.messages or self.writes or self.purges)
+        return bool(
+            self.messages or self.writes or self.purges or self.transitions or self.discards
+        )
 
     def extend(self, other: Output) -> None:
         self.messages.extend(other.messages)
         self.writes.extend(other.writes)
         self.purges.extend(other.purges)
+        self.transitions.extend(other.transitions)
+        self.discards.extend(other.discards)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class WriteCommand:
+    """A client write. ``key`` must have passed ``core.keys.check_key`` (the driver's job).
+
+    ``delete``: write a tombstone (``value`` and ``content_type`` are ignored); ``create``:
+    refuse if a live value exists; ``context``: the version the client read (If-Match);
+    ``coordinate``: write even if this node does not own the key (a write forwarded by a
+    node whose ring view differs); the version is handed to the owners later.
+    """
+
+    key: str
+    value: bytes = b""
+    content_type: str = "application/octet-stream"
+    context: Context | None = None
+    create: bool = False
+    delete: bool = False
+    coordinate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class WriteResult:
     status: WriteStatus
     record: Record | None  # the new version, or the current one when refused
     output: Output
-    owners: list[str] = field(default_factory=list)
+    owners: tuple[str, ...] = ()  # NOT_OWNER: forward to these, in order
 
 
 @dataclass(slots=True)
@@ -172,7 +209,7 @@ class Node:
         now: float,
         config: NodeConfig | None = None,
         incarnation: int = 0,
-        membership: StaticMembership | None = None,
+        membership: MemberTable | None = None,
         records: Iterable[tuple[str, Record]] = (),
         ring: Ring | None = None,
     ) -> None:
@@ -180,7 +217,7 @@ class Node:
         self.node_id = node_id
         self.config = config or NodeConfig()
         self.rng = rng
-        self.membership: Membership | StaticMembership = membership or Membership(
+        self.membership: MemberTable = membership or Membership(
             node_id,
             address,
             now,
@@ -204,7 +241,7 @@ class Node:
         self._session = 0
         self._tombstone_cursor = 0
         self._handoff_cursor = 0
-        if ring is not None and not isinstance(membership, StaticMembership):
+        if ring is not None and (membership is None or membership.detects_failures):
             raise ValueError("a shared ring needs a static membership")
         self._ring: tuple[int, Ring] | None = (0, ring) if ring is not None else None
         self._scoped: dict[str, tuple[int, Digest]] = {}
@@ -218,6 +255,38 @@ class Node:
         self._next_ae = now + jitter() * c.anti_entropy_interval_ms / 1000
 
     # --- reading ---------------------------------------------------------------------
+    @property
+    def view(self) -> NodeView:
+        """The read-only face drivers read state through."""
+        return NodeView(self)
+
+    def read(self, key: str, *, forwarded: bool = False, meta: bool = False) -> ReadPlan:
+        """Where to answer a client read of ``key`` (see ``core.reads``).
+
+        ``meta``: the stored version, tombstones included, with what LWW discarded.
+        """
+        owners = self.route(key)
+        if owners is not None:
+            return AskOwners(tuple(owners))
+        record = self.records.get(key)
+        if meta:
+            return Local(record, self.discarded.get(key))
+        if record is None and self.config.sharding and not forwarded:
+            # A new owner may not hold the key yet while ranges move: ask the others.
+            others = tuple(m for m in self.owners(key) if m != self.node_id)
+            if others:
+                return AskOwners(others, fallback=True)
+        return Local(None if record is None or record.tombstone else record)
+
+    def plan_list(
+        self, prefix: str = "", limit: int = 100, after: str = "", *, forwarded: bool = False
+    ) -> ListPlan:
+        """This node's page of live keys; sharded, also the peers holding the other ranges."""
+        keys = self.list_keys(prefix, limit, after)
+        if not self.config.sharding or forwarded:
+            return ListPlan(keys)
+        return ListPlan(keys, tuple(self.membership.peers()))
+
     def get(self, key: str) -> Record | None:
         """The live version of ``key`` here, or None if absent or deleted."""
         record = self.records.get(key)
@@ -277,6 +346,30 @@ class Node:
         return self.membership.address(member_id)
 
     # --- client commands -------------------------------------------------------------
+    def write(self, command: WriteCommand, now: float) -> WriteResult:
+        """Apply a client write; its key was checked by the driver (``check_key``)."""
+        key = command.key
+        owners = None if command.coordinate else self.route(key)
+        if owners is not None:
+            return WriteResult(WriteStatus.NOT_OWNER, None, Output(), tuple(owners))
+        local = self.records.get(key)
+        context = command.context
+        if command.delete:
+            if local is None or local.tombstone:
+                return WriteResult(WriteStatus.NOT_FOUND, local, Output())
+        elif command.create and local is not None and not local.tombstone:
+            return WriteResult(WriteStatus.EXISTS, local, Output())
+        if context is not None and local is not None and not descends(context.clock, local.clock):
+            return WriteResult(WriteStatus.PRECONDITION_FAILED, local, Output())
+        if command.delete:
+            record = self._new_version(key, local, b"", TOMBSTONE_CONTENT_TYPE, True, now, context)
+            return WriteResult(WriteStatus.OK, record, self._write_local(key, record))
+        record = self._new_version(
+            key, local, command.value, command.content_type, False, now, context
+        )
+        status = WriteStatus.CREATED if local is None or local.tombstone else WriteStatus.OK
+        return WriteResult(status, record, self._write_local(key, record))
+
     def put(
         self,
         key: str,
@@ -287,48 +380,22 @@ class Node:
         create: bool = False,
         coordinate: bool = False,
     ) -> WriteResult:
-        """Write a new version of ``key``.
-
-        ``coordinate``: write even if this node does not own the key (a write forwarded by
-        a node whose ring view differs); the version is handed to the owners later.
-        """
+        """Write a new version of ``key`` (checks the key; see ``write``)."""
         self.check_key(key)
-        owners = None if coordinate else self.route(key)
-        if owners is not None:
-            return WriteResult(WriteStatus.NOT_OWNER, None, Output(), owners)
-        local = self.records.get(key)
-        if create and local is not None and not local.tombstone:
-            return WriteResult(WriteStatus.EXISTS, local, Output())
-        if context is not None and local is not None and not descends(context.clock, local.clock):
-            return WriteResult(WriteStatus.PRECONDITION_FAILED, local, Output())
-        record = self._new_version(key, local, value, content_type, False, now, context)
-        status = WriteStatus.CREATED if local is None or local.tombstone else WriteStatus.OK
-        return WriteResult(status, record, self._write_local(key, record))
+        command = WriteCommand(key, value, content_type, context, create, coordinate=coordinate)
+        return self.write(command, now)
 
     def delete(
         self, key: str, now: float, context: Context | None = None, coordinate: bool = False
     ) -> WriteResult:
+        """Write a tombstone for ``key`` (checks the key; see ``write``)."""
         self.check_key(key)
-        owners = None if coordinate else self.route(key)
-        if owners is not None:
-            return WriteResult(WriteStatus.NOT_OWNER, None, Output(), owners)
-        local = self.records.get(key)
-        if local is None or local.tombstone:
-            return WriteResult(WriteStatus.NOT_FOUND, local, Output())
-        if context is not None and not descends(context.clock, local.clock):
-            return WriteResult(WriteStatus.PRECONDITION_FAILED, local, Output())
-        record = self._new_version(key, local, b"", TOMBSTONE_CONTENT_TYPE, True, now, context)
-        return WriteResult(WriteStatus.OK, record, self._write_local(key, record))
+        return self.write(
+            WriteCommand(key, context=context, delete=True, coordinate=coordinate), now
+        )
 
     def check_key(self, key: str) -> None:
-        if not key:
-            raise InvalidKey("a key must not be empty")
-        # A UTF-8 character is at most 4 bytes: short keys need no encoding to measure.
-        limit = self.config.max_key_bytes
-        if len(key) * 4 > limit and len(key.encode("utf-8", "surrogatepass")) > limit:
-            raise InvalidKey(f"a key is at most {limit} bytes of UTF-8")
-        if _BAD_KEY_CHAR.search(key):
-            raise InvalidKey("a key must be valid UTF-8 text without control characters")
+        check_key(key, self.config.max_key_bytes)
 
     def _new_version(
         self,
@@ -412,10 +479,11 @@ class Node:
             self._next_ae = now + c.anti_entropy_interval_ms / 1000
             self._start_anti_entropy(out)
             self._maintain(out)
+        self._take_transitions(out)
         return out
 
     def _probe(self, out: Output, now: float) -> None:
-        if isinstance(self.membership, StaticMembership):
+        if not self.membership.detects_failures:
             return
         self.membership.beat()
         self.membership.expire(now)
@@ -499,7 +567,13 @@ class Node:
             self._on_updates(out, message.sender, message.updates, relay=False, sync=True)
             if message.want:
                 self._send_wanted(out, message)
+        self._take_transitions(out)
         return out
+
+    def _take_transitions(self, out: Output) -> None:
+        made = self.membership.take_transitions()
+        if made:
+            out.transitions.extend(made)
 
     def join(self, member_id: str, address: str, incarnation: int, now: float) -> None:
         """A peer announced itself (discovery or a seed list)."""
@@ -517,7 +591,7 @@ class Node:
         for update in updates:
             key, incoming = update.key, update.record
             try:
-                self.check_key(key)
+                check_key(key, self.config.max_key_bytes)
             except InvalidKey:
                 self.counters.decode_errors += 1
                 continue
@@ -534,7 +608,9 @@ class Node:
             if outcome.concurrent:
                 self.counters.lww_overwrites += 1
                 loser = local if outcome is Outcome.LWW_WON else incoming
-                self.discarded[key] = discarded_from(loser)  # type: ignore[arg-type]
+                discarded = discarded_from(loser)  # type: ignore[arg-type]
+                self.discarded[key] = discarded
+                out.discards.append((key, discarded))
             if outcome.applied:
                 self.counters.updates_applied += 1
                 self._store(key, incoming)
@@ -611,7 +687,7 @@ class Node:
 
     # --- maintenance: tombstone purge and handoff ------------------------------------
     def _maintain(self, out: Output) -> None:
-        if isinstance(self.membership, StaticMembership) and not self._holders:
+        if not self.membership.detects_failures and not self._holders:
             return
         budget = self.config.maintenance_batch
         members = set(self.membership.ring_members())
@@ -789,6 +865,80 @@ class Node:
             out.messages.append((target, data))
         self.counters.messages_sent += len(targets)
         self.counters.bytes_sent += len(data) * len(targets)
+
+
+class NodeView:
+    """A read-only view of one node's state: the only way drivers read it."""
+
+    __slots__ = ("_node",)
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    @property
+    def node_id(self) -> str:
+        return self._node.node_id
+
+    @property
+    def incarnation(self) -> int:
+        """This node's own incarnation (a refutation raises it: persist it)."""
+        return self._node.membership.incarnation
+
+    def version(self, key: str) -> Record | None:
+        """The stored version, tombstones included."""
+        return self._node.records.get(key)
+
+    def discarded(self, key: str) -> Discarded | None:
+        return self._node.discarded.get(key)
+
+    def key_count(self) -> tuple[int, int]:
+        """(live keys, tombstones)."""
+        return self._node.key_count()
+
+    def items(self) -> Iterable[tuple[str, Record]]:
+        """Every stored (key, version), tombstones included."""
+        return self._node.records.items()
+
+    def records(self) -> Mapping[str, Record]:
+        """The stored versions, read-only by type (no copy: whole-cluster checks)."""
+        return self._node.records
+
+    def members(self) -> list[MemberInfo]:
+        return self._node.membership.members()
+
+    def me(self) -> MemberInfo:
+        """This node's own member entry (incarnation, heartbeat)."""
+        me = self._node.membership.member_info(self._node.node_id)
+        assert me is not None, "a member table always holds its own node"
+        return me
+
+    def peers(self) -> list[str]:
+        """Peers worth talking to: alive or suspect."""
+        return list(self._node.membership.peers())
+
+    def is_alive(self, member_id: str) -> bool:
+        return self._node.membership.is_alive(member_id)
+
+    def address(self, member_id: str) -> str | None:
+        return self._node.membership.address(member_id)
+
+    def owners(self, key: str) -> list[str]:
+        return self._node.owners(key)
+
+    def ownership(self) -> dict[str, float]:
+        """Each ring member's share of the key space."""
+        return self._node.ring().ownership()
+
+    def queue_length(self) -> int:
+        """Rumors still queued for retransmission."""
+        return len(self._node.queue)
+
+    def counters(self) -> Counters:
+        """A snapshot of the node's counters (totals since it started)."""
+        return dataclasses.replace(self._node.counters)
+
+    def next_deadline(self) -> float:
+        return self._node.next_deadline()
 
 
 def _chunks(items: list[Update], size: int) -> list[list[Update]]:

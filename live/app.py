@@ -137,7 +137,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runner.start()
         holder["forwarder"] = Forwarder(
-            runner.node_id, runner.node.address_of, runner.metrics, transport=transport
+            runner.node_id, runner.node.view.address, runner.metrics, transport=transport
         )
         try:
             yield
@@ -199,12 +199,8 @@ def _add_ops_routes(app: FastAPI, runner: Runner, keystore: KeyStore) -> None:
     async def heartbeat() -> dict[str, Any]:
         if not runner.running:
             raise HttpError(503, "unavailable", "the node is starting or stopping")
-        me = runner.node.membership.me if hasattr(runner.node.membership, "me") else None
-        return {
-            "node_id": runner.node_id,
-            "incarnation": me.incarnation if me else runner.incarnation,
-            "heartbeat": me.heartbeat if me else 0,
-        }
+        me = runner.node.view.me()
+        return {"node_id": runner.node_id, "incarnation": me.incarnation, "heartbeat": me.heartbeat}
 
     @app.get(
         "/cluster",

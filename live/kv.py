@@ -336,7 +336,7 @@ class KVHandler:
             return error_reply(503, "unavailable", f"the write was not stored: {op.error}")
         status = result.status
         if status is WriteStatus.NOT_OWNER:
-            return await self._forward(scope, request, result.owners, body)
+            return await self._forward(scope, request, list(result.owners), body)
         record = result.record
         if status is WriteStatus.EXISTS:
             return error_reply(409, "exists", f"key {key!r} already has a live value here")

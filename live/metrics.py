@@ -73,17 +73,18 @@ class NodeCollector(Collector):
         node = self._node_fn()
         if node is None:
             return
-        live, tombstones = node.key_count()
+        view = node.view
+        live, tombstones = view.key_count()
         yield _gauge("rumor_keys", "Live keys held by this node.", live)
         yield _gauge("rumor_tombstones", "Tombstones held by this node.", tombstones)
         members = GaugeMetricFamily("rumor_members", "Members by state.", labels=["state"])
         counts: dict[str, int] = {"alive": 0, "suspect": 0, "dead": 0, "left": 0}
-        for member in node.membership.members() if hasattr(node.membership, "members") else []:
+        for member in view.members():
             counts[member.state.value] = counts.get(member.state.value, 0) + 1
         for state, count in counts.items():
             members.add_metric([state], count)
         yield members
-        c = node.counters
+        c = view.counters()
         yield _counter(
             "rumor_anti_entropy_sessions", "Anti-entropy sessions started.", c.anti_entropy_sessions
         )

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import structlog
 
-from rumordb.core import Context, Node, Output, Record, WriteResult
+from rumordb.core import Context, Node, Output, Record, WriteResult, restart_incarnation
 from rumordb.core.errors import DecodeError, RumorError
 from rumordb.core.hlc import physical_ms
 from rumordb.live.faults import Faults
@@ -152,7 +152,7 @@ class Runner:
         self._storage = storage
         self.node_id = resolve_node_id(s)
         storage.set_meta("node_id", self.node_id)
-        self.incarnation = int(storage.get_meta("incarnation") or "0") + 1
+        self.incarnation = restart_incarnation(int(storage.get_meta("incarnation") or "0"))
         storage.set_meta("incarnation", str(self.incarnation))
         records = storage.load()
         self._node = Node(
@@ -167,7 +167,7 @@ class Runner:
         self._gossip = GossipClient(
             self.node_id,
             self.signer,
-            self.node.address_of,
+            self.node.view.address,
             self.on_reply,
             self.metrics,
             self.faults,
@@ -201,11 +201,7 @@ class Runner:
         self._discovery = Discovery(
             node_id=self.node_id,
             url_fn=lambda: self.url,
-            incarnation_fn=lambda: (
-                self.node.membership.me.incarnation
-                if hasattr(self.node.membership, "me")
-                else self.incarnation
-            ),
+            incarnation_fn=lambda: self.node.view.incarnation,
             signer=Signer(s.require_cluster_secret()),
             bind_host=s.host,
             port=s.discovery_port,
@@ -266,7 +262,7 @@ class Runner:
             announcement = announcement_from_heartbeat(url, response.json())
         except (httpx.HTTPError, ValueError):
             return
-        if not self.node.membership.is_alive(announcement.node_id):
+        if not self.node.view.is_alive(announcement.node_id):
             self.on_peer(announcement)
 
     # --- write path ----------------------------------------------------------------
@@ -366,7 +362,7 @@ class Runner:
             except DecodeError as exc:
                 log.warning("gossip_decode_error", sender=sender, error=str(exc))
         committing = self._committing  # records of that batch may be in ``out``
-        self._drain_transitions()
+        self._log_transitions(out)
         if out.writes:
             self._observe_lag(out.writes, now)
         if out.writes or out.purges:
@@ -433,7 +429,7 @@ class Runner:
 
     async def _tick(self) -> None:
         out = self.node.tick(self.now())
-        self._drain_transitions()
+        self._log_transitions(out)
         self._keep_incarnation()
         if out.writes or out.purges:
             await self.storage.persist(out.writes, out.purges, durable=False)
@@ -441,20 +437,16 @@ class Runner:
 
     def _keep_incarnation(self) -> None:
         """Persist an incarnation raised by a refutation, so a restart starts above it."""
-        me = getattr(self.node.membership, "me", None)
-        if me is not None and me.incarnation > self.incarnation:
-            self.incarnation = me.incarnation
+        incarnation = self.node.view.incarnation
+        if incarnation > self.incarnation:
+            self.incarnation = incarnation
             self.storage.set_meta("incarnation", str(self.incarnation))
 
-    def _drain_transitions(self) -> None:
-        membership = self.node.membership
-        if not membership.transitions:
-            return
-        for change in membership.transitions:
+    def _log_transitions(self, out: Output) -> None:
+        for change in out.transitions:
             log.info(
                 "member_state", member=change.member, old=change.old.value, new=change.new.value
             )
-        membership.transitions.clear()
 
     def _send(self, messages: Iterable[tuple[str, bytes]]) -> None:
         gossip = self.gossip
@@ -463,10 +455,10 @@ class Runner:
 
     # --- views ---------------------------------------------------------------------
     def cluster_view(self) -> dict[str, Any]:
-        node = self.node
+        view = self.node.view
         now = self.now()
         members = []
-        for member in node.membership.members() if hasattr(node.membership, "members") else []:
+        for member in view.members():
             members.append(
                 {
                     "id": member.id,
@@ -480,7 +472,7 @@ class Runner:
                 }
             )
         members.sort(key=lambda m: m["id"])
-        live, tombstones = node.key_count()
+        live, tombstones = view.key_count()
         sharding = self.settings.sharding
         return {
             "node_id": self.node_id,
@@ -490,5 +482,5 @@ class Runner:
             "keys": live,
             "tombstones": tombstones,
             "members": members,
-            "ownership": node.ring().ownership() if sharding else None,
+            "ownership": view.ownership() if sharding else None,
         }

@@ -7,10 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rumordb.core import (
+    AskOwners,
     InvalidKey,
+    ListPlan,
+    Local,
     Node,
     NodeConfig,
     Order,
+    WriteCommand,
     WriteStatus,
     compare,
     decode_context,
@@ -130,7 +134,7 @@ def test_sharded_node_sends_non_owned_keys_to_their_owners() -> None:
         n.join(peer, f"mem://{peer}", 0, 100.0)
     foreign = next(f"k{i}" for i in range(100) if n.owners(f"k{i}") != ["n1"])
     result = n.put(foreign, b"v", "text/plain", 100.0)
-    assert result.status is WriteStatus.NOT_OWNER and result.owners == n.owners(foreign)
+    assert result.status is WriteStatus.NOT_OWNER and list(result.owners) == n.owners(foreign)
     assert n.route(foreign) == n.owners(foreign)
 
 
@@ -242,3 +246,109 @@ def test_scoped_digests_follow_writes_and_drops_after_they_are_built() -> None:
         expected = _rebuilt(n.records, shared)
         assert _levels(n._digest_for(peer)) == _levels(expected), peer
     assert _levels(n.digest) == _levels(_rebuilt(n.records))
+
+
+def test_write_command_puts_creates_and_deletes_with_one_entry_point() -> None:
+    n = node()
+    created = n.write(WriteCommand("k", b"1", "text/plain"), 100.0)
+    assert created.status is WriteStatus.CREATED and created.output.writes
+    assert n.write(WriteCommand("k", b"2", create=True), 100.1).status is WriteStatus.EXISTS
+    deleted = n.write(WriteCommand("k", delete=True), 100.2)
+    assert deleted.status is WriteStatus.OK and deleted.record and deleted.record.tombstone
+    assert n.write(WriteCommand("k", delete=True), 100.3).status is WriteStatus.NOT_FOUND
+
+
+def test_write_refuses_a_stale_context_for_puts_and_deletes() -> None:
+    n = node()
+    first = n.write(WriteCommand("k", b"1"), 100.0).record
+    assert first is not None
+    n.write(WriteCommand("k", b"2"), 100.1)
+    stale = decode_context(encode_context(first.clock, first.hlc))
+    for command in (
+        WriteCommand("k", b"3", context=stale),
+        WriteCommand("k", context=stale, delete=True),
+    ):
+        assert n.write(command, 100.2).status is WriteStatus.PRECONDITION_FAILED
+
+
+def test_read_answers_locally_and_maps_tombstones_to_not_found() -> None:
+    n = node()
+    assert n.read("k") == Local(None)
+    record = n.write(WriteCommand("k", b"1"), 100.0).record
+    assert n.read("k") == Local(record)
+    tombstone = n.write(WriteCommand("k", delete=True), 100.1).record
+    assert n.read("k") == Local(None)
+    assert n.read("k", meta=True) == Local(tombstone)
+
+
+def test_meta_read_and_the_output_carry_the_version_lww_discarded() -> None:
+    a, b = node("a"), node("b")
+    a.put("k", b"from-a", "text/plain", 100.0)
+    b.put("k", b"from-b", "text/plain", 101.0)  # concurrent, later HLC
+    b.join("a", "mem://a", 0, 100.0)
+    discards = []
+    for _, data in b.flush(101.0).messages:
+        discards.extend(a.receive(data, 101.0).discards)
+    assert [key for key, _ in discards] == ["k"], "the discard is an output event"
+    plan = a.read("k", meta=True)
+    assert isinstance(plan, Local) and plan.discarded == a.view.discarded("k") == discards[0][1]
+    assert plan.discarded is not None and plan.discarded.origin == "a"
+
+
+def _sharded(node_id: str = "n1") -> Node:
+    n = node(node_id, sharding=True, replicas=2)
+    for peer in ("n2", "n3", "n4"):
+        n.join(peer, f"mem://{peer}", 0, 100.0)
+    return n
+
+
+def test_sharded_read_of_a_foreign_key_asks_its_owners() -> None:
+    n = _sharded()
+    foreign = next(f"k{i}" for i in range(100) if "n1" not in n.owners(f"k{i}"))
+    plan = n.read(foreign)
+    assert plan == AskOwners(tuple(n.route(foreign) or ()))
+    assert not plan.fallback
+
+
+def test_sharded_owner_that_never_saw_a_key_asks_the_co_owners_as_a_fallback() -> None:
+    n = _sharded()
+    mine = next(f"k{i}" for i in range(100) if "n1" in n.owners(f"k{i}"))
+    others = tuple(m for m in n.owners(mine) if m != "n1")
+    assert n.read(mine) == AskOwners(others, fallback=True)
+    assert n.read(mine, forwarded=True) == Local(None), "a forwarded read never fans out"
+    n.write(WriteCommand(mine, delete=False, value=b"v"), 100.0)
+    n.write(WriteCommand(mine, delete=True), 100.1)
+    assert n.read(mine) == Local(None), "a tombstone here is an answer: deleted"
+
+
+def test_sharded_listing_gathers_every_live_peer_unless_forwarded() -> None:
+    n = _sharded()
+    mine = [f"k{i}" for i in range(30) if "n1" in n.owners(f"k{i}")]
+    for key in mine:
+        n.write(WriteCommand(key, b"v"), 100.0)
+    plan = n.plan_list("k", 100)
+    assert plan == ListPlan(sorted(mine), ("n2", "n3", "n4"))
+    assert n.plan_list("k", 100, forwarded=True).gather == ()
+    assert node().plan_list().gather == (), "unsharded: every node holds every key"
+
+
+def test_view_reads_what_the_node_holds_without_exposing_it() -> None:
+    n = node()
+    n.join("n2", "mem://n2", 0, 100.0)
+    record = n.write(WriteCommand("k", b"1"), 100.0).record
+    view = n.view
+    assert view.version("k") == record and dict(view.items()) == {"k": record}
+    assert view.key_count() == (1, 0) and view.peers() == ["n2"]
+    assert {m.id for m in view.members()} == {"n1", "n2"} and view.me().id == "n1"
+    assert view.is_alive("n2") and view.address("n2") == "mem://n2"
+    counters = view.counters()
+    counters.messages_sent += 99
+    assert n.view.counters().messages_sent == 0, "a snapshot, not the live counters"
+
+
+def test_member_state_changes_come_out_in_the_output_and_only_once() -> None:
+    n = node(probe_interval_ms=100, suspicion_mult=1, jitter_timers=False)
+    n.join("n2", "mem://n2", 0, 100.0)
+    seen = [(t.member, t.old.value, t.new.value) for t in n.tick(101.0).transitions]
+    assert seen == [("n2", "alive", "suspect"), ("n2", "suspect", "dead")]
+    assert n.tick(102.0).transitions == []

@@ -1,0 +1,28 @@
+"""What a key may be: one pure check, called once where a key enters the node.
+
+The HTTP parser calls ``check_key`` on a client's key; ``Node.receive`` calls it on every
+key a peer sends. ``Node.write`` trusts its command's key (the driver checked it), so a
+client key is checked exactly once and always with the same answer.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rumordb.core.errors import InvalidKey
+
+DEFAULT_MAX_KEY_BYTES = 1024
+# C0 controls, DEL, C1 controls and lone surrogates: none of them prints, and a lone
+# surrogate is not UTF-8 at all.
+_BAD_KEY_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def check_key(key: str, max_key_bytes: int = DEFAULT_MAX_KEY_BYTES) -> None:
+    """Raise ``InvalidKey`` (``too_long`` set for a key over ``max_key_bytes``)."""
+    if not key:
+        raise InvalidKey("a key must not be empty")
+    # A UTF-8 character is at most 4 bytes: short keys need no encoding to measure.
+    if len(key) * 4 > max_key_bytes and len(key.encode("utf-8", "surrogatepass")) > max_key_bytes:
+        raise InvalidKey(f"a key is at most {max_key_bytes} bytes of UTF-8", too_long=True)
+    if _BAD_KEY_CHAR.search(key):
+        raise InvalidKey("a key must be valid UTF-8 text without control characters")

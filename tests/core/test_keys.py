@@ -1,0 +1,31 @@
+"""The one key check: what a key may be, and which refusals mean "too long"."""
+
+import pytest
+
+from rumordb.core import InvalidKey, check_key
+
+
+@pytest.mark.parametrize("key", ["a", "users/42", "ключ", "🙂" * 256, "a b", "~!@#$%^&*()"])
+def test_printable_utf8_keys_within_the_limit_pass(key: str) -> None:
+    check_key(key, 1024)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["", "a\x00b", "tab\there", "new\nline", "del\x7f", "c1\x80", "c1\x9f", "lone\ud800"],
+)
+def test_empty_keys_control_characters_and_lone_surrogates_are_invalid(key: str) -> None:
+    with pytest.raises(InvalidKey) as raised:
+        check_key(key, 1024)
+    assert not raised.value.too_long
+
+
+def test_a_key_over_the_byte_limit_is_too_long_counting_utf8_bytes() -> None:
+    check_key("é" * 512, 1024)  # 1024 bytes: exactly at the limit
+    with pytest.raises(InvalidKey) as raised:
+        check_key("é" * 513, 1024)
+    assert raised.value.too_long and "1024 bytes" in str(raised.value)
+
+
+def test_the_first_non_breaking_space_after_c1_is_allowed() -> None:
+    check_key("a\xa0b", 1024)  # U+00A0 prints (as a space): not a control character
