@@ -31,7 +31,6 @@ from rumordb.live.asgi import Reply, read_body, send_reply
 from rumordb.live.auth import KeyStore, Role
 from rumordb.live.errors import ErrorBoundary, HttpError, translate
 from rumordb.live.faults import FaultError, parse_request
-from rumordb.live.forward import Forwarder
 from rumordb.live.gossip_client import Envelope, EnvelopeError, open_envelope, seal_envelope
 from rumordb.live.kv import KVHandler
 from rumordb.live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -131,18 +130,13 @@ def create_app(
     """The app of one node; its lifespan starts and stops the runner."""
     runner = Runner(settings, transport=transport, discovery=discovery)
     keystore = KeyStore.from_settings(settings)
-    holder: dict[str, Forwarder] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runner.start()
-        holder["forwarder"] = Forwarder(
-            runner.node_id, runner.node.view.address, runner.metrics, transport=transport
-        )
         try:
             yield
         finally:
-            await holder.pop("forwarder").close()
             await runner.stop()
 
     app = NodeApp(
@@ -157,7 +151,6 @@ def create_app(
         runner,
         keystore,
         runner.metrics,
-        lambda: holder.get("forwarder"),
         settings.max_value_bytes,
         settings.max_key_bytes,
     )
@@ -199,7 +192,7 @@ def _add_ops_routes(app: FastAPI, runner: Runner, keystore: KeyStore) -> None:
     async def heartbeat() -> dict[str, Any]:
         if not runner.running:
             raise HttpError(503, "unavailable", "the node is starting or stopping")
-        me = runner.node.view.me()
+        me = runner.view.me()
         return {"node_id": runner.node_id, "incarnation": me.incarnation, "heartbeat": me.heartbeat}
 
     @app.get(

@@ -43,6 +43,11 @@ def json_reply(status: int, data: object, extra: Headers | None = None) -> Reply
     return Reply(status, [JSON_TYPE, *(extra or [])], _json.encode(data))
 
 
+def error_reply(error: HttpError) -> Reply:
+    """An error as a reply: its JSON body and headers (for handlers that send it themselves)."""
+    return Reply(error.status, [JSON_TYPE, *error.headers], error.body())
+
+
 async def send_reply(send: Send, reply: Reply) -> None:
     headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})

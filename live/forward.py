@@ -11,6 +11,7 @@ is then a hint, handed to the owners by the core's handoff.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -30,12 +31,36 @@ RETURNED_HEADERS = frozenset({"content-type", "etag", "x-rumor-context", "x-rumo
 
 
 @dataclass(frozen=True, slots=True)
+class Relay:
+    """A client request as another node would get it (what forwarding needs of it)."""
+
+    method: str
+    path: bytes  # the raw path, percent-encoding kept
+    query: bytes
+    headers: Sequence[tuple[bytes, bytes]]
+    body: bytes = b""
+    forwarded: bool = False  # it came from another node: never forward it again
+
+    def path_qs(self) -> str:
+        path = self.path.decode("latin-1")
+        return path + "?" + self.query.decode("latin-1") if self.query else path
+
+
+@dataclass(frozen=True, slots=True)
 class Forwarded:
     """An owner's answer, relayed as is."""
 
     status: int
     headers: list[tuple[bytes, bytes]]
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Unforwarded:
+    """No owner answered (``twice``: the request was itself forwarded, so none was asked)."""
+
+    owners: tuple[str, ...]
+    twice: bool = False
 
 
 class Forwarder:
@@ -59,31 +84,41 @@ class Forwarder:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def forward(
-        self,
-        owners: Sequence[str],
-        method: str,
-        path_qs: str,
-        headers: Sequence[tuple[bytes, bytes]],
-        body: bytes,
-    ) -> Forwarded | None:
-        """The first owner's answer, or None when no owner could answer."""
-        sent = [
-            (k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k in PASSED_HEADERS
-        ]
-        sent.append((FORWARDED_HEADER, self.node_id))
+    async def forward(self, owners: Sequence[str], relay: Relay) -> Forwarded | Unforwarded:
+        """The first owner's answer, in ``owners`` order; one hop at most."""
+        if relay.forwarded:
+            return Unforwarded(tuple(owners), twice=True)
+        sent = self._headers(relay.headers)
+        path_qs = relay.path_qs()
         for owner in owners:
             if owner == self.node_id:
                 continue
             url = self._address_of(owner)
             if not url:
                 continue
-            answer = await self._try(url + path_qs, method, sent, body, owner)
+            answer = await self._try(url + path_qs, relay.method, sent, relay.body, owner)
             if answer is not None:
                 self._metrics.forwarded.labels("ok").inc()
                 return answer
         self._metrics.forwarded.labels("failed").inc()
-        return None
+        return Unforwarded(tuple(owners))
+
+    async def gather_keys(self, members: Sequence[str], relay: Relay) -> list[list[str]]:
+        """Each member's page of the same listing (a member that fails adds nothing)."""
+        path_qs = "/kv?" + relay.query.decode("latin-1")
+        answers = await asyncio.gather(*(self.get_json(m, path_qs, relay.headers) for m in members))
+        pages: list[list[str]] = []
+        for answer in answers:
+            if isinstance(answer, dict) and isinstance(answer.get("keys"), list):
+                pages.append([k for k in answer["keys"] if isinstance(k, str)])
+        return pages
+
+    def _headers(self, headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+        sent = [
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k in PASSED_HEADERS
+        ]
+        sent.append((FORWARDED_HEADER, self.node_id))
+        return sent
 
     async def _try(
         self, url: str, method: str, headers: list[tuple[str, str]], body: bytes, owner: str
@@ -110,12 +145,8 @@ class Forwarder:
         url = self._address_of(member)
         if not url:
             return None
-        sent = [
-            (k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k in PASSED_HEADERS
-        ]
-        sent.append((FORWARDED_HEADER, self.node_id))
         try:
-            response = await self.client.get(url + path_qs, headers=sent)
+            response = await self.client.get(url + path_qs, headers=self._headers(headers))
             if response.status_code != 200:
                 return None
             answer: object = response.json()

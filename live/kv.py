@@ -1,58 +1,73 @@
-"""The ``/kv`` hot path: a raw ASGI handler mounted in the FastAPI app.
+"""The ``/kv`` hot path: parse a client request, hand it to the runner, answer its result.
 
 Why raw ASGI: FastAPI's per-request dependency injection and pydantic cost about three
 quarters of what uvicorn can serve. This handler reads the few headers it needs in one
 pass over ``scope["headers"]``, checks the API key through the key store's cache, and
-answers with pre-encoded bytes; it never builds a ``Request``. Every handler returns a
-``Reply`` (status, headers, body) and ``__call__`` sends it, so an unexpected exception
-can always still become a 500 JSON body (logged) — but every bad input is a 4xx first.
+answers with pre-encoded bytes; it never builds a ``Request``.
 
-Value size is enforced while the body streams in: a declared or accumulated size above
-``max_value_bytes`` answers 413 at once, without reading the rest.
+One path per request: ``_dispatch`` parses (the key checked once, by ``core.check_key``:
+414 too long, 400 otherwise), calls the runner (``write``, ``read``, ``list_keys``), and
+one function per kind of answer maps every result the runner can return to a ``Reply``.
+No protocol decision is made here: where to read, whom to ask, what a listing gathers
+come from the core through the runner. A bad input raises ``HttpError`` (4xx).
+
+Value size is enforced while the body streams in (``live.asgi.read_body``): a declared
+or accumulated size above ``max_value_bytes`` answers 413 at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
-from collections.abc import Callable
 from urllib.parse import parse_qsl, unquote_to_bytes
 
-import structlog
-
-from rumordb.core import Record, WriteStatus, decode_context, encode_context
+from rumordb.core import (
+    InvalidContext,
+    InvalidKey,
+    Local,
+    Record,
+    WriteCommand,
+    WriteResult,
+    WriteStatus,
+    check_key,
+    decode_context,
+    encode_context,
+)
 from rumordb.core.context import Context
-from rumordb.core.errors import InvalidContext, InvalidKey
 from rumordb.core.hlc import physical_ms
 from rumordb.live.asgi import (
-    JSON_TYPE,
     Headers,
     Receive,
     Reply,
     Scope,
     Send,
+    error_reply,
     json_reply,
     read_body,
     send_reply,
 )
 from rumordb.live.auth import KeyStore, Role
-from rumordb.live.errors import HttpError, error_body
-from rumordb.live.forward import FORWARDED_HEADER, Forwarder
+from rumordb.live.errors import HttpError
+from rumordb.live.forward import FORWARDED_HEADER, Forwarded, Relay, Unforwarded
 from rumordb.live.metrics import Metrics
-from rumordb.live.runner import Overloaded, Runner, WriteOp
-
-log = structlog.get_logger("rumor.kv")
+from rumordb.live.runner import NotStored, ReadAnswer, Runner, WriteAnswer
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 CONTEXT_CACHE_MAX = 65_536
 _FORWARDED = FORWARDED_HEADER.encode()
-
-
-def error_reply(status: int, error: str, detail: str, extra: Headers | None = None) -> Reply:
-    return Reply(status, [JSON_TYPE, *(extra or [])], error_body(error, detail))
+# Answers given often enough to build once (replies are never mutated once built).
+_UNAUTHORIZED = error_reply(
+    HttpError(
+        401,
+        "unauthorized",
+        "missing or unknown API key (Authorization: Bearer <key> or X-API-Key)",
+        ((b"www-authenticate", b"Bearer"),),
+    )
+)
+_FORBIDDEN = error_reply(HttpError(403, "forbidden", "a reader key cannot write; use an admin key"))
+_UNAVAILABLE = error_reply(HttpError(503, "unavailable", "the node is starting or stopping"))
 
 
 class KVRequest:
@@ -104,14 +119,12 @@ class KVHandler:
         runner: Runner,
         keystore: KeyStore,
         metrics: Metrics,
-        forwarder: Callable[[], Forwarder | None],
         max_value_bytes: int,
         max_key_bytes: int,
     ) -> None:
         self.runner = runner
         self.keystore = keystore
         self.metrics = metrics
-        self._forwarder = forwarder
         self.max_value_bytes = max_value_bytes
         self.max_key_bytes = max_key_bytes
         self._contexts: dict[str, tuple[Record, str]] = {}
@@ -123,7 +136,7 @@ class KVHandler:
         try:
             route, reply = await self._dispatch(scope, receive, method)
         except HttpError as exc:
-            reply = Reply(exc.status, [JSON_TYPE, *exc.headers], exc.body())
+            reply = error_reply(exc)
         except Exception:  # a bug: the boundary answers 500; count it here, then let it go
             self.metrics.observe_request(route, 500, time.perf_counter() - started)
             raise
@@ -134,40 +147,47 @@ class KVHandler:
         request = KVRequest(scope["headers"])
         role = self.keystore.role_for(request.api_key) if request.api_key else None
         if role is None:
-            return "kv", error_reply(
-                401,
-                "unauthorized",
-                "missing or unknown API key (Authorization: Bearer <key> or X-API-Key)",
-                [(b"www-authenticate", b"Bearer")],
-            )
+            return "kv", _UNAUTHORIZED
         if not self.runner.running:
-            return "kv", _unavailable()
+            return "kv", _UNAVAILABLE
         path: str = scope["path"]
         if path in ("/kv", "/kv/") and method == "GET":
             return "kv_list", await self._list(scope, request)
         if method == "GET":
             key = self._key(scope)
-            if _query(scope).get("meta", "").lower() in ("true", "1", "yes"):
-                return "kv_meta", await self._meta(scope, request, key)
-            return "kv_get", await self._get(scope, request, key)
+            meta = _query(scope).get("meta", "").lower() in ("true", "1", "yes")
+            read = await self.runner.read(key, _relay(scope, request), meta=meta)
+            if meta:
+                return "kv_meta", self._meta_reply(key, read)
+            return "kv_get", self._read_reply(key, read)
         if method not in ("PUT", "POST", "DELETE"):
-            return "kv", error_reply(
+            raise HttpError(
                 405,
                 "method_not_allowed",
                 f"{method} is not allowed on /kv/{{key}}",
-                [(b"allow", b"GET, PUT, POST, DELETE")],
+                ((b"allow", b"GET, PUT, POST, DELETE"),),
             )
         route = "kv_" + method.lower()
         if role is not Role.ADMIN:
-            return route, error_reply(
-                403, "forbidden", "a reader key cannot write; use an admin key"
-            )
+            return route, _FORBIDDEN
         key = self._key(scope)
         context = _context(request.if_match)
-        if method == "DELETE":
-            return route, await self._write(scope, request, key, b"", context, delete=True)
-        body = await read_body(receive, self.max_value_bytes, request.content_length)
-        return route, await self._write(scope, request, key, body, context, create=method == "POST")
+        body = b""
+        if method != "DELETE":
+            body = await read_body(receive, self.max_value_bytes, request.content_length)
+        command = WriteCommand(
+            key,
+            body,
+            request.content_type,
+            context,
+            create=method == "POST",
+            delete=method == "DELETE",
+            # Forwarded here: ours to coordinate even if our ring view disagrees with the
+            # forwarder's (views differ briefly while membership changes): never bounce it.
+            coordinate=request.forwarded,
+        )
+        answer = await self.runner.write(command, _relay(scope, request, body))
+        return route, self._write_reply(command, answer)
 
     # --- parsing -------------------------------------------------------------------
     def _key(self, scope: Scope) -> str:
@@ -179,58 +199,43 @@ class KVHandler:
                 raise HttpError(400, "invalid_key", "a key must be valid UTF-8") from None
         else:
             key = scope["path"][4:]
-        if len(key.encode("utf-8", "surrogatepass")) > self.max_key_bytes:
-            raise HttpError(
-                414, "key_too_long", f"a key is at most {self.max_key_bytes} bytes of UTF-8"
-            )
         try:
-            self.runner.node.check_key(key)
+            check_key(key, self.max_key_bytes)
         except InvalidKey as exc:
+            if exc.too_long:
+                raise HttpError(414, "key_too_long", str(exc)) from None
             raise HttpError(400, "invalid_key", str(exc)) from None
         return key
 
-    # --- reads ---------------------------------------------------------------------
-    async def _elsewhere(self, scope: Scope, request: KVRequest, key: str) -> Reply | None:
-        """None when this node serves ``key``; else the answer: unavailable, or an owner's."""
-        if not self.runner.running:
-            return _unavailable()
-        owners = self.runner.node.route(key)
-        if owners is not None:
-            return await self._forward(scope, request, owners, b"")
-        return None
+    async def _list(self, scope: Scope, request: KVRequest) -> Reply:
+        query = _query(scope)
+        prefix, after = query.get("prefix", ""), query.get("after", "")
+        limit = _limit(query.get("limit"))
+        keys = await self.runner.list_keys(prefix, limit, after, _relay(scope, request))
+        return json_reply(200, {"keys": keys, "next": keys[-1] if len(keys) == limit else None})
 
-    async def _get(self, scope: Scope, request: KVRequest, key: str) -> Reply:
-        if (answer := await self._elsewhere(scope, request, key)) is not None:
-            return answer
-        runner = self.runner
-        node = runner.node
-        record = node.get(key)
+    # --- answers: every result the runner returns, mapped to a reply -----------------
+    def _read_reply(self, key: str, answer: ReadAnswer) -> Reply:
+        if not isinstance(answer, Local):
+            return _relayed(answer)
+        record = answer.record
         if record is None:
-            if runner.settings.sharding and not request.forwarded and node.version(key) is None:
-                # A new owner may not hold the key yet while ranges move: ask the others.
-                others = [m for m in node.owners(key) if m != runner.node_id]
-                answer = await self._forward(scope, request, others, b"")
-                if answer.status == 200:
-                    return answer
-            return error_reply(404, "not_found", f"no value for key {key!r}")
+            return _not_found(f"no value for key {key!r}")
         context = self._context_of(key, record)
-        etag = f'"{context}"'.encode()
         headers: Headers = [
             (b"content-type", record.content_type.encode("latin-1")),
-            (b"etag", etag),
+            (b"etag", f'"{context}"'.encode()),
             (b"x-rumor-context", context.encode()),
         ]
         return Reply(200, headers, record.value)
 
-    async def _meta(self, scope: Scope, request: KVRequest, key: str) -> Reply:
-        if (answer := await self._elsewhere(scope, request, key)) is not None:
-            return answer
-        node = self.runner.node
-        record = node.version(key)
+    def _meta_reply(self, key: str, answer: ReadAnswer) -> Reply:
+        if not isinstance(answer, Local):
+            return _relayed(answer)
+        record, discarded = answer.record, answer.discarded
         if record is None:
-            return error_reply(404, "not_found", f"this node has never seen key {key!r}")
+            return _not_found(f"this node has never seen key {key!r}")
         context = self._context_of(key, record)
-        discarded = node.discarded.get(key)
         data = {
             "key": key,
             "content_type": record.content_type,
@@ -255,36 +260,29 @@ class KVHandler:
         }
         return json_reply(200, data, [(b"etag", f'"{context}"'.encode())])
 
-    async def _list(self, scope: Scope, request: KVRequest) -> Reply:
-        query = _query(scope)
-        prefix, after = query.get("prefix", ""), query.get("after", "")
-        limit = _limit(query.get("limit"))
-        runner = self.runner
-        if not runner.running:
-            return _unavailable()
-        keys = runner.node.list_keys(prefix, limit, after)
-        if runner.settings.sharding and not request.forwarded:
-            keys = await self._gather(scope, request, keys, limit)
-        return json_reply(200, {"keys": keys, "next": keys[-1] if len(keys) == limit else None})
-
-    async def _gather(
-        self, scope: Scope, request: KVRequest, local: list[str], limit: int
-    ) -> list[str]:
-        """Sharded listing: merge every live member's page (each holds only its ranges)."""
-        forwarder = self._forwarder()
-        if forwarder is None:
-            return local
-        node = self.runner.node
-        path_qs = "/kv?" + scope.get("query_string", b"").decode("latin-1")
-        found = set(local)
-        peers = list(node.membership.peers())
-        answers = await asyncio.gather(
-            *(forwarder.get_json(p, path_qs, request.raw) for p in peers)
-        )
-        for answer in answers:
-            if isinstance(answer, dict) and isinstance(answer.get("keys"), list):
-                found.update(k for k in answer["keys"] if isinstance(k, str))
-        return sorted(found)[:limit]
+    def _write_reply(self, command: WriteCommand, answer: WriteAnswer) -> Reply:
+        if isinstance(answer, NotStored):
+            retry = ((b"retry-after", b"1"),) if answer.error == "overloaded" else ()
+            return error_reply(HttpError(503, answer.error, answer.detail, retry))
+        if not isinstance(answer, WriteResult):
+            return _relayed(answer)
+        key, status, record = command.key, answer.status, answer.record
+        if status is WriteStatus.EXISTS:
+            return error_reply(
+                HttpError(409, "exists", f"key {key!r} already has a live value here")
+            )
+        if status is WriteStatus.PRECONDITION_FAILED:
+            detail = "If-Match does not name the current version"
+            return error_reply(HttpError(412, "precondition_failed", detail))
+        if status is WriteStatus.NOT_FOUND or record is None:
+            return _not_found(f"no value for key {key!r}")
+        context = self._context_of(key, record)
+        etag = [(b"etag", f'"{context}"'.encode())]
+        data: dict[str, object] = {"key": key}
+        if command.delete:
+            data["deleted"] = True
+        data |= {"context": context, "hlc": record.hlc, "origin": record.origin}
+        return json_reply(201 if status is WriteStatus.CREATED else 200, data, etag)
 
     def _context_of(self, key: str, record: Record) -> str:
         cached = self._contexts.get(key)
@@ -296,80 +294,25 @@ class KVHandler:
         self._contexts[key] = (record, context)
         return context
 
-    # --- writes --------------------------------------------------------------------
-    async def _write(
-        self,
-        scope: Scope,
-        request: KVRequest,
-        key: str,
-        body: bytes,
-        context: Context | None,
-        *,
-        create: bool = False,
-        delete: bool = False,
-    ) -> Reply:
-        runner = self.runner
-        if not runner.running:
-            return _unavailable()
-        # A forwarded write is ours to coordinate even if our ring view disagrees with the
-        # forwarder's (views differ briefly while membership changes): never bounce it.
-        owners = None if request.forwarded else runner.node.route(key)
-        if owners is not None:
-            return await self._forward(scope, request, owners, body)
-        op = WriteOp(
-            key,
-            body,
-            request.content_type,
-            context,
-            create=create,
-            delete=delete,
-            coordinate=request.forwarded,
-        )
-        try:
-            await runner.submit(op)
-        except Overloaded as exc:
-            return error_reply(503, "overloaded", str(exc), [(b"retry-after", b"1")])
-        result = op.result
-        if op.error is not None or result is None:
-            if isinstance(op.error, InvalidKey):
-                return error_reply(400, "invalid_key", str(op.error))
-            return error_reply(503, "unavailable", f"the write was not stored: {op.error}")
-        status = result.status
-        if status is WriteStatus.NOT_OWNER:
-            return await self._forward(scope, request, list(result.owners), body)
-        record = result.record
-        if status is WriteStatus.EXISTS:
-            return error_reply(409, "exists", f"key {key!r} already has a live value here")
-        if status is WriteStatus.PRECONDITION_FAILED:
-            return error_reply(
-                412, "precondition_failed", "If-Match does not name the current version"
-            )
-        if status is WriteStatus.NOT_FOUND or record is None:
-            return error_reply(404, "not_found", f"no value for key {key!r}")
-        context_text = self._context_of(key, record)
-        etag = [(b"etag", f'"{context_text}"'.encode())]
-        if delete:
-            data = {"key": key, "deleted": True, "context": context_text}
-            data |= {"hlc": record.hlc, "origin": record.origin}
-            return json_reply(200, data, etag)
-        data = {"key": key, "context": context_text, "hlc": record.hlc, "origin": record.origin}
-        return json_reply(201 if status is WriteStatus.CREATED else 200, data, etag)
 
-    async def _forward(
-        self, scope: Scope, request: KVRequest, owners: list[str], body: bytes
-    ) -> Reply:
-        forwarder = self._forwarder()
-        if request.forwarded or forwarder is None:
-            return error_reply(
-                503, "not_owner", "this node does not own the key and will not forward twice"
-            )
-        path = scope.get("raw_path") or scope["path"].encode()
-        query = scope.get("query_string", b"")
-        path_qs = path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        answer = await forwarder.forward(owners, scope["method"], path_qs, request.raw, body)
-        if answer is None:
-            return error_reply(503, "owners_unavailable", f"no owner answered: {', '.join(owners)}")
+def _relay(scope: Scope, request: KVRequest, body: bytes = b"") -> Relay:
+    path: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
+    return Relay(scope["method"], path, query, request.raw, body, request.forwarded)
+
+
+def _relayed(answer: Forwarded | Unforwarded) -> Reply:
+    if isinstance(answer, Forwarded):
         return Reply(answer.status, answer.headers, answer.body)
+    if answer.twice:
+        detail = "this node does not own the key and will not forward twice"
+        return error_reply(HttpError(503, "not_owner", detail))
+    detail = f"no owner answered: {', '.join(answer.owners)}"
+    return error_reply(HttpError(503, "owners_unavailable", detail))
+
+
+def _not_found(detail: str) -> Reply:
+    return error_reply(HttpError(404, "not_found", detail))
 
 
 def _query(scope: Scope) -> dict[str, str]:
@@ -401,7 +344,3 @@ def _context(if_match: bytes | None) -> Context | None:
         return decode_context(if_match.decode("latin-1"))
     except InvalidContext as exc:
         raise HttpError(400, "invalid_context", str(exc)) from None
-
-
-def _unavailable() -> Reply:
-    return error_reply(503, "unavailable", "the node is starting or stopping")

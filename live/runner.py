@@ -1,9 +1,13 @@
 """The node runtime: drives one ``core.Node`` with real time, disk and network.
 
+The runner is the only caller of the node. The HTTP edge hands it client requests
+(``write``, ``read``, ``list_keys``) and gets back values to answer with; where the core
+says another node must answer, the runner forwards the request (it owns the forwarder).
+
 Theory of operation. Everything the node does goes through one of three paths, and each
 keeps the core's contract (persist writes/purges, THEN send messages, THEN ack clients):
 
-* write path: client writes are queued (``submit``) and applied by one writer task in
+* write path: client writes are queued (``write``) and applied by one writer task in
   batches: every write accepted in the same event-loop turn (and all that arrive while
   the previous batch commits) is applied to the node, persisted in ONE group commit, then
   ONE ``node.flush`` turns the whole batch into one push per peer, then every client in
@@ -38,10 +42,22 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import structlog
 
-from rumordb.core import Context, Node, Output, Record, WriteResult, restart_incarnation
-from rumordb.core.errors import DecodeError, RumorError
+from rumordb.core import (
+    Local,
+    Node,
+    NodeView,
+    Output,
+    Record,
+    WriteCommand,
+    WriteResult,
+    WriteStatus,
+    merge_pages,
+    restart_incarnation,
+)
+from rumordb.core.errors import DecodeError
 from rumordb.core.hlc import physical_ms
 from rumordb.live.faults import Faults
+from rumordb.live.forward import Forwarded, Forwarder, Relay, Unforwarded
 from rumordb.live.gossip_client import GossipClient
 from rumordb.live.metrics import Metrics
 from rumordb.live.settings import load_or_create_node_id
@@ -61,24 +77,24 @@ MAX_WRITE_BATCH = 4096  # client writes applied per group commit
 MAX_PENDING_WRITES = 50_000  # client writes waiting for a batch; beyond: 503, try later
 
 
-class Overloaded(Exception):
-    """Too many client writes are waiting for the disk: the client should retry later."""
+@dataclass(frozen=True, slots=True)
+class NotStored:
+    """A client write that was not applied (``overloaded``) or not made durable."""
+
+    error: str  # "overloaded" (retry later) or "unavailable"
+    detail: str
 
 
-@dataclass(slots=True)
-class WriteOp:
-    """One client write waiting for its batch."""
+WriteAnswer = WriteResult | Forwarded | Unforwarded | NotStored
+ReadAnswer = Local | Forwarded | Unforwarded
 
-    key: str
-    value: bytes
-    content_type: str
-    context: Context | None
-    create: bool = False
-    delete: bool = False
-    coordinate: bool = False  # forwarded here: write even if our ring view disagrees
-    result: WriteResult | None = None
-    error: BaseException | None = None
-    done: asyncio.Future[None] | None = field(default=None, repr=False)
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """One client write waiting for its batch; ``done`` resolves to its result."""
+
+    command: WriteCommand
+    done: asyncio.Future[WriteResult | NotStored] = field(repr=False)
 
 
 def resolve_node_id(settings: Settings) -> str:
@@ -116,7 +132,8 @@ class Runner:
         self._discovery: Discovery | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._behind: set[asyncio.Task[None]] = set()  # replica persists nobody awaits
-        self._pending: list[WriteOp] = []
+        self._forwarder: Forwarder | None = None
+        self._pending: list[_Waiting] = []
         self._write_wakeup = asyncio.Event()
         self._committing: asyncio.Future[None] | None = None  # the client batch being persisted
         self._tick_due = False
@@ -131,6 +148,17 @@ class Runner:
         if self._node is None:
             raise RuntimeError("the node is not started")
         return self._node
+
+    @property
+    def view(self) -> NodeView:
+        """The node's state, read only (what the HTTP edge may look at)."""
+        return self.node.view
+
+    @property
+    def forwarder(self) -> Forwarder:
+        if self._forwarder is None:
+            raise RuntimeError("the node is not started")
+        return self._forwarder
 
     @property
     def gossip(self) -> GossipClient:
@@ -172,6 +200,9 @@ class Runner:
             self.metrics,
             self.faults,
             transport=self._transport,
+        )
+        self._forwarder = Forwarder(
+            self.node_id, self.node.view.address, self.metrics, transport=self._transport
         )
         self._running = True
         loop = asyncio.get_running_loop()
@@ -224,7 +255,9 @@ class Runner:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        self._fail_pending(RuntimeError("the node is shutting down"))
+        self._fail_pending("the node is shutting down")
+        if self._forwarder is not None:
+            await self._forwarder.close()
         if self._gossip is not None:
             await self._gossip.close()
         if self._behind:  # queue their jobs, so that close commits them
@@ -265,27 +298,49 @@ class Runner:
         if not self.node.view.is_alive(announcement.node_id):
             self.on_peer(announcement)
 
-    # --- write path ----------------------------------------------------------------
-    def submit(self, op: WriteOp) -> asyncio.Future[None]:
-        """Queue a client write; await the returned future, then read ``op.result``."""
+    # --- client requests -----------------------------------------------------------
+    async def write(self, command: WriteCommand, relay: Relay) -> WriteAnswer:
+        """Apply a client write in the next group commit; an owner's answer if not ours."""
         if not self._running:
-            raise RuntimeError("the node is not running")
+            return NotStored("unavailable", "the node is starting or stopping")
         if len(self._pending) >= MAX_PENDING_WRITES:
-            raise Overloaded(f"{len(self._pending)} writes are already waiting")
-        op.done = asyncio.get_running_loop().create_future()
-        self._pending.append(op)
+            return NotStored("overloaded", f"{len(self._pending)} writes are already waiting")
+        done: asyncio.Future[WriteResult | NotStored] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Waiting(command, done))
         self._write_wakeup.set()
-        return op.done
+        result = await done
+        if isinstance(result, WriteResult) and result.status is WriteStatus.NOT_OWNER:
+            return await self.forwarder.forward(result.owners, relay)
+        return result
 
+    async def read(self, key: str, relay: Relay, *, meta: bool = False) -> ReadAnswer:
+        """Where the core says to answer a read: here, or an owner's answer."""
+        plan = self.node.read(key, forwarded=relay.forwarded, meta=meta)
+        if isinstance(plan, Local):
+            return plan
+        answer = await self.forwarder.forward(plan.owners, relay)
+        if plan.fallback and not (isinstance(answer, Forwarded) and answer.status == 200):
+            return Local(None)  # no co-owner has it either: not found, answered here
+        return answer
+
+    async def list_keys(self, prefix: str, limit: int, after: str, relay: Relay) -> list[str]:
+        """One page of live keys; sharded, merged with the pages of the peers the core names."""
+        plan = self.node.plan_list(prefix, limit, after, forwarded=relay.forwarded)
+        if not plan.gather:
+            return plan.keys
+        pages = await self.forwarder.gather_keys(plan.gather, relay)
+        return merge_pages(plan.keys, pages, limit)
+
+    # --- write path ----------------------------------------------------------------
     async def _writer(self) -> None:
         while self._running:
             await self._write_wakeup.wait()
             self._write_wakeup.clear()
             while self._pending:
-                ops = self._pending[:MAX_WRITE_BATCH]
+                batch = self._pending[:MAX_WRITE_BATCH]
                 del self._pending[:MAX_WRITE_BATCH]
                 try:
-                    await self._commit_batch(ops)
+                    await self._commit_batch(batch)
                 except Exception as exc:  # a bug: its clients got an error; keep serving
                     log.exception("write_batch_failed", error=repr(exc))
                 if self._tick_due:  # between batches, so sustained load never starves it
@@ -295,29 +350,17 @@ class Runner:
                 self._tick_due = False
                 await self._safe_tick()
 
-    async def _commit_batch(self, ops: list[WriteOp]) -> None:
+    async def _commit_batch(self, batch: list[_Waiting]) -> None:
         node = self.node
         now = self.now()
+        results: list[WriteResult | NotStored] = []
         writes: list[tuple[str, Record]] = []
         self._committing = asyncio.get_running_loop().create_future()
         try:
-            for op in ops:
-                try:
-                    if op.delete:
-                        op.result = node.delete(op.key, now, op.context, op.coordinate)
-                    else:
-                        op.result = node.put(
-                            op.key,
-                            op.value,
-                            op.content_type,
-                            now,
-                            op.context,
-                            op.create,
-                            op.coordinate,
-                        )
-                    writes.extend(op.result.output.writes)
-                except RumorError as exc:
-                    op.error = exc
+            for waiting in batch:
+                result = node.write(waiting.command, now)
+                results.append(result)
+                writes.extend(result.output.writes)
             durable = True
             if writes:
                 try:
@@ -325,24 +368,26 @@ class Runner:
                 except Exception as exc:  # disk full, I/O error: nothing is acknowledged
                     log.error("persist_failed", error=repr(exc), writes=len(writes))
                     durable = False
-                    for op in ops:
-                        op.error = op.error or exc
+                    failed = NotStored("unavailable", f"the write was not stored: {exc}")
+                    results = [failed] * len(batch)
             pushes = node.flush(self.now())
             if durable:  # never send a version that is not on disk
                 self._send(pushes.messages)
         finally:
             committing, self._committing = self._committing, None
             committing.set_result(None)
-            for op in ops:
-                if op.done is not None and not op.done.done():
-                    op.done.set_result(None)
+            lost = NotStored("unavailable", "the write was not stored (an error, logged)")
+            for i, waiting in enumerate(batch):
+                if not waiting.done.done():
+                    waiting.done.set_result(results[i] if i < len(results) else lost)
 
-    def _fail_pending(self, exc: BaseException) -> None:
+    def _fail_pending(self, detail: str) -> None:
         pending, self._pending = self._pending, []
-        for op in pending:
-            op.error = exc
-            if op.done is not None and not op.done.done():
-                op.done.set_result(None)
+        for waiting in pending:
+            if not waiting.done.done():
+                waiting.done.set_result(
+                    NotStored("unavailable", f"the write was not stored: {detail}")
+                )
 
     @property
     def storage(self) -> Storage:
