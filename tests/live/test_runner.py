@@ -1,4 +1,5 @@
-"""The runner's receive path: persist, then send; never make a peer wait for nothing."""
+"""The runner: its receive path (persist, then send; never make a peer wait for nothing)
+and its client requests (returned values; forwarding where the core says)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import time
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
-from rumordb.core import Node
-from rumordb.live.runner import Runner
+from rumordb.core import Local, Node, WriteCommand, WriteResult, WriteStatus
+from rumordb.live.discovery import Announcement
+from rumordb.live.forward import Relay
+from rumordb.live.runner import NotStored, Runner
 from rumordb.live.storage import Storage
 from tests.live.harness import settings_for
 
@@ -88,5 +92,72 @@ async def test_replies_still_wait_for_the_commit(
         replies = await runner.receive("n2", [encode(sync)])
         assert replies, "anti-entropy asked for k0: t1 answers with it"
         assert persisted == ["fresh"]  # committed before the answer left
+    finally:
+        await runner.stop()
+
+
+# --- client requests: returned values, forwarding where the core says ----------------------
+def relay(method: str = "GET", path: bytes = b"/kv/k") -> Relay:
+    return Relay(method, path, b"", [], b"")
+
+
+async def test_a_write_returns_its_result_and_a_storage_failure_is_not_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = Runner(settings_for(tmp_path, durability="sync"), discovery=False)
+    await runner.start()
+    try:
+        result = await runner.write(WriteCommand("k", b"v", "text/plain"), relay("PUT"))
+        assert isinstance(result, WriteResult) and result.status is WriteStatus.CREATED
+        assert runner.view.version("k") == result.record
+
+        async def failing_persist(*args: object, **kwargs: object) -> None:
+            raise OSError("disk full")
+
+        monkeypatch.setattr(runner.storage, "persist", failing_persist)
+        failed = await runner.write(WriteCommand("k2", b"v"), relay("PUT"))
+        assert failed == NotStored("unavailable", "the write was not stored: disk full")
+    finally:
+        await runner.stop()
+    assert await runner.write(WriteCommand("k3"), relay("PUT")) == NotStored(
+        "unavailable", "the node is starting or stopping"
+    )
+
+
+async def test_too_many_waiting_writes_are_refused_as_overloaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rumordb.live.runner.MAX_PENDING_WRITES", 0)
+    runner = Runner(settings_for(tmp_path), discovery=False)
+    await runner.start()
+    try:
+        answer = await runner.write(WriteCommand("k", b"v"), relay("PUT"))
+        assert isinstance(answer, NotStored) and answer.error == "overloaded"
+    finally:
+        await runner.stop()
+
+
+async def test_sharded_reads_and_listings_ask_the_peers_the_core_names(tmp_path: Path) -> None:
+    asked: list[str] = []
+
+    def peer(request: httpx.Request) -> httpx.Response:
+        asked.append(f"{request.method} {request.url.host}{request.url.path}")
+        if request.url.path == "/kv":
+            return httpx.Response(200, json={"keys": ["b", "a"]})
+        return httpx.Response(404, json={"error": "not_found", "detail": "no"})
+
+    settings = settings_for(tmp_path, sharding=True, replicas=2)
+    runner = Runner(settings, transport=httpx.MockTransport(peer), discovery=False)
+    await runner.start()
+    try:
+        runner.on_peer(Announcement("t2", "http://t2", 1))
+        answer = await runner.read("k", relay())
+        # t1 owns k (2 replicas of 2 members) but never saw it: t2 may hold it already;
+        # t2's 404 does not count, so the answer is "not found" here.
+        assert answer == Local(None) and asked == ["GET t2/kv/k"]
+        keys = await runner.list_keys("", 10, "", Relay("GET", b"/kv", b"limit=10", []))
+        assert keys == ["a", "b"] and asked[-1] == "GET t2/kv"
+        forwarded = Relay("GET", b"/kv/k", b"", [], b"", forwarded=True)
+        assert await runner.read("k", forwarded) == Local(None) and len(asked) == 2
     finally:
         await runner.stop()

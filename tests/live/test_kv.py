@@ -1,0 +1,191 @@
+"""The /kv handler alone: parsing, and every runner result mapped to its reply.
+
+A stand-in runner records what the handler asked and returns a scripted answer, so each
+mapping (and each parse error) is pinned down without a node, a disk or a socket.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from rumordb.core import Local, Record, WriteCommand, WriteResult, WriteStatus
+from rumordb.core.context import encode_context
+from rumordb.core.node import Output
+from rumordb.live.auth import KeyStore, Role, hash_key
+from rumordb.live.forward import Forwarded, Relay, Unforwarded
+from rumordb.live.kv import KVHandler
+from rumordb.live.metrics import Metrics
+from rumordb.live.runner import NotStored
+from tests.live.harness import ADMIN, ADMIN_KEY, READER, READER_KEY
+
+pytestmark = pytest.mark.anyio
+
+RECORD = Record(b"v", "text/plain", {"n1": 1}, 77, "n1", False)
+
+
+class ScriptedRunner:
+    """What KVHandler uses of a Runner; ``answer`` is what every call returns."""
+
+    def __init__(self) -> None:
+        self.running = True
+        self.node_id = "n1"
+        self.answer: Any = Local(RECORD)
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def write(self, command: WriteCommand, relay: Relay) -> Any:
+        self.calls.append(("write", command, relay))
+        return self.answer
+
+    async def read(self, key: str, relay: Relay, *, meta: bool = False) -> Any:
+        self.calls.append(("read", key, relay, meta))
+        return self.answer
+
+    async def list_keys(self, prefix: str, limit: int, after: str, relay: Relay) -> Any:
+        self.calls.append(("list", prefix, limit, after, relay))
+        return self.answer
+
+
+@pytest.fixture
+def runner() -> ScriptedRunner:
+    return ScriptedRunner()
+
+
+@pytest.fixture
+async def http(runner: ScriptedRunner) -> AsyncIterator[httpx.AsyncClient]:
+    keystore = KeyStore([(hash_key(ADMIN_KEY), Role.ADMIN), (hash_key(READER_KEY), Role.READER)])
+    handler = KVHandler(runner, keystore, Metrics(), max_value_bytes=10, max_key_bytes=8)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=handler)
+    async with httpx.AsyncClient(transport=transport, base_url="http://n1") as client:
+        yield client
+
+
+def error_of(response: httpx.Response) -> tuple[int, str]:
+    assert set(response.json()) == {"error", "detail"}
+    return response.status_code, response.json()["error"]
+
+
+async def test_a_write_becomes_one_command_with_the_request_relay(
+    http: httpx.AsyncClient, runner: ScriptedRunner
+) -> None:
+    runner.answer = WriteResult(WriteStatus.CREATED, RECORD, Output())
+    headers = {**ADMIN, "content-type": "text/plain", "x-rumor-forwarded": "n2"}
+    response = await http.post("/kv/a%2Fb?x=1", content=b"val", headers=headers)
+    assert response.status_code == 201
+    assert response.json() == {
+        "key": "a/b",
+        "context": encode_context(RECORD.clock, RECORD.hlc),
+        "hlc": 77,
+        "origin": "n1",
+    }
+    ((_, command, relay),) = runner.calls
+    assert command == WriteCommand("a/b", b"val", "text/plain", None, create=True, coordinate=True)
+    assert (relay.method, relay.path, relay.query, relay.body) == (
+        "POST",
+        b"/kv/a%2Fb",
+        b"x=1",
+        b"val",
+    )
+    assert relay.forwarded and relay.path_qs() == "/kv/a%2Fb?x=1"
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "error"),
+    [
+        (WriteResult(WriteStatus.EXISTS, RECORD, Output()), 409, "exists"),
+        (
+            WriteResult(WriteStatus.PRECONDITION_FAILED, RECORD, Output()),
+            412,
+            "precondition_failed",
+        ),
+        (WriteResult(WriteStatus.NOT_FOUND, None, Output()), 404, "not_found"),
+        (NotStored("unavailable", "the write was not stored: disk full"), 503, "unavailable"),
+        (Unforwarded(("n2", "n3"), twice=True), 503, "not_owner"),
+        (Unforwarded(("n2", "n3")), 503, "owners_unavailable"),
+    ],
+)
+async def test_each_refused_write_maps_to_its_error(
+    http: httpx.AsyncClient, runner: ScriptedRunner, answer: object, status: int, error: str
+) -> None:
+    runner.answer = answer
+    assert error_of(await http.put("/kv/k", content=b"v", headers=ADMIN)) == (status, error)
+
+
+async def test_an_overloaded_write_asks_the_client_to_retry(
+    http: httpx.AsyncClient, runner: ScriptedRunner
+) -> None:
+    runner.answer = NotStored("overloaded", "50000 writes are already waiting")
+    response = await http.put("/kv/k", content=b"v", headers=ADMIN)
+    assert error_of(response) == (503, "overloaded")
+    assert response.headers["retry-after"] == "1"
+
+
+async def test_a_delete_answers_deleted_and_an_owner_answer_is_relayed_as_is(
+    http: httpx.AsyncClient, runner: ScriptedRunner
+) -> None:
+    runner.answer = WriteResult(WriteStatus.OK, RECORD, Output())
+    deleted = await http.delete("/kv/k", headers=ADMIN)
+    assert deleted.status_code == 200 and deleted.json()["deleted"] is True
+    assert runner.calls[0][1].delete
+    runner.answer = Forwarded(202, [(b"x-rumor-node", b"n2")], b"from n2")
+    relayed = await http.get("/kv/k", headers=READER)
+    assert (relayed.status_code, relayed.content) == (202, b"from n2")
+    assert relayed.headers["x-rumor-node"] == "n2"
+
+
+async def test_a_local_read_answers_the_value_or_404(
+    http: httpx.AsyncClient, runner: ScriptedRunner
+) -> None:
+    got = await http.get("/kv/k", headers=READER)
+    assert (got.status_code, got.content, got.headers["content-type"]) == (200, b"v", "text/plain")
+    assert got.headers["x-rumor-context"] == encode_context(RECORD.clock, RECORD.hlc)
+    runner.answer = Local(None)
+    assert error_of(await http.get("/kv/k", headers=READER)) == (404, "not_found")
+    meta = await http.get("/kv/k?meta=true", headers=READER)
+    assert runner.calls[-1][3] is True  # asked the runner for the version, not the value
+    assert error_of(meta) == (404, "not_found")
+
+
+async def test_a_listing_passes_its_query_and_says_where_the_next_page_starts(
+    http: httpx.AsyncClient, runner: ScriptedRunner
+) -> None:
+    runner.answer = ["a1", "a2"]
+    page = await http.get("/kv?prefix=a&limit=2&after=a0", headers=READER)
+    assert page.json() == {"keys": ["a1", "a2"], "next": "a2"}
+    assert runner.calls[0][1:4] == ("a", 2, "a0")
+    assert error_of(await http.get("/kv?limit=0", headers=READER)) == (400, "bad_request")
+
+
+async def test_keys_are_checked_once_here_414_for_too_long_400_otherwise(
+    http: httpx.AsyncClient, runner: ScriptedRunner
+) -> None:
+    assert error_of(await http.get("/kv/" + "k" * 9, headers=READER)) == (414, "key_too_long")
+    assert error_of(await http.get("/kv/a%01b", headers=READER)) == (400, "invalid_key")
+    assert error_of(await http.get("/kv/%ff", headers=READER)) == (400, "invalid_key")
+    assert runner.calls == []  # a bad key never reaches the runner
+
+
+async def test_auth_role_body_and_state_are_refused_before_the_runner(
+    http: httpx.AsyncClient, runner: ScriptedRunner
+) -> None:
+    unauthorized = await http.get("/kv/k")
+    assert error_of(unauthorized) == (401, "unauthorized")
+    assert unauthorized.headers["www-authenticate"] == "Bearer"
+    assert error_of(await http.put("/kv/k", content=b"v", headers=READER)) == (403, "forbidden")
+    assert error_of(await http.put("/kv/k", content=b"v" * 11, headers=ADMIN)) == (
+        413,
+        "value_too_large",
+    )
+    bad_context = {**ADMIN, "if-match": "not-a-context"}
+    assert error_of(await http.put("/kv/k", content=b"v", headers=bad_context))[1] == (
+        "invalid_context"
+    )
+    assert error_of(await http.patch("/kv/k", headers=ADMIN)) == (405, "method_not_allowed")
+    runner.running = False
+    assert error_of(await http.get("/kv/k", headers=READER)) == (503, "unavailable")
+    assert runner.calls == []
+    assert json.loads((await http.get("/kv/k")).content)["error"] == "unauthorized"
