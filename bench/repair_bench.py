@@ -85,7 +85,7 @@ class InProcess:
             writer.put(key, b"new" * 10, "text/plain", self.now)
         self.cut = "n0"  # the rewrites happen while n0 is cut off: its rumors are lost
         self.queue.extend(writer.flush(self.now).messages)
-        while len(writer.queue) and self.now < PARTITION_MAX_S:
+        while writer.view.queue_length() and self.now < PARTITION_MAX_S:
             self.step()
         self.step()  # what is still in flight to or from n0 vanishes too
         self.cut = None
@@ -105,8 +105,8 @@ class InProcess:
             self.queue.extend(node.tick(self.now).messages)
 
     def identical(self) -> bool:
-        first = self.nodes["n0"].records
-        return all(node.records == first for node in self.nodes.values())
+        first = self.nodes["n0"].view.records()
+        return all(node.view.records() == first for node in self.nodes.values())
 
     def run(self, max_s: float) -> float | None:
         while self.now - self.healed_at < max_s:

@@ -16,7 +16,9 @@ The driver-facing API (``live.runner`` and ``sim.engine`` use nothing else):
   encoded message's type without decoding it.
 """
 
+from rumordb.core.config import NodeConfig
 from rumordb.core.context import Context, decode_context, encode_context
+from rumordb.core.counters import Counters
 from rumordb.core.errors import DecodeError, InvalidContext, InvalidKey, RumorError
 from rumordb.core.keys import check_key
 from rumordb.core.membership import (
@@ -31,20 +33,14 @@ from rumordb.core.membership import (
 )
 from rumordb.core.merge import Outcome, decide, merge
 from rumordb.core.messages import Message, decode, encode, message_kind
-from rumordb.core.node import (
-    Counters,
-    Node,
-    NodeConfig,
-    NodeView,
-    Output,
-    WriteCommand,
-    WriteResult,
-    WriteStatus,
-)
+from rumordb.core.node import Node
+from rumordb.core.output import Output
 from rumordb.core.reads import AskOwners, ListPlan, Local, ReadPlan, merge_pages
 from rumordb.core.record import Discarded, Record
 from rumordb.core.ring import Ring
 from rumordb.core.vclock import Order, compare
+from rumordb.core.view import NodeView
+from rumordb.core.writes import WriteCommand, WriteResult, WriteStatus
 
 __all__ = [
     "AskOwners",

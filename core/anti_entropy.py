@@ -87,3 +87,13 @@ def on_leaf_entries(
         if len(send) >= max_keys or len(want) >= max_keys:
             break
     return send[:max_keys], want[:max_keys]
+
+
+def wanted_keys(want: list[int], digest: Digest, max_keys: int) -> list[str]:
+    """The keys behind the key hashes a peer asked for (unknown hashes are skipped)."""
+    keys: list[str] = []
+    for khash in want[:max_keys]:
+        key = digest.key_of(khash)
+        if key is not None:
+            keys.append(key)
+    return keys

@@ -25,7 +25,7 @@ import hashlib
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter
@@ -35,6 +35,8 @@ from typing import IO, Any
 import simpy
 
 from rumordb.core import (
+    AskOwners,
+    DecodeError,
     Node,
     NodeConfig,
     Output,
@@ -43,8 +45,9 @@ from rumordb.core import (
     StaticMembership,
     WriteResult,
     WriteStatus,
+    message_kind,
+    restart_incarnation,
 )
-from rumordb.core.errors import DecodeError
 from rumordb.sim.checks import Convergence, divergent_keys
 from rumordb.sim.clock import NodeClock
 from rumordb.sim.metrics import collect
@@ -189,9 +192,9 @@ class Simulation:
                     node.join(other, other, 0, now)
         return node
 
-    def _records_of(self, node_id: str) -> dict[str, Record]:
+    def _records_of(self, node_id: str) -> Mapping[str, Record]:
         sim_node = self.nodes[node_id]
-        return {} if sim_node.wiped else sim_node.node.records
+        return {} if sim_node.wiped else sim_node.node.view.records()
 
     def _owners_fn(self) -> Callable[[str], list[str]] | None:
         ring = self.ring
@@ -275,7 +278,7 @@ class Simulation:
         size = len(data)
         traffic.messages_sent += 1
         traffic.bytes_sent += size
-        traffic.by_kind[_kind_of(data)] += 1
+        traffic.by_kind[message_kind(data)] += 1
         self._sample_messages += 1
         self._sample_bytes += size
         fate, delay_s = self.network.fate(src, dst)
@@ -338,9 +341,9 @@ class Simulation:
             self._record(f"op {op.kind} {op.key} no-node")
             return
         if op.kind == "read":
-            owners = origin.node.route(op.key)  # sharded: an owner answers
-            if owners is not None:
-                origin = next((self.nodes[o] for o in owners if self.nodes[o].up), origin)
+            plan = origin.node.read(op.key)  # sharded: an owner answers
+            if isinstance(plan, AskOwners) and not plan.fallback:
+                origin = next((self.nodes[o] for o in plan.owners if self.nodes[o].up), origin)
             stale = self.checker.read(origin.id, op.key)
             self._record(f"op read {op.key} {origin.id} {stale}")
             return
@@ -372,7 +375,7 @@ class Simulation:
         node = sim_node.node
         now = sim_node.clock.now(self.env.now)
         # What the client saw there: the stored version, or the tombstone purged here.
-        had = node.records.get(op.key) or sim_node.purged.get(op.key)
+        had = node.view.version(op.key) or sim_node.purged.get(op.key)
         if op.kind == "put":
             value = value_for(op.seq, self.scenario.workload.value_bytes)
             result = node.put(op.key, value, "application/octet-stream", now)
@@ -437,7 +440,7 @@ class Simulation:
             return
         if sim_node.pending_state != "keep":
             # A new process: memory reloaded from the disk, with a higher incarnation.
-            sim_node.incarnation += 1
+            sim_node.incarnation = restart_incarnation(sim_node.incarnation)
             sim_node.node = self._new_node(
                 name, sim_node.incarnation, sim_node.clock, list(sim_node.disk.items())
             )
@@ -499,7 +502,7 @@ class Simulation:
         """No work left for rumor mongering: nothing queued, nothing in flight."""
         if not (self._workload_done and self._faults_done) or self._in_flight:
             return False
-        return all(not len(sn.node.queue) for sn in self.nodes.values() if sn.up)
+        return all(not sn.node.view.queue_length() for sn in self.nodes.values() if sn.up)
 
     def _take_sample(self) -> None:
         series, checker = self.series, self.checker
@@ -522,16 +525,9 @@ class Simulation:
 
     def divergent(self) -> list[str]:
         """Keys on which the up nodes (owners, when sharded) hold different versions."""
-        states = {name: sn.node.records for name, sn in self.nodes.items() if sn.up}
+        states = {name: sn.node.view.records() for name, sn in self.nodes.items() if sn.up}
         return divergent_keys(states, self._owners_fn())
 
     @property
     def trace_hash(self) -> str:
         return self._trace.hexdigest()
-
-
-def _kind_of(data: bytes) -> str:
-    """The message's tag, read from its MessagePack header: [version, [tag, ...]]."""
-    if len(data) > 4 and 0x90 <= data[2] <= 0x9F and 0xA0 <= data[3] <= 0xBF:
-        return data[4 : 4 + (data[3] & 0x1F)].decode("ascii", "replace")
-    return "other"

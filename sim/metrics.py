@@ -97,7 +97,7 @@ def summary(values: list[float]) -> dict[str, float | int | None]:
 def _node_counters(sim: Simulation) -> dict[str, int]:
     totals = dict.fromkeys(NODE_COUNTERS, 0)
     for sim_node in sim.nodes.values():
-        counters = sim_node.node.counters
+        counters = sim_node.node.view.counters()
         for name in NODE_COUNTERS:
             totals[name] += getattr(counters, name)
     return totals

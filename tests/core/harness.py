@@ -97,13 +97,12 @@ class Cluster:
     # --- observing ---------------------------------------------------------------
     def state(self, nid: str) -> dict[str, tuple[int, str, bool, bytes]]:
         return {
-            key: (r.hlc, r.origin, r.tombstone, r.value)
-            for key, r in self.nodes[nid].records.items()
+            key: (r.hlc, r.origin, r.tombstone, r.value) for key, r in self.nodes[nid].view.items()
         }
 
     def live_data(self, nid: str) -> dict[str, bytes]:
         node = self.nodes[nid]
-        return {k: r.value for k, r in node.records.items() if not r.tombstone}
+        return {k: r.value for k, r in node.view.items() if not r.tombstone}
 
     def converged(self) -> bool:
         first = self.live_data(self.ids[0])

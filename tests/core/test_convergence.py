@@ -58,9 +58,11 @@ def test_deletes_win_and_tombstones_are_purged_once_everyone_holds_them() -> Non
     cluster.run(1.0)
     cluster.delete("n2", "k")
     cluster.run(5.0)
-    assert all(cluster.nodes[nid].get("k") is None for nid in cluster.ids)
-    assert all("k" not in cluster.nodes[nid].records for nid in cluster.ids), "purged everywhere"
-    assert sum(cluster.nodes[nid].counters.tombstones_purged for nid in cluster.ids) == 5
+    assert all(cluster.nodes[nid].view.get("k") is None for nid in cluster.ids)
+    assert all(cluster.nodes[nid].view.version("k") is None for nid in cluster.ids), (
+        "purged everywhere"
+    )
+    assert sum(cluster.nodes[nid].view.counters().tombstones_purged for nid in cluster.ids) == 5
 
 
 def test_a_tombstone_is_kept_while_a_member_is_down_so_the_delete_cannot_come_back() -> None:
@@ -70,11 +72,11 @@ def test_a_tombstone_is_kept_while_a_member_is_down_so_the_delete_cannot_come_ba
     cluster.down.add("n3")
     cluster.delete("n1", "k")
     cluster.run(20.0)
-    assert cluster.nodes["n1"].version("k") is not None, "n3 might still hold the value"
+    assert cluster.nodes["n1"].view.version("k") is not None, "n3 might still hold the value"
     cluster.down.discard("n3")
     cluster.run(10.0)
-    assert all(cluster.nodes[nid].get("k") is None for nid in cluster.ids)
-    assert all("k" not in cluster.nodes[nid].records for nid in cluster.ids)
+    assert all(cluster.nodes[nid].view.get("k") is None for nid in cluster.ids)
+    assert all(cluster.nodes[nid].view.version("k") is None for nid in cluster.ids)
 
 
 def test_a_dead_member_is_detected_and_revived_when_it_returns() -> None:
@@ -90,7 +92,7 @@ def test_a_dead_member_is_detected_and_revived_when_it_returns() -> None:
         cluster.nodes[nid].membership.get("n4").state.value == "alive"  # type: ignore[union-attr]
         for nid in ("n1", "n2", "n3")
     )
-    assert cluster.nodes["n4"].get("while-down") is not None, "anti-entropy caught it up"
+    assert cluster.nodes["n4"].view.get("while-down") is not None, "anti-entropy caught it up"
 
 
 def test_sharded_keys_live_on_their_owners_only() -> None:
@@ -105,7 +107,7 @@ def test_sharded_keys_live_on_their_owners_only() -> None:
     cluster.run(5.0)
     for key in written:
         owners = cluster.nodes["n1"].owners(key)
-        holders = [nid for nid in cluster.ids if cluster.nodes[nid].get(key) is not None]
+        holders = [nid for nid in cluster.ids if cluster.nodes[nid].view.get(key) is not None]
         assert sorted(holders) == sorted(owners)
 
 
@@ -118,9 +120,9 @@ def test_sharded_hint_is_handed_back_and_dropped_when_the_owner_returns() -> Non
     cluster.run(10.0)  # n5 is dead for everyone now
     cluster.put(writer, key, b"hinted")
     cluster.run(1.0)
-    holders = [nid for nid in cluster.ids if cluster.nodes[nid].get(key) is not None]
+    holders = [nid for nid in cluster.ids if cluster.nodes[nid].view.get(key) is not None]
     assert len(holders) == 2 and "n5" not in holders, "a stand-in holds the second copy"
     cluster.down.discard("n5")
     cluster.run(15.0)
-    holders = [nid for nid in cluster.ids if cluster.nodes[nid].get(key) is not None]
+    holders = [nid for nid in cluster.ids if cluster.nodes[nid].view.get(key) is not None]
     assert sorted(holders) == sorted(cluster.nodes["n1"].owners(key)), "handed back, then dropped"

@@ -1,6 +1,7 @@
 """Client commands on one node, and a two-node harness for replication details."""
 
 import random
+from collections.abc import Mapping
 
 import pytest
 from hypothesis import given, settings
@@ -34,7 +35,7 @@ def test_put_then_get_round_trips_bytes_and_content_type() -> None:
     result = n.put("k", b'{"a": 1}', "application/json", 100.0)
     assert result.status is WriteStatus.CREATED
     assert result.output.writes == [("k", result.record)]
-    got = n.get("k")
+    got = n.view.get("k")
     assert got is not None and got.value == b'{"a": 1}' and got.content_type == "application/json"
     assert n.put("k", b"2", "text/plain", 100.1).status is WriteStatus.OK
 
@@ -53,9 +54,9 @@ def test_delete_leaves_a_tombstone_and_404s_twice() -> None:
     n.put("k", b"1", "text/plain", 100.0)
     deleted = n.delete("k", 100.1)
     assert deleted.status is WriteStatus.OK and deleted.record and deleted.record.tombstone
-    assert n.get("k") is None and n.version("k") == deleted.record
+    assert n.view.get("k") is None and n.view.version("k") == deleted.record
     assert n.delete("k", 100.2).status is WriteStatus.NOT_FOUND
-    assert n.key_count() == (0, 1)
+    assert n.view.key_count() == (0, 1)
 
 
 def test_conditional_write_descends_from_what_the_client_read() -> None:
@@ -66,7 +67,7 @@ def test_conditional_write_descends_from_what_the_client_read() -> None:
     n.put("k", b"2", "text/plain", 100.1)  # someone else wrote meanwhile
     refused = n.put("k", b"3", "text/plain", 100.2, context=seen)
     assert refused.status is WriteStatus.PRECONDITION_FAILED
-    current = n.version("k")
+    current = n.view.version("k")
     assert current is not None
     fresh = decode_context(encode_context(current.clock, current.hlc))
     ok = n.put("k", b"3", "text/plain", 100.3, context=fresh)
@@ -88,10 +89,10 @@ def test_listing_is_ordered_paginated_and_skips_tombstones() -> None:
     for key in ["b/2", "a/1", "b/1", "b/3", "c"]:
         n.put(key, b"v", "text/plain", 100.0)
     n.delete("b/2", 100.1)
-    assert n.list_keys(prefix="b/") == ["b/1", "b/3"]
-    assert n.list_keys(limit=2) == ["a/1", "b/1"]
-    assert n.list_keys(after="b/1", limit=10) == ["b/3", "c"]
-    assert n.list_keys(prefix="zz") == []
+    assert n.view.list_keys(prefix="b/") == ["b/1", "b/3"]
+    assert n.view.list_keys(limit=2) == ["a/1", "b/1"]
+    assert n.view.list_keys(after="b/1", limit=10) == ["b/3", "c"]
+    assert n.view.list_keys(prefix="zz") == []
 
 
 @pytest.mark.parametrize("key", ["", "x" * 1025, "bad\x00key", "tab\tkey"])
@@ -122,10 +123,11 @@ def test_lww_records_what_the_conflict_discarded() -> None:
     out = b.flush(101.0)
     for _, data in out.messages:
         a.receive(data, 101.0)
-    assert a.get("k") is not None and a.get("k").value == b"from-b"  # type: ignore[union-attr]
-    lost = a.discarded["k"]
+    assert a.view.get("k") is not None and a.view.get("k").value == b"from-b"  # type: ignore[union-attr]
+    lost = a.view.discarded("k")
+    assert lost is not None
     assert lost.origin == "a" and list(lost.clock) == ["a"]
-    assert a.counters.lww_overwrites == 1
+    assert a.view.counters().lww_overwrites == 1
 
 
 def test_sharded_node_sends_non_owned_keys_to_their_owners() -> None:
@@ -153,7 +155,7 @@ def test_a_key_recreated_after_its_tombstone_was_purged_wins_over_the_tombstone(
         from rumordb.core.messages import Update, encode
 
         other.receive(encode(Push("n6", [], [Update("k", record)])), 100.3)
-    assert other.get("k") is not None and other.get("k").value == b"new"  # type: ignore[union-attr]
+    assert other.view.get("k") is not None and other.view.get("k").value == b"new"  # type: ignore[union-attr]
 
 
 def test_vclock_advance_never_reuses_an_entry() -> None:
@@ -169,7 +171,7 @@ def test_a_forwarded_write_is_coordinated_even_by_a_non_owner() -> None:
         n.join(peer, f"mem://{peer}", 0, 100.0)
     foreign = next(f"k{i}" for i in range(100) if n.owners(f"k{i}") != ["n1"])
     result = n.put(foreign, b"v", "text/plain", 100.0, coordinate=True)
-    assert result.status is WriteStatus.CREATED and n.get(foreign) is not None
+    assert result.status is WriteStatus.CREATED and n.view.get(foreign) is not None
     out = n.tick(101.5)  # maintenance hands the hint to its (alive) owner
     owner = n.owners(foreign)[0]
     assert any(target == owner for target, _ in out.messages)
@@ -185,7 +187,7 @@ def _levels(digest: object) -> list[dict[int, int]]:
     return levels
 
 
-def _rebuilt(records: dict[str, object], keep: object = None) -> object:
+def _rebuilt(records: Mapping[str, object], keep: object = None) -> object:
     from rumordb.core.digest import Digest, fingerprint
 
     return Digest.of(
@@ -219,8 +221,10 @@ def test_the_lazy_digest_always_reads_as_a_fresh_build(ops: list[tuple[str, int]
             for _, data in other.flush(now).messages:
                 n.receive(data, now)
         else:
-            assert _levels(n.digest) == _levels(_rebuilt(n.records))
-    assert _levels(n.digest) == _levels(_rebuilt(n.records))
+            assert _levels(n.store.digest(n.owners, n.node_id)) == _levels(
+                _rebuilt(n.view.records())
+            )
+    assert _levels(n.store.digest(n.owners, n.node_id)) == _levels(_rebuilt(n.view.records()))
 
 
 def test_scoped_digests_follow_writes_and_drops_after_they_are_built() -> None:
@@ -243,9 +247,9 @@ def test_scoped_digests_follow_writes_and_drops_after_they_are_built() -> None:
             owners = ring.owners(key, 2)
             return "n1" in owners and peer in owners
 
-        expected = _rebuilt(n.records, shared)
+        expected = _rebuilt(n.view.records(), shared)
         assert _levels(n._digest_for(peer)) == _levels(expected), peer
-    assert _levels(n.digest) == _levels(_rebuilt(n.records))
+    assert _levels(n.store.digest(n.owners, n.node_id)) == _levels(_rebuilt(n.view.records()))
 
 
 def test_write_command_puts_creates_and_deletes_with_one_entry_point() -> None:

@@ -97,7 +97,7 @@ async def test_concurrent_writes_share_one_commit_and_one_push_per_peer(tmp_path
         other = runner_of(apps[2])
 
         async def all_there() -> bool:
-            return all(other.node.get(f"c{i}") is not None for i in range(50))
+            return all(other.node.view.get(f"c{i}") is not None for i in range(50))
 
         await eventually(all_there, 5.0)
 
@@ -133,7 +133,7 @@ async def test_sharded_requests_are_forwarded_to_an_owner(tmp_path: Path) -> Non
                 assert got.status_code == 200 and got.content == key.encode()
 
             async def stored_on_owners(k: str = key, o: set[str] = owners) -> bool:
-                holders = {r.node_id for r in runners if r.node.version(k) is not None}
+                holders = {r.node_id for r in runners if r.node.view.version(k) is not None}
                 return holders == o
 
             await eventually(stored_on_owners, 5.0)
@@ -209,6 +209,6 @@ async def test_a_node_joins_through_seeds_without_discovery(tmp_path: Path) -> N
         assert put.status_code == 201
 
         async def replicated() -> bool:
-            return runner_of(app1).node.get("seeded") is not None
+            return runner_of(app1).node.view.get("seeded") is not None
 
         await eventually(replicated, 5.0)

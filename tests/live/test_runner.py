@@ -51,7 +51,7 @@ async def test_a_push_is_answered_before_the_replica_commits_and_still_persisted
         replies = await runner.receive("n2", pushes_from_n2(5, now))
         assert replies == []
         assert time.monotonic() - started < 1.0  # not held by the 10 s commit
-        assert runner.node.get("k4") is not None  # visible at once (soft state)
+        assert runner.node.view.get("k4") is not None  # visible at once (soft state)
     finally:
         release.set()
         await runner.stop()  # waits for the pending persist and commits it
@@ -88,7 +88,7 @@ async def test_replies_still_wait_for_the_commit(
         monkeypatch.setattr(runner.storage, "persist", slow_persist)
         n2 = Node("n2", "http://127.0.0.1:1", rng=random.Random(3), now=now)
         n2.put("fresh", b"new", "text/plain", now)
-        sync = SyncRecords("n2", 1, [Update("fresh", n2.records["fresh"])], [key_hash("k0")])
+        sync = SyncRecords("n2", 1, [Update("fresh", n2.view.records()["fresh"])], [key_hash("k0")])
         replies = await runner.receive("n2", [encode(sync)])
         assert replies, "anti-entropy asked for k0: t1 answers with it"
         assert persisted == ["fresh"]  # committed before the answer left

@@ -1,0 +1,56 @@
+"""The node's tunables: one frozen settings object, validated whole when built.
+
+Field names are the same everywhere: the live flag ``--anti-entropy-interval-ms``, the env
+var ``RUMOR_ANTI_ENTROPY_INTERVAL_MS`` and the scenario field all map onto one field here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rumordb.core.keys import DEFAULT_MAX_KEY_BYTES
+from rumordb.core.messages import DEFAULT_MAX_MESSAGE_BYTES
+from rumordb.core.ring import DEFAULT_VNODES
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    fanout: int = 3
+    gossip_interval_ms: int = 200
+    anti_entropy_interval_ms: int = 1000
+    probe_interval_ms: int = 1000
+    suspicion_mult: int = 3
+    dead_timeout_ms: int | None = None  # after suspicion; None = one more suspicion timeout
+    retransmit_mult: int = 4
+    max_batch: int = 512  # updates per gossip message
+    queue_max: int = 10_000  # rumor queue bound
+    sharding: bool = False
+    replicas: int = 3
+    vnodes: int = DEFAULT_VNODES
+    sync_max_keys: int = 2_000  # records per anti-entropy step
+    sync_max_entries: int = 20_000  # leaf entries per anti-entropy step
+    member_gossip: int = 6  # member entries piggybacked per message (besides our own)
+    max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    maintenance_batch: int = 512  # tombstones / handed-off keys examined per interval
+    jitter_timers: bool = True  # random first deadlines, so nodes do not act in lockstep
+
+    def __post_init__(self) -> None:
+        for name in (
+            "fanout",
+            "gossip_interval_ms",
+            "anti_entropy_interval_ms",
+            "probe_interval_ms",
+            "suspicion_mult",
+            "retransmit_mult",
+            "max_batch",
+            "queue_max",
+            "replicas",
+            "vnodes",
+            "sync_max_keys",
+            "sync_max_entries",
+            "max_key_bytes",
+            "maintenance_batch",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")

@@ -1,0 +1,22 @@
+"""What a node counts: totals since it started, read through ``NodeView.counters``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Counters:
+    messages_sent: int = 0
+    bytes_sent: int = 0
+    messages_received: int = 0
+    bytes_received: int = 0
+    decode_errors: int = 0
+    updates_applied: int = 0
+    updates_stale: int = 0
+    lww_overwrites: int = 0  # concurrent versions decided by LWW
+    rumor_rounds: int = 0
+    anti_entropy_sessions: int = 0
+    anti_entropy_keys_sent: int = 0
+    tombstones_purged: int = 0
+    handoffs_completed: int = 0

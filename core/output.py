@@ -1,0 +1,37 @@
+"""What a node call returns: the work a driver must carry out, and what happened.
+
+The contract, as in etcd's raft ``Ready``: **persist ``writes`` and ``purges`` first, then
+send ``messages``, then acknowledge clients.** A write that was sent before it was durable
+could be lost by a crash after peers saw it, and a restarted node might reuse its vector
+clock counter. The events (``transitions``: member state changes; ``discards``:
+concurrent versions LWW threw away) are for logs and metrics: nothing else tells a driver
+of them, and each is handed out exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rumordb.core.membership import Transition
+from rumordb.core.record import Discarded, Record
+
+
+@dataclass(slots=True)
+class Output:
+    messages: list[tuple[str, bytes]] = field(default_factory=list)  # (node id, payload)
+    writes: list[tuple[str, Record]] = field(default_factory=list)
+    purges: list[str] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    discards: list[tuple[str, Discarded]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.messages or self.writes or self.purges or self.transitions or self.discards
+        )
+
+    def extend(self, other: Output) -> None:
+        self.messages.extend(other.messages)
+        self.writes.extend(other.writes)
+        self.purges.extend(other.purges)
+        self.transitions.extend(other.transitions)
+        self.discards.extend(other.discards)

@@ -1,0 +1,121 @@
+"""The read-only face of a node: what drivers (and whole-cluster checks) may look at.
+
+Drivers never touch a node's attributes: they read through ``Node.view`` and act on the
+``Output`` a call returns. A view is a window onto the node's parts, not a copy
+(``counters`` excepted, which is a snapshot), so it is always current.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, ItemsView, Mapping
+
+from rumordb.core.broadcast import BroadcastQueue
+from rumordb.core.counters import Counters
+from rumordb.core.membership import MemberInfo, MemberTable
+from rumordb.core.record import Discarded, Record
+from rumordb.core.ring import Ring
+from rumordb.core.store import Store
+from rumordb.core.tombstones import Tombstones
+
+
+class NodeView:
+    __slots__ = ("_counters", "_members", "_owners", "_queue", "_ring", "_store", "_tombstones")
+
+    def __init__(
+        self,
+        store: Store,
+        tombstones: Tombstones,
+        members: MemberTable,
+        queue: BroadcastQueue,
+        counters: Counters,
+        owners: Callable[[str], list[str]],
+        ring: Callable[[], Ring],
+    ) -> None:
+        self._store = store
+        self._tombstones = tombstones
+        self._members = members
+        self._queue = queue
+        self._counters = counters
+        self._owners = owners
+        self._ring = ring
+
+    # --- data ------------------------------------------------------------------------
+    def get(self, key: str) -> Record | None:
+        """The live version of ``key`` here, or None if absent or deleted."""
+        record = self._store.get(key)
+        return None if record is None or record.tombstone else record
+
+    def version(self, key: str) -> Record | None:
+        """The stored version, tombstones included."""
+        return self._store.get(key)
+
+    def discarded(self, key: str) -> Discarded | None:
+        """The last concurrent version of ``key`` that LWW threw away here."""
+        return self._store.discarded.get(key)
+
+    def key_count(self) -> tuple[int, int]:
+        """(live keys, tombstones)."""
+        tombstones = len(self._tombstones)
+        return len(self._store) - tombstones, tombstones
+
+    def items(self) -> ItemsView[str, Record]:
+        """Every stored (key, version), tombstones included."""
+        return self._store.items()
+
+    def records(self) -> Mapping[str, Record]:
+        """The stored versions, read-only by type (no copy: whole-cluster checks)."""
+        return self._store.records
+
+    def list_keys(self, prefix: str = "", limit: int = 100, after: str = "") -> list[str]:
+        """This node's live keys in order (``Node.plan_list`` says whom else to ask)."""
+        return self._store.list_live(prefix, limit, after)
+
+    # --- cluster ---------------------------------------------------------------------
+    @property
+    def node_id(self) -> str:
+        return self._members.self_id
+
+    @property
+    def incarnation(self) -> int:
+        """This node's own incarnation (a refutation raises it: persist it)."""
+        return self._members.incarnation
+
+    def me(self) -> MemberInfo:
+        """This node's own member entry (incarnation, heartbeat)."""
+        me = self._members.member_info(self._members.self_id)
+        assert me is not None, "a member table always holds its own node"
+        return me
+
+    def members(self) -> list[MemberInfo]:
+        return self._members.members()
+
+    def member_count(self) -> int:
+        return len(self._members)
+
+    def peers(self) -> list[str]:
+        """Peers worth talking to: alive or suspect."""
+        return list(self._members.peers())
+
+    def is_alive(self, member_id: str) -> bool:
+        return self._members.is_alive(member_id)
+
+    def address(self, member_id: str) -> str | None:
+        return self._members.address(member_id)
+
+    def owners(self, key: str) -> list[str]:
+        """The key's preference list (every member when sharding is off)."""
+        return self._owners(key)
+
+    def ownership(self) -> dict[str, float]:
+        """Each ring member's share of the key space."""
+        return self._ring().ownership()
+
+    # --- work in progress --------------------------------------------------------------
+    def queue_length(self) -> int:
+        """Rumors still queued for retransmission."""
+        return len(self._queue)
+
+    def counters(self) -> Counters:
+        """A snapshot of the node's counters (totals since it started)."""
+        return dataclasses.replace(self._counters)

@@ -1,0 +1,90 @@
+"""Client writes: the command, its result, and the two pure decisions behind it.
+
+``refusal`` says whether a write may happen given the stored version (create on a live
+key, If-Match on another version, delete of nothing); ``new_version`` builds the record a
+write stores. ``Node.write`` adds routing (sharded: owners only) and the side effects.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from rumordb.core import hlc
+from rumordb.core.context import Context
+from rumordb.core.output import Output
+from rumordb.core.record import Record
+from rumordb.core.vclock import advance, descends
+from rumordb.core.vclock import merge as merge_clocks
+
+TOMBSTONE_CONTENT_TYPE = "application/x-rumor-tombstone"
+
+
+class WriteStatus(enum.Enum):
+    OK = "ok"
+    CREATED = "created"
+    EXISTS = "exists"  # create on a live key: 409
+    PRECONDITION_FAILED = "precondition_failed"  # If-Match mismatch: 412
+    NOT_FOUND = "not_found"  # delete of an absent key: 404
+    NOT_OWNER = "not_owner"  # sharded and not an owner: forward to ``owners``
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCommand:
+    """A client write. ``key`` must have passed ``core.keys.check_key`` (the driver's job).
+
+    ``delete``: write a tombstone (``value`` and ``content_type`` are ignored); ``create``:
+    refuse if a live value exists; ``context``: the version the client read (If-Match);
+    ``coordinate``: write even if this node does not own the key (a write forwarded by a
+    node whose ring view differs); the version is handed to the owners later.
+    """
+
+    key: str
+    value: bytes = b""
+    content_type: str = "application/octet-stream"
+    context: Context | None = None
+    create: bool = False
+    delete: bool = False
+    coordinate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    status: WriteStatus
+    record: Record | None  # the new version, or the current one when refused
+    output: Output
+    owners: tuple[str, ...] = ()  # NOT_OWNER: forward to these, in order
+
+
+def refusal(command: WriteCommand, local: Record | None) -> WriteStatus | None:
+    """Why ``command`` may not be applied over ``local``, or None when it may."""
+    live = local is not None and not local.tombstone
+    if command.delete and not live:
+        return WriteStatus.NOT_FOUND
+    if command.create and not command.delete and live:
+        return WriteStatus.EXISTS
+    context = command.context
+    if context is not None and local is not None and not descends(context.clock, local.clock):
+        return WriteStatus.PRECONDITION_FAILED
+    return None
+
+
+def new_version(
+    node_id: str, command: WriteCommand, local: Record | None, last_hlc: int, now_ms: int
+) -> Record:
+    """The version ``command`` writes over ``local``; its HLC exceeds ``last_hlc``."""
+    clock = local.clock if local is not None else {}
+    floor = local.hlc if local is not None else 0
+    context = command.context
+    if context is not None:
+        clock = merge_clocks(clock, context.clock)
+        floor = max(floor, context.hlc)
+    # The new HLC exceeds everything this version descends from (see core.merge).
+    stamp = hlc.send(max(last_hlc, floor), now_ms)
+    # Our clock entry becomes the write's HLC rather than a +1 counter: HLCs never
+    # repeat, so a key re-created after its tombstone was purged, or written by a node
+    # that lost its memory, can never reuse an entry that an older version carries.
+    clock = advance(clock, node_id, stamp)
+    if command.delete:
+        return Record(b"", TOMBSTONE_CONTENT_TYPE, clock, stamp, node_id, True)
+    return Record(command.value, command.content_type, clock, stamp, node_id, False)
