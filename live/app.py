@@ -88,21 +88,19 @@ class NodeApp(FastAPI):
         # FastAPI asks OpenTelemetry on every request whether telemetry is on (environment
         # look-ups that cost as much as the whole /kv handler): ask once, at the first
         # request. Either way every request then runs through the one middleware stack.
-        if scope["type"] == "http" and not self._telemetry_enabled():
-            if self.root_path:
-                scope["root_path"] = self.root_path
-            scope["app"] = self
-            if self.middleware_stack is None:
-                self.middleware_stack = self.build_middleware_stack()
-            await self.middleware_stack(scope, receive, send)
-            return
-        await super().__call__(scope, receive, send)
-
-    def _telemetry_enabled(self) -> bool:
-        if self._telemetry_on is None:
+        telemetry_on = self._telemetry_on
+        if telemetry_on is None:
             telemetry = getattr(self, "_native_telemetry", None)
-            self._telemetry_on = bool(telemetry is not None and telemetry.enabled())
-        return self._telemetry_on
+            telemetry_on = self._telemetry_on = bool(telemetry and telemetry.enabled())
+        if telemetry_on or scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        if self.root_path:
+            scope["root_path"] = self.root_path
+        scope["app"] = self
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        await self.middleware_stack(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
         assert self.kv_handler is not None and self.gossip_handler is not None

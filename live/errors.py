@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = structlog.get_logger("rumor.http")
 
@@ -79,31 +79,26 @@ class ErrorBoundary:
     """Outermost ASGI layer: an exception from any route becomes its JSON error answer.
 
     Pure ASGI and one ``try`` per request, so the hot path pays next to nothing for it
-    (Starlette's ``ServerErrorMiddleware`` and a second catch-all used to sit here).
+    (Starlette's ``ServerErrorMiddleware`` and a second catch-all used to sit here). It
+    does not wrap ``send`` to learn whether an answer had started (two more awaits per
+    request): when it had, sending the error fails, and the original exception goes on
+    to the server, which closes the connection.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, send)
         except Exception as exc:
-            error = translate(exc, scope.get("path"))
-            if started:  # too late for an answer: let the server close the connection
+            if scope["type"] != "http":
                 raise
-            await send_error(send, error)
+            error = translate(exc, scope.get("path"))
+            try:
+                await send_error(send, error)
+            except Exception:  # the answer had already started: let the server close it
+                raise exc from None
 
 
 async def send_error(send: Send, error: HttpError) -> None:

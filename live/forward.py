@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 import httpx
 import structlog
@@ -30,20 +31,41 @@ PASSED_HEADERS = frozenset(
 RETURNED_HEADERS = frozenset({"content-type", "etag", "x-rumor-context", "x-rumor-node"})
 
 
-@dataclass(frozen=True, slots=True)
-class Relay:
-    """A client request as another node would get it (what forwarding needs of it)."""
+class Relay(Protocol):
+    """A client request as another node would get it (what forwarding needs of it).
+
+    ``live.kv``'s parsed request is one (no second object per request on the hot path);
+    ``Request`` is one built by hand.
+    """
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> bytes: ...  # the raw path, percent-encoding kept
+    @property
+    def query(self) -> bytes: ...
+    @property
+    def headers(self) -> Sequence[tuple[bytes, bytes]]: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def forwarded(self) -> bool: ...  # it came from another node: never forward it again
+
+
+class Request(NamedTuple):
+    """A ``Relay`` built by hand."""
 
     method: str
-    path: bytes  # the raw path, percent-encoding kept
+    path: bytes
     query: bytes
     headers: Sequence[tuple[bytes, bytes]]
     body: bytes = b""
-    forwarded: bool = False  # it came from another node: never forward it again
+    forwarded: bool = False
 
-    def path_qs(self) -> str:
-        path = self.path.decode("latin-1")
-        return path + "?" + self.query.decode("latin-1") if self.query else path
+
+def path_qs(relay: Relay) -> str:
+    path = relay.path.decode("latin-1")
+    return path + "?" + relay.query.decode("latin-1") if relay.query else path
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +111,13 @@ class Forwarder:
         if relay.forwarded:
             return Unforwarded(tuple(owners), twice=True)
         sent = self._headers(relay.headers)
-        path_qs = relay.path_qs()
         for owner in owners:
             if owner == self.node_id:
                 continue
             url = self._address_of(owner)
             if not url:
                 continue
-            answer = await self._try(url + path_qs, relay.method, sent, relay.body, owner)
+            answer = await self._try(url + path_qs(relay), relay.method, sent, relay.body, owner)
             if answer is not None:
                 self._metrics.forwarded.labels("ok").inc()
                 return answer

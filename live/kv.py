@@ -48,7 +48,7 @@ from rumordb.live.asgi import (
 )
 from rumordb.live.auth import KeyStore, Role
 from rumordb.live.errors import HttpError
-from rumordb.live.forward import FORWARDED_HEADER, Forwarded, Relay, Unforwarded
+from rumordb.live.forward import FORWARDED_HEADER, Forwarded, Unforwarded
 from rumordb.live.metrics import Metrics
 from rumordb.live.runner import NotStored, ReadAnswer, Runner, WriteAnswer
 
@@ -76,21 +76,31 @@ class KVRequest:
     __slots__ = (
         "api_key",
         "authorization",
+        "body",
         "content_length",
         "content_type",
         "forwarded",
+        "headers",
         "if_match",
-        "raw",
+        "method",
+        "path",
+        "query",
     )
 
-    def __init__(self, headers: Headers) -> None:
-        self.raw = headers
+    def __init__(self, scope: Scope) -> None:
+        # What forwarding relays (``live.forward.Relay``): this object is that relay.
+        self.method: str = scope["method"]
+        self.path: bytes = scope.get("raw_path") or scope["path"].encode()
+        self.query: bytes = scope.get("query_string", b"")
+        self.headers: Headers = scope["headers"]
+        self.body = b""
         self.api_key: str | None = None
         self.authorization: str | None = None
         self.content_type = DEFAULT_CONTENT_TYPE
         self.content_length: bytes | None = None
         self.if_match: bytes | None = None
         self.forwarded = False
+        headers = self.headers
         for name, value in headers:
             if name == b"authorization":
                 self.authorization = value.decode("latin-1")
@@ -144,7 +154,7 @@ class KVHandler:
         self.metrics.observe_request(route, reply.status, time.perf_counter() - started)
 
     async def _dispatch(self, scope: Scope, receive: Receive, method: str) -> tuple[str, Reply]:
-        request = KVRequest(scope["headers"])
+        request = KVRequest(scope)
         role = self.keystore.role_for(request.api_key) if request.api_key else None
         if role is None:
             return "kv", _UNAUTHORIZED
@@ -156,7 +166,7 @@ class KVHandler:
         if method == "GET":
             key = self._key(scope)
             meta = _query(scope).get("meta", "").lower() in ("true", "1", "yes")
-            read = await self.runner.read(key, _relay(scope, request), meta=meta)
+            read = await self.runner.read(key, request, meta=meta)
             if meta:
                 return "kv_meta", self._meta_reply(key, read)
             return "kv_get", self._read_reply(key, read)
@@ -174,7 +184,9 @@ class KVHandler:
         context = _context(request.if_match)
         body = b""
         if method != "DELETE":
-            body = await read_body(receive, self.max_value_bytes, request.content_length)
+            body = request.body = await read_body(
+                receive, self.max_value_bytes, request.content_length
+            )
         command = WriteCommand(
             key,
             body,
@@ -186,7 +198,7 @@ class KVHandler:
             # forwarder's (views differ briefly while membership changes): never bounce it.
             coordinate=request.forwarded,
         )
-        answer = await self.runner.write(command, _relay(scope, request, body))
+        answer = await self.runner.write(command, request)
         return route, self._write_reply(command, answer)
 
     # --- parsing -------------------------------------------------------------------
@@ -211,7 +223,7 @@ class KVHandler:
         query = _query(scope)
         prefix, after = query.get("prefix", ""), query.get("after", "")
         limit = _limit(query.get("limit"))
-        keys = await self.runner.list_keys(prefix, limit, after, _relay(scope, request))
+        keys = await self.runner.list_keys(prefix, limit, after, request)
         return json_reply(200, {"keys": keys, "next": keys[-1] if len(keys) == limit else None})
 
     # --- answers: every result the runner returns, mapped to a reply -----------------
@@ -293,12 +305,6 @@ class KVHandler:
             self._contexts.clear()
         self._contexts[key] = (record, context)
         return context
-
-
-def _relay(scope: Scope, request: KVRequest, body: bytes = b"") -> Relay:
-    path: bytes = scope.get("raw_path") or scope["path"].encode()
-    query: bytes = scope.get("query_string", b"")
-    return Relay(scope["method"], path, query, request.raw, body, request.forwarded)
 
 
 def _relayed(answer: Forwarded | Unforwarded) -> Reply:

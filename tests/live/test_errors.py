@@ -54,7 +54,9 @@ async def run(app: Any) -> list[Message]:
     async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: Message) -> None:
+    async def send(message: Message) -> None:  # as a server: one answer per request
+        if message["type"] == "http.response.start" and sent:
+            raise RuntimeError("Unexpected ASGI message 'http.response.start'")
         sent.append(message)
 
     await ErrorBoundary(app)({"type": "http", "path": "/x"}, receive, send)

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from rumordb.live.forward import FORWARDED_HEADER, Forwarded, Forwarder, Relay, Unforwarded
+from rumordb.live.forward import FORWARDED_HEADER, Forwarded, Forwarder, Request, Unforwarded
 from rumordb.live.metrics import Metrics
 
 pytestmark = pytest.mark.anyio
@@ -27,8 +27,8 @@ def forwarder(handler: object) -> tuple[Forwarder, list[httpx.Request]]:
     return Forwarder("n1", ADDRESSES.get, Metrics(), transport=transport), seen
 
 
-def relay(forwarded: bool = False) -> Relay:
-    return Relay("PUT", b"/kv/a%2Fb", b"x=1", HEADERS, b"body", forwarded)
+def relay(forwarded: bool = False) -> Request:
+    return Request("PUT", b"/kv/a%2Fb", b"x=1", HEADERS, b"body", forwarded)
 
 
 async def test_the_first_owner_that_answers_wins_and_its_answer_is_relayed() -> None:
@@ -75,7 +75,7 @@ async def test_gather_keys_collects_each_members_page_and_skips_failures() -> No
         return httpx.Response(500)
 
     fwd, seen = forwarder(handler)
-    listing = Relay("GET", b"/kv", b"prefix=a&limit=5", HEADERS)
+    listing = Request("GET", b"/kv", b"prefix=a&limit=5", HEADERS)
     assert await fwd.gather_keys(["n2", "n3", "n4"], listing) == [["b", "a"]]
     assert [str(r.url) for r in seen] == [
         "http://n2/kv?prefix=a&limit=5",

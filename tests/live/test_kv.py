@@ -17,7 +17,7 @@ from rumordb.core import Local, Record, WriteCommand, WriteResult, WriteStatus
 from rumordb.core.context import encode_context
 from rumordb.core.node import Output
 from rumordb.live.auth import KeyStore, Role, hash_key
-from rumordb.live.forward import Forwarded, Relay, Unforwarded
+from rumordb.live.forward import Forwarded, Relay, Unforwarded, path_qs
 from rumordb.live.kv import KVHandler
 from rumordb.live.metrics import Metrics
 from rumordb.live.runner import NotStored
@@ -90,7 +90,7 @@ async def test_a_write_becomes_one_command_with_the_request_relay(
         b"x=1",
         b"val",
     )
-    assert relay.forwarded and relay.path_qs() == "/kv/a%2Fb?x=1"
+    assert relay.forwarded and path_qs(relay) == "/kv/a%2Fb?x=1"
 
 
 @pytest.mark.parametrize(

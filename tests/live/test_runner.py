@@ -14,7 +14,7 @@ import pytest
 
 from rumordb.core import Local, Node, WriteCommand, WriteResult, WriteStatus
 from rumordb.live.discovery import Announcement
-from rumordb.live.forward import Relay
+from rumordb.live.forward import Request
 from rumordb.live.runner import NotStored, Runner
 from rumordb.live.storage import Storage
 from tests.live.harness import settings_for
@@ -97,8 +97,8 @@ async def test_replies_still_wait_for_the_commit(
 
 
 # --- client requests: returned values, forwarding where the core says ----------------------
-def relay(method: str = "GET", path: bytes = b"/kv/k") -> Relay:
-    return Relay(method, path, b"", [], b"")
+def relay(method: str = "GET", path: bytes = b"/kv/k") -> Request:
+    return Request(method, path, b"", [], b"")
 
 
 async def test_a_write_returns_its_result_and_a_storage_failure_is_not_stored(
@@ -155,9 +155,9 @@ async def test_sharded_reads_and_listings_ask_the_peers_the_core_names(tmp_path:
         # t1 owns k (2 replicas of 2 members) but never saw it: t2 may hold it already;
         # t2's 404 does not count, so the answer is "not found" here.
         assert answer == Local(None) and asked == ["GET t2/kv/k"]
-        keys = await runner.list_keys("", 10, "", Relay("GET", b"/kv", b"limit=10", []))
+        keys = await runner.list_keys("", 10, "", Request("GET", b"/kv", b"limit=10", []))
         assert keys == ["a", "b"] and asked[-1] == "GET t2/kv"
-        forwarded = Relay("GET", b"/kv/k", b"", [], b"", forwarded=True)
+        forwarded = Request("GET", b"/kv/k", b"", [], b"", forwarded=True)
         assert await runner.read("k", forwarded) == Local(None) and len(asked) == 2
     finally:
         await runner.stop()
