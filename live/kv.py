@@ -180,16 +180,21 @@ class KVHandler:
         route = "kv_" + method.lower()
         if role is not Role.ADMIN:
             return route, _FORBIDDEN
+        command = await self._command(scope, receive, request)
+        answer = await self.runner.write(command, request)
+        return route, self._write_reply(command, answer)
+
+    # --- parsing -------------------------------------------------------------------
+    async def _command(self, scope: Scope, receive: Receive, request: KVRequest) -> WriteCommand:
+        """The write a PUT, POST or DELETE asks for, its body read whole (and bounded)."""
         key = self._key(scope)
         context = _context(request.if_match)
-        body = b""
+        method = request.method
         if method != "DELETE":
-            body = request.body = await read_body(
-                receive, self.max_value_bytes, request.content_length
-            )
-        command = WriteCommand(
+            request.body = await read_body(receive, self.max_value_bytes, request.content_length)
+        return WriteCommand(
             key,
-            body,
+            request.body,
             request.content_type,
             context,
             create=method == "POST",
@@ -198,10 +203,7 @@ class KVHandler:
             # forwarder's (views differ briefly while membership changes): never bounce it.
             coordinate=request.forwarded,
         )
-        answer = await self.runner.write(command, request)
-        return route, self._write_reply(command, answer)
 
-    # --- parsing -------------------------------------------------------------------
     def _key(self, scope: Scope) -> str:
         raw_path: bytes | None = scope.get("raw_path")
         if raw_path is not None and b"%" in raw_path:
