@@ -27,6 +27,7 @@ from rumordb.core import Record, WriteStatus, decode_context, encode_context
 from rumordb.core.context import Context
 from rumordb.core.errors import InvalidContext, InvalidKey
 from rumordb.core.hlc import physical_ms
+from rumordb.core.keys import check_key
 from rumordb.live.auth import KeyStore, Role
 from rumordb.live.forward import FORWARDED_HEADER, Forwarder
 from rumordb.live.metrics import Metrics
@@ -206,7 +207,7 @@ class KVHandler:
                 414, "key_too_long", f"a key is at most {self.max_key_bytes} bytes of UTF-8"
             )
         try:
-            self.runner.node.check_key(key)
+            check_key(key, self.max_key_bytes)
         except InvalidKey as exc:
             raise BadRequest(400, "invalid_key", str(exc)) from None
         return key
@@ -250,9 +251,13 @@ class KVHandler:
             return answer
         runner = self.runner
         node = runner.node
-        record = node.get(key)
+        record = node.view.get(key)
         if record is None:
-            if runner.settings.sharding and not request.forwarded and node.version(key) is None:
+            if (
+                runner.settings.sharding
+                and not request.forwarded
+                and node.view.version(key) is None
+            ):
                 # A new owner may not hold the key yet while ranges move: ask the others.
                 others = [m for m in node.owners(key) if m != runner.node_id]
                 answer = await self._forward(scope, request, others, b"")
@@ -272,11 +277,11 @@ class KVHandler:
         if (answer := await self._elsewhere(scope, request, key)) is not None:
             return answer
         node = self.runner.node
-        record = node.version(key)
+        record = node.view.version(key)
         if record is None:
             return error_reply(404, "not_found", f"this node has never seen key {key!r}")
         context = self._context_of(key, record)
-        discarded = node.discarded.get(key)
+        discarded = node.view.discarded(key)
         data = {
             "key": key,
             "content_type": record.content_type,
@@ -308,7 +313,7 @@ class KVHandler:
         runner = self.runner
         if not runner.running:
             return _unavailable()
-        keys = runner.node.list_keys(prefix, limit, after)
+        keys = runner.node.view.list_keys(prefix, limit, after)
         if runner.settings.sharding and not request.forwarded:
             keys = await self._gather(scope, request, keys, limit)
         return json_reply(200, {"keys": keys, "next": keys[-1] if len(keys) == limit else None})
