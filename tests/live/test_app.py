@@ -296,7 +296,7 @@ async def test_unexpected_errors_become_logged_json_500s(
         def broken(*args: object) -> None:
             raise RuntimeError("injected bug")
 
-        monkeypatch.setattr(runner.node, "get", broken)
+        monkeypatch.setattr(type(runner.node.view), "get", broken)
         monkeypatch.setattr(runner, "cluster_view", broken)
         assert_error(await http.get("/kv/k", headers=READER), 500, "internal_error")
         assert_error(await http.get("/cluster", headers=READER), 500, "internal_error")
