@@ -43,11 +43,12 @@ from rumordb.core.messages import (
 )
 from rumordb.core.outbox import Outbox
 from rumordb.core.output import Output
+from rumordb.core.placement import Placement
 from rumordb.core.reads import AskOwners, ListPlan, Local, ReadPlan
-from rumordb.core.record import Record, version_of
+from rumordb.core.record import Record
 from rumordb.core.replica import Replica
 from rumordb.core.ring import Ring
-from rumordb.core.rumors import by_target, is_direct_mail, replica_targets
+from rumordb.core.rumors import by_target, is_direct_mail
 from rumordb.core.timers import Timers
 from rumordb.core.view import NodeView
 from rumordb.core.writes import WriteCommand, WriteResult, WriteStatus
@@ -70,8 +71,6 @@ class Node:
         ring: Ring | None = None,
     ) -> None:
         """``ring``: a fixed ring shared by many nodes (with ``StaticMembership`` only)."""
-        if ring is not None and (membership is None or membership.detects_failures):
-            raise ValueError("a shared ring needs a static membership")
         self.node_id, self.rng = node_id, rng
         self.config = c = config or NodeConfig()
         self.membership: MemberTable = membership or Membership(
@@ -82,7 +81,13 @@ class Node:
         self.replica = Replica(node_id, self.counters, self.queue, c.max_key_bytes, now)
         self.store = self.replica.store
         self.outbox = Outbox(node_id, self.counters, self._entries, c.max_batch)
-        self._ring: tuple[int, Ring] | None = (0, ring) if ring is not None else None
+        self.placement = Placement(
+            self.membership, sharding=c.sharding, replicas=c.replicas, vnodes=c.vnodes,
+            ring=ring, on_new_ring=self.store.forget_scoped,
+        )  # fmt: skip
+        self.owners, self.route, self.ring = (
+            self.placement.owners, self.placement.route, self.placement.ring,
+        )  # fmt: skip
         self._urgent: dict[str, Record] = {}  # client writes not yet flushed
         self._session = self._dead_probe = 0
         for key, record in records:
@@ -93,29 +98,6 @@ class Node:
             self.store, self.replica.tombstones, self.membership, self.queue, self.counters,
             self.owners, self.ring,
         )  # fmt: skip
-
-    # --- where keys live -------------------------------------------------------------
-    def owners(self, key: str) -> list[str]:
-        """The key's preference list (every member when sharding is off)."""
-        ring = self.ring()
-        return ring.owners(key, self.config.replicas if self.config.sharding else len(ring.members))
-
-    def route(self, key: str) -> list[str] | None:
-        """None when this node serves ``key``; otherwise its owners, live ones first."""
-        if not self.config.sharding:
-            return None
-        owners = self.owners(key)
-        if self.node_id in owners:
-            return None
-        alive = self.membership.is_alive
-        return sorted(owners, key=lambda m: not alive(m))
-
-    def ring(self) -> Ring:
-        epoch = self.membership.epoch
-        if self._ring is None or self._ring[0] != epoch:
-            self._ring = (epoch, Ring(self.membership.ring_members(), self.config.vnodes))
-            self.store.forget_scoped()
-        return self._ring[1]
 
     def next_deadline(self) -> float:
         return self.timers.next_deadline()
@@ -184,7 +166,9 @@ class Node:
         urgent, self._urgent = self._urgent, {}
         updates = [(key, self.replica.update_of(key, record)) for key, record in urgent.items()]
         if self.config.sharding:
-            self.outbox.push_each(out, by_target(updates, self._replica_targets), relay=False)
+            self.outbox.push_each(
+                out, by_target(updates, self.placement.replica_targets), relay=False
+            )
             return out
         targets = self.membership.sample_peers(self.rng, self.config.fanout)
         relay = not is_direct_mail(len(targets), len(self.membership.peers()))
@@ -207,9 +191,7 @@ class Node:
             self._start_anti_entropy(out)
             # A static cluster never moves ranges: only tombstones can need maintenance.
             if self.membership.detects_failures or self.replica.tombstones.holders:
-                self._purge_tombstones(out)
-                if self.config.sharding:
-                    self._hand_off(out)
+                self._maintain(out)
         return self._with_transitions(out)
 
     def _probe(self, out: Output, now: float) -> None:
@@ -232,7 +214,7 @@ class Node:
         if c.sharding:
             items = self.queue.take(c.max_batch, limit)
             updates = [(item.key, self.replica.update_of(item.key, item.record)) for item in items]
-            self.outbox.push_each(out, by_target(updates, self._replica_targets))
+            self.outbox.push_each(out, by_target(updates, self.placement.replica_targets))
             return
         for target in self.membership.sample_peers(self.rng, c.fanout):
             taken = self.queue.take(c.max_batch, limit)
@@ -250,27 +232,17 @@ class Node:
             digest = self._digest_for(sample[0])
             self.outbox.send(out, sample, anti_entropy.start(self.node_id, self._session, digest))
 
-    def _purge_tombstones(self, out: Output) -> None:
-        tombstones = self.replica.tombstones
-        if not tombstones.holders:
-            return
-        c, members = self.config, self.membership
-        everyone = set(members.ring_members())
-        required = (lambda key: set(self.owners(key))) if c.sharding else (lambda _: everyone)
-        plan = tombstones.plan(c.maintenance_batch, required, members.is_alive)
-        for key in plan.purge:
-            tombstones.remember(key, version_of(self.store.records[key]))
-            self.replica.drop(out, key)
-            self.counters.tombstones_purged += 1
-        self._push_for_ack(out, plan.confirm)
-
-    def _hand_off(self, out: Output) -> None:
-        keys, budget = list(self.store.keys()), self.config.maintenance_batch
-        plan = self.replica.handoff.plan(keys, budget, self.owners, self.membership.is_alive)
-        for key in plan.drop:
-            self.replica.drop(out, key)
-            self.counters.handoffs_completed += 1
-        self._push_for_ack(out, plan.send)
+    def _maintain(self, out: Output) -> None:
+        """Purge tombstones every required member holds; hand off keys not owned here."""
+        c, members, replica = self.config, self.membership, self.replica
+        if replica.tombstones.holders:
+            everyone = set(members.ring_members())
+            required = (lambda key: set(self.owners(key))) if c.sharding else (lambda _: everyone)
+            confirm = replica.purge_tombstones(out, c.maintenance_batch, required, members.is_alive)
+            self._push_for_ack(out, confirm)
+        if c.sharding:
+            send = replica.hand_off(out, c.maintenance_batch, self.owners, members.is_alive)
+            self._push_for_ack(out, send)
 
     # --- receiving -------------------------------------------------------------------
     def receive(self, data: bytes, now: float) -> Output:
@@ -345,14 +317,10 @@ class Node:
         """The whole digest, or (sharded) one over the keys both nodes own."""
         if not self.config.sharding:
             return self.store.digest(self.owners, self.node_id)
-        ring, n = self.ring(), self.config.replicas
-        return self.store.digest_for(peer, self.membership.epoch, lambda k: ring.owners(k, n), self.node_id)  # fmt: skip
+        owners_of = self.placement.shared_owners()
+        return self.store.digest_for(peer, self.membership.epoch, owners_of, self.node_id)
 
     # --- what to send ----------------------------------------------------------------
-    def _replica_targets(self, key: str) -> list[str]:
-        c = self.config
-        return replica_targets(self.ring(), key, c.replicas, self.membership.is_alive, self.node_id)
-
     def _entries(self) -> list[MemberEntry]:
         return self.membership.gossip_entries(self.rng, self.config.member_gossip)
 

@@ -9,6 +9,8 @@ about whom to talk to: that is ``Node``'s.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rumordb.core import hlc
 from rumordb.core.broadcast import BroadcastQueue
 from rumordb.core.counters import Counters
@@ -125,6 +127,38 @@ class Replica:
             if current.tombstone:
                 self.tombstones.held_by(item.key, sender, item.holders)
             self.handoff.acked(item.key, sender)
+
+    def purge_tombstones(
+        self,
+        out: Output,
+        budget: int,
+        required: Callable[[str], set[str]],
+        is_alive: Callable[[str], bool],
+    ) -> dict[str, list[str]]:
+        """Drop the next window's tombstones that every required member holds.
+
+        Returns the live members to ask about the others (key lists, by member).
+        """
+        plan = self.tombstones.plan(budget, required, is_alive)
+        for key in plan.purge:
+            self.tombstones.remember(key, version_of(self.store.records[key]))
+            self.drop(out, key)
+            self.counters.tombstones_purged += 1
+        return plan.confirm
+
+    def hand_off(
+        self,
+        out: Output,
+        budget: int,
+        owners_of: Callable[[str], list[str]],
+        is_alive: Callable[[str], bool],
+    ) -> dict[str, list[str]]:
+        """Drop the next window's not-owned keys every owner holds; returns what to send."""
+        plan = self.handoff.plan(list(self.store.keys()), budget, owners_of, is_alive)
+        for key in plan.drop:
+            self.drop(out, key)
+            self.counters.handoffs_completed += 1
+        return plan.send
 
     def update(self, key: str) -> Update:
         """The stored version of ``key`` as sent (a tombstone with its known holders)."""
