@@ -21,12 +21,12 @@ from rumordb.core.context import Context, decode_context, encode_context
 from rumordb.core.counters import Counters
 from rumordb.core.errors import DecodeError, InvalidContext, InvalidKey, RumorError
 from rumordb.core.keys import check_key
+from rumordb.core.member_state import Event, InvalidTransition, State
 from rumordb.core.membership import (
     MemberEntry,
     MemberInfo,
     Membership,
     MemberTable,
-    State,
     StaticMembership,
     Transition,
     restart_incarnation,
@@ -48,8 +48,10 @@ __all__ = [
     "Counters",
     "DecodeError",
     "Discarded",
+    "Event",
     "InvalidContext",
     "InvalidKey",
+    "InvalidTransition",
     "ListPlan",
     "Local",
     "MemberEntry",

@@ -1,32 +1,22 @@
 """Who is in the cluster, and who is alive: heartbeat-based failure detection.
 
-Theory of operation. Every member owns a heartbeat counter that it bumps once per probe
-interval, and an *incarnation* that it bumps when it restarts or must refute a rumour of
-its death. ``(incarnation, heartbeat)`` only ever grows, so "progress" is well defined.
-Members travel as ``MemberEntry`` on every gossip message (the sender's own entry plus a
-small sample of others), so a member's progress reaches everyone even across a broken
-link: replication goes on around a dead or unreachable node.
-
-Each node judges liveness *locally* from how long a member has shown no progress:
-
-    state     event                                   next state
-    -------   -------------------------------------   ----------
-    alive     silent for >= suspect_timeout            suspect
-    suspect   silent for >= suspect + dead timeout     dead
-    suspect   progress                                 alive
-    dead      progress                                 alive
-    any       entry says "left" (same or newer inc.)   left
-    left      progress with a higher incarnation       alive
+Theory of operation. Every member owns a heartbeat counter and an incarnation (see
+``core.member_state`` for the state machine these drive). Members travel as
+``MemberEntry`` on every gossip message (the sender's own entry plus a small sample of
+others), so a member's progress reaches everyone even across a broken link: replication
+goes on around a dead or unreachable node. This table turns what it hears and how long
+it heard nothing into ``member_state`` events, and keeps the transitions made for the
+node to hand out in its next ``Output``.
 
 A node that hears itself called suspect or dead refutes: it takes an incarnation above
-the rumour's, and its next entries override it everywhere. Gossiped suspect/dead states
-are advisory (they trigger refutation, never a local verdict), so one node's broken link
-cannot get a healthy member declared dead by others.
+the rumour's, and its next entries override it everywhere.
+
+``MemberTable`` is the protocol the node needs; ``Membership`` is the real table and
+``StaticMembership`` a fixed, shared one for very large simulations.
 """
 
 from __future__ import annotations
 
-import enum
 import math
 import random
 from dataclasses import dataclass
@@ -34,12 +24,7 @@ from typing import Protocol
 
 import msgspec
 
-
-class State(enum.Enum):
-    ALIVE = "alive"
-    SUSPECT = "suspect"
-    DEAD = "dead"
-    LEFT = "left"
+from rumordb.core.member_state import Event, State, fire
 
 
 class MemberEntry(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -244,8 +229,10 @@ class Membership:
         self.me.heartbeat = 0
 
     def leave(self, now: float) -> None:
+        if self.me.state is State.LEFT:
+            return
         self.me.incarnation += 1
-        self._set_state(self.me, State.LEFT, now)
+        self._fire(self.me, Event.LEAVE, now)
 
     def observe(self, entry: MemberEntry, now: float) -> None:
         """Absorb what a peer believes about ``entry.id``."""
@@ -254,27 +241,27 @@ class Membership:
             return
         member = self._members.get(entry.id)
         if member is None:
-            if entry.state == State.LEFT.value:
-                return
-            self._members[entry.id] = Member(
-                entry.id, entry.address, entry.incarnation, entry.heartbeat, State.ALIVE, now, now
-            )
-            self._changed()
+            if entry.state != State.LEFT.value:
+                self._members[entry.id] = Member(
+                    entry.id, entry.address, entry.incarnation, entry.heartbeat, State.ALIVE, now, now
+                )  # fmt: skip
+                self._changed()
             return
         if entry.state == State.LEFT.value:
             if entry.incarnation >= member.incarnation and member.state is not State.LEFT:
                 member.incarnation = entry.incarnation
-                self._set_state(member, State.LEFT, now)
+                self._fire(member, Event.LEAVE, now)
             return
-        if (entry.incarnation, entry.heartbeat) > (member.incarnation, member.heartbeat):
-            if member.state is State.LEFT and entry.incarnation <= member.incarnation:
-                return
-            member.incarnation = entry.incarnation
-            member.heartbeat = entry.heartbeat
-            member.address = entry.address or member.address
-            member.last_progress = now
-            if member.state is not State.ALIVE:
-                self._set_state(member, State.ALIVE, now)
+        if (entry.incarnation, entry.heartbeat) <= (member.incarnation, member.heartbeat):
+            return
+        if member.state is State.LEFT and entry.incarnation <= member.incarnation:
+            return  # progress from the life it left: ignored
+        event = Event.REJOIN if member.state is State.LEFT else Event.PROGRESS
+        member.incarnation = entry.incarnation
+        member.heartbeat = entry.heartbeat
+        member.address = entry.address or member.address
+        member.last_progress = now
+        self._fire(member, event, now)
 
     def _observe_self(self, entry: MemberEntry) -> None:
         me = self.me
@@ -301,18 +288,22 @@ class Membership:
                 continue
             silent = now - member.last_progress
             if member.state is State.ALIVE and silent >= suspect_after:
-                made.append(self._set_state(member, State.SUSPECT, now))
+                made.extend(self._fire(member, Event.SUSPECT_TIMEOUT, now))
             if member.state is State.SUSPECT and silent >= dead_after:
-                made.append(self._set_state(member, State.DEAD, now))
+                made.extend(self._fire(member, Event.DEAD_TIMEOUT, now))
         return made
 
-    def _set_state(self, member: Member, state: State, now: float) -> Transition:
+    def _fire(self, member: Member, event: Event, now: float) -> list[Transition]:
+        """Move ``member`` by the state table; returns the transition made, if any."""
+        state = fire(member.state, event)
+        if state is member.state:
+            return []
         change = Transition(member.id, member.state, state, now)
         member.state = state
         member.state_since = now
         self._transitions.append(change)
         self._changed()
-        return change
+        return [change]
 
     def _changed(self) -> None:
         self._peers = None

@@ -270,7 +270,7 @@ class Runner:
 
     @property
     def discovery_rejected(self) -> int:
-        return getattr(self._discovery, "rejected", 0) if self._discovery else 0
+        return self._discovery.rejected if self._discovery is not None else 0
 
     # --- peers ---------------------------------------------------------------------
     def on_peer(self, announcement: Announcement) -> None:

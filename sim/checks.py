@@ -38,6 +38,8 @@ class WriteStats:
     causal_lost: int = 0  # a causal write that did not become the latest: must stay 0
     reads: int = 0
     stale_reads: int = 0
+    lists: int = 0
+    incomplete_lists: int = 0  # a listing that missed a live key or showed a deleted one
 
 
 @dataclass(slots=True)
@@ -115,6 +117,23 @@ class Convergence:
             return False
         self._new_latest(key, record, now)
         return True
+
+    def listed(self, keys: list[str], limit: int) -> bool:
+        """A client listing of every key; returns True when it was not the latest truth.
+
+        The truth is every key whose latest version is live, up to the page's last key
+        when the page is full: a listing is eventually consistent, like a read.
+        """
+        self.stats.lists += 1
+        bound = keys[-1] if len(keys) >= limit else None
+        live = {
+            key
+            for key, state in self.keys.items()
+            if not state.latest.tombstone and (bound is None or key <= bound)
+        }
+        incomplete = live != set(keys)
+        self.stats.incomplete_lists += incomplete
+        return incomplete
 
     def stored(self, node: str, key: str, record: Record, now: float) -> None:
         state = self.keys.get(key)

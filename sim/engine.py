@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import random
 import time
-from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -35,8 +34,9 @@ from typing import IO, Any
 import simpy
 
 from rumordb.core import (
-    AskOwners,
+    Counters,
     DecodeError,
+    Local,
     Node,
     NodeConfig,
     Output,
@@ -45,12 +45,13 @@ from rumordb.core import (
     StaticMembership,
     WriteResult,
     WriteStatus,
+    merge_pages,
     message_kind,
     restart_incarnation,
 )
 from rumordb.sim.checks import Convergence, divergent_keys
 from rumordb.sim.clock import NodeClock
-from rumordb.sim.metrics import collect
+from rumordb.sim.metrics import Series, Traffic, collect
 from rumordb.sim.network import Fate, Network
 from rumordb.sim.scenario import FaultSpec, Scenario
 from rumordb.sim.workload import Op, operations, value_for
@@ -74,35 +75,6 @@ class SimNode:
     pending_state: str = "keep"  # how the current crash treats memory and disk
     wiped: bool = False  # crashed with its disk: holds nothing until rebuilt
     purged: dict[str, Record] = field(default_factory=dict)  # tombstones it dropped, by key
-
-
-@dataclass(slots=True)
-class Traffic:
-    messages_sent: int = 0
-    bytes_sent: int = 0
-    delivered: int = 0
-    lost: int = 0
-    partitioned: int = 0
-    unreachable: int = 0
-    to_down_node: int = 0
-    decode_errors: int = 0
-    persisted_writes: int = 0
-    persisted_purges: int = 0
-    by_kind: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass(slots=True)
-class Series:
-    """One row per sample interval: the convergence and traffic curves."""
-
-    t_s: list[float] = field(default_factory=list)
-    min_fraction: list[float] = field(default_factory=list)
-    mean_fraction: list[float] = field(default_factory=list)
-    keys_complete: list[float] = field(default_factory=list)
-    nodes_current: list[float] = field(default_factory=list)
-    messages: list[int] = field(default_factory=list)
-    bytes: list[int] = field(default_factory=list)
-    up_nodes: list[int] = field(default_factory=list)
 
 
 class Simulation:
@@ -340,12 +312,20 @@ class Simulation:
             self.failed_ops += 1
             self._record(f"op {op.kind} {op.key} no-node")
             return
+        self.serve(origin.id, op)
+
+    def serve(self, node_id: str, op: Op) -> None:
+        """One client operation sent to ``node_id``, carried out as the live edge does."""
+        origin = self.nodes[node_id]
         if op.kind == "read":
-            plan = origin.node.read(op.key)  # sharded: an owner answers
-            if isinstance(plan, AskOwners) and not plan.fallback:
-                origin = next((self.nodes[o] for o in plan.owners if self.nodes[o].up), origin)
-            stale = self.checker.read(origin.id, op.key)
-            self._record(f"op read {op.key} {origin.id} {stale}")
+            server = self.read_server(node_id, op.key)
+            stale = self.checker.read(server, op.key)
+            self._record(f"op read {op.key} {server} {stale}")
+            return
+        if op.kind == "list":
+            keys = self.list_keys(node_id)
+            incomplete = self.checker.listed(keys, self.scenario.workload.list_limit)
+            self._record(f"op list {origin.id} {len(keys)} {incomplete}")
             return
         result, origin = self._write(origin, op)
         if result is None:
@@ -360,6 +340,32 @@ class Simulation:
         out = result.output
         out.extend(origin.node.flush(origin.clock.now(self.env.now)))
         self._emit(origin, out)
+
+    def read_server(self, node_id: str, key: str) -> str:
+        """The node whose answer a client reading ``key`` at ``node_id`` gets (``Node.read``)."""
+        plan = self.nodes[node_id].node.read(key)
+        if isinstance(plan, Local):
+            return node_id
+        up = [owner for owner in plan.owners if self.nodes[owner].up]
+        if not plan.fallback:
+            return up[0] if up else node_id  # an owner answers
+        # This owner never saw the key (ranges moving): a co-owner's value counts.
+        for owner in up:
+            answer = self.nodes[owner].node.read(key, forwarded=True)
+            if isinstance(answer, Local) and answer.record is not None:
+                return owner
+        return node_id
+
+    def list_keys(self, node_id: str) -> list[str]:
+        """A listing at ``node_id``: its page, merged with its peers' when sharded."""
+        limit = self.scenario.workload.list_limit
+        plan = self.nodes[node_id].node.plan_list("", limit)
+        pages = [
+            self.nodes[peer].node.plan_list("", limit, forwarded=True).keys
+            for peer in plan.gather
+            if self.nodes[peer].up
+        ]
+        return merge_pages(plan.keys, pages, limit)
 
     def _write(self, origin: SimNode, op: Op) -> tuple[WriteResult | None, SimNode]:
         result = self._apply(origin, op)
@@ -522,6 +528,14 @@ class Simulation:
 
     def _metrics(self, wall_s: float) -> dict[str, Any]:
         return collect(self, wall_s)
+
+    @property
+    def end_s(self) -> float:
+        return float(self.env.now)
+
+    def node_counters(self) -> list[Counters]:
+        """Every node's counters, up or down (a crashed node keeps its totals)."""
+        return [sim_node.node.view.counters() for sim_node in self.nodes.values()]
 
     def divergent(self) -> list[str]:
         """Keys on which the up nodes (owners, when sharded) hold different versions."""

@@ -16,12 +16,64 @@ Definitions (all measured from outside the nodes, see ``sim.checks``):
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from rumordb.sim.scenario import to_dict
+from rumordb.core import Counters
+from rumordb.sim.checks import Convergence
+from rumordb.sim.scenario import Scenario, to_dict
 
-if TYPE_CHECKING:
-    from rumordb.sim.engine import Simulation
+
+@dataclass(slots=True)
+class Traffic:
+    messages_sent: int = 0
+    bytes_sent: int = 0
+    delivered: int = 0
+    lost: int = 0
+    partitioned: int = 0
+    unreachable: int = 0
+    to_down_node: int = 0
+    decode_errors: int = 0
+    persisted_writes: int = 0
+    persisted_purges: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class Series:
+    """One row per sample interval: the convergence and traffic curves."""
+
+    t_s: list[float] = field(default_factory=list)
+    min_fraction: list[float] = field(default_factory=list)
+    mean_fraction: list[float] = field(default_factory=list)
+    keys_complete: list[float] = field(default_factory=list)
+    nodes_current: list[float] = field(default_factory=list)
+    messages: list[int] = field(default_factory=list)
+    bytes: list[int] = field(default_factory=list)
+    up_nodes: list[int] = field(default_factory=list)
+
+
+class Run(Protocol):
+    """What ``collect`` reads of a finished run (``sim.engine.Simulation`` is one)."""
+
+    scenario: Scenario
+    checker: Convergence
+    traffic: Traffic
+    series: Series
+    ids: list[str]
+    last_disturbance_s: float
+    failed_ops: int
+    noop_deletes: int
+    events: list[dict[str, Any]]
+
+    @property
+    def end_s(self) -> float: ...
+    @property
+    def trace_hash(self) -> str: ...
+    def divergent(self) -> list[str]: ...
+    def node_counters(self) -> list[Counters]: ...
+
 
 NODE_COUNTERS = (
     "updates_applied",
@@ -35,7 +87,7 @@ NODE_COUNTERS = (
 )
 
 
-def collect(sim: Simulation, wall_s: float) -> dict[str, Any]:
+def collect(sim: Run, wall_s: float) -> dict[str, Any]:
     checker, traffic = sim.checker, sim.traffic
     divergent = sim.divergent()
     converged = checker.complete and not divergent
@@ -50,7 +102,7 @@ def collect(sim: Simulation, wall_s: float) -> dict[str, Any]:
             max(0.0, converged_at - sim.last_disturbance_s) if converged_at is not None else None
         ),
         "last_disturbance_s": sim.last_disturbance_s,
-        "end_s": sim.env.now,
+        "end_s": sim.end_s,
         "nodes": len(sim.ids),
         "nodes_up": len(checker.up),
         "keys": len(checker.keys),
@@ -94,10 +146,10 @@ def summary(values: list[float]) -> dict[str, float | int | None]:
     }
 
 
-def _node_counters(sim: Simulation) -> dict[str, int]:
+def _node_counters(sim: Run) -> dict[str, int]:
     totals = dict.fromkeys(NODE_COUNTERS, 0)
-    for sim_node in sim.nodes.values():
-        counters = sim_node.node.view.counters()
+    for counters in sim.node_counters():
+        values = dataclasses.asdict(counters)
         for name in NODE_COUNTERS:
-            totals[name] += getattr(counters, name)
+            totals[name] += values[name]
     return totals

@@ -67,6 +67,8 @@ class WorkloadSpec(_Spec):
     writes_per_s: float = 0.0
     delete_fraction: float = 0.0  # share of writes that are deletes
     reads_per_s: float = 0.0
+    lists_per_s: float = 0.0  # key listings (GET /kv): gathered from every peer when sharded
+    list_limit: int = 100  # keys per listing page
     keys: int = 100
     value_bytes: int = 64
     start_s: float = 0.0
@@ -260,10 +262,11 @@ def _validate_gossip(g: GossipSpec) -> None:
 
 
 def _validate_workload(w: WorkloadSpec, known: set[str]) -> None:
-    for name in ("writes_per_s", "reads_per_s", "start_s"):
+    for name in ("writes_per_s", "reads_per_s", "lists_per_s", "start_s"):
         _check(getattr(w, name) >= 0, f"workload.{name}", "must be >= 0")
     _check(0 <= w.delete_fraction <= 1, "workload.delete_fraction", "must be in [0, 1]")
     _check(w.keys >= 1, "workload.keys", "must be >= 1")
+    _check(w.list_limit >= 1, "workload.list_limit", "must be >= 1")
     _check(w.value_bytes >= 0, "workload.value_bytes", "must be >= 0")
     if w.stop_s is not None:
         _check(w.stop_s >= w.start_s, "workload.stop_s", "must be >= workload.start_s")

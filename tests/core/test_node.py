@@ -146,7 +146,7 @@ def test_a_key_recreated_after_its_tombstone_was_purged_wins_over_the_tombstone(
     n.put("k", b"old", "text/plain", 100.0)
     tombstone = n.delete("k", 100.1).record
     assert tombstone is not None
-    n._drop(n.flush(100.1), "k")  # purged here; another replica still holds the tombstone
+    n.replica.drop(n.flush(100.1), "k")  # purged here; another replica still holds the tombstone
     fresh = n.put("k", b"new", "text/plain", 100.2).record
     assert fresh is not None
     other = node("n7")

@@ -1,0 +1,68 @@
+"""Outgoing messages: encoded once, batched to the size limit, counted, put in an Output.
+
+Every message carries a sample of the member table (``entries``), so membership rides
+on data; one ``encode`` per message however many targets get it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rumordb.core.counters import Counters
+from rumordb.core.membership import MemberEntry
+from rumordb.core.messages import Message, Push, Update, encode
+from rumordb.core.output import Output
+from rumordb.core.rumors import chunks
+
+
+class Outbox:
+    __slots__ = ("_counters", "_entries", "max_batch", "node_id")
+
+    def __init__(
+        self,
+        node_id: str,
+        counters: Counters,
+        entries: Callable[[], list[MemberEntry]],
+        max_batch: int,
+    ) -> None:
+        self.node_id = node_id
+        self._counters = counters
+        self._entries = entries
+        self.max_batch = max_batch
+
+    def entries(self) -> list[MemberEntry]:
+        return self._entries()
+
+    def send(self, out: Output, targets: list[str], message: Message) -> None:
+        if not targets:
+            return
+        data = encode(message)
+        for target in targets:
+            out.messages.append((target, data))
+        self._counters.messages_sent += len(targets)
+        self._counters.bytes_sent += len(data) * len(targets)
+
+    def push(
+        self,
+        out: Output,
+        targets: list[str],
+        updates: list[Update],
+        *,
+        relay: bool = True,
+        ack: bool = False,
+    ) -> None:
+        """``updates`` to ``targets`` in Pushes of at most ``max_batch`` updates each."""
+        for chunk in chunks(updates, self.max_batch):
+            self.send(out, targets, Push(self.node_id, self._entries(), chunk, ack, relay))
+
+    def push_each(
+        self,
+        out: Output,
+        grouped: dict[str, list[Update]],
+        *,
+        relay: bool = True,
+        ack: bool = False,
+    ) -> None:
+        """Each target its own updates (``grouped``: target -> updates)."""
+        for target, updates in grouped.items():
+            self.push(out, [target], updates, relay=relay, ack=ack)

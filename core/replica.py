@@ -1,0 +1,185 @@
+"""The versions one node holds, and what it knows of who else holds them.
+
+A ``Replica`` applies versions (a client's, through ``write``; a peer's, through
+``merge``) by the LWW rule of ``core.merge``, keeps the node's hybrid logical clock above
+every version it has seen, and answers acknowledgements both ways: the ``Held`` records
+it sends, and those it receives (tombstone holders, handoff owners). It decides nothing
+about whom to talk to: that is ``Node``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rumordb.core import hlc
+from rumordb.core.broadcast import BroadcastQueue
+from rumordb.core.counters import Counters
+from rumordb.core.errors import InvalidKey
+from rumordb.core.handoff import Handoff
+from rumordb.core.keys import check_key
+from rumordb.core.merge import Outcome, decide
+from rumordb.core.messages import Held, Update
+from rumordb.core.output import Output
+from rumordb.core.record import Record, discarded_from, version_of
+from rumordb.core.store import Store
+from rumordb.core.tombstones import Tombstones
+from rumordb.core.writes import WriteCommand, WriteStatus, new_version, refusal
+
+
+class Replica:
+    def __init__(
+        self,
+        node_id: str,
+        counters: Counters,
+        queue: BroadcastQueue,
+        max_key_bytes: int,
+        now: float,
+    ) -> None:
+        self.node_id = node_id
+        self.store = Store()
+        self.tombstones = Tombstones(node_id)
+        self.handoff = Handoff(node_id)
+        self.queue = queue  # rumors: fresh versions still to be gossiped
+        self.counters = counters
+        self.max_key_bytes = max_key_bytes
+        self.hlc = hlc.pack(int(now * 1000))
+
+    def load(self, key: str, record: Record) -> None:
+        """A version read back from disk at start."""
+        self.put(key, record)
+        self.hlc = max(self.hlc, record.hlc)
+
+    def write(self, command: WriteCommand, now: float) -> tuple[WriteStatus, Record | None]:
+        """A client write here: (status, the new version or the one that refused it)."""
+        local = self.store.get(command.key)
+        refused = refusal(command, local)
+        if refused is not None:
+            return refused, local
+        record = new_version(self.node_id, command, local, self.hlc, int(now * 1000))
+        self.hlc = record.hlc
+        self.put(command.key, record)
+        created = (local is None or local.tombstone) and not command.delete
+        return WriteStatus.CREATED if created else WriteStatus.OK, record
+
+    def merge(
+        self, out: Output, sender: str, updates: list[Update], relay: bool, sync: bool
+    ) -> list[Update]:
+        """Apply peer versions; returns those the sender wants acknowledged.
+
+        ``relay``: queue what is new as a rumor; ``sync``: from anti-entropy, whose
+        tombstones are acknowledged so that the sender learns we hold them.
+        """
+        return [update for update in updates if self._merge(out, sender, update, relay, sync)]
+
+    def _merge(self, out: Output, sender: str, update: Update, relay: bool, sync: bool) -> bool:
+        key, incoming, counters = update.key, update.record, self.counters
+        try:
+            check_key(key, self.max_key_bytes)
+        except InvalidKey:
+            counters.decode_errors += 1
+            return False
+        self.hlc = hlc.observe(self.hlc, incoming.hlc)
+        gone = self.tombstones.purged.get(key)
+        if gone is not None and version_of(incoming) <= gone:
+            # Purged because every member held it: anything older is stale. Acknowledge a
+            # tombstone, so the sender drops its copy too.
+            return incoming.tombstone
+        local = self.store.records.get(key)
+        outcome = decide(local, incoming)
+        if outcome.concurrent:
+            counters.lww_overwrites += 1
+            loser = local if outcome is Outcome.LWW_WON else incoming
+            discarded = discarded_from(loser)  # type: ignore[arg-type]
+            self.store.discarded[key] = discarded
+            out.discards.append((key, discarded))
+        if outcome.applied:
+            counters.updates_applied += 1
+            self.put(key, incoming)
+            out.writes.append((key, incoming))
+            if relay:
+                self.queue.push(key, incoming)
+        elif outcome is Outcome.STALE:
+            counters.updates_stale += 1
+        current = self.store.records.get(key)
+        if current is None or not current.tombstone or version_of(current) != version_of(incoming):
+            return False
+        self.tombstones.held_by(key, sender, update.holders)
+        return sync
+
+    def held(self, updates: list[Update], ring_members: list[str]) -> list[Held]:
+        """What we hold of ``updates``' keys now (a purged tombstone: every member does)."""
+        held: list[Held] = []
+        for update in updates:
+            current = self.store.get(update.key)
+            if current is not None:
+                holders = self.tombstones.holders_of(update.key) if current.tombstone else None
+                held.append(Held(update.key, current.hlc, current.origin, holders))
+            elif (gone := self.tombstones.purged.get(update.key)) is not None:
+                held.append(Held(update.key, gone[0], gone[1], ring_members))
+        return held
+
+    def acknowledged(self, sender: str, held: list[Held]) -> None:
+        for item in held:
+            current = self.store.get(item.key)
+            # A peer holding this version or anything newer can no longer lose it.
+            if current is None or (item.hlc, item.origin) < version_of(current):
+                continue
+            if current.tombstone:
+                self.tombstones.held_by(item.key, sender, item.holders)
+            self.handoff.acked(item.key, sender)
+
+    def purge_tombstones(
+        self,
+        out: Output,
+        budget: int,
+        required: Callable[[str], set[str]],
+        is_alive: Callable[[str], bool],
+    ) -> dict[str, list[str]]:
+        """Drop the next window's tombstones that every required member holds.
+
+        Returns the live members to ask about the others (key lists, by member).
+        """
+        plan = self.tombstones.plan(budget, required, is_alive)
+        for key in plan.purge:
+            self.tombstones.remember(key, version_of(self.store.records[key]))
+            self.drop(out, key)
+            self.counters.tombstones_purged += 1
+        return plan.confirm
+
+    def hand_off(
+        self,
+        out: Output,
+        budget: int,
+        owners_of: Callable[[str], list[str]],
+        is_alive: Callable[[str], bool],
+    ) -> dict[str, list[str]]:
+        """Drop the next window's not-owned keys every owner holds; returns what to send."""
+        plan = self.handoff.plan(list(self.store.keys()), budget, owners_of, is_alive)
+        for key in plan.drop:
+            self.drop(out, key)
+            self.counters.handoffs_completed += 1
+        return plan.send
+
+    def update(self, key: str) -> Update:
+        """The stored version of ``key`` as sent (a tombstone with its known holders)."""
+        record = self.store.records[key]
+        return self.update_of(key, record)
+
+    def update_of(self, key: str, record: Record) -> Update:
+        if record.tombstone:
+            return Update(key, record, self.tombstones.holders_of(key))
+        return Update(key, record)
+
+    def put(self, key: str, record: Record) -> None:
+        previous = self.store.put(key, record)
+        replaced_tombstone = previous is not None and previous.tombstone
+        if record.tombstone or replaced_tombstone:
+            self.tombstones.stored(key, record.tombstone, replaced_tombstone)
+        self.handoff.reset(key)
+
+    def drop(self, out: Output, key: str) -> None:
+        self.store.drop(key)
+        self.tombstones.dropped(key)
+        self.handoff.reset(key)
+        self.queue.discard(key)
+        out.purges.append(key)
