@@ -53,6 +53,8 @@ from rumordb.core.timers import Timers
 from rumordb.core.view import NodeView
 from rumordb.core.writes import WriteCommand, WriteResult, WriteStatus
 
+_APPLIED = frozenset((WriteStatus.OK, WriteStatus.CREATED))
+
 __all__ = ["Node", "NodeConfig", "Output", "WriteCommand", "WriteResult", "WriteStatus"]
 
 
@@ -134,7 +136,7 @@ class Node:
         if owners is not None:
             return WriteResult(WriteStatus.NOT_OWNER, None, Output(), tuple(owners))
         status, record = self.replica.write(command, now)
-        if status not in (WriteStatus.OK, WriteStatus.CREATED) or record is None:
+        if status not in _APPLIED or record is None:
             return WriteResult(status, record, Output())
         self._urgent[key] = record
         return WriteResult(status, record, Output(writes=[(key, record)]))
@@ -164,18 +166,19 @@ class Node:
         if not self._urgent:
             return out
         urgent, self._urgent = self._urgent, {}
-        updates = [(key, self.replica.update_of(key, record)) for key, record in urgent.items()]
+        update_of = self.replica.update_of
         if self.config.sharding:
-            self.outbox.push_each(
-                out, by_target(updates, self.placement.replica_targets), relay=False
-            )
+            pairs = [(key, update_of(key, record)) for key, record in urgent.items()]
+            grouped = by_target(pairs, self.placement.replica_targets)
+            self.outbox.push_each(out, grouped, relay=False)
             return out
         targets = self.membership.sample_peers(self.rng, self.config.fanout)
         relay = not is_direct_mail(len(targets), len(self.membership.peers()))
         if relay:
             for key, record in urgent.items():
                 self.queue.push(key, record, transmits=len(targets))
-        self.outbox.push(out, targets, [update for _, update in updates], relay=relay)
+        updates = [update_of(key, record) for key, record in urgent.items()]
+        self.outbox.push(out, targets, updates, relay=relay)
         return out
 
     # --- time ------------------------------------------------------------------------

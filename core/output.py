@@ -10,19 +10,20 @@ of them, and each is handed out exactly once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import msgspec
 
 from rumordb.core.membership import Transition
 from rumordb.core.record import Discarded, Record
 
 
-@dataclass(slots=True)
-class Output:
-    messages: list[tuple[str, bytes]] = field(default_factory=list)  # (node id, payload)
-    writes: list[tuple[str, Record]] = field(default_factory=list)
-    purges: list[str] = field(default_factory=list)
-    transitions: list[Transition] = field(default_factory=list)
-    discards: list[tuple[str, Discarded]] = field(default_factory=list)
+class Output(msgspec.Struct):
+    """A msgspec Struct (empty lists are fresh per instance): one is built per call."""
+
+    messages: list[tuple[str, bytes]] = []  # (node id, payload)
+    writes: list[tuple[str, Record]] = []
+    purges: list[str] = []
+    transitions: list[Transition] = []
+    discards: list[tuple[str, Discarded]] = []
 
     def __bool__(self) -> bool:
         return bool(

@@ -10,9 +10,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import msgspec
 
-@dataclass(frozen=True, slots=True)
-class Due:
+
+class Due(msgspec.Struct, frozen=True, gc=False):
     probe: bool
     gossip: bool
     anti_entropy: bool

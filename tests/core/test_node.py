@@ -336,20 +336,6 @@ def test_sharded_listing_gathers_every_live_peer_unless_forwarded() -> None:
     assert node().plan_list().gather == (), "unsharded: every node holds every key"
 
 
-def test_view_reads_what_the_node_holds_without_exposing_it() -> None:
-    n = node()
-    n.join("n2", "mem://n2", 0, 100.0)
-    record = n.write(WriteCommand("k", b"1"), 100.0).record
-    view = n.view
-    assert view.version("k") == record and dict(view.items()) == {"k": record}
-    assert view.key_count() == (1, 0) and view.peers() == ["n2"]
-    assert {m.id for m in view.members()} == {"n1", "n2"} and view.me().id == "n1"
-    assert view.is_alive("n2") and view.address("n2") == "mem://n2"
-    counters = view.counters()
-    counters.messages_sent += 99
-    assert n.view.counters().messages_sent == 0, "a snapshot, not the live counters"
-
-
 def test_member_state_changes_come_out_in_the_output_and_only_once() -> None:
     n = node(probe_interval_ms=100, suspicion_mult=1, jitter_timers=False)
     n.join("n2", "mem://n2", 0, 100.0)

@@ -1,0 +1,82 @@
+"""The replica: client writes, LWW merges of peer versions, and acknowledgements."""
+
+from rumordb.core.broadcast import BroadcastQueue
+from rumordb.core.counters import Counters
+from rumordb.core.hlc import pack
+from rumordb.core.messages import Held, Update
+from rumordb.core.output import Output
+from rumordb.core.record import Record
+from rumordb.core.replica import Replica
+from rumordb.core.writes import WriteCommand, WriteStatus
+
+
+def replica() -> Replica:
+    return Replica("me", Counters(), BroadcastQueue(100), max_key_bytes=16, now=1.0)
+
+
+def peer_version(ms: int, origin: str = "b", tombstone: bool = False) -> Record:
+    return Record(b"" if tombstone else b"p", "t", {origin: pack(ms)}, pack(ms), origin, tombstone)
+
+
+def test_a_client_write_gets_an_hlc_above_everything_seen() -> None:
+    r = replica()
+    r.merge(Output(), "b", [Update("k", peer_version(50_000))], relay=False, sync=False)
+    status, record = r.write(WriteCommand("k", b"mine"), now=1.0)
+    assert status is WriteStatus.OK and record is not None and record.hlc > pack(50_000)
+
+
+def test_merge_applies_new_versions_relays_them_and_reports_lww_discards() -> None:
+    r = replica()
+    r.write(WriteCommand("k", b"mine"), now=1.0)
+    out = Output()
+    r.merge(out, "b", [Update("k", peer_version(9_000))], relay=True, sync=False)
+    assert [k for k, _ in out.writes] == ["k"] and [k for k, _ in out.discards] == ["k"]
+    assert len(r.queue) == 1 and r.counters.lww_overwrites == 1
+
+
+def test_merge_skips_invalid_peer_keys_and_counts_them() -> None:
+    r, out = replica(), Output()
+    r.merge(
+        out,
+        "b",
+        [Update("x" * 17, peer_version(1)), Update("a\x00", peer_version(1))],
+        False,
+        False,
+    )
+    assert not out and r.counters.decode_errors == 2
+
+
+def test_tombstones_from_anti_entropy_are_acknowledged_with_their_holders() -> None:
+    r = replica()
+    tombstone = Update("k", peer_version(5, tombstone=True), ["b", "c"])
+    acks = r.merge(Output(), "b", [tombstone], relay=False, sync=True)
+    assert acks == [tombstone]
+    assert r.held(acks, ["me", "b", "c"]) == [
+        Held("k", tombstone.record.hlc, "b", ["b", "c", "me"])
+    ]
+
+
+def test_a_purged_tombstone_refuses_older_versions_and_answers_for_every_member() -> None:
+    r, out = replica(), Output()
+    r.merge(out, "b", [Update("k", peer_version(5, tombstone=True))], False, False)
+    r.purge_tombstones(out, 10, lambda _: {"me", "b"}, lambda _: True)
+    assert out.purges == ["k"] and r.store.get("k") is None
+    stale = Update("k", peer_version(5, tombstone=True))
+    assert r.merge(Output(), "c", [stale], False, False) == [stale], "acknowledged, not stored"
+    assert r.store.get("k") is None
+    assert r.held([stale], ["me", "b", "c"])[0].holders == ["me", "b", "c"]
+
+
+def test_acknowledgements_fill_tombstone_holders_and_handoff_acks() -> None:
+    r = replica()
+    r.merge(Output(), "b", [Update("t", peer_version(5, tombstone=True))], False, False)
+    r.merge(Output(), "b", [Update("v", peer_version(5))], False, False)
+    r.hand_off(Output(), 10, lambda _: ["x"], lambda _: False)  # starts tracking acks
+    tomb, live = r.store.get("t"), r.store.get("v")
+    assert tomb is not None and live is not None
+    r.acknowledged("x", [Held("t", tomb.hlc, tomb.origin, ["y"]), Held("v", live.hlc, live.origin)])
+    assert r.tombstones.holders_of("t") == ["b", "me", "x", "y"]
+    assert r.handoff.acks["v"] == {"x"}
+    out = Output()
+    r.hand_off(out, 10, lambda _: ["x"], lambda _: True)
+    assert sorted(out.purges) == ["t", "v"], "every owner holds them: handed off"

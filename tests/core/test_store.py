@@ -1,0 +1,74 @@
+"""The store: records with a lazy sorted index and lazy digests that match a rebuild."""
+
+from rumordb.core.digest import Digest, fingerprint
+from rumordb.core.hlc import pack
+from rumordb.core.record import Record
+from rumordb.core.store import Store
+
+
+def rec(ms: int, tombstone: bool = False, origin: str = "a") -> Record:
+    return Record(
+        b"" if tombstone else b"v", "text/plain", {origin: ms}, pack(ms), origin, tombstone
+    )
+
+
+def _rebuilt(store: Store) -> Digest:
+    return Digest.of((k, fingerprint(r.hlc, r.origin, r.tombstone)) for k, r in store.items())
+
+
+def no_owners(key: str) -> list[str]:
+    raise AssertionError("unscoped digests never ask for owners")
+
+
+def test_put_returns_what_it_replaced_and_drop_forgets() -> None:
+    store = Store()
+    assert store.put("k", rec(1)) is None
+    assert store.put("k", rec(2)) == rec(1)
+    store.drop("k")
+    assert store.get("k") is None and len(store) == 0
+    store.drop("k")  # dropping an absent key is harmless
+
+
+def test_listing_keeps_order_skips_tombstones_and_follows_later_changes() -> None:
+    store = Store()
+    for key in ("b", "a", "c"):
+        store.put(key, rec(1))
+    assert store.list_live("", 10, "") == ["a", "b", "c"]  # builds the index
+    store.put("ab", rec(2))
+    store.put("b", rec(3, tombstone=True))
+    store.drop("c")
+    assert store.list_live("", 10, "") == ["a", "ab"]
+    assert store.list_live("a", 1, "a") == ["ab"]
+
+
+def test_the_lazy_digest_equals_one_rebuilt_from_the_records() -> None:
+    store = Store()
+    for i in range(50):
+        store.put(f"k{i}", rec(i + 1))
+    assert store.digest(no_owners, "me").hashes(0, [0]) == _rebuilt(store).hashes(0, [0])
+    store.put("k1", rec(99, tombstone=True))
+    store.drop("k2")
+    assert store.digest(no_owners, "me").hashes(0, [0]) == _rebuilt(store).hashes(0, [0])
+
+
+def test_a_scoped_digest_covers_only_keys_both_own_and_follows_changes() -> None:
+    store = Store()
+    owners = {"x": ["me", "peer"], "y": ["me", "other"], "z": ["peer", "me"]}
+    for key in owners:
+        store.put(key, rec(1))
+    scoped = store.digest_for("peer", 1, owners.__getitem__, "me")
+    want = Digest.of((k, fingerprint(rec(1).hlc, "a", False)) for k in ("x", "z"))
+    assert scoped.hashes(0, [0]) == want.hashes(0, [0])
+    store.drop("z")
+    again = store.digest_for("peer", 1, owners.__getitem__, "me")
+    assert again.hashes(0, [0]) == Digest.of([("x", fingerprint(rec(1).hlc, "a", False))]).hashes(
+        0, [0]
+    )
+
+
+def test_a_new_ring_epoch_rebuilds_the_scoped_digest() -> None:
+    store = Store()
+    store.put("x", rec(1))
+    first = store.digest_for("peer", 1, lambda _: ["me", "peer"], "me")
+    assert store.digest_for("peer", 1, lambda _: ["me"], "me") is first, "cached per epoch"
+    assert store.digest_for("peer", 2, lambda _: ["me"], "me").hashes(0, [0]) == {}

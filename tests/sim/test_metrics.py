@@ -1,0 +1,55 @@
+"""Run metrics: the summary table, and ``collect`` over anything shaped like a run."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from rumordb.core import Counters
+from rumordb.sim.checks import Convergence
+from rumordb.sim.metrics import Series, Traffic, collect, summary
+from tests.sim.helpers import build, minimal_raw
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([], {"count": 0, "mean": None, "p50": None, "p90": None, "max": None}),
+        ([2.0], {"count": 1, "mean": 2.0, "p50": 2.0, "p90": 2.0, "max": 2.0}),
+        ([4.0, 1.0, 3.0, 2.0], {"count": 4, "mean": 2.5, "p50": 2.0, "p90": 4.0, "max": 4.0}),
+    ],
+)
+def test_summary(values: list[float], expected: dict[str, Any]) -> None:
+    assert summary(values) == expected
+
+
+@dataclass
+class FakeRun:
+    """Not a Simulation: ``collect`` needs only the ``Run`` protocol (no engine import)."""
+
+    scenario: Any = field(default_factory=lambda: build(minimal_raw()))
+    checker: Convergence = field(default_factory=lambda: Convergence(["n1"], lambda _: {}))
+    traffic: Traffic = field(default_factory=lambda: Traffic(messages_sent=4, bytes_sent=40))
+    series: Series = field(default_factory=Series)
+    ids: list[str] = field(default_factory=lambda: ["n1", "n2"])
+    last_disturbance_s: float = 1.0
+    failed_ops: int = 0
+    noop_deletes: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    end_s: float = 5.0
+    trace_hash: str = "abc"
+
+    def divergent(self) -> list[str]:
+        return []
+
+    def node_counters(self) -> list[Counters]:
+        return [Counters(updates_applied=2, rumor_rounds=1), Counters(updates_applied=3)]
+
+
+def test_collect_sums_node_counters_and_reports_the_run() -> None:
+    metrics = collect(FakeRun(), wall_s=2.0)
+    assert metrics["node_counters"]["updates_applied"] == 5
+    assert metrics["node_counters"]["rumor_rounds"] == 1
+    assert metrics["converged"] and metrics["convergence_time_s"] == 0.0
+    assert metrics["end_s"] == 5.0 and metrics["messages_per_wall_s"] == 2.0
+    assert metrics["trace_hash"] == "abc" and metrics["nodes"] == 2
