@@ -217,7 +217,12 @@ def _add_ops_routes(app: FastAPI, runner: Runner, keystore: KeyStore) -> None:
 
     @app.get("/health", tags=["operations"], summary="Liveness of this process (no auth)")
     async def health() -> dict[str, Any]:
-        return {"status": "ok" if runner.running else "starting", "node_id": runner.node_id}
+        if not runner.running:
+            return {"status": "starting", "node_id": runner.node_id}
+        problems = runner.storage.problems()  # harden: storage that cannot persist
+        if problems:
+            return {"status": "degraded", "node_id": runner.node_id, "problems": problems}
+        return {"status": "ok", "node_id": runner.node_id}
 
     @app.get("/heartbeat", tags=["cluster"], summary="Answer a liveness probe (no auth)")
     async def heartbeat() -> dict[str, Any]:

@@ -70,6 +70,26 @@ class NodeCollector(Collector):
                 "Folds of the commit log into the keyed records table.",
                 stats.compactions,
             )
+            yield _counter(
+                "rumor_storage_commit_failures",
+                "Group commits whose transaction failed (their writes got 503).",
+                stats.commit_failures,
+            )
+            yield _counter(
+                "rumor_storage_encode_failures",
+                "Writes refused because a record could not be encoded (503).",
+                stats.encode_failures,
+            )
+            yield _gauge(
+                "rumor_storage_failing_commits",
+                "Consecutive failed commits now (0: this node persists; >0: degraded).",
+                stats.failing_commits,
+            )
+            yield _counter(
+                "rumor_storage_corrupt_skipped",
+                "Stored records or log rows skipped at start because they did not decode.",
+                stats.corrupt_skipped,
+            )
         node = self._node_fn()
         if node is None:
             return

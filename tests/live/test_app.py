@@ -301,3 +301,23 @@ async def test_unexpected_errors_become_logged_json_500s(
         assert_error(await http.get("/kv/k", headers=READER), 500, "internal_error")
         assert_error(await http.get("/cluster", headers=READER), 500, "internal_error")
         assert (await http.get("/health")).status_code == 200  # still serving
+
+
+async def test_a_failed_commit_is_503_json_and_the_next_write_succeeds(tmp_path: Path) -> None:
+    from tests.live.test_storage import inject_commit_failures
+
+    async with running_app(settings_for(tmp_path, durability="sync")) as (app, http):
+        inject_commit_failures(app.state.runner.storage, failures=1)
+        assert_error(await http.put("/kv/k", content=b"lost", headers=ADMIN), 503)
+        health = (await http.get("/health")).json()
+        assert health["status"] == "degraded"
+        assert "disk is full" in health["problems"][0]
+        text = (await http.get("/metrics", headers=READER)).text
+        assert "rumor_storage_commit_failures_total 1.0" in text
+        assert "rumor_storage_failing_commits 1.0" in text
+        put = await http.put("/kv/k2", content=b"kept", headers=ADMIN)
+        assert put.status_code == 201, put.text
+        assert (await http.get("/kv/k2", headers=READER)).content == b"kept"
+        assert (await http.get("/health")).json() == {"status": "ok", "node_id": "t1"}
+        text = (await http.get("/metrics", headers=READER)).text
+        assert "rumor_storage_failing_commits 0.0" in text

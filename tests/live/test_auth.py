@@ -56,7 +56,7 @@ def test_role_comes_from_the_matching_entry(tmp_path: Path) -> None:
 def test_unknown_keys_grant_nothing(tmp_path: Path, key: str) -> None:
     keys_file = tmp_path / "keys.json"
     add_key(keys_file, Role.ADMIN)
-    store = KeyStore.from_settings(settings(keys_file=keys_file, reader_key="r" * 32))
+    store = KeyStore.from_settings(settings(keys_file=keys_file, reader_key=generate_key()))
     assert store.role_for(key) is None
 
 
