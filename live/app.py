@@ -37,7 +37,7 @@ from rumordb.live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from rumordb.live.runner import Runner
 from rumordb.live.settings import Settings
 from rumordb.live.storage import StorageError
-from rumordb.live.wire import AuthError
+from rumordb.live.wire import AuthError, StaleFrame
 
 log = structlog.get_logger("rumor.app")
 
@@ -341,7 +341,11 @@ class GossipHandler:
         if body is None:
             return _raw_error(413, "too_large", "gossip body too large")
         try:
-            envelope = open_envelope(runner.signer, body, time.time())
+            envelope = open_envelope(runner.signer, body, time.time(), runner.node_id)
+        except StaleFrame:  # harden: authentic but late (after a partition): not an attack
+            runner.metrics.stale_frames.labels("gossip").inc()
+            log.debug("gossip_stale", client=(scope.get("client") or ("?",))[0])
+            return _raw_error(401, "stale", "gossip frame outside the freshness window")
         except (AuthError, EnvelopeError) as exc:
             runner.metrics.unauthenticated.labels("gossip").inc()
             log.warning(
@@ -364,7 +368,8 @@ class GossipHandler:
             return _raw_error(503, "storage_failed", str(exc))
         if not replies:
             return 204, b"", b"application/octet-stream"
-        sealed = seal_envelope(runner.signer, Envelope(runner.node_id, replies), time.time())
+        reply = Envelope(runner.node_id, replies)
+        sealed = seal_envelope(runner.signer, reply, time.time(), envelope.sender)
         runner.metrics.bytes_out.inc(len(sealed))
         runner.metrics.messages_out.inc(len(replies))
         return 200, sealed, b"application/octet-stream"

@@ -256,6 +256,13 @@ class Metrics:
             ["channel"],
             registry=r,
         )
+        self.stale_frames = Counter(
+            "rumor_stale_frames_dropped",
+            "Authentic node-to-node frames dropped as outside the freshness window "
+            "(retransmissions after a partition, a paused node's backlog): not attacks.",
+            ["channel"],
+            registry=r,
+        )
         self.forwarded = Counter(
             "rumor_forwarded_requests", "Requests forwarded to an owner.", ["outcome"], registry=r
         )

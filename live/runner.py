@@ -46,7 +46,7 @@ from rumordb.live.gossip_client import GossipClient
 from rumordb.live.metrics import Metrics
 from rumordb.live.settings import load_or_create_node_id
 from rumordb.live.storage import Storage
-from rumordb.live.wire import Signer
+from rumordb.live.wire import signer_for
 
 if TYPE_CHECKING:
     from rumordb.live.discovery import Announcement, Discovery
@@ -107,7 +107,7 @@ class Runner:
             lambda: self._storage.stats if self._storage is not None else None,
         )
         self.faults = Faults()
-        self.signer = Signer(settings.require_cluster_secret())
+        self.signer = signer_for(settings)
         self._transport = transport
         self._discovery_enabled = discovery
         self._node: Node | None = None
@@ -206,7 +206,8 @@ class Runner:
                 if hasattr(self.node.membership, "me")
                 else self.incarnation
             ),
-            signer=Signer(s.require_cluster_secret()),
+            signer=signer_for(s),
+            on_stale=self.metrics.stale_frames.labels("discovery").inc,
             bind_host=s.host,
             port=s.discovery_port,
             broadcast_addr=broadcast,

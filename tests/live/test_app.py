@@ -263,7 +263,7 @@ async def test_gossip_without_or_with_wrong_secret_is_401_and_counted(
 
     assert_error(await client.post("/gossip", content=b"not sealed"), 401, "unauthenticated")
     forged = seal_envelope(
-        Signer("another secret"), Envelope("evil", [b"x"]), 0.0 + __import__("time").time()
+        Signer("another secret"), Envelope("evil", [b"x"]), 0.0 + __import__("time").time(), "t1"
     )
     assert_error(await client.post("/gossip", content=forged), 401)
     text = (await client.get("/metrics", headers=READER)).text

@@ -18,7 +18,7 @@ import pytest
 from rumordb.core import Ring
 from rumordb.live.discovery import Announcement, encode_announcement
 from rumordb.live.gossip_client import Envelope, seal_envelope
-from rumordb.live.wire import Signer
+from rumordb.live.wire import BROADCAST, Signer
 from tests.live.harness import ADMIN, READER, SECRET, Cluster, NodeProcess
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
@@ -57,7 +57,9 @@ def test_three_nodes_discover_replicate_delete_and_reject_spoofs(
         cluster.wait_value(node, "greeting", None)
 
     # Spoofed gossip: unsigned, and signed with another secret. Refused, counted, no effect.
-    forged = seal_envelope(Signer("not-the-secret"), Envelope("evil", [b"\x00"]), time.time())
+    forged = seal_envelope(
+        Signer("not-the-secret"), Envelope("evil", [b"\x00"]), time.time(), n1.node_id
+    )
     for body in (b"hello", forged):
         response = cluster.client.post(n1.url + "/gossip", content=body)
         assert response.status_code == 401 and response.json()["error"] == "unauthenticated"
@@ -66,7 +68,9 @@ def test_three_nodes_discover_replicate_delete_and_reject_spoofs(
     # Spoofed discovery datagrams: garbage, and a well-formed announcement under a wrong secret.
     fake = encode_announcement(Announcement("evil", "http://127.0.0.9:1", 1))
     send_datagram(cluster.discovery_port, b"garbage")
-    send_datagram(cluster.discovery_port, Signer("wrong").seal(fake, time.time()))
+    send_datagram(
+        cluster.discovery_port, Signer("wrong").seal(fake, time.time(), "evil", BROADCAST)
+    )
     cluster.poll(
         lambda: metric(cluster, n2.url, "rumor_discovery_rejected_total") >= 2,
         10,
@@ -230,7 +234,7 @@ def test_unsigned_gossip_is_refused_even_with_a_valid_envelope(
     cluster = cluster_factory()
     node = cluster.add("r1", "--broadcast", "off")
     cluster.wait_ready()
-    sealed = seal_envelope(Signer(SECRET), Envelope("peer", []), time.time())
+    sealed = seal_envelope(Signer(SECRET), Envelope("peer", []), time.time(), node.node_id)
     assert cluster.client.post(node.url + "/gossip", content=sealed).status_code == 204
     replay = cluster.client.post(node.url + "/gossip", content=sealed)
     assert replay.status_code == 401
