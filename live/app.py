@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rumordb.live.auth import KeyStore, Role
+from rumordb.live.auth import AuthRefused, Gate, KeyStore, Role
 from rumordb.live.faults import FaultError, parse_request
 from rumordb.live.forward import Forwarder
 from rumordb.live.gossip_client import Envelope, EnvelopeError, open_envelope, seal_envelope
@@ -130,6 +130,7 @@ def create_app(
     """The app of one node; its lifespan starts and stops the runner."""
     runner = Runner(settings, transport=transport, discovery=discovery)
     keystore = KeyStore.from_settings(settings)
+    gate = Gate.from_settings(keystore, settings, runner.metrics)  # harden: one auth door
     holder: dict[str, Forwarder] = {}
 
     @asynccontextmanager
@@ -152,9 +153,10 @@ def create_app(
     )
     app.state.runner = runner
     app.state.keystore = keystore
+    app.state.gate = gate
     kv = KVHandler(
         runner,
-        keystore,
+        gate,
         runner.metrics,
         lambda: holder.get("forwarder"),
         settings.max_value_bytes,
@@ -169,9 +171,9 @@ def create_app(
         Route("/gossip", gossip, methods=None, include_in_schema=False),
     ]
     _install_errors(app)
-    _add_ops_routes(app, runner, keystore)
+    _add_ops_routes(app, runner, gate)
     if settings.allow_faults:
-        _add_fault_routes(app, runner, keystore)
+        _add_fault_routes(app, runner, gate)
     _document_raw_routes(app)
     app.add_middleware(CatchAll)
     return app
@@ -198,13 +200,12 @@ def _install_errors(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
 
 
-def _require(keystore: KeyStore, needed: Role) -> Callable[[Request], Awaitable[Role]]:
+def _require(gate: Gate, needed: Role) -> Callable[[Request], Awaitable[Role]]:
     async def check(request: Request) -> Role:
-        role = keystore.authenticate(request.headers)
-        if role is None:
-            raise ApiError(
-                401, "unauthorized", "missing or unknown API key", {"www-authenticate": "Bearer"}
-            )
+        try:  # harden: one gate for every route (duplicates 400, failures 401/429)
+            role = gate.check(request.headers.raw, request.client.host if request.client else None)
+        except AuthRefused as refused:
+            raise ApiError(refused.status, refused.error, refused.detail, refused.headers) from None
         if needed is Role.ADMIN and role is not Role.ADMIN:
             raise ApiError(403, "forbidden", "this needs an admin key")
         return role
@@ -212,8 +213,8 @@ def _require(keystore: KeyStore, needed: Role) -> Callable[[Request], Awaitable[
     return check
 
 
-def _add_ops_routes(app: FastAPI, runner: Runner, keystore: KeyStore) -> None:
-    reader = Depends(_require(keystore, Role.READER))
+def _add_ops_routes(app: FastAPI, runner: Runner, gate: Gate) -> None:
+    reader = Depends(_require(gate, Role.READER))
 
     @app.get("/health", tags=["operations"], summary="Liveness of this process (no auth)")
     async def health() -> dict[str, Any]:
@@ -282,8 +283,8 @@ FAULTS_BODY = {
 }
 
 
-def _add_fault_routes(app: FastAPI, runner: Runner, keystore: KeyStore) -> None:
-    admin = Depends(_require(keystore, Role.ADMIN))
+def _add_fault_routes(app: FastAPI, runner: Runner, gate: Gate) -> None:
+    admin = Depends(_require(gate, Role.ADMIN))
 
     @app.get("/faults", tags=["faults"], summary="Faults in force", dependencies=[admin])
     async def get_faults() -> dict[str, Any]:

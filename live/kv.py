@@ -27,7 +27,7 @@ from rumordb.core import Record, WriteStatus, decode_context, encode_context
 from rumordb.core.context import Context
 from rumordb.core.errors import InvalidContext, InvalidKey
 from rumordb.core.hlc import physical_ms
-from rumordb.live.auth import KeyStore, Role
+from rumordb.live.auth import AuthRefused, Gate, Role
 from rumordb.live.forward import FORWARDED_HEADER, Forwarder
 from rumordb.live.metrics import Metrics
 from rumordb.live.runner import Overloaded, Runner, WriteOp
@@ -78,8 +78,6 @@ class KVRequest:
     """What the handler needs from one request, read in one pass over the headers."""
 
     __slots__ = (
-        "api_key",
-        "authorization",
         "content_length",
         "content_type",
         "forwarded",
@@ -89,18 +87,12 @@ class KVRequest:
 
     def __init__(self, headers: Headers) -> None:
         self.raw = headers
-        self.api_key: str | None = None
-        self.authorization: str | None = None
         self.content_type = DEFAULT_CONTENT_TYPE
         self.content_length: bytes | None = None
         self.if_match: bytes | None = None
         self.forwarded = False
-        for name, value in headers:
-            if name == b"authorization":
-                self.authorization = value.decode("latin-1")
-            elif name == b"x-api-key":
-                self.api_key = value.decode("latin-1").strip() or None
-            elif name == b"content-type":
+        for name, value in headers:  # credentials: live.auth.Gate reads them
+            if name == b"content-type":
                 self.content_type = value.decode("latin-1") or DEFAULT_CONTENT_TYPE
             elif name == b"content-length":
                 self.content_length = value
@@ -108,11 +100,6 @@ class KVRequest:
                 self.if_match = value
             elif name == _FORWARDED:
                 self.forwarded = True
-        if self.authorization is not None:  # as live.auth.presented_key: it wins, or fails
-            scheme, _, token = self.authorization.strip().partition(" ")
-            token = token.strip()
-            ok = scheme.lower() == "bearer" and token and " " not in token
-            self.api_key = token if ok else None
 
 
 class KVHandler:
@@ -121,14 +108,14 @@ class KVHandler:
     def __init__(
         self,
         runner: Runner,
-        keystore: KeyStore,
+        gate: Gate,
         metrics: Metrics,
         forwarder: Callable[[], Forwarder | None],
         max_value_bytes: int,
         max_key_bytes: int,
     ) -> None:
         self.runner = runner
-        self.keystore = keystore
+        self.gate = gate
         self.metrics = metrics
         self._forwarder = forwarder
         self.max_value_bytes = max_value_bytes
@@ -154,14 +141,11 @@ class KVHandler:
 
     async def _dispatch(self, scope: Scope, receive: Receive, method: str) -> tuple[str, Reply]:
         request = KVRequest(scope["headers"])
-        role = self.keystore.role_for(request.api_key) if request.api_key else None
-        if role is None:
-            return "kv", error_reply(
-                401,
-                "unauthorized",
-                "missing or unknown API key (Authorization: Bearer <key> or X-API-Key)",
-                [(b"www-authenticate", b"Bearer")],
-            )
+        try:  # harden: the one gate of every route (duplicates 400, failures 401/429)
+            role = self.gate.check(scope["headers"], (scope.get("client") or (None,))[0])
+        except AuthRefused as refused:
+            extra = refused.raw_headers()
+            return "kv", error_reply(refused.status, refused.error, refused.detail, extra)
         if not self.runner.running:
             return "kv", _unavailable()
         path: str = scope["path"]

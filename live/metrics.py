@@ -263,6 +263,17 @@ class Metrics:
             ["channel"],
             registry=r,
         )
+        self.auth_failures = Counter(
+            "rumor_auth_failures",
+            "Client requests refused 401, by reason (missing or unknown key).",
+            ["reason"],
+            registry=r,
+        )
+        self.auth_throttled = Counter(
+            "rumor_auth_throttled",
+            "Client requests refused 429: their address failed authentication too often.",
+            registry=r,
+        )
         self.forwarded = Counter(
             "rumor_forwarded_requests", "Requests forwarded to an owner.", ["outcome"], registry=r
         )

@@ -19,7 +19,7 @@ from rumordb.core import Ring
 from rumordb.live.discovery import Announcement, encode_announcement
 from rumordb.live.gossip_client import Envelope, seal_envelope
 from rumordb.live.wire import BROADCAST, Signer
-from tests.live.harness import ADMIN, READER, SECRET, Cluster, NodeProcess
+from tests.live.harness import ADMIN, ADMIN_KEY, READER, SECRET, Cluster, NodeProcess
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
@@ -255,3 +255,26 @@ def test_sigterm_stops_cleanly_and_flushes_batch_writes(
     node.start()
     cluster.wait_ready(node)
     assert _view(cluster, node)["keys"] == 100
+
+
+def test_a_real_node_refuses_duplicate_credentials_and_throttles_guessing(
+    cluster_factory: Callable[[], Cluster],
+) -> None:
+    cluster = cluster_factory()
+    node = cluster.add("g1", "--broadcast", "off", "--auth-failure-burst", "3")
+    cluster.wait_ready()
+    twice = [("Authorization", f"Bearer {ADMIN_KEY}"), ("Authorization", "Bearer other")]
+    for path in ("/kv/k", "/cluster"):
+        duplicate = cluster.client.get(node.url + path, headers=twice)
+        assert duplicate.status_code == 400, duplicate.text
+        assert duplicate.json()["error"] == "duplicate_credentials"
+    guesses = [
+        cluster.client.get(node.url + "/kv/k", headers={"X-API-Key": f"guess-{i}"})
+        for i in range(4)
+    ]
+    assert [r.status_code for r in guesses] == [401, 401, 401, 429]
+    assert guesses[-1].json()["error"] == "too_many_failures"
+    assert int(guesses[-1].headers["retry-after"]) >= 1
+    # Even the right key waits now: otherwise throttling would not slow a guesser down.
+    assert cluster.client.get(node.url + "/cluster", headers=ADMIN).status_code == 429
+    assert "auth_failed" in node.log_path.read_text()
