@@ -401,8 +401,8 @@ class Runner:
     def _persisted_behind(self, task: asyncio.Task[None]) -> None:
         self._behind.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            # The storage is failed from now on: client writes get 503, nothing is lost
-            # that the versions' origin does not hold.
+            # That batch was not stored (the writer goes on): nothing is lost that the
+            # versions' origin does not hold (after a restart, anti-entropy repairs it).
             log.error("persist_failed", error=repr(task.exception()), path="receive")
 
     async def on_reply(self, sender: str, payloads: list[bytes]) -> None:

@@ -278,3 +278,28 @@ def test_a_real_node_refuses_duplicate_credentials_and_throttles_guessing(
     # Even the right key waits now: otherwise throttling would not slow a guesser down.
     assert cluster.client.get(node.url + "/cluster", headers=ADMIN).status_code == 429
     assert "auth_failed" in node.log_path.read_text()
+
+
+def test_a_node_starts_despite_a_stored_version_that_does_not_decode(
+    cluster_factory: Callable[[], Cluster],
+) -> None:
+    import sqlite3
+
+    from rumordb.live.storage import Storage
+
+    cluster = cluster_factory()
+    node = cluster.add("c1", "--broadcast", "off")
+    cluster.wait_ready()
+    for key in ("good", "bad"):
+        assert cluster.put(node, key, b"v").status_code == 201
+    node.stop(signal.SIGTERM)
+    Storage.open(node.data_dir, "sync").close_sync()  # folds the log into ``records``
+    with sqlite3.connect(node.data_dir / "rumor.sqlite3") as db:
+        db.execute("UPDATE records SET record = x'9301' WHERE key = 'bad'")
+    node.start()
+    cluster.wait_ready(node)
+    assert cluster.get(node, "good").content == b"v"
+    assert cluster.get(node, "bad").status_code == 404
+    assert metric(cluster, node.url, "rumor_storage_corrupt_skipped_total") == 1.0
+    assert "stored_record_skipped" in node.logs()
+    assert cluster.put(node, "after", b"w").status_code == 201
