@@ -238,6 +238,13 @@ def test_unsigned_gossip_is_refused_even_with_a_valid_envelope(
     assert cluster.client.post(node.url + "/gossip", content=sealed).status_code == 204
     replay = cluster.client.post(node.url + "/gossip", content=sealed)
     assert replay.status_code == 401
+    # An authentic frame that arrives late (a retransmission after a long partition) is
+    # counted apart: it must not trip an alert on unauthenticated gossip.
+    late = seal_envelope(Signer(SECRET), Envelope("peer", []), time.time() - 300, node.node_id)
+    stale = cluster.client.post(node.url + "/gossip", content=late)
+    assert stale.status_code == 401 and stale.json()["error"] == "stale"
+    assert metric(cluster, node.url, "rumor_stale_frames_dropped_total") == 1.0
+    assert metric(cluster, node.url, "rumor_unauthenticated_dropped_total") == 1.0  # the replay
 
 
 def test_sigterm_stops_cleanly_and_flushes_batch_writes(
