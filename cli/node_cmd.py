@@ -62,9 +62,14 @@ def node(
     data_dir: Path | None = typer.Option(None, help="Data directory."),
     durability: str | None = typer.Option(None, help="sync | batch | memory."),
     cluster_secret: str | None = typer.Option(None, help="Shared HMAC secret."),
+    cluster_secret_file: Path | None = typer.Option(None, help="File holding the secret."),
+    cluster_secret_previous: str | None = typer.Option(None, help="Old secret, still accepted."),
+    cluster_secret_previous_file: Path | None = typer.Option(None, help="File: the old secret."),
     keys_file: Path | None = typer.Option(None, help="Hashed API keys file."),
     admin_key: str | None = typer.Option(None, help="An admin API key (plaintext)."),
+    admin_key_file: Path | None = typer.Option(None, help="File holding the admin key."),
     reader_key: str | None = typer.Option(None, help="A reader API key (plaintext)."),
+    reader_key_file: Path | None = typer.Option(None, help="File holding the reader key."),
     broadcast: str | None = typer.Option(None, help="auto | off | IPv4 broadcast address."),
     discovery_port: int | None = typer.Option(None, help="UDP discovery port."),
     discovery_interval_ms: int | None = typer.Option(None, help="Announce interval."),
@@ -83,6 +88,9 @@ def node(
     allow_faults: bool | None = typer.Option(
         None, "--allow-faults/--no-allow-faults", help="Enable the /faults endpoints."
     ),
+    auth_failure_burst: int | None = typer.Option(None, help="Failed auths before 429."),
+    auth_failure_refill_per_s: float | None = typer.Option(None, help="Failed auths/s allowed."),
+    auth_failure_clients_max: int | None = typer.Option(None, help="Client addresses tracked."),
     clock_offset_ms: int | None = typer.Option(None, help="Shift this node's wall clock."),
     log_level: str | None = typer.Option(None, help="debug | info | warning | error."),
 ) -> None:

@@ -28,7 +28,7 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rumordb.live.asgi import Reply, read_body, send_reply
-from rumordb.live.auth import KeyStore, Role
+from rumordb.live.auth import Gate, KeyStore, Role
 from rumordb.live.errors import ErrorBoundary, HttpError, translate
 from rumordb.live.faults import FaultError, parse_request
 from rumordb.live.gossip_client import Envelope, EnvelopeError, open_envelope, seal_envelope
@@ -37,7 +37,7 @@ from rumordb.live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from rumordb.live.runner import Runner
 from rumordb.live.settings import Settings
 from rumordb.live.storage import StorageError
-from rumordb.live.wire import AuthError
+from rumordb.live.wire import AuthError, StaleFrame
 
 log = structlog.get_logger("rumor.app")
 
@@ -128,6 +128,7 @@ def create_app(
     """The app of one node; its lifespan starts and stops the runner."""
     runner = Runner(settings, transport=transport, discovery=discovery)
     keystore = KeyStore.from_settings(settings)
+    gate = Gate.from_settings(keystore, settings, runner.metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -145,9 +146,10 @@ def create_app(
     )
     app.state.runner = runner
     app.state.keystore = keystore
+    app.state.gate = gate
     kv = KVHandler(
         runner,
-        keystore,
+        gate,
         runner.metrics,
         settings.max_value_bytes,
         settings.max_key_bytes,
@@ -155,23 +157,17 @@ def create_app(
     app.state.kv = kv
     gossip = GossipHandler(runner)
     app.kv_handler, app.gossip_handler = kv, gossip
-    _add_ops_routes(app, runner, keystore)
+    _add_ops_routes(app, runner, gate)
     if settings.allow_faults:
-        _add_fault_routes(app, runner, keystore)
+        _add_fault_routes(app, runner, gate)
     _document_raw_routes(app)
     return app
 
 
-def _require(keystore: KeyStore, needed: Role) -> Callable[[Request], Awaitable[Role]]:
+def _require(gate: Gate, needed: Role) -> Callable[[Request], Awaitable[Role]]:
     async def check(request: Request) -> Role:
-        role = keystore.authenticate(request.headers)
-        if role is None:
-            raise HttpError(
-                401,
-                "unauthorized",
-                "missing or unknown API key",
-                ((b"www-authenticate", b"Bearer"),),
-            )
+        # One gate for every route: duplicate credentials 400, failures 401/429 (HttpError).
+        role = gate.check(request.headers.raw, request.client.host if request.client else None)
         if needed is Role.ADMIN and role is not Role.ADMIN:
             raise HttpError(403, "forbidden", "this needs an admin key")
         return role
@@ -179,12 +175,17 @@ def _require(keystore: KeyStore, needed: Role) -> Callable[[Request], Awaitable[
     return check
 
 
-def _add_ops_routes(app: FastAPI, runner: Runner, keystore: KeyStore) -> None:
-    reader = Depends(_require(keystore, Role.READER))
+def _add_ops_routes(app: FastAPI, runner: Runner, gate: Gate) -> None:
+    reader = Depends(_require(gate, Role.READER))
 
     @app.get("/health", tags=["operations"], summary="Liveness of this process (no auth)")
     async def health() -> dict[str, Any]:
-        return {"status": "ok" if runner.running else "starting", "node_id": runner.node_id}
+        if not runner.running:
+            return {"status": "starting", "node_id": runner.node_id}
+        problems = runner.storage.problems()  # harden: storage that cannot persist
+        if problems:
+            return {"status": "degraded", "node_id": runner.node_id, "problems": problems}
+        return {"status": "ok", "node_id": runner.node_id}
 
     @app.get("/heartbeat", tags=["cluster"], summary="Answer a liveness probe (no auth)")
     async def heartbeat() -> dict[str, Any]:
@@ -240,8 +241,8 @@ FAULTS_BODY = {
 }
 
 
-def _add_fault_routes(app: FastAPI, runner: Runner, keystore: KeyStore) -> None:
-    admin = Depends(_require(keystore, Role.ADMIN))
+def _add_fault_routes(app: FastAPI, runner: Runner, gate: Gate) -> None:
+    admin = Depends(_require(gate, Role.ADMIN))
 
     @app.get("/faults", tags=["faults"], summary="Faults in force", dependencies=[admin])
     async def get_faults() -> dict[str, Any]:
@@ -292,7 +293,11 @@ class GossipHandler:
             raise HttpError(405, "method_not_allowed", "POST /gossip only")
         body = await read_body(receive, MAX_GOSSIP_BYTES, too_large=("too_large", "a gossip body"))
         try:
-            envelope = open_envelope(runner.signer, body, time.time())
+            envelope = open_envelope(runner.signer, body, time.time(), runner.node_id)
+        except StaleFrame:  # harden: authentic but late (after a partition): not an attack
+            runner.metrics.stale_frames.labels("gossip").inc()
+            log.debug("gossip_stale", client=(scope.get("client") or ("?",))[0])
+            raise HttpError(401, "stale", "gossip frame outside the freshness window") from None
         except (AuthError, EnvelopeError) as exc:
             runner.metrics.unauthenticated.labels("gossip").inc()
             log.warning(
@@ -316,7 +321,8 @@ class GossipHandler:
         if not replies:
             await send_reply(send, Reply(204, [OCTETS], b""))
             return
-        sealed = seal_envelope(runner.signer, Envelope(runner.node_id, replies), time.time())
+        reply = Envelope(runner.node_id, replies)
+        sealed = seal_envelope(runner.signer, reply, time.time(), envelope.sender)
         runner.metrics.bytes_out.inc(len(sealed))
         runner.metrics.messages_out.inc(len(replies))
         await send_reply(send, Reply(200, [OCTETS], sealed))

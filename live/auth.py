@@ -14,6 +14,28 @@ matched. Keys are long random strings, so a plain SHA-256 (no slow KDF) is enoug
 bounded cache of recently accepted keys skips even that on the hot path (a dict lookup on
 ``str`` is keyed by a per-process randomised hash, so it leaks nothing useful). Unknown keys
 are never cached, so junk cannot grow or flush the cache.
+
+One door for every route: ``Gate.check`` takes a request's raw header list and client
+address, and is what both the ``/kv`` handler and the FastAPI routes call. It answers
+``AuthRefused`` (status, error, detail, headers) or the caller's role:
+
+* 400 ``duplicate_credentials``: two ``Authorization`` or two ``X-API-Key`` headers, or
+  both headers naming different keys (servers and proxies pick different ones of a
+  duplicate, so any choice here could be the one a proxy did not check);
+* 401 ``unauthorized``: no key, a malformed ``Authorization``, or an unknown key;
+* 429 ``too_many_failures`` with ``Retry-After``: this client address failed too often.
+
+Failed authentications are limited per client address by a token bucket
+(``FailureLimiter``): ``auth_failure_burst`` failures (default 20) at once, refilled at
+``auth_failure_refill_per_s`` (default 1 per second), so a guesser gets ~86 000 tries a
+day instead of ~4 000 a second. An empty bucket refuses the address's requests *before*
+their key is looked at, good keys included: otherwise throttling would slow nothing
+down. Success does not refill the bucket. The table holds at most
+``auth_failure_clients_max`` addresses (default 10 000), least recently failed forgotten
+first, so a flood from many addresses costs bounded memory. Failures are counted
+(``rumor_auth_failures_total{reason}``, ``rumor_auth_throttled_total``) and logged, at
+most one line per address per ``LOG_INTERVAL_S`` with the count since the last line.
+The address is the TCP peer's: ``X-Forwarded-For`` is not trusted (anyone can send it).
 """
 
 from __future__ import annotations
@@ -23,19 +45,32 @@ import enum
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+import structlog
+
+from rumordb.live.errors import HttpError
 from rumordb.live.settings import ConfigError
+
+if TYPE_CHECKING:
+    from rumordb.live.metrics import Metrics
+
+log = structlog.get_logger("rumor.auth")
 
 KEY_BYTES = 24  # token_urlsafe(24): 192 bits
 MAX_PRESENTED_KEY_CHARS = 512  # longer header values are refused without hashing
 CACHE_MAX = 256
 ROLE_NAMES = ("reader", "admin")
+LOG_INTERVAL_S = 10.0  # at most one failed-authentication log line per address per interval
+RawHeaders = Iterable[tuple[bytes, bytes]]
 
 
 class Role(enum.Enum):
@@ -119,47 +154,174 @@ class KeyStore:
             self._cache[presented_key] = found
         return found
 
-    def authenticate(
-        self, headers: Mapping[str, str] | Iterable[tuple[bytes, bytes]]
-    ) -> Role | None:
-        key = presented_key(headers)
-        return None if key is None else self.role_for(key)
+
+class AuthRefused(HttpError):
+    """A request that authentication refuses (400, 401 or 429): an ``HttpError`` like any."""
+
+    def __init__(
+        self, status: int, error: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        raw = tuple((name.encode(), value.encode()) for name, value in (headers or {}).items())
+        super().__init__(status, error, detail, raw)
 
 
-def presented_key(headers: Mapping[str, str] | Iterable[tuple[bytes, bytes]]) -> str | None:
-    """The key from ``Authorization: Bearer <key>``, else from ``X-API-Key``.
+UNAUTHORIZED_DETAIL = "missing or unknown API key (Authorization: Bearer <key> or X-API-Key)"
 
-    ``headers`` is a (case-insensitive) Starlette ``Headers``, a plain dict, or raw ASGI
-    header pairs. A present but malformed ``Authorization`` header yields None: the
-    client meant to authenticate and did it wrong, so nothing else is guessed.
+
+def presented_key(headers: RawHeaders) -> str | None:
+    """The key from ``Authorization: Bearer <key>``, else from ``X-API-Key``; None if none.
+
+    ``headers`` are raw ASGI header pairs, so duplicates are seen (a mapping would hide
+    them): two of either header, or both naming different keys, raise ``AuthRefused``
+    (400). A present but malformed ``Authorization`` header yields None: the client meant
+    to authenticate and did it wrong, so nothing else is guessed.
     """
-    authorization = _header(headers, "authorization")
-    if authorization is not None:
-        scheme, _, key = authorization.strip().partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key or " " in key:
+    authorization: list[bytes] = []
+    api_key: list[bytes] = []
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"authorization":
+            authorization.append(value)
+        elif lowered == b"x-api-key":
+            api_key.append(value)
+    if len(authorization) > 1 or len(api_key) > 1:
+        raise AuthRefused(
+            400, "duplicate_credentials", "send one Authorization or one X-API-Key header"
+        )
+    from_api_key = (api_key[0].decode("latin-1").strip() or None) if api_key else None
+    if not authorization:
+        return from_api_key
+    scheme, _, key = authorization[0].decode("latin-1").strip().partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key or " " in key:
+        return None
+    if from_api_key is not None and from_api_key != key:
+        raise AuthRefused(
+            400, "duplicate_credentials", "Authorization and X-API-Key name different keys"
+        )
+    return key
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated_s: float
+    logged_s: float = -math.inf
+    unlogged: int = 0  # failures (and refusals) since the last log line
+
+
+class FailureLimiter:
+    """A token bucket of failed authentications per client address (see the module doc)."""
+
+    def __init__(self, burst: int = 20, refill_per_s: float = 1.0, clients_max: int = 10_000):
+        if burst < 1 or refill_per_s <= 0 or clients_max < 1:
+            raise ValueError("burst and clients_max must be >= 1, refill_per_s > 0")
+        self.burst = burst
+        self.refill_per_s = refill_per_s
+        self.clients_max = clients_max
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def retry_after_s(self, client: str, now_s: float) -> float | None:
+        """Seconds until ``client`` may try again, or None if it may try now."""
+        bucket = self._buckets.get(client)  # the only cost for a client that never failed
+        if bucket is None:
             return None
-        return key
-    api_key = _header(headers, "x-api-key")
-    if api_key is None or not api_key.strip():
-        return None
-    return api_key.strip()
+        self._refill(bucket, now_s)
+        return None if bucket.tokens >= 1 else (1 - bucket.tokens) / self.refill_per_s
+
+    def failed(self, client: str, now_s: float) -> _Bucket:
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            bucket = self._buckets[client] = _Bucket(float(self.burst), now_s)
+            if len(self._buckets) > self.clients_max:
+                self._buckets.popitem(last=False)  # the least recently failed address
+        else:
+            self._buckets.move_to_end(client)
+            self._refill(bucket, now_s)
+        bucket.tokens = max(0.0, bucket.tokens - 1)
+        return bucket
+
+    def bucket(self, client: str) -> _Bucket | None:
+        return self._buckets.get(client)
+
+    def _refill(self, bucket: _Bucket, now_s: float) -> None:
+        elapsed_s = max(0.0, now_s - bucket.updated_s)
+        bucket.tokens = min(float(self.burst), bucket.tokens + elapsed_s * self.refill_per_s)
+        bucket.updated_s = now_s
 
 
-def _header(headers: Mapping[str, str] | Iterable[tuple[bytes, bytes]], name: str) -> str | None:
-    if isinstance(headers, Mapping):
-        value = headers.get(name)  # Starlette Headers: case-insensitive already
-        if value is not None:
-            return str(value)
-        for header, found in headers.items():
-            if header.lower() == name:
-                return str(found)
-        return None
-    raw_name = name.encode()
-    for header, found in headers:
-        if header.lower() == raw_name:
-            return found.decode("latin-1")
-    return None
+class _LimiterSettings(Protocol):
+    auth_failure_burst: int
+    auth_failure_refill_per_s: float
+    auth_failure_clients_max: int
+
+
+class Gate:
+    """Authentication of client requests, the same on every route (see the module doc)."""
+
+    def __init__(
+        self,
+        keystore: KeyStore,
+        limiter: FailureLimiter,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.keystore = keystore
+        self.limiter = limiter
+        self._metrics = metrics
+        self._clock = clock
+
+    @classmethod
+    def from_settings(
+        cls, keystore: KeyStore, settings: _LimiterSettings, metrics: Metrics | None = None
+    ) -> Gate:
+        limiter = FailureLimiter(
+            settings.auth_failure_burst,
+            settings.auth_failure_refill_per_s,
+            settings.auth_failure_clients_max,
+        )
+        return cls(keystore, limiter, metrics)
+
+    def check(self, headers: RawHeaders, client: str | None) -> Role:
+        """The role of the request's key, or ``AuthRefused`` (400, 401 or 429)."""
+        address = client or "?"
+        now_s = self._clock()
+        wait_s = self.limiter.retry_after_s(address, now_s)
+        if wait_s is not None:
+            self._failed(address, now_s, "throttled")
+            raise AuthRefused(
+                429,
+                "too_many_failures",
+                "too many failed authentications from this address; retry later",
+                {"retry-after": str(max(1, math.ceil(wait_s)))},
+            )
+        key = presented_key(headers)
+        role = self.keystore.role_for(key) if key is not None else None
+        if role is None:
+            self._failed(address, now_s, "missing" if key is None else "unknown")
+            raise AuthRefused(
+                401, "unauthorized", UNAUTHORIZED_DETAIL, {"www-authenticate": "Bearer"}
+            )
+        return role
+
+    def _failed(self, address: str, now_s: float, reason: str) -> None:
+        if reason == "throttled":
+            bucket = self.limiter.bucket(address)
+            if self._metrics is not None:
+                self._metrics.auth_throttled.inc()
+        else:
+            bucket = self.limiter.failed(address, now_s)
+            if self._metrics is not None:
+                self._metrics.auth_failures.labels(reason).inc()
+        if bucket is None:
+            return
+        bucket.unlogged += 1
+        if now_s - bucket.logged_s >= LOG_INTERVAL_S:
+            log.warning("auth_failed", client=address, reason=reason, failures=bucket.unlogged)
+            bucket.logged_s, bucket.unlogged = now_s, 0
 
 
 # --- the keys file -------------------------------------------------------------------

@@ -5,9 +5,13 @@ incarnation), msgpack-encoded and sealed with the cluster secret (``live.wire``)
 ``broadcast_addr:port``; every node listens on that port and hands each authentic
 announcement from another node to ``on_peer``. A node that hears a peer for the first
 time announces itself at once, so a newcomer learns the whole cluster within one round
-trip instead of one interval. Datagrams that are too large, unsigned, mis-signed,
-replayed or undecodable are dropped and counted in ``rejected``; our own announcements
-come back too and are ignored (``ignored_own``).
+trip instead of one interval. Datagrams that are too large (``max_datagram_bytes``, checked
+before anything else), unsigned, mis-signed, replayed, undecodable, or announcing another
+node than the one that sealed them are dropped and counted in ``rejected``; authentic
+ones outside the freshness window (a paused node's backlog) are counted apart in
+``stale`` (``on_stale``) and logged at debug level, since they are not attacks. The seal
+names the sender and ``BROADCAST`` as recipient, so a datagram cannot be replayed as
+gossip. Our own announcements come back too and are ignored (``ignored_own``).
 
 Which address the socket binds (found by experiment on Linux 6.x, see the tests):
 
@@ -51,7 +55,7 @@ import psutil
 import structlog
 
 from rumordb.live.settings import UNSPECIFIED_HOSTS, check_node_id, normalize_base_url
-from rumordb.live.wire import AuthError, Signer
+from rumordb.live.wire import BROADCAST, AuthError, Signer, StaleFrame
 
 log = structlog.get_logger(__name__)
 
@@ -119,6 +123,7 @@ class Discovery:
         *,
         clock: Callable[[], float] = time.time,
         max_datagram_bytes: int = MAX_DATAGRAM_BYTES,
+        on_stale: Callable[[], object] = lambda: None,
     ) -> None:
         if interval_ms < 1:
             raise ValueError("interval_ms must be >= 1")
@@ -133,9 +138,11 @@ class Discovery:
         self.on_peer = on_peer
         self.clock = clock
         self.max_datagram_bytes = max_datagram_bytes
+        self.on_stale = on_stale
         self.sent = 0
         self.received = 0  # authentic announcements from other nodes
         self.rejected = 0  # oversized, unsigned, mis-signed, replayed or malformed
+        self.stale = 0  # authentic, but outside the freshness window
         self.ignored_own = 0
         self.peers: dict[str, Announcement] = {}  # last heard, bounded by MAX_PEERS
         self._transport: asyncio.DatagramTransport | None = None
@@ -182,7 +189,8 @@ class Discovery:
         if self._transport is None or self._transport.is_closing():
             return
         announcement = Announcement(self.node_id, self.url_fn(), self.incarnation_fn())
-        frame = self.signer.seal(encode_announcement(announcement), self.clock())
+        payload = encode_announcement(announcement)
+        frame = self.signer.seal(payload, self.clock(), self.node_id, BROADCAST)
         self._transport.sendto(frame, (self.broadcast_addr, self.port))
         self.sent += 1
 
@@ -203,7 +211,15 @@ class Discovery:
             self.rejected += 1
             return
         try:
-            announcement = decode_announcement(self.signer.open(data, self.clock()))
+            opened = self.signer.open(data, self.clock(), BROADCAST)
+            announcement = decode_announcement(opened.payload)
+            if announcement.node_id != opened.sender:
+                raise ValueError("announces another node than the one that sealed it")
+        except StaleFrame:
+            self.stale += 1
+            self.on_stale()
+            log.debug("discovery_stale_datagram")
+            return
         except (AuthError, ValueError):
             self.rejected += 1
             return

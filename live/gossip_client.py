@@ -28,7 +28,7 @@ import structlog
 from rumordb.live.faults import Faults
 from rumordb.live.http_transport import PooledTransport
 from rumordb.live.metrics import Metrics
-from rumordb.live.wire import AuthError, Signer
+from rumordb.live.wire import AuthError, Signer, StaleFrame
 
 log = structlog.get_logger("rumor.gossip")
 
@@ -53,17 +53,26 @@ class EnvelopeError(ValueError):
     """A sealed body that is authentic but does not decode as an envelope."""
 
 
-def seal_envelope(signer: Signer, envelope: Envelope, now: float) -> bytes:
-    return signer.seal(_encoder.encode(envelope), now)
+def seal_envelope(signer: Signer, envelope: Envelope, now: float, recipient: str) -> bytes:
+    """``envelope`` sealed for ``recipient`` only (the seal names sender and recipient)."""
+    return signer.seal(_encoder.encode(envelope), now, envelope.sender, recipient)
 
 
-def open_envelope(signer: Signer, frame: bytes, now: float) -> Envelope:
-    """Raises ``AuthError`` (not authentic) or ``EnvelopeError`` (authentic but malformed)."""
-    payload = signer.open(frame, now)
+def open_envelope(signer: Signer, frame: bytes, now: float, recipient: str) -> Envelope:
+    """The envelope of a frame sealed for ``recipient``.
+
+    Raises ``AuthError`` (not authentic, not for us; ``StaleFrame`` if authentic but
+    outside the freshness window) or ``EnvelopeError`` (authentic but malformed, or
+    claiming another sender than the seal names).
+    """
+    opened = signer.open(frame, now, recipient)
     try:
-        return _decoder.decode(payload)
+        envelope = _decoder.decode(opened.payload)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise EnvelopeError(f"malformed envelope: {exc}") from exc
+    if envelope.sender != opened.sender:
+        raise EnvelopeError("the envelope names another sender than its seal")
+    return envelope
 
 
 ReplyHandler = Callable[[str, list[bytes]], Awaitable[None]]
@@ -197,7 +206,7 @@ class GossipClient:
         if not url:
             self._drop("no_address", len(batch))
             return
-        body = seal_envelope(self._signer, Envelope(self.node_id, batch), time.time())
+        body = seal_envelope(self._signer, Envelope(self.node_id, batch), time.time(), peer)
         try:
             status, content = await self._round_trip(url, body)
         except httpx.HTTPError as exc:
@@ -262,7 +271,13 @@ class GossipClient:
 
     async def _deliver_reply(self, peer: str, frame: bytes) -> None:
         try:
-            envelope = open_envelope(self._signer, frame, time.time())
+            envelope = open_envelope(self._signer, frame, time.time(), self.node_id)
+            if envelope.sender != peer:
+                raise EnvelopeError(f"a reply from {peer} sealed by another node")
+        except StaleFrame:  # authentic, but late: not a security event
+            self._metrics.stale_frames.labels("gossip_reply").inc()
+            log.debug("gossip_reply_stale", peer=peer)
+            return
         except (AuthError, EnvelopeError):
             self._metrics.unauthenticated.labels("gossip_reply").inc()
             return

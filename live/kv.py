@@ -46,7 +46,7 @@ from rumordb.live.asgi import (
     read_body,
     send_reply,
 )
-from rumordb.live.auth import KeyStore, Role
+from rumordb.live.auth import Gate, Role
 from rumordb.live.errors import HttpError
 from rumordb.live.forward import FORWARDED_HEADER, Forwarded, Unforwarded
 from rumordb.live.metrics import Metrics
@@ -58,14 +58,6 @@ MAX_LIMIT = 1000
 CONTEXT_CACHE_MAX = 65_536
 _FORWARDED = FORWARDED_HEADER.encode()
 # Answers given often enough to build once (replies are never mutated once built).
-_UNAUTHORIZED = error_reply(
-    HttpError(
-        401,
-        "unauthorized",
-        "missing or unknown API key (Authorization: Bearer <key> or X-API-Key)",
-        ((b"www-authenticate", b"Bearer"),),
-    )
-)
 _FORBIDDEN = error_reply(HttpError(403, "forbidden", "a reader key cannot write; use an admin key"))
 _UNAVAILABLE = error_reply(HttpError(503, "unavailable", "the node is starting or stopping"))
 
@@ -74,8 +66,6 @@ class KVRequest:
     """What the handler needs from one request, read in one pass over the headers."""
 
     __slots__ = (
-        "api_key",
-        "authorization",
         "body",
         "content_length",
         "content_type",
@@ -94,19 +84,12 @@ class KVRequest:
         self.query: bytes = scope.get("query_string", b"")
         self.headers: Headers = scope["headers"]
         self.body = b""
-        self.api_key: str | None = None
-        self.authorization: str | None = None
         self.content_type = DEFAULT_CONTENT_TYPE
         self.content_length: bytes | None = None
         self.if_match: bytes | None = None
         self.forwarded = False
-        headers = self.headers
-        for name, value in headers:
-            if name == b"authorization":
-                self.authorization = value.decode("latin-1")
-            elif name == b"x-api-key":
-                self.api_key = value.decode("latin-1").strip() or None
-            elif name == b"content-type":
+        for name, value in self.headers:  # credentials: live.auth.Gate reads them
+            if name == b"content-type":
                 self.content_type = value.decode("latin-1") or DEFAULT_CONTENT_TYPE
             elif name == b"content-length":
                 self.content_length = value
@@ -114,11 +97,6 @@ class KVRequest:
                 self.if_match = value
             elif name == _FORWARDED:
                 self.forwarded = True
-        if self.authorization is not None:  # as live.auth.presented_key: it wins, or fails
-            scheme, _, token = self.authorization.strip().partition(" ")
-            token = token.strip()
-            ok = scheme.lower() == "bearer" and token and " " not in token
-            self.api_key = token if ok else None
 
 
 class KVHandler:
@@ -127,13 +105,13 @@ class KVHandler:
     def __init__(
         self,
         runner: Runner,
-        keystore: KeyStore,
+        gate: Gate,
         metrics: Metrics,
         max_value_bytes: int,
         max_key_bytes: int,
     ) -> None:
         self.runner = runner
-        self.keystore = keystore
+        self.gate = gate
         self.metrics = metrics
         self.max_value_bytes = max_value_bytes
         self.max_key_bytes = max_key_bytes
@@ -155,9 +133,10 @@ class KVHandler:
 
     async def _dispatch(self, scope: Scope, receive: Receive, method: str) -> tuple[str, Reply]:
         request = KVRequest(scope)
-        role = self.keystore.role_for(request.api_key) if request.api_key else None
-        if role is None:
-            return "kv", _UNAUTHORIZED
+        try:  # the one gate of every route (duplicates 400, failures 401/429)
+            role = self.gate.check(request.headers, (scope.get("client") or (None,))[0])
+        except HttpError as refused:
+            return "kv", error_reply(refused)
         if not self.runner.running:
             return "kv", _UNAVAILABLE
         path: str = scope["path"]

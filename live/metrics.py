@@ -70,6 +70,26 @@ class NodeCollector(Collector):
                 "Folds of the commit log into the keyed records table.",
                 stats.compactions,
             )
+            yield _counter(
+                "rumor_storage_commit_failures",
+                "Group commits whose transaction failed (their writes got 503).",
+                stats.commit_failures,
+            )
+            yield _counter(
+                "rumor_storage_encode_failures",
+                "Writes refused because a record could not be encoded (503).",
+                stats.encode_failures,
+            )
+            yield _gauge(
+                "rumor_storage_failing_commits",
+                "Consecutive failed commits now (0: this node persists; >0: degraded).",
+                stats.failing_commits,
+            )
+            yield _counter(
+                "rumor_storage_corrupt_skipped",
+                "Stored records or log rows skipped at start because they did not decode.",
+                stats.corrupt_skipped,
+            )
         node = self._node_fn()
         if node is None:
             return
@@ -235,6 +255,24 @@ class Metrics:
             "rumor_unauthenticated_dropped",
             "Node-to-node messages dropped because they were not authentic.",
             ["channel"],
+            registry=r,
+        )
+        self.stale_frames = Counter(
+            "rumor_stale_frames_dropped",
+            "Authentic node-to-node frames dropped as outside the freshness window "
+            "(retransmissions after a partition, a paused node's backlog): not attacks.",
+            ["channel"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "rumor_auth_failures",
+            "Client requests refused 401, by reason (missing or unknown key).",
+            ["reason"],
+            registry=r,
+        )
+        self.auth_throttled = Counter(
+            "rumor_auth_throttled",
+            "Client requests refused 429: their address failed authentication too often.",
             registry=r,
         )
         self.forwarded = Counter(

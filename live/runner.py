@@ -62,7 +62,7 @@ from rumordb.live.gossip_client import GossipClient
 from rumordb.live.metrics import Metrics
 from rumordb.live.settings import load_or_create_node_id
 from rumordb.live.storage import Storage
-from rumordb.live.wire import Signer
+from rumordb.live.wire import signer_for
 
 if TYPE_CHECKING:
     from rumordb.live.discovery import Announcement, Discovery
@@ -125,7 +125,7 @@ class Runner:
             lambda: self._storage.stats if self._storage is not None else None,
         )
         self.faults = Faults()
-        self.signer = Signer(settings.require_cluster_secret())
+        self.signer = signer_for(settings)
         self._transport = transport
         self._discovery_enabled = discovery
         self._node: Node | None = None
@@ -235,7 +235,8 @@ class Runner:
             node_id=self.node_id,
             url_fn=lambda: self.url,
             incarnation_fn=lambda: self.node.view.incarnation,
-            signer=Signer(s.require_cluster_secret()),
+            signer=signer_for(s),
+            on_stale=self.metrics.stale_frames.labels("discovery").inc,
             bind_host=s.host,
             port=s.discovery_port,
             broadcast_addr=broadcast,
@@ -443,8 +444,8 @@ class Runner:
     def _persisted_behind(self, task: asyncio.Task[None]) -> None:
         self._behind.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            # The storage is failed from now on: client writes get 503, nothing is lost
-            # that the versions' origin does not hold.
+            # That batch was not stored (the writer goes on): nothing is lost that the
+            # versions' origin does not hold (after a restart, anti-entropy repairs it).
             log.error("persist_failed", error=repr(task.exception()), path="receive")
 
     async def on_reply(self, sender: str, payloads: list[bytes]) -> None:

@@ -8,6 +8,15 @@ errors into such messages (``ConfigError``).
 
 Seeds may be written as ``http://a:8001,http://b:8001`` (what a shell or a compose file
 makes easy) or as a JSON list; a seed without a scheme gets ``http://``.
+
+Secrets (the cluster secret, its previous value during a rotation, the admin and reader
+keys) may each come from a file instead (``--cluster-secret-file`` /
+``RUMOR_CLUSTER_SECRET_FILE`` and so on: the Docker and Kubernetes secrets convention):
+the file's text with one trailing newline stripped. A value and a file for the same
+secret, or a file that cannot be read, stop the node at start. Every secret must be
+strong (``secret_problem``): at least 128 bits written out, i.e. 22 characters (enough
+for 16 random bytes in base64; 32 if it is all hexadecimal digits), not a known
+placeholder (anything starting with ``change-me``, as in ``.env.example``).
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import psutil
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rumordb.core.node import NodeConfig
@@ -36,7 +45,18 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 NODE_ID_FILE = "node_id"
 UNSPECIFIED_HOSTS = frozenset({"0.0.0.0", "::", ""})
-SECRET_FIELDS = frozenset({"cluster_secret", "admin_key", "reader_key"})
+SECRET_NAMES = ("cluster_secret", "cluster_secret_previous", "admin_key", "reader_key")
+SECRET_FIELDS = frozenset(SECRET_NAMES)
+FILE_SUFFIX = "_file"
+MAX_SECRET_FILE_BYTES = 4096
+MIN_SECRET_CHARS = 22  # 16 random bytes in base64 (url-safe or not): 128 bits
+MIN_HEX_SECRET_CHARS = 32  # 16 random bytes in hexadecimal
+MIN_DISTINCT_CHARS = 6  # "aaaa...a" is long but not a secret
+PLACEHOLDER_PREFIX = "change-me"
+KNOWN_PLACEHOLDERS = frozenset(
+    {"a", "x", "s", "secret", "changeme", "change_me", "password", "admin", "reader", "test"}
+)
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 class ConfigError(ValueError):
@@ -52,9 +72,14 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".rumor/node")
     durability: Durability = "sync"
     cluster_secret: str | None = None
+    cluster_secret_file: Path | None = None
+    cluster_secret_previous: str | None = None  # still accepted while a rotation rolls out
+    cluster_secret_previous_file: Path | None = None
     keys_file: Path | None = None
     admin_key: str | None = None
+    admin_key_file: Path | None = None
     reader_key: str | None = None
+    reader_key_file: Path | None = None
     broadcast: str = "auto"
     discovery_port: Port = 7946
     discovery_interval_ms: Positive = 1000
@@ -70,6 +95,11 @@ class Settings(BaseSettings):
     retransmit_mult: Positive = 4
     max_key_bytes: Positive = 1024
     max_value_bytes: Positive = 1_048_576
+    # Failed authentication, per client address: a token bucket of this many failures,
+    # refilled at this rate; an empty bucket answers 429 (see live.auth.FailureLimiter).
+    auth_failure_burst: Positive = 20
+    auth_failure_refill_per_s: Annotated[float, Field(gt=0, le=1000)] = 1.0
+    auth_failure_clients_max: Positive = 10_000  # addresses tracked, least recent forgotten
     allow_faults: bool = False
     clock_offset_ms: int = 0
     log_level: LogLevel = "info"
@@ -88,11 +118,30 @@ class Settings(BaseSettings):
             check_node_id(value)
         return value
 
-    @field_validator("cluster_secret", "admin_key", "reader_key")
+    @model_validator(mode="before")
     @classmethod
-    def _not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("must not be empty (leave it unset instead)")
+    def _secrets_from_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name in SECRET_NAMES:
+            path = data.get(name + FILE_SUFFIX)
+            if path is None:
+                continue
+            if data.get(name) is not None:
+                raise ValueError(
+                    f"{_flag(name)} and {_flag(name + FILE_SUFFIX)} are both set: give one"
+                )
+            data[name] = read_secret_file(name, Path(path))
+        return data
+
+    @field_validator(*SECRET_NAMES)
+    @classmethod
+    def _strong(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = secret_problem(value)
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
     @field_validator("broadcast")
@@ -150,7 +199,8 @@ class Settings(BaseSettings):
         if self.cluster_secret is None:
             raise ConfigError(
                 "no cluster secret: every node of a cluster needs the same one. Set "
-                "--cluster-secret or RUMOR_CLUSTER_SECRET, e.g. to the output of "
+                "--cluster-secret or RUMOR_CLUSTER_SECRET (or a file holding it: "
+                "--cluster-secret-file / RUMOR_CLUSTER_SECRET_FILE), e.g. to the output of "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
             )
         return self.cluster_secret
@@ -182,15 +232,63 @@ def load_settings(**overrides: Any) -> Settings:
 def describe(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
-        field = str(problem["loc"][0]) if problem["loc"] else "?"
-        flag = "--" + field.replace("_", "-")
-        env = "RUMOR_" + field.upper()
+        message = problem["msg"].removeprefix("Value error, ")
+        if not problem["loc"]:  # a check across settings: its message names them
+            lines.append(message)
+            continue
+        field = str(problem["loc"][0])
         got = problem.get("input")
         secret = field in SECRET_FIELDS
         shown = "" if isinstance(got, dict) or secret else f" (got {got!r})"
-        message = problem["msg"].removeprefix("Value error, ")
-        lines.append(f"{flag} / {env}: {message}{shown}")
+        where = f"{_flag(field)} (or its _FILE twin)" if secret else _flag(field)
+        lines.append(f"{where}: {message}{shown}")
     return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def _flag(field: str) -> str:
+    return f"--{field.replace('_', '-')} / RUMOR_{field.upper()}"
+
+
+def secret_problem(secret: str) -> str | None:
+    """Why ``secret`` is too weak to use, or None. The text never repeats the secret."""
+    if not secret.strip():
+        return "must not be empty (leave it unset instead)"
+    if secret.lower().startswith(PLACEHOLDER_PREFIX) or secret.lower() in KNOWN_PLACEHOLDERS:
+        return (
+            "is a placeholder (from .env.example?): set a random value, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    hexadecimal = set(secret) <= _HEX_DIGITS
+    needed = MIN_HEX_SECRET_CHARS if hexadecimal else MIN_SECRET_CHARS
+    if len(secret) < needed:
+        return (
+            f"is too short: a secret needs at least 128 random bits, i.e. {MIN_SECRET_CHARS}+ "
+            f"characters ({MIN_HEX_SECRET_CHARS}+ if hexadecimal), got {len(secret)}; "
+            "e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    if len(set(secret)) < MIN_DISTINCT_CHARS:
+        return f"is not random: it uses fewer than {MIN_DISTINCT_CHARS} distinct characters"
+    return None
+
+
+def read_secret_file(name: str, path: Path) -> str:
+    """A secret from ``path``: its text minus one trailing newline; ``ValueError`` if unusable."""
+    setting = _flag(name + FILE_SUFFIX)
+    try:
+        with path.open("rb") as file:
+            raw = file.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as error:
+        raise ValueError(f"{setting}: cannot read {path}: {error.strerror or error}") from None
+    if len(raw) > MAX_SECRET_FILE_BYTES:
+        raise ValueError(f"{setting}: {path} is larger than {MAX_SECRET_FILE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{setting}: {path} is not UTF-8 text") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text.strip():
+        raise ValueError(f"{setting}: {path} is empty")
+    return text
 
 
 def check_node_id(value: str) -> str:

@@ -38,8 +38,20 @@ Durability modes (``--durability``):
 
 The queue is bounded (``queue_max`` writes + purges): when it is full, ``persist`` waits
 for the writer (backpressure) instead of growing memory, and waiting callers keep their
-order. A failed commit fails its callers and every later ``persist`` (``StorageError``):
-a node whose disk fails must stop acknowledging writes, not pretend.
+order.
+
+Failures stay with the batch that caused them. A job whose records cannot be encoded
+(e.g. an integer MessagePack cannot hold) fails alone with ``StorageError``; a
+transaction that fails (disk full, I/O error) fails every job of that group commit. In
+both cases nothing of theirs was acknowledged, and the writer goes on with the next
+batch: no single input, and no passing disk error, stops a node's writes. While the last
+transaction failed the node is degraded (``problems()``, shown on ``/health``); failures
+are counted in ``StorageStats`` (``/metrics``). Any other exception in the writer thread
+is logged and fails the batch at hand, never the thread.
+
+At start a stored record or log row that does not decode is skipped, counted
+(``corrupt_skipped``) and logged instead of keeping the node down; a corrupt log row is
+moved to the ``quarantine`` table first, so compaction never deletes the evidence.
 
 A lock file keeps two processes from using one data directory. Records are stored as
 msgspec MessagePack of ``core.Record``; ``meta`` holds small strings (node id,
@@ -60,8 +72,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+import structlog
 
 from rumordb.core.record import Record
+
+log = structlog.get_logger("rumor.storage")
 
 DB_FILE = "rumor.sqlite3"
 LOCK_FILE = "LOCK"
@@ -76,6 +91,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, record BLOB NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, batch BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY, batch BLOB NOT NULL)",
 )
 _LOG_APPEND = "INSERT INTO log (batch) VALUES (?)"
 LogBatch = list[tuple[str, bytes | None]]  # (key, encoded record, or None: purged)
@@ -124,6 +140,7 @@ class _Job:
     done: asyncio.Future[None] | None  # None: nobody waits (batch mode)
     loop: asyncio.AbstractEventLoop
     durable: bool = True  # must reach the disk before ``done`` (client writes, sync mode)
+    error: StorageError | None = None  # set by the writer when this job failed
 
 
 @dataclass(slots=True)
@@ -135,6 +152,10 @@ class StorageStats:
     largest_commit_jobs: int = 0
     compactions: int = 0  # log -> records folds
     records_compacted: int = 0  # keys upserted or deleted by them
+    commit_failures: int = 0  # group commits whose transaction failed
+    encode_failures: int = 0  # jobs refused because a record could not be encoded
+    failing_commits: int = 0  # consecutive failed transactions, 0 after a good one
+    corrupt_skipped: int = 0  # stored records or log rows that did not decode at start
 
 
 class Storage:
@@ -159,7 +180,7 @@ class Storage:
         self._queued = 0  # writes + purges in self._jobs
         self._stopping = False
         self._closed = False
-        self.failed: StorageError | None = None
+        self.last_commit_error: str | None = None  # of the last failed transaction
         self.compaction_error: str | None = None  # the last failed compaction (retried)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._admission = asyncio.Lock()
@@ -221,21 +242,53 @@ class Storage:
         for key, blob in rows.items():
             try:
                 loaded.append((key, decoder.decode(blob)))
-            except msgspec.DecodeError as error:
-                raise StorageError(f"stored record for key {key!r} is corrupt: {error}") from None
+            except (msgspec.DecodeError, ValueError, TypeError, OverflowError) as error:
+                # One bad version must not keep the node down: peers hold the key too,
+                # and anti-entropy brings it back.
+                self.stats.corrupt_skipped += 1
+                log.error("stored_record_skipped", key=key[:200], error=str(error))
         return loaded
 
     def _replay_log(self, connection: sqlite3.Connection) -> None:
         """Read the log rows a previous run did not compact (at open, before the writer)."""
         decoder = msgspec.msgpack.Decoder(LogBatch)
+        corrupt: list[int] = []
         for log_id, blob in connection.execute("SELECT id, batch FROM log ORDER BY id"):
             try:
                 batch = decoder.decode(blob)
-            except msgspec.DecodeError as error:
-                raise StorageError(f"log row {log_id} is corrupt: {error}") from None
+            except (msgspec.DecodeError, ValueError, TypeError, OverflowError) as error:
+                corrupt.append(log_id)
+                log.error("log_row_quarantined", log_id=log_id, error=str(error))
+                continue
             self._unmerged.update(batch)
             self._log_rows += 1
             self._last_log_id = log_id
+        if corrupt:
+            self.stats.corrupt_skipped += len(corrupt)
+            self._quarantine(connection, corrupt)
+
+    @staticmethod
+    def _quarantine(connection: sqlite3.Connection, log_ids: list[int]) -> None:
+        """Move undecodable log rows aside, so a compaction never deletes them."""
+        marks = ", ".join("?" * len(log_ids))
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute(
+                f"INSERT OR REPLACE INTO quarantine SELECT id, batch FROM log WHERE id IN ({marks})",
+                log_ids,
+            )
+            connection.execute(f"DELETE FROM log WHERE id IN ({marks})", log_ids)
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+
+    def problems(self) -> list[str]:
+        """Why this node cannot persist right now (empty when it can)."""
+        failing = self.stats.failing_commits
+        if not failing:
+            return []
+        return [f"storage: the last {failing} commit(s) failed: {self.last_commit_error}"]
 
     def get_meta(self, name: str) -> str | None:
         if self._db is None:
@@ -274,8 +327,6 @@ class Storage:
         """
         if self._closed or self._stopping:
             raise StorageError("storage is closed")
-        if self.failed is not None:
-            raise self.failed
         if self._db is None or not (writes or purges):
             return
         loop = asyncio.get_running_loop()
@@ -345,58 +396,95 @@ class Storage:
                         break  # idle for a while: fold the log now
                 jobs, self._jobs, self._queued = self._jobs, [], 0
             if not jobs:
+                self._guarded(self._compact)  # idle, or stopping: leave a short log behind
                 if self._stopping:
-                    self._compact()  # leave a short log behind
                     return  # stopping, and everything queued is committed
-                self._compact()
                 continue
             for loop in {job.loop for job in jobs}:
                 _call_soon(loop, self._space.set)  # room again: let waiting callers queue
-            error = self._commit(jobs)
-            for loop in {job.loop for job in jobs}:
-                _call_soon(loop, _resolve, [job.done for job in jobs if job.loop is loop], error)
-            if error is None and (
-                len(self._unmerged) >= COMPACT_KEYS or self._log_rows >= COMPACT_ROWS
-            ):
-                self._compact()
+            try:
+                self._commit(jobs)
+            except Exception as error:  # a bug: fail this batch, keep the writer
+                log.exception("storage_commit_crashed", error=repr(error))
+                for job in jobs:
+                    job.error = job.error or StorageError(f"commit failed: {error!r}")
+            finally:  # whatever happened, every caller gets an answer
+                for loop in {job.loop for job in jobs}:
+                    _call_soon(loop, _resolve, [job for job in jobs if job.loop is loop])
+            if len(self._unmerged) >= COMPACT_KEYS or self._log_rows >= COMPACT_ROWS:
+                self._guarded(self._compact)
 
-    def _commit(self, jobs: list[_Job]) -> StorageError | None:
-        """Append the jobs as one log row, in one transaction."""
-        if self.failed is not None:
-            return self.failed
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """An unexpected exception in a writer step is logged; it never ends the thread."""
+        try:
+            step()
+        except Exception as error:
+            log.exception("storage_writer_step_failed", step=step.__name__, error=repr(error))
+
+    def _commit(self, jobs: list[_Job]) -> None:
+        """Append the jobs as one log row, in one transaction; failed jobs get ``error``."""
+        latest = self._encode(jobs)
+        committing = [job for job in jobs if job.error is None]
+        if not committing:
+            return
+        try:
+            batch = self._encoder.encode(list(latest.items()))
+            self._append(batch, latest, any(job.durable for job in committing))
+        except Exception as error:  # disk full, I/O error, a bug: this batch only
+            self._commit_failed(committing, error)
+            return
+        self.stats.failing_commits = 0
+        purged = sum(1 for blob in latest.values() if blob is None)
+        self._count(committing, len(latest) - purged, purged)
+
+    def _encode(self, jobs: list[_Job]) -> dict[str, bytes | None]:
+        """The latest encoded version per key; a job that does not encode fails alone."""
         latest: dict[str, bytes | None] = {}
         encode = self._encoder.encode
         for job in jobs:
-            for key, record in job.writes:
-                latest[key] = encode(record)
+            try:
+                encoded = [(key, encode(record)) for key, record in job.writes]
+            except Exception as error:  # OverflowError, TypeError: this job's input only
+                job.error = StorageError(f"a record cannot be stored: {error!r}")
+                self.stats.encode_failures += 1
+                log.error("record_not_encodable", error=str(error), writes=len(job.writes))
+                continue
+            latest.update(encoded)
             for key in job.purges:
                 latest[key] = None
-        batch = encode(list(latest.items()))
+        return latest
+
+    def _append(self, batch: bytes, latest: dict[str, bytes | None], durable: bool) -> None:
         assert self._db is not None
-        try:
-            with self._db_lock:
-                if self.durability == "sync":
-                    self._set_synchronous(any(job.durable for job in jobs))
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    cursor = self._db.execute(_LOG_APPEND, (batch,))
-                    self._db.execute("COMMIT")
-                except BaseException:
+        with self._db_lock:
+            if self.durability == "sync":
+                self._set_synchronous(durable)
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = self._db.execute(_LOG_APPEND, (batch,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                    raise
-                self._unmerged.update(latest)
-                self._log_rows += 1
-                self._last_log_id = cursor.lastrowid or self._last_log_id
-        except sqlite3.Error as error:
-            self.failed = StorageError(f"commit failed: {error}")
-            return self.failed
-        purged = sum(1 for blob in latest.values() if blob is None)
-        self._count(jobs, len(latest) - purged, purged)
-        return None
+                raise
+            self._unmerged.update(latest)
+            self._log_rows += 1
+            self._last_log_id = cursor.lastrowid or self._last_log_id
+
+    def _commit_failed(self, jobs: list[_Job], error: Exception) -> None:
+        stats = self.stats
+        stats.commit_failures += 1
+        stats.failing_commits += 1
+        self.last_commit_error = repr(error)
+        log.error(
+            "commit_failed", error=repr(error), jobs=len(jobs), in_a_row=stats.failing_commits
+        )
+        for job in jobs:
+            job.error = StorageError(f"commit failed: {error!r}")
 
     def _compact(self) -> None:
         """Fold the log into ``records`` and drop the log rows it covered (one transaction)."""
-        if self._db is None or not self._log_rows or self.failed is not None:
+        if self._db is None or not self._log_rows:
             return
         with self._db_lock:
             unmerged, last_id = self._unmerged, self._last_log_id
@@ -444,14 +532,15 @@ class Storage:
         stats.largest_commit_jobs = max(stats.largest_commit_jobs, len(jobs))
 
 
-def _resolve(waiters: list[asyncio.Future[None] | None], error: StorageError | None) -> None:
-    for waiter in waiters:
+def _resolve(jobs: list[_Job]) -> None:
+    for job in jobs:
+        waiter = job.done
         if waiter is None or waiter.done():  # batch mode, or the caller was cancelled
             continue
-        if error is None:
+        if job.error is None:
             waiter.set_result(None)
         else:
-            waiter.set_exception(StorageError(str(error)))
+            waiter.set_exception(job.error)
 
 
 def _call_soon(

@@ -264,7 +264,7 @@ async def test_gossip_without_or_with_wrong_secret_is_401_and_counted(
 
     assert_error(await client.post("/gossip", content=b"not sealed"), 401, "unauthenticated")
     forged = seal_envelope(
-        Signer("another secret"), Envelope("evil", [b"x"]), 0.0 + __import__("time").time()
+        Signer("another secret"), Envelope("evil", [b"x"]), 0.0 + __import__("time").time(), "t1"
     )
     assert_error(await client.post("/gossip", content=forged), 401)
     text = (await client.get("/metrics", headers=READER)).text
@@ -352,3 +352,68 @@ async def test_gossip_from_a_client_that_disconnects_mid_body_is_400_not_unauthe
         assert json.loads(sent[1]["body"])["error"] == "client_disconnected"
         text = app.state.runner.metrics.render().decode()
         assert 'rumor_unauthenticated_dropped_total{channel="gossip"}' not in text
+
+
+async def test_a_failed_commit_is_503_json_and_the_next_write_succeeds(tmp_path: Path) -> None:
+    from tests.live.test_storage import inject_commit_failures
+
+    async with running_app(settings_for(tmp_path, durability="sync")) as (app, http):
+        inject_commit_failures(app.state.runner.storage, failures=1)
+        assert_error(await http.put("/kv/k", content=b"lost", headers=ADMIN), 503)
+        health = (await http.get("/health")).json()
+        assert health["status"] == "degraded"
+        assert "disk is full" in health["problems"][0]
+        text = (await http.get("/metrics", headers=READER)).text
+        assert "rumor_storage_commit_failures_total 1.0" in text
+        assert "rumor_storage_failing_commits 1.0" in text
+        put = await http.put("/kv/k2", content=b"kept", headers=ADMIN)
+        assert put.status_code == 201, put.text
+        assert (await http.get("/kv/k2", headers=READER)).content == b"kept"
+        assert (await http.get("/health")).json() == {"status": "ok", "node_id": "t1"}
+        text = (await http.get("/metrics", headers=READER)).text
+        assert "rumor_storage_failing_commits 0.0" in text
+
+
+# --- authentication: one gate for every route ----------------------------------------
+AUTH_ROUTES = [("GET", "/kv/k"), ("PUT", "/kv/k"), ("GET", "/kv"), ("GET", "/cluster")]
+AUTH_ROUTES += [("GET", "/metrics"), ("GET", "/faults")]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("Authorization", f"Bearer {ADMIN_KEY}"), ("Authorization", f"Bearer {READER_KEY}")],
+        [("X-API-Key", ADMIN_KEY), ("X-API-Key", ADMIN_KEY)],
+        [("Authorization", f"Bearer {READER_KEY}"), ("X-API-Key", ADMIN_KEY)],
+    ],
+)
+async def test_duplicate_credentials_are_400_json_on_every_route(
+    tmp_path: Path, headers: list[tuple[str, str]]
+) -> None:
+    async with running_app(settings_for(tmp_path, allow_faults=True)) as (_, http):
+        for method, path in AUTH_ROUTES:
+            response = await http.request(method, path, headers=headers, content=b"v")
+            assert_error(response, 400, "duplicate_credentials")
+        assert (await http.get("/kv/k", headers=READER)).status_code == 404  # nothing stored
+
+
+async def test_failed_authentication_is_throttled_per_address_with_retry_after(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(
+        tmp_path, allow_faults=True, auth_failure_burst=3, auth_failure_refill_per_s=0.01
+    )
+    async with running_app(settings) as (app, http):
+        wrong = {"X-API-Key": "wrong-" + ADMIN_KEY}
+        for path in ("/kv/a", "/cluster", "/kv/b"):  # failures count across routes
+            assert_error(await http.get(path, headers=wrong), 401, "unauthorized")
+        for method, path in AUTH_ROUTES:
+            throttled = await http.request(method, path, headers=ADMIN, content=b"v")
+            assert_error(throttled, 429, "too_many_failures")
+            assert 1 <= int(throttled.headers["retry-after"]) <= 100
+        other = httpx.ASGITransport(app=app, client=("10.9.9.9", 1))
+        async with httpx.AsyncClient(transport=other, base_url="http://t") as elsewhere:
+            ok = await elsewhere.get("/metrics", headers=READER)
+        assert ok.status_code == 200
+    assert 'rumor_auth_failures_total{reason="unknown"} 3.0' in ok.text
+    assert f"rumor_auth_throttled_total {len(AUTH_ROUTES)}.0" in ok.text

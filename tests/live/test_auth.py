@@ -9,11 +9,14 @@ import stat
 from pathlib import Path
 
 import pytest
-from starlette.datastructures import Headers
 from typer.testing import CliRunner
 
 from rumordb.cli.main import app
 from rumordb.live.auth import (
+    LOG_INTERVAL_S,
+    AuthRefused,
+    FailureLimiter,
+    Gate,
     KeysFileError,
     KeyStore,
     Role,
@@ -56,7 +59,7 @@ def test_role_comes_from_the_matching_entry(tmp_path: Path) -> None:
 def test_unknown_keys_grant_nothing(tmp_path: Path, key: str) -> None:
     keys_file = tmp_path / "keys.json"
     add_key(keys_file, Role.ADMIN)
-    store = KeyStore.from_settings(settings(keys_file=keys_file, reader_key="r" * 32))
+    store = KeyStore.from_settings(settings(keys_file=keys_file, reader_key=generate_key()))
     assert store.role_for(key) is None
 
 
@@ -64,7 +67,8 @@ def test_a_key_shaped_like_the_prototypes_admin_key_grants_nothing() -> None:
     store = KeyStore.from_settings(settings(admin_key=generate_key()))
     for key in ["xxxxxxxx-admin-2099-12-31", "abcdef12-admin-2099-12-31", "admin"]:
         assert store.role_for(key) is None
-        assert store.authenticate({"Authorization": f"Bearer {key}"}) is None
+        with pytest.raises(AuthRefused):
+            Gate(store, FailureLimiter()).check(bearer(key), "10.0.0.1")
 
 
 def test_environment_keys_are_hashed_at_start() -> None:
@@ -167,23 +171,101 @@ KEY = "k3y-Value_1"
         ({"Authorization": KEY}, None),
         ({"Authorization": f"Bearer {KEY} extra"}, None),
         ({"Authorization": "Basic x", "X-API-Key": KEY}, None),  # malformed wins: no guess
-        ({"Authorization": f"Bearer {KEY}", "X-API-Key": "other"}, KEY),
+        ({"Authorization": f"Bearer {KEY}", "X-API-Key": KEY}, KEY),  # the same key twice
     ],
 )
 def test_presented_key_from_headers(headers: dict[str, str], expected: str | None) -> None:
-    assert presented_key(headers) == expected
-    assert presented_key(Headers(headers=headers)) == expected
     raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
     assert presented_key(raw) == expected
+    capitalised = [(name.encode(), value.encode()) for name, value in headers.items()]
+    assert presented_key(capitalised) == expected
 
 
-def test_authenticate_reads_either_header() -> None:
-    admin, reader = generate_key(), generate_key()
-    store = KeyStore.from_settings(settings(admin_key=admin, reader_key=reader))
-    assert store.authenticate(Headers({"authorization": f"Bearer {admin}"})) is Role.ADMIN
-    assert store.authenticate(Headers({"x-api-key": reader})) is Role.READER
-    assert store.authenticate(Headers({"x-api-key": admin + "x"})) is None
-    assert store.authenticate(Headers({})) is None
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [(b"authorization", f"Bearer {KEY}".encode())] * 2,
+        [(b"authorization", f"Bearer {KEY}".encode()), (b"Authorization", b"Bearer other")],
+        [(b"x-api-key", KEY.encode()), (b"x-api-key", b"other")],
+        [(b"x-api-key", KEY.encode())] * 2,
+        [(b"authorization", f"Bearer {KEY}".encode()), (b"x-api-key", b"other")],
+    ],
+)
+def test_duplicate_or_conflicting_credentials_are_400(raw: list[tuple[bytes, bytes]]) -> None:
+    with pytest.raises(AuthRefused) as refused:
+        presented_key(raw)
+    assert refused.value.status == 400 and refused.value.error == "duplicate_credentials"
+
+
+# --- the gate: one check for every route, failures limited per address ------------------
+class Clock:
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def make_gate(burst: int = 3, refill_per_s: float = 0.5, clients_max: int = 100) -> Gate:
+    store = KeyStore([(hashlib.sha256(b"good-key").hexdigest(), Role.ADMIN)])
+    return Gate(store, FailureLimiter(burst, refill_per_s, clients_max), clock=Clock())
+
+
+def bearer(key: str) -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", b"Bearer " + key.encode())]
+
+
+def refusal(gate: Gate, headers: list[tuple[bytes, bytes]], client: str = "10.0.0.1") -> int:
+    with pytest.raises(AuthRefused) as refused:
+        gate.check(headers, client)
+    return refused.value.status
+
+
+def test_the_gate_reads_either_header() -> None:
+    gate = make_gate()
+    assert gate.check(bearer("good-key"), "c") is Role.ADMIN
+    assert gate.check([(b"x-api-key", b"good-key")], "c") is Role.ADMIN
+    assert refusal(gate, [(b"x-api-key", b"bad-key")]) == 401
+    assert refusal(gate, []) == 401
+
+
+def test_failures_beyond_the_burst_are_429_until_the_bucket_refills() -> None:
+    gate = make_gate(burst=3, refill_per_s=0.5)
+    clock = gate._clock
+    assert isinstance(clock, Clock)
+    assert [refusal(gate, bearer("guess")) for _ in range(3)] == [401, 401, 401]
+    with pytest.raises(AuthRefused) as throttled:
+        gate.check(bearer("good-key"), "10.0.0.1")  # even a good key: the address waits
+    assert throttled.value.status == 429
+    assert throttled.value.headers == ((b"retry-after", b"2"),)  # 1 token at 0.5/s
+    assert gate.check(bearer("good-key"), "10.0.0.2") is Role.ADMIN  # other addresses
+    clock.now_s += 2.0
+    assert gate.check(bearer("good-key"), "10.0.0.1") is Role.ADMIN
+    assert refusal(gate, bearer("guess")) == 401  # the refilled token, spent
+    assert refusal(gate, bearer("guess")) == 429
+
+
+def test_the_per_address_table_is_bounded() -> None:
+    gate = make_gate(burst=1, clients_max=100)
+    for i in range(1000):
+        refusal(gate, bearer("guess"), client=f"10.0.{i // 256}.{i % 256}")
+    assert len(gate.limiter) == 100
+    assert refusal(gate, bearer("guess"), client="10.0.3.231") == 429  # recent: still held
+
+
+def test_failures_are_logged_once_per_address_per_interval(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    gate = make_gate(burst=1000)
+    clock = gate._clock
+    assert isinstance(clock, Clock)
+    for _ in range(50):
+        refusal(gate, bearer("guess"))
+    clock.now_s += LOG_INTERVAL_S
+    refusal(gate, bearer("guess"))
+    lines = [line for line in capsys.readouterr().out.splitlines() if "auth_failed" in line]
+    assert len(lines) == 2, lines
+    assert "failures=1" in lines[0] and "failures=50" in lines[1]
 
 
 def test_only_admins_write() -> None:

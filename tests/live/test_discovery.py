@@ -25,7 +25,7 @@ from rumordb.live.discovery import (
     resolve_broadcast,
     seed_peers,
 )
-from rumordb.live.wire import Signer
+from rumordb.live.wire import BROADCAST, Signer
 from tests.live.harness import free_udp_port
 
 SECRET = "discovery test secret"
@@ -45,6 +45,13 @@ async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met before the deadline"
         await asyncio.sleep(0.01)
+
+
+def seal(announcement: Announcement, now: float | None = None, secret: str = SECRET) -> bytes:
+    """A datagram as ``announcement``'s node would send it."""
+    payload = encode_announcement(announcement)
+    when = time.time() if now is None else now
+    return Signer(secret).seal(payload, when, announcement.node_id, BROADCAST)
 
 
 def make(node_id: str, host: str, port: int, heard: list[Announcement]) -> Discovery:
@@ -129,7 +136,7 @@ def test_datagrams_without_the_secret_are_rejected_and_counted() -> None:
         node = make("n2", "127.0.0.2", port, heard)
         stop = await running(node)
         try:
-            send_raw(port, Signer("wrong secret").seal(encode_announcement(forged), time.time()))
+            send_raw(port, seal(forged, secret="wrong secret"))
             send_raw(port, encode_announcement(forged))  # unsigned
             send_raw(port, b"x" * 2000)  # oversized
             await until(lambda: node.rejected == 3)
@@ -145,7 +152,7 @@ def test_replayed_announcement_is_rejected() -> None:
     port = free_udp_port()
     heard: list[Announcement] = []
     peer = Announcement("n9", "http://127.0.0.9:8001", 4)
-    frame = Signer(SECRET).seal(encode_announcement(peer), time.time())
+    frame = seal(peer)
 
     async def scenario() -> None:
         node = make("n2", "127.0.0.2", port, heard)
@@ -162,6 +169,27 @@ def test_replayed_announcement_is_rejected() -> None:
     assert heard == [peer]
 
 
+def test_an_authentic_but_stale_announcement_is_counted_apart() -> None:
+    port = free_udp_port()
+    heard: list[Announcement] = []
+    peer = Announcement("n9", "http://127.0.0.9:8001", 4)
+
+    async def scenario() -> None:
+        node = make("n2", "127.0.0.2", port, heard)
+        stale: list[int] = []
+        node.on_stale = lambda: stale.append(1)
+        stop = await running(node)
+        try:
+            send_raw(port, seal(peer, now=time.time() - 600))  # a paused sender's backlog
+            await until(lambda: node.stale == 1 and stale == [1])
+            assert node.rejected == 0 and node.received == 0
+        finally:
+            await stop()
+
+    run(scenario())
+    assert heard == []
+
+
 def test_authentic_but_malformed_announcement_is_rejected() -> None:
     port = free_udp_port()
     heard: list[Announcement] = []
@@ -171,9 +199,18 @@ def test_authentic_but_malformed_announcement_is_rejected() -> None:
         node = make("n2", "127.0.0.2", port, heard)
         stop = await running(node)
         try:
-            send_raw(port, Signer(SECRET).seal(encode_announcement(bad_url), time.time()))
-            send_raw(port, Signer(SECRET).seal(b"\x93\x01\x02\x03", time.time()))
-            await until(lambda: node.rejected == 2)
+            send_raw(port, seal(bad_url))
+            send_raw(port, Signer(SECRET).seal(b"\x93\x01\x02\x03", time.time(), "n9", BROADCAST))
+            impostor = Announcement("n8", "http://127.0.0.8:8001", 1)  # sealed by n9
+            send_raw(
+                port,
+                Signer(SECRET).seal(encode_announcement(impostor), time.time(), "n9", BROADCAST),
+            )
+            to_one_node = Signer(SECRET).seal(
+                encode_announcement(impostor), time.time(), "n8", "n2"
+            )
+            send_raw(port, to_one_node)  # gossip framing, not a broadcast
+            await until(lambda: node.rejected == 4)
         finally:
             await stop()
 
@@ -192,7 +229,7 @@ def test_loopback_listener_hears_no_unicast() -> None:
         stop = await running(node)
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-                frame = Signer(SECRET).seal(encode_announcement(peer), time.time())
+                frame = seal(peer)
                 sender.sendto(frame, ("127.0.0.1", port))
                 sender.sendto(frame, ("127.0.0.2", port))
             await until(lambda: node.ignored_own >= 3)  # several rounds heard meanwhile

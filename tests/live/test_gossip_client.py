@@ -30,13 +30,13 @@ class Peer:
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         assert request.url.path == "/gossip"
-        envelope = open_envelope(self.signer, await request.aread(), time.time())
+        envelope = open_envelope(self.signer, await request.aread(), time.time(), "peer")
         self.envelopes.append(envelope)
         if self.gate is not None:
             await self.gate.wait()
         if self.reply is None or self.status != 200:
             return httpx.Response(self.status if self.status != 200 else 204)
-        body = seal_envelope(self.signer, Envelope("peer", self.reply), time.time())
+        body = seal_envelope(self.signer, Envelope("peer", self.reply), time.time(), "me")
         return httpx.Response(200, content=body)
 
 
@@ -135,6 +135,36 @@ async def test_replies_go_back_to_the_node() -> None:
         await client.close()
 
 
+@pytest.mark.parametrize(
+    ("sealer", "recipient", "age_s", "counter"),
+    [
+        ("other", "me", 0.0, "rumor_unauthenticated_dropped_total"),  # not the peer we asked
+        ("peer", "someone-else", 0.0, "rumor_unauthenticated_dropped_total"),  # not for us
+        ("peer", "me", 120.0, "rumor_stale_frames_dropped_total"),  # authentic but late
+    ],
+)
+async def test_replies_not_from_the_peer_for_us_and_fresh_are_dropped(
+    sealer: str, recipient: str, age_s: float, counter: str
+) -> None:
+    async def handle(request: httpx.Request) -> httpx.Response:
+        envelope = Envelope(sealer, [b"r"])
+        body = seal_envelope(Signer(SECRET), envelope, time.time() - age_s, recipient)
+        return httpx.Response(200, content=body)
+
+    client, replies, metrics = make_client(None, transport=httpx.MockTransport(handle))
+    try:
+        client.send("peer", b"hello")
+
+        async def dropped() -> bool:
+            text = metrics.render().decode()
+            return f'{counter}{{channel="gossip_reply"}} 1.0' in text
+
+        await eventually(dropped, 2.0, 0.001)
+        assert replies == []
+    finally:
+        await client.close()
+
+
 async def test_blocked_or_paused_peers_get_nothing() -> None:
     peer = Peer()
     faults = Faults()
@@ -205,7 +235,7 @@ async def test_posts_over_the_pooled_transport_are_well_formed_http() -> None:
     from tests.live.test_http_transport import ScriptedServer
 
     signer = Signer(SECRET)
-    reply = seal_envelope(signer, Envelope("peer", [b"pong"]), time.time())
+    reply = seal_envelope(signer, Envelope("peer", [b"pong"]), time.time(), "me")
     ok = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(reply) + reply
     scripted = ScriptedServer([ok, b"HTTP/1.1 204 No Content\r\n\r\n"])
     scripted.server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0)
@@ -238,7 +268,7 @@ async def test_posts_over_the_pooled_transport_are_well_formed_http() -> None:
         assert fields[b"x-rumor-sender"] == b"me"
         assert fields[b"host"] == url.removeprefix("http://").encode()
         assert int(fields[b"content-length"]) == len(body)
-        assert open_envelope(signer, body, time.time()) == Envelope("me", [sent])
+        assert open_envelope(signer, body, time.time(), "peer") == Envelope("me", [sent])
     assert scripted.connections == 1  # keep-alive: both posts on one connection
 
 

@@ -16,7 +16,7 @@ import pytest
 from rumordb.core import Local, Record, WriteCommand, WriteResult, WriteStatus
 from rumordb.core.context import encode_context
 from rumordb.core.node import Output
-from rumordb.live.auth import KeyStore, Role, hash_key
+from rumordb.live.auth import FailureLimiter, Gate, KeyStore, Role, hash_key
 from rumordb.live.forward import Forwarded, Relay, Unforwarded, path_qs
 from rumordb.live.kv import KVHandler
 from rumordb.live.metrics import Metrics
@@ -58,7 +58,8 @@ def runner() -> ScriptedRunner:
 @pytest.fixture
 async def http(runner: ScriptedRunner) -> AsyncIterator[httpx.AsyncClient]:
     keystore = KeyStore([(hash_key(ADMIN_KEY), Role.ADMIN), (hash_key(READER_KEY), Role.READER)])
-    handler = KVHandler(runner, keystore, Metrics(), max_value_bytes=10, max_key_bytes=8)  # type: ignore[arg-type]
+    gate = Gate(keystore, FailureLimiter(1000, 100.0, 100))
+    handler = KVHandler(runner, gate, Metrics(), max_value_bytes=10, max_key_bytes=8)  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=handler)
     async with httpx.AsyncClient(transport=transport, base_url="http://n1") as client:
         yield client

@@ -18,8 +18,8 @@ import pytest
 from rumordb.core import Ring
 from rumordb.live.discovery import Announcement, encode_announcement
 from rumordb.live.gossip_client import Envelope, seal_envelope
-from rumordb.live.wire import Signer
-from tests.live.harness import ADMIN, READER, SECRET, Cluster, NodeProcess
+from rumordb.live.wire import BROADCAST, Signer
+from tests.live.harness import ADMIN, ADMIN_KEY, READER, SECRET, Cluster, NodeProcess
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
@@ -57,7 +57,9 @@ def test_three_nodes_discover_replicate_delete_and_reject_spoofs(
         cluster.wait_value(node, "greeting", None)
 
     # Spoofed gossip: unsigned, and signed with another secret. Refused, counted, no effect.
-    forged = seal_envelope(Signer("not-the-secret"), Envelope("evil", [b"\x00"]), time.time())
+    forged = seal_envelope(
+        Signer("not-the-secret"), Envelope("evil", [b"\x00"]), time.time(), n1.node_id
+    )
     for body in (b"hello", forged):
         response = cluster.client.post(n1.url + "/gossip", content=body)
         assert response.status_code == 401 and response.json()["error"] == "unauthenticated"
@@ -66,7 +68,9 @@ def test_three_nodes_discover_replicate_delete_and_reject_spoofs(
     # Spoofed discovery datagrams: garbage, and a well-formed announcement under a wrong secret.
     fake = encode_announcement(Announcement("evil", "http://127.0.0.9:1", 1))
     send_datagram(cluster.discovery_port, b"garbage")
-    send_datagram(cluster.discovery_port, Signer("wrong").seal(fake, time.time()))
+    send_datagram(
+        cluster.discovery_port, Signer("wrong").seal(fake, time.time(), "evil", BROADCAST)
+    )
     cluster.poll(
         lambda: metric(cluster, n2.url, "rumor_discovery_rejected_total") >= 2,
         10,
@@ -230,10 +234,17 @@ def test_unsigned_gossip_is_refused_even_with_a_valid_envelope(
     cluster = cluster_factory()
     node = cluster.add("r1", "--broadcast", "off")
     cluster.wait_ready()
-    sealed = seal_envelope(Signer(SECRET), Envelope("peer", []), time.time())
+    sealed = seal_envelope(Signer(SECRET), Envelope("peer", []), time.time(), node.node_id)
     assert cluster.client.post(node.url + "/gossip", content=sealed).status_code == 204
     replay = cluster.client.post(node.url + "/gossip", content=sealed)
     assert replay.status_code == 401
+    # An authentic frame that arrives late (a retransmission after a long partition) is
+    # counted apart: it must not trip an alert on unauthenticated gossip.
+    late = seal_envelope(Signer(SECRET), Envelope("peer", []), time.time() - 300, node.node_id)
+    stale = cluster.client.post(node.url + "/gossip", content=late)
+    assert stale.status_code == 401 and stale.json()["error"] == "stale"
+    assert metric(cluster, node.url, "rumor_stale_frames_dropped_total") == 1.0
+    assert metric(cluster, node.url, "rumor_unauthenticated_dropped_total") == 1.0  # the replay
 
 
 def test_sigterm_stops_cleanly_and_flushes_batch_writes(
@@ -251,3 +262,51 @@ def test_sigterm_stops_cleanly_and_flushes_batch_writes(
     node.start()
     cluster.wait_ready(node)
     assert _view(cluster, node)["keys"] == 100
+
+
+def test_a_real_node_refuses_duplicate_credentials_and_throttles_guessing(
+    cluster_factory: Callable[[], Cluster],
+) -> None:
+    cluster = cluster_factory()
+    node = cluster.add("g1", "--broadcast", "off", "--auth-failure-burst", "3")
+    cluster.wait_ready()
+    twice = [("Authorization", f"Bearer {ADMIN_KEY}"), ("Authorization", "Bearer other")]
+    for path in ("/kv/k", "/cluster"):
+        duplicate = cluster.client.get(node.url + path, headers=twice)
+        assert duplicate.status_code == 400, duplicate.text
+        assert duplicate.json()["error"] == "duplicate_credentials"
+    guesses = [
+        cluster.client.get(node.url + "/kv/k", headers={"X-API-Key": f"guess-{i}"})
+        for i in range(4)
+    ]
+    assert [r.status_code for r in guesses] == [401, 401, 401, 429]
+    assert guesses[-1].json()["error"] == "too_many_failures"
+    assert int(guesses[-1].headers["retry-after"]) >= 1
+    # Even the right key waits now: otherwise throttling would not slow a guesser down.
+    assert cluster.client.get(node.url + "/cluster", headers=ADMIN).status_code == 429
+    assert "auth_failed" in node.log_path.read_text()
+
+
+def test_a_node_starts_despite_a_stored_version_that_does_not_decode(
+    cluster_factory: Callable[[], Cluster],
+) -> None:
+    import sqlite3
+
+    from rumordb.live.storage import Storage
+
+    cluster = cluster_factory()
+    node = cluster.add("c1", "--broadcast", "off")
+    cluster.wait_ready()
+    for key in ("good", "bad"):
+        assert cluster.put(node, key, b"v").status_code == 201
+    node.stop(signal.SIGTERM)
+    Storage.open(node.data_dir, "sync").close_sync()  # folds the log into ``records``
+    with sqlite3.connect(node.data_dir / "rumor.sqlite3") as db:
+        db.execute("UPDATE records SET record = x'9301' WHERE key = 'bad'")
+    node.start()
+    cluster.wait_ready(node)
+    assert cluster.get(node, "good").content == b"v"
+    assert cluster.get(node, "bad").status_code == 404
+    assert metric(cluster, node.url, "rumor_storage_corrupt_skipped_total") == 1.0
+    assert "stored_record_skipped" in node.logs()
+    assert cluster.put(node, "after", b"w").status_code == 201

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import pytest
 
 from rumordb.core.node import NodeConfig
-from rumordb.live.settings import ConfigError, Settings, load_or_create_node_id, load_settings
+from rumordb.live.settings import (
+    SECRET_NAMES,
+    ConfigError,
+    Settings,
+    load_or_create_node_id,
+    load_settings,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -118,7 +125,8 @@ def test_unknown_settings_are_refused() -> None:
 def test_missing_cluster_secret_says_how_to_set_one() -> None:
     with pytest.raises(ConfigError, match="RUMOR_CLUSTER_SECRET"):
         Settings().require_cluster_secret()
-    assert Settings(cluster_secret="s3cret").require_cluster_secret() == "s3cret"
+    strong = "s3cret-" + "Q7x9kLm2Pz4Rt8Vw1Yb5Nc"
+    assert Settings(cluster_secret=strong).require_cluster_secret() == strong
 
 
 def test_log_level_is_case_insensitive() -> None:
@@ -167,3 +175,83 @@ def test_a_corrupt_node_id_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "node_id").write_text("not/valid\n")
     with pytest.raises(ConfigError, match="invalid node id"):
         load_or_create_node_id(tmp_path)
+
+
+# --- secrets: strength, files ---------------------------------------------------------
+STRONG = "Zq8-Hk3_Lp0wXv7Rt2Yn5Bm"  # 23 url-safe characters: more than 128 bits written out
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "a",
+        "x",
+        "change-me-cluster-secret",
+        "CHANGE-ME-and-then-some-more-text",
+        "secret",
+        "password",
+        "short-but-not-hex-21c",  # 21 characters
+        "0123456789abcdef0123456789abcde",  # 31 hex digits: under 128 bits
+        "ab" * 20,  # long, but two distinct characters
+    ],
+)
+@pytest.mark.parametrize("field", ["cluster_secret", "cluster_secret_previous", "admin_key"])
+def test_weak_or_placeholder_secrets_are_refused_naming_the_setting(field: str, weak: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(**{field: weak})
+    message = str(caught.value)
+    assert f"--{field.replace('_', '-')} / RUMOR_{field.upper()}" in message
+    assert len(weak) < 8 or weak not in message  # never echoed, not even a weak one
+
+
+@pytest.mark.parametrize(
+    "strong",
+    [STRONG, secrets.token_urlsafe(16), secrets.token_hex(16), secrets.token_urlsafe(32)],
+)
+def test_secrets_of_128_bits_or_more_are_accepted(strong: str) -> None:
+    assert load_settings(reader_key=strong).reader_key == strong
+
+
+def test_every_secret_can_come_from_a_file_minus_one_trailing_newline(tmp_path: Path) -> None:
+    values = {name: secrets.token_urlsafe(24) for name in SECRET_NAMES}
+    given = {}
+    for name, value in values.items():
+        path = tmp_path / name
+        path.write_text(value + "\n")
+        given[name + "_file"] = path
+    loaded = load_settings(**given)
+    assert {name: getattr(loaded, name) for name in SECRET_NAMES} == values
+
+
+def test_secret_files_come_from_the_environment_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "secret"
+    path.write_text(STRONG + "\n\n")  # only one newline is stripped: the rest is the secret
+    monkeypatch.setenv("RUMOR_CLUSTER_SECRET_FILE", str(path))
+    assert load_settings().cluster_secret == STRONG + "\n"
+
+
+def test_a_missing_unreadable_or_empty_secret_file_stops_the_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--admin-key-file / RUMOR_ADMIN_KEY_FILE: cannot read"):
+        load_settings(admin_key_file=tmp_path / "absent")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(admin_key_file=tmp_path)  # a directory
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(ConfigError, match=r"RUMOR_READER_KEY_FILE: .* is empty"):
+        load_settings(reader_key_file=empty)
+
+
+def test_a_value_and_a_file_for_one_secret_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text(STRONG)
+    with pytest.raises(ConfigError, match=r"RUMOR_CLUSTER_SECRET and .*_FILE are both set"):
+        load_settings(cluster_secret=STRONG, cluster_secret_file=path)
+
+
+def test_a_weak_secret_in_a_file_is_refused_too(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text("change-me-please-and-more\n")
+    with pytest.raises(ConfigError, match=r"RUMOR_CLUSTER_SECRET .*_FILE.*placeholder"):
+        load_settings(cluster_secret_file=path)

@@ -385,9 +385,142 @@ def test_the_log_is_compacted_when_it_grows_or_idles(
         storage.close_sync()
 
 
-def test_a_corrupt_log_row_is_refused_at_open(tmp_path: Path) -> None:
-    Storage.open(tmp_path, "sync").close_sync()
+def test_a_corrupt_log_row_is_quarantined_not_fatal(tmp_path: Path) -> None:
+    async def write(storage: Storage, key: str) -> None:
+        await storage.persist([(key, record(b"v"))], [])
+
+    storage = Storage.open(tmp_path, "sync")
+    asyncio.run(write(storage, "before"))
+    storage.close_sync()
     with sqlite3.connect(tmp_path / "rumor.sqlite3") as db:
         db.execute("INSERT INTO log (batch) VALUES (?)", (b"\xc1 not msgpack",))
-    with pytest.raises(StorageError, match="log row 1 is corrupt"):
-        Storage.open(tmp_path, "sync")
+    storage = Storage.open(tmp_path, "sync")  # starts anyway
+    try:
+        assert storage.stats.corrupt_skipped == 1
+        assert dict(storage.load()) == {"before": record(b"v")}
+        asyncio.run(write(storage, "after"))
+    finally:
+        storage.close_sync()
+    with sqlite3.connect(tmp_path / "rumor.sqlite3") as db:  # kept aside for an operator
+        assert db.execute("SELECT batch FROM quarantine").fetchall() == [(b"\xc1 not msgpack",)]
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        assert storage.stats.corrupt_skipped == 0  # quarantined once, not at every start
+        assert set(dict(storage.load())) == {"before", "after"}
+    finally:
+        storage.close_sync()
+
+
+def test_a_stored_record_that_does_not_decode_is_skipped_and_counted(tmp_path: Path) -> None:
+    async def write(storage: Storage) -> None:
+        await storage.persist([("good", record(b"g")), ("bad", record(b"b"))], [])
+
+    storage = Storage.open(tmp_path, "sync")
+    asyncio.run(write(storage))
+    storage.close_sync()  # compacts: both are rows of ``records`` now
+    with sqlite3.connect(tmp_path / "rumor.sqlite3") as db:
+        db.execute("UPDATE records SET record = ? WHERE key = 'bad'", (b"\x93\x01",))
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        assert dict(storage.load()) == {"good": record(b"g")}
+        assert storage.stats.corrupt_skipped == 1
+    finally:
+        storage.close_sync()
+
+
+# --- a failing commit fails its batch, never the writer ---------------------------------
+class FailingConnection:
+    """A connection whose next ``failures`` log appends raise, as a full disk would."""
+
+    def __init__(self, real: sqlite3.Connection, failures: int = 1) -> None:
+        self.real = real
+        self.failures = failures
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql.startswith("INSERT INTO log") and self.failures > 0:
+            self.failures -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.real.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+
+def inject_commit_failures(storage: Storage, failures: int = 1) -> FailingConnection:
+    assert storage._db is not None
+    failing = FailingConnection(storage._db, failures)
+    storage._db = failing  # type: ignore[assignment]
+    return failing
+
+
+def test_a_failed_commit_fails_its_batch_and_later_writes_succeed(tmp_path: Path) -> None:
+    async def scenario() -> list[str]:
+        storage = Storage.open(tmp_path, "sync")
+        inject_commit_failures(storage, failures=2)
+        seen: list[str] = []
+        for key in ("lost-1", "lost-2"):
+            with pytest.raises(StorageError, match=r"commit failed: .*disk is full"):
+                await storage.persist([(key, record(b"x"))], [])
+            seen += storage.problems()
+        assert storage.stats.failing_commits == 2 and storage.stats.commit_failures == 2
+        await storage.persist([("kept", record(b"y"))], [])  # the writer went on
+        assert storage.problems() == [] and storage.stats.failing_commits == 0
+        assert storage.stats.commit_failures == 2
+        await storage.close()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert "failed" in seen[0] and "last 2 commit(s) failed" in seen[1]
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        assert dict(storage.load()) == {"kept": record(b"y")}  # nothing half-written
+    finally:
+        storage.close_sync()
+
+
+def test_a_record_that_cannot_be_encoded_fails_alone(tmp_path: Path) -> None:
+    """An HLC of 2**64 (beyond MessagePack) once killed the writer for every later write."""
+    poisoned = Record(b"p", "text/plain", {"n1": 1}, 2**64, "n1", False)
+
+    async def scenario() -> Storage:
+        storage = Storage.open(tmp_path, "sync")
+        results = await asyncio.gather(
+            storage.persist([("poisoned", poisoned)], []),
+            storage.persist([("innocent", record(b"i"))], []),
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], StorageError) and results[1] is None
+        await storage.persist([("later", record(b"l"))], [])
+        assert storage._thread is not None and storage._thread.is_alive()
+        assert storage.stats.encode_failures == 1 and storage.problems() == []
+        await storage.close()
+        return storage
+
+    asyncio.run(scenario())
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        assert set(dict(storage.load())) == {"innocent", "later"}
+    finally:
+        storage.close_sync()
+
+
+def test_an_unexpected_exception_in_the_writer_answers_its_callers(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        storage = Storage.open(tmp_path, "sync")
+        original = storage._encode
+        calls = 0
+
+        def broken_once(jobs: list[object]) -> object:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("a bug in the writer")
+            return original(jobs)  # type: ignore[arg-type]
+
+        storage._encode = broken_once  # type: ignore[method-assign,assignment]
+        with pytest.raises(StorageError, match="a bug in the writer"):
+            await asyncio.wait_for(storage.persist([("a", record(b"1"))], []), 10)
+        await asyncio.wait_for(storage.persist([("b", record(b"2"))], []), 10)
+        await storage.close()
+
+    asyncio.run(scenario())
