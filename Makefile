@@ -87,6 +87,11 @@ multihost: $(STAMP)
 repair-bench: $(STAMP)
 	$(BIN)/python -m bench.repair_bench both
 
+## Acknowledged writes lost per kill -9, batch vs sync (one node on loopback, ~1 min).
+.PHONY: bench-durability
+bench-durability: $(STAMP)
+	$(BIN)/python -m bench.durability_bench --rounds 5 --rate 2000
+
 ## The containers ring alone (root): Podman runs the real Dockerfile and docker-compose.yml.
 containers: $(STAMP)
 	$(BIN)/python -m pytest tests/containers -v

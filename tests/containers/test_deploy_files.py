@@ -3,7 +3,7 @@
 The container ring runs these files for real, but only as root; these checks keep the
 properties users rely on from drifting anywhere the suite runs: client ports only on
 127.0.0.1, discovery without a peer list, secrets only from the environment, a non-root
-image with a health check, and Kubernetes seeds from the StatefulSet's DNS names.
+image with a health check. The Kubernetes manifest has its own tests in ``tests/deploy``.
 """
 
 from __future__ import annotations
@@ -92,24 +92,3 @@ def test_image_is_slim_python_non_root_with_health_check() -> None:
 def test_dockerignore_keeps_secrets_and_the_venv_out_of_the_image() -> None:
     ignored = set((REPO / ".dockerignore").read_text().split())
     assert {".env", ".venv", ".rumor", ".git"} <= ignored
-
-
-def test_kubernetes_statefulset_uses_headless_dns_seeds() -> None:
-    documents = list(yaml.safe_load_all((REPO / "deploy" / "k8s" / "rumordb.yaml").read_text()))
-    kinds = {doc["kind"]: doc for doc in documents}
-    service, statefulset = kinds["Service"], kinds["StatefulSet"]
-    assert service["spec"]["clusterIP"] == "None"
-    assert service["spec"]["publishNotReadyAddresses"] is True
-    assert statefulset["spec"]["serviceName"] == service["metadata"]["name"]
-    container = statefulset["spec"]["template"]["spec"]["containers"][0]
-    args = dict(arg.removeprefix("--").split("=", 1) for arg in container["args"])
-    replicas = statefulset["spec"]["replicas"]
-    seeds = args["seeds"].split(",")
-    assert len(seeds) == replicas
-    assert all(
-        re.fullmatch(r"http://rumordb-\d\.rumordb\.\$\(POD_NAMESPACE\)\.svc:8001", s) for s in seeds
-    )
-    assert args["broadcast"] == "off"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
-    env = {item["name"]: item for item in container["env"]}
-    assert "secretKeyRef" in env["RUMOR_CLUSTER_SECRET"]["valueFrom"]
