@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test lint typecheck unit bench clean experiments
+.PHONY: up test lint typecheck unit bench clean experiments compose-secrets
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,18 @@ $(STAMP): pyproject.toml
 ## Start a local 3-node cluster on loopback (Ctrl-C stops it).
 up: $(STAMP)
 	$(BIN)/rumor cluster up -n 3
+
+## Random secrets for docker-compose.yml in ./secrets (an existing file is kept). The
+## directory is private; the files are readable by the container's user (uid 10001).
+SECRETS_DIR ?= secrets
+compose-secrets:
+	@mkdir -p $(SECRETS_DIR) && chmod 700 $(SECRETS_DIR)
+	@for name in cluster-secret admin-key reader-key; do \
+		file=$(SECRETS_DIR)/$$name; \
+		test -s $$file || $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))' > $$file; \
+		chmod 644 $$file; \
+	done
+	@echo "secrets in $(SECRETS_DIR)/: cluster-secret admin-key reader-key"
 
 ## ruff + mypy (strict on core/) + the whole pytest suite.
 test: $(STAMP) lint typecheck
