@@ -9,12 +9,15 @@ was answered 2xx is looked up in its key listing. A key that is missing is an ac
 write the crash lost. Rounds alternate between the modes, so a slow moment of this shared
 machine hits both alike.
 
-This measures what the disk of one node loses. In a replicated cluster a client write is
-also pushed to peers at once, so a write lost by a crashed node is usually repaired from a
-peer by anti-entropy; a single-node deployment, or a power cut of every node, has only the
-disk. ``memory`` is not measured: it keeps nothing across a restart, by definition.
+This measures what the disk of one node loses. With ``--nodes 3`` the loaded node has two
+peers (the harness's ``Cluster``: broadcast discovery on loopback, fast timers): a client
+write is also pushed to them at once, so the bench also counts what is still missing on the
+restarted node after anti-entropy has had ``REPAIR_WAIT_S``, and what no node holds. A
+single-node deployment, or a power cut of every node, has only the disk. ``memory`` keeps
+nothing across a restart by definition; it is worth measuring only with peers.
 
     make bench-durability        # or: python -m bench.durability_bench --rounds 5
+    python -m bench.durability_bench --nodes 3 --modes batch,sync,memory --rounds 3
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from tests.live.harness import (
     READER,
     READER_KEY,
     SECRET,
+    Cluster,
     NodeProcess,
     free_tcp_port,
 )
@@ -46,14 +50,17 @@ VALUE = b"v" * 100
 READY_TIMEOUT_S = 30.0
 LIST_PAGE = 1000
 MAX_WRITES_PER_ROUND = 20_000  # bounds the load loop whatever the rate
+REPAIR_WAIT_S = 15.0  # cluster: anti-entropy runs every 500 ms (the harness's fast timers)
 
 
 @dataclass
 class Round:
     mode: str
     acknowledged: int
-    lost: int
+    lost: int  # missing on the crashed node when it is healthy again
     load_s: float
+    lost_after_repair: int | None = None  # cluster: still missing there after anti-entropy
+    lost_everywhere: int | None = None  # cluster: missing on every node
 
     @property
     def rate(self) -> float:
@@ -186,14 +193,54 @@ async def one_round(mode: str, rate: int, concurrency: int, rng: random.Random) 
         shutil.rmtree(root, ignore_errors=True)
 
 
+async def cluster_round(mode: str, rate: int, concurrency: int, rng: random.Random) -> Round:
+    """Three nodes; the one that takes the load is killed, restarted and repaired."""
+    root = Path(tempfile.mkdtemp(prefix="rumor-durability-"))
+    cluster = Cluster(root)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    try:
+        async with httpx.AsyncClient(timeout=5.0, limits=limits) as client:
+            nodes = [
+                cluster.add(f"c{i}", "--durability", mode, "--log-level", "warning")
+                for i in (1, 2, 3)
+            ]
+            cluster.wait_ready()
+            cluster.wait_members({"c1", "c2", "c3"})
+            victim = nodes[0]
+            acked, load_s = await load_until_killed(
+                victim, rate, concurrency, rng.uniform(1.5, 3.0)
+            )
+            victim.stop()
+            victim.start()
+            await wait_healthy(client, victim)
+            lost = len(acked - await stored_keys(client, victim))
+            deadline = time.monotonic() + REPAIR_WAIT_S
+            missing = acked - await stored_keys(client, victim)
+            while missing and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                missing -= await stored_keys(client, victim)
+            everywhere = set(missing)
+            for peer in nodes[1:]:
+                everywhere -= await stored_keys(client, peer)
+        return Round(mode, len(acked), lost, load_s, len(missing), len(everywhere))
+    finally:
+        cluster.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def summary(rounds: list[Round], mode: str) -> str:
     mine = [r for r in rounds if r.mode == mode]
     lost = [r.lost for r in mine]
-    return (
-        f"{mode:5}: lost per crash {lost} (mean {statistics.mean(lost):.1f}, max {max(lost)}) "
+    line = (
+        f"{mode:6}: lost per crash {lost} (mean {statistics.mean(lost):.1f}, max {max(lost)}) "
         f"of ~{statistics.mean(r.acknowledged for r in mine):.0f} acknowledged per round "
         f"at {statistics.mean(r.rate for r in mine):.0f} writes/s"
     )
+    if mine[0].lost_after_repair is not None:
+        after = [r.lost_after_repair for r in mine]
+        everywhere = [r.lost_everywhere for r in mine]
+        line += f"; after repair {after}; on every node {everywhere}"
+    return line
 
 
 async def main() -> None:
@@ -201,7 +248,10 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="crashes per mode")
     parser.add_argument("--rate", type=int, default=2000, help="offered writes per second")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--modes", default="batch,sync")
+    parser.add_argument("--modes", default="batch,sync", help="batch, sync, memory")
+    parser.add_argument(
+        "--nodes", type=int, choices=(1, 3), default=1, help="3: the crashed node has peers"
+    )
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -209,11 +259,18 @@ async def main() -> None:
     rounds: list[Round] = []
     for n in range(args.rounds):
         for mode in modes:
-            result = await one_round(mode, args.rate, args.concurrency, rng)
+            run = one_round if args.nodes == 1 else cluster_round
+            result = await run(mode, args.rate, args.concurrency, rng)
             rounds.append(result)
             print(
                 f"round {n + 1} {mode}: {result.acknowledged} acknowledged in "
-                f"{result.load_s:.2f} s ({result.rate:.0f}/s), {result.lost} lost",
+                f"{result.load_s:.2f} s ({result.rate:.0f}/s), {result.lost} lost"
+                + (
+                    ""
+                    if result.lost_after_repair is None
+                    else f", {result.lost_after_repair} after repair, "
+                    f"{result.lost_everywhere} on every node"
+                ),
                 flush=True,
             )
     for mode in modes:

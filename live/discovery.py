@@ -341,6 +341,9 @@ def seed_peers(seeds: Iterable[str], own_url: str) -> list[str]:
 
 Resolver = Callable[[str], Awaitable[list[str]]]
 RESOLVE_TIMEOUT_S = 2.0  # a seed round must not hang on a slow DNS server
+# Addresses contacted per seed name and round: one live peer is enough to join (gossip
+# spreads the rest), so a name with hundreds of records costs a bounded round.
+MAX_ADDRESSES_PER_SEED = 16
 
 
 async def resolve_host(host: str) -> list[str]:
@@ -358,7 +361,8 @@ async def expand_seeds(seeds: Iterable[str], resolve: Resolver | None = None) ->
     A DNS name with several records (a headless Kubernetes Service: one per pod) stands for
     every node behind it; the HTTP client alone would contact only the first address, which
     may be this node itself. IP literals pass through. A name that does not resolve (yet)
-    is left out of this round. ``resolve`` defaults to ``resolve_host``.
+    is left out of this round; of a name's addresses the first ``MAX_ADDRESSES_PER_SEED``
+    count. ``resolve`` defaults to ``resolve_host``.
     """
     resolve = resolve or resolve_host
     found: list[str] = []
@@ -373,7 +377,7 @@ async def expand_seeds(seeds: Iterable[str], resolve: Resolver | None = None) ->
             except (OSError, TimeoutError) as error:
                 log.debug("seed_unresolved", seed=seed, error=str(error))
                 continue
-        for address in addresses:
+        for address in addresses[:MAX_ADDRESSES_PER_SEED]:
             url = _with_host(parts.scheme, address, parts.port, parts.path)
             if url not in found:
                 found.append(url)

@@ -75,7 +75,7 @@ def write_secret_files(directory: Path) -> dict[str, str]:
     values = {}
     for name in SECRET_FILES:
         values[name] = secrets.token_urlsafe(32)
-        (directory / name).write_text(values[name] + "\n", encoding="utf-8")
+        (directory / name).write_text(values[name], encoding="utf-8")  # no newline
         (directory / name).chmod(0o644)
     return values
 

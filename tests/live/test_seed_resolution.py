@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rumordb.live import discovery
-from rumordb.live.discovery import expand_seeds, resolve_host
+from rumordb.live.discovery import MAX_ADDRESSES_PER_SEED, expand_seeds, resolve_host
 from rumordb.live.runner import Runner
 from tests.live.harness import RoutingTransport, eventually, running_app, settings_for
 
@@ -51,6 +51,12 @@ async def test_an_unresolvable_seed_is_left_out_and_duplicates_collapse() -> Non
     seeds = ["http://a.test:8001", "http://gone.test:8001", "http://b.test:8001"]
     assert await expand_seeds(seeds, resolver) == ["http://10.0.0.1:8001", "http://10.0.0.2:8001"]
     assert resolver.asked == ["a.test", "gone.test", "b.test"]
+
+
+async def test_a_name_with_many_records_costs_a_bounded_round() -> None:
+    many = [f"10.2.{i // 250}.{i % 250 + 1}" for i in range(500)]
+    urls = await expand_seeds(["http://big.test:8001"], FakeResolver({"big.test": many}))
+    assert urls == [f"http://{a}:8001" for a in many[:MAX_ADDRESSES_PER_SEED]]
 
 
 async def test_resolve_host_returns_a_numeric_host_once() -> None:
