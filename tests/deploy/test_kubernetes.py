@@ -22,6 +22,7 @@ from kubernetes_validate import utils as kv_utils
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "deploy" / "k8s" / "rumordb.yaml"
+MANIFESTS = sorted((REPO / "deploy" / "k8s").glob("*.y*ml"))  # every manifest we ship
 VERSIONS = ("1.30", "1.37")  # 1.30: the oldest release still common in managed clusters
 FILE_SECRETS = {
     "RUMOR_CLUSTER_SECRET_FILE": "cluster-secret",
@@ -71,10 +72,19 @@ def test_the_validator_ships_the_schemas_of_the_versions_we_check() -> None:
     assert set(VERSIONS) <= shipped
 
 
+def test_the_manifest_holds_the_services_the_statefulset_and_the_budget() -> None:
+    assert MANIFEST in MANIFESTS
+    kinds = sorted(doc["kind"] for doc in documents())
+    assert kinds == ["PodDisruptionBudget", "Service", "Service", "StatefulSet"]
+
+
 @pytest.mark.parametrize("version", VERSIONS)
-def test_every_document_is_valid_for_kubernetes(version: str) -> None:
-    docs = documents()
-    assert {doc["kind"] for doc in docs} == {"Service", "StatefulSet", "PodDisruptionBudget"}
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda path: path.name)
+def test_every_document_of_every_manifest_is_valid_for_kubernetes(
+    manifest: Path, version: str
+) -> None:
+    docs = [doc for doc in yaml.safe_load_all(manifest.read_text()) if doc]
+    assert docs, f"{manifest.name} holds no document"
     for doc in docs:
         validate(doc, version)
 
