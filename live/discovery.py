@@ -34,7 +34,9 @@ compose network) is received on the wildcard address; an explicit address that i
 broadcast address of this machine cannot be bound, so we listen on ``bind_host`` instead.
 
 ``--seeds`` covers networks without broadcast: ``seed_peers`` lists the seed URLs to
-contact (the runner fetches ``GET /heartbeat`` from each), and
+contact, ``expand_seeds`` turns each seed that names a host into one URL per address the
+name resolves to (every round, so a seed naming a headless Kubernetes Service follows the
+StatefulSet's scale), the runner fetches ``GET /heartbeat`` from each, and
 ``announcement_from_heartbeat`` turns a reply into the same ``Announcement``.
 """
 
@@ -47,8 +49,9 @@ import ipaddress
 import random
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import msgspec
 import psutil
@@ -350,6 +353,66 @@ def seed_peers(seeds: Iterable[str], own_url: str) -> list[str]:
         if url != own and url not in found:
             found.append(url)
     return found
+
+
+Resolver = Callable[[str], Awaitable[list[str]]]
+RESOLVE_TIMEOUT_S = 2.0  # a seed round must not hang on a slow DNS server
+# Addresses contacted per seed name and round: one live peer is enough to join (gossip
+# spreads the rest), so a name with hundreds of records costs a bounded round.
+MAX_ADDRESSES_PER_SEED = 16
+
+
+async def resolve_host(host: str) -> list[str]:
+    """Every address ``host`` resolves to (A and AAAA records), without duplicates."""
+    loop = asyncio.get_running_loop()
+    infos = await asyncio.wait_for(
+        loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S
+    )
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def expand_seeds(seeds: Iterable[str], resolve: Resolver | None = None) -> list[str]:
+    """The seed URLs with each host name replaced by one URL per address it resolves to.
+
+    A DNS name with several records (a headless Kubernetes Service: one per pod) stands for
+    every node behind it; the HTTP client alone would contact only the first address, which
+    may be this node itself. IP literals pass through. A name that does not resolve (yet)
+    is left out of this round; of a name's addresses the first ``MAX_ADDRESSES_PER_SEED``
+    count. ``resolve`` defaults to ``resolve_host``.
+    """
+    resolve = resolve or resolve_host
+    found: list[str] = []
+    for seed in seeds:
+        parts = urlsplit(seed)
+        host = parts.hostname or ""
+        if _is_ip(host):
+            addresses = [host]
+        else:
+            try:
+                addresses = await resolve(host)
+            except (OSError, TimeoutError) as error:
+                log.debug("seed_unresolved", seed=seed, error=str(error))
+                continue
+        for address in addresses[:MAX_ADDRESSES_PER_SEED]:
+            url = _with_host(parts.scheme, address, parts.port, parts.path)
+            if url not in found:
+                found.append(url)
+    return found
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _with_host(scheme: str, address: str, port: int | None, path: str) -> str:
+    netloc = f"[{address}]" if ":" in address else address
+    if port is not None:
+        netloc += f":{port}"
+    return f"{scheme}://{netloc}{path}"
 
 
 def announcement_from_heartbeat(url: str, body: Any) -> Announcement:

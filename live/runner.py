@@ -282,11 +282,11 @@ class Runner:
 
     async def _seed_loop(self) -> None:
         """Contact seeds until each is a live member; re-contact one that dies."""
-        from rumordb.live.discovery import seed_peers
+        from rumordb.live.discovery import expand_seeds, seed_peers
 
         seeds = seed_peers(self.settings.seeds, self.url)
         while self._running:
-            for seed in seeds:
+            for seed in await expand_seeds(seeds):  # a DNS seed: each of its addresses
                 await self._contact_seed(seed)
             await asyncio.sleep(SEED_RETRY_S)
 

@@ -25,8 +25,10 @@ from tests.containers.harness import (
     project_containers,
     remove_everything,
     run,
+    secrets_from_files_reason,
     skip_reason,
     wait_healthy,
+    write_secret_files,
 )
 
 
@@ -45,16 +47,17 @@ def podman_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def compose_cluster(podman_env: dict[str, str]) -> Iterator[ComposeCluster]:
+def compose_cluster(
+    podman_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ComposeCluster]:
+    reason = secrets_from_files_reason()
+    if reason:
+        pytest.skip(reason)
     project = f"rumortest{secrets.token_hex(3)}"
-    admin_key, reader_key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    env = {
-        **podman_env,
-        "RUMOR_CLUSTER_SECRET": secrets.token_urlsafe(32),
-        "RUMOR_ADMIN_KEY": admin_key,
-        "RUMOR_READER_KEY": reader_key,
-        "RUMOR_SHARDING": "false",
-    }
+    secrets_dir = tmp_path_factory.mktemp("secrets")
+    values = write_secret_files(secrets_dir)
+    admin_key, reader_key = values["admin-key"], values["reader-key"]
+    env = {**podman_env, "RUMOR_SECRETS_DIR": str(secrets_dir), "RUMOR_SHARDING": "false"}
     compose = compose_command(env, project)
     try:
         # One build: the three services share the image, and podman-compose would build

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from dataclasses import dataclass
@@ -30,7 +32,13 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-COMPOSE_FILES = (REPO / "docker-compose.yml", HERE / "compose.internal.yml")
+# The faults override: the ring partitions the cluster with `rumor chaos`.
+COMPOSE_FILES = (
+    REPO / "docker-compose.yml",
+    REPO / "docker-compose.faults.yml",
+    HERE / "compose.internal.yml",
+)
+SECRET_FILES = ("cluster-secret", "admin-key", "reader-key")
 CACHE_DIR = Path(os.environ.get("RUMOR_CONTAINERS_CACHE", "/var/cache/rumordb"))
 BASE_TARBALL = CACHE_DIR / "bookworm-python3.tar.gz"
 BUILD_ARGS = "--network host -v /etc/ssl/certs:/etc/ssl/certs:ro"
@@ -39,6 +47,37 @@ SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SERVICES = ("node1", "node2", "node3")
 NODE_PORT = 8001
 HEALTHY_WAIT_S = 120.0
+
+
+def secrets_from_files_reason() -> str | None:
+    """Why the node cannot run docker-compose.yml yet: it must read RUMOR_*_FILE secrets."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "cluster-secret"
+        secret = secrets.token_urlsafe(32)
+        path.write_text(secret + "\n", encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RUMOR_")}
+        env["RUMOR_CLUSTER_SECRET_FILE"] = str(path)
+        probe = (
+            "from rumordb.live.settings import load_settings; "
+            "print(load_settings().require_cluster_secret())"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False
+        )
+    if result.returncode == 0 and result.stdout.strip() == secret:
+        return None
+    return "containers ring: this node does not read RUMOR_CLUSTER_SECRET_FILE (compose secrets)"
+
+
+def write_secret_files(directory: Path) -> dict[str, str]:
+    """Fresh random compose secrets, readable by the container's user; name -> value."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    values = {}
+    for name in SECRET_FILES:
+        values[name] = secrets.token_urlsafe(32)
+        (directory / name).write_text(values[name], encoding="utf-8")  # no newline
+        (directory / name).chmod(0o644)
+    return values
 
 
 def skip_reason() -> str | None:
