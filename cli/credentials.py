@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import secrets
-import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rumordb.live.auth import generate_key
+if TYPE_CHECKING:
+    import random
 
 CREDENTIALS_NAME = "credentials"
 DEFAULT_DIR = Path(".rumor")
@@ -52,6 +51,9 @@ def credentials_path(cluster_dir: Path) -> Path:
 
 def free_udp_port(rng: random.Random | None = None) -> int:
     """A UDP port nothing is bound to now, from a range the kernel does not hand out."""
+    import random
+    import socket
+
     chooser = rng or random.SystemRandom()
     for _ in range(PORT_ATTEMPTS):
         port = chooser.randint(*DISCOVERY_PORT_RANGE)
@@ -90,6 +92,10 @@ def load(path: Path) -> Credentials:
 
 def create(path: Path) -> Credentials:
     """Write fresh credentials with mode 600 from the start (no window where they are open)."""
+    import secrets
+
+    from rumordb.live.auth import generate_key  # imports the node's settings: only here
+
     credentials = Credentials(
         cluster_secret=secrets.token_urlsafe(32),
         admin_key=generate_key(),  # the same generator as `rumor apikey create`

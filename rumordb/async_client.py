@@ -17,10 +17,9 @@ from the last position it was given after a disconnect).
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rumordb import api
 from rumordb.client import DEFAULT_URL, UPDATE_ATTEMPTS, Plan, auth_headers, setup
@@ -28,6 +27,9 @@ from rumordb.errors import Exists, NotFound, PreconditionFailed, RumorError
 from rumordb.retry import Failure, RetryPolicy, Sleep, exchange
 from rumordb.transport import AsyncHttpxTransport, AsyncTransport, Cert
 from rumordb.types import Deleted, KeyPage, Value, Version, Written
+
+if TYPE_CHECKING:
+    import random
 
 
 class AsyncClient:
@@ -49,7 +51,7 @@ class AsyncClient:
     ) -> None:
         self.nodes, tls = setup(urls, verify, cert)
         self.policy = RetryPolicy(retries, backoff_s, max_backoff_s)
-        self._rng = rng or random.Random()
+        self._rng = rng
         self.transport: AsyncTransport = transport or AsyncHttpxTransport(
             auth_headers(api_key), timeout_s, tls
         )

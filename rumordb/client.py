@@ -18,17 +18,19 @@ all of them unchanged: a batch is a write, a watch resumes from its last positio
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rumordb import api
 from rumordb.errors import Exists, NotFound, PreconditionFailed, RumorError
 from rumordb.retry import Failure, Nodes, RetryPolicy, Send, Sleep, exchange
 from rumordb.transport import Cert, StdlibTransport, SyncTransport, tls_context
 from rumordb.types import Deleted, KeyPage, Value, Version, Written
+
+if TYPE_CHECKING:
+    import random
 
 DEFAULT_URL = "http://127.0.0.1:8001"
 UPDATE_ATTEMPTS = 10
@@ -78,7 +80,7 @@ class Client:
     ) -> None:
         self.nodes, tls = setup(urls, verify, cert)
         self.policy = RetryPolicy(retries, backoff_s, max_backoff_s)
-        self._rng = rng or random.Random()
+        self._rng = rng
         headers = auth_headers(api_key)
         if transport == "stdlib":
             self.transport: SyncTransport = StdlibTransport(headers, timeout_s, tls)

@@ -23,12 +23,15 @@ The rules:
 
 from __future__ import annotations
 
-import random
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rumordb.api import Request, Response
 from rumordb.errors import RateLimited, Unreachable, error_from
+
+if TYPE_CHECKING:
+    import random
 
 # 503 codes with which a node says it refused a write before storing anything.
 NOT_APPLIED = frozenset({"overloaded", "unavailable"})
@@ -64,11 +67,17 @@ class RetryPolicy:
         if self.retries < 0 or self.backoff_s < 0 or self.max_backoff_s < 0:
             raise ValueError("retries and backoff must not be negative")
 
-    def delay_s(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
+    def delay_s(
+        self, attempt: int, retry_after_s: float | None, rng: random.Random | None
+    ) -> float:
         """Full jitter over ``backoff_s * 2**attempt``; the node's ``Retry-After`` wins."""
         if retry_after_s is not None:
             return min(retry_after_s, self.max_backoff_s)
         ceiling = min(self.max_backoff_s, self.backoff_s * 2.0 ** min(attempt, 30))
+        if rng is None:  # imported here: most calls never wait, and random costs start-up
+            import random
+
+            rng = random.Random()
         return rng.uniform(0, ceiling)
 
 
@@ -102,7 +111,7 @@ def retryable(request: Request, error: RateLimited) -> bool:
 
 
 def exchange(
-    request: Request, nodes: Nodes, policy: RetryPolicy, rng: random.Random
+    request: Request, nodes: Nodes, policy: RetryPolicy, rng: random.Random | None
 ) -> Generator[Send | Sleep, Response | Failure | None, Response]:
     """Send ``request`` until a node answers, by the rules above; return the answer.
 

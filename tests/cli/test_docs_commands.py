@@ -1,7 +1,7 @@
 """The commands the README shows are commands the CLI accepts.
 
 Every ``rumor ...`` (or ``.venv/bin/rumor ...``) invocation in a fenced block of README.md
-is parsed by the real typer application, without running it: unknown
+is parsed by the real click application, without running it: unknown
 subcommands, misspelt options, missing arguments and wrong types all fail here, so the
 docs cannot drift from the code. The same walk checks that every command has help.
 """
@@ -12,9 +12,8 @@ import re
 import shlex
 from pathlib import Path
 
+import click
 import pytest
-import typer
-from typer.core import TyperGroup
 
 from rumordb.cli.main import app
 
@@ -72,9 +71,9 @@ def documented_commands() -> list[tuple[str, list[str]]]:
 
 def parse_without_running(args: list[str]) -> str:
     """Parse ``rumor ARGS`` down to the leaf command; return its path. Runs no callback."""
-    command = typer.main.get_command(app)
+    command: click.Command = app
     context = command.make_context("rumor", list(args))
-    while isinstance(command, TyperGroup):
+    while isinstance(command, click.Group):
         rest = [*context._protected_args, *context.args]
         assert rest, f"{context.command_path} needs a subcommand"
         name, sub, rest = command.resolve_command(context, rest)
@@ -84,16 +83,18 @@ def parse_without_running(args: list[str]) -> str:
     return context.command_path
 
 
-def all_commands() -> list[tuple[str, typer.core.TyperCommand | TyperGroup]]:
-    root = typer.main.get_command(app)
-    pending: list[tuple[str, object]] = [("rumor", root)]
+def all_commands() -> list[tuple[str, click.Command]]:
+    pending: list[tuple[str, click.Command]] = [("rumor", app)]
     found = []
+    context = click.Context(app)
     while pending:
         path, command = pending.pop()
-        if isinstance(command, TyperGroup):
-            pending.extend((f"{path} {name}", sub) for name, sub in command.commands.items())
-        if isinstance(command, typer.core.TyperCommand | TyperGroup):
-            found.append((path, command))
+        if isinstance(command, click.Group):
+            for name in command.list_commands(context):
+                sub = command.get_command(context, name)
+                assert sub is not None, f"{path} {name}"
+                pending.append((f"{path} {name}", sub))
+        found.append((path, command))
     return found
 
 
@@ -111,7 +112,7 @@ def test_documented_command_is_accepted(where: str, args: list[str]) -> None:
         return
     try:
         parse_without_running(args)
-    except typer.Exit as done:
+    except click.exceptions.Exit as done:
         assert done.exit_code == 0, where
     except Exception as error:  # click's UsageError / BadParameter, with the reason
         pytest.fail(f"{where}\n  rumor {shlex.join(args)}\n  rejected: {error}")
@@ -123,7 +124,7 @@ def test_every_command_and_option_has_help() -> None:
         if path != "rumor" and not (command.help or command.short_help):
             missing.append(path)
         for param in command.params:
-            is_option = isinstance(param, typer.core.TyperOption) and param.name != "help"
+            is_option = isinstance(param, click.Option) and param.name != "help"
             if is_option and not getattr(param, "help", None):
                 missing.append(f"{path} {param.opts[0]}")
     assert not missing, f"no help text: {missing}"
@@ -136,3 +137,10 @@ def test_parser_rejects_what_the_cli_rejects() -> None:
     with pytest.raises(Exception, match="No such command"):
         parse_without_running(["cluster", "upp"])
     assert parse_without_running(["chaos", "partition", "n1", "n2,n3"]) == "rumor chaos partition"
+
+
+def test_help_shows_no_placeholders_for_flags() -> None:
+    """A flag takes no value: its help line must not show one (typer printed ``<bool>``)."""
+    for path, command in all_commands():
+        text = command.get_help(click.Context(command, info_name=path))
+        assert "<bool>" not in text and "BOOLEAN" not in text, path

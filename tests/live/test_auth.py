@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from starlette.datastructures import Headers
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from rumordb.cli.main import app
 from rumordb.live.auth import (
