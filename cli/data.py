@@ -133,8 +133,9 @@ def get(
         return
     out = sys.stdout.buffer
     out.write(value.value)
-    if sys.stdout.isatty() and not value.value.endswith(b"\n"):
-        out.write(b"\n")  # a shell prompt must not start after the value
+    in_shell = click.get_current_context().find_object(SharedClient) is not None
+    if (in_shell or sys.stdout.isatty()) and not value.value.endswith(b"\n"):
+        out.write(b"\n")  # a prompt, or the next shell command's output, starts on its line
     out.flush()
 
 
@@ -243,8 +244,8 @@ SHELL_COMMANDS = {"put": put, "get": get, "delete": delete, "list": list_keys}
 @connection_options
 def shell(urls: tuple[str, ...], api_key: str | None, cluster_dir: Path) -> None:
     """Run put/get/delete/list commands read from standard input, one per line, over one
-    connection (blank lines and # comments are skipped). Exits with the first failing
-    command's code, after running them all.
+    connection (blank lines and # comments are skipped; each value `get` prints ends with
+    a newline). Exits with the first failing command's code, after running them all.
 
     \b
       printf 'put a 1\\nput b 2\\nget a\\nlist --json\\n' | rumor shell
@@ -277,11 +278,12 @@ def run_line(shared: SharedClient, line: str, number: int) -> int:
                    f"{', '.join(SHELL_COMMANDS)}", err=True)  # fmt: skip
         return int(ExitCode.USAGE)
     try:
-        command.main(words[1:], prog_name=words[0], standalone_mode=False, obj=shared)
+        # Not standalone: click returns an Exit's code instead of leaving the process.
+        code = command.main(words[1:], prog_name=words[0], standalone_mode=False, obj=shared)
     except click.exceptions.Exit as done:
-        return done.exit_code
+        code = done.exit_code
     except click.ClickException as exc:
         click.echo(f"error: line {number}: {exc.format_message()}", err=True)
-        return exc.exit_code
+        code = exc.exit_code
     sys.stdout.flush()
-    return 0
+    return code if isinstance(code, int) else 0

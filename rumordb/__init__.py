@@ -1,9 +1,12 @@
 """RumorDB: a peer-to-peer, eventually consistent key-value store, and its Python client.
 
 >>> from rumordb import Client
->>> db = Client("http://127.0.0.1:8001", api_key=KEY)
->>> db.put("greeting", "hello").origin
-'n1'
+>>> db = Client(URLS, api_key=KEY)  # node URLs and an admin key
+>>> db.put("greeting", "hello").key
+'greeting'
+>>> db.get("greeting").value
+b'hello'
+>>> db.close()
 
 The client (``Client``, ``AsyncClient``, ``rumordb.errors``, ``rumordb.types``) is
 imported on first use, so ``import rumordb`` stays cheap. The repository's top-level

@@ -5,7 +5,7 @@ Same requests (``rumordb.api``), same retry plan (``rumordb.retry``), same resul
 >>> import asyncio
 >>> from rumordb import AsyncClient
 >>> async def main() -> bytes:
-...     async with AsyncClient("http://127.0.0.1:8001", api_key=KEY) as db:
+...     async with AsyncClient(URLS, api_key=KEY) as db:
 ...         await db.put("greeting", b"hello")
 ...         return (await db.get("greeting")).value
 >>> asyncio.run(main())

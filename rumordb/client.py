@@ -1,13 +1,13 @@
 """``Client``: a synchronous RumorDB client with failover, retries and typed results.
 
 >>> from rumordb import Client
->>> with Client(["http://127.0.0.1:8001", "http://127.0.0.1:8002"], api_key=KEY) as db:
+>>> with Client(URLS, api_key=KEY) as db:  # URLS: node URLs, KEY: an admin API key
 ...     written = db.put("greeting", "hello")
 ...     db.get("greeting").text
 'hello'
 
-(Runnable against a local cluster: ``rumor cluster up --detach`` prints the admin key;
-``tests/client`` runs these examples against real nodes.)
+``rumor cluster up --detach`` starts nodes at http://127.0.0.1:8001..8003 and prints an
+admin key; ``tests/client/test_docs.py`` runs these examples against real nodes.
 
 Design notes, for what the server will add: ``put`` builds its request in
 ``rumordb.api.put``, where a TTL becomes one more keyword; a batch becomes one more
@@ -184,8 +184,12 @@ class Client:
         on the node that takes the write; see the README on concurrent writers on two
         nodes during a partition.
 
+        >>> _ = db.put("counter", "41")
         >>> db.update("counter", lambda v: str(int(v.text) + 1 if v else 1)).created
-        True
+        False
+        >>> db.get("counter").text
+        '42'
+
         """
         for _ in range(attempts):
             try:

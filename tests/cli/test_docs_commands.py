@@ -8,14 +8,17 @@ docs cannot drift from the code. The same walk checks that every command has hel
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import click
 import pytest
 
 from rumordb.cli.main import app
+from tests.cli.harness import LocalCluster, eventually
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = (REPO / "README.md",)
@@ -144,3 +147,34 @@ def test_help_shows_no_placeholders_for_flags() -> None:
     for path, command in all_commands():
         text = command.get_help(click.Context(command, info_name=path))
         assert "<bool>" not in text and "BOOLEAN" not in text, path
+
+
+@pytest.mark.live
+def test_the_readme_curl_block_runs_in_order(cluster: LocalCluster) -> None:
+    """The HTTP API's curl examples, run as written against a real cluster, in order.
+
+    Only the addresses change (the test cluster's ports) and the `export RUMOR_API_KEY=...`
+    placeholder line is left out (the key comes from the environment). Every JSON error
+    body carries "error": none may appear, so e.g. the read-modify-write must find the
+    key it reads.
+    """
+    text = README_TEXT
+    block = next(b for b in fenced_blocks(text) if "read-modify-write" in b and "curl" in b)
+    script = "\n".join(
+        line for line in block.splitlines() if not line.startswith("export RUMOR_API_KEY=")
+    )
+    for index, url in enumerate(cluster.urls.values(), start=1):
+        script = script.replace(f"http://127.0.0.1:800{index}", url)
+    env = {**os.environ, "RUMOR_API_KEY": cluster.document["admin_key"]}
+    done = subprocess.run(
+        ["bash", "-c", "set -eu -o pipefail\n" + script],
+        capture_output=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    output = done.stdout.decode(errors="replace")
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert '"error"' not in output, output
+    assert '"key":"greeting"' in output.replace(" ", "")
+    eventually(lambda: cluster.value_on("n1", "greeting") is None, 15, "the delete replicated")
+
+
+README_TEXT = (REPO / "README.md").read_text(encoding="utf-8")
