@@ -9,8 +9,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from starlette.datastructures import Headers
 from click.testing import CliRunner
+from starlette.datastructures import Headers
 
 from rumordb.cli.main import app
 from rumordb.live.auth import (
