@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     import random
@@ -29,8 +28,7 @@ class CredentialsError(Exception):
     """The credentials file exists but cannot be used (unreadable, malformed, too open)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
+class Credentials(NamedTuple):  # not a dataclass: cheaper to define at every start
     cluster_secret: str
     admin_key: str
     reader_key: str
@@ -103,7 +101,7 @@ def create(path: Path) -> Credentials:
         discovery_port=free_udp_port(),
     )
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    text = json.dumps(asdict(credentials), indent=2) + "\n"
+    text = json.dumps(credentials._asdict(), indent=2) + "\n"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

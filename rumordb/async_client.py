@@ -50,7 +50,7 @@ class AsyncClient:
         rng: random.Random | None = None,
     ) -> None:
         self.nodes, tls = setup(urls, verify, cert)
-        self.policy = RetryPolicy(retries, backoff_s, max_backoff_s)
+        self.policy = RetryPolicy(retries, backoff_s, max_backoff_s).checked()
         self._rng = rng
         self.transport: AsyncTransport = transport or AsyncHttpxTransport(
             auth_headers(api_key), timeout_s, tls

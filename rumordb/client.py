@@ -79,7 +79,7 @@ class Client:
         rng: random.Random | None = None,
     ) -> None:
         self.nodes, tls = setup(urls, verify, cert)
-        self.policy = RetryPolicy(retries, backoff_s, max_backoff_s)
+        self.policy = RetryPolicy(retries, backoff_s, max_backoff_s).checked()
         self._rng = rng
         headers = auth_headers(api_key)
         if transport == "stdlib":

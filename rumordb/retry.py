@@ -24,8 +24,7 @@ The rules:
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from rumordb.api import Request, Response
 from rumordb.errors import RateLimited, Unreachable, error_from
@@ -37,8 +36,7 @@ if TYPE_CHECKING:
 NOT_APPLIED = frozenset({"overloaded", "unavailable"})
 
 
-@dataclass(frozen=True, slots=True)
-class Failure:
+class Failure(NamedTuple):
     """No answer from ``node``; ``sent`` is False when the request never left us."""
 
     node: str
@@ -46,26 +44,24 @@ class Failure:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
+class Send(NamedTuple):
     node: str
     request: Request
 
 
-@dataclass(frozen=True, slots=True)
-class Sleep:
+class Sleep(NamedTuple):
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     retries: int = 3  # attempts after the first
     backoff_s: float = 0.05
     max_backoff_s: float = 2.0
 
-    def __post_init__(self) -> None:
+    def checked(self) -> RetryPolicy:
         if self.retries < 0 or self.backoff_s < 0 or self.max_backoff_s < 0:
             raise ValueError("retries and backoff must not be negative")
+        return self
 
     def delay_s(
         self, attempt: int, retry_after_s: float | None, rng: random.Random | None

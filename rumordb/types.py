@@ -2,18 +2,16 @@
 
 A ``context`` is the opaque token of a version (the ``ETag``): hand it back as
 ``if_match`` to write only over what you read. ``Value.hlc`` and ``Value.clock`` decode it
-on first use (the format belongs to ``rumordb.core.context``, imported only then).
+when asked (the format belongs to ``rumordb.core.context``, imported only then).
+NamedTuples rather than dataclasses: see ``rumordb.api``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Written:
+class Written(NamedTuple):
     """A stored write (``PUT``/``POST``): its version's context, HLC and origin node."""
 
     key: str
@@ -23,8 +21,7 @@ class Written:
     created: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Deleted:
+class Deleted(NamedTuple):
     """A stored delete: the tombstone's context, HLC and origin node."""
 
     key: str
@@ -33,22 +30,20 @@ class Deleted:
     origin: str
 
 
-@dataclass(frozen=True)
-class Value:
+class Value(NamedTuple):
     """A key's live value as one node holds it (``GET /kv/{key}``)."""
 
     key: str
     value: bytes
     content_type: str
     context: str
-    node: str = field(default="", compare=False)  # the URL that answered
+    node: str = ""  # the URL that answered
 
     @property
     def text(self) -> str:
         """The value as UTF-8 text (raises ``UnicodeDecodeError`` if it is not)."""
         return self.value.decode("utf-8")
 
-    @cached_property
     def _decoded(self) -> Any:
         from rumordb.core.context import decode_context
 
@@ -57,16 +52,15 @@ class Value:
     @property
     def hlc(self) -> int:
         """The version's hybrid logical clock timestamp (from its context)."""
-        return int(self._decoded.hlc)
+        return int(self._decoded().hlc)
 
     @property
     def clock(self) -> dict[str, int]:
         """The version's vector clock, node id -> counter (from its context)."""
-        return dict(self._decoded.clock)
+        return dict(self._decoded().clock)
 
 
-@dataclass(frozen=True, slots=True)
-class Version:
+class Version(NamedTuple):
     """A key's version on one node, tombstones included (``GET /kv/{key}?meta=true``).
 
     ``discarded`` is the last concurrent version LWW dropped on that node, if any.
@@ -85,8 +79,7 @@ class Version:
     discarded: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class KeyPage:
+class KeyPage(NamedTuple):
     """One page of a listing: ``next`` is the cursor of the next page, None at the end."""
 
     keys: list[str]
