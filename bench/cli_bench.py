@@ -80,6 +80,7 @@ def main() -> None:
             get = [RUMOR, "get", "bench-key"]
             reference = [PYTHON, "-c", "pass"]
             assert timed(get, env)[2] == 0, "rumor get failed"  # and warms the page cache
+            load_before = os.getloadavg()[0]
             rows = [(timed(get, env), timed(reference, env)) for _ in range(runs)]
         finally:
             node.send_signal(signal.SIGTERM)
@@ -88,10 +89,14 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 node.kill()
                 node.wait()
-    report(rows)
+    report(rows, load_before, os.getloadavg()[0])
 
 
-def report(rows: list[tuple[tuple[float, float, int], tuple[float, float, int]]]) -> None:
+def report(
+    rows: list[tuple[tuple[float, float, int], tuple[float, float, int]]],
+    load_before: float,
+    load_after: float,
+) -> None:
     def median_ms(values: list[float]) -> float:
         return 1000 * statistics.median(values)
 
@@ -106,6 +111,8 @@ def report(rows: list[tuple[tuple[float, float, int], tuple[float, float, int]]]
     )
     extra = [g - r for g, r in zip(get_wall, ref_wall, strict=True)]
     print(f"rumor get minus python start-up, median of the pairs: {median_ms(extra):.1f} ms")
+    print(f"load average (1 min) {load_before:.2f} before, {load_after:.2f} after, "
+          f"on {os.cpu_count()} CPUs: wall times above ~CPU time mean a busy machine")  # fmt: skip
     if any(g[2] != 0 for g, _ in rows):
         print("WARNING: some runs of rumor get failed")
 

@@ -91,10 +91,20 @@ def test_chaos_delay_accepts_exactly_what_the_node_accepts(cluster: LocalCluster
         assert cluster.run("chaos", "heal").returncode == 0
 
 
-def test_up_restarts_the_nodes_that_add_added(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_add_prints_a_try_line_that_works_and_up_restarts_added_nodes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     local = LocalCluster(tmp_path_factory.mktemp("readd"), nodes=2).up()
     try:
-        assert rumor("cluster", "add", "--dir", str(local.dir)).returncode == 0
+        added = rumor("cluster", "add", "--dir", str(local.dir))
+        assert added.returncode == 0, added.stderr
+        try_line = next(
+            line for line in added.stdout.decode().splitlines() if line.startswith("try:")
+        )
+        command = try_line.removeprefix("try: ").replace("rumor ", f"{RUMOR} ")
+        tried = subprocess.run(["bash", "-c", command], capture_output=True, timeout=60, check=False,
+                               env={k: v for k, v in os.environ.items() if not k.startswith("RUMOR_")})  # fmt: skip
+        assert (tried.returncode, tried.stdout.splitlines()[-1]) == (0, b"world"), try_line
         assert rumor("cluster", "down", "--dir", str(local.dir)).returncode == 0
         again = rumor("cluster", "up", "-n", "2", "--base-port", str(local.base_port),
                       "--dir", str(local.dir), "--detach", "--json")  # fmt: skip
