@@ -48,6 +48,11 @@ def test_any_valid_key_round_trips(db: Client, key: str) -> None:
     assert db.version(key).key == key
 
 
+def test_an_empty_value_is_a_value(db: Client) -> None:
+    db.put("empty", b"")
+    assert db.get("empty").value == b""
+
+
 def test_results_are_typed(db: Client) -> None:
     written = db.put("typed", b"\x00\x01", content_type="image/x-test")
     value = db.get("typed")
