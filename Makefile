@@ -42,10 +42,15 @@ typecheck: $(STAMP)
 ## Micro- and system benchmarks (figures go to the closing notes, never asserted).
 bench: $(STAMP)
 	$(BIN)/python -m bench.core_bench
-	$(MAKE) bench-sim bench-http repair-bench bench-durability
+	$(MAKE) bench-sim bench-http repair-bench bench-durability bench-cli
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+## The `rumor get` start-up benchmark: median wall time of 20 runs against a local node.
+.PHONY: bench-cli
+bench-cli: $(STAMP)
+	$(BIN)/python -m bench.cli_bench --runs 20
 
 ## The simulator: shipped experiments (reports in experiments/<name>/report) and its benchmark.
 ## `rumor sim run` exits 3 when a run does not converge; the report is still written.

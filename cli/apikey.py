@@ -7,39 +7,41 @@ only replaced.
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 
-import typer
-
-from rumordb.cli.main import app
-from rumordb.live.auth import KeysFileError, Role, add_key
-
-apikey_app = typer.Typer(help="Manage API keys (hashed, in a keys file).", no_args_is_help=True)
-app.add_typer(apikey_app, name="apikey")
+import click
 
 
-class RoleChoice(enum.StrEnum):
-    reader = "reader"
-    admin = "admin"
+@click.group(no_args_is_help=True)
+def apikey() -> None:
+    """Manage API keys (hashed, in a keys file)."""
 
 
-@apikey_app.command("create")
-def create(
-    role: RoleChoice = typer.Option(..., "--role", help="reader (GET, listing) or admin (all)."),
-    keys_file: Path = typer.Option(
-        ..., "--keys-file", envvar="RUMOR_KEYS_FILE", help="JSON keys file (created, mode 600)."
-    ),
-    name: str | None = typer.Option(None, "--name", help="A label for the key (unique)."),
-) -> None:
+@apikey.command("create")
+@click.option(
+    "--role",
+    type=click.Choice(["reader", "admin"]),
+    required=True,
+    help="reader (GET, listing) or admin (all).",
+)
+@click.option(
+    "--keys-file",
+    envvar="RUMOR_KEYS_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="JSON keys file (created, mode 600; env RUMOR_KEYS_FILE).",
+)
+@click.option("--name", help="A label for the key (unique).")
+def create(role: str, keys_file: Path, name: str | None) -> None:
     """Create a key with ROLE, store its hash in KEYS_FILE, print the key once."""
+    from rumordb.live.auth import KeysFileError, Role, add_key
+
     try:
-        key = add_key(keys_file, Role(role.value), name)
+        key = add_key(keys_file, Role(role), name)
     except (KeysFileError, OSError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
-    typer.echo(key)
-    typer.echo(
-        f"created a key with role {role.value} in {keys_file}; it is shown only this once.",
-        err=True,
+        click.echo(f"error: {error}", err=True)
+        raise click.exceptions.Exit(2) from None
+    click.echo(key)
+    click.echo(
+        f"created a key with role {role} in {keys_file}; it is shown only this once.", err=True
     )

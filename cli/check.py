@@ -17,13 +17,14 @@ import random
 import sys
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Any
 
+import click
 import httpx
-import typer
 
 from rumordb.cli import credentials
-from rumordb.cli.main import app
+from rumordb.cli.connect import dir_option
 from rumordb.live.checker import Report, Workload, classify, wait_identical
 
 DEFAULT_URL = "http://127.0.0.1:8001"
@@ -44,7 +45,7 @@ def split_urls(text: str | None) -> list[str]:
     urls = [part.strip().rstrip("/") for part in (text or "").split(",") if part.strip()]
     for url in urls:
         if not url.startswith(("http://", "https://")):
-            raise typer.BadParameter(f"a node URL starts with http:// or https://, got {url!r}")
+            raise click.BadParameter(f"a node URL starts with http:// or https://, got {url!r}")
     return urls[:MAX_NODES]
 
 
@@ -187,25 +188,25 @@ async def run_check(
 
 def print_report(report: Report) -> None:
     s = report.summary()
-    typer.echo(f"nodes {report.nodes}  keys {report.keys}  faults injected {s['faults']}")
-    typer.echo(
+    click.echo(f"nodes {report.nodes}  keys {report.keys}  faults injected {s['faults']}")
+    click.echo(
         f"operations invoked {report.invoked}: ok {report.ok}, failed {report.failed}, "
         f"unknown {report.unknown}  (availability {report.availability:.1%})"
     )
-    typer.echo(f"acknowledged and present  {report.present}")
-    typer.echo(f"lost                      {len(report.lost)}")
-    typer.echo(f"superseded (LWW)          {len(report.superseded)}")
-    typer.echo(f"unexpected                {len(report.unexpected)}")
+    click.echo(f"acknowledged and present  {report.present}")
+    click.echo(f"lost                      {len(report.lost)}")
+    click.echo(f"superseded (LWW)          {len(report.superseded)}")
+    click.echo(f"unexpected                {len(report.unexpected)}")
     took = report.heal_to_identical_s
-    typer.echo(
+    click.echo(
         "identical data on all nodes: "
         + (f"yes, {took:.2f} s after heal" if took is not None and report.identical else "NO")
     )
     for title, findings in (("lost", report.lost), ("unexpected", report.unexpected)):
         for finding in findings[:MAX_FINDINGS_SHOWN]:
-            typer.echo(f"  {title}: key {finding.key!r} op {finding.op} on {finding.node}: "
+            click.echo(f"  {title}: key {finding.key!r} op {finding.op} on {finding.node}: "
                        f"{finding.reason}")  # fmt: skip
-    typer.echo("PASS: nothing acknowledged was lost" if report.passed else "FAIL: writes lost")
+    click.echo("PASS: nothing acknowledged was lost" if report.passed else "FAIL: writes lost")
 
 
 def report_document(report: Report) -> dict[str, Any]:
@@ -226,54 +227,53 @@ def report_document(report: Report) -> dict[str, Any]:
     }
 
 
-@app.command("check")
+@click.command("check")
+@click.option(
+    "--urls",
+    envvar="RUMOR_URLS",
+    help="Comma-separated node URLs (env RUMOR_URLS); default: the members that --url sees.",
+)
+@click.option("--url", envvar="RUMOR_URL", default=DEFAULT_URL, show_default=True,
+              help="A node (env RUMOR_URL).")  # fmt: skip
+@click.option("--duration", type=click.FloatRange(1, 3600), default=60.0, show_default=True,
+              help="Workload seconds.")  # fmt: skip
+@click.option("--rate", type=click.FloatRange(1, 5000), default=50.0, show_default=True,
+              help="Operations per second.")  # fmt: skip
+@click.option("--keys", type=click.IntRange(1, 10_000), default=100, show_default=True,
+              help="Keyspace size.")  # fmt: skip
+@click.option("--chaos", is_flag=True, help="Random partitions/heals/delays via /faults.")
+@click.option("--quiet-timeout", type=click.FloatRange(1, 3600), default=60.0,
+              show_default=True, help="Seconds to converge.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True, help="Workload and chaos seed.")
+@click.option("--delete-ratio", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Share of deletes.")  # fmt: skip
+@click.option("--prefix", default="", help="Key prefix of the workload.")
+@click.option("--api-key", envvar="RUMOR_API_KEY",
+              help="Admin key (env RUMOR_API_KEY); default: the admin key in DIR/credentials.")  # fmt: skip
+@dir_option
+@click.option("--json", "json_output", is_flag=True, help="JSON output.")
 def check(
-    urls: Annotated[
-        str | None,
-        typer.Option(
-            "--urls",
-            envvar="RUMOR_URLS",
-            show_default=False,
-            help="Comma-separated node URLs; default: the members that --url sees.",
-        ),
-    ] = None,
-    url: Annotated[str, typer.Option("--url", envvar="RUMOR_URL", help="A node.")] = DEFAULT_URL,
-    duration: Annotated[
-        float, typer.Option("--duration", min=1, max=3600, help="Workload seconds.")
-    ] = 60.0,
-    rate: Annotated[
-        float, typer.Option("--rate", min=1, max=5000, help="Operations per second.")
-    ] = 50.0,
-    keys: Annotated[int, typer.Option("--keys", min=1, max=10_000, help="Keyspace size.")] = 100,
-    chaos: Annotated[
-        bool, typer.Option("--chaos", help="Random partitions/heals/delays via /faults.")
-    ] = False,
-    quiet_timeout: Annotated[
-        float, typer.Option("--quiet-timeout", min=1, max=3600, help="Seconds to converge.")
-    ] = 60.0,
-    seed: Annotated[int, typer.Option("--seed", help="Workload and chaos seed.")] = 0,
-    delete_ratio: Annotated[
-        float, typer.Option("--delete-ratio", min=0, max=1, help="Share of deletes.")
-    ] = 0.1,
-    prefix: Annotated[str, typer.Option("--prefix", help="Key prefix of the workload.")] = "",
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            "--api-key",
-            envvar="RUMOR_API_KEY",
-            show_default=False,
-            help="Admin key; default: the admin key in .rumor/credentials.",
-        ),
-    ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    urls: str | None,
+    url: str,
+    duration: float,
+    rate: float,
+    keys: int,
+    chaos: bool,
+    quiet_timeout: float,
+    seed: int,
+    delete_ratio: float,
+    prefix: str,
+    api_key: str | None,
+    cluster_dir: Path,
+    json_output: bool,
 ) -> None:
     """Run a set workload (optionally with chaos), heal, and check no acknowledged write
     was lost. Exit 0 only when nothing acknowledged was lost."""
     try:
-        key = api_key or credentials.admin_key_from(credentials.DEFAULT_DIR)
+        key = api_key or credentials.admin_key_from(cluster_dir)
     except credentials.CredentialsError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(2) from None
     nodes = split_urls(urls) or split_urls(url)
     options = CheckOptions(
         urls=nodes,
@@ -290,10 +290,10 @@ def check(
     try:
         report = asyncio.run(run_check(options))
     except (CheckError, httpx.HTTPError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(4) from None
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(4) from None
     if json_output:
         sys.stdout.write(json.dumps(report_document(report), indent=2, sort_keys=True) + "\n")
     else:
         print_report(report)
-    raise typer.Exit(0 if report.passed else 1)
+    raise click.exceptions.Exit(0 if report.passed else 1)

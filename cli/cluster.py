@@ -25,17 +25,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
+import click
 import httpx
 import psutil
-import typer
 from rich.table import Column, Table
 
 from rumordb.cli import credentials
-from rumordb.cli.client import ExitCode, emit_json, fail, stderr, stdout
+from rumordb.cli.connect import dir_option, json_option
 from rumordb.cli.credentials import Credentials
-from rumordb.cli.main import app
+from rumordb.cli.output import ExitCode, console, emit_json, fail
 
 STATE_FILE = "cluster.json"
 LOCK_FILE = "cluster.lock"
@@ -44,17 +44,22 @@ WAIT_POLL_S = 0.25
 STOP_TIMEOUT_S = 15.0
 PORT_SCAN = 100  # ports tried above the highest one in use when adding a node
 
-cluster_app = typer.Typer(
-    help="Run a local cluster of real nodes on 127.0.0.1 (development and experiments).",
-    no_args_is_help=True,
-)
-app.add_typer(cluster_app, name="cluster", rich_help_panel="Cluster")
+stdout = console()
+stderr = console(to_stderr=True)
 
-DirOption = Annotated[
-    Path,
-    typer.Option("--dir", help="Directory for credentials, node data, logs and pids."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+@click.group(no_args_is_help=True)
+def cluster() -> None:
+    """Run a local cluster of real nodes on 127.0.0.1 (development and experiments)."""
+
+
+wait_option = click.option(
+    "--wait-s",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="How long to wait for the nodes to join.",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +251,18 @@ def stop_nodes(nodes: list[NodeProcess]) -> dict[str, str]:
     return outcome
 
 
+def node_dirs(cluster_dir: Path) -> list[str]:
+    """The ids of the nodes whose data ``cluster_dir`` holds (``n1``, ``n2``, ...)."""
+    if not cluster_dir.is_dir():
+        return []
+    found = [
+        entry.name
+        for entry in cluster_dir.iterdir()
+        if entry.is_dir() and entry.name[:1] == "n" and entry.name[1:].isdigit()
+    ]
+    return sorted(found, key=lambda name: int(name[1:]))
+
+
 def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -338,9 +355,11 @@ def print_cluster(cluster_dir: Path, state: ClusterState, secrets: Credentials) 
     stdout.print(f"{mode}; discovery on UDP {state.discovery_port}; credentials in {path}")
     stdout.print(f"admin key:  {secrets.admin_key}")
     stdout.print(f"reader key: {secrets.reader_key}")
+    where = "" if cluster_dir == credentials.DEFAULT_DIR else f" --dir {cluster_dir}"
     stdout.print(
-        f"try: rumor put hello world --url {state.nodes[0].url} && "
-        f"rumor get hello --url {state.nodes[-1].url}"
+        f"try: rumor put hello world --url {state.nodes[0].url}{where} && "
+        f"rumor get hello --url {state.nodes[-1].url}{where}",
+        markup=False,
     )
 
 
@@ -418,36 +437,38 @@ def start_all(
     except NodeFailed as error:
         report_failure(error)
         shut_down(cluster_dir, state.nodes)
-        raise typer.Exit(int(ExitCode.UNREACHABLE)) from None
+        raise click.exceptions.Exit(int(ExitCode.UNREACHABLE)) from None
     except _Stop:
         stderr.print("interrupted during start-up; stopping the nodes")
         shut_down(cluster_dir, state.nodes)
-        raise typer.Exit(130) from None
+        raise click.exceptions.Exit(130) from None
     return state
 
 
-@cluster_app.command()
+@cluster.command()
+@click.option("--nodes", "-n", type=click.IntRange(1, MAX_NODES), default=3, show_default=True,
+              help="Nodes (more if DIR holds data of more: every node `add` made restarts).")  # fmt: skip
+@click.option("--sharding", is_flag=True, help="Each key lives on --replicas owners only.")
+@click.option("--replicas", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Owners per key when sharded.")  # fmt: skip
+@click.option("--base-port", type=click.IntRange(1, 65535), default=8001, show_default=True,
+              help="HTTP port of n1; n2 gets +1...")  # fmt: skip
+@dir_option
+@click.option("--detach", "-d", is_flag=True, help="Return once the cluster is up.")
+@wait_option
+@json_option
 def up(
-    nodes: Annotated[int, typer.Option("--nodes", "-n", min=1, max=MAX_NODES, help="Nodes.")] = 3,
-    sharding: Annotated[
-        bool, typer.Option("--sharding", help="Each key lives on --replicas owners only.")
-    ] = False,
-    replicas: Annotated[
-        int, typer.Option("--replicas", min=1, help="Owners per key when sharded.")
-    ] = 3,
-    base_port: Annotated[
-        int, typer.Option("--base-port", min=1, max=65535, help="HTTP port of n1; n2 gets +1...")
-    ] = 8001,
-    cluster_dir: DirOption = credentials.DEFAULT_DIR,
-    detach: Annotated[
-        bool, typer.Option("--detach", "-d", help="Return once the cluster is up.")
-    ] = False,
-    wait_s: Annotated[
-        float, typer.Option("--wait-s", min=1, help="How long to wait for the nodes to join.")
-    ] = 60.0,
-    json_output: JsonOption = False,
+    nodes: int,
+    sharding: bool,
+    replicas: int,
+    base_port: int,
+    cluster_dir: Path,
+    detach: bool,
+    wait_s: float,
+    json_output: bool,
 ) -> None:
     """Start NODES nodes on 127.0.0.1 that find each other; Ctrl-C stops them all."""
+    nodes = max([nodes, *(int(name[1:]) for name in node_dirs(cluster_dir))])
     ports = list(range(base_port, base_port + nodes))
     if ports[-1] > 65535:
         fail(ExitCode.USAGE, "--base-port + --nodes goes past port 65535")
@@ -496,11 +517,10 @@ def stay_in_foreground(cluster_dir: Path, state: ClusterState) -> None:
     stdout.print(", ".join(f"{name} {what}" for name, what in outcome.items()))
 
 
-@cluster_app.command()
-def down(
-    cluster_dir: DirOption = credentials.DEFAULT_DIR,
-    json_output: JsonOption = False,
-) -> None:
+@cluster.command()
+@dir_option
+@json_option
+def down(cluster_dir: Path, json_output: bool) -> None:
     """Stop the nodes a detached `rumor cluster up` started (data and keys are kept)."""
     with locked(cluster_dir):
         state = read_state(cluster_dir)
@@ -523,14 +543,11 @@ def next_free_port(state: ClusterState) -> int:
     fail(ExitCode.USAGE, f"no free port in {start}..{start + PORT_SCAN - 1}")
 
 
-@cluster_app.command()
-def add(
-    cluster_dir: DirOption = credentials.DEFAULT_DIR,
-    wait_s: Annotated[
-        float, typer.Option("--wait-s", min=1, help="How long to wait for the node to join.")
-    ] = 60.0,
-    json_output: JsonOption = False,
-) -> None:
+@cluster.command()
+@dir_option
+@wait_option
+@json_option
+def add(cluster_dir: Path, wait_s: float, json_output: bool) -> None:
     """Add one more node to the running cluster in DIR (it joins by discovery)."""
     with locked(cluster_dir):
         state, alive = running_nodes(cluster_dir)
@@ -550,7 +567,7 @@ def add(
             stop_nodes([node])
             state.nodes.remove(node)
             write_state(cluster_dir, state)
-            raise typer.Exit(int(ExitCode.UNREACHABLE)) from None
+            raise click.exceptions.Exit(int(ExitCode.UNREACHABLE)) from None
     if json_output:
         emit_json(cluster_document(cluster_dir, state, secrets))
     else:
@@ -567,12 +584,11 @@ def find_node(state: ClusterState | None, cluster_dir: Path, node_id: str) -> No
     fail(ExitCode.USAGE, f"no node {node_id!r} in {cluster_dir} (nodes: {known})")
 
 
-@cluster_app.command()
-def kill(
-    node_id: Annotated[str, typer.Argument(metavar="NODE", help="Node id, e.g. n2.")],
-    cluster_dir: DirOption = credentials.DEFAULT_DIR,
-) -> None:
-    """Crash one node (SIGKILL: no flush, no goodbye), to watch the others cope."""
+@cluster.command()
+@click.argument("node_id", metavar="NODE")
+@dir_option
+def kill(node_id: str, cluster_dir: Path) -> None:
+    """Crash one NODE (e.g. n2; SIGKILL: no flush, no goodbye), to watch the others cope."""
     with locked(cluster_dir):
         node = find_node(read_state(cluster_dir), cluster_dir, node_id)
         if not is_our_node(node):
@@ -586,15 +602,12 @@ def kill(
     )
 
 
-@cluster_app.command()
-def restart(
-    node_id: Annotated[str, typer.Argument(metavar="NODE", help="Node id, e.g. n2.")],
-    cluster_dir: DirOption = credentials.DEFAULT_DIR,
-    wait_s: Annotated[
-        float, typer.Option("--wait-s", min=1, help="How long to wait for it to rejoin.")
-    ] = 60.0,
-) -> None:
-    """Start a stopped or killed node again: same id, port and data (it rejoins, catches up)."""
+@cluster.command()
+@click.argument("node_id", metavar="NODE")
+@dir_option
+@wait_option
+def restart(node_id: str, cluster_dir: Path, wait_s: float) -> None:
+    """Start a stopped or killed NODE again: same id, port and data (it rejoins, catches up)."""
     with locked(cluster_dir):
         state = read_state(cluster_dir)
         old = find_node(state, cluster_dir, node_id)
@@ -610,5 +623,5 @@ def restart(
             wait_until_joined([*others, node], secrets.reader_key, wait_s)
         except NodeFailed as error:
             report_failure(error)
-            raise typer.Exit(int(ExitCode.UNREACHABLE)) from None
+            raise click.exceptions.Exit(int(ExitCode.UNREACHABLE)) from None
     stdout.print(f"{node_id} restarted (pid {node.pid}) at {node.url}")

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import secrets
-import socket
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-from rumordb.live.auth import generate_key
+if TYPE_CHECKING:
+    import random
 
 CREDENTIALS_NAME = "credentials"
 DEFAULT_DIR = Path(".rumor")
@@ -30,8 +28,7 @@ class CredentialsError(Exception):
     """The credentials file exists but cannot be used (unreadable, malformed, too open)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
+class Credentials(NamedTuple):  # not a dataclass: cheaper to define at every start
     cluster_secret: str
     admin_key: str
     reader_key: str
@@ -52,6 +49,9 @@ def credentials_path(cluster_dir: Path) -> Path:
 
 def free_udp_port(rng: random.Random | None = None) -> int:
     """A UDP port nothing is bound to now, from a range the kernel does not hand out."""
+    import random
+    import socket
+
     chooser = rng or random.SystemRandom()
     for _ in range(PORT_ATTEMPTS):
         port = chooser.randint(*DISCOVERY_PORT_RANGE)
@@ -90,6 +90,10 @@ def load(path: Path) -> Credentials:
 
 def create(path: Path) -> Credentials:
     """Write fresh credentials with mode 600 from the start (no window where they are open)."""
+    import secrets
+
+    from rumordb.live.auth import generate_key  # imports the node's settings: only here
+
     credentials = Credentials(
         cluster_secret=secrets.token_urlsafe(32),
         admin_key=generate_key(),  # the same generator as `rumor apikey create`
@@ -97,7 +101,7 @@ def create(path: Path) -> Credentials:
         discovery_port=free_udp_port(),
     )
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    text = json.dumps(asdict(credentials), indent=2) + "\n"
+    text = json.dumps(credentials._asdict(), indent=2) + "\n"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

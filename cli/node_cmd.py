@@ -7,22 +7,21 @@ and then to the settings default: one source of truth, ``live.settings.Settings`
 
 from __future__ import annotations
 
-import inspect
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import structlog
-import typer
-
-from rumordb.cli.main import app
+import click
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
 
 def configure_logging(level: str) -> None:
     """Structured logs: JSON lines on stderr, uvicorn's own records (warnings up) included."""
+    import structlog
+
     shared: list[Any] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -54,72 +53,80 @@ def configure_logging(level: str) -> None:
     root.setLevel(logging.WARNING)
 
 
-@app.command("node")
-def node(
-    host: str | None = typer.Option(None, help="Bind address."),
-    port: int | None = typer.Option(None, help="HTTP port."),
-    node_id: str | None = typer.Option(None, help="Node id; default: kept in the data dir."),
-    data_dir: Path | None = typer.Option(None, help="Data directory."),
-    durability: str | None = typer.Option(None, help="sync | batch | memory."),
-    cluster_secret: str | None = typer.Option(None, help="Shared HMAC secret."),
-    cluster_secret_file: Path | None = typer.Option(None, help="File holding the secret."),
-    cluster_secret_previous: str | None = typer.Option(None, help="Old secret, still accepted."),
-    cluster_secret_previous_file: Path | None = typer.Option(None, help="File: the old secret."),
-    keys_file: Path | None = typer.Option(None, help="Hashed API keys file."),
-    admin_key: str | None = typer.Option(None, help="An admin API key (plaintext)."),
-    admin_key_file: Path | None = typer.Option(None, help="File holding the admin key."),
-    reader_key: str | None = typer.Option(None, help="A reader API key (plaintext)."),
-    reader_key_file: Path | None = typer.Option(None, help="File holding the reader key."),
-    broadcast: str | None = typer.Option(None, help="auto | off | IPv4 broadcast address."),
-    discovery_port: int | None = typer.Option(None, help="UDP discovery port."),
-    discovery_interval_ms: int | None = typer.Option(None, help="Announce interval."),
-    seeds: str | None = typer.Option(None, help="Seed URLs, comma-separated."),
-    advertise_url: str | None = typer.Option(None, help="URL peers should use for this node."),
-    sharding: bool | None = typer.Option(None, "--sharding/--no-sharding", help="Hash sharding."),
-    replicas: int | None = typer.Option(None, help="Owners per key when sharded."),
-    fanout: int | None = typer.Option(None, help="Peers per gossip round."),
-    gossip_interval_ms: int | None = typer.Option(None, help="Rumor round interval."),
-    anti_entropy_interval_ms: int | None = typer.Option(None, help="Anti-entropy interval."),
-    probe_interval_ms: int | None = typer.Option(None, help="Heartbeat probe interval."),
-    suspicion_mult: int | None = typer.Option(None, help="Suspicion timeout multiplier."),
-    retransmit_mult: int | None = typer.Option(None, help="Rumor retransmit multiplier."),
-    max_key_bytes: int | None = typer.Option(None, help="Longest key, UTF-8 bytes."),
-    max_value_bytes: int | None = typer.Option(None, help="Largest value, bytes."),
-    allow_faults: bool | None = typer.Option(
-        None, "--allow-faults/--no-allow-faults", help="Enable the /faults endpoints."
-    ),
-    auth_failure_burst: int | None = typer.Option(None, help="Failed auths before 429."),
-    auth_failure_refill_per_s: float | None = typer.Option(None, help="Failed auths/s allowed."),
-    auth_failure_clients_max: int | None = typer.Option(None, help="Client addresses tracked."),
-    clock_offset_ms: int | None = typer.Option(None, help="Shift this node's wall clock."),
-    log_level: str | None = typer.Option(None, help="debug | info | warning | error."),
-) -> None:
+# (flag, type, help): every flag defaults to None so that only the flags given reach
+# load_settings; its RUMOR_* twin is appended to the help text by one rule, below.
+NODE_OPTIONS: list[tuple[str, Any, str]] = [
+    ("--host", str, "Bind address."),
+    ("--port", int, "HTTP port."),
+    ("--node-id", str, "Node id; default: kept in the data dir."),
+    ("--data-dir", click.Path(path_type=Path), "Data directory."),
+    ("--durability", str, "sync | batch | memory."),
+    ("--cluster-secret", str, "Shared HMAC secret."),
+    ("--cluster-secret-file", click.Path(path_type=Path), "File holding the secret."),
+    ("--cluster-secret-previous", str, "Old secret, still accepted."),
+    ("--cluster-secret-previous-file", click.Path(path_type=Path), "File: the old secret."),
+    ("--keys-file", click.Path(path_type=Path), "Hashed API keys file."),
+    ("--admin-key", str, "An admin API key (plaintext)."),
+    ("--admin-key-file", click.Path(path_type=Path), "File holding the admin key."),
+    ("--reader-key", str, "A reader API key (plaintext)."),
+    ("--reader-key-file", click.Path(path_type=Path), "File holding the reader key."),
+    ("--broadcast", str, "auto | off | IPv4 broadcast address."),
+    ("--discovery-port", int, "UDP discovery port."),
+    ("--discovery-interval-ms", int, "Announce interval."),
+    ("--seeds", str, "Seed URLs, comma-separated."),
+    ("--advertise-url", str, "URL peers should use for this node."),
+    ("--sharding/--no-sharding", bool, "Hash sharding."),
+    ("--replicas", int, "Owners per key when sharded."),
+    ("--fanout", int, "Peers per gossip round."),
+    ("--gossip-interval-ms", int, "Rumor round interval."),
+    ("--anti-entropy-interval-ms", int, "Anti-entropy interval."),
+    ("--probe-interval-ms", int, "Heartbeat probe interval."),
+    ("--suspicion-mult", int, "Suspicion timeout multiplier."),
+    ("--retransmit-mult", int, "Rumor retransmit multiplier."),
+    ("--max-key-bytes", int, "Longest key, UTF-8 bytes."),
+    ("--max-value-bytes", int, "Largest value, bytes."),
+    ("--allow-faults/--no-allow-faults", bool, "Enable the /faults endpoints."),
+    ("--auth-failure-burst", int, "Failed auths before 429."),
+    ("--auth-failure-refill-per-s", float, "Failed auths/s allowed."),
+    ("--auth-failure-clients-max", int, "Client addresses tracked."),
+    ("--clock-offset-ms", int, "Shift this node's wall clock."),
+    ("--log-level", str, "debug | info | warning | error."),
+]
+
+
+def _option(flag: str, kind: Any, text: str) -> Callable[[Any], Any]:
+    name = flag.split("/")[0].removeprefix("--").replace("-", "_")
+    env = f"RUMOR_{name.upper()}"
+    if kind is bool:
+        return click.option(flag, name, default=None, help=f"{text} (env {env})")
+    return click.option(flag, name, type=kind, default=None, help=f"{text} (env {env})")
+
+
+def _with_node_options(function: Any) -> Any:
+    for flag, kind, text in reversed(NODE_OPTIONS):
+        function = _option(flag, kind, text)(function)
+    return function
+
+
+@click.command("node")
+@_with_node_options
+def node(**flags: Any) -> None:
     """Start one RumorDB node (every flag also reads its RUMOR_* environment variable)."""
-    given: dict[str, Any] = {k: v for k, v in locals().items() if v is not None}
+    given: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     from rumordb.live.settings import ConfigError, load_settings
 
     try:
         settings = load_settings(**given)
         settings.require_cluster_secret()
     except ConfigError as exc:
-        typer.echo(f"rumor node: {exc}", err=True)
-        raise typer.Exit(2) from None
+        click.echo(f"rumor node: {exc}", err=True)
+        raise click.exceptions.Exit(2) from None
     configure_logging(settings.log_level)
     serve(settings)
 
 
-def _show_env_twins() -> None:
-    """Append each flag's environment twin to its help text (one rule, no copy per flag)."""
-    for name, parameter in inspect.signature(node).parameters.items():
-        info = parameter.default
-        if isinstance(info, typer.models.OptionInfo):
-            info.help = f"{info.help or ''} (env RUMOR_{name.upper()})".strip()
-
-
-_show_env_twins()
-
-
 def serve(settings: Any) -> None:
+    import structlog
     import uvicorn
 
     from rumordb.live.app import create_app
@@ -159,4 +166,4 @@ def serve(settings: Any) -> None:
     server = Server(config)
     server.run()
     if not fastapi_app.state.runner.started_once:
-        raise typer.Exit(1)
+        raise click.exceptions.Exit(1)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
+import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from rumordb.cli.main import app
 from rumordb.sim.scenario import ScenarioError, load_scenario
 
 if TYPE_CHECKING:
@@ -25,14 +24,17 @@ if TYPE_CHECKING:
 # The engine, reports and sweeps (SimPy, NetworkX, matplotlib) are imported inside the
 # commands: every other `rumor` command would otherwise pay for them at start-up.
 
-sim_app = typer.Typer(help="Simulate a RumorDB cluster (SimPy + NetworkX over the real core).")
-app.add_typer(sim_app, name="sim")
+
+@click.group()
+def sim() -> None:
+    """Simulate a RumorDB cluster (SimPy + NetworkX over the real core)."""
+
 
 _err = Console(stderr=True)
 
-ScenarioArg = Annotated[
-    Path, typer.Argument(help="Scenario TOML file.", exists=True, dir_okay=False)
-]
+scenario_argument = click.argument(
+    "scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 
 
 def _command() -> str:
@@ -40,20 +42,21 @@ def _command() -> str:
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+    click.echo(f"error: {message}", err=True)
+    raise click.exceptions.Exit(2)
 
 
-@sim_app.command("run")
-def run(
-    scenario: ScenarioArg,
-    out: Annotated[Path | None, typer.Option(help="Report directory.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
-    trace: Annotated[
-        Path | None, typer.Option(help="Also write the event trace (text) to this file.")
-    ] = None,
-) -> None:
-    """Run one scenario; write metrics.json, PNG plots and report.md."""
+@sim.command("run")
+@scenario_argument
+@click.option("--out", type=click.Path(path_type=Path), help="Report directory.")
+@click.option("--seed", type=int, help="Override the scenario's seed.")
+@click.option(
+    "--trace",
+    type=click.Path(path_type=Path),
+    help="Also write the event trace (text) to this file.",
+)
+def run(scenario: Path, out: Path | None, seed: int | None, trace: Path | None) -> None:
+    """Run one scenario (a TOML file); write metrics.json, PNG plots and report.md."""
     from rumordb.sim.engine import Simulation
     from rumordb.sim.report import verdict, write_run_report
 
@@ -70,14 +73,14 @@ def run(
         if trace_file is not None:
             trace_file.close()
     write_run_report(metrics, out_dir, _command())
-    typer.echo(verdict(metrics))
-    typer.echo(
+    click.echo(verdict(metrics))
+    click.echo(
         f"{metrics['messages_sent']} messages, {metrics['bytes_sent']} bytes; "
         f"wall time {metrics['wall_time_s']:.2f} s; trace {metrics['trace_hash']}"
     )
-    typer.echo(f"report: {out_dir / 'report.md'}")
+    click.echo(f"report: {out_dir / 'report.md'}")
     if not metrics["converged"]:
-        raise typer.Exit(3)
+        raise click.exceptions.Exit(3)
 
 
 def _run_with_progress(duration_s: float, simulation: Simulation) -> dict[str, Any]:
@@ -92,23 +95,35 @@ def _run_with_progress(duration_s: float, simulation: Simulation) -> dict[str, A
         return simulation.run(lambda now: progress.update(task, completed=now))
 
 
-@sim_app.command("sweep")
+@sim.command("sweep")
+@scenario_argument
+@click.option(
+    "--param",
+    multiple=True,
+    required=True,
+    help="NAME=V1,V2,... (repeatable), e.g. gossip.fanout=1,2,3",
+)
+@click.option("--out", type=click.Path(path_type=Path), help="Report directory.")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Parallel worker processes.")  # fmt: skip
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs per point (seeds seed..seed+K-1).")  # fmt: skip
+@click.option("--seed", type=int, help="First seed (default: the file's).")
+@click.option("--metric", multiple=True, help="Metric to plot (repeatable).")
 def sweep(
-    scenario: ScenarioArg,
-    param: Annotated[
-        list[str], typer.Option(help="NAME=V1,V2,... (repeatable), e.g. gossip.fanout=1,2,3")
-    ],
-    out: Annotated[Path | None, typer.Option(help="Report directory.")] = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 2,
-    seeds: Annotated[int, typer.Option(min=1, help="Runs per point (seeds seed..seed+K-1).")] = 1,
-    seed: Annotated[int | None, typer.Option(help="First seed (default: the file's).")] = None,
-    metric: Annotated[list[str] | None, typer.Option(help="Metric to plot (repeatable).")] = None,
+    scenario: Path,
+    param: tuple[str, ...],
+    out: Path | None,
+    jobs: int,
+    seeds: int,
+    seed: int | None,
+    metric: tuple[str, ...],
 ) -> None:
     """Run a grid of parameter values in parallel; plot metrics against the parameter."""
     from rumordb.sim.sweep import DEFAULT_METRICS, parse_params, run_sweep, write_sweep_report
 
     try:
-        params = parse_params(param)
+        params = parse_params(list(param))
         base = load_scenario(scenario, seed=seed)
     except ScenarioError as exc:
         _fail(str(exc))
@@ -124,13 +139,13 @@ def sweep(
     except ScenarioError as exc:
         _fail(str(exc))
         return
-    metrics = metric or list(DEFAULT_METRICS)
+    metrics = list(metric) or list(DEFAULT_METRICS)
     write_sweep_report(rows, params, metrics, out_dir, _command(), base.description)
     not_converged = [r for r in rows if not r["metrics"].get("converged")]
-    typer.echo(f"{len(rows)} runs; {len(rows) - len(not_converged)} converged")
+    click.echo(f"{len(rows)} runs; {len(rows) - len(not_converged)} converged")
     for row in not_converged:
-        typer.echo(f"NOT converged: {row['params']} seed {row['seed']}")
-    typer.echo(f"report: {out_dir / 'report.md'}")
+        click.echo(f"NOT converged: {row['params']} seed {row['seed']}")
+    click.echo(f"report: {out_dir / 'report.md'}")
 
 
 def _grid_size(params: dict[str, list[Any]]) -> int:
@@ -140,16 +155,16 @@ def _grid_size(params: dict[str, list[Any]]) -> int:
     return size
 
 
-@sim_app.command("dissemination")
-def dissemination_cmd(
-    scenario: ScenarioArg,
-    nodes: Annotated[str, typer.Option(help="Cluster sizes, comma separated.")] = (
-        "100,300,1000,3000,10000"
-    ),
-    seeds: Annotated[int, typer.Option(min=1, help="Runs per size and limit.")] = 3,
-    out: Annotated[Path | None, typer.Option(help="Report directory.")] = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 2,
-) -> None:
+@sim.command("dissemination")
+@scenario_argument
+@click.option("--nodes", default="100,300,1000,3000,10000", show_default=True,
+              help="Cluster sizes, comma separated.")  # fmt: skip
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Runs per size and limit.")  # fmt: skip
+@click.option("--out", type=click.Path(path_type=Path), help="Report directory.")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Parallel worker processes.")  # fmt: skip
+def dissemination_cmd(scenario: Path, nodes: str, seeds: int, out: Path | None, jobs: int) -> None:
     """Measure rounds for one update to reach N nodes against log2 N + ln N."""
     from rumordb.sim import dissemination
 
@@ -175,5 +190,5 @@ def dissemination_cmd(
         return
     dissemination.write_report(rows, out_dir, _command())
     ok, text = dissemination.verdict(dissemination.summarise(rows))
-    typer.echo(text if ok else f"NOT as predicted: {text}")
-    typer.echo(f"report: {out_dir / 'report.md'}")
+    click.echo(text if ok else f"NOT as predicted: {text}")
+    click.echo(f"report: {out_dir / 'report.md'}")

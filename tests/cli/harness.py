@@ -1,7 +1,7 @@
 """Run the real ``rumor`` command: as a separate process, or in-process for speed.
 
 ``rumor()`` runs the installed executable, as a user would (real exit codes, signals).
-``run_cli()`` invokes the same typer app in this process: a ``rumor`` process spends
+``run_cli()`` invokes the same click app in this process: a ``rumor`` process spends
 most of its start-up importing the whole app, and the client commands do not care how
 they were started. Exceptions are not caught, so a crash can never pass for exit code 1.
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from rumordb.cli.main import app
 

@@ -1,22 +1,24 @@
 """The commands the README shows are commands the CLI accepts.
 
 Every ``rumor ...`` (or ``.venv/bin/rumor ...``) invocation in a fenced block of README.md
-is parsed by the real typer application, without running it: unknown
+is parsed by the real click application, without running it: unknown
 subcommands, misspelt options, missing arguments and wrong types all fail here, so the
 docs cannot drift from the code. The same walk checks that every command has help.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
+import click
 import pytest
-import typer
-from typer.core import TyperGroup
 
 from rumordb.cli.main import app
+from tests.cli.harness import LocalCluster, eventually
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = (REPO / "README.md",)
@@ -72,9 +74,9 @@ def documented_commands() -> list[tuple[str, list[str]]]:
 
 def parse_without_running(args: list[str]) -> str:
     """Parse ``rumor ARGS`` down to the leaf command; return its path. Runs no callback."""
-    command = typer.main.get_command(app)
+    command: click.Command = app
     context = command.make_context("rumor", list(args))
-    while isinstance(command, TyperGroup):
+    while isinstance(command, click.Group):
         rest = [*context._protected_args, *context.args]
         assert rest, f"{context.command_path} needs a subcommand"
         name, sub, rest = command.resolve_command(context, rest)
@@ -84,16 +86,18 @@ def parse_without_running(args: list[str]) -> str:
     return context.command_path
 
 
-def all_commands() -> list[tuple[str, typer.core.TyperCommand | TyperGroup]]:
-    root = typer.main.get_command(app)
-    pending: list[tuple[str, object]] = [("rumor", root)]
+def all_commands() -> list[tuple[str, click.Command]]:
+    pending: list[tuple[str, click.Command]] = [("rumor", app)]
     found = []
+    context = click.Context(app)
     while pending:
         path, command = pending.pop()
-        if isinstance(command, TyperGroup):
-            pending.extend((f"{path} {name}", sub) for name, sub in command.commands.items())
-        if isinstance(command, typer.core.TyperCommand | TyperGroup):
-            found.append((path, command))
+        if isinstance(command, click.Group):
+            for name in command.list_commands(context):
+                sub = command.get_command(context, name)
+                assert sub is not None, f"{path} {name}"
+                pending.append((f"{path} {name}", sub))
+        found.append((path, command))
     return found
 
 
@@ -111,7 +115,7 @@ def test_documented_command_is_accepted(where: str, args: list[str]) -> None:
         return
     try:
         parse_without_running(args)
-    except typer.Exit as done:
+    except click.exceptions.Exit as done:
         assert done.exit_code == 0, where
     except Exception as error:  # click's UsageError / BadParameter, with the reason
         pytest.fail(f"{where}\n  rumor {shlex.join(args)}\n  rejected: {error}")
@@ -123,7 +127,7 @@ def test_every_command_and_option_has_help() -> None:
         if path != "rumor" and not (command.help or command.short_help):
             missing.append(path)
         for param in command.params:
-            is_option = isinstance(param, typer.core.TyperOption) and param.name != "help"
+            is_option = isinstance(param, click.Option) and param.name != "help"
             if is_option and not getattr(param, "help", None):
                 missing.append(f"{path} {param.opts[0]}")
     assert not missing, f"no help text: {missing}"
@@ -136,3 +140,41 @@ def test_parser_rejects_what_the_cli_rejects() -> None:
     with pytest.raises(Exception, match="No such command"):
         parse_without_running(["cluster", "upp"])
     assert parse_without_running(["chaos", "partition", "n1", "n2,n3"]) == "rumor chaos partition"
+
+
+def test_help_shows_no_placeholders_for_flags() -> None:
+    """A flag takes no value: its help line must not show one (typer printed ``<bool>``)."""
+    for path, command in all_commands():
+        text = command.get_help(click.Context(command, info_name=path))
+        assert "<bool>" not in text and "BOOLEAN" not in text, path
+
+
+@pytest.mark.live
+def test_the_readme_curl_block_runs_in_order(cluster: LocalCluster) -> None:
+    """The HTTP API's curl examples, run as written against a real cluster, in order.
+
+    Only the addresses change (the test cluster's ports) and the `export RUMOR_API_KEY=...`
+    placeholder line is left out (the key comes from the environment). Every JSON error
+    body carries "error": none may appear, so e.g. the read-modify-write must find the
+    key it reads.
+    """
+    text = README_TEXT
+    block = next(b for b in fenced_blocks(text) if "read-modify-write" in b and "curl" in b)
+    script = "\n".join(
+        line for line in block.splitlines() if not line.startswith("export RUMOR_API_KEY=")
+    )
+    for index, url in enumerate(cluster.urls.values(), start=1):
+        script = script.replace(f"http://127.0.0.1:800{index}", url)
+    env = {**os.environ, "RUMOR_API_KEY": cluster.document["admin_key"]}
+    done = subprocess.run(
+        ["bash", "-c", "set -eu -o pipefail\n" + script],
+        capture_output=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    output = done.stdout.decode(errors="replace")
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert '"error"' not in output, output
+    assert '"key":"greeting"' in output.replace(" ", "")
+    eventually(lambda: cluster.value_on("n1", "greeting") is None, 15, "the delete replicated")
+
+
+README_TEXT = (REPO / "README.md").read_text(encoding="utf-8")

@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from rumordb.cli.main import app
 from rumordb.live.auth import (

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from rumordb.cli.check import CheckError, CheckOptions, run_check
 from rumordb.cli.main import app

@@ -1,11 +1,11 @@
-"""``rumor sim``: run, sweep and dissemination end to end, through the typer app."""
+"""``rumor sim``: run, sweep and dissemination end to end, through the click app."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from rumordb.cli.main import app
 from tests.sim.helpers import MINIMAL_TOML

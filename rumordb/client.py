@@ -1,0 +1,221 @@
+"""``Client``: a synchronous RumorDB client with failover, retries and typed results.
+
+>>> from rumordb import Client
+>>> with Client(URLS, api_key=KEY) as db:  # URLS: node URLs, KEY: an admin API key
+...     written = db.put("greeting", "hello")
+...     db.get("greeting").text
+'hello'
+
+``rumor cluster up --detach`` starts nodes at http://127.0.0.1:8001..8003 and prints an
+admin key; ``tests/client/test_docs.py`` runs these examples against real nodes.
+
+Design notes, for what the server will add: ``put`` builds its request in
+``rumordb.api.put``, where a TTL becomes one more keyword; a batch becomes one more
+request builder and result parser there; a watch stream becomes a method that returns an
+iterator over a streaming transport call. The retry rules (``rumordb.retry``) apply to
+all of them unchanged: a batch is a write, a watch resumes from its last position.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from rumordb import api
+from rumordb.errors import Exists, NotFound, PreconditionFailed, RumorError
+from rumordb.retry import Failure, Nodes, RetryPolicy, Send, Sleep, exchange
+from rumordb.transport import Cert, StdlibTransport, SyncTransport, tls_context
+from rumordb.types import Deleted, KeyPage, Value, Version, Written
+
+if TYPE_CHECKING:
+    import random
+
+DEFAULT_URL = "http://127.0.0.1:8001"
+UPDATE_ATTEMPTS = 10
+
+Plan = Generator[Send | Sleep, api.Response | Failure | None, api.Response]
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def setup(urls: str | Sequence[str], verify: bool | str, cert: Cert) -> tuple[Nodes, Any]:
+    """The node list and the TLS context (only built when a node uses https)."""
+    nodes = Nodes([urls] if isinstance(urls, str) else list(urls))
+    secure = any(url.startswith("https://") for url in nodes.urls)
+    return nodes, tls_context(verify, cert) if secure else None
+
+
+class Client:
+    """Talk to a RumorDB cluster through any of its nodes.
+
+    ``urls``: one node URL or several; requests go to one node at a time and move to the
+    next when it cannot be reached (see ``rumordb.retry`` for what is retried: reads
+    always, writes only when they provably were not applied). ``api_key``: an admin key
+    writes, a reader key only reads. ``verify``/``cert``: TLS (CA bundle path, or False;
+    client certificate for mutual TLS). ``transport``: ``"httpx"`` (default, a
+    thread-safe pool), ``"stdlib"`` (``http.client``: no httpx import, fastest start-up;
+    one thread at a time), or any object with ``send`` and ``close``.
+
+    Every method raises a ``rumordb.errors.RumorError``: ``NotFound``,
+    ``PreconditionFailed``, ``Unauthorized``, ``Unreachable``...
+    """
+
+    def __init__(
+        self,
+        urls: str | Sequence[str] = DEFAULT_URL,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 5.0,
+        retries: int = 3,
+        backoff_s: float = 0.05,
+        max_backoff_s: float = 2.0,
+        verify: bool | str = True,
+        cert: Cert = None,
+        transport: str | SyncTransport = "httpx",
+        rng: random.Random | None = None,
+    ) -> None:
+        self.nodes, tls = setup(urls, verify, cert)
+        self.policy = RetryPolicy(retries, backoff_s, max_backoff_s).checked()
+        self._rng = rng
+        headers = auth_headers(api_key)
+        if transport == "stdlib":
+            self.transport: SyncTransport = StdlibTransport(headers, timeout_s, tls)
+        elif transport == "httpx":
+            from rumordb.transport import HttpxTransport
+
+            self.transport = HttpxTransport(headers, timeout_s, tls)
+        elif isinstance(transport, str):
+            raise ValueError(f"transport is 'httpx', 'stdlib' or an object, not {transport!r}")
+        else:
+            self.transport = transport
+
+    # --- plumbing ---------------------------------------------------------------------
+    def send(self, request: api.Request) -> api.Response:
+        """One request through the retry plan (the answer may be an error status)."""
+        plan: Plan = exchange(request, self.nodes, self.policy, self._rng)
+        outcome: api.Response | Failure | None = None
+        while True:
+            try:
+                step = plan.send(outcome)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            if isinstance(step, Sleep):
+                time.sleep(step.seconds)
+                outcome = None
+            else:
+                outcome = self.transport.send(step.node, step.request)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- data -------------------------------------------------------------------------
+    def get(self, key: str) -> Value:
+        """The key's value on the current node; ``NotFound`` if absent or deleted."""
+        return api.value(key, self.send(api.get(key)))
+
+    def version(self, key: str) -> Version:
+        """The key's version (clock, HLC, origin, tombstone, last LWW discard) on a node."""
+        return api.version_of(self.send(api.version(key)))
+
+    def put(
+        self,
+        key: str,
+        value: bytes | str,
+        *,
+        content_type: str | None = None,
+        if_match: str | None = None,
+    ) -> Written:
+        """Store ``value`` (upsert). ``if_match=ctx``: only over the version ``ctx`` names
+        (``PreconditionFailed`` otherwise), and the new version descends from it."""
+        request = api.put(key, value, content_type=content_type, if_match=if_match)
+        return api.written(self.send(request))
+
+    def create(self, key: str, value: bytes | str, *, content_type: str | None = None) -> Written:
+        """Store ``value`` only if the key has no live value on that node (else ``Exists``)."""
+        request = api.put(key, value, content_type=content_type, create=True)
+        return api.written(self.send(request))
+
+    def delete(self, key: str, *, if_match: str | None = None) -> Deleted:
+        """Write a tombstone; ``NotFound`` if the key is absent."""
+        return api.deleted(self.send(api.delete(key, if_match=if_match)))
+
+    def list(self, prefix: str = "", *, limit: int = 100, after: str | None = None) -> KeyPage:
+        """One page of keys in order (``limit`` at most 1000); ``page.next`` continues."""
+        return api.page(self.send(api.list_keys(prefix, limit, after)))
+
+    def keys(
+        self, prefix: str = "", *, after: str | None = None, page_size: int = api.PAGE_MAX
+    ) -> Iterator[str]:
+        """Every key with ``prefix``, in order, one page (``page_size`` keys) at a time."""
+        while True:
+            page = self.list(prefix, limit=page_size, after=after)
+            yield from page.keys
+            if page.next is None:
+                return
+            after = page.next
+
+    def update(
+        self,
+        key: str,
+        change: Callable[[Value | None], bytes | str],
+        *,
+        content_type: str | None = None,
+        attempts: int = UPDATE_ATTEMPTS,
+    ) -> Written:
+        """Read-modify-write: ``change(current or None)`` gives the new value, written with
+        ``if_match`` (or as a create); on 412 / 409 it reads again and retries.
+
+        ``change`` may run more than once: keep it free of side effects. The guard holds
+        on the node that takes the write; see the README on concurrent writers on two
+        nodes during a partition.
+
+        >>> _ = db.put("counter", "41")
+        >>> db.update("counter", lambda v: str(int(v.text) + 1 if v else 1)).created
+        False
+        >>> db.get("counter").text
+        '42'
+
+        """
+        for _ in range(attempts):
+            try:
+                current: Value | None = self.get(key)
+            except NotFound:
+                current = None
+            new = change(current)
+            kind = content_type or (current.content_type if current else None)
+            try:
+                if current is None:
+                    return self.create(key, new, content_type=kind)
+                return self.put(key, new, content_type=kind, if_match=current.context)
+            except (PreconditionFailed, Exists):
+                continue
+        raise RumorError(f"{key!r} changed under every one of {attempts} attempts")
+
+    # --- cluster ----------------------------------------------------------------------
+    def cluster(self) -> dict[str, Any]:
+        """``GET /cluster``: the node's view of members, states, key counts, ownership."""
+        return api.document(self.send(api.cluster()))
+
+    def health(self) -> dict[str, Any]:
+        """``GET /health`` (no key needed): ``{"status", "node_id"}``."""
+        return api.document(self.send(api.health()))
+
+    def faults(self, change: dict[str, Any] | None = None, *, heal: bool = False) -> dict[str, Any]:
+        """The node's injected faults (nodes with ``--allow-faults``, admin key): read them,
+        add ``change`` (e.g. ``{"delay_ms": 50}``), or ``heal=True`` to remove all."""
+        return api.document(self.send(api.faults(change, heal=heal)))
