@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -85,19 +86,29 @@ def node(
     ),
     clock_offset_ms: int | None = typer.Option(None, help="Shift this node's wall clock."),
     log_level: str | None = typer.Option(None, help="debug | info | warning | error."),
+    tls_cert: Path | None = typer.Option(None, help="PEM certificate: serve HTTPS only."),
+    tls_key: Path | None = typer.Option(None, help="PEM private key of --tls-cert."),
+    tls_ca: Path | None = typer.Option(None, help="PEM CA that signed every node's cert."),
+    tls_client_auth: bool | None = typer.Option(
+        None,
+        "--tls-client-auth/--no-tls-client-auth",
+        help="Mutual TLS: peers and clients must present a certificate from --tls-ca.",
+    ),
 ) -> None:
     """Start one RumorDB node (every flag also reads its RUMOR_* environment variable)."""
     given: dict[str, Any] = {k: v for k, v in locals().items() if v is not None}
     from rumordb.live.settings import ConfigError, load_settings
+    from rumordb.live.tls import load_tls
 
     try:
         settings = load_settings(**given)
         settings.require_cluster_secret()
+        tls = load_tls(settings)  # every TLS file checked before the port is bound
     except ConfigError as exc:
         typer.echo(f"rumor node: {exc}", err=True)
         raise typer.Exit(2) from None
     configure_logging(settings.log_level)
-    serve(settings)
+    serve(settings, None if tls is None else tls.server)
 
 
 def _show_env_twins() -> None:
@@ -111,7 +122,8 @@ def _show_env_twins() -> None:
 _show_env_twins()
 
 
-def serve(settings: Any) -> None:
+def serve(settings: Any, server_ssl: ssl.SSLContext | None = None) -> None:
+    """Run the node; with ``server_ssl`` it serves HTTPS only (a plain request is dropped)."""
     import uvicorn
 
     from rumordb.live.app import create_app
@@ -132,6 +144,8 @@ def serve(settings: Any) -> None:
                     keys=runner.node.key_count()[0],
                     durability=settings.durability,
                     sharding=settings.sharding,
+                    tls=settings.tls,
+                    tls_client_auth=settings.tls_client_auth,
                 )
 
     config = uvicorn.Config(
@@ -147,6 +161,7 @@ def serve(settings: Any) -> None:
         lifespan="on",
         timeout_graceful_shutdown=5,
         timeout_keep_alive=75,  # peers pool connections; they expire theirs after 30 s
+        ssl_context_factory=None if server_ssl is None else (lambda config, default: server_ssl),
     )
     server = Server(config)
     server.run()

@@ -37,6 +37,7 @@ from rumordb.live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from rumordb.live.runner import Runner
 from rumordb.live.settings import Settings
 from rumordb.live.storage import StorageError
+from rumordb.live.tls import peer_transport
 from rumordb.live.wire import AuthError
 
 log = structlog.get_logger("rumor.app")
@@ -128,7 +129,8 @@ def create_app(
     discovery: bool = True,
 ) -> FastAPI:
     """The app of one node; its lifespan starts and stops the runner."""
-    runner = Runner(settings, transport=transport, discovery=discovery)
+    # Without an injected transport, peers are reached over HTTPS exactly when TLS is on.
+    runner = Runner(settings, transport=transport or peer_transport(settings), discovery=discovery)
     keystore = KeyStore.from_settings(settings)
     holder: dict[str, Forwarder] = {}
 
@@ -136,7 +138,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runner.start()
         holder["forwarder"] = Forwarder(
-            runner.node_id, runner.node.address_of, runner.metrics, transport=transport
+            runner.node_id,
+            runner.node.address_of,
+            runner.metrics,
+            transport=transport or peer_transport(settings),
         )
         try:
             yield
