@@ -198,7 +198,6 @@ def start_cluster(
     discovery_port = free_udp_port()
     urls = []
     name = "t" if tls_dir else "n"
-    verify: Verify = client_context(tls_dir / certs.CA_FILE) if tls_dir else True
     for i in (1, 2, 3):
         host = f"127.0.0.{20 + i}"
         port = free_port(host)
@@ -219,6 +218,7 @@ def start_cluster(
         )  # fmt: skip
         log.close()
         urls.append(f"{'https' if tls_dir else 'http'}://{host}:{port}")
+    verify: Verify = client_context(tls_dir / certs.CA_FILE) if tls_dir else True
     for url in urls:
         wait_http(url + "/health", verify=verify)
     deadline = time.monotonic() + 30
