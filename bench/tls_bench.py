@@ -8,6 +8,11 @@ hits both alike, and every figure is TLS / plain of the same round. wrk keeps it
 connections alive, as clients of a node should: the handshake is paid once per connection.
 PUT is ``--durability sync`` and replicated to both peers before its acknowledgement.
 
+Besides requests/s, each run records the CPU time its three node processes spent per
+request (coordinator + replicas): on a machine shared with other work, throughput swings
+with the neighbours' load, while CPU per request shows what TLS itself adds, and where
+(the coordinator pays for the client's connection, every node for gossip).
+
 Run: ``make bench-tls`` or ``python -m bench.tls_bench``. The target is a cost of at most
 25 % (ratio >= 0.75). Figures are printed, never asserted.
 """
@@ -18,9 +23,12 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import psutil
 
 from bench.http_bench import LUA_GET, LUA_PUT, median_run, populate, processes, start_cluster, wrk
 from rumordb.live import certs
@@ -30,18 +38,40 @@ Runs = dict[str, list[dict[str, float]]]
 TARGET_RATIO = 0.75
 
 
+def cpu_s(procs: list[subprocess.Popen[bytes]]) -> list[float]:
+    """CPU seconds (user + system) each node process has used so far."""
+    times = [psutil.Process(proc.pid).cpu_times() for proc in procs]
+    return [t.user + t.system for t in times]
+
+
+def measured(
+    url: str, script: str, nodes: list[subprocess.Popen[bytes]], work: Path, duration_s: int,
+    connections: int,
+) -> dict[str, float]:  # fmt: skip
+    """One wrk run, with the CPU microseconds per request of the coordinator and replicas."""
+    before = cpu_s(nodes)
+    run = wrk(url, script, work, duration_s, connections)
+    spent = [b - a for a, b in zip(before, cpu_s(nodes), strict=True)]
+    requests = max(1.0, run["rps"] * duration_s)
+    run["cpu_us"] = sum(spent) / requests * 1e6
+    run["coordinator_us"] = spent[0] / requests * 1e6
+    return run
+
+
 def bench_rounds(work: Path, duration_s: int, connections: int, rounds: int) -> Runs:
     runs: Runs = {name: [] for name in ("plain GET", "tls GET", "plain PUT", "tls PUT")}
     tls_dir = work / "tls"
     with processes() as procs:
         plain = start_cluster(work, procs)
         secure = start_cluster(work, procs, tls_dir=tls_dir)
+        clusters = {"plain": (plain[0], procs[0:3]), "tls": (secure[0], procs[3:6])}
         populate(plain[0])
         populate(secure[0], verify=client_context(tls_dir / certs.CA_FILE))
         for _ in range(rounds):
             for method, script in (("GET", LUA_GET), ("PUT", LUA_PUT)):
-                runs[f"plain {method}"].append(wrk(plain[0], script, work, duration_s, connections))
-                runs[f"tls {method}"].append(wrk(secure[0], script, work, duration_s, connections))
+                for name, (url, nodes) in clusters.items():
+                    run = measured(url, script, nodes, work, duration_s, connections)
+                    runs[f"{name} {method}"].append(run)
     return runs
 
 
@@ -58,16 +88,28 @@ def main() -> None:
     print(f"\nTLS benchmark: two 3-node clusters on CPU 0, wrk on CPU 1, {args.connections} "
           f"keep-alive connections, {args.duration} s x {args.rounds} alternating rounds, "
           f"100-byte values (cpus: {os.cpu_count()}); target TLS/plain >= {TARGET_RATIO}")  # fmt: skip
-    print(f"{'run':<28}{'req/s':>10}{'p99 ms':>10}{'non-2xx':>9}{'TLS/plain':>11}  rounds")
+    print(f"{'run':<12}{'req/s':>8}{'p99 ms':>8}{'non-2xx':>8}{'CPU us/req':>11}"
+          f"{'(coord.)':>9}{'TLS/plain':>10}  rounds")  # fmt: skip
     for method in ("GET", "PUT"):
         plain, secure = runs[f"plain {method}"], runs[f"tls {method}"]
         ratios = [t["rps"] / p["rps"] for t, p in zip(secure, plain, strict=True)]
         for name, kind in ((f"plain {method}", plain), (f"TLS {method}", secure)):
             run = median_run(kind)
-            shown = f"{statistics.median(ratios):>10.2f}x  " if name.startswith("TLS") else ""
-            rounds = " ".join(f"{r:.2f}" for r in ratios) if shown else ""
-            print(f"{name:<28}{run['rps']:>10.0f}{run['p99_ms']:>10.1f}"
-                  f"{sum(r['non2xx'] for r in kind):>9.0f}{shown or ' ' * 13}{rounds}")  # fmt: skip
+            cpu = statistics.median(r["cpu_us"] for r in kind)
+            coordinator = statistics.median(r["coordinator_us"] for r in kind)
+            shown = ""
+            if name.startswith("TLS"):
+                shown = f"{statistics.median(ratios):>9.2f}x  " + " ".join(
+                    f"{r:.2f}" for r in ratios
+                )
+            print(f"{name:<12}{run['rps']:>8.0f}{run['p99_ms']:>8.1f}"
+                  f"{sum(r['non2xx'] for r in kind):>8.0f}{cpu:>11.1f}{coordinator:>9.1f}{shown}")  # fmt: skip
+        plain_cpu = statistics.median(r["cpu_us"] for r in plain)
+        tls_cpu = statistics.median(r["cpu_us"] for r in secure)
+        print(
+            f"  {method}: CPU per request plain / TLS = {plain_cpu / tls_cpu:.2f} "
+            "(the throughput ratio on a CPU of their own)"
+        )
 
 
 if __name__ == "__main__":

@@ -122,6 +122,15 @@ def _show_env_twins() -> None:
 _show_env_twins()
 
 
+def http_protocol(server_ssl: ssl.SSLContext | None) -> Any:
+    """httptools; over TLS, with one write (one TLS record) per response (``live.coalesce``)."""
+    if server_ssl is None:
+        return "httptools"
+    from rumordb.live.coalesce import CoalescingHttpToolsProtocol
+
+    return CoalescingHttpToolsProtocol
+
+
 def serve(settings: Any, server_ssl: ssl.SSLContext | None = None) -> None:
     """Run the node; with ``server_ssl`` it serves HTTPS only (a plain request is dropped)."""
     import uvicorn
@@ -153,7 +162,7 @@ def serve(settings: Any, server_ssl: ssl.SSLContext | None = None) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(server_ssl),
         access_log=False,
         proxy_headers=False,
         server_header=False,

@@ -1,0 +1,58 @@
+"""The HTTPS server's coalescing transport: one write per loop turn, bounded, close flushes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rumordb.live.coalesce import FLUSH_BYTES, CoalescingTransport
+
+pytestmark = pytest.mark.anyio
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        assert not self.closed, "written after close"
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_write_buffer_size(self) -> int:
+        return sum(map(len, self.writes))
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 1) if name == "peername" else default
+
+
+async def test_head_and_body_of_one_turn_leave_as_one_write() -> None:
+    inner = RecordingTransport()
+    transport = CoalescingTransport(inner, asyncio.get_running_loop())
+    transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    transport.write(b"ok")
+    assert inner.writes == [] and transport.get_write_buffer_size() == 40
+    await asyncio.sleep(0)
+    assert inner.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"]
+    assert transport.get_extra_info("peername") == ("127.0.0.1", 1)  # the rest passes through
+
+
+async def test_large_writes_go_out_at_once_and_close_sends_what_is_pending() -> None:
+    inner = RecordingTransport()
+    transport = CoalescingTransport(inner, asyncio.get_running_loop())
+    transport.write(b"x" * FLUSH_BYTES)  # a large body keeps the real flow control
+    assert len(inner.writes) == 1
+    transport.write(b"tail")
+    transport.close()
+    assert inner.writes[-1] == b"tail" and inner.closed
+    transport.write(b"late")
+    await asyncio.sleep(0)
+    assert inner.writes[-1] == b"tail"  # nothing is written to a closed transport
