@@ -9,7 +9,9 @@ Every HTTP error is translated once, here at the edge, into one of those codes:
 
 The endpoint comes from ``--url`` / ``RUMOR_URL`` and the key from ``--api-key`` /
 ``RUMOR_API_KEY``, else from the admin key of the local cluster in ``.rumor/credentials``,
-so that after ``rumor cluster up`` the commands need no flags at all.
+so that after ``rumor cluster up`` the commands need no flags at all. HTTPS nodes are
+checked against ``RUMOR_CACERT`` (a CA file), else the CA of ``rumor cluster up --tls`` in
+``.rumor/ca.pem``, else the system's CAs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import base64
 import enum
 import json
 import os
+import ssl
 import sys
 from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn
@@ -127,11 +130,29 @@ def split_urls(urls: list[str] | None) -> list[str]:
     return found[:MAX_NODES] or [DEFAULT_URL]
 
 
+LOCAL_CA = credentials.DEFAULT_DIR / "ca.pem"  # what `rumor cluster up --tls` writes
+
+
+def tls_verify() -> ssl.SSLContext | bool:
+    """The CA to check HTTPS nodes against: RUMOR_CACERT, else the local cluster's, else the system's."""
+    path = os.environ.get("RUMOR_CACERT") or (str(LOCAL_CA) if LOCAL_CA.exists() else None)
+    if path is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=path)  # this CA only
+    except (OSError, ssl.SSLError) as exc:
+        fail(ExitCode.USAGE, f"RUMOR_CACERT: cannot load a CA certificate from {path}: {exc}")
+
+
 def make_client(url: str, api_key: str | None, timeout_s: float = TIMEOUT_S) -> httpx.Client:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     # trust_env=False: a proxy from the environment must never carry cluster traffic.
     return httpx.Client(
-        base_url=split_urls([url])[0], headers=headers, timeout=timeout_s, trust_env=False
+        base_url=split_urls([url])[0],
+        headers=headers,
+        timeout=timeout_s,
+        trust_env=False,
+        verify=tls_verify(),
     )
 
 
@@ -371,7 +392,7 @@ async def _probe_one(client: httpx.AsyncClient, url: str, path: str) -> Probe:
 async def _probe_all(urls: list[str], path: str, api_key: str | None) -> list[Probe]:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     async with httpx.AsyncClient(
-        headers=headers, timeout=PROBE_TIMEOUT_S, trust_env=False
+        headers=headers, timeout=PROBE_TIMEOUT_S, trust_env=False, verify=tls_verify()
     ) as client:
         return list(await asyncio.gather(*(_probe_one(client, url, path) for url in urls)))
 

@@ -32,6 +32,11 @@ def test_cluster_up_tls_serves_https_with_its_own_ca(
         with pytest.raises(httpx.TransportError):
             httpx.get(local.urls["n1"].replace("https://", "http://") + "/health", timeout=5.0)
 
+        # the client commands: RUMOR_CACERT names the CA; without it the node is not trusted
+        got = local.run("get", "k", node="n2", env={"RUMOR_CACERT": str(ca)})
+        assert got.returncode == 0 and got.stdout == b"v"
+        assert local.run("get", "k", node="n2").returncode == 4
+
         added = rumor("cluster", "add", "--dir", str(local.dir), "--json")  # same CA, new cert
         assert added.returncode == 0, added.stderr.decode()
         nodes = json.loads(added.stdout)["nodes"]
