@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -181,3 +182,23 @@ def test_mutual_tls_refuses_peers_and_clients_without_a_certificate(
         answer = holder.post(n2.url + "/gossip", content=sealed_gossip(), headers=gossip)
         assert answer.status_code in (200, 204)
         assert holder.get(n1.url + "/kv/k", headers=ADMIN).status_code == 200
+
+
+@pytest.mark.live
+def test_sharded_tls_nodes_joined_by_seeds_forward_over_https(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    cluster = cluster_factory(tls=True)
+    sharded = ("--sharding", "--replicas", "1", "--broadcast", "off")
+    n1 = cluster.add("n1", *sharded)
+    seed = f"{n1.host}:{n1.port}"  # no scheme: a TLS node reaches its seeds over https
+    others = [cluster.add(f"n{i}", *sharded, "--seeds", seed) for i in (2, 3)]
+    cluster.wait_ready()
+    cluster.wait_members({"n1", "n2", "n3"})
+    for i in range(12):  # one owner per key: most keys live on another node than n1
+        assert cluster.put(n1, f"k{i}", f"v{i}".encode()).status_code in (200, 201)
+    for i in range(12):
+        assert cluster.get(others[1], f"k{i}").content == f"v{i}".encode()
+    metrics = cluster.client.get(n1.url + "/metrics", headers=READER).text
+    ok = re.search(r'rumor_forwarded_requests_total\{outcome="ok"\} ([0-9.]+)', metrics)
+    assert ok is not None and float(ok.group(1)) > 0, metrics
