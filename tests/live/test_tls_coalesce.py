@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+import uvicorn
+from uvicorn.server import ServerState
 
-from rumordb.live.coalesce import FLUSH_BYTES, CoalescingTransport
+from rumordb.live.coalesce import FLUSH_BYTES, CoalescingHttpToolsProtocol, CoalescingTransport
 
 pytestmark = pytest.mark.anyio
 
@@ -56,3 +59,27 @@ async def test_large_writes_go_out_at_once_and_close_sends_what_is_pending() -> 
     transport.write(b"late")
     await asyncio.sleep(0)
     assert inner.writes[-1] == b"tail"  # nothing is written to a closed transport
+
+
+async def answer(scope: dict[str, object], receive: object, send: Any) -> None:
+    headers = [(b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def test_uvicorn_sends_each_response_as_one_write() -> None:
+    config = uvicorn.Config(answer, lifespan="off", log_config=None, access_log=False)
+    protocol = CoalescingHttpToolsProtocol(config, ServerState(), {})
+    inner = RecordingTransport()
+    protocol.connection_made(inner)
+    for count, path in enumerate((b"/a", b"/b"), start=1):  # one keep-alive connection
+        protocol.data_received(b"GET " + path + b" HTTP/1.1\r\nhost: x\r\n\r\n")
+        for _ in range(20):
+            if len(inner.writes) >= count:
+                break
+            await asyncio.sleep(0)
+    assert len(inner.writes) == 2  # each response: head and body in one write
+    assert all(
+        w.startswith(b"HTTP/1.1 200 OK\r\n") and w.endswith(b"\r\n\r\nok") for w in inner.writes
+    )
+    protocol.connection_lost(None)
