@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import re
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -79,6 +80,25 @@ def test_a_tls_node_advertises_https_and_reaches_its_seeds_over_https(tmp_path: 
     assert settings.advertised_url() == "https://127.0.0.2:8443"
     assert settings.seeds == ["https://127.0.0.3:8443", "https://b:1"]
     assert load_settings(host="127.0.0.2", port=8001).advertised_url() == "http://127.0.0.2:8001"
+
+
+def test_tls_settings_have_environment_twins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = certs.ensure_node_files(tmp_path, "n1")
+    monkeypatch.setenv("RUMOR_TLS_CERT", str(files.cert))
+    monkeypatch.setenv("RUMOR_TLS_KEY", str(files.key))
+    monkeypatch.setenv("RUMOR_TLS_CA", str(files.ca))
+    monkeypatch.setenv("RUMOR_TLS_CLIENT_AUTH", "true")
+    settings = load_settings(cluster_secret=SECRET)
+    assert (settings.tls_cert, settings.tls_key, settings.tls_ca) == (
+        files.cert,
+        files.key,
+        files.ca,
+    )
+    assert settings.tls_client_auth and settings.advertised_url().startswith("https://")
+    tls = load_tls(settings)
+    assert tls is not None and tls.server.verify_mode == ssl.CERT_REQUIRED
 
 
 def test_start_up_names_the_bad_tls_file(tmp_path: Path) -> None:
