@@ -115,9 +115,17 @@ def _read(field: str, path: Path) -> bytes:
         raise ConfigError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
 
 
+def _no_password() -> bytes:
+    # Without a callback OpenSSL would prompt on the terminal and hang a service's start.
+    raise ConfigError(
+        "--tls-key / RUMOR_TLS_KEY: the key is encrypted; give the node an unencrypted key "
+        "file readable only by its user"
+    )
+
+
 def _load_chain(context: ssl.SSLContext, cert: Path, key: Path | None) -> None:
     try:
-        context.load_cert_chain(cert, key)
+        context.load_cert_chain(cert, key, password=_no_password)
     except ssl.SSLError as exc:
         raise ConfigError(
             f"--tls-key / RUMOR_TLS_KEY: {key} is not the private key of the certificate in "

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from rumordb.live import certs
@@ -116,6 +117,21 @@ def test_start_up_names_the_bad_tls_file(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=message):
             load_tls(load_settings(**tls_settings(files, **overrides)))
     assert load_tls(load_settings(**tls_settings(files))) is not None
+
+
+def test_an_encrypted_key_is_refused_instead_of_prompting(tmp_path: Path) -> None:
+    files = certs.ensure_node_files(tmp_path, "n1")
+    key = serialization.load_pem_private_key(files.key.read_bytes(), password=None)
+    locked = tmp_path / "locked-key.pem"
+    locked.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
+    with pytest.raises(ConfigError, match="the key is encrypted"):
+        load_tls(load_settings(**tls_settings(files, tls_key=locked)))
 
 
 def test_an_expired_certificate_stops_the_node(tmp_path: Path) -> None:
