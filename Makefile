@@ -42,7 +42,7 @@ typecheck: $(STAMP)
 ## Micro- and system benchmarks (figures go to the closing notes, never asserted).
 bench: $(STAMP)
 	$(BIN)/python -m bench.core_bench
-	$(MAKE) bench-sim bench-http repair-bench bench-durability bench-cli
+	$(MAKE) bench-sim bench-http bench-tls repair-bench bench-durability bench-cli
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
@@ -95,6 +95,12 @@ bench-sim: $(STAMP)
 bench-http: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.http_bench
+
+## TLS cost: one cluster with TLS, one without, alternating wrk rounds (ratios TLS/plain).
+.PHONY: bench-tls
+bench-tls: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m bench.tls_bench
 
 ## The multi-host fault ring (root: network namespaces; rewrites docs/faults-report.md)
 ## and the anti-entropy repair figures (10 000 keys, 1% differing).

@@ -26,6 +26,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -38,11 +39,15 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI, Header, HTTPException, Request, Response
 
+from rumordb.live import certs
+from rumordb.live.tls import client_context
+
 KEY = "bench-" + os.urandom(8).hex()
 SECRET = "bench-secret-" + os.urandom(8).hex()
 KEYS = 1000
 VALUE = b"v" * 100
 POLL_S = 0.002  # ack -> visible resolution
+Verify = ssl.SSLContext | bool
 RUMOR = str(Path(sys.executable).parent / "rumor")
 
 
@@ -110,11 +115,11 @@ def pinned(cpu: int, args: list[str]) -> list[str]:
     return ["taskset", "-c", str(cpu), *args] if shutil.which("taskset") else args
 
 
-def wait_http(url: str, timeout_s: float = 60.0) -> None:
+def wait_http(url: str, timeout_s: float = 60.0, verify: Verify = True) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
+            if httpx.get(url, timeout=1.0, verify=verify).status_code < 500:
                 return
         except httpx.HTTPError:
             pass
@@ -161,8 +166,8 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def populate(url: str) -> None:
-    with httpx.Client(timeout=10.0) as client:
+def populate(url: str, verify: Verify = True) -> None:
+    with httpx.Client(timeout=10.0, verify=verify) as client:
         for i in range(KEYS):
             response = client.put(f"{url}/kv/key{i}", content=VALUE, headers={"X-API-Key": KEY})
             response.raise_for_status()
@@ -186,31 +191,42 @@ def start_bare(work: Path, procs: list[subprocess.Popen[bytes]]) -> str:
     return url
 
 
-def start_cluster(work: Path, procs: list[subprocess.Popen[bytes]]) -> list[str]:
+def start_cluster(
+    work: Path, procs: list[subprocess.Popen[bytes]], tls_dir: Path | None = None
+) -> list[str]:
+    """Three nodes on 127.0.0.21-23; with ``tls_dir``, HTTPS with certificates from its CA."""
     discovery_port = free_udp_port()
     urls = []
+    name = "t" if tls_dir else "n"
     for i in (1, 2, 3):
         host = f"127.0.0.{20 + i}"
         port = free_port(host)
-        log = open(work / f"n{i}.log", "wb")  # noqa: SIM115 - the child owns it
+        tls_args = (
+            certs.ensure_node_files(tls_dir, f"{name}{i}", [host]).node_args() if tls_dir else []
+        )
+        log = open(work / f"{name}{i}.log", "wb")  # noqa: SIM115 - the child owns it
         procs.append(
             subprocess.Popen(
                 pinned(0, [RUMOR, "node", "--host", host, "--port", str(port),
-                           "--node-id", f"n{i}", "--data-dir", str(work / f"n{i}"),
+                           "--node-id", f"{name}{i}", "--data-dir", str(work / f"{name}{i}"),
                            "--durability", "sync", "--cluster-secret", SECRET,
                            "--admin-key", KEY, "--discovery-port", str(discovery_port),
-                           "--log-level", "warning"]),
+                           "--log-level", "warning", *tls_args]),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         )  # fmt: skip
         log.close()
-        urls.append(f"http://{host}:{port}")
+        urls.append(f"{'https' if tls_dir else 'http'}://{host}:{port}")
+    verify: Verify = client_context(tls_dir / certs.CA_FILE) if tls_dir else True
     for url in urls:
-        wait_http(url + "/health")
+        wait_http(url + "/health", verify=verify)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        views = [httpx.get(u + "/cluster", headers={"X-API-Key": KEY}).json() for u in urls]
+        views = [
+            httpx.get(u + "/cluster", headers={"X-API-Key": KEY}, verify=verify).json()
+            for u in urls
+        ]
         if all(sum(m["state"] == "alive" for m in v["members"]) == 3 for v in views):
             return urls
         time.sleep(0.2)

@@ -9,6 +9,9 @@ a real network. Secrets reach the nodes through the environment, never the comma
 ``DIR/cluster.json`` records each node's pid together with its process start time, so
 ``cluster down`` signals only processes that are still the nodes it started: a pid
 reused by an unrelated program after a reboot is left alone.
+
+``up --tls``: ``live.certs`` writes a local CA (``DIR/ca.pem``) and a certificate per node
+into DIR; the nodes serve HTTPS only and this tool trusts that CA to watch them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -79,6 +83,7 @@ class ClusterState:
     replicas: int
     discovery_port: int
     nodes: list[NodeProcess]
+    tls: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -87,7 +92,9 @@ class ClusterState:
     def from_json(cls, text: str) -> ClusterState:
         raw = json.loads(text)
         nodes = [NodeProcess(**node) for node in raw["nodes"]]
-        return cls(raw["sharding"], raw["replicas"], raw["discovery_port"], nodes)
+        return cls(
+            raw["sharding"], raw["replicas"], raw["discovery_port"], nodes, raw.get("tls", False)
+        )
 
 
 # ---------------------------------------------------------------------------- state file
@@ -185,6 +192,10 @@ def spawn_node(
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     log = cluster_dir.resolve() / f"{node_id}.log"
     argv = node_argv(node_id, port, data_dir, state)
+    if state.tls:
+        from rumordb.live import certs  # cryptography costs every other command 50 ms
+
+        argv += certs.ensure_node_files(cluster_dir.resolve(), node_id).node_args()
     env = {**os.environ, **secrets.node_env()}
     env.pop("RUMOR_URL", None)
     log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -207,7 +218,7 @@ def spawn_node(
         started = psutil.Process(pid).create_time()
     except psutil.NoSuchProcess:
         started = 0.0  # died at once; `wait_until_joined` reports its log
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if state.tls else 'http'}://127.0.0.1:{port}"
     return NodeProcess(node_id, url, port, pid, started, str(data_dir), str(log))
 
 
@@ -296,13 +307,24 @@ def alive_members(client: httpx.Client, node: NodeProcess) -> set[str] | None:
     return members | {document["node_id"]}
 
 
-def wait_until_joined(nodes: list[NodeProcess], reader_key: str, wait_s: float) -> None:
+def trusted(cluster_dir: Path) -> ssl.SSLContext | bool:
+    """How to check the nodes' certificates: the CA of a ``--tls`` cluster, else the default."""
+    from rumordb.live import certs
+    from rumordb.live.tls import client_context
+
+    ca = certs.cacert_path(cluster_dir)
+    return True if ca is None else client_context(ca)
+
+
+def wait_until_joined(
+    nodes: list[NodeProcess], reader_key: str, wait_s: float, verify: ssl.SSLContext | bool = True
+) -> None:
     """Return when every node sees every other alive; fail with the culprit's log if not."""
     want = {node.id for node in nodes}
     deadline = time.monotonic() + wait_s
     headers = {"Authorization": f"Bearer {reader_key}"}
     missing: dict[str, set[str] | None] = {}
-    with httpx.Client(headers=headers, timeout=2.0, trust_env=False) as client:
+    with httpx.Client(headers=headers, timeout=2.0, trust_env=False, verify=verify) as client:
         while time.monotonic() < deadline:
             for node in nodes:
                 if reap(node.pid):
@@ -324,10 +346,12 @@ class NodeFailed(Exception):
         self.node = node
 
 
-def member_states(nodes: list[NodeProcess], reader_key: str) -> dict[str, str]:
+def member_states(
+    nodes: list[NodeProcess], reader_key: str, verify: ssl.SSLContext | bool = True
+) -> dict[str, str]:
     """Each node's state as the first answering node sees it."""
     headers = {"Authorization": f"Bearer {reader_key}"}
-    with httpx.Client(headers=headers, timeout=2.0, trust_env=False) as client:
+    with httpx.Client(headers=headers, timeout=2.0, trust_env=False, verify=verify) as client:
         for node in nodes:
             try:
                 response = client.get(node.url + "/cluster")
@@ -345,7 +369,7 @@ def member_states(nodes: list[NodeProcess], reader_key: str) -> dict[str, str]:
 
 
 def print_cluster(cluster_dir: Path, state: ClusterState, secrets: Credentials) -> None:
-    states = member_states(state.nodes, secrets.reader_key)
+    states = member_states(state.nodes, secrets.reader_key, trusted(cluster_dir))
     table = Table("node", "URL", "state", "pid", Column("log", overflow="fold"))
     for node in state.nodes:
         table.add_row(node.id, node.url, states.get(node.id, "?"), str(node.pid), node.log)
@@ -353,6 +377,8 @@ def print_cluster(cluster_dir: Path, state: ClusterState, secrets: Credentials) 
     mode = f"sharding on, replicas {state.replicas}" if state.sharding else "full replication"
     path = credentials.credentials_path(cluster_dir)
     stdout.print(f"{mode}; discovery on UDP {state.discovery_port}; credentials in {path}")
+    if state.tls:
+        stdout.print(f"HTTPS only; clients trust the CA in {cluster_dir / 'ca.pem'}")
     stdout.print(f"admin key:  {secrets.admin_key}")
     stdout.print(f"reader key: {secrets.reader_key}")
     where = "" if cluster_dir == credentials.DEFAULT_DIR else f" --dir {cluster_dir}"
@@ -371,6 +397,7 @@ def cluster_document(
         "credentials": str(credentials.credentials_path(cluster_dir).resolve()),
         "admin_key": secrets.admin_key,
         "reader_key": secrets.reader_key,
+        **({"cacert": str((cluster_dir / "ca.pem").resolve())} if state.tls else {}),
         **asdict(state),
     }
 
@@ -433,7 +460,7 @@ def start_all(
             for index, port in enumerate(ports, start=1):
                 state.nodes.append(spawn_node(f"n{index}", port, cluster_dir, secrets, state))
             write_state(cluster_dir, state)
-            wait_until_joined(state.nodes, secrets.reader_key, wait_s)
+            wait_until_joined(state.nodes, secrets.reader_key, wait_s, trusted(cluster_dir))
     except NodeFailed as error:
         report_failure(error)
         shut_down(cluster_dir, state.nodes)
@@ -457,6 +484,7 @@ def start_all(
 @click.option("--detach", "-d", is_flag=True, help="Return once the cluster is up.")
 @wait_option
 @json_option
+@click.option("--tls", is_flag=True, help="HTTPS only: a local CA and node certificates in DIR.")
 def up(
     nodes: int,
     sharding: bool,
@@ -466,6 +494,7 @@ def up(
     detach: bool,
     wait_s: float,
     json_output: bool,
+    tls: bool,
 ) -> None:
     """Start NODES nodes on 127.0.0.1 that find each other; Ctrl-C stops them all."""
     nodes = max([nodes, *(int(name[1:]) for name in node_dirs(cluster_dir))])
@@ -484,7 +513,7 @@ def up(
         if taken:
             fail(ExitCode.USAGE, f"port(s) {taken} on 127.0.0.1 are in use; pick --base-port")
         secrets, _ = load_secrets(cluster_dir)
-        state = ClusterState(sharding, replicas, secrets.discovery_port, [])
+        state = ClusterState(sharding, replicas, secrets.discovery_port, [], tls)
         state = start_all(cluster_dir, secrets, state, ports, wait_s)
     if json_output:
         emit_json(cluster_document(cluster_dir, state, secrets))
@@ -561,7 +590,7 @@ def add(cluster_dir: Path, wait_s: float, json_output: bool) -> None:
         state.nodes.append(node)
         write_state(cluster_dir, state)
         try:
-            wait_until_joined([*alive, node], secrets.reader_key, wait_s)
+            wait_until_joined([*alive, node], secrets.reader_key, wait_s, trusted(cluster_dir))
         except NodeFailed as error:
             report_failure(error)
             stop_nodes([node])
@@ -620,7 +649,7 @@ def restart(node_id: str, cluster_dir: Path, wait_s: float) -> None:
         write_state(cluster_dir, state)
         others = [n for n in state.nodes if n.id != node_id and is_our_node(n)]
         try:
-            wait_until_joined([*others, node], secrets.reader_key, wait_s)
+            wait_until_joined([*others, node], secrets.reader_key, wait_s, trusted(cluster_dir))
         except NodeFailed as error:
             report_failure(error)
             raise click.exceptions.Exit(int(ExitCode.UNREACHABLE)) from None

@@ -65,8 +65,34 @@ def json_option(function: F) -> F:
     )(function)
 
 
+def _remember_cacert(context: click.Context, _: click.Parameter, value: str | None) -> None:
+    context.meta["rumor.cacert"] = value
+
+
+def cacert_option(function: F) -> F:
+    return click.option(
+        "--cacert",
+        envvar="RUMOR_CACERT",
+        metavar="FILE",
+        expose_value=False,
+        callback=_remember_cacert,
+        help="CA file to check HTTPS nodes against (env RUMOR_CACERT); default: DIR/ca.pem "
+        "if `rumor cluster up --tls` made one, else the system's CAs.",
+    )(function)
+
+
 def connection_options(function: F) -> F:
-    return url_option(api_key_option(dir_option(function)))
+    return url_option(api_key_option(dir_option(cacert_option(function))))
+
+
+def cacert(cluster_dir: Path | None = None) -> bool | str:
+    """What HTTPS nodes are verified against: --cacert, DIR/ca.pem, else the system's CAs."""
+    context = click.get_current_context(silent=True)
+    given = context.meta.get("rumor.cacert") if context is not None else None
+    if given:
+        return str(given)
+    local = (cluster_dir or credentials.DEFAULT_DIR) / "ca.pem"
+    return str(local) if local.exists() else True
 
 
 def split_urls(urls: tuple[str, ...] | list[str] | None) -> list[str]:
@@ -101,8 +127,17 @@ def resolve_api_key(api_key: str | None, cluster_dir: Path) -> str | None:
         fail(ExitCode.AUTH, str(exc))
 
 
-def open_client(urls: list[str], api_key: str | None, retries: int = 2) -> Any:
+def open_client(
+    urls: list[str], api_key: str | None, retries: int = 2, cluster_dir: Path | None = None
+) -> Any:
     """A ``rumordb.Client`` on the standard-library transport (no httpx import)."""
     from rumordb.client import Client
 
-    return Client(urls, api_key=api_key, timeout_s=TIMEOUT_S, retries=retries, transport="stdlib")
+    return Client(
+        urls,
+        api_key=api_key,
+        timeout_s=TIMEOUT_S,
+        retries=retries,
+        transport="stdlib",
+        verify=cacert(cluster_dir),
+    )

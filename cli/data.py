@@ -40,7 +40,7 @@ def session(urls: tuple[str, ...], api_key: str | None, cluster_dir: Path) -> It
         return
     key = resolve_api_key(api_key, cluster_dir)
     nodes = resolve_urls(urls, cluster_dir)
-    client = open_client(nodes, key, retries=max(2, len(nodes)))
+    client = open_client(nodes, key, retries=max(2, len(nodes)), cluster_dir=cluster_dir)
     try:
         yield client
     finally:
@@ -252,7 +252,7 @@ def shell(urls: tuple[str, ...], api_key: str | None, cluster_dir: Path) -> None
     """
     key = resolve_api_key(api_key, cluster_dir)
     nodes = resolve_urls(urls, cluster_dir)
-    client = open_client(nodes, key, retries=max(2, len(nodes)))
+    client = open_client(nodes, key, retries=max(2, len(nodes)), cluster_dir=cluster_dir)
     first_failure = 0
     try:
         for number, line in enumerate(sys.stdin, start=1):

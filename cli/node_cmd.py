@@ -8,6 +8,7 @@ and then to the settings default: one source of truth, ``live.settings.Settings`
 from __future__ import annotations
 
 import logging
+import ssl
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -91,6 +92,14 @@ NODE_OPTIONS: list[tuple[str, Any, str]] = [
     ("--auth-failure-clients-max", int, "Client addresses tracked."),
     ("--clock-offset-ms", int, "Shift this node's wall clock."),
     ("--log-level", str, "debug | info | warning | error."),
+    ("--tls-cert", click.Path(path_type=Path), "PEM certificate: serve HTTPS only."),
+    ("--tls-key", click.Path(path_type=Path), "PEM private key of --tls-cert."),
+    ("--tls-ca", click.Path(path_type=Path), "PEM CA that signed every node's cert."),
+    (
+        "--tls-client-auth/--no-tls-client-auth",
+        bool,
+        "Mutual TLS: peers and clients need a cert from --tls-ca.",
+    ),
 ]
 
 
@@ -114,18 +123,30 @@ def node(**flags: Any) -> None:
     """Start one RumorDB node (every flag also reads its RUMOR_* environment variable)."""
     given: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     from rumordb.live.settings import ConfigError, load_settings
+    from rumordb.live.tls import load_tls
 
     try:
         settings = load_settings(**given)
         settings.require_cluster_secret()
+        tls = load_tls(settings)  # every TLS file checked before the port is bound
     except ConfigError as exc:
         click.echo(f"rumor node: {exc}", err=True)
         raise click.exceptions.Exit(2) from None
     configure_logging(settings.log_level)
-    serve(settings)
+    serve(settings, None if tls is None else tls.server)
 
 
-def serve(settings: Any) -> None:
+def http_protocol(server_ssl: ssl.SSLContext | None) -> Any:
+    """httptools; over TLS, with one write (one TLS record) per response (``live.coalesce``)."""
+    if server_ssl is None:
+        return "httptools"
+    from rumordb.live.coalesce import CoalescingHttpToolsProtocol
+
+    return CoalescingHttpToolsProtocol
+
+
+def serve(settings: Any, server_ssl: ssl.SSLContext | None = None) -> None:
+    """Run the node; with ``server_ssl`` it serves HTTPS only (a plain request is dropped)."""
     import structlog
     import uvicorn
 
@@ -147,6 +168,8 @@ def serve(settings: Any) -> None:
                     keys=runner.node.view.key_count()[0],
                     durability=settings.durability,
                     sharding=settings.sharding,
+                    tls=settings.tls,
+                    tls_client_auth=settings.tls_client_auth,
                 )
 
     config = uvicorn.Config(
@@ -154,7 +177,7 @@ def serve(settings: Any) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(server_ssl),
         access_log=False,
         proxy_headers=False,
         server_header=False,
@@ -162,6 +185,7 @@ def serve(settings: Any) -> None:
         lifespan="on",
         timeout_graceful_shutdown=5,
         timeout_keep_alive=75,  # peers pool connections; they expire theirs after 30 s
+        ssl_context_factory=None if server_ssl is None else (lambda config, default: server_ssl),
     )
     server = Server(config)
     server.run()

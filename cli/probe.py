@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rumordb import api
-from rumordb.cli.connect import MAX_NODES, open_client, resolve_urls
+from rumordb.cli.connect import MAX_NODES, cacert, open_client, resolve_urls
 from rumordb.cli.output import ExitCode, fail, fail_with
 
 PROBE_TIMEOUT_S = 2.0  # per node
@@ -32,7 +32,10 @@ async def _probe_one(url: str, request: api.Request, api_key: str | None) -> Pro
     from rumordb.async_client import AsyncClient
     from rumordb.errors import RumorError, error_from
 
-    async with AsyncClient(url, api_key=api_key, timeout_s=PROBE_TIMEOUT_S, retries=0) as db:
+    verify = cacert()
+    async with AsyncClient(
+        url, api_key=api_key, timeout_s=PROBE_TIMEOUT_S, retries=0, verify=verify
+    ) as db:
         try:
             response = await db.send(request)
         except RumorError as exc:

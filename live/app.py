@@ -37,6 +37,7 @@ from rumordb.live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from rumordb.live.runner import Runner
 from rumordb.live.settings import Settings
 from rumordb.live.storage import StorageError
+from rumordb.live.tls import peer_transport
 from rumordb.live.wire import AuthError, StaleFrame
 
 log = structlog.get_logger("rumor.app")
@@ -126,7 +127,8 @@ def create_app(
     discovery: bool = True,
 ) -> FastAPI:
     """The app of one node; its lifespan starts and stops the runner."""
-    runner = Runner(settings, transport=transport, discovery=discovery)
+    # Without an injected transport, peers are reached over HTTPS exactly when TLS is on.
+    runner = Runner(settings, transport=transport or peer_transport(settings), discovery=discovery)
     keystore = KeyStore.from_settings(settings)
     gate = Gate.from_settings(keystore, settings, runner.metrics)
 

@@ -254,9 +254,9 @@ class GossipClient:
     def _target(self, url: str) -> tuple[tuple[str, int], bytes]:
         """``(host, port)`` and the request head up to the Content-Length value."""
         parsed = httpx.URL(url.rstrip("/") + GOSSIP_PATH)
-        if parsed.scheme != "http":
-            raise httpx.UnsupportedProtocol(f"only http:// is supported, not {url}")
-        port = parsed.port or 80
+        assert isinstance(self._transport, PooledTransport)
+        self._transport.check_scheme(parsed.scheme)  # https:// exactly when TLS is on
+        port = parsed.port or self._transport.default_port
         head = (
             b"POST " + parsed.raw_path + b" HTTP/1.1\r\n"
             b"host: " + parsed.netloc + b"\r\n"

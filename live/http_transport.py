@@ -11,12 +11,18 @@ Bounded: at most ``max_connections_per_host`` requests in flight per host (calle
 ``max_idle_per_host`` idle connections kept, responses larger than ``max_body_bytes``
 refused. A request on a reused connection that finds it closed by the server (keep-alive
 race) is retried once on a fresh connection; nothing else is retried.
+
+TLS: given an ``ssl_context`` the transport speaks ``https://`` only (and without one,
+``http://`` only), so a TLS node never sends a peer anything in plaintext, whatever URL a
+peer announced. Connections are TLS from the first byte and pooled like plain ones, so a
+handshake is paid once per connection, not per request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 
 import httpx
@@ -49,7 +55,11 @@ class PooledTransport(httpx.AsyncBaseTransport):
         max_idle_per_host: int = 16,
         idle_expiry_s: float = 30.0,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        self._ssl = ssl_context
+        self.scheme = "https" if ssl_context is not None else "http"
+        self.default_port = 443 if ssl_context is not None else 80
         self._max_connections = max_connections_per_host
         self._max_idle = max_idle_per_host
         self._idle_expiry_s = idle_expiry_s
@@ -61,12 +71,11 @@ class PooledTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        if url.scheme != "http":
-            raise httpx.UnsupportedProtocol(f"only http:// is supported, not {url.scheme}://")
+        self.check_scheme(url.scheme, request)
         timeouts = request.extensions.get("timeout", {})
         body = await request.aread()
         status, headers, content = await self.round_trip(
-            (url.host, url.port or 80),
+            (url.host, url.port or self.default_port),
             _request_head(request),
             body,
             connect_s=timeouts.get("connect") or 5.0,
@@ -74,6 +83,12 @@ class PooledTransport(httpx.AsyncBaseTransport):
             request=request,
         )
         return httpx.Response(status, headers=headers, content=content)
+
+    def check_scheme(self, scheme: str, request: httpx.Request | None = None) -> None:
+        if scheme != self.scheme:
+            raise httpx.UnsupportedProtocol(
+                f"this transport speaks {self.scheme}:// only, not {scheme}://", request=request
+            )
 
     async def round_trip(
         self,
@@ -150,12 +165,16 @@ class PooledTransport(httpx.AsyncBaseTransport):
     ) -> _Connection:
         try:
             async with asyncio.timeout(timeout_s):
-                reader, writer = await asyncio.open_connection(*host_key)
+                reader, writer = await asyncio.open_connection(
+                    *host_key,
+                    ssl=self._ssl,
+                    server_hostname=host_key[0] if self._ssl is not None else None,
+                )
         except TimeoutError:
             raise httpx.ConnectTimeout(
                 f"connect to {host_key} timed out", request=request
             ) from None
-        except OSError as exc:
+        except OSError as exc:  # ssl.SSLError included: a refused certificate
             raise httpx.ConnectError(f"connect to {host_key}: {exc}", request=request) from None
         return _Connection(reader, writer)
 
@@ -190,7 +209,8 @@ class PooledTransport(httpx.AsyncBaseTransport):
                         keep = False  # the body ended with the connection
         except TimeoutError:
             raise httpx.ReadTimeout("the peer did not answer in time", request=request) from None
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            # OSError: ConnectionError, and ssl.SSLError (a peer that refused our certificate)
             if reused and isinstance(exc, ConnectionError):
                 raise _StaleConnection from None
             raise httpx.ReadError(f"connection broken: {exc!r}", request=request) from None

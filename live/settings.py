@@ -17,6 +17,10 @@ secret, or a file that cannot be read, stop the node at start. Every secret must
 strong (``secret_problem``): at least 128 bits written out, i.e. 22 characters (enough
 for 16 random bytes in base64; 32 if it is all hexadecimal digits), not a known
 placeholder (anything starting with ``change-me``, as in ``.env.example``).
+
+TLS (``--tls-cert``, ``--tls-key``, ``--tls-ca``, all three or none; ``live.tls`` reads the
+files): the node serves and calls HTTPS only, so it advertises ``https://`` and its seeds
+and ``--advertise-url`` are reached over ``https://`` whatever scheme they were given.
 """
 
 from __future__ import annotations
@@ -103,6 +107,10 @@ class Settings(BaseSettings):
     allow_faults: bool = False
     clock_offset_ms: int = 0
     log_level: LogLevel = "info"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    tls_client_auth: bool = False
 
     @field_validator("host")
     @classmethod
@@ -181,6 +189,25 @@ class Settings(BaseSettings):
     def _log_level(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _tls(self) -> Settings:
+        given = [f for f in ("tls_cert", "tls_key", "tls_ca") if getattr(self, f) is not None]
+        if given and len(given) < 3:
+            flags = ", ".join("--" + f.replace("_", "-") for f in given)
+            raise ValueError(
+                f"--tls-cert, --tls-key and --tls-ca (RUMOR_TLS_*) go together; only {flags} given"
+            )
+        if self.tls_client_auth and not given:
+            raise ValueError("--tls-client-auth needs --tls-cert, --tls-key and --tls-ca")
+        if given:
+            self.seeds = [https(url) for url in self.seeds]
+            self.advertise_url = None if self.advertise_url is None else https(self.advertise_url)
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
     def node_config(self) -> NodeConfig:
         return NodeConfig(
             fanout=self.fanout,
@@ -214,7 +241,8 @@ class Settings(BaseSettings):
             host = primary_ipv4() or "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{host}:{self.port}"
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -317,6 +345,10 @@ def normalize_base_url(url: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError(f"{url!r}: a base URL has no query or fragment")
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def https(url: str) -> str:
+    return "https://" + url.removeprefix("http://") if url.startswith("http://") else url
 
 
 def primary_ipv4() -> str | None:

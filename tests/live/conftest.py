@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,12 +17,12 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def cluster_factory(tmp_path: Path) -> Iterator[Callable[[], Cluster]]:
+def cluster_factory(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
     made: list[Cluster] = []
 
-    def make() -> Cluster:
-        cluster = Cluster(tmp_path / f"c{len(made)}")
-        cluster.root.mkdir(parents=True)
+    def make(**options: Any) -> Cluster:
+        cluster = Cluster(tmp_path / f"c{len(made)}", **options)
+        cluster.root.mkdir(parents=True, exist_ok=True)
         made.append(cluster)
         return cluster
 

@@ -5,7 +5,9 @@ drives its lifespan; ``RoutingTransport`` wires several such apps together so go
 forwarding run over ASGI without sockets. Real processes: ``Cluster`` starts ``rumor
 node`` on 127.0.0.x addresses with random free ports and a random discovery port (so
 concurrent test runs never hear each other), discovery only, no seeds; teardown always
-kills every process it started, by PID.
+kills every process it started, by PID. ``Cluster(root, tls=True)`` gives every node a
+certificate from a CA in ``root`` (``tls_client_auth=True``: mutual TLS, and the test
+client presents a certificate of its own).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -27,8 +30,10 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from rumordb.live import certs
 from rumordb.live.app import create_app
 from rumordb.live.settings import Settings
+from rumordb.live.tls import client_context
 
 ADMIN_KEY = "admin-" + secrets.token_urlsafe(16)
 READER_KEY = "reader-" + secrets.token_urlsafe(16)
@@ -138,12 +143,13 @@ class NodeProcess:
     data_dir: Path
     args: list[str]
     log_path: Path
+    scheme: str = "http"
     proc: subprocess.Popen[bytes] | None = None
     _log: Any = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self) -> None:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -176,12 +182,32 @@ class NodeProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+def tls_client(root: Path, *, certificate: bool = True) -> ssl.SSLContext:
+    """A client context trusting the CA in ``root``; with a CA-signed client certificate."""
+    if not certificate:
+        return client_context(root / certs.CA_FILE)
+    files = certs.ensure_node_files(root, "client", ("localhost",))
+    return client_context(files.ca, files.cert, files.key)
+
+
 @dataclass
 class Cluster:
     root: Path
+    tls: bool = False
+    tls_client_auth: bool = False
     discovery_port: int = field(default_factory=free_udp_port)
     nodes: dict[str, NodeProcess] = field(default_factory=dict)
-    client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=5.0))
+    client: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        verify: ssl.SSLContext | bool = tls_client(self.root) if self.tls else True
+        self.client = httpx.Client(timeout=5.0, verify=verify, trust_env=False)
+
+    def tls_args(self, node_id: str, host: str) -> list[str]:
+        if not self.tls:
+            return []
+        files = certs.ensure_node_files(self.root, node_id, (host, "localhost"))
+        return files.node_args() + (["--tls-client-auth"] if self.tls_client_auth else [])
 
     def add(self, node_id: str, *extra: str, host: str | None = None) -> NodeProcess:
         host = host or f"127.0.0.{2 + len(self.nodes)}"
@@ -192,9 +218,11 @@ class Cluster:
             "--data-dir", str(data_dir), "--cluster-secret", SECRET,
             "--admin-key", ADMIN_KEY, "--reader-key", READER_KEY,
             "--discovery-port", str(self.discovery_port), "--broadcast", "auto",
-            *FAST_TIMERS, *extra,
+            *FAST_TIMERS, *self.tls_args(node_id, host), *extra,
         ]  # fmt: skip
-        node = NodeProcess(node_id, host, port, data_dir, args, self.root / f"{node_id}.log")
+        log_path = self.root / f"{node_id}.log"
+        scheme = "https" if self.tls else "http"
+        node = NodeProcess(node_id, host, port, data_dir, args, log_path, scheme)
         self.nodes[node_id] = node
         node.start()
         return node
