@@ -328,7 +328,7 @@ class KVHandler:
         node = self.runner.node
         path_qs = "/kv?" + scope.get("query_string", b"").decode("latin-1")
         found = set(local)
-        peers = list(node.membership.peers())
+        peers = node.view.peers()
         answers = await asyncio.gather(
             *(forwarder.get_json(p, path_qs, request.raw) for p in peers)
         )
