@@ -51,7 +51,7 @@ class Replica:
 
     def write(self, command: WriteCommand, now: float) -> tuple[WriteStatus, Record | None]:
         """A client write here: (status, the new version or the one that refused it)."""
-        local = self.store.get(command.key)
+        local = self.store.records.get(command.key)
         # A plain upsert (no create, delete or If-Match) is never refused: skip the call.
         conditional = command.create or command.delete or command.context is not None
         refused = refusal(command, local) if conditional else None

@@ -178,6 +178,39 @@ class Runner:
     # --- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
+        records = self._open_node()
+        address = self.node.view.address
+        self._gossip = GossipClient(
+            self.node_id,
+            self.signer,
+            address,
+            self.on_reply,
+            self.metrics,
+            self.faults,
+            transport=self._transport,
+        )
+        self._forwarder = Forwarder(self.node_id, address, self.metrics, transport=self._transport)
+        self._running = True
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._tick_loop()), loop.create_task(self._writer())]
+        if s.seeds:
+            self._tasks.append(loop.create_task(self._seed_loop()))
+        if self._discovery_enabled:
+            await self._start_discovery()
+        self.started_once = True
+        log.debug(
+            "node_started",
+            node_id=self.node_id,
+            url=self.url,
+            incarnation=self.incarnation,
+            keys=records,
+            durability=s.durability,
+            sharding=s.sharding,
+        )
+
+    def _open_node(self) -> int:
+        """Open the storage and build the node from it (a higher incarnation each start)."""
+        s = self.settings
         storage = Storage.open(Path(s.data_dir), s.durability)
         self._storage = storage
         self.node_id = resolve_node_id(s)
@@ -194,35 +227,7 @@ class Runner:
             incarnation=self.incarnation,
             records=records,
         )
-        self._gossip = GossipClient(
-            self.node_id,
-            self.signer,
-            self.node.view.address,
-            self.on_reply,
-            self.metrics,
-            self.faults,
-            transport=self._transport,
-        )
-        self._forwarder = Forwarder(
-            self.node_id, self.node.view.address, self.metrics, transport=self._transport
-        )
-        self._running = True
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._tick_loop()), loop.create_task(self._writer())]
-        if s.seeds:
-            self._tasks.append(loop.create_task(self._seed_loop()))
-        if self._discovery_enabled:
-            await self._start_discovery()
-        self.started_once = True
-        log.debug(
-            "node_started",
-            node_id=self.node_id,
-            url=self.url,
-            incarnation=self.incarnation,
-            keys=len(records),
-            durability=s.durability,
-            sharding=s.sharding,
-        )
+        return len(records)
 
     async def _start_discovery(self) -> None:
         from rumordb.live.discovery import Discovery, resolve_broadcast
