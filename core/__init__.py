@@ -7,7 +7,10 @@ The driver-facing API (``live.runner`` and ``sim.engine`` use nothing else):
 * feed it inputs with the current time: ``write(WriteCommand, now) -> WriteResult``
   (the key checked first with ``check_key``, which raises ``InvalidKey``; its
   ``too_long`` flag means HTTP 414), ``flush(now)``, ``receive(data, now)``,
-  ``tick(now)`` at ``next_deadline()``, ``join(...)`` for a discovered peer;
+  ``tick(now)`` at ``next_deadline()``, ``join(...)`` for a discovered peer (each with an
+  optional monotonic ``mono`` for membership timeouts and timers); ``leave(now)``,
+  ``forget(member_id, now)`` (``ForgetRefused`` for a live member), and persist what
+  ``take_purged_versions()`` hands out (``Node(purged=...)`` restores it);
 * carry out every ``Output``: persist ``writes`` and ``purges``, then send ``messages``;
   log or count its events (``transitions``, ``discards``);
 * ask where to answer a read: ``read(key) -> Local | AskOwners``, and a listing:
@@ -23,6 +26,7 @@ from rumordb.core.errors import DecodeError, InvalidContext, InvalidKey, RumorEr
 from rumordb.core.keys import check_key
 from rumordb.core.member_state import Event, InvalidTransition, State
 from rumordb.core.membership import (
+    ForgetRefused,
     MemberEntry,
     MemberInfo,
     Membership,
@@ -49,6 +53,7 @@ __all__ = [
     "DecodeError",
     "Discarded",
     "Event",
+    "ForgetRefused",
     "InvalidContext",
     "InvalidKey",
     "InvalidTransition",

@@ -21,6 +21,7 @@ class NodeConfig:
     probe_interval_ms: int = 1000
     suspicion_mult: int = 3
     dead_timeout_ms: int | None = None  # after suspicion; None = one more suspicion timeout
+    reap_dead_after_ms: int = 0  # forget members dead (or left) this long; 0: never
     retransmit_mult: int = 4
     max_batch: int = 512  # updates per gossip message
     queue_max: int = 10_000  # rumor queue bound
@@ -54,3 +55,5 @@ class NodeConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.reap_dead_after_ms < 0:
+            raise ValueError("reap_dead_after_ms must be >= 0 (0: never)")

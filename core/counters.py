@@ -18,5 +18,6 @@ class Counters:
     rumor_rounds: int = 0
     anti_entropy_sessions: int = 0
     anti_entropy_keys_sent: int = 0
+    anti_entropy_completed: int = 0  # exchanges that ended here (digests agree, or records came)
     tombstones_purged: int = 0
     handoffs_completed: int = 0

@@ -11,6 +11,21 @@ node to hand out in its next ``Output``.
 A node that hears itself called suspect or dead refutes: it takes an incarnation above
 the rumour's, and its next entries override it everywhere.
 
+Leaving and forgetting. A member that leaves gossips its own entry as ``left`` (with a
+higher incarnation); others move it to ``left``: it no longer owns data, so tombstone
+purge and handoff stop waiting for it. ``forget`` removes a dead or left member for good
+(an operator's verdict, or ``reap`` after a long death) and remembers the incarnation it
+had: entries from that life, still gossiped by nodes that did not forget it yet, are
+ignored; an entry with a higher incarnation is a new member (a process that restarts,
+or a new node that takes over the id). Alive and suspect members cannot be forgotten.
+
+Local health (Lifeguard). ``expire`` judges members by how long *this* node heard
+nothing from them, which is only fair if this node was listening. When the gap since
+its previous probe (``was_away``) is much longer than the probe interval (the process was paused,
+starved of CPU, or its loop stalled), the silence is ours: every member is credited the
+time we were away, and the node counts itself less healthy, which widens its timeouts
+(``suspect_timeout_s`` times ``1 + local_health``) until on-time probes bring it back.
+
 ``MemberTable`` is the protocol the node needs; ``Membership`` is the real table and
 ``StaticMembership`` a fixed, shared one for very large simulations.
 """
@@ -25,6 +40,14 @@ from typing import Protocol
 import msgspec
 
 from rumordb.core.member_state import Event, State, fire
+
+FORGOTTEN_MEMORY = 10_000  # forgotten ids remembered, so stale entries cannot revive them
+LATE_PROBE_FACTOR = 2.0  # a probe this many intervals late: we were away
+MAX_LOCAL_HEALTH = 8  # timeouts widen up to (1 + this) times
+
+
+class ForgetRefused(ValueError):
+    """``forget`` of a member that is alive or suspect (or of this node itself)."""
 
 
 class MemberEntry(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -85,6 +108,10 @@ class MemberTable(Protocol):
     def observe(self, entry: MemberEntry, now: float) -> None: ...
     def join(self, member_id: str, address: str, incarnation: int, now: float) -> None: ...
     def expire(self, now: float) -> list[Transition]: ...
+    def was_away(self, now: float) -> bool: ...
+    def leave(self, now: float) -> None: ...
+    def forget(self, member_id: str, now: float) -> bool: ...
+    def reap(self, now: float, dead_after_s: float) -> list[str]: ...
     def beat(self) -> None: ...
     def take_transitions(self) -> list[Transition]: ...
 
@@ -147,6 +174,9 @@ class Membership:
         # this holds at most one call's worth (a few per member).
         self._transitions: list[Transition] = []
         self.epoch = 0  # bumped whenever the set of non-left members changes
+        self._forgotten: dict[str, int] = {}  # id -> the incarnation it had when forgotten
+        self._last_expire = now
+        self.local_health = 0  # 0: healthy; each late expire widens timeouts one step
 
     # --- reading -----------------------------------------------------------------
     @property
@@ -213,11 +243,12 @@ class Membership:
 
     def suspect_timeout_s(self) -> float:
         live = sum(1 for m in self._members.values() if m.state is not State.LEFT)
-        return suspicion_timeout_ms(self.suspicion_mult, live, self.probe_interval_ms) / 1000
+        base = suspicion_timeout_ms(self.suspicion_mult, live, self.probe_interval_ms) / 1000
+        return base * (1 + self.local_health)
 
     def dead_timeout_s(self) -> float:
         if self.dead_timeout_ms is not None:
-            return self.dead_timeout_ms / 1000
+            return self.dead_timeout_ms / 1000 * (1 + self.local_health)
         return self.suspect_timeout_s()
 
     # --- changing ----------------------------------------------------------------
@@ -227,6 +258,8 @@ class Membership:
     def refute(self, above: int) -> None:
         self.me.incarnation = max(self.me.incarnation, above) + 1
         self.me.heartbeat = 0
+        # Others stopped hearing us: our own slowness is the likelier cause (Lifeguard).
+        self.local_health = min(MAX_LOCAL_HEALTH, self.local_health + 1)
 
     def leave(self, now: float) -> None:
         if self.me.state is State.LEFT:
@@ -238,6 +271,8 @@ class Membership:
         """Absorb what a peer believes about ``entry.id``."""
         if entry.id == self.self_id:
             self._observe_self(entry)
+            return
+        if not self._is_news(entry):
             return
         member = self._members.get(entry.id)
         if member is None:
@@ -262,6 +297,46 @@ class Membership:
         member.address = entry.address or member.address
         member.last_progress = now
         self._fire(member, event, now)
+
+    def _is_news(self, entry: MemberEntry) -> bool:
+        """False for an entry from a forgotten member's old life; a newer life is new."""
+        forgotten = self._forgotten.get(entry.id)
+        if forgotten is None:
+            return True
+        if entry.incarnation <= forgotten or entry.state == State.LEFT.value:
+            return False
+        del self._forgotten[entry.id]
+        return True
+
+    def forget(self, member_id: str, now: float) -> bool:
+        """Remove a dead or left member for good; False if unknown.
+
+        Raises ``ForgetRefused`` for this node itself or a member that is alive or suspect.
+        """
+        member = self._members.get(member_id)
+        if member is None:
+            return False
+        if member.id == self.self_id or member.state in (State.ALIVE, State.SUSPECT):
+            raise ForgetRefused(f"{member_id} is {member.state.value}: only dead or left members")
+        del self._members[member_id]
+        self._forgotten[member_id] = member.incarnation
+        if len(self._forgotten) > FORGOTTEN_MEMORY:
+            del self._forgotten[next(iter(self._forgotten))]
+        self._changed()
+        return True
+
+    def reap(self, now: float, dead_after_s: float) -> list[str]:
+        """Forget the members dead (or left) for at least ``dead_after_s``; returns them."""
+        gone = [
+            m.id
+            for m in self._members.values()
+            if m.state in (State.DEAD, State.LEFT)
+            and m.id != self.self_id
+            and now - m.state_since >= dead_after_s
+        ]
+        for member_id in gone:
+            self.forget(member_id, now)
+        return gone
 
     def _observe_self(self, entry: MemberEntry) -> None:
         me = self.me
@@ -292,6 +367,24 @@ class Membership:
             if member.state is State.SUSPECT and silent >= dead_after:
                 made.extend(self._fire(member, Event.DEAD_TIMEOUT, now))
         return made
+
+    def was_away(self, now: float) -> bool:
+        """Called once per probe, before ``expire``: True if this node was away.
+
+        Away (the probe came ``LATE_PROBE_FACTOR`` intervals late or more): every member
+        is credited the time this node was not listening, and the caller should read
+        what waited for it before judging anyone (skip this ``expire``).
+        """
+        probe_s = self.probe_interval_ms / 1000
+        gap, self._last_expire = now - self._last_expire, now
+        if gap <= LATE_PROBE_FACTOR * probe_s:
+            self.local_health = max(0, self.local_health - 1)
+            return False
+        away = gap - probe_s
+        for member in self._members.values():
+            member.last_progress = min(now, member.last_progress + away)
+        self.local_health = min(MAX_LOCAL_HEALTH, self.local_health + 1)
+        return True
 
     def _fire(self, member: Member, event: Event, now: float) -> list[Transition]:
         """Move ``member`` by the state table; returns the transition made, if any."""
@@ -378,6 +471,18 @@ class StaticMembership:
         return None
 
     def expire(self, now: float) -> list[Transition]:
+        return []
+
+    def was_away(self, now: float) -> bool:
+        return False
+
+    def leave(self, now: float) -> None:
+        return None
+
+    def forget(self, member_id: str, now: float) -> bool:
+        raise ForgetRefused("a static membership never changes")
+
+    def reap(self, now: float, dead_after_s: float) -> list[str]:
         return []
 
     def beat(self) -> None:

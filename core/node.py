@@ -29,6 +29,7 @@ from rumordb.core.counters import Counters
 from rumordb.core.digest import Digest
 from rumordb.core.errors import DecodeError
 from rumordb.core.keys import check_key
+from rumordb.core.member_state import State
 from rumordb.core.membership import MemberEntry, Membership, MemberTable
 from rumordb.core.messages import (
     DigestStep,
@@ -50,6 +51,7 @@ from rumordb.core.replica import Replica
 from rumordb.core.ring import Ring
 from rumordb.core.rumors import by_target, is_direct_mail
 from rumordb.core.timers import Timers
+from rumordb.core.tombstones import Version
 from rumordb.core.view import NodeView
 from rumordb.core.writes import WriteCommand, WriteResult, WriteStatus
 
@@ -71,12 +73,21 @@ class Node:
         membership: MemberTable | None = None,
         records: Iterable[tuple[str, Record]] = (),
         ring: Ring | None = None,
+        mono: float | None = None,
+        purged: Iterable[tuple[str, Version]] = (),
     ) -> None:
-        """``ring``: a fixed ring shared by many nodes (with ``StaticMembership`` only)."""
+        """``ring``: a fixed ring shared by many nodes (with ``StaticMembership`` only);
+        ``purged``: the purged-version memory a previous run persisted.
+
+        ``mono`` (here and in ``tick``, ``receive``, ``handle``, ``join``, ``leave``): a
+        monotonic time for membership timeouts, so a wall-clock step never makes a peer
+        look silent; ``now`` (wall time) still stamps writes. Omitted, ``now`` serves both.
+        With ``mono``, timers run on it too: ``next_deadline()`` is then a monotonic time.
+        """
         self.node_id, self.rng = node_id, rng
         self.config = c = config or NodeConfig()
         self.membership: MemberTable = membership or Membership(
-            node_id, address, now, incarnation, c.suspicion_mult, c.probe_interval_ms,
+            node_id, address, now if mono is None else mono, incarnation, c.suspicion_mult, c.probe_interval_ms,
             c.dead_timeout_ms,
         )  # fmt: skip
         self.counters, self.queue = Counters(), BroadcastQueue(c.queue_max)
@@ -94,8 +105,9 @@ class Node:
         self._session = self._dead_probe = 0
         for key, record in records:
             self.replica.load(key, record)
+        self.replica.tombstones.restore(purged)
         self.timers = Timers(c.probe_interval_ms, c.gossip_interval_ms, c.anti_entropy_interval_ms)
-        self.timers.start(now, rng if c.jitter_timers else None)
+        self.timers.start(now if mono is None else mono, rng if c.jitter_timers else None)
         self.view = NodeView(
             self.store, self.replica.tombstones, self.membership, self.queue, self.counters,
             self.owners, self.ring,
@@ -182,12 +194,13 @@ class Node:
         return out
 
     # --- time ------------------------------------------------------------------------
-    def tick(self, now: float) -> Output:
+    def tick(self, now: float, mono: float | None = None) -> Output:
         """Heartbeats, rumor rounds, anti-entropy and maintenance that are due by ``now``."""
         out = Output()
-        due = self.timers.fire(now)
+        clock = now if mono is None else mono  # a driver that passes mono always does
+        due = self.timers.fire(clock)
         if due.probe and self.membership.detects_failures:
-            self._probe(out, now)
+            self._probe(out, clock)
         if due.gossip and len(self.queue):
             self._gossip_round(out)
         if due.anti_entropy:
@@ -200,7 +213,10 @@ class Node:
     def _probe(self, out: Output, now: float) -> None:
         members = self.membership
         members.beat()
-        members.expire(now)
+        if not members.was_away(now):  # away: what waits for us is news, not silence
+            members.expire(now)
+        if self.config.reap_dead_after_ms:
+            members.reap(now, self.config.reap_dead_after_ms / 1000)
         targets = members.sample_peers(self.rng, self.config.fanout)
         dead = members.dead_peers()
         if dead:
@@ -248,7 +264,7 @@ class Node:
             self._push_for_ack(out, send)
 
     # --- receiving -------------------------------------------------------------------
-    def receive(self, data: bytes, now: float) -> Output:
+    def receive(self, data: bytes, now: float, mono: float | None = None) -> Output:
         """Handle one encoded message. Raises ``DecodeError`` (counted) for bad input."""
         self.counters.messages_received += 1
         self.counters.bytes_received += len(data)
@@ -257,13 +273,14 @@ class Node:
         except DecodeError:
             self.counters.decode_errors += 1
             raise
-        return self.handle(message, now)
+        return self.handle(message, now, mono)
 
-    def handle(self, message: Message, now: float) -> Output:
+    def handle(self, message: Message, now: float, mono: float | None = None) -> Output:
         out, c, sender = Output(), self.config, message.sender
         if isinstance(message, (Push, Heartbeat, PushAck)):
+            seen = now if mono is None else mono
             for entry in message.members:
-                self.membership.observe(entry, now)
+                self.membership.observe(entry, seen)
         if isinstance(message, Push):
             self._on_updates(out, sender, message.updates, relay=message.relay)
             if message.ack:
@@ -275,11 +292,14 @@ class Node:
             reply = anti_entropy.on_digest(self.node_id, message, digest, c.sync_max_entries, self.rng)  # fmt: skip
             if reply is not None:
                 self.outbox.send(out, [sender], reply)
+            else:  # our digests agree (or the step was malformed): nothing left to repair
+                self.counters.anti_entropy_completed += 1
         elif isinstance(message, LeafEntries):
             digest = self._digest_for(sender)
             keys, want = anti_entropy.on_leaf_entries(message, digest, c.sync_max_keys)
             self._sync(out, sender, message.session, keys, want)
         elif isinstance(message, SyncRecords):
+            self.counters.anti_entropy_completed += 1
             self._on_updates(out, sender, message.updates, relay=False, sync=True)
             if message.want:
                 digest = self._digest_for(sender)
@@ -287,9 +307,46 @@ class Node:
                 self._sync(out, sender, message.session, wanted, [])
         return self._with_transitions(out)
 
-    def join(self, member_id: str, address: str, incarnation: int, now: float) -> None:
+    def join(
+        self, member_id: str, address: str, incarnation: int, now: float, mono: float | None = None
+    ) -> None:
         """A peer announced itself (discovery or a seed list)."""
-        self.membership.join(member_id, address, incarnation, now)
+        self.membership.join(member_id, address, incarnation, now if mono is None else mono)
+
+    # --- leaving and forgetting ------------------------------------------------------
+    def leave(self, now: float, mono: float | None = None) -> Output:
+        """Announce to every peer that this node leaves; sharded, start handing off.
+
+        Once ``left``, this node owns nothing: each interval's maintenance sends its keys
+        to their owners and drops each one they acknowledge (``handoff_remaining``).
+        Peers stop counting it for tombstone purge and handoff as soon as they hear.
+        """
+        self.membership.leave(now if mono is None else mono)
+        out = Output()
+        peers = self.membership.peers()
+        if peers:
+            self.outbox.send(out, list(peers), Heartbeat(self.node_id, self._entries()))
+        self._maintain(out)
+        return self._with_transitions(out)
+
+    @property
+    def leaving(self) -> bool:
+        me = self.membership.member_info(self.node_id)
+        return me is not None and me.state is State.LEFT
+
+    def handoff_remaining(self) -> int:
+        """Keys held here that still wait for their owners to hold them (sharded)."""
+        if not self.config.sharding:
+            return 0
+        return sum(1 for key in self.store.records if self.node_id not in self.owners(key))
+
+    def forget(self, member_id: str, now: float, mono: float | None = None) -> bool:
+        """Forget a dead or left member (``Membership.forget``); purge stops waiting for it."""
+        return self.membership.forget(member_id, now if mono is None else mono)
+
+    def take_purged_versions(self) -> list[tuple[str, Version]]:
+        """Versions purged since the last call: a driver persists them (``purged=``)."""
+        return self.replica.tombstones.take_unsaved()
 
     def _on_updates(
         self, out: Output, sender: str, updates: list[Update], relay: bool, sync: bool = False

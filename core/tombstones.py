@@ -6,7 +6,9 @@ gc_grace, whose expiry lets deletes come back. Holders are learned from acknowle
 and from the holder lists that travel with tombstones. Each interval examines a bounded
 window (``Cursor``); for each tombstone in it the plan says purge, or which live members
 to ask. A purged version is remembered (bounded), so a stale re-send of it is refused and
-acknowledged instead of resurrecting the key.
+acknowledged instead of resurrecting the key. The memory must outlive the process (a
+restarted node that forgot would take the stale re-send): versions remembered since the
+last ``take_unsaved`` are handed to the driver to persist, and ``restore`` loads them.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Tombstones:
     holders: dict[str, set[str]] = field(default_factory=dict)  # key -> known holders
     purged: dict[str, Version] = field(default_factory=dict)  # key -> purged version
     cursor: Cursor = field(default_factory=Cursor)
+    unsaved: list[tuple[str, Version]] = field(default_factory=list)  # for the driver
 
     def __len__(self) -> int:
         return len(self.holders)
@@ -56,6 +59,22 @@ class Tombstones:
         return sorted(self.holders.get(key, {self.self_id}))
 
     def remember(self, key: str, version: Version) -> None:
+        self._keep(key, version)
+        self.unsaved.append((key, version))
+        if len(self.unsaved) > PURGED_MEMORY:  # a driver that never takes them
+            del self.unsaved[: len(self.unsaved) - PURGED_MEMORY]
+
+    def restore(self, versions: Iterable[tuple[str, Version]]) -> None:
+        """Load a persisted memory (oldest first); not handed out again to persist."""
+        for key, version in versions:
+            self._keep(key, version)
+
+    def take_unsaved(self) -> list[tuple[str, Version]]:
+        taken, self.unsaved = self.unsaved, []
+        return taken
+
+    def _keep(self, key: str, version: Version) -> None:
+        self.purged.pop(key, None)  # re-inserted last: the newest is evicted last
         self.purged[key] = version
         if len(self.purged) > PURGED_MEMORY:
             del self.purged[next(iter(self.purged))]
