@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rumordb.live.admin import add_member_routes
 from rumordb.live.asgi import Reply, read_body, send_reply
 from rumordb.live.auth import Gate, KeyStore, Role
 from rumordb.live.errors import ErrorBoundary, HttpError, translate
@@ -160,6 +161,7 @@ def create_app(
     gossip = GossipHandler(runner)
     app.kv_handler, app.gossip_handler = kv, gossip
     _add_ops_routes(app, runner, gate)
+    add_member_routes(app, runner, _require(gate, Role.ADMIN))
     if settings.allow_faults:
         _add_fault_routes(app, runner, gate)
     _document_raw_routes(app)

@@ -154,6 +154,12 @@ class GossipClient:
         queue = self._queues.get(peer)
         return len(queue) if queue else 0
 
+    async def flush(self, timeout_s: float) -> None:
+        """Wait, at most ``timeout_s``, until what is queued was posted (a leaving node)."""
+        workers = list(self._workers.values())
+        if workers:
+            await asyncio.wait(workers, timeout=timeout_s)
+
     async def close(self) -> None:
         self._closed = True
         workers = list(self._workers.values())

@@ -25,6 +25,15 @@ receive whose output was computed during a commit waits for that commit before s
 
 Incarnation: persisted in storage meta and bumped at every start, so a restarted node's
 heartbeats override whatever the cluster remembers of its previous life.
+
+Time: the core gets wall time (``now``: HLCs of writes) and monotonic time (``mono``:
+membership timeouts and timers), so a clock step never makes a peer look silent. After a
+loop stall (the process was paused, or starved), the tick loop first lets the input that
+waited be read, and the core credits members the time it was away (``core.membership``).
+
+Leaving (``leave``: SIGTERM, ``POST /admin/leave``): announce ``left`` to every peer,
+then (sharded) wait, bounded by ``leave_timeout_s``, until the new owners hold every key
+handed off. ``readiness`` is what ``GET /ready`` answers.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ from rumordb.core import (
 )
 from rumordb.core.errors import DecodeError
 from rumordb.core.hlc import physical_ms
+from rumordb.core.tombstones import PURGED_MEMORY
 from rumordb.live.faults import Faults
 from rumordb.live.forward import Forwarded, Forwarder, Relay, Unforwarded
 from rumordb.live.gossip_client import GossipClient
@@ -75,6 +85,10 @@ MIN_TICK_SLEEP_S = 0.001
 SEED_RETRY_S = 2.0
 MAX_WRITE_BATCH = 4096  # client writes applied per group commit
 MAX_PENDING_WRITES = 50_000  # client writes waiting for a batch; beyond: 503, try later
+STALL_FACTOR = 2.0  # a tick this many probe intervals late: the loop stalled
+DRAIN_AFTER_STALL_S = 0.05  # let the input that waited through a stall be read first
+LEAVE_POLL_S = 0.1
+LEAVE_FLUSH_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +157,10 @@ class Runner:
         self.node_id = ""
         self.incarnation = 0
         self.started_once = False
+        self._started_mono = 0.0
+        self._last_tick_mono = 0.0
+        self._leaving: asyncio.Task[dict[str, Any]] | None = None
+        self.stalls = 0  # tick-loop stalls noticed (a pause, CPU starvation)
 
     # --- properties ----------------------------------------------------------------
     @property
@@ -174,6 +192,11 @@ class Runner:
 
     def now(self) -> float:
         return time.time() + self.settings.clock_offset_ms / 1000
+
+    @staticmethod
+    def mono() -> float:
+        """Monotonic time for membership timeouts and timers (never steps)."""
+        return time.monotonic()
 
     # --- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -218,6 +241,7 @@ class Runner:
         self.incarnation = restart_incarnation(int(storage.get_meta("incarnation") or "0"))
         storage.set_meta("incarnation", str(self.incarnation))
         records = storage.load()
+        self._started_mono = self._last_tick_mono = self.mono()
         self._node = Node(
             self.node_id,
             self.url,
@@ -226,6 +250,8 @@ class Runner:
             config=s.node_config(),
             incarnation=self.incarnation,
             records=records,
+            mono=self._started_mono,
+            purged=storage.load_purged(),
         )
         return len(records)
 
@@ -253,6 +279,11 @@ class Runner:
     async def stop(self) -> None:
         if not self._running:
             return
+        if self.settings.leave_on_stop:
+            try:
+                await self.leave()
+            except Exception as exc:  # leaving is a courtesy: stopping must go on
+                log.exception("leave_failed", error=repr(exc))
         self._running = False
         if self._discovery is not None:
             self._discovery.close()
@@ -283,7 +314,10 @@ class Runner:
         """Discovery heard a peer: join it (no-op for members we know at that address)."""
         if not self._running or announcement.node_id == self.node_id:
             return
-        self.node.join(announcement.node_id, announcement.url, announcement.incarnation, self.now())
+        self.node.join(
+            announcement.node_id, announcement.url, announcement.incarnation, self.now(),
+            mono=self.mono(),
+        )  # fmt: skip
 
     async def _seed_loop(self) -> None:
         """Contact seeds until each is a live member; re-contact one that dies."""
@@ -407,11 +441,11 @@ class Runner:
     async def receive(self, sender: str, payloads: Iterable[bytes]) -> list[bytes]:
         """Apply messages from ``sender``; returns the replies addressed to it."""
         node = self.node
-        now = self.now()
+        now, mono = self.now(), self.mono()
         out = Output()
         for payload in payloads:
             try:
-                out.extend(node.receive(payload, now))
+                out.extend(node.receive(payload, now, mono))
             except DecodeError as exc:
                 log.warning("gossip_decode_error", sender=sender, error=str(exc))
         committing = self._committing  # records of that batch may be in ``out``
@@ -465,9 +499,17 @@ class Runner:
 
     # --- tick path -----------------------------------------------------------------
     async def _tick_loop(self) -> None:
+        stalled_after_s = STALL_FACTOR * self.settings.probe_interval_ms / 1000
         while self._running:
-            delay = self.node.next_deadline() - self.now()
+            delay = self.node.next_deadline() - self.mono()
             await asyncio.sleep(min(MAX_TICK_SLEEP_S, max(MIN_TICK_SLEEP_S, delay)))
+            gap = self.mono() - self._last_tick_mono
+            if gap > stalled_after_s + MAX_TICK_SLEEP_S:
+                # We were away: read what waited (gossip, heartbeats) before judging peers.
+                self.stalls += 1
+                log.warning("loop_stalled", gap_s=round(gap, 3))
+                await asyncio.sleep(DRAIN_AFTER_STALL_S)
+            self._last_tick_mono = self.mono()
             if self._committing is not None or self._pending:
                 self._tick_due = True  # the writer ticks right after its commit
                 self._write_wakeup.set()
@@ -481,11 +523,14 @@ class Runner:
             log.exception("tick_failed", error=repr(exc))
 
     async def _tick(self) -> None:
-        out = self.node.tick(self.now())
+        out = self.node.tick(self.now(), mono=self.mono())
         self._log_transitions(out)
         self._keep_incarnation()
         if out.writes or out.purges:
             await self.storage.persist(out.writes, out.purges, durable=False)
+        purged = self.node.take_purged_versions()
+        if purged:  # the memory that refuses stale re-sends must outlive this process
+            self.storage.remember_purged(purged, PURGED_MEMORY)
         self._send(out.messages)
 
     def _keep_incarnation(self) -> None:
@@ -494,6 +539,65 @@ class Runner:
         if incarnation > self.incarnation:
             self.incarnation = incarnation
             self.storage.set_meta("incarnation", str(self.incarnation))
+
+    # --- leaving, forgetting, readiness ----------------------------------------------
+    async def leave(self) -> dict[str, Any]:
+        """Announce ``left``; sharded, wait (bounded) until the new owners hold our keys."""
+        if self._leaving is None:
+            self._leaving = asyncio.get_running_loop().create_task(self._leave())
+        return await asyncio.shield(self._leaving)
+
+    async def _leave(self) -> dict[str, Any]:
+        node, started = self.node, self.mono()
+        out = node.leave(self.now(), mono=started)
+        held = node.handoff_remaining()
+        self._log_transitions(out)
+        self._keep_incarnation()
+        if out.writes or out.purges:
+            await self.storage.persist(out.writes, out.purges, durable=False)
+        self._send(out.messages)
+        deadline = started + self.settings.leave_timeout_s
+        while node.handoff_remaining() and self.mono() < deadline and self._running:
+            await asyncio.sleep(LEAVE_POLL_S)  # the tick loop hands off every interval
+        remaining = node.handoff_remaining()
+        await self.gossip.flush(LEAVE_FLUSH_S)  # the announcement reaches the peers
+        report = {
+            "node_id": self.node_id,
+            "state": "left",
+            "handed_off": held - remaining,
+            "remaining": remaining,
+            "waited_s": round(self.mono() - started, 3),
+            "timed_out": remaining > 0,
+        }
+        log.info("node_left", **report)
+        return report
+
+    @property
+    def leaving(self) -> bool:
+        return self._leaving is not None
+
+    def forget(self, member_id: str) -> bool:
+        """Forget a dead or left member; False if unknown (``ForgetRefused`` if alive)."""
+        forgotten = self.node.forget(member_id, self.now(), mono=self.mono())
+        if forgotten:
+            log.info("member_forgotten", member=member_id)
+        return forgotten
+
+    def readiness(self) -> tuple[bool, str]:
+        """Loaded, joined (a peer, or alone for ``ready_alone_after_s``) and caught up."""
+        if not self._running:
+            return False, "the node is starting or stopping"
+        if self._leaving is not None:
+            return False, "the node is leaving the cluster"
+        view = self.node.view
+        if view.peers():
+            if view.counters().anti_entropy_completed == 0:
+                return False, "catching up: no anti-entropy exchange completed yet"
+            return True, "joined and caught up"
+        alone_s = self.mono() - self._started_mono
+        if alone_s < self.settings.ready_alone_after_s:
+            return False, f"joining: no peer yet ({alone_s:.1f} s)"
+        return True, "alone: no peer found"
 
     def _log_transitions(self, out: Output) -> None:
         for change in out.transitions:
@@ -509,7 +613,7 @@ class Runner:
     # --- views ---------------------------------------------------------------------
     def cluster_view(self) -> dict[str, Any]:
         view = self.node.view
-        now = self.now()
+        now = self.mono()  # members' last progress is monotonic time
         members = []
         for member in view.members():
             members.append(

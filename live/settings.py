@@ -96,6 +96,13 @@ class Settings(BaseSettings):
     anti_entropy_interval_ms: Positive = 1000
     probe_interval_ms: Positive = 1000
     suspicion_mult: Positive = 3
+    # Leaving and readiness (docs/kubernetes.md): a dead member is forgotten after this
+    # long (0: never); a leaving node waits this long at most for its handoff; a node
+    # with no peer reports ready (/ready) after this long alone.
+    reap_dead_after_s: Annotated[float, Field(ge=0)] = 3 * 24 * 3600.0
+    leave_timeout_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    leave_on_stop: bool = True  # SIGTERM: leave (announce, hand off) before exiting
+    ready_alone_after_s: Annotated[float, Field(ge=0)] = 10.0
     retransmit_mult: Positive = 4
     max_key_bytes: Positive = 1024
     max_value_bytes: Positive = 1_048_576
@@ -215,6 +222,7 @@ class Settings(BaseSettings):
             anti_entropy_interval_ms=self.anti_entropy_interval_ms,
             probe_interval_ms=self.probe_interval_ms,
             suspicion_mult=self.suspicion_mult,
+            reap_dead_after_ms=round(self.reap_dead_after_s * 1000),
             retransmit_mult=self.retransmit_mult,
             sharding=self.sharding,
             replicas=self.replicas,

@@ -92,6 +92,9 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, batch BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY, batch BLOB NOT NULL)",
+    # The purged-version memory (core.tombstones): oldest first by seq, bounded on write.
+    "CREATE TABLE IF NOT EXISTS purged (seq INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,"
+    " hlc INTEGER NOT NULL, origin TEXT NOT NULL)",
 )
 _LOG_APPEND = "INSERT INTO log (batch) VALUES (?)"
 LogBatch = list[tuple[str, bytes | None]]  # (key, encoded record, or None: purged)
@@ -307,6 +310,34 @@ class Storage:
             try:
                 self._db.execute(
                     "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value)
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def load_purged(self) -> list[tuple[str, tuple[int, str]]]:
+        """The purged-version memory, oldest first (``core.Node(purged=...)``)."""
+        if self._db is None:
+            return []
+        with self._db_lock:
+            rows = self._db.execute("SELECT key, hlc, origin FROM purged ORDER BY seq").fetchall()
+        return [(str(key), (int(hlc), str(origin))) for key, hlc, origin in rows]
+
+    def remember_purged(self, versions: Sequence[tuple[str, tuple[int, str]]], keep: int) -> None:
+        """Store purged versions at once (their own transaction), keeping the newest ``keep``."""
+        if self._db is None or not versions:
+            return
+        rows = [(key, hlc, origin) for key, (hlc, origin) in versions]
+        with self._db_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                # REPLACE drops a key's older row: its new row takes the next seq (newest).
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO purged (key, hlc, origin) VALUES (?, ?, ?)", rows
+                )
+                self._db.execute(
+                    "DELETE FROM purged WHERE seq <= (SELECT MAX(seq) FROM purged) - ?", (keep,)
                 )
                 self._db.execute("COMMIT")
             except BaseException:

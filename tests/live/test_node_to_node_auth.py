@@ -94,7 +94,7 @@ async def mixed_cluster(
         for a in runners:
             for b in runners:
                 if a is not b:
-                    a.node.join(b.node_id, b.url, b.incarnation, a.now())
+                    a.node.join(b.node_id, b.url, b.incarnation, a.now(), mono=a.mono())
         yield nodes
 
 
