@@ -39,6 +39,7 @@ from rich.table import Column, Table
 from rumordb.cli import credentials
 from rumordb.cli.connect import dir_option, json_option
 from rumordb.cli.credentials import Credentials
+from rumordb.cli.members import forget
 from rumordb.cli.output import ExitCode, console, emit_json, fail
 
 STATE_FILE = "cluster.json"
@@ -54,7 +55,13 @@ stderr = console(to_stderr=True)
 
 @click.group(no_args_is_help=True)
 def cluster() -> None:
-    """Run a local cluster of real nodes on 127.0.0.1 (development and experiments)."""
+    """Run a local cluster of real nodes on 127.0.0.1 (development and experiments).
+
+    `rumor cluster forget NODE` works on any cluster (--url): it forgets a dead member.
+    """
+
+
+cluster.add_command(forget)
 
 
 wait_option = click.option(

@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from rumordb.cli.members import leave
+
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
 
@@ -121,10 +123,16 @@ def _with_node_options(function: Any) -> Any:
     return function
 
 
-@click.command("node")
+@click.group("node", invoke_without_command=True)
 @_with_node_options
-def node(**flags: Any) -> None:
-    """Start one RumorDB node (every flag also reads its RUMOR_* environment variable)."""
+@click.pass_context
+def node(context: click.Context, /, **flags: Any) -> None:
+    """Start one RumorDB node (every flag also reads its RUMOR_* environment variable).
+
+    `rumor node leave` makes the running local node leave the cluster instead.
+    """
+    if context.invoked_subcommand is not None:
+        return
     given: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     from rumordb.live.settings import ConfigError, load_settings
     from rumordb.live.tls import load_tls
@@ -138,6 +146,9 @@ def node(**flags: Any) -> None:
         raise click.exceptions.Exit(2) from None
     configure_logging(settings.log_level)
     serve(settings, None if tls is None else tls.server)
+
+
+node.add_command(leave)
 
 
 def http_protocol(server_ssl: ssl.SSLContext | None) -> Any:

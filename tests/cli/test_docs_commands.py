@@ -78,6 +78,8 @@ def parse_without_running(args: list[str]) -> str:
     context = command.make_context("rumor", list(args))
     while isinstance(command, click.Group):
         rest = [*context._protected_args, *context.args]
+        if not rest and command.invoke_without_command:
+            break  # a group that runs by itself: `rumor node` starts a node
         assert rest, f"{context.command_path} needs a subcommand"
         name, sub, rest = command.resolve_command(context, rest)
         assert sub is not None and name is not None
