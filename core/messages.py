@@ -29,12 +29,17 @@ class Update(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 
 class Held(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """An acknowledgement: the receiver now holds ``key`` at (hlc, origin) or later."""
+    """An acknowledgement: the receiver now holds ``key`` at (hlc, origin) or later.
+
+    ``purged``: that version is a tombstone the receiver purged; anything older is stale
+    everywhere, so a sender still holding an older version drops it.
+    """
 
     key: str
     hlc: int
     origin: str
     holders: list[str] | None = None
+    purged: bool = False
 
 
 class Push(msgspec.Struct, frozen=True, array_like=True, tag="push", gc=False):

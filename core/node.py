@@ -286,7 +286,7 @@ class Node:
             if message.ack:
                 self._ack(out, sender, message.updates)
         elif isinstance(message, PushAck):
-            self.replica.acknowledged(sender, message.held)
+            self.replica.acknowledged(sender, message.held, out)
         elif isinstance(message, DigestStep):
             digest = self._digest_for(sender)
             reply = anti_entropy.on_digest(self.node_id, message, digest, c.sync_max_entries, self.rng)  # fmt: skip

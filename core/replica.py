@@ -85,9 +85,9 @@ class Replica:
             gone = purged.get(key)
             if gone is not None and version_of(incoming) <= gone:
                 # Purged because every member held it: anything older is stale. Acknowledge
-                # a tombstone, so the sender drops its copy too.
-                if incoming.tombstone:
-                    acks.append(update)
+                # it (as purged), so the sender drops its copy too: a member that was away
+                # (left, or forgotten) during the purge comes back with such copies.
+                acks.append(update)
                 continue
             local = records.get(key)
             outcome = decide(local, incoming)
@@ -130,14 +130,18 @@ class Replica:
                 holders = self.tombstones.holders_of(update.key) if current.tombstone else None
                 held.append(Held(update.key, current.hlc, current.origin, holders))
             elif (gone := self.tombstones.purged.get(update.key)) is not None:
-                held.append(Held(update.key, gone[0], gone[1], ring_members))
+                held.append(Held(update.key, gone[0], gone[1], ring_members, purged=True))
         return held
 
-    def acknowledged(self, sender: str, held: list[Held]) -> None:
+    def acknowledged(self, sender: str, held: list[Held], out: Output | None = None) -> None:
         for item in held:
             current = self.store.get(item.key)
             # A peer holding this version or anything newer can no longer lose it.
             if current is None or (item.hlc, item.origin) < version_of(current):
+                continue
+            if item.purged and (item.hlc, item.origin) > version_of(current) and out is not None:
+                self.tombstones.remember(item.key, (item.hlc, item.origin))
+                self.drop(out, item.key)  # older than a purged delete: stale everywhere
                 continue
             if current.tombstone:
                 self.tombstones.held_by(item.key, sender, item.holders)

@@ -206,3 +206,28 @@ def test_membership_runs_on_mono_time_when_the_wall_clock_steps_back() -> None:
         made.extend(n.tick(1000.0 - 3600 + i / 10, mono=5.0 + i / 10).transitions)
     assert [t.new for t in made] == [State.SUSPECT, State.DEAD]
     assert n.next_deadline() < 7.0, "timers run on mono time too"
+
+
+def test_a_member_back_after_a_purge_drops_its_stale_copy_of_the_deleted_key() -> None:
+    """n3 left; k was deleted and purged without it; back with the old value, it learns."""
+    c = Cluster(3, seed=7, config=NodeConfig(jitter_timers=False))
+    c.run(1.0)
+    c.put("n1", "k", b"old")
+    c.run(1.0)
+    away = c.nodes["n3"]
+    c.send("n3", away.leave(c.now))
+    c.run(0.5)
+    c.down.add("n3")
+    c.delete("n1", "k")
+    c.run(5.0)
+    assert all("k" not in c.nodes[n].view.records() for n in ("n1", "n2")), "purged"
+    assert away.view.get("k") is not None
+    inc = away.view.incarnation + 1
+    records = list(away.view.items())
+    c.nodes["n3"] = back = Node("n3", "mem://n3", rng=random.Random(3), now=c.now, incarnation=inc, records=records)  # fmt: skip
+    for peer in ("n1", "n2"):
+        back.join(peer, f"mem://{peer}", 0, c.now)
+    c.down.discard("n3")
+    c.run(5.0)
+    assert back.view.get("k") is None, "the stale value must not outlive the purge"
+    assert all("k" not in c.nodes[n].view.records() for n in c.ids)
