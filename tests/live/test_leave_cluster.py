@@ -11,11 +11,12 @@ import random
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import httpx
 
-from rumordb.live.checker import Workload, classify, wait_identical
+from rumordb.live.checker import Status, Workload, classify, wait_identical
 from tests.live.harness import ADMIN, ADMIN_KEY, RUMOR, Cluster, NodeProcess
 
 
@@ -99,8 +100,9 @@ def test_sigterm_leaves_and_forget_removes_a_dead_member(
 
 
 class FailoverTransport(httpx.AsyncBaseTransport):
-    """A client that retries on another node what certainly did not happen there: a
-    refused connection, or a 503 (the node is starting, stopping or leaving)."""
+    """A client that retries on another node: after a refused connection, a connection
+    the stopping node closed (a keep-alive race), or a 503 (starting, stopping, leaving).
+    A retried write may apply twice: both versions carry the op's value, the later wins."""
 
     def __init__(self, netlocs: list[str], seed: int = 0) -> None:
         self._inner = httpx.AsyncHTTPTransport()
@@ -118,7 +120,7 @@ class FailoverTransport(httpx.AsyncBaseTransport):
             last = i == len(order) - 1
             try:
                 response = await self._inner.handle_async_request(request)
-            except (httpx.ConnectError, httpx.RemoteProtocolError):
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
                 if last:
                     raise
                 self.retries += 1
@@ -169,9 +171,16 @@ def test_rolling_restart_of_five_nodes_loses_no_acknowledged_write(
             return classify(history, snap), took_s
 
     report, took_s = asyncio.run(run())
+    not_ok = Counter(
+        (op.kind.value, op.http_status, (op.error or "")[:60])
+        for op in workload.history
+        if op.status is not Status.OK
+    )
+    print(f"not acknowledged: {dict(not_ok)}")
     summary = report.summary()  # type: ignore[attr-defined]
     print(f"rolling restart of 5 nodes: {summary}, retried on another node: {transport.retries}")
-    assert summary["lost"] == 0, report
+    assert summary["lost"] == 0, (report.lost[:5], report.unexpected[:5])  # type: ignore[attr-defined]
     assert summary["identical"] and took_s is not None
-    assert summary["failed"] == 0, "a client that retries on another node is refused nothing"
-    assert summary["availability"] >= 0.99, summary
+    # A delete of a key that is absent is answered 404: an answer, not a refusal.
+    refused = sum(n for (kind, status, _), n in not_ok.items() if (kind, status) != ("delete", 404))
+    assert refused == 0, f"a client that retries on another node is refused nothing: {not_ok}"
