@@ -34,6 +34,7 @@ from typing import IO, Any
 import simpy
 
 from rumordb.core import (
+    ForgetRefused,
     Counters,
     DecodeError,
     Local,
@@ -424,6 +425,33 @@ class Simulation:
         elif fault.action == "clock":
             for name in fault.nodes or []:
                 self._set_clock(name, fault)
+        elif fault.action == "leave":
+            for name in fault.nodes or []:
+                self.leave(name)
+        elif fault.action == "forget":
+            self.forget(fault.nodes or [])
+
+    def leave(self, name: str) -> None:
+        """The node announces ``left`` and keeps running (sharded: it hands its keys off);
+        the checker no longer expects it to hold every key. Crash, then restart, rejoins."""
+        sim_node = self.nodes[name]
+        if not sim_node.up:
+            return
+        now = sim_node.clock.now(self.env.now)
+        self.checker.set_up(name, False, self.env.now)
+        self._emit(sim_node, sim_node.node.leave(now))
+
+    def forget(self, names: list[str]) -> None:
+        """Every running node forgets ``names`` (an operator's ``rumor cluster forget``);
+        a node that still sees one alive refuses, as the live node does (409)."""
+        for sim_node in self.nodes.values():
+            if not sim_node.up:
+                continue
+            now = sim_node.clock.now(self.env.now)
+            for name in names:
+                if name != sim_node.id:
+                    with contextlib.suppress(ForgetRefused):
+                        sim_node.node.forget(name, now)
 
     def crash(self, name: str, state: str) -> None:
         sim_node = self.nodes[name]

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import msgspec
 
 Topology = Literal["complete", "random_regular", "small_world", "two_dc", "graphml"]
-Action = Literal["partition", "heal", "crash", "restart", "link", "clock"]
+Action = Literal["partition", "heal", "crash", "restart", "link", "clock", "leave", "forget"]
 CrashState = Literal["keep", "lose", "wipe"]
 
 
@@ -99,7 +99,7 @@ class FaultSpec(_Spec):
     at_s: float
     action: Action
     groups: list[list[str]] | None = None  # partition
-    nodes: list[str] | None = None  # crash, restart, clock
+    nodes: list[str] | None = None  # crash, restart, clock, leave; forget: whom to forget
     state: CrashState = "keep"  # crash: keep memory (pause), lose memory (reload disk), wipe
     links: list[list[str]] | None = None  # link: node pairs; None = every link
     latency_ms: float | None = None
@@ -292,7 +292,7 @@ def _validate_fault(f: FaultSpec, field: str, known: set[str], duration_s: float
             twice = sorted(seen.intersection(group))
             _check(not twice, f"{field}.groups", f"node {twice[:1]} is in two groups")
             seen.update(group)
-    elif f.action in ("crash", "restart"):
+    elif f.action in ("crash", "restart", "leave", "forget"):
         _check(bool(f.nodes), f"{field}.nodes", f"required for action {f.action!r}")
         _known_nodes(f.nodes or [], f"{field}.nodes", known)
     elif f.action == "link":

@@ -69,3 +69,22 @@ def test_a_run_with_listings_counts_them_and_ends_with_complete_ones() -> None:
     writes = metrics["writes"]
     assert metrics["converged"] and writes["lists"] > 0 and writes["reads"] > 0
     assert writes["incomplete_lists"] < writes["lists"], "after the heal, listings are whole"
+
+
+def test_scripted_leave_and_forget_move_members_to_left_and_out() -> None:
+    raw = minimal_raw()
+    raw["duration_s"] = 20
+    raw["faults"] = [
+        {"at_s": 2, "action": "leave", "nodes": ["n5"]},
+        {"at_s": 3, "action": "crash", "nodes": ["n4"]},
+        {"at_s": 12, "action": "forget", "nodes": ["n4", "n1"]},  # n1 is alive: refused
+    ]
+    sim = Simulation(build(raw))
+    sim.run()
+    for name in ("n1", "n2", "n3"):
+        view = sim.nodes[name].node.membership
+        left = view.member_info("n5")
+        assert left is not None and left.state.value == "left"
+        assert view.member_info("n4") is None, "forgotten"
+    assert sim.nodes["n2"].node.membership.member_info("n1") is not None
+    assert any(e["action"] == "leave" for e in sim.events)
