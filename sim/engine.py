@@ -34,9 +34,9 @@ from typing import IO, Any
 import simpy
 
 from rumordb.core import (
-    ForgetRefused,
     Counters,
     DecodeError,
+    ForgetRefused,
     Local,
     Node,
     NodeConfig,
