@@ -244,7 +244,7 @@ class Node:
         clock = now if mono is None else mono  # a driver that passes mono always does
         due = self.timers.fire(clock)
         if due.probe and self.membership.detects_failures:
-            self._probe(out, clock)
+            self._probe(out, now, clock)
         if due.gossip and len(self.queue):
             self._gossip_round(out)
         if due.anti_entropy:
@@ -254,13 +254,14 @@ class Node:
                 self._maintain(out)
         return self._with_transitions(out)
 
-    def _probe(self, out: Output, now: float) -> None:
+    def _probe(self, out: Output, now: float, mono: float) -> None:
+        """``mono`` judges members; ``now`` (wall time) is what the clock watch compares."""
         members = self.membership
         members.beat()
-        if not members.was_away(now):  # away: what waits for us is news, not silence
-            members.expire(now)
+        if not members.was_away(mono):  # away: what waits for us is news, not silence
+            members.expire(mono)
         if self.config.reap_dead_after_ms:
-            members.reap(now, self.config.reap_dead_after_ms / 1000)
+            members.reap(mono, self.config.reap_dead_after_ms / 1000)
         targets = members.sample_peers(self.rng, self.config.fanout)
         dead = members.dead_peers()
         if dead:

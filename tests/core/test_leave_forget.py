@@ -231,3 +231,16 @@ def test_a_member_back_after_a_purge_drops_its_stale_copy_of_the_deleted_key() -
     c.run(5.0)
     assert back.view.get("k") is None, "the stale value must not outlive the purge"
     assert all("k" not in c.nodes[n].view.records() for n in c.ids)
+
+
+def test_heartbeats_carry_wall_time_when_timers_run_on_mono_time() -> None:
+    from rumordb.core.messages import Heartbeat, decode
+
+    config = NodeConfig(probe_interval_ms=100, jitter_timers=False)
+    n = Node("n1", "mem://n1", rng=random.Random(1), now=1000.0, config=config, mono=5.0)
+    n.join("n2", "mem://n2", 0, 1000.0, mono=5.0)
+    out = n.tick(1000.1, mono=5.1)
+    beats = [m for _, data in out.messages if isinstance(m := decode(data, 1 << 20), Heartbeat)]
+    assert beats and all(b.clock_ms == 1_000_100 for b in beats), (
+        "the clock watch compares wall time"
+    )
