@@ -17,6 +17,7 @@ from collections.abc import Callable, ItemsView, Iterable, KeysView
 
 from rumordb.core.digest import Digest, fingerprint
 from rumordb.core.hashing import key_hash
+from rumordb.core.keyring import RESERVED_PREFIX
 from rumordb.core.record import Discarded, Record
 
 OwnersOf = Callable[[str], list[str]]
@@ -63,8 +64,14 @@ class Store:
                 del self._sorted_keys[index]
         self._stale.add(key)
 
-    def list_live(self, prefix: str, limit: int, after: str) -> list[str]:
-        """Live keys in order, starting with ``prefix``, strictly after ``after``."""
+    def list_live(
+        self, prefix: str, limit: int, after: str, *, reserved: bool = False
+    ) -> list[str]:
+        """Live user keys in order, starting with ``prefix``, strictly after ``after``.
+
+        The reserved keyspace (``core.keyring``) is no user's: it is listed only when asked
+        for (``reserved``, by the node's own keyring, never for a client).
+        """
         if self._sorted_keys is None:
             self._sorted_keys = sorted(self.records)
         keys = self._sorted_keys
@@ -74,7 +81,9 @@ class Store:
         for key in keys[start:]:
             if not key.startswith(prefix) or len(found) >= limit:
                 break
-            if not self.records[key].tombstone:
+            if self.records[key].tombstone:
+                continue
+            if reserved or not key.startswith(RESERVED_PREFIX):
                 found.append(key)
         return found
 

@@ -67,9 +67,12 @@ class NodeView:
         """The stored versions, read-only by type (no copy: whole-cluster checks)."""
         return self._store.records
 
-    def list_keys(self, prefix: str = "", limit: int = 100, after: str = "") -> list[str]:
-        """This node's live keys in order (``Node.plan_list`` says whom else to ask)."""
-        return self._store.list_live(prefix, limit, after)
+    def list_keys(
+        self, prefix: str = "", limit: int = 100, after: str = "", *, reserved: bool = False
+    ) -> list[str]:
+        """This node's live keys in order (``Node.plan_list`` says whom else to ask);
+        ``reserved``: the reserved keyspace too (``core.keyring``; never for clients)."""
+        return self._store.list_live(prefix, limit, after, reserved=reserved)
 
     # --- cluster ---------------------------------------------------------------------
     @property

@@ -32,6 +32,7 @@ from rumordb.live.auth import Gate, KeyStore, Role
 from rumordb.live.errors import ErrorBoundary, HttpError, translate
 from rumordb.live.faults import FaultError, parse_request
 from rumordb.live.gossip_client import Envelope, EnvelopeError, open_envelope, seal_envelope
+from rumordb.live.keyring import ClusterKeyring, add_keyring_routes
 from rumordb.live.kv import KVHandler
 from rumordb.live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from rumordb.live.runner import Runner
@@ -130,7 +131,8 @@ def create_app(
     # Without an injected transport, peers are reached over HTTPS exactly when TLS is on.
     runner = Runner(settings, transport=transport or peer_transport(settings), discovery=discovery)
     keystore = KeyStore.from_settings(settings)
-    gate = Gate.from_settings(keystore, settings, runner.metrics)
+    keyring = ClusterKeyring(runner)
+    gate = Gate.from_settings(keystore, settings, runner.metrics, keyring=keyring)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -160,6 +162,7 @@ def create_app(
     gossip = GossipHandler(runner)
     app.kv_handler, app.gossip_handler = kv, gossip
     _add_ops_routes(app, runner, gate)
+    add_keyring_routes(app, keyring, Depends(_require(gate, Role.ADMIN)))
     if settings.allow_faults:
         _add_fault_routes(app, runner, gate)
     _document_raw_routes(app)

@@ -35,6 +35,7 @@ from rumordb.core import (
 )
 from rumordb.core.context import Context
 from rumordb.core.hlc import physical_ms
+from rumordb.core.keyring import RESERVED_PREFIX, is_reserved
 from rumordb.live.asgi import (
     Headers,
     Receive,
@@ -198,6 +199,9 @@ class KVHandler:
             if exc.too_long:
                 raise HttpError(414, "key_too_long", str(exc)) from None
             raise HttpError(400, "invalid_key", str(exc)) from None
+        if is_reserved(key):  # the keyring's keyspace: reachable only through /admin/keys
+            detail = f"keys starting with {RESERVED_PREFIX!r} are reserved for the cluster"
+            raise HttpError(403, "reserved_key", detail)
         return key
 
     async def _list(self, scope: Scope, request: KVRequest) -> Reply:
