@@ -24,7 +24,9 @@ OwnersOf = Callable[[str], list[str]]
 
 
 class Store:
-    __slots__ = ("_digest", "_scoped", "_sorted_keys", "_stale", "discarded", "records")
+    __slots__ = (
+        "_digest", "_scoped", "_sorted_keys", "_stale", "discarded", "records", "reserved",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.records: dict[str, Record] = {}
@@ -33,6 +35,7 @@ class Store:
         self._stale: set[str] = set()  # keys whose digest entries may be out of date
         self._sorted_keys: list[str] | None = None
         self._scoped: dict[str, tuple[int, Digest]] = {}  # peer -> (ring epoch, digest)
+        self.reserved = 0  # records of the reserved keyspace: not user keys (core.keyring)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -49,8 +52,11 @@ class Store:
     def put(self, key: str, record: Record) -> Record | None:
         """Store ``record`` as the version of ``key``; returns the one it replaced."""
         previous = self.records.get(key)
-        if previous is None and self._sorted_keys is not None:
-            insort(self._sorted_keys, key)
+        if previous is None:
+            if self._sorted_keys is not None:
+                insort(self._sorted_keys, key)
+            if key.startswith(RESERVED_PREFIX):
+                self.reserved += 1
         self.records[key] = record
         self._stale.add(key)
         return previous
@@ -58,6 +64,8 @@ class Store:
     def drop(self, key: str) -> None:
         if self.records.pop(key, None) is None:
             return
+        if key.startswith(RESERVED_PREFIX):
+            self.reserved -= 1
         if self._sorted_keys is not None:
             index = bisect_left(self._sorted_keys, key)
             if index < len(self._sorted_keys) and self._sorted_keys[index] == key:

@@ -55,9 +55,9 @@ class NodeView:
         return self._store.discarded.get(key)
 
     def key_count(self) -> tuple[int, int]:
-        """(live keys, tombstones)."""
+        """(live user keys, tombstones): the reserved keyspace (the keyring) is not counted."""
         tombstones = len(self._tombstones)
-        return len(self._store) - tombstones, tombstones
+        return max(0, len(self._store) - tombstones - self._store.reserved), tombstones
 
     def items(self) -> ItemsView[str, Record]:
         """Every stored (key, version), tombstones included."""

@@ -158,6 +158,12 @@ def test_a_store_listing_hides_the_reserved_keyspace_unless_asked() -> None:
     assert store.list_live("", 10, "") == ["_a", "a", "zz"]
     assert store.list_live("_rumor/", 10, "") == []
     assert store.list_live("_rumor/", 10, "", reserved=True) == ["_rumor/keyring/key/ab"]
+    assert store.reserved == 1
+    store.put("_rumor/keyring/key/ab", record(b"w", hlc=2))
+    assert store.reserved == 1
+    store.drop("_rumor/keyring/key/ab")
+    store.drop("_rumor/keyring/key/ab")
+    assert store.reserved == 0
 
 
 def test_every_member_owns_the_reserved_keyspace_even_sharded() -> None:

@@ -17,7 +17,16 @@ import httpx
 import pytest
 
 from rumordb.core import keyring as kr
-from tests.live.harness import ADMIN, READER, Cluster, NodeProcess, running_app, settings_for
+from tests.live.harness import (
+    ADMIN,
+    READER,
+    Cluster,
+    NodeProcess,
+    eventually,
+    running_app,
+    settings_for,
+)
+from tests.live.test_inprocess_cluster import in_process_cluster
 
 pytestmark = pytest.mark.anyio
 
@@ -104,7 +113,26 @@ async def test_the_reserved_keyspace_is_out_of_reach_of_kv(tmp_path: Path) -> No
             listing = await client.get("/kv", params={"prefix": prefix}, headers=ADMIN)
             assert "_rumor" not in listing.text
         assert (await client.get("/kv", headers=ADMIN)).json()["keys"] == ["user"]
+        assert (await client.get("/cluster", headers=ADMIN)).json()["keys"] == 1
         assert app.state.runner.view.get(grant) is not None  # it is there, only hidden
+
+
+async def test_sharded_every_node_holds_the_keyring(tmp_path: Path) -> None:
+    """With 4 nodes and 2 replicas, a key (and its revocation) still reaches all 4."""
+    async with in_process_cluster(tmp_path, 4, sharding=True, replicas=2) as (_, _, clients):
+        made = await clients[0].post(
+            "/admin/keys", json={"name": "wide", "role": "reader"}, headers=ADMIN
+        )
+        key = made.json()["key"]
+        for client in clients:
+            await eventually(lambda client=client: _status(client, key, 200), timeout_s=10)
+        assert (await clients[1].delete("/admin/keys/wide", headers=ADMIN)).status_code == 200
+        for client in clients:
+            await eventually(lambda client=client: _status(client, key, 401), timeout_s=10)
+
+
+async def _status(client: httpx.AsyncClient, key: str, status: int) -> bool:
+    return (await client.get("/kv", headers=bearer(key))).status_code == status
 
 
 async def test_an_expiring_key_works_until_its_expiry(tmp_path: Path) -> None:
