@@ -16,6 +16,7 @@ Routes (admin keys only; errors are ``{"error", "detail"}``):
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import time
 from collections.abc import Callable
@@ -42,6 +43,9 @@ class ClusterKeyring:
     def __init__(self, runner: Runner, clock: Callable[[], float] = time.time) -> None:
         self.runner = runner
         self._clock = clock
+        # One change at a time on this node: two creates of a name here cannot both pass
+        # the name check before either is written (across nodes the rule copes with it).
+        self._changing = asyncio.Lock()
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -77,11 +81,11 @@ class ClusterKeyring:
 
     async def create(self, body: bytes) -> dict[str, Any]:
         request = rules.parse_create(body)
-        rules.refuse_create(request, self._lookup, self._grants())
         key = generate_key()
-        grant = rules.new_grant(request, self._now_ms())
-        value = rules.encode_grant(grant)
-        await self._write(rules.grant_key(rules.digest_of(key)), value)
+        async with self._changing:
+            rules.refuse_create(request, self._lookup, self._grants())
+            grant = rules.new_grant(request, self._now_ms())
+            await self._write(rules.grant_key(rules.digest_of(key)), rules.encode_grant(grant))
         return {
             "name": grant.name,
             "role": grant.role,
@@ -91,9 +95,10 @@ class ClusterKeyring:
         }
 
     async def revoke(self, name: str) -> dict[str, Any]:
-        rules.refuse_revoke(name, self._lookup, self._grants())
-        revocation = rules.Revocation(name, self._now_ms())
-        await self._write(rules.revocation_key(name), rules.encode_revocation(revocation))
+        async with self._changing:
+            rules.refuse_revoke(name, self._lookup, self._grants())
+            revocation = rules.Revocation(name, self._now_ms())
+            await self._write(rules.revocation_key(name), rules.encode_revocation(revocation))
         return {"name": name, "revoked": True, "revoked_at": _iso(revocation.revoked_ms)}
 
     async def _write(self, key: str, value: bytes) -> None:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -248,3 +249,17 @@ def test_an_expired_key_is_refused_everywhere(cluster_factory: Callable[[], Clus
     for node in (n1, n3):
         listing = cluster.client.get(node.url + "/admin/keys", headers=ADMIN).json()["keys"]
         assert {e["name"]: e["state"] for e in listing} == {"brief": "expired", "lasting": "active"}
+
+
+async def test_concurrent_creates_of_one_name_on_one_node_make_one_key(tmp_path: Path) -> None:
+    async with running_app(settings_for(tmp_path)) as (_, client):
+        statuses: list[int] = []
+
+        async def attempt() -> None:
+            statuses.append((await create(client, name="race", role="reader")).status_code)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(5):
+                group.start_soon(attempt)
+        assert sorted(statuses) == [201, 409, 409, 409, 409]
+        assert len((await client.get("/admin/keys", headers=ADMIN)).json()["keys"]) == 1
