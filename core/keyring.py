@@ -139,11 +139,15 @@ def new_grant(request: CreateRequest, now_ms: int) -> Grant:
 
 
 def refuse_create(request: CreateRequest, lookup: Lookup, grants: Iterable[Grant]) -> None:
-    """Raise 409 if the name is revoked (sticky) or already names a grant known here."""
+    """Raise 409 if the name is revoked (sticky), already names a grant known here, or the
+    keyring holds ``MAX_KEYS`` grants (a bound on what every node stores and scans)."""
     if is_revoked(request.name, lookup):
         raise KeyringError(409, "name_revoked", f"key name {request.name!r} was revoked")
-    if any(grant.name == request.name for grant in grants):
+    known = list(grants)
+    if any(grant.name == request.name for grant in known):
         raise KeyringError(409, "exists", f"a key named {request.name!r} exists")
+    if len(known) >= MAX_KEYS:
+        raise KeyringError(409, "keyring_full", f"the keyring holds {MAX_KEYS} keys already")
 
 
 def refuse_revoke(name: str, lookup: Lookup, grants: Iterable[Grant]) -> None:

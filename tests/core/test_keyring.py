@@ -70,6 +70,14 @@ def test_a_create_of_a_live_name_is_refused_and_a_new_name_passes() -> None:
     kr.refuse_create(kr.CreateRequest("bob", "admin"), lookup_of(records), known)
 
 
+def test_a_full_keyring_refuses_a_create() -> None:
+    full = [kr.Grant(f"k{i}", "reader", NOW_MS) for i in range(kr.MAX_KEYS)]
+    with pytest.raises(kr.KeyringError) as refused:
+        kr.refuse_create(kr.CreateRequest("one-more", "reader"), lookup_of({}), full)
+    assert refused.value.code == "keyring_full"
+    kr.refuse_create(kr.CreateRequest("one-more", "reader"), lookup_of({}), full[1:])
+
+
 def test_revoking_an_unknown_or_already_revoked_name_is_404() -> None:
     records = {kr.grant_key(kr.digest_of("s")): grant_record("alice")}
     known = kr.grants(records.items())
