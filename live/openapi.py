@@ -101,24 +101,6 @@ LISTING = {
         "next": {"type": ["string", "null"]},
     },
 }
-META = {
-    "type": "object",
-    "required": ["key", "content_type", "size", "clock", "hlc", "origin", "tombstone", "context"],
-    "properties": {
-        "key": {"type": "string"},
-        "content_type": {"type": "string"},
-        "size": {"type": "integer", "minimum": 0},
-        "value_sha256": {"type": "string"},
-        "clock": {"type": "object", "additionalProperties": {"type": "integer"}},
-        "hlc": {"type": "integer"},
-        "hlc_ms": {"type": "integer"},
-        "origin": {"type": "string"},
-        "tombstone": {"type": "boolean"},
-        "context": {"type": "string"},
-        "discarded": {"type": ["object", "null"]},
-        "node": {"type": "string"},
-    },
-}
 
 
 def _operation(summary: str, responses: Responses, **extra: Any) -> dict[str, Any]:
@@ -166,10 +148,14 @@ def raw_paths(max_key_bytes: int, max_value_bytes: int) -> dict[str, Any]:
     meta = {"name": "meta", "in": "query", "required": False, "schema": {"type": "boolean"}}
     read_errors = (*AUTH_STATUSES, 404, 414, 503)
     write_errors = (*AUTH_STATUSES, 403, 412, 414, 503)
+    # The value comes back with the Content-Type it was written with, whatever it claims
+    # (an "application/json" value need not be JSON): no schema can describe it.
     value = {
-        "description": "the value with its Content-Type (or, with ?meta=true, its version as JSON)",
+        "description": "the value with its Content-Type; with ?meta=true its version as JSON"
+        " {key, content_type, size, value_sha256, clock, hlc, hlc_ms, origin, tombstone,"
+        " context, discarded, node}",
         "headers": VALUE_HEADERS,
-        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        "content": {"*/*": {}},
     }
     written = _json("written", WRITTEN, headers=ETAG)
     bounded = {
