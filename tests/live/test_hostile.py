@@ -310,3 +310,14 @@ async def test_head_answers_like_get_without_the_body(app: FastAPI) -> None:
     assert head.headers == got.headers  # Content-Length, ETag, context included
     missing = await call(app, Request("HEAD", b"/kv/absent", headers=[ADMIN]))
     assert (missing.status, missing.body) == (404, b"")
+
+
+@pytest.mark.parametrize("raw", [b"%00", b"a%7Fb", b"%C2%85", b"%1B", b"%ED%A0%80", b"%FF"])
+async def test_the_key_rules_match_their_error_text(app: FastAPI, raw: bytes) -> None:
+    """C0, DEL and C1 controls, a lone surrogate and non-UTF-8 are refused as the text says."""
+    answer = await call(app, Request("PUT", b"/kv/" + raw, headers=[ADMIN], chunks=[b"v"]))
+    body = json.loads(answer.body)
+    assert (answer.status, body["error"]) == (400, "invalid_key")
+    assert "UTF-8" in body["detail"]
+    assert raw in (b"%FF", b"%ED%A0%80") or "control characters" in body["detail"]
+    assert stored(app) == 0
