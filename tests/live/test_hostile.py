@@ -157,10 +157,10 @@ hostile_contexts = st.one_of(
     st.text(
         alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", max_size=64
     ).map(str.encode),
-    st.builds(
+    st.builds(  # forged: counters and HLCs up to 2^64 - 1, clocks naming unknown nodes
         lambda clock, hlc: encode_context(clock, hlc).encode(),
-        st.dictionaries(st.text(max_size=8), st.integers(0, 2**32), max_size=4),
-        st.integers(0, 2**40),
+        st.dictionaries(st.text(max_size=8), st.integers(0, 2**64 - 1), max_size=40),
+        st.one_of(st.integers(0, 2**40), st.integers(0, 2**64 - 1)),
     ),
 )
 chunkings = st.lists(st.binary(max_size=MAX_VALUE_BYTES // 2), max_size=4)
