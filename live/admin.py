@@ -52,7 +52,11 @@ def add_member_routes(app: FastAPI, runner: Runner, admin: Any) -> None:
         tags=["cluster"],
         summary="Forget a dead or left member for good (409 if alive or suspect)",
         dependencies=needs_admin,
-        responses={404: {"description": "no such member"}, 409: {"description": "alive"}},
+        responses={
+            400: {"description": "not a node id"},
+            404: {"description": "no such member"},
+            409: {"description": "alive or suspect"},
+        },
     )
     async def forget(member_id: str) -> dict[str, Any]:
         if not runner.running:
