@@ -50,7 +50,7 @@ from rumordb.sim.clock import NodeClock
 from rumordb.sim.metrics import collect
 from rumordb.sim.network import Fate, Network
 from rumordb.sim.scenario import FaultSpec, Scenario
-from rumordb.sim.workload import Op, operations, value_for
+from rumordb.sim.workload import Op, OpStream, context_of
 
 MAX_EVENTS = 10_000  # fault and churn events kept for the report
 
@@ -130,7 +130,7 @@ class Simulation:
         self.series = Series()
         self._trace = hashlib.blake2b(digest_size=16)
         self._trace_out = trace_out
-        self._workload_rng = random.Random(f"{seed}:workload")
+        self._ops = OpStream(s.workload, self.ids, s.duration_s, seed)
         self._churn_rng = random.Random(f"{seed}:churn")
         self._clocks = self._initial_clocks()
         self.nodes: dict[str, SimNode] = {}
@@ -323,8 +323,7 @@ class Simulation:
 
     # --- the workload --------------------------------------------------------------------
     def _workload(self) -> Process:
-        s = self.scenario
-        for op in operations(s.workload, s.duration_s, self._workload_rng):
+        for op in self._ops:
             if op.at_s > self.env.now:
                 yield self.env.timeout(op.at_s - self.env.now)
             self._client_op(op)
@@ -332,10 +331,10 @@ class Simulation:
         self._check_done()
 
     def _client_op(self, op: Op) -> None:
-        origin = self._pick_origin()
+        origin = self._pick_origin(op)
         if origin is None:
             self.failed_ops += 1
-            self._record(f"op {op.kind} {op.key} no-node")
+            self._record(f"op {op.label} {op.key} no-node")
             return
         if op.kind == "read":
             owners = origin.node.route(op.key)  # sharded: an owner answers
@@ -347,9 +346,9 @@ class Simulation:
         result, origin = self._write(origin, op)
         if result is None:
             self.failed_ops += 1
-            self._record(f"op {op.kind} {op.key} no-owner")
+            self._record(f"op {op.label} {op.key} no-owner")
             return
-        self._record(f"op {op.kind} {op.key} {origin.id} {result.status.value}")
+        self._record(f"op {op.label} {op.key} {origin.id} {result.status.value}")
         if result.status is WriteStatus.NOT_FOUND:
             self.noop_deletes += 1
         else:
@@ -374,8 +373,9 @@ class Simulation:
         # What the client saw there: the stored version, or the tombstone purged here.
         had = node.records.get(op.key) or sim_node.purged.get(op.key)
         if op.kind == "put":
-            value = value_for(op.seq, self.scenario.workload.value_bytes)
-            result = node.put(op.key, value, "application/octet-stream", now)
+            assert op.value is not None
+            context = context_of(node.version(op.key)) if op.conditional else None
+            result = node.put(op.key, op.value, "application/octet-stream", now, context)
         else:
             result = node.delete(op.key, now)
         if result.status in (WriteStatus.OK, WriteStatus.CREATED):
@@ -383,10 +383,9 @@ class Simulation:
             self.checker.issued(op.key, result.record, had, self.env.now)
         return result
 
-    def _pick_origin(self) -> SimNode | None:
-        names = self.scenario.workload.from_nodes or self.ids
-        up = [self.nodes[name] for name in names if self.nodes[name].up]
-        return self._workload_rng.choice(up) if up else None
+    def _pick_origin(self, op: Op) -> SimNode | None:
+        name = self._ops.pick(op, lambda name: self.nodes[name].up)
+        return None if name is None else self.nodes[name]
 
     # --- faults ------------------------------------------------------------------------
     def _faults(self) -> Process:

@@ -6,6 +6,11 @@ parsed with the standard library's ``tomllib``, typed with msgspec (unknown fiel
 errors), then checked for meaning (known node names, sane ranges). Every error names the
 offending field the way a user would write it: ``faults[1].groups: unknown node 'n9'``.
 
+The workload is either the flat ``[workload]`` table (one random-key phase) or a list
+of ``[[workload.phases]]``, each a rate over ``[start_s, stop_s)`` with its writer nodes,
+a ``key_range`` or ``key_list`` and an operation ``mix``; ``sim.workload`` turns either
+into the same kind of timed operations, which a live driver can replay.
+
 ``overrides`` (dotted paths such as ``gossip.fanout``) let ``rumor sim sweep`` and the
 shipped experiments vary one parameter of a file without copying it.
 """
@@ -22,6 +27,15 @@ import msgspec
 Topology = Literal["complete", "random_regular", "small_world", "two_dc", "graphml"]
 Action = Literal["partition", "heal", "crash", "restart", "link", "clock"]
 CrashState = Literal["keep", "lose", "wipe"]
+
+
+MAX_PHASES = 256
+MAX_KEYS = 1_000_000  # keys one phase may address
+MAX_KEY_BYTES = 1024  # the core's default limit (NodeConfig.max_key_bytes)
+MAX_VALUE_BYTES = 1 << 20
+MAX_RATE_PER_S = 1_000_000.0
+_BAD_KEY = re.compile("[\x00-\x1f]")
+_KEY_TEXT = "keys are non-empty UTF-8 text of at most 1024 bytes, without control characters"
 
 
 class ScenarioError(ValueError):
@@ -63,7 +77,47 @@ class GossipSpec(_Spec):
     jitter_timers: bool = True
 
 
+class MixSpec(_Spec):
+    """Shares of a phase's operations; they add up to 1."""
+
+    put: float = 0.0
+    conditional_put: float = 0.0  # read the key's version there, then PUT with If-Match
+    delete: float = 0.0
+    read: float = 0.0
+
+
+class PhaseSpec(_Spec, kw_only=True):
+    """A scripted stretch of client traffic: who writes which keys, how fast, what ops.
+
+    Runs over ``[start_s, stop_s)``. ``pick = "scripted"``: each operation names its node
+    when the workload is generated (a live driver replays it as is; an operation whose
+    node is down fails, as a live client's request would); ``"up"``: the driver picks one
+    of ``nodes`` that is up at the operation's instant.
+    """
+
+    start_s: float = 0.0
+    stop_s: float | None = None  # None: until the end of the run
+    rate_per_s: float
+    arrivals: Literal["poisson", "uniform"] = "uniform"
+    nodes: list[str] | None = None  # None: every node
+    pick: Literal["scripted", "up"] = "scripted"
+    key_range: list[int] | None = None  # [first, stop): key_prefix + first ... stop - 1
+    key_list: list[str] | None = None
+    key_prefix: str = "k"
+    key_order: Literal["random", "sequential"] = "random"  # sequential: in order, cycling
+    mix: MixSpec = msgspec.field(default_factory=lambda: MixSpec(put=1.0))
+    value_bytes: int = 64
+    writes: int | None = None  # stop the phase after this many puts and deletes
+
+
 class WorkloadSpec(_Spec):
+    """The flat fields are the original single workload; ``phases`` script several.
+
+    Use one or the other: the flat fields are one phase of their own, generated with
+    their original arrival rule so old scenarios replay to the same trace hash.
+    """
+
+    phases: list[PhaseSpec] = msgspec.field(default_factory=list)
     writes_per_s: float = 0.0
     delete_fraction: float = 0.0  # share of writes that are deletes
     reads_per_s: float = 0.0
@@ -205,7 +259,7 @@ def validate(s: Scenario) -> None:
     _validate_network(s.network, s.cluster.nodes, Path(s.base_dir))
     _validate_gossip(s.gossip)
     known = set(s.node_ids)
-    _validate_workload(s.workload, known)
+    _validate_workload(s.workload, known, s.duration_s)
     _check(s.churn.interval_s >= 0, "churn.interval_s", "must be >= 0")
     _check(s.churn.down_s > 0, "churn.down_s", "must be > 0")
     _check(s.clocks.skew_ms >= 0, "clocks.skew_ms", "must be >= 0")
@@ -259,7 +313,13 @@ def _validate_gossip(g: GossipSpec) -> None:
         _check(getattr(g, name) >= 1, f"gossip.{name}", "must be >= 1")
 
 
-def _validate_workload(w: WorkloadSpec, known: set[str]) -> None:
+def _validate_workload(w: WorkloadSpec, known: set[str], duration_s: float) -> None:
+    if w.phases:
+        _check(len(w.phases) <= MAX_PHASES, "workload.phases", f"at most {MAX_PHASES} phases")
+        _no_flat_fields(w)
+        for i, phase in enumerate(w.phases):
+            _validate_phase(phase, f"workload.phases[{i}]", known, duration_s)
+        return
     for name in ("writes_per_s", "reads_per_s", "start_s"):
         _check(getattr(w, name) >= 0, f"workload.{name}", "must be >= 0")
     _check(0 <= w.delete_fraction <= 1, "workload.delete_fraction", "must be in [0, 1]")
@@ -272,6 +332,61 @@ def _validate_workload(w: WorkloadSpec, known: set[str]) -> None:
     if w.from_nodes is not None:
         _check(bool(w.from_nodes), "workload.from_nodes", "must not be empty")
         _known_nodes(w.from_nodes, "workload.from_nodes", known)
+
+
+def _no_flat_fields(w: WorkloadSpec) -> None:
+    flat = WorkloadSpec()
+    for name in WorkloadSpec.__struct_fields__:
+        if name != "phases" and getattr(w, name) != getattr(flat, name):
+            _check(
+                False,
+                f"workload.{name}",
+                "not with workload.phases (the flat fields are one phase; put it in a phase)",
+            )
+
+
+def _validate_phase(p: PhaseSpec, field: str, known: set[str], duration_s: float) -> None:
+    _check(0 <= p.start_s < duration_s, f"{field}.start_s", "must be within [0, duration_s)")
+    if p.stop_s is not None:
+        _check(p.stop_s > p.start_s, f"{field}.stop_s", f"must be > {field}.start_s")
+    _check(p.rate_per_s > 0, f"{field}.rate_per_s", "must be > 0")
+    _check(p.rate_per_s <= MAX_RATE_PER_S, f"{field}.rate_per_s", f"must be <= {MAX_RATE_PER_S}")
+    if p.nodes is not None:
+        _check(bool(p.nodes), f"{field}.nodes", "must not be empty (omit it for every node)")
+        _known_nodes(p.nodes, f"{field}.nodes", known)
+        _check(len(set(p.nodes)) == len(p.nodes), f"{field}.nodes", "names a node twice")
+    _validate_keys(p, field)
+    _validate_mix(p.mix, f"{field}.mix")
+    _check(0 <= p.value_bytes <= MAX_VALUE_BYTES, f"{field}.value_bytes", "must be in [0, 1 MiB]")
+    if p.writes is not None:
+        _check(p.writes >= 1, f"{field}.writes", "must be >= 1")
+
+
+def _validate_keys(p: PhaseSpec, field: str) -> None:
+    given = (p.key_range is not None) + (p.key_list is not None)
+    _check(given == 1, field, "give exactly one of key_range and key_list")
+    if p.key_range is not None:
+        r = p.key_range
+        _check(len(r) == 2, f"{field}.key_range", "is [first, stop]")
+        _check(0 <= r[0] < r[1], f"{field}.key_range", "needs 0 <= first < stop")
+        _check(r[1] - r[0] <= MAX_KEYS, f"{field}.key_range", f"at most {MAX_KEYS} keys")
+        _check(not _BAD_KEY.search(p.key_prefix), f"{field}.key_prefix", _KEY_TEXT)
+        longest = f"{p.key_prefix}{r[1] - 1}".encode()
+        _check(len(longest) <= MAX_KEY_BYTES, f"{field}.key_prefix", "makes keys too long")
+    for key in p.key_list or []:
+        ok = bool(key) and not _BAD_KEY.search(key) and len(key.encode()) <= MAX_KEY_BYTES
+        _check(ok, f"{field}.key_list", f"{key!r}: {_KEY_TEXT}")
+    if p.key_list is not None:
+        _check(bool(p.key_list), f"{field}.key_list", "must not be empty")
+        _check(len(p.key_list) <= MAX_KEYS, f"{field}.key_list", f"at most {MAX_KEYS} keys")
+
+
+def _validate_mix(m: MixSpec, field: str) -> None:
+    shares = msgspec.structs.asdict(m)
+    for name, share in shares.items():
+        _check(share >= 0, f"{field}.{name}", "must be >= 0")
+    total = sum(shares.values())
+    _check(abs(total - 1) < 1e-6, field, f"shares must add up to 1 (they add up to {total:g})")
 
 
 def _known_nodes(names: list[str], field: str, known: set[str]) -> None:

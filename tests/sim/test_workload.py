@@ -1,0 +1,180 @@
+"""Phased workloads: a pure, seeded stream of timed ops that both drivers can replay."""
+
+from __future__ import annotations
+
+import random
+from io import StringIO
+from typing import Any
+
+import pytest
+
+from rumordb.core import Node, Record, WriteStatus
+from rumordb.sim.engine import Simulation
+from rumordb.sim.scenario import ScenarioError, parse_scenario
+from rumordb.sim.workload import Op, OpStream, context_of, script
+from tests.sim.helpers import build, minimal_raw, phased_raw, run
+
+
+def _ops(raw: dict[str, Any], seed: int | None = None) -> list[Op]:
+    s = parse_scenario(raw, seed=seed)
+    return script(s.workload, s.node_ids, s.duration_s, s.seed)
+
+
+def test_the_generator_is_deterministic_from_the_seed() -> None:
+    first, again = _ops(phased_raw()), _ops(phased_raw())
+    assert first == again
+    assert _ops(phased_raw(), seed=4) != first
+
+
+def test_a_sequential_phase_writes_each_key_once_in_order_at_the_rate() -> None:
+    ops = [op for op in _ops(phased_raw()) if op.phase == 0]
+    assert [op.key for op in ops] == [f"k{i}" for i in range(200)]
+    assert {op.node for op in ops} == {"n1"}
+    assert [op.at_s for op in ops[:3]] == [1.0, 1.01, 1.02]
+    assert ops[-1].at_s == pytest.approx(2.99)  # [start_s, stop_s): 3.0 is not included
+    assert all(op.kind == "put" and op.value and len(op.value) == 64 for op in ops)
+
+
+def test_a_mixed_phase_draws_every_kind_from_its_keys_and_nodes() -> None:
+    ops = [op for op in _ops(phased_raw()) if op.phase == 1]
+    assert all(4 <= op.at_s < 9 for op in ops)
+    assert {op.key for op in ops} == {"a", "b", "c", "k7"}
+    assert {op.node for op in ops} == {"n1", "n3"}
+    labels = {op.label for op in ops}
+    assert labels == {"put", "put-if-match", "delete", "read"}
+    assert all(op.value is None for op in ops if op.kind != "put")
+    assert 150 < len(ops) < 250  # 40/s over 5 s, Poisson
+
+
+def test_phases_merge_in_time_order() -> None:
+    times = [op.at_s for op in _ops(phased_raw())]
+    assert times == sorted(times)
+
+
+def test_writes_caps_a_phase() -> None:
+    raw = phased_raw()
+    raw["workload"]["phases"][1]["writes"] = 5
+    ops = [op for op in _ops(raw) if op.phase == 1]
+    assert sum(op.kind != "read" for op in ops) == 5
+
+
+def test_a_phase_that_picks_up_nodes_is_not_a_script() -> None:
+    raw = phased_raw()
+    raw["workload"]["phases"][1]["pick"] = "up"
+    with pytest.raises(ValueError, match=r"phases \[1\] pick their node"):
+        _ops(raw)
+    s = parse_scenario(raw)
+    stream = OpStream(s.workload, s.node_ids, s.duration_s, s.seed)
+    loose = next(op for op in stream if op.phase == 1)
+    assert loose.node is None
+    assert stream.pick(loose, lambda name: name == "n3") == "n3"
+    assert stream.pick(loose, lambda name: False) is None
+
+
+def test_a_phased_scenario_runs_identically_twice() -> None:
+    first, second = run(phased_raw()), run(phased_raw())
+    assert first["trace_hash"] == second["trace_hash"]
+    assert first["converged"] and first["writes"] == second["writes"]
+    assert first["keys"] == 203  # k0..k199, then a, b, c (k7 is one of the first 200)
+
+
+def test_conditional_puts_and_both_writers_reach_the_trace() -> None:
+    trace = StringIO()
+    Simulation(build(phased_raw()), trace_out=trace).run()
+    lines = trace.getvalue().splitlines()
+    assert any(" op put-if-match " in line and line.endswith(" ok") for line in lines)
+    writers = {line.split()[4] for line in lines if " op put " in line}
+    assert writers == {"n1", "n3"}
+
+
+def test_a_scripted_op_whose_node_is_down_fails_like_a_client_request() -> None:
+    raw = phased_raw()
+    raw["faults"] = [
+        {"at_s": 0.5, "action": "crash", "nodes": ["n1"]},
+        {"at_s": 3.5, "action": "restart", "nodes": ["n1"]},
+    ]
+    metrics = run(raw)
+    assert metrics["failed_ops"] >= 200  # all of phase 0, and n1's share of phase 1
+
+
+def test_the_context_of_a_read_names_its_version() -> None:
+    node = Node("n1", "n1", rng=random.Random(1), now=0.0)
+    first = node.put("k", b"1", "text/plain", 1.0).record
+    assert first is not None
+    context = context_of(first)
+    assert context is not None and (context.clock, context.hlc) == (first.clock, first.hlc)
+    node.put("k", b"2", "text/plain", 2.0)  # someone else's write in between
+    stale = node.put("k", b"3", "text/plain", 3.0, context)
+    assert stale.status is WriteStatus.PRECONDITION_FAILED
+    tombstone = Record(b"", "x", first.clock, first.hlc, "n1", True)
+    assert context_of(tombstone) is None and context_of(None) is None
+
+
+def _error(raw: dict[str, Any]) -> str:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(raw)
+    return str(info.value)
+
+
+def _phase_error(**fields: Any) -> str:
+    raw = phased_raw()
+    raw["workload"]["phases"][1].update(fields)
+    return _error(raw)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"stop_s": 3}, "workload.phases[1].stop_s: must be > workload.phases[1].start_s"),
+        ({"rate_per_s": 0}, "workload.phases[1].rate_per_s: must be > 0"),
+        ({"nodes": []}, "workload.phases[1].nodes: must not be empty (omit it for every node)"),
+        ({"nodes": ["n1", "n9"]}, "workload.phases[1].nodes: unknown node 'n9'"),
+        ({"nodes": ["n1", "n1"]}, "workload.phases[1].nodes: names a node twice"),
+        ({"start_s": 20}, "workload.phases[1].start_s: must be within [0, duration_s)"),
+        ({"key_range": [0, 5]}, "workload.phases[1]: give exactly one of key_range and key_list"),
+        ({"key_list": []}, "workload.phases[1].key_list: must not be empty"),
+        (
+            {"mix": {"put": 0.5, "delete": 0.2}},
+            "workload.phases[1].mix: shares must add up to 1 (they add up to 0.7)",
+        ),
+        ({"mix": {"put": 1.5, "delete": -0.5}}, "workload.phases[1].mix.delete: must be >= 0"),
+        ({"writes": 0}, "workload.phases[1].writes: must be >= 1"),
+        ({"rte": 3}, "workload.phases[1]: object contains unknown field `rte`"),
+        ({"mix": {"puts": 1}}, "workload.phases[1].mix: object contains unknown field `puts`"),
+        ({"pick": "any"}, "workload.phases[1].pick: invalid enum value 'any'"),
+    ],
+)
+def test_bad_phases_are_refused_naming_the_field(fields: dict[str, Any], expected: str) -> None:
+    assert _phase_error(**fields) == expected
+
+
+def test_key_text_and_ranges_are_checked() -> None:
+    assert _phase_error(key_list=["a", "b\n"]).startswith(
+        "workload.phases[1].key_list: 'b\\n': keys are non-empty UTF-8 text"
+    )
+    raw = phased_raw()
+    raw["workload"]["phases"][0]["key_range"] = [5, 5]
+    assert _error(raw) == "workload.phases[0].key_range: needs 0 <= first < stop"
+
+
+def test_a_phase_needs_a_rate() -> None:
+    raw = phased_raw()
+    del raw["workload"]["phases"][0]["rate_per_s"]
+    assert _error(raw) == "workload.phases[0]: object missing required field `rate_per_s`"
+
+
+def test_phases_and_the_flat_workload_do_not_mix() -> None:
+    raw = phased_raw()
+    raw["workload"]["writes_per_s"] = 10
+    assert _error(raw) == (
+        "workload.writes_per_s: not with workload.phases "
+        "(the flat fields are one phase; put it in a phase)"
+    )
+
+
+def test_the_flat_workload_is_one_phase_that_picks_up_nodes() -> None:
+    s = build(minimal_raw())
+    stream = OpStream(s.workload, s.node_ids, s.duration_s, s.seed)
+    [phase] = stream.phases
+    assert (phase.start_s, phase.stop_s, phase.rate_per_s, phase.scripted) == (1, 10, 20, False)
+    assert all(op.node is None and op.key.startswith("k") for op in stream)
