@@ -30,6 +30,16 @@ app.add_typer(sim_app, name="sim")
 
 _err = Console(stderr=True)
 
+DaskOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dask",
+        metavar="ADDRESS",
+        help="Run each run as a task on this Dask scheduler (tcp://host:8786); "
+        "--jobs is then unused.",
+    ),
+]
+
 ScenarioArg = Annotated[
     Path, typer.Argument(help="Scenario TOML file.", exists=True, dir_okay=False)
 ]
@@ -103,8 +113,10 @@ def sweep(
     seeds: Annotated[int, typer.Option(min=1, help="Runs per point (seeds seed..seed+K-1).")] = 1,
     seed: Annotated[int | None, typer.Option(help="First seed (default: the file's).")] = None,
     metric: Annotated[list[str] | None, typer.Option(help="Metric to plot (repeatable).")] = None,
+    dask: DaskOption = None,
 ) -> None:
     """Run a grid of parameter values in parallel; plot metrics against the parameter."""
+    from rumordb.sim.executor import ExecutorError
     from rumordb.sim.sweep import DEFAULT_METRICS, parse_params, run_sweep, write_sweep_report
 
     try:
@@ -120,8 +132,10 @@ def sweep(
     try:
         with Progress(*columns, console=_err, transient=True) as progress:
             task = progress.add_task("sweep", total=total)
-            rows = run_sweep(scenario, params, seed_list, jobs, lambda _row: progress.advance(task))
-    except ScenarioError as exc:
+            rows = run_sweep(
+                scenario, params, seed_list, jobs, lambda _row: progress.advance(task), dask
+            )
+    except (ScenarioError, ExecutorError) as exc:
         _fail(str(exc))
         return
     metrics = metric or list(DEFAULT_METRICS)
@@ -149,9 +163,11 @@ def dissemination_cmd(
     seeds: Annotated[int, typer.Option(min=1, help="Runs per size and limit.")] = 3,
     out: Annotated[Path | None, typer.Option(help="Report directory.")] = None,
     jobs: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 2,
+    dask: DaskOption = None,
 ) -> None:
     """Measure rounds for one update to reach N nodes against log2 N + ln N."""
     from rumordb.sim import dissemination
+    from rumordb.sim.executor import ExecutorError
 
     try:
         sizes = [int(n) for n in nodes.split(",") if n.strip()]
@@ -168,9 +184,9 @@ def dissemination_cmd(
         with Progress(*columns, console=_err, transient=True) as progress:
             task = progress.add_task("runs", total=len(sizes) * len(seed_list) * 2)
             rows = dissemination.run_experiment(
-                scenario, sizes, seed_list, jobs, lambda _row: progress.advance(task)
+                scenario, sizes, seed_list, jobs, lambda _row: progress.advance(task), dask
             )
-    except (ValueError, ScenarioError) as exc:
+    except (ValueError, ScenarioError, ExecutorError) as exc:
         _fail(str(exc))
         return
     dissemination.write_report(rows, out_dir, _command())

@@ -187,6 +187,11 @@ def load_scenario(
     path: Path, overrides: dict[str, Any] | None = None, seed: int | None = None
 ) -> Scenario:
     """Read, override, type-check and validate a scenario file."""
+    return parse_scenario(read_raw(path), overrides, seed)
+
+
+def read_raw(path: Path) -> dict[str, Any]:
+    """The file's TOML tables (plus ``base_dir``): what a remote worker is sent."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -194,12 +199,13 @@ def load_scenario(
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: invalid TOML: {exc}") from exc
     raw.setdefault("base_dir", str(path.parent))
-    return parse_scenario(raw, overrides, seed)
+    return raw
 
 
 def parse_scenario(
     raw: dict[str, Any], overrides: dict[str, Any] | None = None, seed: int | None = None
 ) -> Scenario:
+    """Override (in place), type-check and validate raw TOML tables."""
     for dotted, value in (overrides or {}).items():
         apply_override(raw, dotted, value)
     if seed is not None:
