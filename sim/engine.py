@@ -99,6 +99,8 @@ class Series:
     nodes_current: list[float] = field(default_factory=list)
     messages: list[int] = field(default_factory=list)
     bytes: list[int] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)  # of those messages: lost on a link
+    blocked: list[int] = field(default_factory=list)  # partitioned, unreachable, to a down node
     up_nodes: list[int] = field(default_factory=list)
 
 
@@ -144,6 +146,7 @@ class Simulation:
         self.noop_deletes = 0
         self._sample_messages = 0
         self._sample_bytes = 0
+        self._sampled_drops = (0, 0)  # traffic.lost and blocked totals at the last sample
         self._in_flight = 0
         self._stop = self.env.event()
         self._workload_done = False
@@ -514,7 +517,12 @@ class Simulation:
         series.messages.append(self._sample_messages)
         series.bytes.append(self._sample_bytes)
         series.up_nodes.append(len(checker.up))
+        t = self.traffic
+        drops = (t.lost, t.partitioned + t.unreachable + t.to_down_node)
+        series.lost.append(drops[0] - self._sampled_drops[0])
+        series.blocked.append(drops[1] - self._sampled_drops[1])
         self._sample_messages = self._sample_bytes = 0
+        self._sampled_drops = drops
 
     def _metrics(self, wall_s: float) -> dict[str, Any]:
         return collect(self, wall_s)

@@ -18,10 +18,17 @@ from typing import Any
 
 from rumordb.sim.engine import Simulation
 from rumordb.sim.executor import run_tasks
-from rumordb.sim.report import plot_sweep, write_json
+from rumordb.sim.plots import save, sweep_figure, sweep_lag_figure
+from rumordb.sim.report import write_json
 from rumordb.sim.scenario import ScenarioError, parse_scenario, parse_value, read_raw
 
-DEFAULT_METRICS = ("convergence_time_s", "messages_sent", "bytes_sent")
+DEFAULT_METRICS = (
+    "convergence_time_s",
+    "heal_to_converged_s",
+    "dissemination_s.p99",
+    "messages_sent",
+    "bytes_sent",
+)
 
 
 def parse_params(specs: list[str]) -> dict[str, list[Any]]:
@@ -64,7 +71,8 @@ def run_point(raw: dict[str, Any], overrides: dict[str, Any], seed: int) -> dict
     """One run (anywhere: here, a worker process, a Dask worker): params and scalar metrics."""
     scenario = parse_scenario(copy.deepcopy(raw), overrides, seed)
     metrics = Simulation(scenario).run()
-    return {"params": overrides, "seed": seed, "metrics": scalar_metrics(metrics)}
+    row = {"params": overrides, "seed": seed, "metrics": scalar_metrics(metrics)}
+    return {**row, "lag_cdf_s": metrics["lag_cdf_s"]}
 
 
 def run_sweep(
@@ -105,7 +113,8 @@ def write_sweep_report(
     images = []
     for metric in metrics:
         png = out_dir / f"{metric.replace('.', '_')}.png"
-        images.append(plot_sweep(rows, names[0], names[1:], metric, png))
+        images.append(save(sweep_figure(rows, names[0], names[1:], metric), png))
+    images.append(save(sweep_lag_figure(rows, names), out_dir / "lag_cdf.png"))
     written += images
     report = out_dir / "report.md"
     text = _sweep_markdown(rows, names, metrics, images, command, description)
@@ -128,6 +137,8 @@ def _sweep_markdown(
     converged = sum(1 for row in rows if row["metrics"].get("converged"))
     lines += [f"**{converged} of {len(rows)} runs converged.**", ""]
     lines += [f"![{p.stem}]({p.name})" for p in images]
+    # Every report shows the lag tail, whichever metrics were chosen.
+    metrics = [*metrics, *[m for m in ("dissemination_s.p99",) if m not in metrics]]
     header = [*names, "seed", "converged", *metrics]
     lines += ["", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in rows:
