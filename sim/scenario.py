@@ -226,17 +226,30 @@ def to_dict(scenario: Scenario) -> dict[str, Any]:
 
 
 def apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``a.b.c = value`` in the raw TOML tables, creating tables as needed."""
+    """Set ``a.b.c = value`` in the raw TOML tables, creating tables as needed.
+
+    A number picks an element of an array of tables: ``workload.phases.1.rate_per_s``.
+    """
     parts = dotted.split(".")
     if not all(parts):
         raise ScenarioError(f"{dotted}: not a dotted parameter name")
-    table = raw
+    table: dict[str, Any] | list[Any] = raw
     for part in parts[:-1]:
-        nested = table.setdefault(part, {})
-        if not isinstance(nested, dict):
+        nested = _element(table, part, dotted) if isinstance(table, list) else None
+        if nested is None and isinstance(table, dict):
+            nested = table.setdefault(part, {})
+        if not isinstance(nested, dict | list):
             raise ScenarioError(f"{dotted}: {part} is not a table")
         table = nested
+    if isinstance(table, list):
+        raise ScenarioError(f"{dotted}: name a field of an element, not the element")
     table[parts[-1]] = value
+
+
+def _element(items: list[Any], part: str, dotted: str) -> Any:
+    if not part.isdigit() or int(part) >= len(items):
+        raise ScenarioError(f"{dotted}: {part} is not an index below {len(items)}")
+    return items[int(part)]
 
 
 def parse_value(text: str) -> Any:

@@ -178,3 +178,10 @@ def test_the_flat_workload_is_one_phase_that_picks_up_nodes() -> None:
     [phase] = stream.phases
     assert (phase.start_s, phase.stop_s, phase.rate_per_s, phase.scripted) == (1, 10, 20, False)
     assert all(op.node is None and op.key.startswith("k") for op in stream)
+
+
+def test_an_override_can_name_a_phase_by_its_index() -> None:
+    s = parse_scenario(phased_raw(), {"workload.phases.1.rate_per_s": 10})
+    assert [p.rate_per_s for p in s.workload.phases] == [100, 10]
+    with pytest.raises(ScenarioError, match=r"^workload\.phases\.5\.rate_per_s: 5 is not an"):
+        parse_scenario(phased_raw(), {"workload.phases.5.rate_per_s": 10})
