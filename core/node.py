@@ -135,11 +135,21 @@ class Node:
         owners = None if command.coordinate else self.route(key)
         if owners is not None:
             return WriteResult(WriteStatus.NOT_OWNER, None, Output(), tuple(owners))
+        if command.version is not None:
+            return self._restore(key, command.version)
         status, record = self.replica.write(command, now)
         if status not in _APPLIED or record is None:
             return WriteResult(status, record, Output())
         self._urgent[key] = record
         return WriteResult(status, record, Output(writes=[(key, record)]))
+
+    def _restore(self, key: str, version: Record) -> WriteResult:
+        """A client-given version merged by LWW; pushed on ``flush`` like a write if applied."""
+        out = Output()
+        status, record = self.replica.restore(out, key, version)
+        if out.writes and record is not None:
+            self._urgent[key] = record
+        return WriteResult(status, record, out)
 
     def put(
         self, key: str, value: bytes, content_type: str, now: float,

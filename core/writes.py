@@ -1,8 +1,13 @@
 """Client writes: the command, its result, and the two pure decisions behind it.
 
 ``refusal`` says whether a write may happen given the stored version (create on a live
-key, If-Match on another version, delete of nothing); ``new_version`` builds the record a
-write stores. ``Node.write`` adds routing (sharded: owners only) and the side effects.
+key, If-Match on another version, delete of nothing, an ``if_changed`` put of the value
+already stored); ``new_version`` builds the record a write stores. ``Node.write`` adds
+routing (sharded: owners only) and the side effects.
+
+A *restore* (``version`` set: a bulk import that keeps another cluster's LWW order)
+writes no new version: it merges the given one by LWW exactly like a peer's update
+(``Replica.restore``), so importing the same export twice changes nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ class WriteStatus(enum.Enum):
     PRECONDITION_FAILED = "precondition_failed"  # If-Match mismatch: 412
     NOT_FOUND = "not_found"  # delete of an absent key: 404
     NOT_OWNER = "not_owner"  # sharded and not an owner: forward to ``owners``
+    UNCHANGED = "unchanged"  # if_changed put of the stored value, or a restore held already
+    STALE = "stale"  # a restored version that loses LWW to the stored one
 
 
 # Frozen msgspec Structs rather than dataclasses: built on every request, and a frozen
@@ -39,6 +46,10 @@ class WriteCommand(msgspec.Struct, frozen=True, gc=False):
     refuse if a live value exists; ``context``: the version the client read (If-Match);
     ``coordinate``: write even if this node does not own the key (a write forwarded by a
     node whose ring view differs); the version is handed to the owners later.
+    ``if_changed``: a put of the value and content type already live is not written
+    (``UNCHANGED``: re-importing a file changes nothing). ``version``: restore this
+    exact version by LWW instead of writing a new one (its fields validated by the
+    driver like a peer's update; ``context``, ``create`` and ``if_changed`` unused).
     """
 
     key: str
@@ -48,6 +59,8 @@ class WriteCommand(msgspec.Struct, frozen=True, gc=False):
     create: bool = False
     delete: bool = False
     coordinate: bool = False
+    if_changed: bool = False
+    version: Record | None = None
 
 
 class WriteResult(msgspec.Struct, frozen=True):
@@ -64,6 +77,10 @@ def refusal(command: WriteCommand, local: Record | None) -> WriteStatus | None:
         return WriteStatus.NOT_FOUND
     if command.create and not command.delete and live:
         return WriteStatus.EXISTS
+    if command.if_changed and live and not command.delete:
+        assert local is not None
+        if local.value == command.value and local.content_type == command.content_type:
+            return WriteStatus.UNCHANGED
     context = command.context
     if context is not None and local is not None and not descends(context.clock, local.clock):
         return WriteStatus.PRECONDITION_FAILED

@@ -15,6 +15,7 @@ from rumordb.core import (
     Node,
     NodeConfig,
     Order,
+    Record,
     WriteCommand,
     WriteStatus,
     compare,
@@ -342,3 +343,18 @@ def test_member_state_changes_come_out_in_the_output_and_only_once() -> None:
     seen = [(t.member, t.old.value, t.new.value) for t in n.tick(101.0).transitions]
     assert seen == [("n2", "alive", "suspect"), ("n2", "suspect", "dead")]
     assert n.tick(102.0).transitions == []
+
+
+def test_a_restored_version_keeps_its_hlc_and_origin_and_is_pushed_once() -> None:
+    n = node(fanout=3)
+    n.join("n2", "mem://n2", 0, 100.0)
+    version = Record(b"old", "text/plain", {"far": 7}, 12_345, "far")
+    result = n.write(WriteCommand("k", version=version), 100.0)
+    assert result.status is WriteStatus.CREATED and result.record is version
+    assert result.output.writes == [("k", version)]
+    ((target, data),) = n.flush(100.0).messages
+    message = decode(data)
+    assert target == "n2" and isinstance(message, Push) and message.updates[0].record == version
+    again = n.write(WriteCommand("k", version=version), 100.0)
+    assert again.status is WriteStatus.UNCHANGED and not again.output.writes
+    assert not n.flush(100.0), "an unchanged restore is not pushed"

@@ -41,3 +41,11 @@ def test_a_delete_builds_an_empty_tombstone() -> None:
     assert (
         record.tombstone and record.value == b"" and record.content_type == TOMBSTONE_CONTENT_TYPE
     )
+
+
+def test_an_if_changed_put_is_refused_only_over_the_same_live_value() -> None:
+    same = WriteCommand("k", b"v", "text/plain", if_changed=True)
+    assert refusal(same, LIVE) is WriteStatus.UNCHANGED
+    assert refusal(same, TOMBSTONE) is None, "a deleted key is written again"
+    assert refusal(same, None) is None
+    assert refusal(WriteCommand("k", b"w", "text/plain", if_changed=True), LIVE) is None
