@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import shutil
 import sys
@@ -168,7 +169,7 @@ def _send(db: Any, path: Path, total: int, batch_size: int, quiet: bool) -> Coun
     counts: Counter[str] = Counter()
     with path.open(encoding="utf-8") as lines, _progress(total, quiet) as advance:
         for chunk in chunks(read_ops(lines), max_items=batch_size):
-            results = run("import", lambda chunk=chunk: db.batch(chunk))
+            results = run("import", functools.partial(db.batch, chunk))
             for result in results:
                 counts[result.result if result.ok else "!" + result.result] += 1
                 if not result.ok:
