@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
@@ -12,7 +13,7 @@ import httpx
 import msgspec
 import pytest
 
-from rumordb import Client, Op, errors
+from rumordb import AsyncClient, Client, Op, errors
 from tests.live.harness import ADMIN, ADMIN_KEY, READER, RUMOR, Cluster
 
 pytestmark = [pytest.mark.live]
@@ -251,3 +252,38 @@ def test_export_then_import_with_versions_keeps_hlcs(
         plain.stdout.splitlines()[0] == b'{"key": "copy/0", "value": "v0", "content_type": '
         b'"text/plain; charset=utf-8"}'
     )
+
+
+def test_async_client_batch_and_export(cluster: Cluster) -> None:
+    async def main() -> list[str]:
+        urls = [n.url for n in cluster.nodes.values()]
+        async with AsyncClient(urls, api_key=ADMIN_KEY) as db:
+            results = await db.batch([Op.put("async/a", "1"), Op.put("async/b", "2")])
+            assert [r.result for r in results] == ["created", "created"]
+            return [item.key async for item in db.export("async/")]
+
+    assert asyncio.run(main()) == ["async/a", "async/b"]
+
+
+def test_a_sharded_batch_forwards_items_to_their_owners(tmp_path: Path) -> None:
+    nodes = Cluster(tmp_path)
+    try:
+        for name in ("s1", "s2", "s3"):
+            nodes.add(name, "--sharding", "--replicas", "1")
+        nodes.wait_ready()
+        nodes.wait_members({"s1", "s2", "s3"})
+        items = [{"op": "put", "key": f"shard/{i}", "value_text": f"v{i}"} for i in range(30)]
+        response = post(nodes, "s1", {"items": items})
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert [r["key"] for r in results] == [i["key"] for i in items]
+        assert {r["status"] for r in results} == {201}, results
+        origins = {r["origin"] for r in results}
+        assert len(origins) > 1, "items went to their owners, not all to s1"
+        for i in range(30):
+            nodes.wait_value(nodes.nodes["s2"], f"shard/{i}", f"v{i}".encode())
+        with client(nodes) as db:
+            exported = [item.key for item in db.export("shard/")]
+        assert exported == sorted(i["key"] for i in items), "export gathers every owner's keys"
+    finally:
+        nodes.close()
