@@ -371,9 +371,29 @@ KV_OPENAPI: dict[str, dict[str, Any]] = {
             },
             parameters=[
                 {"name": n, "in": "query", "required": False, "schema": {"type": t}}
-                for n, t in (("prefix", "string"), ("after", "string"), ("limit", "integer"))
+                for n, t in (
+                    ("prefix", "string"),
+                    ("after", "string"),
+                    ("limit", "integer"),
+                    ("export", "boolean"),
+                    ("versions", "boolean"),
+                )
             ],
-        )
+        ),
+        "post": _kv_doc(
+            "A batch of puts and deletes, applied in one group commit (see live.bulk)",
+            {
+                "200": "JSON or MessagePack {results: [{key, status, result, context, hlc, "
+                "origin}], applied}",
+                "400": "an invalid item (the detail names it): nothing applied",
+                "403": "reader key",
+                "413": "more than 1000 items, a body above 4 MiB, or a value too large",
+            },
+            requestBody={
+                "required": True,
+                "content": {"application/json": {}, "application/msgpack": {}},
+            },
+        ),
     },
     "/kv/{key}": {
         "get": _kv_doc(
