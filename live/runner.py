@@ -356,11 +356,11 @@ class Runner:
             waiting[0] = waiting[0]._replace(span=len(waiting))
         self._pending.extend(waiting)
         self._write_wakeup.set()
-        if waiting:
-            # One commit resolves every future of the batch, in order: the last is enough
-            # (a gather over 1 000 futures costs as much as applying them).
-            await waiting[-1].done
-        answers: list[BatchAnswer] = [w.done.result() for w in waiting]
+        answers: list[BatchAnswer] = []
+        for w in waiting:
+            # One commit resolves them all, so after the first await the others are done
+            # and cost nothing (a gather over 1 000 futures costs as much as applying them).
+            answers.append(await w.done)
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, answer in enumerate(answers):
             if isinstance(answer, WriteResult) and answer.status is WriteStatus.NOT_OWNER:
