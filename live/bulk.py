@@ -117,6 +117,9 @@ _STATUS = {
     WriteStatus.EXISTS: (409, "exists"),
     WriteStatus.PRECONDITION_FAILED: (412, "precondition_failed"),
     WriteStatus.NOT_FOUND: (404, "not_found"),
+    WriteStatus.CONTEXT_AHEAD: (400, "context_ahead"),
+    WriteStatus.CONTEXT_TOO_WIDE: (400, "context_too_wide"),
+    WriteStatus.CLOCK_AHEAD: (503, "clock_ahead"),
 }
 
 
