@@ -79,6 +79,7 @@ NODE_OPTIONS: list[tuple[str, Any, str]] = [
     ("--sharding/--no-sharding", bool, "Hash sharding."),
     ("--replicas", int, "Owners per key when sharded."),
     ("--fanout", int, "Peers per gossip round."),
+    ("--direct-mail-max", int, "Mail client writes to every peer up to this many peers."),
     ("--gossip-interval-ms", int, "Rumor round interval."),
     ("--anti-entropy-interval-ms", int, "Anti-entropy interval."),
     ("--probe-interval-ms", int, "Heartbeat probe interval."),
@@ -138,9 +139,12 @@ def node(**flags: Any) -> None:
 
 
 def http_protocol(server_ssl: ssl.SSLContext | None) -> Any:
-    """httptools; over TLS, with one write (one TLS record) per response (``live.coalesce``)."""
+    """httptools with TCP_NODELAY (``live.nodelay``); over TLS, with one write (one TLS
+    record) per response (``live.coalesce``)."""
     if server_ssl is None:
-        return "httptools"
+        from rumordb.live.nodelay import NoDelayHttpToolsProtocol
+
+        return NoDelayHttpToolsProtocol
     from rumordb.live.coalesce import CoalescingHttpToolsProtocol
 
     return CoalescingHttpToolsProtocol

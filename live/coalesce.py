@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from rumordb.live.nodelay import NoDelayHttpToolsProtocol
 
 FLUSH_BYTES = 64 * 1024
 
@@ -60,8 +60,8 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
-class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, writing through a ``CoalescingTransport``."""
+class CoalescingHttpToolsProtocol(NoDelayHttpToolsProtocol):
+    """uvicorn's httptools protocol (Nagle off), writing through a ``CoalescingTransport``."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._coalescing = CoalescingTransport(transport, self.loop)
