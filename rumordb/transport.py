@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import http.client
 import select
-import socket
 import ssl
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
@@ -152,19 +151,9 @@ def _httpx_failure(node: str, exc: Exception) -> Failure:
     return Failure(node, sent=not not_sent, reason=str(exc) or type(exc).__name__)
 
 
-# Nagle off: a request written in pieces must not wait for the ACK of its first piece
-# (http.client sets it itself; httpcore's sync backend does not).
-NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-
-
-def _httpx_options(
-    headers: dict[str, str], timeout_s: float, tls: ssl.SSLContext | None, asynchronous: bool
-) -> Any:
-    httpx = _import_httpx()
-    pool = httpx.AsyncHTTPTransport if asynchronous else httpx.HTTPTransport
+def _httpx_options(headers: dict[str, str], timeout_s: float, tls: ssl.SSLContext | None) -> Any:
     # trust_env=False: a proxy from the environment must never carry cluster traffic.
-    transport = pool(verify=tls or True, trust_env=False, socket_options=NODELAY)
-    return {"headers": headers, "timeout": timeout_s, "trust_env": False, "transport": transport}
+    return {"headers": headers, "timeout": timeout_s, "trust_env": False, "verify": tls or True}
 
 
 def _import_httpx() -> Any:
@@ -191,7 +180,7 @@ class HttpxTransport:
         self, headers: dict[str, str], timeout_s: float, tls: ssl.SSLContext | None = None
     ) -> None:
         self.client: httpx.Client = _import_httpx().Client(
-            **_httpx_options(headers, timeout_s, tls, asynchronous=False)
+            **_httpx_options(headers, timeout_s, tls)
         )
 
     def send(self, node: str, request: Request) -> Response | Failure:
@@ -217,7 +206,7 @@ class AsyncHttpxTransport:
         self, headers: dict[str, str], timeout_s: float, tls: ssl.SSLContext | None = None
     ) -> None:
         self.client: httpx.AsyncClient = _import_httpx().AsyncClient(
-            **_httpx_options(headers, timeout_s, tls, asynchronous=True)
+            **_httpx_options(headers, timeout_s, tls)
         )
 
     async def send(self, node: str, request: Request) -> Response | Failure:
