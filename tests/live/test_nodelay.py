@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,9 +18,8 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from rumordb.cli.node_cmd import http_protocol
-from rumordb.live.coalesce import CoalescingHttpToolsProtocol
 from rumordb.live.http_transport import PooledTransport
-from rumordb.live.nodelay import NoDelayHttpToolsProtocol, set_nodelay
+from rumordb.live.nodelay import set_nodelay
 
 pytestmark = pytest.mark.anyio
 
@@ -54,24 +55,32 @@ class SocketTransport:
     def is_closing(self) -> bool:
         return False
 
+    def write(self, data: bytes) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
     raise AssertionError("no request is sent")
 
 
-@pytest.mark.parametrize("protocol", [NoDelayHttpToolsProtocol, CoalescingHttpToolsProtocol])
-async def test_the_server_protocols_turn_nagle_off(
-    nagled: socket.socket, protocol: type[NoDelayHttpToolsProtocol]
-) -> None:
+@pytest.mark.parametrize("tls", [False, True])
+async def test_the_server_protocols_turn_nagle_off(nagled: socket.socket, tls: bool) -> None:
+    settings = SimpleNamespace(
+        max_head_bytes=8192, head_timeout_ms=5000, body_timeout_ms=5000, max_connections=10
+    )
+    server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH) if tls else None
+    protocol = http_protocol(settings, server_ssl)  # what ``rumor node`` serves with
     config = uvicorn.Config(app, log_config=None)
     config.load()
     served = protocol(config, ServerState(), {})
-    served.connection_made(SocketTransport(nagled))  # type: ignore[arg-type]
-    assert nodelay(nagled)
-
-
-async def test_plain_http_is_served_by_the_nodelay_protocol() -> None:
-    assert http_protocol(None) is NoDelayHttpToolsProtocol
+    served.connection_made(SocketTransport(nagled))
+    try:
+        assert nodelay(nagled)
+    finally:
+        served.connection_lost(None)
 
 
 async def test_set_nodelay_leaves_a_unix_socket_alone() -> None:
