@@ -33,6 +33,10 @@ COMMANDS: dict[str, Entry] = {
     "get": Entry("rumordb.cli.data:get", "Print the value of KEY.", "Data"),
     "delete": Entry("rumordb.cli.data:delete", "Delete KEY (a tombstone).", "Data"),
     "list": Entry("rumordb.cli.data:list_keys", "List keys in order.", "Data"),
+    "import": Entry(
+        "rumordb.cli.bulk:import_file", "Import JSON lines through batches (idempotent).", "Data"
+    ),
+    "export": Entry("rumordb.cli.bulk:export", "Stream every live key as JSON lines.", "Data"),
     "shell": Entry(
         "rumordb.cli.data:shell", "Run many data commands from stdin, one connection.", "Data"
     ),

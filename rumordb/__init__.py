@@ -34,6 +34,9 @@ _LAZY = {
     "Written": "rumordb.types",
     "Deleted": "rumordb.types",
     "KeyPage": "rumordb.types",
+    "Op": "rumordb.types",
+    "ItemResult": "rumordb.types",
+    "Exported": "rumordb.types",
     "RumorError": "rumordb.errors",
     "ResponseError": "rumordb.errors",
     "Unreachable": "rumordb.errors",
@@ -56,10 +59,13 @@ __all__ = [
     "Client",
     "Deleted",
     "Exists",
+    "Exported",
     "Forbidden",
     "InvalidKey",
+    "ItemResult",
     "KeyPage",
     "NotFound",
+    "Op",
     "PreconditionFailed",
     "RateLimited",
     "ResponseError",
@@ -94,7 +100,7 @@ if TYPE_CHECKING:
         Unavailable,
         Unreachable,
     )
-    from rumordb.types import Deleted, KeyPage, Value, Version, Written
+    from rumordb.types import Deleted, Exported, ItemResult, KeyPage, Op, Value, Version, Written
 
 
 def __getattr__(name: str) -> Any:

@@ -27,7 +27,7 @@ from rumordb.client import DEFAULT_URL, UPDATE_ATTEMPTS, Plan, auth_headers, set
 from rumordb.errors import Exists, NotFound, PreconditionFailed, RumorError
 from rumordb.retry import Failure, RetryPolicy, Sleep, exchange
 from rumordb.transport import AsyncHttpxTransport, AsyncTransport, Cert
-from rumordb.types import Deleted, KeyPage, Value, Version, Written
+from rumordb.types import Deleted, Exported, ItemResult, KeyPage, Op, Value, Version, Written
 
 if TYPE_CHECKING:
     import random
@@ -154,6 +154,21 @@ class AsyncClient:
             except (PreconditionFailed, Exists):
                 continue
         raise RumorError(f"{key!r} changed under every one of {attempts} attempts")
+
+    async def batch(self, ops: Sequence[Op]) -> builtins.list[ItemResult]:
+        return api.batch_results(await self.send(api.batch(ops)))
+
+    async def export(
+        self, prefix: str = "", *, versions: bool = False, page_size: int = api.PAGE_MAX
+    ) -> AsyncIterator[Exported]:
+        after: str | None = None
+        while True:
+            request = api.export_page(prefix, after, page_size, versions)
+            items, after = api.exported(await self.send(request))
+            for item in items:
+                yield item
+            if after is None:
+                return
 
     async def cluster(self) -> dict[str, Any]:
         return api.document(await self.send(api.cluster()))

@@ -28,7 +28,7 @@ from rumordb import api
 from rumordb.errors import Exists, NotFound, PreconditionFailed, RumorError
 from rumordb.retry import Failure, Nodes, RetryPolicy, Send, Sleep, exchange
 from rumordb.transport import Cert, StdlibTransport, SyncTransport, tls_context
-from rumordb.types import Deleted, KeyPage, Value, Version, Written
+from rumordb.types import Deleted, Exported, ItemResult, KeyPage, Op, Value, Version, Written
 
 if TYPE_CHECKING:
     import random
@@ -206,6 +206,32 @@ class Client:
             except (PreconditionFailed, Exists):
                 continue
         raise RumorError(f"{key!r} changed under every one of {attempts} attempts")
+
+    def batch(self, ops: Sequence[Op]) -> builtins.list[ItemResult]:
+        """Apply up to 1000 puts and deletes in one request, one group commit, one push per
+        peer; one ``ItemResult`` per op, in order. One invalid op refuses them all
+        (``BadRequest``/``TooLarge`` naming it). ``rumordb.api.chunks`` cuts longer lists.
+
+        >>> from rumordb import Op
+        >>> [r.result for r in db.batch([Op.put("b1", "x"), Op.delete("b1")])]
+        ['created', 'deleted']
+        """
+        return api.batch_results(self.send(api.batch(ops)))
+
+    def export(
+        self, prefix: str = "", *, versions: bool = False, page_size: int = api.PAGE_MAX
+    ) -> Iterator[Exported]:
+        """Every live key with ``prefix``, in order, with its value (and, with
+        ``versions``, its clock, HLC and origin: ``Op.put(..., version=item.version)``
+        restores it elsewhere in the same LWW order)."""
+        after: str | None = None
+        while True:
+            items, after = api.exported(
+                self.send(api.export_page(prefix, after, page_size, versions))
+            )
+            yield from items
+            if after is None:
+                return
 
     # --- cluster ----------------------------------------------------------------------
     def cluster(self) -> dict[str, Any]:
