@@ -9,7 +9,9 @@ CPU 1, 64 connections, 100-byte values over 1 000 keys, loopback only.
 * ``node PUT``: PUT on the same cluster, ``--durability sync``, replication on (each write
   group-committed to SQLite and pushed to both peers before its acknowledgement);
 * ack -> visible: at ``--rate`` writes/s, the time from a PUT's acknowledgement on n1 until
-  a GET on *both* other nodes returns the value (p50 / p99 / max).
+  a GET on *every* other node returns the value (p50 / p99 / max). ``--nodes 5`` (or 7)
+  runs it on a larger cluster; ``--lag-only`` skips the wrk rounds; ``--node-arg`` passes
+  a flag to every node (e.g. ``--node-arg=--direct-mail-max=0`` for the sampled push).
 
 Run: ``make bench-http`` (installs wrk if missing) or ``python -m bench.http_bench``.
 Figures are printed, never asserted: the machine may be shared.
@@ -34,6 +36,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -192,13 +195,17 @@ def start_bare(work: Path, procs: list[subprocess.Popen[bytes]]) -> str:
 
 
 def start_cluster(
-    work: Path, procs: list[subprocess.Popen[bytes]], tls_dir: Path | None = None
+    work: Path,
+    procs: list[subprocess.Popen[bytes]],
+    tls_dir: Path | None = None,
+    nodes: int = 3,
+    node_args: tuple[str, ...] = (),
 ) -> list[str]:
-    """Three nodes on 127.0.0.21-23; with ``tls_dir``, HTTPS with certificates from its CA."""
+    """``nodes`` nodes on 127.0.0.21...; with ``tls_dir``, HTTPS with certificates from its CA."""
     discovery_port = free_udp_port()
     urls = []
     name = "t" if tls_dir else "n"
-    for i in (1, 2, 3):
+    for i in range(1, nodes + 1):
         host = f"127.0.0.{20 + i}"
         port = free_port(host)
         tls_args = (
@@ -211,7 +218,7 @@ def start_cluster(
                            "--node-id", f"{name}{i}", "--data-dir", str(work / f"{name}{i}"),
                            "--durability", "sync", "--cluster-secret", SECRET,
                            "--admin-key", KEY, "--discovery-port", str(discovery_port),
-                           "--log-level", "warning", *tls_args]),
+                           "--log-level", "warning", *tls_args, *node_args]),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -227,7 +234,7 @@ def start_cluster(
             httpx.get(u + "/cluster", headers={"X-API-Key": KEY}, verify=verify).json()
             for u in urls
         ]
-        if all(sum(m["state"] == "alive" for m in v["members"]) == 3 for v in views):
+        if all(sum(m["state"] == "alive" for m in v["members"]) == nodes for v in views):
             return urls
         time.sleep(0.2)
     raise RuntimeError("the cluster did not form")
@@ -279,7 +286,7 @@ class RawHTTP:
 
 
 async def ack_to_visible(urls: list[str], rate: int, duration_s: float) -> list[float]:
-    """Milliseconds from each PUT's ack on urls[0] to its key being listed by both others.
+    """Milliseconds from each PUT's ack on urls[0] to its key being listed by all others.
 
     One poller per observer node lists the keys written so far (``GET /kv?prefix=lag&after=``
     the oldest unseen one) every ``POLL_S``: the poll rate stays constant however far
@@ -341,14 +348,20 @@ async def ack_to_visible(urls: list[str], rate: int, duration_s: float) -> list[
 Results = dict[str, list[dict[str, float]]]
 
 
+@dataclass(frozen=True)
+class Cluster:
+    nodes: int = 3
+    node_args: tuple[str, ...] = ()
+
+
 def bench_rounds(
-    work: Path, duration_s: int, connections: int, rounds: int, rate: int
+    work: Path, duration_s: int, connections: int, rounds: int, rate: int, cluster: Cluster
 ) -> tuple[Results, list[float], int]:
     """Both servers stay up; their wrk runs alternate, so a noisy moment hits both alike."""
     runs: Results = {name: [] for name in ("bare GET", "bare PUT", "node GET", "node PUT")}
     with processes() as procs:
         bare = start_bare(work, procs)
-        urls = start_cluster(work, procs)
+        urls = start_cluster(work, procs, nodes=cluster.nodes, node_args=cluster.node_args)
         populate(urls[0])
         for _ in range(rounds):
             runs["bare GET"].append(wrk(bare, LUA_GET, work, duration_s, connections))
@@ -360,7 +373,7 @@ def bench_rounds(
         lags = asyncio.run(ack_to_visible(urls, rate, 5.0))
     log_errors = sum(
         line.count(b'"level": "error"')
-        for i in (1, 2, 3)
+        for i in range(1, cluster.nodes + 1)
         for line in (work / f"n{i}.log").read_bytes().splitlines()
     )
     return runs, lags, log_errors
@@ -382,12 +395,20 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rate", type=int, default=200, help="writes/s for ack -> visible")
     parser.add_argument("--rounds", type=int, default=5, help="alternating wrk runs per server")
+    parser.add_argument("--nodes", type=int, default=3, help="cluster size (up to 9)")
+    parser.add_argument("--lag-only", action="store_true", help="only ack -> visible")
+    parser.add_argument("--node-arg", action="append", default=[], help="flag for every node")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
+    if not 2 <= args.nodes <= 9:
+        sys.exit("--nodes must be 2..9")
+    if args.lag_only:
+        args.rounds = 0
+    elif shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk (make bench-http does it)")
+    cluster = Cluster(args.nodes, tuple(args.node_arg))
     with tempfile.TemporaryDirectory(prefix="rumor-bench-") as tmp:
         runs, lags, log_errors = bench_rounds(
-            Path(tmp), args.duration, args.connections, args.rounds, args.rate
+            Path(tmp), args.duration, args.connections, args.rounds, args.rate, cluster
         )
     print(f"\nHTTP benchmark: servers on CPU 0, wrk on CPU 1, {args.connections} connections, "
           f"{args.duration} s x {args.rounds} alternating rounds, 100-byte values over {KEYS} "
@@ -396,10 +417,10 @@ def main() -> None:
     rows = [
         ("bare FastAPI GET", "bare GET", "bare GET"),
         ("bare FastAPI PUT", "bare PUT", "bare PUT"),
-        ("node GET (3-node cluster)", "node GET", "bare GET"),
-        ("node PUT (sync, replicated x3)", "node PUT", "bare PUT"),
+        (f"node GET ({args.nodes}-node cluster)", "node GET", "bare GET"),
+        (f"node PUT (sync, replicated x{args.nodes})", "node PUT", "bare PUT"),
     ]
-    for name, kind, base in rows:
+    for name, kind, base in rows if args.rounds else []:
         result, baseline = median_run(runs[kind]), median_run(runs[base])
         per_round = " ".join(
             f"{run['rps'] / ref['rps']:.2f}"
@@ -409,7 +430,7 @@ def main() -> None:
               f"{sum(r['non2xx'] for r in runs[kind]):>10.0f}"
               f"{result['rps'] / baseline['rps']:>7.2f}x  {per_round}")  # fmt: skip
     finite = [x for x in lags if x != float("inf")]
-    print(f"\nack -> visible on both other nodes, {args.rate} writes/s, {len(lags)} writes: "
+    print(f"\nack -> visible on all {args.nodes - 1} other nodes, {args.rate} writes/s, {len(lags)} writes: "
           f"p50 {percentile(finite, 0.5):.1f} ms, p99 {percentile(finite, 0.99):.1f} ms, "
           f"max {max(finite):.1f} ms, never visible {len(lags) - len(finite)}")  # fmt: skip
     print(f"error lines in the node logs: {log_errors}; mean lag {statistics.fmean(finite):.1f} ms")

@@ -12,11 +12,14 @@ from rumordb.core.bounds import DEFAULT_CLOCK_SLACK, DEFAULT_MAX_CLOCK_SKEW_MS
 from rumordb.core.keys import DEFAULT_MAX_KEY_BYTES
 from rumordb.core.messages import DEFAULT_MAX_MESSAGE_BYTES
 from rumordb.core.ring import DEFAULT_VNODES
+from rumordb.core.rumors import DEFAULT_DIRECT_MAIL_MAX
 
 
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
     fanout: int = 3
+    # Client writes go to every peer while there are at most this many (core.rumors).
+    direct_mail_max: int = DEFAULT_DIRECT_MAIL_MAX
     gossip_interval_ms: int = 200
     anti_entropy_interval_ms: int = 1000
     probe_interval_ms: int = 1000
@@ -63,5 +66,7 @@ class NodeConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.reap_dead_after_ms < 0:
             raise ValueError("reap_dead_after_ms must be >= 0 (0: never)")
+        if self.direct_mail_max < 0:
+            raise ValueError("direct_mail_max must be >= 0")
         if self.clock_slack < 0:
             raise ValueError("clock_slack must be >= 0")

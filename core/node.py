@@ -56,7 +56,7 @@ from rumordb.core.reads import AskOwners, ListPlan, Local, ReadPlan
 from rumordb.core.record import Record
 from rumordb.core.replica import Replica
 from rumordb.core.ring import Ring
-from rumordb.core.rumors import by_target, is_direct_mail
+from rumordb.core.rumors import by_target, is_direct_mail, push_width
 from rumordb.core.timers import Timers
 from rumordb.core.tombstones import Version
 from rumordb.core.view import NodeView
@@ -225,8 +225,10 @@ class Node:
             grouped = by_target(pairs, self.placement.replica_targets)
             self.outbox.push_each(out, grouped, relay=False)
             return out
-        targets = self.membership.sample_peers(self.rng, self.config.fanout)
-        relay = not is_direct_mail(len(targets), len(self.membership.peers()))
+        peers = len(self.membership.peers())
+        width = push_width(self.config.fanout, peers, self.config.direct_mail_max)
+        targets = self.membership.sample_peers(self.rng, width)
+        relay = not is_direct_mail(len(targets), peers)
         if relay:
             for key, record in urgent.items():
                 self.queue.push(key, record, transmits=len(targets))

@@ -1,8 +1,9 @@
 """Whom a fresh version goes to: flush targets and a key's effective replicas.
 
-Unsharded, a client write is pushed at once to ``fanout`` sampled peers; when that
-already reaches every peer it is direct mail (Demers et al.) and nobody relays it,
-otherwise it is a rumor, queued here and relayed by whoever receives it. Sharded, it is
+Unsharded, a client write is pushed at once to every peer while there are at most
+``direct_mail_max`` of them, else to ``fanout`` sampled peers. A push that reaches every
+peer is direct mail (Demers et al.) and nobody relays it; otherwise it is a rumor, queued
+and relayed by whoever receives it, so the nodes it missed wait for a gossip round. Sharded, it is
 direct mail to the key's replicas, who are all the nodes that need it.
 """
 
@@ -14,6 +15,10 @@ from typing import TypeVar
 from rumordb.core.ring import Ring
 
 T = TypeVar("T")
+
+# Peers a client write is mailed to directly: up to a 9-node cluster, where N-1 pushes
+# per flush cost little and a sampled push would leave nodes waiting for a round.
+DEFAULT_DIRECT_MAIL_MAX = 8
 
 
 def replica_targets(
@@ -36,6 +41,19 @@ def replica_targets(
                 if not missing:
                     break
     return [member for member in chosen if member != self_id]
+
+
+def push_width(fanout: int, peers: int, direct_mail_max: int) -> int:
+    """How many peers a fresh client write goes to at once.
+
+    Small clusters get direct mail to everyone: a write is visible on all nodes after
+    one message delay instead of one gossip round (~interval) for the peers a sample
+    missed, at N-1 messages per flush, which stays cheap up to ``direct_mail_max``
+    peers (0 turns it off). Beyond that, ``fanout`` peers and rumor spreading.
+    """
+    if peers <= direct_mail_max:
+        return peers
+    return min(fanout, peers)
 
 
 def is_direct_mail(targets: int, peers: int) -> bool:

@@ -33,6 +33,7 @@ import structlog
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from rumordb.live.errors import error_body
+from rumordb.live.nodelay import set_nodelay
 
 log = structlog.get_logger("rumor.http")
 
@@ -98,6 +99,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     # --- the connection ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        set_nodelay(transport)  # a response in two writes must not wait for an ACK
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
             self.app = over_capacity

@@ -27,6 +27,8 @@ import time
 
 import httpx
 
+from rumordb.live.nodelay import set_nodelay
+
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 _HOP_HEADERS = frozenset({b"transfer-encoding", b"connection", b"keep-alive"})
 
@@ -176,6 +178,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
             ) from None
         except OSError as exc:  # ssl.SSLError included: a refused certificate
             raise httpx.ConnectError(f"connect to {host_key}: {exc}", request=request) from None
+        set_nodelay(writer.transport)
         return _Connection(reader, writer)
 
     # --- one exchange --------------------------------------------------------------------

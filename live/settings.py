@@ -41,9 +41,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rumordb.core.bounds import DEFAULT_MAX_CLOCK_SKEW_MS
 from rumordb.core.node import NodeConfig
+from rumordb.core.rumors import DEFAULT_DIRECT_MAIL_MAX
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
 Durability = Literal["sync", "batch", "memory"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
@@ -93,6 +95,7 @@ class Settings(BaseSettings):
     sharding: bool = False
     replicas: Positive = 3
     fanout: Positive = 3
+    direct_mail_max: NonNegative = DEFAULT_DIRECT_MAIL_MAX
     gossip_interval_ms: Positive = 200
     anti_entropy_interval_ms: Positive = 1000
     probe_interval_ms: Positive = 1000
@@ -227,6 +230,7 @@ class Settings(BaseSettings):
     def node_config(self) -> NodeConfig:
         return NodeConfig(
             fanout=self.fanout,
+            direct_mail_max=self.direct_mail_max,
             gossip_interval_ms=self.gossip_interval_ms,
             anti_entropy_interval_ms=self.anti_entropy_interval_ms,
             probe_interval_ms=self.probe_interval_ms,

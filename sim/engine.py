@@ -89,6 +89,7 @@ class Simulation:
         )
         self.config = NodeConfig(
             fanout=s.gossip.fanout,
+            direct_mail_max=s.gossip.direct_mail_max,
             gossip_interval_ms=s.gossip.interval_ms,
             anti_entropy_interval_ms=s.gossip.anti_entropy_interval_ms,
             probe_interval_ms=s.gossip.probe_interval_ms,

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import msgspec
 
 from rumordb.core.bounds import DEFAULT_MAX_CLOCK_SKEW_MS
+from rumordb.core.rumors import DEFAULT_DIRECT_MAIL_MAX
 
 Topology = Literal["complete", "random_regular", "small_world", "two_dc", "graphml"]
 Action = Literal["partition", "heal", "crash", "restart", "link", "clock", "leave", "forget"]
@@ -72,6 +73,7 @@ class NetworkSpec(_Spec):
 
 class GossipSpec(_Spec):
     fanout: int = 3
+    direct_mail_max: int = DEFAULT_DIRECT_MAIL_MAX  # core.rumors.push_width
     interval_ms: int = 200
     anti_entropy_interval_ms: int = 1000
     probe_interval_ms: int = 1000
@@ -343,6 +345,7 @@ def _validate_gossip(g: GossipSpec) -> None:
         "max_batch",
     ):
         _check(getattr(g, name) >= 1, f"gossip.{name}", "must be >= 1")
+    _check(g.direct_mail_max >= 0, "gossip.direct_mail_max", "must be >= 0")
 
 
 def _validate_workload(w: WorkloadSpec, known: set[str], duration_s: float) -> None:

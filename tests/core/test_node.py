@@ -121,6 +121,21 @@ def test_client_writes_are_pushed_at_once_in_one_batch_per_peer() -> None:
     assert not n.flush(100.0), "nothing left to push"
 
 
+@pytest.mark.parametrize(("direct_mail_max", "mailed", "relay"), [(8, 6, False), (0, 3, True)])
+def test_a_client_write_in_a_seven_node_cluster_is_direct_mail_unless_turned_off(
+    direct_mail_max: int, mailed: int, relay: bool
+) -> None:
+    n = node(fanout=3, direct_mail_max=direct_mail_max)
+    for i in range(2, 8):
+        n.join(f"n{i}", f"mem://n{i}", 0, 100.0)
+    n.put("k", b"v", "text/plain", 100.0)
+    out = n.flush(100.0)
+    assert len({target for target, _ in out.messages}) == mailed
+    message = decode(out.messages[0][1])
+    assert isinstance(message, Push) and message.relay is relay
+    assert bool(len(n.queue)) is relay, "only a rumor is queued for relaying"
+
+
 def test_lww_records_what_the_conflict_discarded() -> None:
     a, b = node("a"), node("b")
     a.put("k", b"from-a", "text/plain", 100.0)

@@ -8,7 +8,8 @@ Commands: ``probe`` (one HTTP GET), ``udp-send`` / ``udp-listen`` (datagram reac
 ``wait-ready`` (every node sees every member alive), ``workload`` (the set workload of
 ``live.checker``; history to ``--out``), ``converge`` (poll until identical data; snapshot
 and seconds to ``--out``), ``watch`` (member-state changes seen by each node over time),
-``clusters`` (every node's ``GET /cluster``).
+``clusters`` (every node's ``GET /cluster``), ``round-trips`` (a TCP handshake's time and
+a kept-alive ``GET`` response's time, the fastest of ``--count`` each).
 """
 
 from __future__ import annotations
@@ -50,6 +51,42 @@ def probe(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps({"ok": reply.is_success, "status": reply.status_code}))
     return 0 if reply.is_success else 1
+
+
+def _response(sock: socket.socket, request: bytes) -> bytes:
+    """Send ``request``; read one whole response (it must carry Content-Length)."""
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536) or b"!"
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )  # fmt: skip
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def round_trips(args: argparse.Namespace) -> int:
+    """Seconds of a TCP handshake (one RTT) and of one GET on a kept-alive connection."""
+    host, port = args.host, args.port
+    request = f"GET {args.path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    handshakes, responses = [], []
+    with socket.create_connection((host, port), timeout=10) as kept:
+        kept.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _response(kept, request)  # warm: the server's connection set up, its code paged in
+        for _ in range(args.count):
+            start = time.perf_counter()
+            socket.create_connection((host, port), timeout=10).close()
+            handshakes.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            head = _response(kept, request)
+            responses.append(time.perf_counter() - start)
+    status = int(head.split()[1])
+    print(json.dumps({"status": status, "rtt_s": min(handshakes), "response_s": min(responses)}))
+    return 0
 
 
 def udp_send(args: argparse.Namespace) -> int:
@@ -247,6 +284,11 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe")
     p.add_argument("url")
     p.add_argument("--timeout", type=float, default=1.0)
+    p = sub.add_parser("round-trips")
+    p.add_argument("--host", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--path", default="/health")
+    p.add_argument("--count", type=int, default=5)
     p = sub.add_parser("udp-send")
     p.add_argument("--to", required=True)
     p.add_argument("--port", type=int, required=True)
@@ -289,6 +331,7 @@ def parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     "probe": probe,
+    "round-trips": round_trips,
     "udp-send": udp_send,
     "udp-listen": udp_listen,
     "wait-ready": wait_ready,

@@ -307,6 +307,12 @@ class Lab:
         ports = ", ".join(f'"{self.hosts[h].port}"' for h in towards)
         self._drop("iifname", port, "oifname", "{", ports, "}", *share)
 
+    def delay(self, host: str, delay_ms: int) -> None:
+        """Delay every frame the switch sends to ``host`` by ``delay_ms`` (``tc netem`` on
+        its bridge port): one way only, so a round trip with ``host`` takes ``delay_ms``."""
+        self.sw("tc", "qdisc", "replace", "dev", self.hosts[host].port, "root", "netem",
+                "delay", f"{delay_ms}ms")  # fmt: skip
+
     def heal(self) -> None:
         self.sw("nft", "flush", "chain", "bridge", "faults", "forward")
 
