@@ -160,10 +160,17 @@ def raw_paths(max_key_bytes: int, max_value_bytes: int) -> dict[str, Any]:
         "description": "stored with the value and given back on reads",
         "schema": {"type": "string", "maxLength": MAX_CONTENT_TYPE_BYTES},
     }
+    # Any media type is stored as given; two stand for them all here, because a fuzzer
+    # that reads ``*/*`` sends YAML or JSON bodies and then parses the raw value it gets
+    # back under that type (a value is bytes, whatever its Content-Type claims).
     body = {
         "required": True,
-        "description": f"The raw value, at most {max_value_bytes} bytes.",
-        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        "description": f"The raw value, at most {max_value_bytes} bytes, of any media type"
+        " (its Content-Type is stored with it and given back on reads).",
+        "content": {
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "text/plain": {"schema": {"type": "string"}},
+        },
     }
     meta = {"name": "meta", "in": "query", "required": False, "schema": {"type": "boolean"}}
     read_errors = (*AUTH_STATUSES, 404, 414, 503)
