@@ -178,12 +178,11 @@ def test_a_forwarded_write_is_coordinated_even_by_a_non_owner() -> None:
 
 
 def _levels(digest: object) -> list[dict[int, int]]:
-    from rumordb.core.digest import DEPTH, FANOUT
+    from rumordb.core.digest import widths
 
     levels = []
-    for level in range(DEPTH + 1):
-        indices = range(FANOUT**level)
-        levels.append(digest.hashes(level, indices))  # type: ignore[attr-defined]
+    for width in widths(digest.leaf_bits):  # type: ignore[attr-defined]
+        levels.append(digest.hashes(width, range(1 << width)))  # type: ignore[attr-defined]
     return levels
 
 
