@@ -103,6 +103,12 @@ class Digest:
             self._levels[width] = _coarsen(self._levels, width, leaf_bits)
         self._folds = tuple((nodes, 64 - w) for w, nodes in self._levels.items())
 
+    def reserve(self, keys: int) -> None:
+        """Take the shape for ``keys`` keys now, while it is cheap (before a bulk fold)."""
+        leaf_bits = leaf_bits_for(keys, self._min_leaf_bits)
+        if leaf_bits > self.leaf_bits:
+            self._shape(leaf_bits)
+
     @classmethod
     def of(cls, entries: Iterable[tuple[str, int]], min_leaf_bits: int = MIN_LEAF_BITS) -> Digest:
         digest = cls(min_leaf_bits)

@@ -25,7 +25,15 @@ OwnersOf = Callable[[str], list[str]]
 
 
 class Store:
-    __slots__ = ("_digest", "_scoped", "_sorted_keys", "_stale", "discarded", "records")
+    __slots__ = (
+        "_building",
+        "_digest",
+        "_scoped",
+        "_sorted_keys",
+        "_stale",
+        "discarded",
+        "records",
+    )
 
     def __init__(self) -> None:
         self.records: dict[str, Record] = {}
@@ -34,6 +42,7 @@ class Store:
         self._stale: set[str] = set()  # keys whose digest entries may be out of date
         self._sorted_keys: SortedList[str] = SortedList()
         self._scoped: dict[str, tuple[int, Digest]] = {}  # peer -> (ring epoch, digest)
+        self._building: dict[str, list[str]] = {}  # peer -> keys not yet in its new digest
 
     def __len__(self) -> int:
         return len(self.records)
@@ -79,34 +88,75 @@ class Store:
 
     # --- digests -----------------------------------------------------------------------
     def digest(self, owners_of: OwnersOf, self_id: str) -> Digest:
-        """The digest tree over every key held, brought up to date."""
-        self._refresh(owners_of, self_id)
+        """The digest tree over every key held, brought up to date (unbounded work)."""
+        self.fold(None, owners_of, self_id)
         return self._digest
 
     def digest_for(self, peer: str, epoch: int, owners_of: OwnersOf, self_id: str) -> Digest:
         """A digest over the keys both ``self_id`` and ``peer`` own (ring ``epoch``)."""
-        self._refresh(owners_of, self_id)
-        cached = self._scoped.get(peer)
-        if cached is not None and cached[0] == epoch:
-            return cached[1]
-        digest = Digest()
-        for key, record in self.records.items():
-            owners = owners_of(key)
-            if self_id in owners and peer in owners:
-                digest.set(key, fingerprint(record.hlc, record.origin, record.tombstone))
-        self._scoped[peer] = (epoch, digest)
+        digest = self.ready_digest_for(peer, epoch, owners_of, self_id, None)
+        assert digest is not None, "an unbounded fold always completes"
         return digest
+
+    def ready_digest(self, owners_of: OwnersOf, self_id: str, budget: int) -> Digest | None:
+        """The whole digest if at most ``budget`` keys are left to fold, else None."""
+        if len(self._stale) > budget:
+            return None
+        return self.digest(owners_of, self_id)
+
+    def ready_digest_for(
+        self, peer: str, epoch: int, owners_of: OwnersOf, self_id: str, budget: int | None
+    ) -> Digest | None:
+        """The scoped digest for ``peer`` if at most ``budget`` keys are left to fold."""
+        cached = self._scoped.get(peer)
+        if cached is None or cached[0] != epoch:
+            # Built in slices by ``fold``: a snapshot of the keys to visit (a list of
+            # references, copied in C), while writes keep arriving through ``_stale``.
+            self._scoped[peer] = (epoch, Digest())
+            self._building[peer] = list(self.records)
+        left = len(self._stale) + len(self._building.get(peer, ()))
+        if budget is not None and left > budget:
+            return None
+        self.fold(None, owners_of, self_id)
+        return self._scoped[peer][1]
+
+    def pending_folds(self) -> int:
+        """Keys still to fold into some digest (0: every digest is up to date)."""
+        return len(self._stale) + sum(len(keys) for keys in self._building.values())
 
     def forget_scoped(self) -> None:
         """The ring changed: every scoped digest covers the wrong keys now."""
         self._scoped.clear()
+        self._building.clear()
 
-    def _refresh(self, owners_of: OwnersOf, self_id: str) -> None:
-        """Fold the keys stored or dropped since the last read into the digest trees."""
+    def fold(self, budget: int | None, owners_of: OwnersOf, self_id: str) -> int:
+        """Fold at most ``budget`` keys (None: all) into the digests; returns what is left.
+
+        The driver calls this on every tick with a bounded budget, so a restart with
+        millions of stale keys, or a new ring epoch, never stalls its event loop.
+        """
         stale = self._stale
-        if not stale:
-            return
-        self._stale = set()
+        if budget is not None and len(stale) > budget:
+            # A backlog (a restart): reshape the tree now, not at each doubling midway.
+            self._digest.reserve(len(self.records))
+        count = len(stale) if budget is None else min(budget, len(stale))
+        if count:
+            self._fold_stale([stale.pop() for _ in range(count)], owners_of, self_id)
+        left = None if budget is None else budget - count
+        for peer, keys in list(self._building.items()):
+            if left is not None and left <= 0:
+                break
+            take = len(keys) if left is None else min(left, len(keys))
+            self._fold_into(self._scoped[peer][1], peer, keys[len(keys) - take :], owners_of, self_id)  # fmt: skip
+            del keys[len(keys) - take :]
+            if not keys:
+                del self._building[peer]
+            if left is not None:
+                left -= take
+        return self.pending_folds()
+
+    def _fold_stale(self, stale: list[str], owners_of: OwnersOf, self_id: str) -> None:
+        """Fold the keys stored or dropped since the last fold into every digest."""
         digest, records, scoped = self._digest, self.records, self._scoped
         for key in stale:
             khash = key_hash(key)
@@ -120,6 +170,19 @@ class Store:
             digest.set(key, fp, khash)
             if scoped:
                 _fold_scoped(scoped, owners_of(key), self_id, key, fp, khash)
+
+    def _fold_into(
+        self, digest: Digest, peer: str, keys: list[str], owners_of: OwnersOf, self_id: str
+    ) -> None:
+        """One slice of a scoped digest's first build (keys dropped since are skipped)."""
+        records = self.records
+        for key in keys:
+            record = records.get(key)
+            if record is None:
+                continue
+            owners = owners_of(key)
+            if self_id in owners and peer in owners:
+                digest.set(key, fingerprint(record.hlc, record.origin, record.tombstone))
 
 
 def _fold_scoped(

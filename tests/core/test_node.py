@@ -341,3 +341,27 @@ def test_member_state_changes_come_out_in_the_output_and_only_once() -> None:
     seen = [(t.member, t.old.value, t.new.value) for t in n.tick(101.0).transitions]
     assert seen == [("n2", "alive", "suspect"), ("n2", "suspect", "dead")]
     assert n.tick(102.0).transitions == []
+
+
+def test_a_restarted_node_serves_reads_at_once_and_defers_anti_entropy_until_folded() -> None:
+    from rumordb.core.messages import DigestStep, encode
+    from rumordb.core.record import Record
+
+    config = NodeConfig(digest_fold_batch=500, jitter_timers=False)
+    records = [(f"k{i}", Record(b"v", "text/plain", {"old": 1}, i + 1, "old")) for i in range(5_000)]  # fmt: skip
+    n = Node("n1", "mem://n1", rng=random.Random(1), now=100.0, config=config, records=records)
+    peer = Node("n2", "mem://n2", rng=random.Random(2), now=100.0, config=config)
+    n.join("n2", "mem://n2", 0, 100.0)
+    assert n.view.get("k42") is not None, "reads answer before any digest work"
+    step = encode(DigestStep("n2", 1, 0, [0], peer.store.digest(peer.owners, "n2").hashes(0, [0])))
+    assert n.receive(step, 100.0).messages == [], "a half-built digest does not answer"
+    now, sessions = 100.0, 0
+    while n.store.pending_folds():
+        assert n.next_deadline() <= now + 0.001, "the next slice is due at once"
+        now += 0.001
+        out = n.tick(now)
+        sessions += sum(isinstance(decode(m), DigestStep) for _, m in out.messages)
+        assert now < 101.0, "5 000 keys in slices of 500 take a few ticks"
+    assert sessions == 0, "no anti-entropy from a half-built digest"
+    assert n.receive(step, now).messages, "folded: the session goes on"
+    assert n.store.digest(n.owners, "n1").root == _rebuilt(n.view.records()).root  # type: ignore[attr-defined]

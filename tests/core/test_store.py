@@ -119,3 +119,39 @@ def test_a_prefix_scan_starts_at_the_prefix_or_after_the_cursor() -> None:
     assert store.list_live("b", 10, "a") == ["ba", "bb", "bc"]
     assert store.list_live("b", 10, "bb") == ["bc"]
     assert store.list_live("b", 10, "c") == []
+
+
+def test_folding_in_slices_defers_the_digest_then_equals_a_rebuild() -> None:
+    store = Store()
+    for i in range(3_000):
+        store.put(f"k{i}", rec(i + 1))
+    assert store.ready_digest(no_owners, "me", 1_000) is None, "3 000 keys pending > 1 000"
+    assert store.fold(1_000, no_owners, "me") == 2_000
+    store.put("late", rec(1))  # writes keep arriving between slices
+    store.drop("k5")
+    while store.fold(1_000, no_owners, "me"):
+        pass
+    ready = store.ready_digest(no_owners, "me", 1_000)
+    assert ready is not None and ready.root == _rebuilt(store).root
+
+
+def test_a_scoped_digest_builds_in_slices_under_writes() -> None:
+    store = Store()
+    for i in range(2_500):
+        store.put(f"k{i}", rec(1))
+    store.digest(no_owners, "me")
+    both = lambda key: ["me", "peer"] if hash(key) % 2 else ["me"]  # noqa: E731
+    assert store.ready_digest_for("peer", 1, both, "me", 1_000) is None, "a build began"
+    store.fold(1_000, both, "me")
+    store.put("k1", rec(7))
+    store.drop("k2")
+    store.put("new", rec(3))
+    while store.fold(1_000, both, "me"):
+        pass
+    scoped = store.ready_digest_for("peer", 1, both, "me", 1_000)
+    want = Digest.of(
+        (k, fingerprint(r.hlc, r.origin, r.tombstone))
+        for k, r in store.items()
+        if "peer" in both(k)
+    )
+    assert scoped is not None and scoped.root == want.root != 0
