@@ -95,8 +95,7 @@ class Node:
         self._urgent: dict[str, Record] = {}  # client writes not yet flushed
         self._session = self._dead_probe = 0
         self._fold_at = math.inf  # when the next slice of digest folding is due
-        for key, record in records:
-            self.replica.load(key, record)
+        self.replica.load_all(records)
         self.timers = Timers(c.probe_interval_ms, c.gossip_interval_ms, c.anti_entropy_interval_ms)
         self.timers.start(now, rng if c.jitter_timers else None)
         self.view = NodeView(

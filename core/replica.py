@@ -9,7 +9,7 @@ about whom to talk to: that is ``Node``'s.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from rumordb.core import hlc
 from rumordb.core.broadcast import BroadcastQueue
@@ -44,10 +44,13 @@ class Replica:
         self.max_key_bytes = max_key_bytes
         self.hlc = hlc.pack(int(now * 1000))
 
-    def load(self, key: str, record: Record) -> None:
-        """A version read back from disk at start."""
-        self.put(key, record)
-        self.hlc = max(self.hlc, record.hlc)
+    def load_all(self, records: Iterable[tuple[str, Record]]) -> None:
+        """The versions read back from disk at start, in bulk (``Store.load``)."""
+        loaded = self.store.load(records)
+        for key, record in loaded.items():
+            if record.tombstone:
+                self.tombstones.stored(key, True, False)
+        self.hlc = max(self.hlc, max((r.hlc for r in loaded.values()), default=0))
 
     def write(self, command: WriteCommand, now: float) -> tuple[WriteStatus, Record | None]:
         """A client write here: (status, the new version or the one that refused it)."""

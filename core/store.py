@@ -56,6 +56,16 @@ class Store:
     def keys(self) -> KeysView[str]:
         return self.records.keys()
 
+    def load(self, items: Iterable[tuple[str, Record]]) -> dict[str, Record]:
+        """Fill an empty store at start, in bulk: one sort for the index, no digest work
+        (every key is stale; ``fold`` works them off in slices). Returns what was read."""
+        assert not self.records, "bulk loading is for an empty store"
+        loaded = dict(items)
+        self.records.update(loaded)
+        self._sorted_keys.update(loaded)
+        self._stale.update(loaded)
+        return loaded
+
     def put(self, key: str, record: Record) -> Record | None:
         """Store ``record`` as the version of ``key``; returns the one it replaced."""
         previous = self.records.get(key)
