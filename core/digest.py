@@ -36,7 +36,7 @@ MIN_LEAF_BITS = 12
 MAX_LEAF_BITS = 24
 KEYS_PER_LEAF = 4  # few keys per leaf: a differing leaf ships few entries
 
-Entry = tuple[int, str]  # (entry hash, key)
+Entry = tuple[int, str]  # (entry hash, key), as ``entries`` lists them
 
 
 def fingerprint(hlc: int, origin: str, tombstone: bool) -> int:
@@ -78,8 +78,10 @@ class Digest:
     def __init__(self, min_leaf_bits: int = MIN_LEAF_BITS) -> None:
         self._min_leaf_bits = min_leaf_bits
         self._count = 0
-        # _leaves[leaf][khash] = (entry hash, key); a leaf is an index at width leaf_bits
-        self._leaves: dict[int, dict[int, Entry]] = {}
+        # _leaves[leaf][key] = entry hash; a leaf is an index at width leaf_bits. Keyed by
+        # the key itself (already held by the store): no key-hash int and no tuple per
+        # key (92 B less); a key hash is recomputed when a leaf is listed (few keys).
+        self._leaves: dict[int, dict[str, int]] = {}
         self._shape(min_leaf_bits)
 
     def _shape(self, leaf_bits: int) -> None:
@@ -91,11 +93,11 @@ class Digest:
         old, self._leaves = self._leaves, {}
         leaf_shift = 64 - leaf_bits
         for leaf in old.values():
-            for khash, entry in leaf.items():
-                self._leaves.setdefault(khash >> leaf_shift, {})[khash] = entry
+            for key, ehash in leaf.items():
+                self._leaves.setdefault(key_hash(key) >> leaf_shift, {})[key] = ehash
         for index, leaf in self._leaves.items():
             value = 0
-            for ehash, _ in leaf.values():
+            for ehash in leaf.values():
                 value ^= ehash
             if value:
                 self._levels[leaf_bits][index] = value
@@ -124,14 +126,14 @@ class Digest:
         leaf = self._leaves.get(leaf_index)
         if leaf is None:
             leaf = self._leaves[leaf_index] = {}
-        old = leaf.get(khash)
+        old = leaf.get(key)
         ehash = mix64(khash, fp)
         delta = ehash
         if old is not None:
-            if old[0] == ehash:
+            if old == ehash:
                 return
-            delta ^= old[0]
-        leaf[khash] = (ehash, key)
+            delta ^= old
+        leaf[key] = ehash
         self._fold(khash, delta)
         if old is None:
             self._count += 1
@@ -143,9 +145,9 @@ class Digest:
             khash = key_hash(key)
         leaf_index = khash >> (64 - self.leaf_bits)
         leaf = self._leaves.get(leaf_index)
-        if leaf is None or khash not in leaf:
+        if leaf is None or key not in leaf:
             return
-        ehash, _ = leaf.pop(khash)
+        ehash = leaf.pop(key)
         if not leaf:
             del self._leaves[leaf_index]
         self._fold(khash, ehash)
@@ -189,19 +191,23 @@ class Digest:
     def entries(self, width: int, index: int) -> dict[int, Entry]:
         """The entries (key hash -> (entry hash, key)) under bucket ``index`` of ``width``."""
         if width >= self.leaf_bits:
-            leaf = self._leaves.get(index >> (width - self.leaf_bits), {})
-            if width == self.leaf_bits:
-                return leaf
-            shift = 64 - width
-            return {kh: e for kh, e in leaf.items() if kh >> shift == index}
+            leaves = [self._leaves.get(index >> (width - self.leaf_bits), {})]
+        else:
+            leaves = [self._leaves.get(i, {}) for i in children(width, index, self.leaf_bits)]
+        shift = 64 - width
         found: dict[int, Entry] = {}
-        for leaf_index in children(width, index, self.leaf_bits):
-            found.update(self._leaves.get(leaf_index, {}))
+        for leaf in leaves:
+            for key, ehash in leaf.items():
+                khash = key_hash(key)
+                if khash >> shift == index:
+                    found[khash] = (ehash, key)
         return found
 
     def key_of(self, khash: int) -> str | None:
-        entry = self._leaves.get(khash >> (64 - self.leaf_bits), {}).get(khash)
-        return entry[1] if entry else None
+        for key in self._leaves.get(khash >> (64 - self.leaf_bits), {}):
+            if key_hash(key) == khash:
+                return key
+        return None
 
     def __len__(self) -> int:
         return self._count

@@ -5,16 +5,30 @@ records. The sorted key index is a ``sortedcontainers.SortedList`` kept up to da
 every new or dropped key (O(log n), flat in practice), so a listing page costs
 O(log n + page) and never copies or sorts the key list. The digest trees are lazy: they
 fold the keys changed since their last read (measured: a third of a replica's CPU per
-replicated write went to eager digest updates).
+replicated write went to eager digest updates), and the folding is bounded: ``fold``
+does at most a budget of keys per call (the node calls it on every tick while a backlog
+is left), and ``ready_digest``/``ready_digest_for`` answer None while more than one
+budget is pending, so a restart with a million stale keys never stalls the driver.
 
 Sharded, anti-entropy with a peer compares only the keys both own: ``digest_for`` keeps
-one scoped digest per peer, built once per ring epoch and updated by the same lazy fold.
+one scoped digest per peer, built once per ring epoch (in slices, from a snapshot of the
+keys) and updated by the same fold.
+
+Memory. Records stay in memory (values included): the design keeps every read a dict
+lookup and the core free of I/O; values on disk behind a bounded cache would bound RSS
+better but put disk reads on the read path of the core's driver, a larger change.
+Per key the store holds the key string, one ``Record`` (a msgspec Struct, array-like, not
+tracked by the GC) with its value bytes, a dict slot and a SortedList slot; the clock
+dict, content type and origin strings are shared between records with equal ones
+(``_shared``: decoded records otherwise bring ~300 B of fresh objects each). The digest
+holds one entry-hash int per key in a per-leaf dict keyed by the key string itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, ItemsView, Iterable, KeysView
 
+import msgspec
 from sortedcontainers import SortedList
 
 from rumordb.core.digest import Digest, fingerprint
@@ -22,6 +36,7 @@ from rumordb.core.hashing import key_hash
 from rumordb.core.record import Discarded, Record
 
 OwnersOf = Callable[[str], list[str]]
+MAX_SHARED_SHAPES = 4096  # distinct (content type, origin, clock) combinations shared
 
 
 class Store:
@@ -29,6 +44,7 @@ class Store:
         "_building",
         "_digest",
         "_scoped",
+        "_shapes",
         "_sorted_keys",
         "_stale",
         "discarded",
@@ -42,7 +58,11 @@ class Store:
         self._stale: set[str] = set()  # keys whose digest entries may be out of date
         self._sorted_keys: SortedList[str] = SortedList()
         self._scoped: dict[str, tuple[int, Digest]] = {}  # peer -> (ring epoch, digest)
-        self._building: dict[str, list[str]] = {}  # peer -> keys not yet in its new digest
+        self._building: dict[str, list[str]] = {}
+        # (content type, origin, *clock items) -> the objects records share (bounded)
+        self._shapes: dict[
+            tuple[object, ...], tuple[str, str, dict[str, int]]
+        ] = {}  # peer -> keys not yet in its new digest
 
     def __len__(self) -> int:
         return len(self.records)
@@ -60,7 +80,7 @@ class Store:
         """Fill an empty store at start, in bulk: one sort for the index, no digest work
         (every key is stale; ``fold`` works them off in slices). Returns what was read."""
         assert not self.records, "bulk loading is for an empty store"
-        loaded = dict(items)
+        loaded = {key: self._shared(record) for key, record in items}
         self.records.update(loaded)
         self._sorted_keys.update(loaded)
         self._stale.update(loaded)
@@ -71,9 +91,24 @@ class Store:
         previous = self.records.get(key)
         if previous is None:
             self._sorted_keys.add(key)
-        self.records[key] = record
+        self.records[key] = self._shared(record)
         self._stale.add(key)
         return previous
+
+    def _shared(self, record: Record) -> Record:
+        """``record`` with its clock, content type and origin objects shared with equal
+        ones already held: decoded records bring a fresh dict and strings each (about
+        300 B per key), while most keys carry one of a few clocks, like ``{"n1": 1}``."""
+        signature = (record.content_type, record.origin, *record.clock.items())
+        shared = self._shapes.get(signature)
+        if shared is None:
+            if len(self._shapes) >= MAX_SHARED_SHAPES:
+                return record
+            shared = self._shapes[signature] = (record.content_type, record.origin, record.clock)
+        content_type, origin, clock = shared
+        if clock is record.clock and origin is record.origin:
+            return record
+        return msgspec.structs.replace(record, content_type=content_type, origin=origin, clock=clock)  # fmt: skip
 
     def drop(self, key: str) -> None:
         if self.records.pop(key, None) is None:
@@ -152,6 +187,8 @@ class Store:
         count = len(stale) if budget is None else min(budget, len(stale))
         if count:
             self._fold_stale([stale.pop() for _ in range(count)], owners_of, self_id)
+            if not stale:
+                self._stale = set()  # an emptied set keeps its table: 80 B/key after a restart
         left = None if budget is None else budget - count
         for peer, keys in list(self._building.items()):
             if left is not None and left <= 0:
