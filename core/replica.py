@@ -14,9 +14,7 @@ from collections.abc import Callable, Iterable
 from rumordb.core import hlc
 from rumordb.core.broadcast import BroadcastQueue
 from rumordb.core.counters import Counters
-from rumordb.core.errors import InvalidKey
 from rumordb.core.handoff import Handoff
-from rumordb.core.keys import check_key
 from rumordb.core.merge import Outcome, decide
 from rumordb.core.messages import Held, Update
 from rumordb.core.output import Output
@@ -43,14 +41,18 @@ class Replica:
         self.counters = counters
         self.max_key_bytes = max_key_bytes
         self.hlc = hlc.pack(int(now * 1000))
+        self.widest_loaded = 0  # entries of the widest clock read from disk (core.bounds)
 
     def load_all(self, records: Iterable[tuple[str, Record]]) -> None:
         """The versions read back from disk at start, in bulk (``Store.load``)."""
         loaded = self.store.load(records)
+        widest = 0
         for key, record in loaded.items():
             if record.tombstone:
                 self.tombstones.stored(key, True, False)
+            widest = max(widest, len(record.clock))
         self.hlc = max(self.hlc, max((r.hlc for r in loaded.values()), default=0))
+        self.widest_loaded = max(self.widest_loaded, widest)
 
     def write(self, command: WriteCommand, now: float) -> tuple[WriteStatus, Record | None]:
         """A client write here: (status, the new version or the one that refused it)."""
@@ -69,7 +71,7 @@ class Replica:
     def merge(
         self, out: Output, sender: str, updates: list[Update], relay: bool, sync: bool
     ) -> list[Update]:
-        """Apply peer versions; returns those the sender wants acknowledged.
+        """Apply peer versions (checked by ``core.bounds`` first); returns the acks wanted.
 
         ``relay``: queue what is new as a rumor; ``sync``: from anti-entropy, whose
         tombstones are acknowledged so that the sender learns we hold them. One loop
@@ -79,11 +81,6 @@ class Replica:
         records, purged, counters = self.store.records, self.tombstones.purged, self.counters
         for update in updates:
             key, incoming = update.key, update.record
-            try:
-                check_key(key, self.max_key_bytes)
-            except InvalidKey:
-                counters.decode_errors += 1
-                continue
             self.hlc = hlc.observe(self.hlc, incoming.hlc)
             gone = purged.get(key)
             if gone is not None and version_of(incoming) <= gone:
@@ -195,6 +192,18 @@ class Replica:
             self.tombstones.stored(key, record.tombstone, replaced_tombstone)
         if self.handoff.acks:  # checked first: the dict is empty unless ranges moved
             self.handoff.reset(key)
+
+    def restore(self, key: str, prior: Record | None) -> None:
+        """Undo a client write that was not made durable: ``prior`` is the key's version again.
+
+        Nothing reached the disk or a peer, so nothing is output: the store goes back.
+        """
+        if prior is not None:
+            self.put(key, prior)
+            return
+        self.store.drop(key)
+        self.tombstones.dropped(key)
+        self.handoff.reset(key)
 
     def drop(self, out: Output, key: str) -> None:
         self.store.drop(key)
