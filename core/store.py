@@ -33,6 +33,7 @@ from sortedcontainers import SortedList
 
 from rumordb.core.digest import Digest, fingerprint
 from rumordb.core.hashing import key_hash
+from rumordb.core.keyring import RESERVED_PREFIX
 from rumordb.core.record import Discarded, Record
 
 OwnersOf = Callable[[str], list[str]]
@@ -49,6 +50,7 @@ class Store:
         "_stale",
         "discarded",
         "records",
+        "reserved",
     )
 
     def __init__(self) -> None:
@@ -58,11 +60,10 @@ class Store:
         self._stale: set[str] = set()  # keys whose digest entries may be out of date
         self._sorted_keys: SortedList[str] = SortedList()
         self._scoped: dict[str, tuple[int, Digest]] = {}  # peer -> (ring epoch, digest)
-        self._building: dict[str, list[str]] = {}
+        self._building: dict[str, list[str]] = {}  # peer -> keys not yet in its new digest
         # (content type, origin, *clock items) -> the objects records share (bounded)
-        self._shapes: dict[
-            tuple[object, ...], tuple[str, str, dict[str, int]]
-        ] = {}  # peer -> keys not yet in its new digest
+        self._shapes: dict[tuple[object, ...], tuple[str, str, dict[str, int]]] = {}
+        self.reserved = 0  # records of the reserved keyspace: not user keys (core.keyring)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -84,6 +85,7 @@ class Store:
         self.records.update(loaded)
         self._sorted_keys.update(loaded)
         self._stale.update(loaded)
+        self.reserved += sum(key.startswith(RESERVED_PREFIX) for key in loaded)
         return loaded
 
     def put(self, key: str, record: Record) -> Record | None:
@@ -91,6 +93,8 @@ class Store:
         previous = self.records.get(key)
         if previous is None:
             self._sorted_keys.add(key)
+            if key.startswith(RESERVED_PREFIX):
+                self.reserved += 1
         self.records[key] = self._shared(record)
         self._stale.add(key)
         return previous
@@ -113,11 +117,19 @@ class Store:
     def drop(self, key: str) -> None:
         if self.records.pop(key, None) is None:
             return
+        if key.startswith(RESERVED_PREFIX):
+            self.reserved -= 1
         self._sorted_keys.discard(key)
         self._stale.add(key)
 
-    def list_live(self, prefix: str, limit: int, after: str) -> list[str]:
-        """Live keys in order, starting with ``prefix``, strictly after ``after``."""
+    def list_live(
+        self, prefix: str, limit: int, after: str, *, reserved: bool = False
+    ) -> list[str]:
+        """Live user keys in order, starting with ``prefix``, strictly after ``after``.
+
+        The reserved keyspace (``core.keyring``) is no user's: it is listed only when asked
+        for (``reserved``, by the node's own keyring, never for a client).
+        """
         if after and after >= prefix:
             keys = self._sorted_keys.irange(after, inclusive=(False, True))
         else:
@@ -127,7 +139,9 @@ class Store:
         for key in keys:
             if not key.startswith(prefix) or len(found) >= limit:
                 break
-            if not records[key].tombstone:
+            if records[key].tombstone:
+                continue
+            if reserved or not key.startswith(RESERVED_PREFIX):
                 found.append(key)
         return found
 

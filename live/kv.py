@@ -18,6 +18,7 @@ or accumulated size above ``max_value_bytes`` answers 413 at once.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from urllib.parse import parse_qsl, unquote_to_bytes
 
@@ -35,6 +36,7 @@ from rumordb.core import (
 )
 from rumordb.core.context import Context
 from rumordb.core.hlc import physical_ms
+from rumordb.core.keyring import RESERVED_PREFIX, is_reserved
 from rumordb.live.asgi import (
     Headers,
     Receive,
@@ -53,6 +55,10 @@ from rumordb.live.metrics import Metrics
 from rumordb.live.runner import NotStored, ReadAnswer, Runner, WriteAnswer
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+# A Content-Type is stored and replicated with its value and sent back as a header: it
+# is bounded (RFC 6838 media types fit in far less) and must be printable ASCII.
+MAX_CONTENT_TYPE_BYTES = 255
+_CONTENT_TYPE_CHARS = re.compile(rb"^[\x20-\x7e\t]*$")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 CONTEXT_CACHE_MAX = 65_536
@@ -95,6 +101,7 @@ class KVRequest:
         "body",
         "content_length",
         "content_type",
+        "content_types",
         "forwarded",
         "headers",
         "if_match",
@@ -110,13 +117,15 @@ class KVRequest:
         self.query: bytes = scope.get("query_string", b"")
         self.headers: Headers = scope["headers"]
         self.body = b""
-        self.content_type = DEFAULT_CONTENT_TYPE
+        self.content_type: bytes | None = None  # checked by _content_type on writes only
+        self.content_types = 0
         self.content_length: bytes | None = None
         self.if_match: bytes | None = None
         self.forwarded = False
         for name, value in self.headers:  # credentials: live.auth.Gate reads them
             if name == b"content-type":
-                self.content_type = value.decode("latin-1") or DEFAULT_CONTENT_TYPE
+                self.content_type = value
+                self.content_types += 1
             elif name == b"content-length":
                 self.content_length = value
             elif name == b"if-match":
@@ -146,6 +155,9 @@ class KVHandler:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         method = scope["method"]
+        head = method == "HEAD"  # answered like GET, without the body (RFC 9110 9.3.2)
+        if head:
+            method = "GET"
         route = "kv_list" if scope["path"] in ("/kv", "/kv/") and method == "GET" else "kv"
         try:
             route, reply = await self._dispatch(scope, receive, method)
@@ -154,7 +166,7 @@ class KVHandler:
         except Exception:  # a bug: the boundary answers 500; count it here, then let it go
             self.metrics.observe_request(route, 500, time.perf_counter() - started)
             raise
-        await send_reply(send, reply)
+        await send_reply(send, reply, head=head)
         self.metrics.observe_request(route, reply.status, time.perf_counter() - started)
 
     async def _dispatch(self, scope: Scope, receive: Receive, method: str) -> tuple[str, Reply]:
@@ -180,7 +192,7 @@ class KVHandler:
                 405,
                 "method_not_allowed",
                 f"{method} is not allowed on /kv/{{key}}",
-                ((b"allow", b"GET, PUT, POST, DELETE"),),
+                ((b"allow", b"GET, HEAD, PUT, POST, DELETE"),),
             )
         route = "kv_" + method.lower()
         if role is not Role.ADMIN:
@@ -195,12 +207,14 @@ class KVHandler:
         key = self._key(scope)
         context = _context(request.if_match)
         method = request.method
+        content_type = DEFAULT_CONTENT_TYPE
         if method != "DELETE":
+            content_type = _content_type(request.content_type, request.content_types)
             request.body = await read_body(receive, self.max_value_bytes, request.content_length)
         return WriteCommand(
             key,
             request.body,
-            request.content_type,
+            content_type,
             context,
             create=method == "POST",
             delete=method == "DELETE",
@@ -224,6 +238,9 @@ class KVHandler:
             if exc.too_long:
                 raise HttpError(414, "key_too_long", str(exc)) from None
             raise HttpError(400, "invalid_key", str(exc)) from None
+        if is_reserved(key):  # the keyring's keyspace: reachable only through /admin/keys
+            detail = f"keys starting with {RESERVED_PREFIX!r} are reserved for the cluster"
+            raise HttpError(403, "reserved_key", detail)
         return key
 
     async def _list(self, scope: Scope, request: KVRequest) -> Reply:
@@ -337,10 +354,29 @@ def _query(scope: Scope) -> dict[str, str]:
     raw: bytes = scope.get("query_string", b"")
     if not raw:
         return {}
-    try:
-        return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+    try:  # strict: a percent-escape that is not UTF-8 is refused, never replaced by U+FFFD
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise HttpError(400, "bad_request", "the query string is not valid UTF-8") from None
+    query = dict(pairs)
+    if len(query) != len(pairs):
+        raise HttpError(400, "bad_request", "a query parameter is given more than once")
+    return query
+
+
+def _content_type(raw: bytes | None, given: int) -> str:
+    """The Content-Type a write stores: bounded, printable ASCII, given at most once."""
+    if given > 1:
+        raise HttpError(400, "invalid_content_type", "Content-Type is given more than once")
+    if raw is None or raw == b"":
+        return DEFAULT_CONTENT_TYPE
+    if len(raw) > MAX_CONTENT_TYPE_BYTES:
+        detail = f"Content-Type is at most {MAX_CONTENT_TYPE_BYTES} bytes"
+        raise HttpError(400, "invalid_content_type", detail)
+    if not _CONTENT_TYPE_CHARS.match(raw):
+        detail = "Content-Type must be printable ASCII (no control characters)"
+        raise HttpError(400, "invalid_content_type", detail)
+    return raw.decode("ascii")
 
 
 def _limit(text: str | None) -> int:
