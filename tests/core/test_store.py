@@ -155,3 +155,16 @@ def test_a_scoped_digest_builds_in_slices_under_writes() -> None:
         if "peer" in both(k)
     )
     assert scoped is not None and scoped.root == want.root != 0
+
+
+def test_a_bulk_load_indexes_sorts_and_counts_like_puts() -> None:
+    from rumordb.core.keyring import RESERVED_PREFIX
+
+    loaded, put = Store(), Store()
+    items = [("b", rec(1)), (RESERVED_PREFIX + "x", rec(1)), ("a", rec(2))]
+    loaded.load(items)
+    for key, record in items:
+        put.put(key, record)
+    assert loaded.list_live("", 10, "") == put.list_live("", 10, "") == ["a", "b"]
+    assert loaded.reserved == put.reserved == 1
+    assert loaded.digest(no_owners, "me").root == put.digest(no_owners, "me").root
