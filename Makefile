@@ -47,6 +47,12 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
+## Many keys per node (3 loopback nodes): RSS per key, write rate, scans, restarts.
+## VOLUME_KEYS=10000000 make bench-volume for 10M (not run by default: minutes and GiBs).
+.PHONY: bench-volume
+bench-volume: $(STAMP)
+	$(BIN)/python -m bench.volume_bench
+
 ## The `rumor get` start-up benchmark: median wall time of 20 runs against a local node.
 .PHONY: bench-cli
 bench-cli: $(STAMP)

@@ -20,34 +20,47 @@ from __future__ import annotations
 
 import random
 
-from rumordb.core.digest import DEPTH, LEAF_BITS, Digest, children, diff_entries
+from rumordb.core.digest import (
+    MAX_LEAF_BITS,
+    Digest,
+    children,
+    diff_entries,
+    next_width,
+)
 from rumordb.core.messages import DigestStep, LeafEntries
 
 
 def start(sender: str, session: int, digest: Digest) -> DigestStep:
-    return DigestStep(sender, session, 0, [0], digest.hashes(0, [0]))
+    return DigestStep(sender, session, 0, [0], digest.hashes(0, [0]), digest.leaf_bits)
 
 
 def on_digest(
     sender: str, step: DigestStep, digest: Digest, max_entries: int, rng: random.Random
 ) -> DigestStep | LeafEntries | None:
-    """Compare the peer's hashes with ours; descend, or list the differing leaves' entries."""
-    if not 0 <= step.level <= DEPTH:
+    """Compare the peer's hashes with ours; descend, or list the differing leaves' entries.
+
+    The session descends to the finer of the two shapes' leaves: buckets finer than our
+    own leaves are computed from the leaf entries (``Digest.hashes``).
+    """
+    leaf_bits = max(digest.leaf_bits, min(step.leaf_bits, MAX_LEAF_BITS))
+    if not 0 <= step.width <= leaf_bits:
         return None
-    differing = digest.differing(step.level, step.hashes, step.indices)
+    differing = digest.differing(step.width, step.hashes, step.indices)
     if not differing:
         return None
-    if step.level < DEPTH:
-        below = [child for index in differing for child in children(index)]
-        return DigestStep(
-            sender, step.session, step.level + 1, below, digest.hashes(step.level + 1, below)
-        )
-    return leaf_entries(sender, step.session, differing, digest, max_entries, rng)
+    below = next_width(step.width, leaf_bits)
+    if below is None:
+        return leaf_entries(sender, step.session, step.width, differing, digest, max_entries, rng)
+    indices = [child for index in differing for child in children(step.width, index, below)]
+    return DigestStep(
+        sender, step.session, below, indices, digest.hashes(below, indices), leaf_bits
+    )
 
 
 def leaf_entries(
     sender: str,
     session: int,
+    width: int,
     leaves: list[int],
     digest: Digest,
     max_entries: int,
@@ -59,12 +72,12 @@ def leaf_entries(
     count = 0
     for i in range(len(leaves)):
         leaf = leaves[(offset + i) % len(leaves)]
-        mine = [(khash, fp) for khash, (fp, _) in digest.leaf(leaf).items()]
+        mine = [(khash, ehash) for khash, (ehash, _) in digest.entries(width, leaf).items()]
         if entries and count + len(mine) > max_entries:
             break
         entries[leaf] = mine
         count += len(mine)
-    return LeafEntries(sender, session, entries)
+    return LeafEntries(sender, session, entries, width)
 
 
 def on_leaf_entries(
@@ -73,10 +86,12 @@ def on_leaf_entries(
     """The keys whose records we send, and the key hashes we want from the peer."""
     send: list[str] = []
     want: list[int] = []
+    if not 0 <= message.width <= MAX_LEAF_BITS:
+        return send, want
     for leaf, pairs in message.entries.items():
-        if not 0 <= leaf < (1 << LEAF_BITS):
+        if not 0 <= leaf < (1 << message.width):
             continue
-        mine_leaf = digest.leaf(leaf)
+        mine_leaf = digest.entries(message.width, leaf)
         theirs = dict(pairs)
         mine_differs, only_theirs = diff_entries(mine_leaf, theirs)
         for khash in mine_differs:

@@ -34,6 +34,9 @@ class NodeConfig:
     vnodes: int = DEFAULT_VNODES
     sync_max_keys: int = 2_000  # records per anti-entropy step
     sync_max_entries: int = 20_000  # leaf entries per anti-entropy step
+    # keys folded into the digests per tick (~5 us each, ~10 ms): bounds a tick's work
+    # after a restart or a ring change; anti-entropy waits while more are pending
+    digest_fold_batch: int = 2_000
     member_gossip: int = 6  # member entries piggybacked per message (besides our own)
     max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
@@ -58,6 +61,7 @@ class NodeConfig:
             "vnodes",
             "sync_max_keys",
             "sync_max_entries",
+            "digest_fold_batch",
             "max_key_bytes",
             "maintenance_batch",
             "max_clock_skew_ms",

@@ -16,7 +16,10 @@ from rumordb.core.errors import DecodeError
 from rumordb.core.membership import MemberEntry
 from rumordb.core.record import Record
 
-PROTOCOL_VERSION = 1
+# 2: anti-entropy buckets are named by width (bits of key hash) and the digest's shape
+# adapts to the key count: DigestStep.level became ``width`` and gained ``leaf_bits``,
+# LeafEntries gained ``width``, and leaf entries carry entry hashes (see core.digest).
+PROTOCOL_VERSION = 2
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 
@@ -71,21 +74,27 @@ class Heartbeat(msgspec.Struct, frozen=True, array_like=True, tag="hb", gc=False
 
 
 class DigestStep(msgspec.Struct, frozen=True, array_like=True, tag="digest", gc=False):
-    """Anti-entropy: the sender's hashes for ``indices`` at ``level`` (absent = empty)."""
+    """Anti-entropy: the sender's hashes for ``indices`` at ``width`` (absent = empty).
+
+    ``width`` is how many top bits of the key hash name a bucket (0: the root);
+    ``leaf_bits`` is the leaf width of the session, the finer of the two digests' shapes.
+    """
 
     sender: str
     session: int
-    level: int
+    width: int
     indices: list[int]
     hashes: dict[int, int]
+    leaf_bits: int = 12
 
 
 class LeafEntries(msgspec.Struct, frozen=True, array_like=True, tag="leaves", gc=False):
-    """Anti-entropy: the (key hash, version fingerprint) entries of differing leaves."""
+    """Anti-entropy: the (key hash, entry hash) pairs of differing leaves of ``width``."""
 
     sender: str
     session: int
     entries: dict[int, list[tuple[int, int]]]
+    width: int = 12
 
 
 class SyncRecords(msgspec.Struct, frozen=True, array_like=True, tag="sync", gc=False):

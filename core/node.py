@@ -23,6 +23,7 @@ and tombstones are purged once every member that must hold them does
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable
 
@@ -62,6 +63,7 @@ from rumordb.core.tombstones import Version
 from rumordb.core.view import NodeView
 from rumordb.core.writes import WriteCommand, WriteResult, WriteStatus, context_refusal
 
+FOLD_SLICE_GAP_S = 0.001  # between digest fold slices: the driver serves in between
 _APPLIED = frozenset((WriteStatus.OK, WriteStatus.CREATED))
 
 __all__ = ["Node", "NodeConfig", "Output", "WriteCommand", "WriteResult", "WriteStatus"]
@@ -112,8 +114,8 @@ class Node:
         self._undo: dict[str, Record | None] = {}  # their keys' versions before them
         self.clock_watch = ClockWatch(c.max_clock_skew_ms)
         self._session = self._dead_probe = 0
-        for key, record in records:
-            self.replica.load(key, record)
+        self._fold_at = math.inf  # when the next slice of digest folding is due
+        self.replica.load_all(records)
         self.replica.tombstones.restore(purged)
         self.timers = Timers(c.probe_interval_ms, c.gossip_interval_ms, c.anti_entropy_interval_ms)
         self.timers.start(now if mono is None else mono, rng if c.jitter_timers else None)
@@ -123,7 +125,7 @@ class Node:
         )  # fmt: skip
 
     def next_deadline(self) -> float:
-        return self.timers.next_deadline()
+        return min(self.timers.next_deadline(), self._fold_at)
 
     # --- client commands -------------------------------------------------------------
     def read(self, key: str, *, forwarded: bool = False, meta: bool = False) -> ReadPlan:
@@ -248,7 +250,8 @@ class Node:
         records = self.store.records
         for key, prior in undo.items():
             written = urgent.get(key)
-            if written is not None and records.get(key) is written:
+            # equal, not identical: the store may hold a copy sharing its clock (Store._shared)
+            if written is not None and records.get(key) == written:
                 self.replica.restore(key, prior)
 
     # --- time ------------------------------------------------------------------------
@@ -256,6 +259,7 @@ class Node:
         """Heartbeats, rumor rounds, anti-entropy and maintenance that are due by ``now``."""
         out = Output()
         clock = now if mono is None else mono  # a driver that passes mono always does
+        self._fold_digests(clock)
         due = self.timers.fire(clock)
         if due.probe and self.membership.detects_failures:
             self._probe(out, now, clock)
@@ -267,6 +271,21 @@ class Node:
             if self.membership.detects_failures or self.replica.tombstones.holders:
                 self._maintain(out)
         return self._with_transitions(out)
+
+    def _fold_digests(self, now: float) -> None:
+        """One bounded slice of digest work when much is pending; the next is due soon.
+
+        A little pending work stays for anti-entropy to fold (rewrites of one key
+        coalesce); a backlog (a restart, a ring change, heavy writes) is worked off here
+        in slices so that no tick, and no anti-entropy step, takes long.
+        """
+        c = self.config
+        if self.store.pending_folds() <= c.digest_fold_batch // 2:
+            self._fold_at = math.inf
+            return
+        owners_of = self.placement.shared_owners() if c.sharding else self.owners
+        left = self.store.fold(c.digest_fold_batch, owners_of, self.node_id)
+        self._fold_at = now + FOLD_SLICE_GAP_S if left else math.inf
 
     def _probe(self, out: Output, now: float, mono: float) -> None:
         """``mono`` judges members; ``now`` (wall time) is what the clock watch compares."""
@@ -310,6 +329,8 @@ class Node:
             self._session += 1
             self.counters.anti_entropy_sessions += 1
             digest = self._digest_for(sample[0])
+            if digest is None:  # still folding (a restart): the next interval tries again
+                return
             self.outbox.send(out, sample, anti_entropy.start(self.node_id, self._session, digest))
 
     def _maintain(self, out: Output) -> None:
@@ -360,20 +381,21 @@ class Node:
             self.replica.acknowledged(sender, message.held, out)
         elif isinstance(message, DigestStep):
             digest = self._digest_for(sender)
-            reply = anti_entropy.on_digest(self.node_id, message, digest, c.sync_max_entries, self.rng)  # fmt: skip
+            reply = None if digest is None else anti_entropy.on_digest(self.node_id, message, digest, c.sync_max_entries, self.rng)  # fmt: skip
             if reply is not None:
                 self.outbox.send(out, [sender], reply)
             else:  # our digests agree (or the step was malformed): nothing left to repair
                 self.counters.anti_entropy_completed += 1
         elif isinstance(message, LeafEntries):
             digest = self._digest_for(sender)
-            keys, want = anti_entropy.on_leaf_entries(message, digest, c.sync_max_keys)
-            self._sync(out, sender, message.session, keys, want)
+            if digest is not None:  # a half-built digest ends the session: not a wrong answer
+                keys, want = anti_entropy.on_leaf_entries(message, digest, c.sync_max_keys)
+                self._sync(out, sender, message.session, keys, want)
         elif isinstance(message, SyncRecords):
             self.counters.anti_entropy_completed += 1
             self._on_updates(out, sender, message.updates, relay=False, sync=True)
-            if message.want:
-                digest = self._digest_for(sender)
+            digest = self._digest_for(sender) if message.want else None
+            if digest is not None:
                 wanted = anti_entropy.wanted_keys(message.want, digest, c.sync_max_keys)
                 self._sync(out, sender, message.session, wanted, [])
         return self._with_transitions(out)
@@ -446,12 +468,15 @@ class Node:
             out.transitions.extend(made)
         return out
 
-    def _digest_for(self, peer: str) -> Digest:
-        """The whole digest, or (sharded) one over the keys both nodes own."""
-        if not self.config.sharding:
-            return self.store.digest(self.owners, self.node_id)
+    def _digest_for(self, peer: str) -> Digest | None:
+        """The whole digest, or (sharded) one over the keys both nodes own; None while
+        more than one fold slice of keys is pending (after a restart or a ring change)."""
+        c = self.config
+        if not c.sharding:
+            return self.store.ready_digest(self.owners, self.node_id, c.digest_fold_batch)
         owners_of = self.placement.shared_owners()
-        return self.store.digest_for(peer, self.membership.epoch, owners_of, self.node_id)
+        epoch = self.membership.epoch
+        return self.store.ready_digest_for(peer, epoch, owners_of, self.node_id, c.digest_fold_batch)  # fmt: skip
 
     # --- what to send ----------------------------------------------------------------
     def _entries(self) -> list[MemberEntry]:

@@ -9,7 +9,7 @@ about whom to talk to: that is ``Node``'s.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from rumordb.core import hlc
 from rumordb.core.broadcast import BroadcastQueue
@@ -43,11 +43,16 @@ class Replica:
         self.hlc = hlc.pack(int(now * 1000))
         self.widest_loaded = 0  # entries of the widest clock read from disk (core.bounds)
 
-    def load(self, key: str, record: Record) -> None:
-        """A version read back from disk at start."""
-        self.put(key, record)
-        self.hlc = max(self.hlc, record.hlc)
-        self.widest_loaded = max(self.widest_loaded, len(record.clock))
+    def load_all(self, records: Iterable[tuple[str, Record]]) -> None:
+        """The versions read back from disk at start, in bulk (``Store.load``)."""
+        loaded = self.store.load(records)
+        widest = 0
+        for key, record in loaded.items():
+            if record.tombstone:
+                self.tombstones.stored(key, True, False)
+            widest = max(widest, len(record.clock))
+        self.hlc = max(self.hlc, max((r.hlc for r in loaded.values()), default=0))
+        self.widest_loaded = max(self.widest_loaded, widest)
 
     def write(self, command: WriteCommand, now: float) -> tuple[WriteStatus, Record | None]:
         """A client write here: (status, the new version or the one that refused it)."""

@@ -1,19 +1,35 @@
 """One node's versions: records by key, a sorted key index, digests, what LWW discarded.
 
 The store decides nothing about replication; it keeps the indexes consistent with the
-records. Both indexes are lazy, because keys change on every write while they are read
-rarely: the sorted index is built at the first listing and kept up to date after, and
-the digest trees fold the keys changed since their last read (measured: a third of a
-replica's CPU per replicated write went to eager digest updates).
+records. The sorted key index is a ``sortedcontainers.SortedList`` kept up to date on
+every new or dropped key (O(log n), flat in practice), so a listing page costs
+O(log n + page) and never copies or sorts the key list. The digest trees are lazy: they
+fold the keys changed since their last read (measured: a third of a replica's CPU per
+replicated write went to eager digest updates), and the folding is bounded: ``fold``
+does at most a budget of keys per call (the node calls it on every tick while a backlog
+is left), and ``ready_digest``/``ready_digest_for`` answer None while more than one
+budget is pending, so a restart with a million stale keys never stalls the driver.
 
 Sharded, anti-entropy with a peer compares only the keys both own: ``digest_for`` keeps
-one scoped digest per peer, built once per ring epoch and updated by the same lazy fold.
+one scoped digest per peer, built once per ring epoch (in slices, from a snapshot of the
+keys) and updated by the same fold.
+
+Memory. Records stay in memory (values included): the design keeps every read a dict
+lookup and the core free of I/O; values on disk behind a bounded cache would bound RSS
+better but put disk reads on the read path of the core's driver, a larger change.
+Per key the store holds the key string, one ``Record`` (a msgspec Struct, array-like, not
+tracked by the GC) with its value bytes, a dict slot and a SortedList slot; the clock
+dict, content type and origin strings are shared between records with equal ones
+(``_shared``: decoded records otherwise bring ~300 B of fresh objects each). The digest
+holds one entry-hash int per key in a per-leaf dict keyed by the key string itself.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, ItemsView, Iterable, KeysView
+
+import msgspec
+from sortedcontainers import SortedList
 
 from rumordb.core.digest import Digest, fingerprint
 from rumordb.core.hashing import key_hash
@@ -21,20 +37,32 @@ from rumordb.core.keyring import RESERVED_PREFIX
 from rumordb.core.record import Discarded, Record
 
 OwnersOf = Callable[[str], list[str]]
+MAX_SHARED_SHAPES = 4096  # distinct (content type, origin, clock) combinations shared
 
 
 class Store:
     __slots__ = (
-        "_digest", "_scoped", "_sorted_keys", "_stale", "discarded", "records", "reserved",
-    )  # fmt: skip
+        "_building",
+        "_digest",
+        "_scoped",
+        "_shapes",
+        "_sorted_keys",
+        "_stale",
+        "discarded",
+        "records",
+        "reserved",
+    )
 
     def __init__(self) -> None:
         self.records: dict[str, Record] = {}
         self.discarded: dict[str, Discarded] = {}  # key -> last version LWW threw away
         self._digest = Digest()
         self._stale: set[str] = set()  # keys whose digest entries may be out of date
-        self._sorted_keys: list[str] | None = None
+        self._sorted_keys: SortedList[str] = SortedList()
         self._scoped: dict[str, tuple[int, Digest]] = {}  # peer -> (ring epoch, digest)
+        self._building: dict[str, list[str]] = {}  # peer -> keys not yet in its new digest
+        # (content type, origin, *clock items) -> the objects records share (bounded)
+        self._shapes: dict[tuple[object, ...], tuple[str, str, dict[str, int]]] = {}
         self.reserved = 0  # records of the reserved keyspace: not user keys (core.keyring)
 
     def __len__(self) -> int:
@@ -49,27 +77,49 @@ class Store:
     def keys(self) -> KeysView[str]:
         return self.records.keys()
 
+    def load(self, items: Iterable[tuple[str, Record]]) -> dict[str, Record]:
+        """Fill an empty store at start, in bulk: one sort for the index, no digest work
+        (every key is stale; ``fold`` works them off in slices). Returns what was read."""
+        assert not self.records, "bulk loading is for an empty store"
+        loaded = {key: self._shared(record) for key, record in items}
+        self.records.update(loaded)
+        self._sorted_keys.update(loaded)
+        self._stale.update(loaded)
+        self.reserved += sum(key.startswith(RESERVED_PREFIX) for key in loaded)
+        return loaded
+
     def put(self, key: str, record: Record) -> Record | None:
         """Store ``record`` as the version of ``key``; returns the one it replaced."""
         previous = self.records.get(key)
         if previous is None:
-            if self._sorted_keys is not None:
-                insort(self._sorted_keys, key)
+            self._sorted_keys.add(key)
             if key.startswith(RESERVED_PREFIX):
                 self.reserved += 1
-        self.records[key] = record
+        self.records[key] = self._shared(record)
         self._stale.add(key)
         return previous
+
+    def _shared(self, record: Record) -> Record:
+        """``record`` with its clock, content type and origin objects shared with equal
+        ones already held: decoded records bring a fresh dict and strings each (about
+        300 B per key), while most keys carry one of a few clocks, like ``{"n1": 1}``."""
+        signature = (record.content_type, record.origin, *record.clock.items())
+        shared = self._shapes.get(signature)
+        if shared is None:
+            if len(self._shapes) >= MAX_SHARED_SHAPES:
+                return record
+            shared = self._shapes[signature] = (record.content_type, record.origin, record.clock)
+        content_type, origin, clock = shared
+        if clock is record.clock and origin is record.origin:
+            return record
+        return msgspec.structs.replace(record, content_type=content_type, origin=origin, clock=clock)  # fmt: skip
 
     def drop(self, key: str) -> None:
         if self.records.pop(key, None) is None:
             return
         if key.startswith(RESERVED_PREFIX):
             self.reserved -= 1
-        if self._sorted_keys is not None:
-            index = bisect_left(self._sorted_keys, key)
-            if index < len(self._sorted_keys) and self._sorted_keys[index] == key:
-                del self._sorted_keys[index]
+        self._sorted_keys.discard(key)
         self._stale.add(key)
 
     def list_live(
@@ -80,16 +130,16 @@ class Store:
         The reserved keyspace (``core.keyring``) is no user's: it is listed only when asked
         for (``reserved``, by the node's own keyring, never for a client).
         """
-        if self._sorted_keys is None:
-            self._sorted_keys = sorted(self.records)
-        keys = self._sorted_keys
-        start = bisect_right(keys, after) if after else 0
-        start = max(start, bisect_left(keys, prefix))
+        if after and after >= prefix:
+            keys = self._sorted_keys.irange(after, inclusive=(False, True))
+        else:
+            keys = self._sorted_keys.irange(prefix)
         found: list[str] = []
-        for key in keys[start:]:
+        records = self.records
+        for key in keys:
             if not key.startswith(prefix) or len(found) >= limit:
                 break
-            if self.records[key].tombstone:
+            if records[key].tombstone:
                 continue
             if reserved or not key.startswith(RESERVED_PREFIX):
                 found.append(key)
@@ -97,34 +147,77 @@ class Store:
 
     # --- digests -----------------------------------------------------------------------
     def digest(self, owners_of: OwnersOf, self_id: str) -> Digest:
-        """The digest tree over every key held, brought up to date."""
-        self._refresh(owners_of, self_id)
+        """The digest tree over every key held, brought up to date (unbounded work)."""
+        self.fold(None, owners_of, self_id)
         return self._digest
 
     def digest_for(self, peer: str, epoch: int, owners_of: OwnersOf, self_id: str) -> Digest:
         """A digest over the keys both ``self_id`` and ``peer`` own (ring ``epoch``)."""
-        self._refresh(owners_of, self_id)
-        cached = self._scoped.get(peer)
-        if cached is not None and cached[0] == epoch:
-            return cached[1]
-        digest = Digest()
-        for key, record in self.records.items():
-            owners = owners_of(key)
-            if self_id in owners and peer in owners:
-                digest.set(key, fingerprint(record.hlc, record.origin, record.tombstone))
-        self._scoped[peer] = (epoch, digest)
+        digest = self.ready_digest_for(peer, epoch, owners_of, self_id, None)
+        assert digest is not None, "an unbounded fold always completes"
         return digest
+
+    def ready_digest(self, owners_of: OwnersOf, self_id: str, budget: int) -> Digest | None:
+        """The whole digest if at most ``budget`` keys are left to fold, else None."""
+        if len(self._stale) > budget:
+            return None
+        return self.digest(owners_of, self_id)
+
+    def ready_digest_for(
+        self, peer: str, epoch: int, owners_of: OwnersOf, self_id: str, budget: int | None
+    ) -> Digest | None:
+        """The scoped digest for ``peer`` if at most ``budget`` keys are left to fold."""
+        cached = self._scoped.get(peer)
+        if cached is None or cached[0] != epoch:
+            # Built in slices by ``fold``: a snapshot of the keys to visit (a list of
+            # references, copied in C), while writes keep arriving through ``_stale``.
+            self._scoped[peer] = (epoch, Digest())
+            self._building[peer] = list(self.records)
+        left = len(self._stale) + len(self._building.get(peer, ()))
+        if budget is not None and left > budget:
+            return None
+        self.fold(None, owners_of, self_id)
+        return self._scoped[peer][1]
+
+    def pending_folds(self) -> int:
+        """Keys still to fold into some digest (0: every digest is up to date)."""
+        return len(self._stale) + sum(len(keys) for keys in self._building.values())
 
     def forget_scoped(self) -> None:
         """The ring changed: every scoped digest covers the wrong keys now."""
         self._scoped.clear()
+        self._building.clear()
 
-    def _refresh(self, owners_of: OwnersOf, self_id: str) -> None:
-        """Fold the keys stored or dropped since the last read into the digest trees."""
+    def fold(self, budget: int | None, owners_of: OwnersOf, self_id: str) -> int:
+        """Fold at most ``budget`` keys (None: all) into the digests; returns what is left.
+
+        The driver calls this on every tick with a bounded budget, so a restart with
+        millions of stale keys, or a new ring epoch, never stalls its event loop.
+        """
         stale = self._stale
-        if not stale:
-            return
-        self._stale = set()
+        if budget is not None and len(stale) > budget:
+            # A backlog (a restart): reshape the tree now, not at each doubling midway.
+            self._digest.reserve(len(self.records))
+        count = len(stale) if budget is None else min(budget, len(stale))
+        if count:
+            self._fold_stale([stale.pop() for _ in range(count)], owners_of, self_id)
+            if not stale:
+                self._stale = set()  # an emptied set keeps its table: 80 B/key after a restart
+        left = None if budget is None else budget - count
+        for peer, keys in list(self._building.items()):
+            if left is not None and left <= 0:
+                break
+            take = len(keys) if left is None else min(left, len(keys))
+            self._fold_into(self._scoped[peer][1], peer, keys[len(keys) - take :], owners_of, self_id)  # fmt: skip
+            del keys[len(keys) - take :]
+            if not keys:
+                del self._building[peer]
+            if left is not None:
+                left -= take
+        return self.pending_folds()
+
+    def _fold_stale(self, stale: list[str], owners_of: OwnersOf, self_id: str) -> None:
+        """Fold the keys stored or dropped since the last fold into every digest."""
         digest, records, scoped = self._digest, self.records, self._scoped
         for key in stale:
             khash = key_hash(key)
@@ -138,6 +231,19 @@ class Store:
             digest.set(key, fp, khash)
             if scoped:
                 _fold_scoped(scoped, owners_of(key), self_id, key, fp, khash)
+
+    def _fold_into(
+        self, digest: Digest, peer: str, keys: list[str], owners_of: OwnersOf, self_id: str
+    ) -> None:
+        """One slice of a scoped digest's first build (keys dropped since are skipped)."""
+        records = self.records
+        for key in keys:
+            record = records.get(key)
+            if record is None:
+                continue
+            owners = owners_of(key)
+            if self_id in owners and peer in owners:
+                digest.set(key, fingerprint(record.hlc, record.origin, record.tombstone))
 
 
 def _fold_scoped(

@@ -1,9 +1,11 @@
 import random
 
 import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rumordb.core import anti_entropy
-from rumordb.core.digest import Digest, fingerprint
+from rumordb.core.digest import Digest, fingerprint, leaf_bits_for
 from rumordb.core.messages import DigestStep, LeafEntries, encode
 
 
@@ -74,3 +76,76 @@ def test_replicas_in_sync_exchange_one_message() -> None:
     a, b = Digest.of(entries.items()), Digest.of(entries.items())
     step = anti_entropy.start("a", 1, a)
     assert anti_entropy.on_digest("b", step, b, 1_000, random.Random(0)) is None
+
+
+def _all_buckets(digest: Digest, upto: int) -> list[dict[int, int]]:
+    return [digest.hashes(width, range(1 << width)) for width in range(upto + 1)]
+
+
+_keys = st.integers(0, 300).map(lambda i: f"k{i}")
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(_keys, st.integers(0, 3), st.booleans()), max_size=400))
+def test_an_adaptive_digest_equals_a_fresh_build_whatever_its_history(
+    ops: list[tuple[str, int, bool]],
+) -> None:
+    """Inserts and removes reshape the tree (2 leaves .. 2**7 here); buckets stay equal."""
+    digest = Digest(min_leaf_bits=1)
+    entries: dict[str, int] = {}
+    for key, version, remove in ops:
+        if remove:
+            entries.pop(key, None)
+            digest.remove(key)
+        else:
+            entries[key] = fingerprint(version + 1, "n1", False)
+            digest.set(key, entries[key])
+    fresh = Digest.of(entries.items(), min_leaf_bits=1)
+    assert len(digest) == len(fresh) == len(entries)
+    upto = max(digest.leaf_bits, fresh.leaf_bits) + 2
+    assert _all_buckets(digest, upto) == _all_buckets(fresh, upto)
+    for width in range(upto + 1):
+        for index in range(1 << width):
+            assert digest.entries(width, index) == fresh.entries(width, index)
+
+
+def test_the_shape_grows_with_the_keys_and_shrinks_with_hysteresis() -> None:
+    digest = Digest.of(full(4 * 8_192).items())
+    assert digest.leaf_bits == leaf_bits_for(4 * 8_192) == 14
+    keys = list(full(4 * 8_192))
+    for key in keys[: 2 * 8_192]:
+        digest.remove(key)
+    assert digest.leaf_bits == 14, "half the keys: the shape stays (no flapping)"
+    digest.remove(keys[2 * 8_192])
+    assert digest.leaf_bits == leaf_bits_for(len(digest)) == 12
+
+
+def _repair(a: dict[str, int], b: dict[str, int]) -> int:
+    """Anti-entropy sessions between a and b until equal; returns the sessions taken."""
+    for session in range(1, 200):
+        da, db = Digest.of(a.items(), min_leaf_bits=2), Digest.of(b.items(), min_leaf_bits=2)
+        if da.root == db.root:
+            return session - 1
+        message: DigestStep | LeafEntries | None = anti_entropy.start("a", session, da)
+        sides = [(db, b), (da, a)]
+        turn = 0
+        while isinstance(message, DigestStep):
+            message = anti_entropy.on_digest("x", message, sides[turn % 2][0], 10, random.Random(0))  # fmt: skip
+            turn += 1
+        assert isinstance(message, LeafEntries)
+        (recv_d, recv), (send_d, send) = sides[turn % 2], sides[(turn + 1) % 2]
+        keys, want = anti_entropy.on_leaf_entries(message, recv_d, 10)
+        for key in keys:  # the union wins: these tests only add keys
+            send[key] = recv[key]
+        for key in anti_entropy.wanted_keys(want, send_d, 10):
+            recv[key] = send[key]
+    raise AssertionError("no convergence")
+
+
+def test_replicas_of_different_shapes_converge() -> None:
+    a = {f"k{i}": fingerprint(i + 1, "n1", False) for i in range(600)}
+    b = {k: fp for k, fp in a.items() if int(k[1:]) % 7 == 0}
+    b["only-b"] = fingerprint(1, "n2", False)
+    assert Digest.of(a.items(), 2).leaf_bits != Digest.of(b.items(), 2).leaf_bits
+    sessions = _repair(a, b)
+    assert a == b and sessions > 1, "bounded steps (10 keys) take several sessions"

@@ -22,7 +22,7 @@ def test_every_message_round_trips() -> None:
             [Update("k", RECORD)],
             ack=True,
         ),
-        DigestStep("n2", 7, 1, list(range(16)), {3: 2**64 - 1}),
+        DigestStep("n2", 7, 4, list(range(16)), {3: 2**64 - 1}, 16),
         SyncRecords("n3", 7, [Update("gone", RECORD, ["n1", "n3"])], [12345]),
     ]
     for message in messages:

@@ -200,12 +200,11 @@ def test_a_forwarded_write_is_coordinated_even_by_a_non_owner() -> None:
 
 
 def _levels(digest: object) -> list[dict[int, int]]:
-    from rumordb.core.digest import DEPTH, FANOUT
+    from rumordb.core.digest import widths
 
     levels = []
-    for level in range(DEPTH + 1):
-        indices = range(FANOUT**level)
-        levels.append(digest.hashes(level, indices))  # type: ignore[attr-defined]
+    for width in widths(digest.leaf_bits):  # type: ignore[attr-defined]
+        levels.append(digest.hashes(width, range(1 << width)))  # type: ignore[attr-defined]
     return levels
 
 
@@ -381,6 +380,30 @@ def test_a_restored_version_keeps_its_hlc_and_origin_and_is_pushed_once() -> Non
     again = n.write(WriteCommand("k", version=version), 100.0)
     assert again.status is WriteStatus.UNCHANGED and not again.output.writes
     assert not n.flush(100.0), "an unchanged restore is not pushed"
+
+
+def test_a_restarted_node_serves_reads_at_once_and_defers_anti_entropy_until_folded() -> None:
+    from rumordb.core.messages import DigestStep, encode
+    from rumordb.core.record import Record
+
+    config = NodeConfig(digest_fold_batch=500, jitter_timers=False)
+    records = [(f"k{i}", Record(b"v", "text/plain", {"old": 1}, i + 1, "old")) for i in range(5_000)]  # fmt: skip
+    n = Node("n1", "mem://n1", rng=random.Random(1), now=100.0, config=config, records=records)
+    peer = Node("n2", "mem://n2", rng=random.Random(2), now=100.0, config=config)
+    n.join("n2", "mem://n2", 0, 100.0)
+    assert n.view.get("k42") is not None, "reads answer before any digest work"
+    step = encode(DigestStep("n2", 1, 0, [0], peer.store.digest(peer.owners, "n2").hashes(0, [0])))
+    assert n.receive(step, 100.0).messages == [], "a half-built digest does not answer"
+    now, sessions = 100.0, 0
+    while n.store.pending_folds():
+        assert n.next_deadline() <= now + 0.001, "the next slice is due at once"
+        now += 0.001
+        out = n.tick(now)
+        sessions += sum(isinstance(decode(m), DigestStep) for _, m in out.messages)
+        assert now < 101.0, "5 000 keys in slices of 500 take a few ticks"
+    assert sessions == 0, "no anti-entropy from a half-built digest"
+    assert n.receive(step, now).messages, "folded: the session goes on"
+    assert n.store.digest(n.owners, "n1").root == _rebuilt(n.view.records()).root  # type: ignore[attr-defined]
 
 
 # --- bounded input (core.bounds) and this node's own clock (core.clock_watch) ---------

@@ -21,6 +21,7 @@ ALLOWED = {
     "msgspec",
     "re",
     "random",
+    "sortedcontainers",  # a pure-Python data structure: the store's sorted key index
     "typing",
     "rumordb.core",
 }

@@ -1,5 +1,10 @@
 """The store: records with a lazy sorted index and lazy digests that match a rebuild."""
 
+from itertools import islice
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from rumordb.core.digest import Digest, fingerprint
 from rumordb.core.hlc import pack
 from rumordb.core.record import Record
@@ -72,3 +77,94 @@ def test_a_new_ring_epoch_rebuilds_the_scoped_digest() -> None:
     first = store.digest_for("peer", 1, lambda _: ["me", "peer"], "me")
     assert store.digest_for("peer", 1, lambda _: ["me"], "me") is first, "cached per epoch"
     assert store.digest_for("peer", 2, lambda _: ["me"], "me").hashes(0, [0]) == {}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    stable=st.sets(st.text("abcd", min_size=1, max_size=4), min_size=1, max_size=40),
+    churn=st.lists(st.tuples(st.text("abcd", min_size=1, max_size=4), st.booleans()), max_size=80),
+    page=st.integers(1, 7),
+)
+def test_a_scan_under_concurrent_writes_returns_every_lasting_key_exactly_once(
+    stable: set[str], churn: list[tuple[str, bool]], page: int
+) -> None:
+    """Between pages, other keys come and go and lasting keys are rewritten."""
+    store = Store()
+    for key in stable:
+        store.put(key, rec(1))
+    seen: list[str] = []
+    after, steps = "", iter(churn)
+    while True:
+        keys = store.list_live("", page, after)
+        seen.extend(keys)
+        if len(keys) < page:
+            break
+        after = keys[-1]
+        for key, add in islice(steps, 3):
+            if key in stable:
+                store.put(key, rec(2))  # a rewrite: the key exists throughout
+            elif add:
+                store.put(key, rec(2))
+            else:
+                store.drop(key)
+    assert seen == sorted(set(seen)), "in order, no key twice"
+    assert stable <= set(seen)
+
+
+def test_a_prefix_scan_starts_at_the_prefix_or_after_the_cursor() -> None:
+    store = Store()
+    for key in ("a", "ba", "bb", "bc", "c"):
+        store.put(key, rec(1))
+    assert store.list_live("b", 10, "") == ["ba", "bb", "bc"]
+    assert store.list_live("b", 10, "a") == ["ba", "bb", "bc"]
+    assert store.list_live("b", 10, "bb") == ["bc"]
+    assert store.list_live("b", 10, "c") == []
+
+
+def test_folding_in_slices_defers_the_digest_then_equals_a_rebuild() -> None:
+    store = Store()
+    for i in range(3_000):
+        store.put(f"k{i}", rec(i + 1))
+    assert store.ready_digest(no_owners, "me", 1_000) is None, "3 000 keys pending > 1 000"
+    assert store.fold(1_000, no_owners, "me") == 2_000
+    store.put("late", rec(1))  # writes keep arriving between slices
+    store.drop("k5")
+    while store.fold(1_000, no_owners, "me"):
+        pass
+    ready = store.ready_digest(no_owners, "me", 1_000)
+    assert ready is not None and ready.root == _rebuilt(store).root
+
+
+def test_a_scoped_digest_builds_in_slices_under_writes() -> None:
+    store = Store()
+    for i in range(2_500):
+        store.put(f"k{i}", rec(1))
+    store.digest(no_owners, "me")
+    both = lambda key: ["me", "peer"] if hash(key) % 2 else ["me"]  # noqa: E731
+    assert store.ready_digest_for("peer", 1, both, "me", 1_000) is None, "a build began"
+    store.fold(1_000, both, "me")
+    store.put("k1", rec(7))
+    store.drop("k2")
+    store.put("new", rec(3))
+    while store.fold(1_000, both, "me"):
+        pass
+    scoped = store.ready_digest_for("peer", 1, both, "me", 1_000)
+    want = Digest.of(
+        (k, fingerprint(r.hlc, r.origin, r.tombstone))
+        for k, r in store.items()
+        if "peer" in both(k)
+    )
+    assert scoped is not None and scoped.root == want.root != 0
+
+
+def test_a_bulk_load_indexes_sorts_and_counts_like_puts() -> None:
+    from rumordb.core.keyring import RESERVED_PREFIX
+
+    loaded, put = Store(), Store()
+    items = [("b", rec(1)), (RESERVED_PREFIX + "x", rec(1)), ("a", rec(2))]
+    loaded.load(items)
+    for key, record in items:
+        put.put(key, record)
+    assert loaded.list_live("", 10, "") == put.list_live("", 10, "") == ["a", "b"]
+    assert loaded.reserved == put.reserved == 1
+    assert loaded.digest(no_owners, "me").root == put.digest(no_owners, "me").root
