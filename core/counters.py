@@ -20,3 +20,4 @@ class Counters:
     anti_entropy_keys_sent: int = 0
     tombstones_purged: int = 0
     handoffs_completed: int = 0
+    keys_expired: int = 0  # values whose TTL ran out, replaced by their derived tombstone

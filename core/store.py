@@ -17,7 +17,7 @@ from collections.abc import Callable, ItemsView, Iterable, KeysView
 
 from rumordb.core.digest import Digest, fingerprint
 from rumordb.core.hashing import key_hash
-from rumordb.core.record import Discarded, Record
+from rumordb.core.record import Discarded, Record, is_live
 
 OwnersOf = Callable[[str], list[str]]
 
@@ -63,8 +63,11 @@ class Store:
                 del self._sorted_keys[index]
         self._stale.add(key)
 
-    def list_live(self, prefix: str, limit: int, after: str) -> list[str]:
-        """Live keys in order, starting with ``prefix``, strictly after ``after``."""
+    def list_live(self, prefix: str, limit: int, after: str, now_hlc: int = 0) -> list[str]:
+        """Live keys in order, starting with ``prefix``, strictly after ``after``.
+
+        ``now_hlc``: values expired by then are not live (0: no expiry is checked).
+        """
         if self._sorted_keys is None:
             self._sorted_keys = sorted(self.records)
         keys = self._sorted_keys
@@ -74,7 +77,7 @@ class Store:
         for key in keys[start:]:
             if not key.startswith(prefix) or len(found) >= limit:
                 break
-            if not self.records[key].tombstone:
+            if is_live(self.records[key], now_hlc or -1):
                 found.append(key)
         return found
 

@@ -14,11 +14,10 @@ import msgspec
 from rumordb.core import hlc
 from rumordb.core.context import Context
 from rumordb.core.output import Output
-from rumordb.core.record import Record
+from rumordb.core.record import TOMBSTONE_CONTENT_TYPE as TOMBSTONE_CONTENT_TYPE
+from rumordb.core.record import Record, expires_at
 from rumordb.core.vclock import advance, descends
 from rumordb.core.vclock import merge as merge_clocks
-
-TOMBSTONE_CONTENT_TYPE = "application/x-rumor-tombstone"
 
 
 class WriteStatus(enum.Enum):
@@ -38,7 +37,8 @@ class WriteCommand(msgspec.Struct, frozen=True, gc=False):
     ``delete``: write a tombstone (``value`` and ``content_type`` are ignored); ``create``:
     refuse if a live value exists; ``context``: the version the client read (If-Match);
     ``coordinate``: write even if this node does not own the key (a write forwarded by a
-    node whose ring view differs); the version is handed to the owners later.
+    node whose ring view differs); the version is handed to the owners later. ``ttl_ms``:
+    the value expires that long after its HLC (``core.record``; the driver bounds it).
     """
 
     key: str
@@ -48,6 +48,7 @@ class WriteCommand(msgspec.Struct, frozen=True, gc=False):
     create: bool = False
     delete: bool = False
     coordinate: bool = False
+    ttl_ms: int = 0  # a value that expires this long after its write (0: never)
 
 
 class WriteResult(msgspec.Struct, frozen=True):
@@ -88,4 +89,5 @@ def new_version(
     clock = advance(clock, node_id, stamp)
     if command.delete:
         return Record(b"", TOMBSTONE_CONTENT_TYPE, clock, stamp, node_id, True)
-    return Record(command.value, command.content_type, clock, stamp, node_id, False)
+    expires = expires_at(stamp, command.ttl_ms) if command.ttl_ms > 0 else 0
+    return Record(command.value, command.content_type, clock, stamp, node_id, False, expires)
