@@ -62,6 +62,7 @@ from rumordb.live.gossip_client import GossipClient
 from rumordb.live.metrics import Metrics
 from rumordb.live.settings import load_or_create_node_id
 from rumordb.live.storage import Storage
+from rumordb.live.watch import WatchHub
 from rumordb.live.wire import signer_for
 
 if TYPE_CHECKING:
@@ -139,6 +140,7 @@ class Runner:
         self._write_wakeup = asyncio.Event()
         self._committing: asyncio.Future[None] | None = None  # the client batch being persisted
         self._tick_due = False
+        self._watch: WatchHub | None = None
         self._running = False
         self.node_id = ""
         self.incarnation = 0
@@ -169,6 +171,13 @@ class Runner:
         return self._gossip
 
     @property
+    def watch(self) -> WatchHub:
+        """Where every change this node applies is published to watchers (``live.watch``)."""
+        if self._watch is None:
+            raise RuntimeError("the node is not started")
+        return self._watch
+
+    @property
     def running(self) -> bool:
         return self._running
 
@@ -179,6 +188,13 @@ class Runner:
     async def start(self) -> None:
         s = self.settings
         records = self._open_node()
+        self._watch = WatchHub(
+            self.incarnation,
+            ring_events=s.watch_ring_events,
+            ring_bytes=s.watch_ring_bytes,
+            max_lag_events=s.watch_max_lag_events,
+            max_watchers=s.watch_max_watchers,
+        )
         address = self.node.view.address
         self._gossip = GossipClient(
             self.node_id,
@@ -323,7 +339,7 @@ class Runner:
 
     async def read(self, key: str, relay: Relay, *, meta: bool = False) -> ReadAnswer:
         """Where the core says to answer a read: here, or an owner's answer."""
-        plan = self.node.read(key, forwarded=relay.forwarded, meta=meta)
+        plan = self.node.read(key, forwarded=relay.forwarded, meta=meta, now=self.now())
         if isinstance(plan, Local):
             return plan
         answer = await self.forwarder.forward(plan.owners, relay)
@@ -333,7 +349,7 @@ class Runner:
 
     async def list_keys(self, prefix: str, limit: int, after: str, relay: Relay) -> list[str]:
         """One page of live keys; sharded, merged with the pages of the peers the core names."""
-        plan = self.node.plan_list(prefix, limit, after, forwarded=relay.forwarded)
+        plan = self.node.plan_list(prefix, limit, after, forwarded=relay.forwarded, now=self.now())
         if not plan.gather:
             return plan.keys
         pages = await self.forwarder.gather_keys(plan.gather, relay)
@@ -381,6 +397,7 @@ class Runner:
             pushes = node.flush(self.now())
             if durable:  # never send a version that is not on disk
                 self._send(pushes.messages)
+                self.watch.publish(writes, replicated=False)
         finally:
             committing, self._committing = self._committing, None
             committing.set_result(None)
@@ -418,6 +435,7 @@ class Runner:
         self._log_transitions(out)
         if out.writes:
             self._observe_lag(out.writes, now)
+            self.watch.publish(out.writes, replicated=True)
         if out.writes or out.purges:
             # Versions from peers: their origin holds them durably, so no fsync of our own.
             persisting = self.storage.persist(out.writes, out.purges, durable=False)
@@ -486,6 +504,7 @@ class Runner:
         self._keep_incarnation()
         if out.writes or out.purges:
             await self.storage.persist(out.writes, out.purges, durable=False)
+            self.watch.publish(out.writes, replicated=False)  # values whose TTL ran out
         self._send(out.messages)
 
     def _keep_incarnation(self) -> None:

@@ -30,6 +30,8 @@ _LAZY = {
     "Client": "rumordb.client",
     "AsyncClient": "rumordb.async_client",
     "Value": "rumordb.types",
+    "Change": "rumordb.types",
+    "PositionLost": "rumordb.errors",
     "Version": "rumordb.types",
     "Written": "rumordb.types",
     "Deleted": "rumordb.types",
@@ -53,6 +55,7 @@ _LAZY = {
 __all__ = [
     "AsyncClient",
     "BadRequest",
+    "Change",
     "Client",
     "Deleted",
     "Exists",
@@ -60,6 +63,7 @@ __all__ = [
     "InvalidKey",
     "KeyPage",
     "NotFound",
+    "PositionLost",
     "PreconditionFailed",
     "RateLimited",
     "ResponseError",
@@ -84,6 +88,7 @@ if TYPE_CHECKING:
         Forbidden,
         InvalidKey,
         NotFound,
+        PositionLost,
         PreconditionFailed,
         RateLimited,
         ResponseError,
@@ -94,7 +99,7 @@ if TYPE_CHECKING:
         Unavailable,
         Unreachable,
     )
-    from rumordb.types import Deleted, KeyPage, Value, Version, Written
+    from rumordb.types import Change, Deleted, KeyPage, Value, Version, Written
 
 
 def __getattr__(name: str) -> Any:

@@ -84,3 +84,24 @@ class KeyPage(NamedTuple):
 
     keys: list[str]
     next: str | None
+
+
+class Change(NamedTuple):
+    """One change a node applied, from a watch stream (``Client.watch``).
+
+    ``value`` is None for a tombstone (a delete, or a TTL that ran out); ``replicated``:
+    it came from another node (gossip or anti-entropy) rather than a client of this one;
+    ``position``: where to resume after it (``watch(..., position=...)``).
+    """
+
+    key: str
+    value: bytes | None
+    content_type: str
+    tombstone: bool
+    context: str
+    hlc: int
+    origin: str
+    replicated: bool
+    position: str
+    expires_ms: int | None = None
+    node: str = ""
