@@ -9,17 +9,20 @@ the node's memory stays flat.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
+import select
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from rumordb import Change, Client, PositionLost, Unreachable
-from tests.live.harness import ADMIN_KEY, READER, READER_KEY, Cluster, NodeProcess
+from rumordb import AsyncClient, Change, Client, PositionLost, Unreachable
+from tests.live.harness import ADMIN_KEY, READER, READER_KEY, RUMOR, Cluster, NodeProcess
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
@@ -175,3 +178,44 @@ def _read_to_end(sock: socket.socket) -> bytes:
         chunks.append(data)
         if b"0\r\n\r\n" in data[-16:]:  # the chunked body's end
             return b"".join(chunks)
+
+
+def test_async_client_and_rumor_watch_print_changes_as_they_arrive(trio: Cluster) -> None:
+    n1, n2 = trio.nodes["n1"], trio.nodes["n2"]
+
+    async def first_change() -> Change:
+        async with AsyncClient(n2.url, api_key=READER_KEY) as db:
+            changes = db.watch("aw/")
+            pending = asyncio.ensure_future(anext(changes))
+            for _ in range(100):  # until the stream is open and the write arrives
+                trio.put(n1, "aw/k", b"async")
+                done, _ = await asyncio.wait({pending}, timeout=0.2)
+                if done:
+                    await changes.aclose()
+                    return pending.result()
+            raise AssertionError("no change arrived")
+
+    change = asyncio.run(first_change())
+    assert change.key == "aw/k" and change.value == b"async" and change.replicated
+
+    watcher = subprocess.Popen(
+        [RUMOR, "watch", "cli/", "--url", n2.url, "--api-key", READER_KEY, "--json"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert watcher.stdout is not None
+        line = b""
+        for _ in range(100):
+            trio.put(n1, "cli/k", b"printed")
+            ready, _, _ = select.select([watcher.stdout], [], [], 0.2)
+            if ready:
+                line = watcher.stdout.readline()
+                break
+        document = json.loads(line)
+        assert document["key"] == "cli/k" and document["value"] == "printed"
+        assert document["replicated"] is True and document["origin"] == "n1"
+    finally:
+        watcher.kill()
+        watcher.wait(timeout=10)
+        if watcher.stdout is not None:
+            watcher.stdout.close()
