@@ -43,6 +43,7 @@ from rumordb.core import (
     Record,
     Ring,
     StaticMembership,
+    WriteCommand,
     WriteResult,
     WriteStatus,
     merge_pages,
@@ -384,7 +385,9 @@ class Simulation:
         had = node.view.version(op.key) or sim_node.purged.get(op.key)
         if op.kind == "put":
             value = value_for(op.seq, self.scenario.workload.value_bytes)
-            result = node.put(op.key, value, "application/octet-stream", now)
+            ttl_ms = round(op.ttl_s * 1000)
+            command = WriteCommand(op.key, value, "application/octet-stream", ttl_ms=ttl_ms)
+            result = node.write(command, now)
         else:
             result = node.delete(op.key, now)
         if result.status in (WriteStatus.OK, WriteStatus.CREATED):

@@ -76,6 +76,7 @@ class WorkloadSpec(_Spec):
     writes: int | None = None  # stop after this many writes (e.g. 1 for dissemination)
     from_nodes: list[str] | None = None  # None: a random node that is up
     arrivals: Literal["poisson", "uniform"] = "poisson"
+    ttl_s: float = 0.0  # puts expire this long after their write (0: never; live: whole s)
 
 
 class ChurnSpec(_Spec):

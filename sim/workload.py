@@ -24,6 +24,7 @@ class Op:
     kind: OpKind
     key: str  # "" for a listing (of every key)
     seq: int  # writes and deletes only: their position in the stream
+    ttl_s: float = 0.0  # puts only: the value expires this long after its write
 
 
 def operations(spec: WorkloadSpec, duration_s: float, rng: random.Random) -> Iterator[Op]:
@@ -43,7 +44,8 @@ def operations(spec: WorkloadSpec, duration_s: float, rng: random.Random) -> Ite
         if draw < write_share:
             kind: OpKind = "delete" if rng.random() < spec.delete_fraction else "put"
             writes += 1
-            yield Op(at_s, kind, f"k{rng.randrange(spec.keys)}", writes)
+            ttl_s = spec.ttl_s if kind == "put" else 0.0
+            yield Op(at_s, kind, f"k{rng.randrange(spec.keys)}", writes, ttl_s)
             if writes >= max_writes:
                 return
         elif draw < read_share:

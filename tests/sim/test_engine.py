@@ -69,3 +69,16 @@ def test_a_run_with_listings_counts_them_and_ends_with_complete_ones() -> None:
     writes = metrics["writes"]
     assert metrics["converged"] and writes["lists"] > 0 and writes["reads"] > 0
     assert writes["incomplete_lists"] < writes["lists"], "after the heal, listings are whole"
+
+
+def test_values_with_a_ttl_expire_on_every_simulated_node_and_the_run_converges() -> None:
+    raw = minimal_raw()
+    raw.update(duration_s=25, faults=[])
+    raw["workload"].update(writes_per_s=20, keys=10, stop_s=4, ttl_s=2.0, delete_fraction=0.0)
+    simulation = Simulation(build(raw, seed=3))
+    metrics = simulation.run()
+    assert metrics["converged"], metrics["divergent_sample"]
+    for sim_node in simulation.nodes.values():
+        records = sim_node.node.view.records()
+        assert all(record.tombstone for record in records.values()), "every value expired"
+        assert sim_node.node.view.counters().keys_expired > 0

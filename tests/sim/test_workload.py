@@ -40,3 +40,13 @@ def test_same_seed_same_stream() -> None:
 def test_values_have_the_asked_size_and_name_their_write() -> None:
     assert len(value_for(7, 100)) == 100 and value_for(7, 100).startswith(b"v7:")
     assert value_for(7, 0) == b""
+
+
+def test_a_ttl_applies_to_puts_only_and_leaves_the_stream_as_it_was() -> None:
+    plain = WorkloadSpec(writes_per_s=10, delete_fraction=0.3, reads_per_s=5)
+    timed = WorkloadSpec(writes_per_s=10, delete_fraction=0.3, reads_per_s=5, ttl_s=2.5)
+    ops = list(operations(timed, 20.0, random.Random(4)))
+    assert {op.ttl_s for op in ops if op.kind == "put"} == {2.5}
+    assert {op.ttl_s for op in ops if op.kind != "put"} == {0.0}
+    same = list(operations(plain, 20.0, random.Random(4)))
+    assert [(o.at_s, o.kind, o.key) for o in ops] == [(o.at_s, o.kind, o.key) for o in same]
