@@ -178,7 +178,8 @@ class AsyncClient:
     async def watch(
         self, prefix: str = "", *, position: str | None = None
     ) -> AsyncIterator[Change]:
-        """As ``Client.watch``: ``async for change in db.watch("user/"): ...``."""
+        """As ``Client.watch``: ``async for change in db.watch("user/"): ...``; the
+        stream opens at the first ``anext`` (changes applied before are not in it)."""
         import anyio
 
         httpx = _import_httpx()

@@ -234,6 +234,7 @@ class Client:
         """Every change applied on the current node to keys starting with ``prefix``, as it
         is applied (client writes there, gossip, anti-entropy, expiries), until closed.
 
+        The stream is open when ``watch`` returns: every change from then on is in it.
         ``position``: resume after it (``Change.position``); ``PositionLost`` if the node
         no longer holds the changes since. A dropped connection or an overflow resumes
         from the last position (up to ``retries`` failed attempts in a row).
@@ -245,9 +246,14 @@ class Client:
         ('color/sky', b'blue', False)
         >>> changes.close()
         """
+        stream = self._follow(Follow(prefix, position))
+        next(stream)  # connected: the node has placed this watcher
+        return _changes(stream)
+
+    def _follow(self, follow: Follow) -> Iterator[Change | None]:
+        """The stream's changes, after one None once the first connection is open."""
         httpx = _import_httpx()
-        follow = Follow(prefix, position)
-        node, failures = self.nodes.current, 0
+        node, failures, opened = self.nodes.current, 0, False
         headers, tls = self._stream_options
         options = _httpx_options(headers, 5.0, tls)
         options["timeout"] = httpx.Timeout(5.0, read=READ_TIMEOUT_S)
@@ -259,6 +265,9 @@ class Client:
                             body = response.read()
                             raise error_from(response.status_code, body, response.headers, node)
                         failures = 0
+                        if not opened:
+                            opened = True
+                            yield None
                         for raw in response.iter_lines():
                             change = follow.line(raw, node) if raw else None
                             if change is not None:
@@ -282,3 +291,9 @@ class Client:
         """The node's injected faults (nodes with ``--allow-faults``, admin key): read them,
         add ``change`` (e.g. ``{"delay_ms": 50}``), or ``heal=True`` to remove all."""
         return api.document(self.send(api.faults(change, heal=heal)))
+
+
+def _changes(stream: Iterator[Change | None]) -> Iterator[Change]:
+    for change in stream:
+        if change is not None:
+            yield change
