@@ -42,6 +42,14 @@ def test_a_ttl_key_reads_404_on_every_node_and_its_tombstone_is_purged(trio: Clu
         trio.wait_value(node, "brief", None, timeout_s=10.0)  # 404 once it expired
         listing = trio.client.get(node.url + "/kv?prefix=brief", headers=READER).json()
         assert listing["keys"] == []
+        trio.poll(
+            lambda node=node: (
+                "rumor_keys_expired_total 1.0"
+                in trio.client.get(node.url + "/metrics", headers=READER).text
+            ),
+            10.0,
+            f"{node.node_id} counted the expiry",
+        )
     versions = set()
     for node in trio.nodes.values():
         meta = trio.client.get(node.url + "/kv/brief?meta=true", headers=READER)

@@ -22,6 +22,9 @@ from pathlib import Path
 import pytest
 
 from rumordb import AsyncClient, Change, Client, PositionLost, Unreachable
+from rumordb.core import Record, hlc
+from rumordb.live.errors import HttpError
+from rumordb.live.watch import WatchHub
 from tests.live.harness import ADMIN_KEY, READER, READER_KEY, RUMOR, Cluster, NodeProcess
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
@@ -219,3 +222,42 @@ def test_async_client_and_rumor_watch_print_changes_as_they_arrive(trio: Cluster
         watcher.wait(timeout=10)
         if watcher.stdout is not None:
             watcher.stdout.close()
+
+
+# --- the hub alone (no sockets) --------------------------------------------------------
+def _record(value: bytes = b"v", tombstone: bool = False) -> Record:
+    return Record(value, "text/plain", {"a": 1}, hlc.pack(1_000), "a", tombstone)
+
+
+def test_the_hub_gives_each_watcher_its_prefix_in_order() -> None:
+    hub = WatchHub(7)
+    watcher = hub.open("p/", None)
+    hub.publish([("p/1", _record()), ("q/1", _record()), ("p/2", _record(b"\xff"))], False)
+    events = [json.loads(line) for line in hub.take(watcher)]
+    assert [(e["key"], e["position"]) for e in events] == [("p/1", "7:1"), ("p/2", "7:3")]
+    assert events[1]["encoding"] == "base64" and events[1]["value"] == "/w=="
+    assert watcher.cursor == 3 and hub.take(watcher) == []
+
+
+def test_the_ring_is_bounded_by_count_and_bytes_and_a_lagging_watcher_overflows() -> None:
+    hub = WatchHub(1, ring_events=10, ring_bytes=10 * 1024, max_lag_events=5)
+    watcher = hub.open("", None)
+    hub.publish([(f"k{i}", _record(b"x" * 2048)) for i in range(4)], True)
+    assert not watcher.overflowed and len(hub._ring) == 4
+    hub.publish([(f"k{i}", _record(b"x" * 2048)) for i in range(4, 8)], True)
+    assert hub.size_bytes <= 10 * 1024 and len(hub._ring) < 8
+    assert watcher.overflowed, "8 changes behind, more than 5"
+    with pytest.raises(HttpError) as lost:
+        hub.open("", "1:0")
+    assert lost.value.status == 410
+
+
+def test_the_number_of_watchers_is_bounded() -> None:
+    hub = WatchHub(1, max_watchers=2)
+    first = hub.open("", None)
+    hub.open("", None)
+    with pytest.raises(HttpError) as refused:
+        hub.open("", None)
+    assert refused.value.status == 503 and refused.value.error == "too_many_watchers"
+    hub.close(first)
+    hub.open("", None)
