@@ -160,6 +160,13 @@ def serve(settings: Any, server_ssl: ssl.SSLContext | None = None) -> None:
     fastapi_app = create_app(settings)
 
     class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            # Watch streams never end on their own: end them, or stopping waits out the grace.
+            runner = fastapi_app.state.runner
+            if runner.running:
+                runner.watch.close_all()
+            await super().shutdown(sockets)
+
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets)
             if not self.should_exit:

@@ -118,6 +118,7 @@ class WatchHub:
         self.seq = 0  # the newest change's number
         self.size_bytes = 0  # what the ring holds, estimated
         self.dropped = 0  # watchers disconnected for falling behind
+        self.closing = False  # the node is stopping: every stream ends
         self._ring: deque[_Change] = deque()
         self.watchers: set[Watcher] = set()
 
@@ -142,6 +143,8 @@ class WatchHub:
 
     def open(self, prefix: str, resume: str | None) -> Watcher:
         """A new watcher after ``resume`` (a position), else after the newest change."""
+        if self.closing:
+            raise HttpError(503, "unavailable", "the node is stopping")
         if len(self.watchers) >= self.max_watchers:
             detail = f"{self.max_watchers} watchers are already connected to this node"
             raise HttpError(503, "too_many_watchers", detail, ((b"retry-after", b"1"),))
@@ -152,6 +155,12 @@ class WatchHub:
 
     def close(self, watcher: Watcher) -> None:
         self.watchers.discard(watcher)
+
+    def close_all(self) -> None:
+        """End every stream (the node is stopping: the server waits for open responses)."""
+        self.closing = True
+        for watcher in self.watchers:
+            watcher.wakeup.set()
 
     def take(self, watcher: Watcher) -> list[bytes]:
         """The lines of the next matching changes after the watcher's cursor (moves it)."""
@@ -223,7 +232,7 @@ async def stream(
 
 
 async def _serve(hub: WatchHub, watcher: Watcher, send: Send, gone: asyncio.Event) -> None:
-    while not gone.is_set():
+    while not gone.is_set() and not hub.closing:
         if watcher.overflowed:
             hub.dropped += 1
             await _overflow(hub, watcher, send)

@@ -13,6 +13,7 @@ import asyncio
 import json
 import queue
 import select
+import signal
 import socket
 import subprocess
 import threading
@@ -261,3 +262,17 @@ def test_the_number_of_watchers_is_bounded() -> None:
     assert refused.value.status == 503 and refused.value.error == "too_many_watchers"
     hub.close(first)
     hub.open("", None)
+
+
+def test_a_stopping_node_ends_its_watch_streams_cleanly(cluster_factory: object) -> None:
+    cluster = cluster_factory()  # type: ignore[operator]
+    node = cluster.add("e1")
+    cluster.wait_ready()
+    events = []
+    with cluster.client.stream("GET", node.url + "/kv?watch=true", headers=READER) as response:
+        lines = response.iter_lines()
+        events.append(json.loads(next(lines)))
+        node.send(signal.SIGTERM)
+        events.extend(json.loads(line) for line in lines)  # a complete body, not a reset
+    assert [e["type"] for e in events] == ["start"]
+    assert node.stop(timeout_s=30) is not None
