@@ -95,6 +95,7 @@ NODE_OPTIONS: list[tuple[str, Any, str]] = [
     ("--auth-failure-refill-per-s", float, "Failed auths/s allowed."),
     ("--auth-failure-clients-max", int, "Client addresses tracked."),
     ("--clock-offset-ms", int, "Shift this node's wall clock."),
+    ("--max-clock-skew-ms", int, "Refuse HLCs further ahead of this clock."),
     ("--log-level", str, "debug | info | warning | error."),
     ("--tls-cert", click.Path(path_type=Path), "PEM certificate: serve HTTPS only."),
     ("--tls-key", click.Path(path_type=Path), "PEM private key of --tls-cert."),

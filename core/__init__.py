@@ -14,8 +14,12 @@ The driver-facing API (``live.runner`` and ``sim.engine`` use nothing else):
   ``plan_list(...) -> ListPlan``, joined with ``merge_pages``;
 * read state only through ``Node.view`` (a ``NodeView``); ``message_kind`` names an
   encoded message's type without decoding it.
+* a ``write`` that could not be persisted is undone with ``abort()`` (instead of
+  ``flush``); a peer message out of bounds raises ``InvalidMessage`` (a ``DecodeError``).
 """
 
+from rumordb.core.bounds import InvalidMessage
+from rumordb.core.clock_watch import ClockVerdict, Skew
 from rumordb.core.config import NodeConfig
 from rumordb.core.context import Context, decode_context, encode_context
 from rumordb.core.counters import Counters
@@ -44,6 +48,7 @@ from rumordb.core.writes import WriteCommand, WriteResult, WriteStatus
 
 __all__ = [
     "AskOwners",
+    "ClockVerdict",
     "Context",
     "Counters",
     "DecodeError",
@@ -51,6 +56,7 @@ __all__ = [
     "Event",
     "InvalidContext",
     "InvalidKey",
+    "InvalidMessage",
     "InvalidTransition",
     "ListPlan",
     "Local",
@@ -69,6 +75,7 @@ __all__ = [
     "Record",
     "Ring",
     "RumorError",
+    "Skew",
     "State",
     "StaticMembership",
     "Transition",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rumordb.core.bounds import DEFAULT_CLOCK_SLACK, DEFAULT_MAX_CLOCK_SKEW_MS
 from rumordb.core.keys import DEFAULT_MAX_KEY_BYTES
 from rumordb.core.messages import DEFAULT_MAX_MESSAGE_BYTES
 from rumordb.core.ring import DEFAULT_VNODES
@@ -34,6 +35,10 @@ class NodeConfig:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     maintenance_batch: int = 512  # tombstones / handed-off keys examined per interval
     jitter_timers: bool = True  # random first deadlines, so nodes do not act in lockstep
+    # Clocks from outside (core.bounds): HLCs at most this far ahead of ours; vector
+    # clocks at most ``clock_slack`` entries wider than the members ever seen.
+    max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS
+    clock_slack: int = DEFAULT_CLOCK_SLACK
 
     def __post_init__(self) -> None:
         for name in (
@@ -51,6 +56,9 @@ class NodeConfig:
             "sync_max_entries",
             "max_key_bytes",
             "maintenance_batch",
+            "max_clock_skew_ms",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.clock_slack < 0:
+            raise ValueError("clock_slack must be >= 0")

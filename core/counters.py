@@ -12,6 +12,8 @@ class Counters:
     messages_received: int = 0
     bytes_received: int = 0
     decode_errors: int = 0
+    messages_refused: int = 0  # decoded, but out of bounds (core.bounds): dropped whole
+    messages_clock_ahead: int = 0  # of those, refused for an HLC beyond the skew bound
     updates_applied: int = 0
     updates_stale: int = 0
     lww_overwrites: int = 0  # concurrent versions decided by LWW

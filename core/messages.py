@@ -54,10 +54,15 @@ class PushAck(msgspec.Struct, frozen=True, array_like=True, tag="ack", gc=False)
 
 
 class Heartbeat(msgspec.Struct, frozen=True, array_like=True, tag="hb", gc=False):
-    """Membership gossip with no data: heartbeats travel even when nothing is written."""
+    """Membership gossip with no data: heartbeats travel even when nothing is written.
+
+    ``clock_ms``: the sender's wall clock when it sent this (``core.clock_watch``); 0 from
+    a sender that does not say.
+    """
 
     sender: str
     members: list[MemberEntry]
+    clock_ms: int = 0
 
 
 class DigestStep(msgspec.Struct, frozen=True, array_like=True, tag="digest", gc=False):
@@ -108,7 +113,8 @@ def decode(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
         raise DecodeError(f"message of {len(data)} bytes exceeds the {max_bytes}-byte limit")
     try:
         frame = _decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        # msgspec raises UnicodeDecodeError for a str that is not UTF-8: malformed too.
         raise DecodeError(f"malformed message: {exc}") from exc
     if frame.version != PROTOCOL_VERSION:
         raise DecodeError(f"unsupported protocol version {frame.version}")

@@ -3,7 +3,12 @@
 A driver (``live.runner``, ``sim.engine``) feeds it client commands (``write``, then
 ``flush`` once durable; ``read`` and ``plan_list`` say where to answer), peer messages
 (``receive``) and time (``tick`` at ``next_deadline()``), carries out each ``Output``
-(persist, then send: ``core.output``) and reads state only through ``view``.
+(persist, then send: ``core.output``) and reads state only through ``view``. A client
+write that could not be made durable is undone with ``abort`` instead of ``flush``.
+
+What comes from outside is bounded before it is applied (``core.bounds``): a client's
+context, and every peer message, whole. This node's own clock is watched against its
+peers' heartbeats (``core.clock_watch``): while it runs ahead, client writes are refused.
 
 Replication has two paths. Rumor mongering (``core.rumors``, ``core.broadcast``): a
 fresh version is pushed at once and then piggybacked on gossip rounds until sent
@@ -22,7 +27,9 @@ import random
 from collections.abc import Iterable
 
 from rumordb.core import anti_entropy, hlc
+from rumordb.core.bounds import CLOCK_AHEAD, Bounds, InvalidMessage, bounds_at, check_message
 from rumordb.core.broadcast import BroadcastQueue, retransmit_limit
+from rumordb.core.clock_watch import ClockWatch, Skew
 from rumordb.core.config import NodeConfig
 from rumordb.core.context import Context
 from rumordb.core.counters import Counters
@@ -51,7 +58,7 @@ from rumordb.core.ring import Ring
 from rumordb.core.rumors import by_target, is_direct_mail
 from rumordb.core.timers import Timers
 from rumordb.core.view import NodeView
-from rumordb.core.writes import WriteCommand, WriteResult, WriteStatus
+from rumordb.core.writes import WriteCommand, WriteResult, WriteStatus, context_refusal
 
 _APPLIED = frozenset((WriteStatus.OK, WriteStatus.CREATED))
 
@@ -91,6 +98,8 @@ class Node:
             self.placement.owners, self.placement.route, self.placement.ring,
         )  # fmt: skip
         self._urgent: dict[str, Record] = {}  # client writes not yet flushed
+        self._undo: dict[str, Record | None] = {}  # their keys' versions before them
+        self.clock_watch = ClockWatch(c.max_clock_skew_ms)
         self._session = self._dead_probe = 0
         self._now = now  # the latest time a call brought: reads without one use it
         for key, record in records:
@@ -99,7 +108,7 @@ class Node:
         self.timers.start(now, rng if c.jitter_timers else None)
         self.view = NodeView(
             self.store, self.replica.tombstones, self.membership, self.queue, self.counters,
-            self.owners, self.ring,
+            self.owners, self.ring, self.clock_watch,
         )  # fmt: skip
 
     def next_deadline(self) -> float:
@@ -149,11 +158,30 @@ class Node:
         owners = None if command.coordinate else self.route(key)
         if owners is not None:
             return WriteResult(WriteStatus.NOT_OWNER, None, Output(), tuple(owners))
+        refused = self._refuse(command, now)
+        if refused is not None:
+            return WriteResult(refused, None, Output())
+        prior = self.store.records.get(key)
         status, record = self.replica.write(command, now)
         if status not in _APPLIED or record is None:
             return WriteResult(status, record, Output())
         self._urgent[key] = record
+        if key not in self._undo:
+            self._undo[key] = prior
         return WriteResult(status, record, Output(writes=[(key, record)]))
+
+    def _refuse(self, command: WriteCommand, now: float) -> WriteStatus | None:
+        """Refusals before the stored version is looked at: our clock, the context's."""
+        if self.clock_watch.verdict.skew is Skew.AHEAD:
+            return WriteStatus.CLOCK_AHEAD
+        if command.context is None:
+            return None
+        return context_refusal(command.context, self._bounds(now))
+
+    def _bounds(self, now: float) -> Bounds:
+        known = max(len(self.membership), self.replica.widest_loaded)
+        c = self.config
+        return bounds_at(int(now * 1000), c.max_clock_skew_ms, known, c.clock_slack)
 
     def put(
         self, key: str, value: bytes, content_type: str, now: float,
@@ -177,6 +205,7 @@ class Node:
         requests turns N writes into one message per peer.
         """
         out = Output()
+        self._undo = {}
         if not self._urgent:
             return out
         urgent, self._urgent = self._urgent, {}
@@ -194,6 +223,21 @@ class Node:
         updates = [update_of(key, record) for key, record in urgent.items()]
         self.outbox.push(out, targets, updates, relay=relay)
         return out
+
+    def abort(self) -> None:
+        """Undo the client writes accepted since the last flush: they are not durable.
+
+        Call it instead of ``flush`` when persisting them failed: their clients are told
+        so, and nothing of them may stay to be read, gossiped or synced. A key a peer's
+        version replaced meanwhile keeps that version.
+        """
+        undo, self._undo = self._undo, {}
+        urgent, self._urgent = self._urgent, {}
+        records = self.store.records
+        for key, prior in undo.items():
+            written = urgent.get(key)
+            if written is not None and records.get(key) is written:
+                self.replica.restore(key, prior)
 
     # --- time ------------------------------------------------------------------------
     def tick(self, now: float) -> Output:
@@ -225,7 +269,9 @@ class Node:
             self._dead_probe += 1
             targets.append(dead[self._dead_probe % len(dead)])
         if targets:
-            self.outbox.send(out, targets, Heartbeat(self.node_id, self._entries()))
+            beat = Heartbeat(self.node_id, self._entries(), int(now * 1000))
+            self.outbox.send(out, targets, beat)
+        self.clock_watch.judge(int(now * 1000))  # peers gone quiet stop counting
 
     def _gossip_round(self, out: Output) -> None:
         self.counters.rumor_rounds += 1
@@ -277,11 +323,21 @@ class Node:
         return self.handle(message, now)
 
     def handle(self, message: Message, now: float) -> Output:
+        """Handle one decoded message, checked whole first (``InvalidMessage``, counted)."""
         out, c, sender = Output(), self.config, message.sender
         self._now = now
+        try:
+            check_message(message, self._bounds(now), c.max_key_bytes)
+        except InvalidMessage as exc:
+            self.counters.messages_refused += 1
+            if exc.reason == CLOCK_AHEAD:
+                self.counters.messages_clock_ahead += 1
+            raise
         if isinstance(message, (Push, Heartbeat, PushAck)):
             for entry in message.members:
                 self.membership.observe(entry, now)
+        if isinstance(message, Heartbeat) and message.clock_ms > 0:
+            self.clock_watch.heard(sender, message.clock_ms, int(now * 1000))
         if isinstance(message, Push):
             self._on_updates(out, sender, message.updates, relay=message.relay)
             if message.ack:

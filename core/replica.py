@@ -14,10 +14,8 @@ from collections.abc import Callable
 from rumordb.core import hlc
 from rumordb.core.broadcast import BroadcastQueue
 from rumordb.core.counters import Counters
-from rumordb.core.errors import InvalidKey
 from rumordb.core.expiry import Expiry
 from rumordb.core.handoff import Handoff
-from rumordb.core.keys import check_key
 from rumordb.core.merge import Outcome, decide
 from rumordb.core.messages import Held, Update
 from rumordb.core.output import Output
@@ -26,7 +24,6 @@ from rumordb.core.record import (
     discarded_from,
     expired_tombstone,
     is_expired,
-    valid_expiry,
     version_of,
 )
 from rumordb.core.store import Store
@@ -52,11 +49,13 @@ class Replica:
         self.counters = counters
         self.max_key_bytes = max_key_bytes
         self.hlc = hlc.pack(int(now * 1000))
+        self.widest_loaded = 0  # entries of the widest clock read from disk (core.bounds)
 
     def load(self, key: str, record: Record) -> None:
         """A version read back from disk at start."""
         self.put(key, record)
         self.hlc = max(self.hlc, record.hlc)
+        self.widest_loaded = max(self.widest_loaded, len(record.clock))
 
     def write(self, command: WriteCommand, now: float) -> tuple[WriteStatus, Record | None]:
         """A client write here: (status, the new version or the one that refused it)."""
@@ -79,7 +78,7 @@ class Replica:
     def merge(
         self, out: Output, sender: str, updates: list[Update], relay: bool, sync: bool
     ) -> list[Update]:
-        """Apply peer versions; returns those the sender wants acknowledged.
+        """Apply peer versions (checked by ``core.bounds`` first); returns the acks wanted.
 
         ``relay``: queue what is new as a rumor; ``sync``: from anti-entropy, whose
         tombstones are acknowledged so that the sender learns we hold them. One loop
@@ -89,14 +88,6 @@ class Replica:
         records, purged, counters = self.store.records, self.tombstones.purged, self.counters
         for update in updates:
             key, incoming = update.key, update.record
-            try:
-                check_key(key, self.max_key_bytes)
-            except InvalidKey:
-                counters.decode_errors += 1
-                continue
-            if incoming.expires and not valid_expiry(incoming):
-                counters.decode_errors += 1
-                continue
             self.hlc = hlc.observe(self.hlc, incoming.hlc)
             gone = purged.get(key)
             if gone is not None and version_of(incoming) <= gone:
@@ -225,6 +216,19 @@ class Replica:
             self.expiry.track(key, 0 if record.tombstone else record.expires)
         if self.handoff.acks:  # checked first: the dict is empty unless ranges moved
             self.handoff.reset(key)
+
+    def restore(self, key: str, prior: Record | None) -> None:
+        """Undo a client write that was not made durable: ``prior`` is the key's version again.
+
+        Nothing reached the disk or a peer, so nothing is output: the store goes back.
+        """
+        if prior is not None:
+            self.put(key, prior)
+            return
+        self.store.drop(key)
+        self.tombstones.dropped(key)
+        self.handoff.reset(key)
+        self.expiry.track(key, 0)
 
     def drop(self, out: Output, key: str) -> None:
         self.store.drop(key)

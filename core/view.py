@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable, ItemsView, Mapping
 
 from rumordb.core.broadcast import BroadcastQueue
+from rumordb.core.clock_watch import ClockVerdict, ClockWatch
 from rumordb.core.counters import Counters
 from rumordb.core.membership import MemberInfo, MemberTable
 from rumordb.core.record import Discarded, Record
@@ -20,7 +21,16 @@ from rumordb.core.tombstones import Tombstones
 
 
 class NodeView:
-    __slots__ = ("_counters", "_members", "_owners", "_queue", "_ring", "_store", "_tombstones")
+    __slots__ = (
+        "_clock_watch",
+        "_counters",
+        "_members",
+        "_owners",
+        "_queue",
+        "_ring",
+        "_store",
+        "_tombstones",
+    )
 
     def __init__(
         self,
@@ -31,6 +41,7 @@ class NodeView:
         counters: Counters,
         owners: Callable[[str], list[str]],
         ring: Callable[[], Ring],
+        clock_watch: ClockWatch,
     ) -> None:
         self._store = store
         self._tombstones = tombstones
@@ -39,6 +50,7 @@ class NodeView:
         self._counters = counters
         self._owners = owners
         self._ring = ring
+        self._clock_watch = clock_watch
 
     # --- data ------------------------------------------------------------------------
     def get(self, key: str) -> Record | None:
@@ -110,6 +122,10 @@ class NodeView:
     def ownership(self) -> dict[str, float]:
         """Each ring member's share of the key space."""
         return self._ring().ownership()
+
+    def clock(self) -> ClockVerdict:
+        """Whether this node's clock is within the skew bound of its peers' (and by how much)."""
+        return self._clock_watch.verdict
 
     # --- work in progress --------------------------------------------------------------
     def queue_length(self) -> int:

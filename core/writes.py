@@ -1,8 +1,10 @@
-"""Client writes: the command, its result, and the two pure decisions behind it.
+"""Client writes: the command, its result, and the pure decisions behind it.
 
-``refusal`` says whether a write may happen given the stored version (create on a live
-key, If-Match on another version, delete of nothing); ``new_version`` builds the record a
-write stores. ``Node.write`` adds routing (sharded: owners only) and the side effects.
+``context_refusal`` says whether the client's context is within bounds (``core.bounds``);
+``refusal`` whether a write may happen given the stored version (If-Match on an absent
+key or another version, create on a live key, delete of nothing); ``new_version`` builds
+the record a write stores. ``Node.write`` adds routing (sharded: owners only), this
+node's own clock check (``core.clock_watch``) and the side effects.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import enum
 import msgspec
 
 from rumordb.core import hlc
+from rumordb.core.bounds import CLOCK_AHEAD, Bounds, clock_problem
 from rumordb.core.context import Context
 from rumordb.core.output import Output
 from rumordb.core.record import TOMBSTONE_CONTENT_TYPE as TOMBSTONE_CONTENT_TYPE
@@ -26,6 +29,9 @@ class WriteStatus(enum.Enum):
     EXISTS = "exists"  # create on a live key: 409
     PRECONDITION_FAILED = "precondition_failed"  # If-Match mismatch: 412
     NOT_FOUND = "not_found"  # delete of an absent key: 404
+    CONTEXT_AHEAD = "context_ahead"  # If-Match HLC beyond the skew bound: 400
+    CONTEXT_TOO_WIDE = "context_too_wide"  # If-Match names more nodes than allowed: 400
+    CLOCK_AHEAD = "clock_ahead"  # this node's clock is ahead of its peers': 503
     NOT_OWNER = "not_owner"  # sharded and not an owner: forward to ``owners``
 
 
@@ -58,14 +64,24 @@ class WriteResult(msgspec.Struct, frozen=True):
     owners: tuple[str, ...] = ()  # NOT_OWNER: forward to these, in order
 
 
+def context_refusal(context: Context, bounds: Bounds) -> WriteStatus | None:
+    """Why a client's ``If-Match`` context may not be used here, or None."""
+    problem = clock_problem(context.clock, context.hlc, bounds)
+    if problem is None:
+        return None
+    return WriteStatus.CONTEXT_AHEAD if problem == CLOCK_AHEAD else WriteStatus.CONTEXT_TOO_WIDE
+
+
 def refusal(command: WriteCommand, local: Record | None) -> WriteStatus | None:
     """Why ``command`` may not be applied over ``local``, or None when it may."""
+    context = command.context
+    if context is not None and local is None:
+        return WriteStatus.PRECONDITION_FAILED  # If-Match on an absent key (RFC 9110)
     live = local is not None and not local.tombstone
     if command.delete and not live:
         return WriteStatus.NOT_FOUND
     if command.create and not command.delete and live:
         return WriteStatus.EXISTS
-    context = command.context
     if context is not None and local is not None and not descends(context.clock, local.clock):
         return WriteStatus.PRECONDITION_FAILED
     return None

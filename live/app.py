@@ -184,7 +184,7 @@ def _add_ops_routes(app: FastAPI, runner: Runner, gate: Gate) -> None:
     async def health() -> dict[str, Any]:
         if not runner.running:
             return {"status": "starting", "node_id": runner.node_id}
-        problems = runner.storage.problems()  # harden: storage that cannot persist
+        problems = runner.problems()  # storage that cannot persist, a clock out of bound
         if problems:
             return {"status": "degraded", "node_id": runner.node_id, "problems": problems}
         return {"status": "ok", "node_id": runner.node_id}

@@ -68,7 +68,7 @@ def open_envelope(signer: Signer, frame: bytes, now: float, recipient: str) -> E
     opened = signer.open(frame, now, recipient)
     try:
         envelope = _decoder.decode(opened.payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise EnvelopeError(f"malformed envelope: {exc}") from exc
     if envelope.sender != opened.sender:
         raise EnvelopeError("the envelope names another sender than its seal")

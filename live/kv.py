@@ -62,6 +62,32 @@ _FORWARDED = FORWARDED_HEADER.encode()
 # Answers given often enough to build once (replies are never mutated once built).
 _FORBIDDEN = error_reply(HttpError(403, "forbidden", "a reader key cannot write; use an admin key"))
 _UNAVAILABLE = error_reply(HttpError(503, "unavailable", "the node is starting or stopping"))
+# Refusals before the stored version is looked at (core.bounds, core.clock_watch).
+_REFUSED = {
+    WriteStatus.CONTEXT_AHEAD: error_reply(
+        HttpError(
+            400,
+            "invalid_context",
+            "the If-Match context carries a clock beyond this node's clock skew bound",
+        )
+    ),
+    WriteStatus.CONTEXT_TOO_WIDE: error_reply(
+        HttpError(
+            400,
+            "invalid_context",
+            "the If-Match context names more nodes than this cluster has ever had",
+        )
+    ),
+    WriteStatus.CLOCK_AHEAD: error_reply(
+        HttpError(
+            503,
+            "clock_skew",
+            "this node's clock is ahead of its peers' beyond the skew bound: its writes "
+            "would be refused by them; write to another node (see /health)",
+            ((b"retry-after", b"5"),),
+        )
+    ),
+}
 
 
 class KVRequest:
@@ -289,7 +315,12 @@ class KVHandler:
             )
         if status is WriteStatus.PRECONDITION_FAILED:
             detail = "If-Match does not name the current version"
+            if record is None:
+                detail = f"If-Match names a version, but key {key!r} has none here"
             return error_reply(HttpError(412, "precondition_failed", detail))
+        refused = _REFUSED.get(status)
+        if refused is not None:
+            return refused
         if status is WriteStatus.NOT_FOUND or record is None:
             return _not_found(f"no value for key {key!r}")
         context = self._context_of(key, record)

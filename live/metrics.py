@@ -123,6 +123,27 @@ class NodeCollector(Collector):
         yield _counter("rumor_tombstones_purged", "Tombstones purged.", c.tombstones_purged)
         yield _counter("rumor_keys_expired", "Values whose TTL ran out here.", c.keys_expired)
         yield _counter("rumor_message_decode_errors", "Undecodable messages.", c.decode_errors)
+        refused = CounterMetricFamily(
+            "rumor_peer_messages_refused",
+            "Peer messages dropped whole because an update was out of bounds (core.bounds): "
+            "an HLC beyond the clock skew bound, or an invalid key, content type or clock.",
+            labels=["reason"],
+        )
+        refused.add_metric(["clock_ahead"], c.messages_clock_ahead)
+        refused.add_metric(["invalid"], c.messages_refused - c.messages_clock_ahead)
+        yield refused
+        clock = view.clock()
+        yield _gauge(
+            "rumor_clock_ahead_ms",
+            "How far this node's clock is ahead of its peers' (median; negative: behind).",
+            clock.ahead_ms,
+        )
+        yield _gauge(
+            "rumor_clock_out_of_bound",
+            "1 while this node's clock is beyond the skew bound of most peers' "
+            "(ahead: client writes refused 503), else 0.",
+            0 if clock.skew.value == "ok" else 1,
+        )
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -22,6 +22,9 @@ A client batch is applied to the node before it is durable, so while it commits,
 versions are visible in memory. Nothing may *send* them before the commit: a tick that
 falls due during a commit is deferred to the writer (which runs it right after), and a
 receive whose output was computed during a commit waits for that commit before sending.
+A commit that fails is undone (``node.abort``): its clients get 503 and nothing of the
+batch stays to be read or spread; a receive that waited for it sends nothing (gossip is
+retried anyway, and what it computed may hold the undone versions).
 
 Incarnation: persisted in storage meta and bumped at every start, so a restarted node's
 heartbeats override whatever the cluster remembers of its previous life.
@@ -43,11 +46,14 @@ import httpx
 import structlog
 
 from rumordb.core import (
+    ClockVerdict,
+    InvalidMessage,
     Local,
     Node,
     NodeView,
     Output,
     Record,
+    Skew,
     WriteCommand,
     WriteResult,
     WriteStatus,
@@ -76,6 +82,7 @@ MIN_TICK_SLEEP_S = 0.001
 SEED_RETRY_S = 2.0
 MAX_WRITE_BATCH = 4096  # client writes applied per group commit
 MAX_PENDING_WRITES = 50_000  # client writes waiting for a batch; beyond: 503, try later
+REFUSED_LOG_INTERVAL_S = 10.0  # at most one warning per interval for refused peer messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +105,37 @@ class _Waiting(NamedTuple):
 
     command: WriteCommand
     done: asyncio.Future[WriteResult | NotStored]
+
+
+class RateLimitedLog:
+    """At most one line per ``interval_s``; the lines held back are counted into the next."""
+
+    __slots__ = ("_last_s", "_suppressed", "interval_s")
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._last_s = float("-inf")
+        self._suppressed = 0
+
+    def allow(self, now_s: float) -> int | None:
+        """None: hold this line back; else how many were held back since the last one."""
+        if now_s - self._last_s < self.interval_s:
+            self._suppressed += 1
+            return None
+        self._last_s, suppressed, self._suppressed = now_s, self._suppressed, 0
+        return suppressed
+
+
+def clock_problem(verdict: ClockVerdict) -> str:
+    """The ``/health`` line of a clock outside the skew bound."""
+    side = "ahead of" if verdict.skew is Skew.AHEAD else "behind"
+    text = (
+        f"clock: {abs(verdict.ahead_ms)} ms {side} the median of {verdict.peers} peer(s), "
+        f"beyond the {verdict.bound_ms} ms skew bound"
+    )
+    if verdict.skew is Skew.AHEAD:
+        return text + "; client writes are refused (503) until it is fixed"
+    return text + "; versions from peers ahead of this clock are refused"
 
 
 def resolve_node_id(settings: Settings) -> str:
@@ -138,7 +176,10 @@ class Runner:
         self._forwarder: Forwarder | None = None
         self._pending: list[_Waiting] = []
         self._write_wakeup = asyncio.Event()
-        self._committing: asyncio.Future[None] | None = None  # the client batch being persisted
+        # The client batch being persisted; resolves to whether it was made durable.
+        self._committing: asyncio.Future[bool] | None = None
+        self._clock_skew = Skew.OK  # last verdict logged (core.clock_watch)
+        self._refused_log = RateLimitedLog(REFUSED_LOG_INTERVAL_S)
         self._tick_due = False
         self._watch: WatchHub | None = None
         self._running = False
@@ -379,32 +420,34 @@ class Runner:
         now = self.now()
         results: list[WriteResult | NotStored] = []
         writes: list[tuple[str, Record]] = []
+        durable = False  # until the batch is persisted (an exception in between: undone)
+        failed = NotStored("unavailable", "the write was not stored (an error, logged)")
         self._committing = asyncio.get_running_loop().create_future()
         try:
             for waiting in batch:
                 result = node.write(waiting.command, now)
                 results.append(result)
                 writes.extend(result.output.writes)
-            durable = True
             if writes:
                 try:
                     await self.storage.persist(writes, [])
                 except Exception as exc:  # disk full, I/O error: nothing is acknowledged
                     log.error("persist_failed", error=repr(exc), writes=len(writes))
-                    durable = False
                     failed = NotStored("unavailable", f"the write was not stored: {exc}")
-                    results = [failed] * len(batch)
-            pushes = node.flush(self.now())
-            if durable:  # never send a version that is not on disk
-                self._send(pushes.messages)
-                self.watch.publish(writes, replicated=False)
+                    return  # undone, and answered, by ``finally``
+            durable = True
         finally:
+            if durable:  # never send a version that is not on disk
+                self._send(node.flush(self.now()).messages)
+                self.watch.publish(writes, replicated=False)
+            else:  # nothing stays applied of a refused request
+                node.abort()
+                results = []
             committing, self._committing = self._committing, None
-            committing.set_result(None)
-            lost = NotStored("unavailable", "the write was not stored (an error, logged)")
+            committing.set_result(durable)
             for i, waiting in enumerate(batch):
                 if not waiting.done.done():
-                    waiting.done.set_result(results[i] if i < len(results) else lost)
+                    waiting.done.set_result(results[i] if i < len(results) else failed)
 
     def _fail_pending(self, detail: str) -> None:
         pending, self._pending = self._pending, []
@@ -427,10 +470,10 @@ class Runner:
         now = self.now()
         out = Output()
         for payload in payloads:
-            try:
+            try:  # each message is checked whole by the core before any of it is applied
                 out.extend(node.receive(payload, now))
             except DecodeError as exc:
-                log.warning("gossip_decode_error", sender=sender, error=str(exc))
+                self._refused(sender, exc)
         committing = self._committing  # records of that batch may be in ``out``
         self._log_transitions(out)
         if out.writes:
@@ -447,8 +490,8 @@ class Runner:
                 # held up. Jobs commit in order: anything this node sends later is
                 # persisted after them.
                 self._persist_behind(persisting)
-        if committing is not None and out.messages:
-            await asyncio.shield(committing)
+        if committing is not None and out.messages and not await asyncio.shield(committing):
+            return []  # that batch was undone: what we computed may carry its versions
         replies: list[bytes] = []
         onward: list[tuple[str, bytes]] = []
         for target, data in out.messages:
@@ -458,6 +501,19 @@ class Runner:
                 onward.append((target, data))
         self._send(onward)
         return replies
+
+    def _refused(self, sender: str, exc: DecodeError) -> None:
+        """A peer message dropped whole (counted by the core): logged, rate-limited."""
+        reason = exc.reason if isinstance(exc, InvalidMessage) else "undecodable"
+        suppressed = self._refused_log.allow(time.monotonic())
+        if suppressed is not None:
+            log.warning(
+                "gossip_message_refused",
+                sender=sender,
+                reason=reason,
+                error=str(exc)[:300],
+                suppressed_since_last=suppressed,
+            )
 
     def _persist_behind(self, persisting: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(persisting)
@@ -501,11 +557,38 @@ class Runner:
     async def _tick(self) -> None:
         out = self.node.tick(self.now())
         self._log_transitions(out)
+        self._watch_clock()
         self._keep_incarnation()
         if out.writes or out.purges:
             await self.storage.persist(out.writes, out.purges, durable=False)
             self.watch.publish(out.writes, replicated=False)  # values whose TTL ran out
         self._send(out.messages)
+
+    def _watch_clock(self) -> None:
+        """Log when this node's clock leaves (or re-enters) the skew bound of its peers'."""
+        verdict = self.node.view.clock()
+        if verdict.skew is self._clock_skew:
+            return
+        self._clock_skew = verdict.skew
+        if verdict.skew is Skew.OK:
+            log.info("clock_within_bound", ahead_ms=verdict.ahead_ms, peers=verdict.peers)
+            return
+        log.warning(
+            "clock_out_of_bound",
+            skew=verdict.skew.value,
+            ahead_ms=verdict.ahead_ms,
+            bound_ms=verdict.bound_ms,
+            peers=verdict.peers,
+            writes_refused=verdict.skew is Skew.AHEAD,
+        )
+
+    def problems(self) -> list[str]:
+        """Why this node is degraded (``/health``): its storage, its clock."""
+        problems = self.storage.problems()
+        verdict = self.node.view.clock()
+        if verdict.skew is not Skew.OK:
+            problems.append(clock_problem(verdict))
+        return problems
 
     def _keep_incarnation(self) -> None:
         """Persist an incarnation raised by a refutation, so a restart starts above it."""

@@ -39,6 +39,7 @@ import psutil
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from rumordb.core.bounds import DEFAULT_MAX_CLOCK_SKEW_MS
 from rumordb.core.node import NodeConfig
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -111,6 +112,8 @@ class Settings(BaseSettings):
     watch_max_watchers: Positive = 64
     allow_faults: bool = False
     clock_offset_ms: int = 0
+    # HLCs from clients and peers at most this far ahead of this node's clock (core.bounds).
+    max_clock_skew_ms: Positive = DEFAULT_MAX_CLOCK_SKEW_MS
     log_level: LogLevel = "info"
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -224,6 +227,7 @@ class Settings(BaseSettings):
             sharding=self.sharding,
             replicas=self.replicas,
             max_key_bytes=self.max_key_bytes,
+            max_clock_skew_ms=self.max_clock_skew_ms,
         )
 
     def require_cluster_secret(self) -> str:

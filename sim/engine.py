@@ -98,6 +98,7 @@ class Simulation:
             sharding=s.cluster.sharding,
             replicas=s.cluster.replicas,
             jitter_timers=s.gossip.jitter_timers,
+            max_clock_skew_ms=s.clocks.max_clock_skew_ms,
         )
         self._index = {node_id: i for i, node_id in enumerate(self.ids)}
         self._ids_tuple = tuple(self.ids)

@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from rumordb.core.bounds import DEFAULT_MAX_CLOCK_SKEW_MS
+
 Topology = Literal["complete", "random_regular", "small_world", "two_dc", "graphml"]
 Action = Literal["partition", "heal", "crash", "restart", "link", "clock"]
 CrashState = Literal["keep", "lose", "wipe"]
@@ -94,6 +96,10 @@ class ClocksSpec(_Spec):
 
     skew_ms: float = 0.0
     drift_ppm: float = 0.0
+    # The nodes' bound on clocks from outside (``NodeConfig.max_clock_skew_ms``): versions
+    # more than this ahead of a node's clock are dropped, and a node this far ahead of
+    # most peers refuses writes. Skews beyond it measure the bound, not LWW.
+    max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS
 
 
 class FaultSpec(_Spec):
@@ -212,6 +218,7 @@ def validate(s: Scenario) -> None:
     _check(s.churn.interval_s >= 0, "churn.interval_s", "must be >= 0")
     _check(s.churn.down_s > 0, "churn.down_s", "must be > 0")
     _check(s.clocks.skew_ms >= 0, "clocks.skew_ms", "must be >= 0")
+    _check(s.clocks.max_clock_skew_ms >= 1, "clocks.max_clock_skew_ms", "must be >= 1")
     _check(abs(s.clocks.drift_ppm) < 100_000, "clocks.drift_ppm", "must be below 100000")
     for i, fault in enumerate(s.faults):
         _validate_fault(fault, f"faults[{i}]", known, s.duration_s)

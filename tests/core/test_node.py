@@ -9,19 +9,23 @@ from hypothesis import strategies as st
 
 from rumordb.core import (
     AskOwners,
+    DecodeError,
     InvalidKey,
     ListPlan,
     Local,
     Node,
     NodeConfig,
     Order,
+    Record,
+    Skew,
     WriteCommand,
     WriteStatus,
     compare,
     decode_context,
     encode_context,
 )
-from rumordb.core.messages import Push, decode
+from rumordb.core.hlc import pack
+from rumordb.core.messages import Heartbeat, Push, Update, decode, encode
 
 
 def node(node_id: str = "n1", **config: object) -> Node:
@@ -77,10 +81,13 @@ def test_conditional_write_descends_from_what_the_client_read() -> None:
 
 def test_context_from_another_node_lifts_the_clock_and_hlc() -> None:
     n = node()
-    context = decode_context(encode_context({"n9": 4}, 2**50))
+    first = n.put("k", b"1", "text/plain", 100.0).record
+    assert first is not None
+    ahead = pack(101_000)  # a node one second ahead wrote since: within the skew bound
+    context = decode_context(encode_context({**first.clock, "n9": 4}, ahead))
     result = n.put("k", b"v", "text/plain", 100.0, context=context)
     assert result.record is not None
-    assert result.record.clock["n9"] == 4 and result.record.hlc > 2**50
+    assert result.record.clock["n9"] == 4 and result.record.hlc > ahead
     assert result.record.clock["n1"] == result.record.hlc, "a writer's entry is its HLC"
 
 
@@ -342,3 +349,79 @@ def test_member_state_changes_come_out_in_the_output_and_only_once() -> None:
     seen = [(t.member, t.old.value, t.new.value) for t in n.tick(101.0).transitions]
     assert seen == [("n2", "alive", "suspect"), ("n2", "suspect", "dead")]
     assert n.tick(102.0).transitions == []
+
+
+# --- bounded input (core.bounds) and this node's own clock (core.clock_watch) ---------
+def test_a_context_from_the_far_future_or_naming_hundreds_of_nodes_is_refused() -> None:
+    n = node()
+    first = n.put("k", b"1", "text/plain", 100.0).record
+    assert first is not None
+    hlc_before = n.replica.hlc
+    forged = decode_context(encode_context(first.clock, 2**64 - 1))
+    assert n.put("k", b"2", "text/plain", 100.1, context=forged).status is WriteStatus.CONTEXT_AHEAD
+    counter = decode_context(encode_context({**first.clock, "n1": 2**64 - 1}, first.hlc))
+    assert (
+        n.put("k", b"2", "text/plain", 100.1, context=counter).status is WriteStatus.CONTEXT_AHEAD
+    )
+    wide = {**first.clock, **{f"ghost-{i}": 1 for i in range(300)}}
+    too_wide = decode_context(encode_context(wide, first.hlc))
+    result = n.put("k", b"2", "text/plain", 100.1, context=too_wide)
+    assert result.status is WriteStatus.CONTEXT_TOO_WIDE and not result.output
+    assert n.view.get("k") == first and n.replica.hlc == hlc_before, "nothing absorbed"
+
+
+def test_if_match_on_an_absent_key_is_a_failed_precondition() -> None:
+    n = node()
+    context = decode_context(encode_context({"n1": pack(100_000)}, pack(100_000)))
+    assert n.put("k", b"v", "text/plain", 100.0, context=context).status is (
+        WriteStatus.PRECONDITION_FAILED
+    )
+    assert n.delete("k", 100.0, context=context).status is WriteStatus.PRECONDITION_FAILED
+    assert n.view.version("k") is None
+
+
+def test_a_peer_message_with_one_bad_update_is_refused_whole_and_counted() -> None:
+    n = node()
+    hlc_before = n.replica.hlc
+    good = Record(b"g", "text/plain", {"n2": pack(100_000)}, pack(100_000), "n2")
+    future = Record(b"f", "text/plain", {"n2": 2**64 - 1}, 2**64 - 1, "n2")
+    with pytest.raises(DecodeError):
+        n.receive(encode(Push("n2", [], [Update("a", good), Update("b", future)])), 100.0)
+    long_type = Record(b"x", "t" * 300, {"n2": pack(100_000)}, pack(100_000), "n2")
+    with pytest.raises(DecodeError):
+        n.receive(encode(Push("n2", [], [Update("a", good), Update("c", long_type)])), 100.0)
+    assert n.view.version("a") is None, "nothing of a refused message is applied"
+    assert n.replica.hlc == hlc_before, "the HLC never jumps on refused input"
+    counters = n.view.counters()
+    assert (counters.messages_refused, counters.messages_clock_ahead) == (2, 1)
+    n.receive(encode(Push("n2", [], [Update("a", good)])), 100.0)
+    assert n.view.get("a") == good
+
+
+def test_a_node_ahead_of_most_peers_refuses_client_writes() -> None:
+    n = node()
+    for peer in ("n2", "n3"):
+        n.receive(encode(Heartbeat(peer, [], clock_ms=100_000 - 60_000)), 100.0)
+    verdict = n.view.clock()
+    assert verdict.skew is Skew.AHEAD and verdict.ahead_ms == 60_000 and verdict.peers == 2
+    assert n.put("k", b"v", "text/plain", 100.0).status is WriteStatus.CLOCK_AHEAD
+    assert n.view.version("k") is None
+    for peer in ("n2", "n3"):  # their clocks (or ours) were fixed
+        n.receive(encode(Heartbeat(peer, [], clock_ms=101_000)), 101.0)
+    assert n.view.clock().skew is Skew.OK
+    assert n.put("k", b"v", "text/plain", 101.0).status is WriteStatus.CREATED
+
+
+def test_abort_undoes_the_writes_since_the_last_flush() -> None:
+    n = node()
+    n.join("n2", "mem://n2", 0, 100.0)
+    kept = n.put("kept", b"1", "text/plain", 100.0).record
+    n.flush(100.0)
+    n.put("kept", b"2", "text/plain", 100.1)
+    n.put("new", b"1", "text/plain", 100.1)
+    n.delete("kept", 100.1)
+    n.abort()
+    assert n.view.version("kept") == kept and n.view.version("new") is None
+    assert not n.flush(100.2).messages, "nothing aborted is pushed"
+    assert n.view.queue_length() == 0
+    assert n.put("new", b"again", "text/plain", 100.3).status is WriteStatus.CREATED

@@ -34,16 +34,20 @@ def test_merge_applies_new_versions_relays_them_and_reports_lww_discards() -> No
     assert len(r.queue) == 1 and r.counters.lww_overwrites == 1
 
 
-def test_merge_skips_invalid_peer_keys_and_counts_them() -> None:
-    r, out = replica(), Output()
-    r.merge(
-        out,
-        "b",
-        [Update("x" * 17, peer_version(1)), Update("a\x00", peer_version(1))],
-        False,
-        False,
-    )
-    assert not out and r.counters.decode_errors == 2
+def test_restore_undoes_a_write_to_the_version_before_it() -> None:
+    r = replica()
+    before = r.write(WriteCommand("k", b"old"), now=1.0)[1]
+    r.write(WriteCommand("k", b"new"), now=1.1)
+    r.restore("k", before)
+    assert r.store.get("k") == before
+    r.write(WriteCommand("gone", delete=False), now=1.2)
+    r.write(WriteCommand("t", b"x"), now=1.2)
+    r.write(WriteCommand("t", delete=True), now=1.3)
+    assert len(r.tombstones) == 1
+    r.restore("gone", None)
+    r.restore("t", None)
+    assert r.store.get("gone") is None and r.store.get("t") is None
+    assert len(r.tombstones) == 0, "a restored-away tombstone is no longer counted"
 
 
 def test_tombstones_from_anti_entropy_are_acknowledged_with_their_holders() -> None:

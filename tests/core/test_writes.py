@@ -1,5 +1,6 @@
 """The write decisions: when a write is refused, and the version it builds."""
 
+from rumordb.core.bounds import bounds_at
 from rumordb.core.context import Context
 from rumordb.core.hlc import pack
 from rumordb.core.record import Record
@@ -8,6 +9,7 @@ from rumordb.core.writes import (
     TOMBSTONE_CONTENT_TYPE,
     WriteCommand,
     WriteStatus,
+    context_refusal,
     new_version,
     refusal,
 )
@@ -23,7 +25,12 @@ def test_refusals() -> None:
     assert refusal(WriteCommand("k", delete=True), TOMBSTONE) is WriteStatus.NOT_FOUND
     stale = Context([("b", 1)], 0)
     assert refusal(WriteCommand("k", context=stale), LIVE) is WriteStatus.PRECONDITION_FAILED
-    assert refusal(WriteCommand("k", context=stale), None) is None, "nothing to conflict with"
+    # If-Match on an absent key names a version that is not there (RFC 9110): 412, also
+    # before a delete's 404 (preconditions are evaluated first).
+    assert refusal(WriteCommand("k", context=stale), None) is WriteStatus.PRECONDITION_FAILED
+    assert refusal(WriteCommand("k", context=stale, delete=True), None) is (
+        WriteStatus.PRECONDITION_FAILED
+    )
     current = Context(sorted(LIVE.clock.items()), LIVE.hlc)
     assert refusal(WriteCommand("k", b"2", context=current), LIVE) is None
 
@@ -41,3 +48,11 @@ def test_a_delete_builds_an_empty_tombstone() -> None:
     assert (
         record.tombstone and record.value == b"" and record.content_type == TOMBSTONE_CONTENT_TYPE
     )
+
+
+def test_a_context_out_of_bounds_is_refused_before_the_stored_version_is_read() -> None:
+    bounds = bounds_at(1_000, 5_000, known_width=1, slack=1)
+    assert context_refusal(Context([("a", pack(1_000))], pack(6_000)), bounds) is None
+    assert context_refusal(Context([("a", 1)], pack(6_001)), bounds) is WriteStatus.CONTEXT_AHEAD
+    wide = Context([("a", 1), ("b", 1), ("c", 1)], 1)
+    assert context_refusal(wide, bounds) is WriteStatus.CONTEXT_TOO_WIDE

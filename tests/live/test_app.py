@@ -366,9 +366,10 @@ async def test_a_failed_commit_is_503_json_and_the_next_write_succeeds(tmp_path:
         text = (await http.get("/metrics", headers=READER)).text
         assert "rumor_storage_commit_failures_total 1.0" in text
         assert "rumor_storage_failing_commits 1.0" in text
-        put = await http.put("/kv/k2", content=b"kept", headers=ADMIN)
-        assert put.status_code == 201, put.text
-        assert (await http.get("/kv/k2", headers=READER)).content == b"kept"
+        assert (await http.get("/kv/k", headers=READER)).status_code == 404, "nothing kept"
+        put = await http.put("/kv/k", content=b"kept", headers=ADMIN)
+        assert put.status_code == 201, "the refused write left nothing behind: " + put.text
+        assert (await http.get("/kv/k", headers=READER)).content == b"kept"
         assert (await http.get("/health")).json() == {"status": "ok", "node_id": "t1"}
         text = (await http.get("/metrics", headers=READER)).text
         assert "rumor_storage_failing_commits 0.0" in text

@@ -96,6 +96,55 @@ async def test_replies_still_wait_for_the_commit(
         await runner.stop()
 
 
+async def test_a_batch_whose_commit_fails_is_undone_and_nothing_computed_meanwhile_leaves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 503 write is not stored: not in memory, and not in a reply computed during it."""
+    from rumordb.core.hashing import key_hash
+    from rumordb.core.messages import SyncRecords, encode
+
+    settings = settings_for(tmp_path, durability="sync", anti_entropy_interval_ms=600_000)
+    runner = Runner(settings, discovery=False)
+    await runner.start()
+    try:
+        committing = anyio.Event()
+
+        async def failing_persist(*args: object, **kwargs: object) -> None:
+            committing.set()
+            await anyio.sleep(0.2)
+            raise OSError("disk full")
+
+        monkeypatch.setattr(runner.storage, "persist", failing_persist)
+        replies: list[bytes] = [b"not answered"]
+        async with anyio.create_task_group() as tasks:
+
+            async def write() -> None:
+                failed = await runner.write(WriteCommand("k", b"lost"), relay("PUT"))
+                assert isinstance(failed, NotStored)
+
+            async def ask_for_k() -> None:
+                await committing.wait()
+                assert runner.view.get("k") is not None, "visible while it commits"
+                sync = SyncRecords("n2", 1, [], [key_hash("k")])
+                replies[:] = await runner.receive("n2", [encode(sync)])
+
+            tasks.start_soon(write)
+            tasks.start_soon(ask_for_k)
+        assert replies == [], "the reply would have carried the undone version"
+        assert runner.view.version("k") is None
+    finally:
+        await runner.stop()
+
+
+def test_a_rate_limited_log_counts_the_lines_it_held_back() -> None:
+    from rumordb.live.runner import RateLimitedLog
+
+    limited = RateLimitedLog(10.0)
+    assert limited.allow(100.0) == 0
+    assert limited.allow(101.0) is None and limited.allow(109.9) is None
+    assert limited.allow(110.0) == 2
+
+
 # --- client requests: returned values, forwarding where the core says ----------------------
 def relay(method: str = "GET", path: bytes = b"/kv/k") -> Request:
     return Request(method, path, b"", [], b"")

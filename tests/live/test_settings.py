@@ -156,6 +156,16 @@ def test_node_config_carries_the_protocol_settings() -> None:
     assert (config.sharding, config.replicas, config.max_key_bytes) == (True, 2, 64)
 
 
+def test_the_clock_skew_bound_has_a_default_a_variable_and_reaches_the_core(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().node_config().max_clock_skew_ms == 5_000 == NodeConfig().max_clock_skew_ms
+    monkeypatch.setenv("RUMOR_MAX_CLOCK_SKEW_MS", "750")
+    assert Settings().node_config().max_clock_skew_ms == 750
+    with pytest.raises(ValueError):
+        Settings(max_clock_skew_ms=0)
+
+
 def test_advertised_url() -> None:
     assert load_settings(host="127.0.0.3", port=8003).advertised_url() == "http://127.0.0.3:8003"
     given = load_settings(advertise_url="http://node3:8001/")

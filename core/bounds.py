@@ -1,0 +1,107 @@
+"""What a client context or a peer message may claim: checked whole, before it is applied.
+
+Clocks come from outside (a client's ``If-Match``, a peer's records), and a clock once
+absorbed can never be taken back: the node's HLC only grows, and every later version
+descends from the clocks it merged. So a clock is bounded before it is looked at:
+
+* its HLC, and every vector clock counter (writers use their HLC as the counter), at
+  most ``max_clock_skew_ms`` ahead of this node's wall clock: an HLC of 2^64-1 would
+  otherwise drag every node's clock to the end of time (and overflow the next version);
+* its width at most the members this node has ever seen (or the widest clock it loaded
+  from disk) plus ``slack``: clocks naming hundreds of unknown nodes would otherwise
+  replicate, and make the node's own next ETag exceed its ``If-Match`` limit.
+
+A peer message is refused whole (``InvalidMessage``) if any one of its updates breaks a
+rule: its key, content type, clock, tombstone shape, or TTL expiry. Nothing of it is applied, so a
+bad update never leaves a message half-merged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import msgspec
+
+from rumordb.core import hlc
+from rumordb.core.errors import DecodeError, InvalidKey
+from rumordb.core.keys import check_key
+from rumordb.core.messages import Message, Push, SyncRecords, Update
+from rumordb.core.record import Record, valid_expiry
+
+DEFAULT_MAX_CLOCK_SKEW_MS = 5_000
+DEFAULT_CLOCK_SLACK = 16  # clock entries beyond the members seen (members not yet heard of)
+MAX_CONTENT_TYPE_BYTES = 255
+
+# Why a peer message was refused; also the ``reason`` label of its metric.
+CLOCK_AHEAD = "clock_ahead"
+INVALID = "invalid"
+
+
+class InvalidMessage(DecodeError):
+    """A peer message that decodes but claims too much; ``reason``: ``clock_ahead``..."""
+
+    def __init__(self, detail: str, reason: str = INVALID) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class Bounds(msgspec.Struct, frozen=True, gc=False):
+    """The limits in force now: the largest HLC accepted, the widest vector clock."""
+
+    max_hlc: int
+    max_entries: int
+
+
+def bounds_at(now_ms: int, max_clock_skew_ms: int, known_width: int, slack: int) -> Bounds:
+    """``known_width``: members ever seen, or the widest clock loaded, if that is more."""
+    return Bounds(hlc.pack(now_ms + max_clock_skew_ms, hlc.LOGICAL_MASK), known_width + slack)
+
+
+def clock_problem(clock: Mapping[str, int], stamp: int, bounds: Bounds) -> str | None:
+    """Why a (vector clock, HLC) pair is out of bounds, or None; ``clock_ahead`` first."""
+    if stamp < 0:
+        return "a negative HLC"
+    if stamp > bounds.max_hlc or any(count > bounds.max_hlc for count in clock.values()):
+        return CLOCK_AHEAD
+    if len(clock) > bounds.max_entries:
+        return f"a vector clock of {len(clock)} entries (at most {bounds.max_entries} here)"
+    if any(count < 0 for count in clock.values()):
+        return "a negative vector clock counter"
+    return None
+
+
+def record_problem(record: Record, bounds: Bounds) -> str | None:
+    """Why a peer's record may not be stored, or None."""
+    problem = clock_problem(record.clock, record.hlc, bounds)
+    if problem is not None:
+        return problem
+    if len(record.content_type) > MAX_CONTENT_TYPE_BYTES // 4 and (
+        len(record.content_type.encode("utf-8", "surrogatepass")) > MAX_CONTENT_TYPE_BYTES
+    ):
+        return f"a content type over {MAX_CONTENT_TYPE_BYTES} bytes"
+    if record.tombstone and record.value:
+        return "a tombstone with a value"
+    if not valid_expiry(record):
+        return "an expiry before its write or beyond the longest TTL"
+    return None
+
+
+def check_updates(updates: Iterable[Update], bounds: Bounds, max_key_bytes: int) -> None:
+    """Raise ``InvalidMessage`` if any update is out of bounds (nothing is applied)."""
+    for update in updates:
+        try:
+            check_key(update.key, max_key_bytes)
+        except InvalidKey as exc:
+            raise InvalidMessage(f"an update's key: {exc}") from None
+        problem = record_problem(update.record, bounds)
+        if problem == CLOCK_AHEAD:
+            detail = f"key {update.key!r}: an HLC beyond this node's clock skew bound"
+            raise InvalidMessage(detail, CLOCK_AHEAD)
+        if problem is not None:
+            raise InvalidMessage(f"key {update.key!r}: {problem}")
+
+
+def check_message(message: Message, bounds: Bounds, max_key_bytes: int) -> None:
+    """The one check of a decoded peer message, before any of it is handled."""
+    if isinstance(message, (Push, SyncRecords)):
+        check_updates(message.updates, bounds, max_key_bytes)
