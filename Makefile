@@ -42,7 +42,7 @@ typecheck: $(STAMP)
 ## Micro- and system benchmarks (figures go to the closing notes, never asserted).
 bench: $(STAMP)
 	$(BIN)/python -m bench.core_bench
-	$(MAKE) bench-sim bench-http bench-tls repair-bench bench-durability bench-cli bench-watch
+	$(MAKE) bench-sim bench-http bench-tls repair-bench bench-durability bench-cli bench-keyring bench-watch
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
@@ -106,6 +106,11 @@ bench-http: $(STAMP)
 bench-tls: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.tls_bench
+
+## Keyring: DELETE /admin/keys/{name} on one node to 401 on both others (p50, max of 20).
+.PHONY: bench-keyring
+bench-keyring: $(STAMP)
+	$(BIN)/python -m bench.keyring_bench --tries 20
 
 ## The multi-host fault ring (root: network namespaces; rewrites docs/faults-report.md)
 ## and the anti-entropy repair figures (10 000 keys, 1% differing).

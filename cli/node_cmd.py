@@ -90,6 +90,10 @@ NODE_OPTIONS: list[tuple[str, Any, str]] = [
     ("--watch-ring-bytes", int, "Bytes of changes kept for watchers."),
     ("--watch-max-lag-events", int, "Changes a watcher may lag before it is dropped."),
     ("--watch-max-watchers", int, "Watch streams open at once."),
+    ("--max-head-bytes", int, "Largest request head (431 beyond)."),
+    ("--head-timeout-ms", int, "A request head must arrive within (408)."),
+    ("--body-timeout-ms", int, "A request body must arrive within (408)."),
+    ("--max-connections", int, "Open connections before 503."),
     ("--allow-faults/--no-allow-faults", bool, "Enable the /faults endpoints."),
     ("--auth-failure-burst", int, "Failed auths before 429."),
     ("--auth-failure-refill-per-s", float, "Failed auths/s allowed."),
@@ -141,13 +145,23 @@ def node(**flags: Any) -> None:
     serve(settings, None if tls is None else tls.server)
 
 
-def http_protocol(server_ssl: ssl.SSLContext | None) -> Any:
-    """httptools; over TLS, with one write (one TLS record) per response (``live.coalesce``)."""
-    if server_ssl is None:
-        return "httptools"
-    from rumordb.live.coalesce import CoalescingHttpToolsProtocol
+def http_protocol(settings: Any, server_ssl: ssl.SSLContext | None) -> Any:
+    """httptools with the edge's bounds (``live.http_protocol``, limits from ``settings``);
+    over TLS, with one write (one TLS record) per response (``live.coalesce``)."""
+    from rumordb.live.http_protocol import BoundedHttpToolsProtocol, EdgeLimits
 
-    return CoalescingHttpToolsProtocol
+    limits = EdgeLimits(
+        max_head_bytes=settings.max_head_bytes,
+        head_timeout_s=settings.head_timeout_ms / 1000,
+        body_timeout_s=settings.body_timeout_ms / 1000,
+        max_connections=settings.max_connections,
+    )
+    base: type[BoundedHttpToolsProtocol] = BoundedHttpToolsProtocol
+    if server_ssl is not None:
+        from rumordb.live.coalesce import CoalescingHttpToolsProtocol
+
+        base = CoalescingHttpToolsProtocol
+    return type(base.__name__, (base,), {"limits": limits})
 
 
 def serve(settings: Any, server_ssl: ssl.SSLContext | None = None) -> None:
@@ -189,7 +203,7 @@ def serve(settings: Any, server_ssl: ssl.SSLContext | None = None) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=http_protocol(server_ssl),
+        http=http_protocol(settings, server_ssl),
         access_log=False,
         proxy_headers=False,
         server_header=False,
@@ -197,6 +211,9 @@ def serve(settings: Any, server_ssl: ssl.SSLContext | None = None) -> None:
         lifespan="on",
         timeout_graceful_shutdown=5,
         timeout_keep_alive=75,  # peers pool connections; they expire theirs after 30 s
+        # The connection cap is the protocol's (a JSON 503): uvicorn's limit_concurrency
+        # would answer text/plain. Pending connections the kernel queues before accept:
+        backlog=2048,
         ssl_context_factory=None if server_ssl is None else (lambda config, default: server_ssl),
     )
     server = Server(config)

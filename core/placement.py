@@ -3,13 +3,16 @@
 The ring is rebuilt only when the member table's ``epoch`` changes (a member joined or
 left), and whoever caches per-ring state is told (``on_new_ring``). Unsharded, every
 member owns every key; sharded, a key's ``replicas`` owners come from the ring, and a
-write to a dead owner goes to the next live node on the ring instead (a hint).
+write to a dead owner goes to the next live node on the ring instead (a hint). The
+reserved keyspace (``core.keyring``: the API keys) is owned by every member, sharded or
+not, so every node can check a key without asking another.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from rumordb.core.keyring import is_reserved
 from rumordb.core.membership import MemberTable
 from rumordb.core.ring import Ring
 from rumordb.core.rumors import replica_targets
@@ -47,11 +50,12 @@ class Placement:
     def owners(self, key: str) -> list[str]:
         """The key's preference list (every member when sharding is off)."""
         ring = self.ring()
-        return ring.owners(key, self.replicas if self.sharding else len(ring.members))
+        everyone = not self.sharding or is_reserved(key)
+        return ring.owners(key, len(ring.members) if everyone else self.replicas)
 
     def route(self, key: str) -> list[str] | None:
         """None when this node serves ``key``; otherwise its owners, live ones first."""
-        if not self.sharding:
+        if not self.sharding or is_reserved(key):
             return None
         owners = self.owners(key)
         if self.node_id in owners:
@@ -61,9 +65,12 @@ class Placement:
 
     def replica_targets(self, key: str) -> list[str]:
         """The other live members of the key's effective preference list (``core.rumors``)."""
-        return replica_targets(self.ring(), key, self.replicas, self.members.is_alive, self.node_id)
+        ring = self.ring()
+        replicas = len(ring.members) if is_reserved(key) else self.replicas
+        return replica_targets(ring, key, replicas, self.members.is_alive, self.node_id)
 
     def shared_owners(self) -> Callable[[str], list[str]]:
         """``owners`` bound to the current ring: for a scan over many keys."""
         ring, n = self.ring(), self.replicas
-        return lambda key: ring.owners(key, n)
+        everyone = len(ring.members)
+        return lambda key: ring.owners(key, everyone if is_reserved(key) else n)

@@ -17,13 +17,16 @@ from collections.abc import Callable, ItemsView, Iterable, KeysView
 
 from rumordb.core.digest import Digest, fingerprint
 from rumordb.core.hashing import key_hash
+from rumordb.core.keyring import RESERVED_PREFIX
 from rumordb.core.record import Discarded, Record, is_live
 
 OwnersOf = Callable[[str], list[str]]
 
 
 class Store:
-    __slots__ = ("_digest", "_scoped", "_sorted_keys", "_stale", "discarded", "records")
+    __slots__ = (
+        "_digest", "_scoped", "_sorted_keys", "_stale", "discarded", "records", "reserved",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.records: dict[str, Record] = {}
@@ -32,6 +35,7 @@ class Store:
         self._stale: set[str] = set()  # keys whose digest entries may be out of date
         self._sorted_keys: list[str] | None = None
         self._scoped: dict[str, tuple[int, Digest]] = {}  # peer -> (ring epoch, digest)
+        self.reserved = 0  # records of the reserved keyspace: not user keys (core.keyring)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -48,8 +52,11 @@ class Store:
     def put(self, key: str, record: Record) -> Record | None:
         """Store ``record`` as the version of ``key``; returns the one it replaced."""
         previous = self.records.get(key)
-        if previous is None and self._sorted_keys is not None:
-            insort(self._sorted_keys, key)
+        if previous is None:
+            if self._sorted_keys is not None:
+                insort(self._sorted_keys, key)
+            if key.startswith(RESERVED_PREFIX):
+                self.reserved += 1
         self.records[key] = record
         self._stale.add(key)
         return previous
@@ -57,16 +64,22 @@ class Store:
     def drop(self, key: str) -> None:
         if self.records.pop(key, None) is None:
             return
+        if key.startswith(RESERVED_PREFIX):
+            self.reserved -= 1
         if self._sorted_keys is not None:
             index = bisect_left(self._sorted_keys, key)
             if index < len(self._sorted_keys) and self._sorted_keys[index] == key:
                 del self._sorted_keys[index]
         self._stale.add(key)
 
-    def list_live(self, prefix: str, limit: int, after: str, now_hlc: int = 0) -> list[str]:
-        """Live keys in order, starting with ``prefix``, strictly after ``after``.
+    def list_live(
+        self, prefix: str, limit: int, after: str, now_hlc: int = 0, *, reserved: bool = False
+    ) -> list[str]:
+        """Live user keys in order, starting with ``prefix``, strictly after ``after``.
 
-        ``now_hlc``: values expired by then are not live (0: no expiry is checked).
+        The reserved keyspace (``core.keyring``) is no user's: it is listed only when asked
+        for (``reserved``, by the node's own keyring, never for a client). ``now_hlc``:
+        values expired by then are not live (0: no expiry is checked).
         """
         if self._sorted_keys is None:
             self._sorted_keys = sorted(self.records)
@@ -77,7 +90,9 @@ class Store:
         for key in keys[start:]:
             if not key.startswith(prefix) or len(found) >= limit:
                 break
-            if is_live(self.records[key], now_hlc or -1):
+            if not is_live(self.records[key], now_hlc or -1):
+                continue
+            if reserved or not key.startswith(RESERVED_PREFIX):
                 found.append(key)
         return found
 

@@ -67,9 +67,9 @@ class NodeView:
         return self._store.discarded.get(key)
 
     def key_count(self) -> tuple[int, int]:
-        """(live keys, tombstones)."""
+        """(live user keys, tombstones): the reserved keyspace (the keyring) is not counted."""
         tombstones = len(self._tombstones)
-        return len(self._store) - tombstones, tombstones
+        return max(0, len(self._store) - tombstones - self._store.reserved), tombstones
 
     def items(self) -> ItemsView[str, Record]:
         """Every stored (key, version), tombstones included."""
@@ -79,9 +79,12 @@ class NodeView:
         """The stored versions, read-only by type (no copy: whole-cluster checks)."""
         return self._store.records
 
-    def list_keys(self, prefix: str = "", limit: int = 100, after: str = "") -> list[str]:
-        """This node's live keys in order (``Node.plan_list`` says whom else to ask)."""
-        return self._store.list_live(prefix, limit, after)
+    def list_keys(
+        self, prefix: str = "", limit: int = 100, after: str = "", *, reserved: bool = False
+    ) -> list[str]:
+        """This node's live keys in order (``Node.plan_list`` says whom else to ask);
+        ``reserved``: the reserved keyspace too (``core.keyring``; never for clients)."""
+        return self._store.list_live(prefix, limit, after, reserved=reserved)
 
     # --- cluster ---------------------------------------------------------------------
     @property

@@ -3,7 +3,7 @@
 The ``/kv`` hot path is a raw ASGI handler (``live.kv``), and ``POST /gossip`` (replication
 traffic) another; ``HotRoutes`` hands them their requests inside the app's middleware
 stack, so they pay no dependency injection or pydantic. They are documented in the
-OpenAPI schema by hand (``KV_OPENAPI``) so ``/docs`` still shows every endpoint.
+OpenAPI schema by hand (``live.openapi``) so ``/docs`` still shows every endpoint.
 
 Errors are translated once, by ``live.errors``: every route raises ``HttpError`` (or lets
 a bug escape), and the boundary at the top of the stack answers ``{"error", "detail"}``.
@@ -21,7 +21,6 @@ import structlog
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 from starlette.middleware.exceptions import ExceptionMiddleware
@@ -32,8 +31,10 @@ from rumordb.live.auth import Gate, KeyStore, Role
 from rumordb.live.errors import ErrorBoundary, HttpError, translate
 from rumordb.live.faults import FaultError, parse_request
 from rumordb.live.gossip_client import Envelope, EnvelopeError, open_envelope, seal_envelope
+from rumordb.live.keyring import ClusterKeyring, add_keyring_routes
 from rumordb.live.kv import KVHandler
 from rumordb.live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from rumordb.live.openapi import AUTH_STATUSES, SECURITY, document, errors
 from rumordb.live.runner import Runner
 from rumordb.live.settings import Settings
 from rumordb.live.storage import StorageError
@@ -130,7 +131,8 @@ def create_app(
     # Without an injected transport, peers are reached over HTTPS exactly when TLS is on.
     runner = Runner(settings, transport=transport or peer_transport(settings), discovery=discovery)
     keystore = KeyStore.from_settings(settings)
-    gate = Gate.from_settings(keystore, settings, runner.metrics)
+    keyring = ClusterKeyring(runner)
+    gate = Gate.from_settings(keystore, settings, runner.metrics, keyring=keyring)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -145,6 +147,8 @@ def create_app(
         version="0.1.0",
         description="A peer-to-peer, eventually consistent key-value store node.",
         lifespan=lifespan,
+        docs_url=None,  # live.openapi serves /docs and /redoc with local assets
+        redoc_url=None,
     )
     app.state.runner = runner
     app.state.keystore = keystore
@@ -160,9 +164,10 @@ def create_app(
     gossip = GossipHandler(runner)
     app.kv_handler, app.gossip_handler = kv, gossip
     _add_ops_routes(app, runner, gate)
+    add_keyring_routes(app, keyring, Depends(_require(gate, Role.ADMIN)))
     if settings.allow_faults:
         _add_fault_routes(app, runner, gate)
-    _document_raw_routes(app)
+    document(app, settings.max_key_bytes, settings.max_value_bytes)
     return app
 
 
@@ -189,7 +194,12 @@ def _add_ops_routes(app: FastAPI, runner: Runner, gate: Gate) -> None:
             return {"status": "degraded", "node_id": runner.node_id, "problems": problems}
         return {"status": "ok", "node_id": runner.node_id}
 
-    @app.get("/heartbeat", tags=["cluster"], summary="Answer a liveness probe (no auth)")
+    @app.get(
+        "/heartbeat",
+        tags=["cluster"],
+        summary="Answer a liveness probe (no auth)",
+        responses=errors(503),
+    )
     async def heartbeat() -> dict[str, Any]:
         if not runner.running:
             raise HttpError(503, "unavailable", "the node is starting or stopping")
@@ -201,6 +211,8 @@ def _add_ops_routes(app: FastAPI, runner: Runner, gate: Gate) -> None:
         tags=["cluster"],
         summary="This node's view of the cluster: members, states, ownership",
         dependencies=[reader],
+        responses=errors(*AUTH_STATUSES, 503),
+        openapi_extra={"security": SECURITY},
     )
     async def cluster() -> dict[str, Any]:
         if not runner.running:
@@ -215,6 +227,8 @@ def _add_ops_routes(app: FastAPI, runner: Runner, gate: Gate) -> None:
         summary="Prometheus metrics (text format)",
         dependencies=[reader],
         response_class=Response,
+        responses=errors(*AUTH_STATUSES) | {200: {"content": {"text/plain": {}}}},
+        openapi_extra={"security": SECURITY},
     )
     async def metrics() -> Response:
         return Response(runner.metrics.render(), media_type=METRICS_CONTENT_TYPE)
@@ -243,10 +257,20 @@ FAULTS_BODY = {
 }
 
 
+ADMIN_ERRORS = errors(*AUTH_STATUSES, 403)
+
+
 def _add_fault_routes(app: FastAPI, runner: Runner, gate: Gate) -> None:
     admin = Depends(_require(gate, Role.ADMIN))
 
-    @app.get("/faults", tags=["faults"], summary="Faults in force", dependencies=[admin])
+    @app.get(
+        "/faults",
+        tags=["faults"],
+        summary="Faults in force",
+        dependencies=[admin],
+        responses=ADMIN_ERRORS,
+        openapi_extra={"security": SECURITY},
+    )
     async def get_faults() -> dict[str, Any]:
         return runner.faults.describe()
 
@@ -255,7 +279,8 @@ def _add_fault_routes(app: FastAPI, runner: Runner, gate: Gate) -> None:
         tags=["faults"],
         summary="Add faults (merged into the current ones)",
         dependencies=[admin],
-        openapi_extra=FAULTS_BODY,
+        responses=ADMIN_ERRORS | errors(413),
+        openapi_extra=FAULTS_BODY | {"security": SECURITY},
     )
     async def post_faults(request: Request) -> dict[str, Any]:
         body = await read_body(
@@ -272,7 +297,14 @@ def _add_fault_routes(app: FastAPI, runner: Runner, gate: Gate) -> None:
         log.info("faults_changed", faults=runner.faults.describe())
         return runner.faults.describe()
 
-    @app.delete("/faults", tags=["faults"], summary="Heal every fault", dependencies=[admin])
+    @app.delete(
+        "/faults",
+        tags=["faults"],
+        summary="Heal every fault",
+        dependencies=[admin],
+        responses=ADMIN_ERRORS,
+        openapi_extra={"security": SECURITY},
+    )
     async def delete_faults() -> dict[str, Any]:
         runner.faults.heal()
         log.info("faults_healed")
@@ -293,7 +325,13 @@ class GossipHandler:
         runner = self.runner
         if scope["method"] != "POST":
             raise HttpError(405, "method_not_allowed", "POST /gossip only")
-        body = await read_body(receive, MAX_GOSSIP_BYTES, too_large=("too_large", "a gossip body"))
+        # A declared Content-Length over the cap is refused before any byte is read; a
+        # chunked body is cut as soon as it grows past it. The MAC is checked over the
+        # raw frame before any of it is decoded (``live.wire.Signer.open``).
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        body = await read_body(
+            receive, MAX_GOSSIP_BYTES, declared, too_large=("too_large", "a gossip body")
+        )
         try:
             envelope = open_envelope(runner.signer, body, time.time(), runner.node_id)
         except StaleFrame:  # harden: authentic but late (after a partition): not an attack
@@ -331,113 +369,3 @@ class GossipHandler:
 
 
 OCTETS = (b"content-type", b"application/octet-stream")
-
-
-def _kv_doc(summary: str, responses: dict[str, str], **extra: Any) -> dict[str, Any]:
-    operation: dict[str, Any] = {
-        "tags": ["kv"],
-        "summary": summary,
-        "security": [{"bearer": []}, {"apiKey": []}],
-        "responses": {code: {"description": text} for code, text in responses.items()},
-    }
-    operation.update(extra)
-    return operation
-
-
-KEY_PARAM = {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
-IF_MATCH = {
-    "name": "If-Match",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string"},
-    "description": "A version context (the ETag) the write must descend from.",
-}
-RAW_BODY = {
-    "requestBody": {
-        "required": True,
-        "description": "The raw value; its Content-Type is stored with it.",
-        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
-    }
-}
-WRITTEN = "JSON {key, context, hlc, origin}; ETag header"
-KV_OPENAPI: dict[str, dict[str, Any]] = {
-    "/kv": {
-        "get": _kv_doc(
-            "List live keys (paginated)",
-            {
-                "200": "JSON {keys: [...], next: last key or null}",
-                "400": "bad limit",
-                "401": "no key",
-            },
-            parameters=[
-                {"name": n, "in": "query", "required": False, "schema": {"type": t}}
-                for n, t in (("prefix", "string"), ("after", "string"), ("limit", "integer"))
-            ],
-        )
-    },
-    "/kv/{key}": {
-        "get": _kv_doc(
-            "Read a value (raw bytes with its Content-Type), or its version with ?meta=true",
-            {"200": "the value; ETag and X-Rumor-Context headers", "404": "absent or deleted"},
-            parameters=[
-                KEY_PARAM,
-                {"name": "meta", "in": "query", "required": False, "schema": {"type": "boolean"}},
-            ],
-        ),
-        "put": _kv_doc(
-            "Write a value (upsert)",
-            {
-                "200": WRITTEN,
-                "201": WRITTEN,
-                "400": "bad key or context",
-                "403": "reader key",
-                "412": "If-Match mismatch",
-                "413": "value too large",
-            },
-            parameters=[KEY_PARAM, IF_MATCH],
-            **RAW_BODY,
-        ),
-        "post": _kv_doc(
-            "Create a value (409 if a live value exists on this node)",
-            {"201": WRITTEN, "409": "exists", "413": "value too large"},
-            parameters=[KEY_PARAM, IF_MATCH],
-            **RAW_BODY,
-        ),
-        "delete": _kv_doc(
-            "Delete a key (a replicated tombstone)",
-            {"200": "JSON {key, deleted: true, context}", "404": "absent", "412": "mismatch"},
-            parameters=[KEY_PARAM, IF_MATCH],
-        ),
-    },
-    "/gossip": {
-        "post": {
-            "tags": ["cluster"],
-            "summary": "Node-to-node messages (HMAC-sealed MessagePack envelope)",
-            "responses": {
-                "200": {"description": "sealed replies"},
-                "204": {"description": "no reply"},
-                "401": {"description": "not sealed with the cluster secret"},
-            },
-        }
-    },
-}
-
-
-def _document_raw_routes(app: FastAPI) -> None:
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
-            )
-            schema.setdefault("paths", {}).update(KV_OPENAPI)
-            components = schema.setdefault("components", {})
-            components.setdefault("securitySchemes", {}).update(
-                {
-                    "bearer": {"type": "http", "scheme": "bearer"},
-                    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                }
-            )
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -48,10 +48,11 @@ def error_reply(error: HttpError) -> Reply:
     return Reply(error.status, [JSON_TYPE, *error.headers], error.body())
 
 
-async def send_reply(send: Send, reply: Reply) -> None:
+async def send_reply(send: Send, reply: Reply, *, head: bool = False) -> None:
+    """Send ``reply``; for a HEAD request its headers (Content-Length included) only."""
     headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": reply.body})
+    await send({"type": "http.response.body", "body": b"" if head else reply.body})
 
 
 async def read_body(

@@ -15,6 +15,11 @@ bounded cache of recently accepted keys skips even that on the hot path (a dict 
 ``str`` is keyed by a per-process randomised hash, so it leaks nothing useful). Unknown keys
 are never cached, so junk cannot grow or flush the cache.
 
+Keys sold at run time live in the replicated keyring (``live.keyring``, rules in
+``core.keyring``): the gate asks it when the static keys above (the bootstrap keys) do
+not know a key. Its answers are never cached here, so a revocation or an expiry takes
+effect on the next request.
+
 One door for every route: ``Gate.check`` takes a request's raw header list and client
 address, and is what both the ``/kv`` handler and the FastAPI routes call. It answers
 ``AuthRefused`` (status, error, detail, headers) or the caller's role:
@@ -253,6 +258,12 @@ class FailureLimiter:
         bucket.updated_s = now_s
 
 
+class KeyLookup(Protocol):
+    """A second source of keys (the replicated keyring): the role a key grants now."""
+
+    def role_for(self, presented_key: str) -> Role | None: ...
+
+
 class _LimiterSettings(Protocol):
     auth_failure_burst: int
     auth_failure_refill_per_s: float
@@ -268,22 +279,28 @@ class Gate:
         limiter: FailureLimiter,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        keyring: KeyLookup | None = None,
     ) -> None:
         self.keystore = keystore
+        self.keyring = keyring
         self.limiter = limiter
         self._metrics = metrics
         self._clock = clock
 
     @classmethod
     def from_settings(
-        cls, keystore: KeyStore, settings: _LimiterSettings, metrics: Metrics | None = None
+        cls,
+        keystore: KeyStore,
+        settings: _LimiterSettings,
+        metrics: Metrics | None = None,
+        keyring: KeyLookup | None = None,
     ) -> Gate:
         limiter = FailureLimiter(
             settings.auth_failure_burst,
             settings.auth_failure_refill_per_s,
             settings.auth_failure_clients_max,
         )
-        return cls(keystore, limiter, metrics)
+        return cls(keystore, limiter, metrics, keyring=keyring)
 
     def check(self, headers: RawHeaders, client: str | None) -> Role:
         """The role of the request's key, or ``AuthRefused`` (400, 401 or 429)."""
@@ -300,6 +317,8 @@ class Gate:
             )
         key = presented_key(headers)
         role = self.keystore.role_for(key) if key is not None else None
+        if role is None and key is not None and self.keyring is not None:
+            role = self.keyring.role_for(key)
         if role is None:
             self._failed(address, now_s, "missing" if key is None else "unknown")
             raise AuthRefused(

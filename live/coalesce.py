@@ -4,8 +4,8 @@ Why: uvicorn writes a response's head and its body separately, and over TLS each
 is a TLS record of its own (an ``SSL_write``, a copy out of the memory BIO and a
 ``send``). Measured on loopback with wrk, one write instead of two cuts a TLS response's
 server CPU from about 25 to 15 microseconds (plain HTTP: about 10 to 8), a large part of
-what TLS costs a small GET. ``CoalescingHttpToolsProtocol`` is uvicorn's httptools
-protocol seeing a transport that gathers writes and hands them on as one when the response
+what TLS costs a small GET. ``CoalescingHttpToolsProtocol`` is the node's httptools
+protocol (``live.http_protocol``, uvicorn's with the edge's bounds) seeing a transport that gathers writes and hands them on as one when the response
 is complete (no added latency), at once beyond ``FLUSH_BYTES`` (a large streamed body
 keeps uvicorn's flow control: the real transport still pauses the writer), and otherwise
 at the end of the event-loop turn (``call_soon``: a streamed chunk is never held back
@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from rumordb.live.http_protocol import BoundedHttpToolsProtocol
 
 FLUSH_BYTES = 64 * 1024
 
@@ -60,8 +60,8 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
-class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, writing through a ``CoalescingTransport``."""
+class CoalescingHttpToolsProtocol(BoundedHttpToolsProtocol):
+    """The node's bounded httptools protocol, writing through a ``CoalescingTransport``."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._coalescing = CoalescingTransport(transport, self.loop)

@@ -18,6 +18,7 @@ or accumulated size above ``max_value_bytes`` answers 413 at once.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from urllib.parse import parse_qsl, unquote_to_bytes
 
@@ -35,6 +36,7 @@ from rumordb.core import (
 )
 from rumordb.core.context import Context
 from rumordb.core.hlc import pack, physical_ms
+from rumordb.core.keyring import RESERVED_PREFIX, is_reserved
 from rumordb.core.record import MAX_TTL_S, is_expired
 from rumordb.live.asgi import (
     Headers,
@@ -55,6 +57,10 @@ from rumordb.live.runner import NotStored, ReadAnswer, Runner, WriteAnswer
 from rumordb.live.watch import stream
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+# A Content-Type is stored and replicated with its value and sent back as a header: it
+# is bounded (RFC 6838 media types fit in far less) and must be printable ASCII.
+MAX_CONTENT_TYPE_BYTES = 255
+_CONTENT_TYPE_CHARS = re.compile(rb"^[\x20-\x7e\t]*$")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 CONTEXT_CACHE_MAX = 65_536
@@ -97,6 +103,7 @@ class KVRequest:
         "body",
         "content_length",
         "content_type",
+        "content_types",
         "forwarded",
         "headers",
         "if_match",
@@ -112,13 +119,15 @@ class KVRequest:
         self.query: bytes = scope.get("query_string", b"")
         self.headers: Headers = scope["headers"]
         self.body = b""
-        self.content_type = DEFAULT_CONTENT_TYPE
+        self.content_type: bytes | None = None  # checked by _content_type on writes only
+        self.content_types = 0
         self.content_length: bytes | None = None
         self.if_match: bytes | None = None
         self.forwarded = False
         for name, value in self.headers:  # credentials: live.auth.Gate reads them
             if name == b"content-type":
-                self.content_type = value.decode("latin-1") or DEFAULT_CONTENT_TYPE
+                self.content_type = value
+                self.content_types += 1
             elif name == b"content-length":
                 self.content_length = value
             elif name == b"if-match":
@@ -148,6 +157,9 @@ class KVHandler:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         method = scope["method"]
+        head = method == "HEAD"  # answered like GET, without the body (RFC 9110 9.3.2)
+        if head:
+            method = "GET"
         route = "kv_list" if scope["path"] in ("/kv", "/kv/") and method == "GET" else "kv"
         try:
             route, reply = await self._dispatch(scope, receive, method, send)
@@ -158,7 +170,7 @@ class KVHandler:
             raise
         if reply is None:  # a watch stream, answered as it went
             return
-        await send_reply(send, reply)
+        await send_reply(send, reply, head=head)
         self.metrics.observe_request(route, reply.status, time.perf_counter() - started)
 
     async def _dispatch(
@@ -190,7 +202,7 @@ class KVHandler:
                 405,
                 "method_not_allowed",
                 f"{method} is not allowed on /kv/{{key}}",
-                ((b"allow", b"GET, PUT, POST, DELETE"),),
+                ((b"allow", b"GET, HEAD, PUT, POST, DELETE"),),
             )
         route = "kv_" + method.lower()
         if role is not Role.ADMIN:
@@ -205,13 +217,15 @@ class KVHandler:
         key = self._key(scope)
         context = _context(request.if_match)
         method = request.method
+        content_type = DEFAULT_CONTENT_TYPE
         if method != "DELETE":
+            content_type = _content_type(request.content_type, request.content_types)
             request.body = await read_body(receive, self.max_value_bytes, request.content_length)
         ttl_ms = _ttl_ms(_query(scope).get("ttl"), method)
         return WriteCommand(
             key,
             request.body,
-            request.content_type,
+            content_type,
             context,
             create=method == "POST",
             delete=method == "DELETE",
@@ -236,6 +250,9 @@ class KVHandler:
             if exc.too_long:
                 raise HttpError(414, "key_too_long", str(exc)) from None
             raise HttpError(400, "invalid_key", str(exc)) from None
+        if is_reserved(key):  # the keyring's keyspace: reachable only through /admin/keys
+            detail = f"keys starting with {RESERVED_PREFIX!r} are reserved for the cluster"
+            raise HttpError(403, "reserved_key", detail)
         return key
 
     async def _watch(
@@ -360,10 +377,29 @@ def _query(scope: Scope) -> dict[str, str]:
     raw: bytes = scope.get("query_string", b"")
     if not raw:
         return {}
-    try:
-        return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+    try:  # strict: a percent-escape that is not UTF-8 is refused, never replaced by U+FFFD
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise HttpError(400, "bad_request", "the query string is not valid UTF-8") from None
+    query = dict(pairs)
+    if len(query) != len(pairs):
+        raise HttpError(400, "bad_request", "a query parameter is given more than once")
+    return query
+
+
+def _content_type(raw: bytes | None, given: int) -> str:
+    """The Content-Type a write stores: bounded, printable ASCII, given at most once."""
+    if given > 1:
+        raise HttpError(400, "invalid_content_type", "Content-Type is given more than once")
+    if raw is None or raw == b"":
+        return DEFAULT_CONTENT_TYPE
+    if len(raw) > MAX_CONTENT_TYPE_BYTES:
+        detail = f"Content-Type is at most {MAX_CONTENT_TYPE_BYTES} bytes"
+        raise HttpError(400, "invalid_content_type", detail)
+    if not _CONTENT_TYPE_CHARS.match(raw):
+        detail = "Content-Type must be printable ASCII (no control characters)"
+        raise HttpError(400, "invalid_content_type", detail)
+    return raw.decode("ascii")
 
 
 def _flag(text: str | None) -> bool:

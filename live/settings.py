@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     watch_ring_bytes: Positive = 16 * 1024 * 1024
     watch_max_lag_events: Positive = 1024
     watch_max_watchers: Positive = 64
+    # The HTTP edge (live.http_protocol): request head size, deadlines for a head and a
+    # body to arrive whole (slowloris), open connections before new ones answer 503.
+    max_head_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 16 * 1024
+    head_timeout_ms: Positive = 10_000
+    body_timeout_ms: Positive = 30_000
+    max_connections: Positive = 1024
     allow_faults: bool = False
     clock_offset_ms: int = 0
     # HLCs from clients and peers at most this far ahead of this node's clock (core.bounds).

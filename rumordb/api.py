@@ -168,6 +168,24 @@ def faults(change: dict[str, object] | None = None, *, heal: bool = False) -> Re
     return Request("POST", "/faults", (("Content-Type", "application/json"),), body)
 
 
+def create_api_key(name: str, role: str, expires_in_s: int | None = None) -> Request:
+    """``POST /admin/keys``: not idempotent (a second attempt would be a second key)."""
+    document: dict[str, object] = {"name": name, "role": role}
+    if expires_in_s is not None:
+        document["expires_in_s"] = expires_in_s
+    body = json.dumps(document).encode()
+    headers = (("Content-Type", "application/json"),)
+    return Request("POST", "/admin/keys", headers, body, idempotent=False)
+
+
+def api_keys() -> Request:
+    return Request("GET", "/admin/keys")
+
+
+def revoke_api_key(name: str) -> Request:
+    return Request("DELETE", "/admin/keys/" + quote(name, safe=""))
+
+
 # --- answers ----------------------------------------------------------------------------
 def _field(document: dict[str, object], name: str, kind: type, node: str) -> object:
     value = document.get(name)

@@ -17,6 +17,7 @@ position it was given after a disconnect (``rumordb.follow``).
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -216,3 +217,15 @@ class AsyncClient:
         self, change: dict[str, Any] | None = None, *, heal: bool = False
     ) -> dict[str, Any]:
         return api.document(await self.send(api.faults(change, heal=heal)))
+
+    async def create_api_key(
+        self, name: str, role: str, *, expires_in_s: int | None = None
+    ) -> dict[str, Any]:
+        return api.document(await self.send(api.create_api_key(name, role, expires_in_s)))
+
+    async def api_keys(self) -> builtins.list[dict[str, Any]]:
+        keys = api.document(await self.send(api.api_keys())).get("keys")
+        return list(keys) if isinstance(keys, list) else []
+
+    async def revoke_api_key(self, name: str) -> dict[str, Any]:
+        return api.document(await self.send(api.revoke_api_key(name)))

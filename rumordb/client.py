@@ -17,6 +17,7 @@ position it was given (``rumordb.follow``) after a disconnect or an overflow.
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from types import TracebackType
@@ -291,6 +292,23 @@ class Client:
         """The node's injected faults (nodes with ``--allow-faults``, admin key): read them,
         add ``change`` (e.g. ``{"delay_ms": 50}``), or ``heal=True`` to remove all."""
         return api.document(self.send(api.faults(change, heal=heal)))
+
+    # --- the replicated keyring (admin key) --------------------------------------------
+    def create_api_key(
+        self, name: str, role: str, *, expires_in_s: int | None = None
+    ) -> dict[str, Any]:
+        """A new key on the cluster's keyring: ``{name, role, created, expires, key}``; the
+        key is shown only in this answer. ``Exists`` if the name is taken or revoked."""
+        return api.document(self.send(api.create_api_key(name, role, expires_in_s)))
+
+    def api_keys(self) -> builtins.list[dict[str, Any]]:
+        """The keyring's keys: ``{name, role, created, expires, state}`` (never a secret)."""
+        keys = api.document(self.send(api.api_keys())).get("keys")
+        return list(keys) if isinstance(keys, list) else []
+
+    def revoke_api_key(self, name: str) -> dict[str, Any]:
+        """Revoke every key of ``name`` on every node; ``NotFound`` if none is known."""
+        return api.document(self.send(api.revoke_api_key(name)))
 
 
 def _changes(stream: Iterator[Change | None]) -> Iterator[Change]:

@@ -252,7 +252,7 @@ async def test_openapi_documents_every_endpoint(client: httpx.AsyncClient) -> No
     paths = schema["paths"]
     for path in ("/kv", "/kv/{key}", "/gossip", "/health", "/heartbeat", "/cluster", "/metrics"):
         assert path in paths, path
-    assert set(paths["/kv/{key}"]) == {"get", "put", "post", "delete"}
+    assert set(paths["/kv/{key}"]) == {"get", "head", "put", "post", "delete"}
     assert (await client.get("/docs")).status_code == 200
 
 
