@@ -42,7 +42,7 @@ typecheck: $(STAMP)
 ## Micro- and system benchmarks (figures go to the closing notes, never asserted).
 bench: $(STAMP)
 	$(BIN)/python -m bench.core_bench
-	$(MAKE) bench-sim bench-http bench-tls repair-bench bench-durability bench-cli bench-keyring bench-watch
+	$(MAKE) bench-sim bench-http bench-tls repair-bench bench-durability bench-cli bench-keyring bench-watch bench-ingest
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
@@ -94,6 +94,11 @@ experiment-clock_skew: $(STAMP)
 
 bench-sim: $(STAMP)
 	$(BIN)/python -m bench.sim_bench
+
+## Bulk ingest: keys/s through POST /kv batches into a 3-node cluster, vs single PUTs.
+.PHONY: bench-ingest
+bench-ingest: $(STAMP)
+	$(BIN)/python -m bench.ingest_bench
 
 ## HTTP benchmark: bare FastAPI vs a 3-node cluster (wrk pinned to CPU 1, servers to CPU 0).
 .PHONY: bench-http

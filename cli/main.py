@@ -34,6 +34,10 @@ COMMANDS: dict[str, Entry] = {
     "delete": Entry("rumordb.cli.data:delete", "Delete KEY (a tombstone).", "Data"),
     "list": Entry("rumordb.cli.data:list_keys", "List keys in order.", "Data"),
     "watch": Entry("rumordb.cli.watch:watch", "Print changes as a node applies them.", "Data"),
+    "import": Entry(
+        "rumordb.cli.bulk:import_file", "Import JSON lines through batches (idempotent).", "Data"
+    ),
+    "export": Entry("rumordb.cli.bulk:export", "Stream every live key as JSON lines.", "Data"),
     "shell": Entry(
         "rumordb.cli.data:shell", "Run many data commands from stdin, one connection.", "Data"
     ),

@@ -35,6 +35,11 @@ _err = Console(stderr=True)
 scenario_argument = click.argument(
     "scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
+dask_option = click.option(
+    "--dask",
+    metavar="ADDRESS",
+    help="Run each run as a task on this Dask scheduler (tcp://host:8786); --jobs is then unused.",
+)
 
 
 def _command() -> str:
@@ -110,6 +115,7 @@ def _run_with_progress(duration_s: float, simulation: Simulation) -> dict[str, A
               help="Runs per point (seeds seed..seed+K-1).")  # fmt: skip
 @click.option("--seed", type=int, help="First seed (default: the file's).")
 @click.option("--metric", multiple=True, help="Metric to plot (repeatable).")
+@dask_option
 def sweep(
     scenario: Path,
     param: tuple[str, ...],
@@ -118,8 +124,10 @@ def sweep(
     seeds: int,
     seed: int | None,
     metric: tuple[str, ...],
+    dask: str | None,
 ) -> None:
     """Run a grid of parameter values in parallel; plot metrics against the parameter."""
+    from rumordb.sim.executor import ExecutorError
     from rumordb.sim.sweep import DEFAULT_METRICS, parse_params, run_sweep, write_sweep_report
 
     try:
@@ -135,8 +143,10 @@ def sweep(
     try:
         with Progress(*columns, console=_err, transient=True) as progress:
             task = progress.add_task("sweep", total=total)
-            rows = run_sweep(scenario, params, seed_list, jobs, lambda _row: progress.advance(task))
-    except ScenarioError as exc:
+            rows = run_sweep(
+                scenario, params, seed_list, jobs, lambda _row: progress.advance(task), dask
+            )
+    except (ScenarioError, ExecutorError) as exc:
         _fail(str(exc))
         return
     metrics = list(metric) or list(DEFAULT_METRICS)
@@ -164,9 +174,13 @@ def _grid_size(params: dict[str, list[Any]]) -> int:
 @click.option("--out", type=click.Path(path_type=Path), help="Report directory.")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
               help="Parallel worker processes.")  # fmt: skip
-def dissemination_cmd(scenario: Path, nodes: str, seeds: int, out: Path | None, jobs: int) -> None:
+@dask_option
+def dissemination_cmd(
+    scenario: Path, nodes: str, seeds: int, out: Path | None, jobs: int, dask: str | None
+) -> None:
     """Measure rounds for one update to reach N nodes against log2 N + ln N."""
     from rumordb.sim import dissemination
+    from rumordb.sim.executor import ExecutorError
 
     try:
         sizes = [int(n) for n in nodes.split(",") if n.strip()]
@@ -183,9 +197,9 @@ def dissemination_cmd(scenario: Path, nodes: str, seeds: int, out: Path | None, 
         with Progress(*columns, console=_err, transient=True) as progress:
             task = progress.add_task("runs", total=len(sizes) * len(seed_list) * 2)
             rows = dissemination.run_experiment(
-                scenario, sizes, seed_list, jobs, lambda _row: progress.advance(task)
+                scenario, sizes, seed_list, jobs, lambda _row: progress.advance(task), dask
             )
-    except (ValueError, ScenarioError) as exc:
+    except (ValueError, ScenarioError, ExecutorError) as exc:
         _fail(str(exc))
         return
     dissemination.write_report(rows, out_dir, _command())

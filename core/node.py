@@ -162,6 +162,8 @@ class Node:
         if refused is not None:
             return WriteResult(refused, None, Output())
         prior = self.store.records.get(key)
+        if command.version is not None:
+            return self._restore_version(key, command.version, prior)
         status, record = self.replica.write(command, now)
         if status not in _APPLIED or record is None:
             return WriteResult(status, record, Output())
@@ -169,6 +171,16 @@ class Node:
         if key not in self._undo:
             self._undo[key] = prior
         return WriteResult(status, record, Output(writes=[(key, record)]))
+
+    def _restore_version(self, key: str, version: Record, prior: Record | None) -> WriteResult:
+        """A client-given version merged by LWW; pushed on ``flush`` like a write if applied."""
+        out = Output()
+        status, record = self.replica.restore_version(out, key, version)
+        if out.writes and record is not None:
+            self._urgent[key] = record
+            if key not in self._undo:
+                self._undo[key] = prior
+        return WriteResult(status, record, out)
 
     def _refuse(self, command: WriteCommand, now: float) -> WriteStatus | None:
         """Refusals before the stored version is looked at: our clock, the context's."""

@@ -65,7 +65,9 @@ class Replica:
             # Decide over what every node derives at expiry; the tick stores that later.
             local = expired_tombstone(local)
         # A plain upsert (no create, delete or If-Match) is never refused: skip the call.
-        conditional = command.create or command.delete or command.context is not None
+        conditional = (
+            command.create or command.delete or command.context is not None or command.if_changed
+        )
         refused = refusal(command, local) if conditional else None
         if refused is not None:
             return refused, local
@@ -74,6 +76,24 @@ class Replica:
         self.put(command.key, record)
         created = (local is None or local.tombstone) and not command.delete
         return WriteStatus.CREATED if created else WriteStatus.OK, record
+
+    def restore_version(
+        self, out: Output, key: str, version: Record
+    ) -> tuple[WriteStatus, Record | None]:
+        """Merge a client-given version (a bulk import) by LWW, as a peer's update.
+
+        (status, the version now stored): ``OK``/``CREATED`` when it was applied,
+        ``UNCHANGED`` when this very version is stored, ``STALE`` when a newer one is.
+        """
+        local, written = self.store.records.get(key), len(out.writes)
+        self.merge(out, self.node_id, [Update(key, version)], relay=False, sync=False)
+        current = self.store.records.get(key)
+        if len(out.writes) > written:
+            created = (local is None or local.tombstone) and not version.tombstone
+            return WriteStatus.CREATED if created else WriteStatus.OK, current
+        if current is not None and version_of(current) == version_of(version):
+            return WriteStatus.UNCHANGED, current
+        return WriteStatus.STALE, current
 
     def merge(
         self, out: Output, sender: str, updates: list[Update], relay: bool, sync: bool

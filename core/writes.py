@@ -4,7 +4,12 @@
 ``refusal`` whether a write may happen given the stored version (If-Match on an absent
 key or another version, create on a live key, delete of nothing); ``new_version`` builds
 the record a write stores. ``Node.write`` adds routing (sharded: owners only), this
-node's own clock check (``core.clock_watch``) and the side effects.
+node's own clock check (``core.clock_watch``) and the side effects. An ``if_changed``
+put of the value already stored is refused as ``UNCHANGED``.
+
+A *restore* (``version`` set: a bulk import that keeps another cluster's LWW order)
+writes no new version: it merges the given one by LWW exactly like a peer's update
+(``Replica.restore``), so importing the same export twice changes nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ class WriteStatus(enum.Enum):
     CONTEXT_TOO_WIDE = "context_too_wide"  # If-Match names more nodes than allowed: 400
     CLOCK_AHEAD = "clock_ahead"  # this node's clock is ahead of its peers': 503
     NOT_OWNER = "not_owner"  # sharded and not an owner: forward to ``owners``
+    UNCHANGED = "unchanged"  # if_changed put of the stored value, or a restore held already
+    STALE = "stale"  # a restored version that loses LWW to the stored one
 
 
 # Frozen msgspec Structs rather than dataclasses: built on every request, and a frozen
@@ -45,6 +52,11 @@ class WriteCommand(msgspec.Struct, frozen=True, gc=False):
     ``coordinate``: write even if this node does not own the key (a write forwarded by a
     node whose ring view differs); the version is handed to the owners later. ``ttl_ms``:
     the value expires that long after its HLC (``core.record``; the driver bounds it).
+    ``if_changed``: a put of the value and content type already live is not written
+    (``UNCHANGED``: re-importing a file changes nothing). ``version``: restore this
+    exact version by LWW instead of writing a new one (its fields validated by the
+    driver like a peer's update; ``context``, ``create``, ``if_changed`` and ``ttl_ms``
+    unused: the version carries its own expiry).
     """
 
     key: str
@@ -55,6 +67,8 @@ class WriteCommand(msgspec.Struct, frozen=True, gc=False):
     delete: bool = False
     coordinate: bool = False
     ttl_ms: int = 0  # a value that expires this long after its write (0: never)
+    if_changed: bool = False
+    version: Record | None = None
 
 
 class WriteResult(msgspec.Struct, frozen=True):
@@ -82,6 +96,13 @@ def refusal(command: WriteCommand, local: Record | None) -> WriteStatus | None:
         return WriteStatus.NOT_FOUND
     if command.create and not command.delete and live:
         return WriteStatus.EXISTS
+    if command.if_changed and live and not command.delete:
+        assert local is not None
+        same = local.value == command.value and local.content_type == command.content_type
+        # A TTL restarts at every write, so only a put without one over a permanent value
+        # changes nothing.
+        if same and not command.ttl_ms and not local.expires:
+            return WriteStatus.UNCHANGED
     if context is not None and local is not None and not descends(context.clock, local.clock):
         return WriteStatus.PRECONDITION_FAILED
     return None

@@ -32,6 +32,7 @@ from rumordb.live.asgi import read_body
 from rumordb.live.auth import MAX_PRESENTED_KEY_CHARS, Role, generate_key
 from rumordb.live.errors import HttpError
 from rumordb.live.forward import Request as Relay
+from rumordb.live.openapi import AUTH_STATUSES, errors
 from rumordb.live.runner import NotStored, Runner
 
 _ROLES = {role.value: role for role in Role}
@@ -126,7 +127,8 @@ def add_keyring_routes(app: FastAPI, keyring: ClusterKeyring, admin: Depends) ->
     """The ``/admin/keys`` routes: thin, each one call into ``keyring``."""
 
     @app.post("/admin/keys", tags=["admin"], summary="Create an API key (shown once)",
-              dependencies=[admin], status_code=201, openapi_extra=CREATE_BODY)  # fmt: skip
+              dependencies=[admin], status_code=201, openapi_extra=CREATE_BODY,
+              responses=errors(*AUTH_STATUSES, 403, 409, 413, 503))  # fmt: skip
     async def create_key(request: Request) -> dict[str, Any]:
         if not keyring.runner.running:
             raise HttpError(503, "unavailable", "the node is starting or stopping")
@@ -142,14 +144,15 @@ def add_keyring_routes(app: FastAPI, keyring: ClusterKeyring, admin: Depends) ->
             raise _refused(exc) from None
 
     @app.get("/admin/keys", tags=["admin"], summary="List API keys (never their secrets)",
-             dependencies=[admin])  # fmt: skip
+             dependencies=[admin], responses=errors(*AUTH_STATUSES, 403, 503))  # fmt: skip
     async def list_keys() -> dict[str, Any]:
         if not keyring.runner.running:
             raise HttpError(503, "unavailable", "the node is starting or stopping")
         return {"keys": keyring.describe()}
 
     @app.delete("/admin/keys/{name}", tags=["admin"], summary="Revoke every key of a name",
-                dependencies=[admin])  # fmt: skip
+                dependencies=[admin],
+                responses=errors(*AUTH_STATUSES, 403, 404, 503))  # fmt: skip
     async def revoke_key(name: str) -> dict[str, Any]:
         if not keyring.runner.running:
             raise HttpError(503, "unavailable", "the node is starting or stopping")

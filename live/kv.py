@@ -50,6 +50,7 @@ from rumordb.live.asgi import (
     send_reply,
 )
 from rumordb.live.auth import Gate, Role
+from rumordb.live.bulk import Bulk, is_msgpack
 from rumordb.live.errors import HttpError
 from rumordb.live.forward import FORWARDED_HEADER, Forwarded, Unforwarded
 from rumordb.live.metrics import Metrics
@@ -153,6 +154,7 @@ class KVHandler:
         self.max_value_bytes = max_value_bytes
         self.max_key_bytes = max_key_bytes
         self._contexts: dict[str, tuple[Record, str]] = {}
+        self.bulk = Bulk(runner, max_value_bytes, max_key_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -184,12 +186,13 @@ class KVHandler:
         if not self.runner.running:
             return "kv", _UNAVAILABLE
         path: str = scope["path"]
-        if path in ("/kv", "/kv/") and method == "GET":
+        if path in ("/kv", "/kv/") and scope["method"] == "GET":  # HEAD: no stream
             query = _query(scope)
             if _flag(query.get("watch")):  # a reader key suffices
                 await self._watch(query, scope, receive, send)
                 return "kv_watch", None
-            return "kv_list", await self._list(scope, request)
+        if path in ("/kv", "/kv/") and method in ("GET", "POST"):
+            return await self._bulk(scope, receive, request, role)
         if method == "GET":
             key = self._key(scope)
             meta = _flag(_query(scope).get("meta"))
@@ -263,6 +266,23 @@ class KVHandler:
         hub = self.runner.watch
         watcher = hub.open(prefix, query.get("from") or None)  # 400/410/503 before streaming
         await stream(hub, watcher, self.runner.node_id, send, receive)
+
+    async def _bulk(
+        self, scope: Scope, receive: Receive, request: KVRequest, role: Role
+    ) -> tuple[str, Reply]:
+        """``GET /kv``: a listing, or an export page; ``POST /kv``: a batch (``live.bulk``)."""
+        if request.method == "POST":
+            if role is not Role.ADMIN:
+                return "kv_batch", _FORBIDDEN
+            content_type = _content_type(request.content_type, request.content_types)
+            reply = await self.bulk.batch(receive, request, content_type, request.content_length)
+            return "kv_batch", reply
+        query = _query(scope)
+        if not _flag(query.get("export")):
+            return "kv_list", await self._list(scope, request)
+        binary = any(n == b"accept" and is_msgpack(v.decode("latin-1")) for n, v in request.headers)
+        limit = _limit(query.get("limit"))
+        return "kv_export", await self.bulk.export(query, request, binary, limit)
 
     async def _list(self, scope: Scope, request: KVRequest) -> Reply:
         query = _query(scope)

@@ -103,6 +103,26 @@ LISTING = {
 }
 
 
+FLAG = {"type": "boolean"}
+EXPORTED = {
+    "type": "object",
+    "required": ["items", "next"],
+    "properties": {
+        "items": {"type": "array", "items": {"type": "object"}},
+        "next": {"type": ["string", "null"]},
+    },
+}
+PAGE = {"oneOf": [LISTING, EXPORTED]}
+BATCH_RESULTS = {
+    "type": "object",
+    "required": ["results", "applied"],
+    "properties": {
+        "results": {"type": "array", "items": {"type": "object"}},
+        "applied": {"type": "integer", "minimum": 0},
+    },
+}
+
+
 def _operation(summary: str, responses: Responses, **extra: Any) -> dict[str, Any]:
     return {
         "tags": ["kv"],
@@ -168,14 +188,39 @@ def raw_paths(max_key_bytes: int, max_value_bytes: int) -> dict[str, Any]:
     return {
         "/kv": {
             "get": _operation(
-                "List live keys (paginated)",
-                answers({"200": _json("a page of keys", LISTING)}, *AUTH_STATUSES, 503),
+                "List live keys (paginated); with ?export=true, pages of items (live.bulk)",
+                answers(
+                    {"200": _json("a page of keys, or of exported items", PAGE)},
+                    *AUTH_STATUSES,
+                    503,
+                ),
                 parameters=[
                     {"name": "prefix", "in": "query", "required": False, "schema": text},
                     {"name": "after", "in": "query", "required": False, "schema": text},
                     bounded,
+                    {"name": "export", "in": "query", "required": False, "schema": FLAG},
+                    {"name": "versions", "in": "query", "required": False, "schema": FLAG},
                 ],
-            )
+            ),
+            "post": _operation(
+                "A batch of puts and deletes, applied in one group commit (see live.bulk)",
+                answers(
+                    {"200": _json("one result per item, in order", BATCH_RESULTS)},
+                    *AUTH_STATUSES,
+                    403,
+                    413,
+                    503,
+                ),
+                requestBody={
+                    "required": True,
+                    "description": "{items: [{op, key, value | value_text, content_type, "
+                    "if_match, create, if_changed, version}]}, at most 1000 items and 4 MiB",
+                    "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "application/msgpack": {"schema": {"type": "string", "format": "binary"}},
+                    },
+                },
+            ),
         },
         "/kv/{key}": {
             "get": _operation(

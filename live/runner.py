@@ -11,7 +11,9 @@ keeps the core's contract (persist writes/purges, THEN send messages, THEN ack c
   batches: every write accepted in the same event-loop turn (and all that arrive while
   the previous batch commits) is applied to the node, persisted in ONE group commit, then
   ONE ``node.flush`` turns the whole batch into one push per peer, then every client in
-  the batch is acknowledged. N concurrent PUTs cost one commit and one push per peer;
+  the batch is acknowledged. N concurrent PUTs cost one commit and one push per peer.
+  A client batch (``write_batch``: ``POST /kv``) is queued as one span that a group
+  commit never cuts in two, so it too is one commit and one push per peer;
 * receive path: the envelope of a ``POST /gossip`` goes through ``node.receive``; applied
   versions are persisted before any reply or onward message leaves. When nothing leaves
   (direct mail: the usual case), the peer gets its answer at once and the commit
@@ -37,7 +39,7 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -101,10 +103,23 @@ class _Waiting(NamedTuple):
     """One client write waiting for its batch; ``done`` resolves to its result.
 
     A named tuple: one is built per client write, and a tuple is the cheapest to build.
+    ``span``: the first write of a client batch holds the batch's length, the others 0
+    (a group commit never starts at a 0).
     """
 
     command: WriteCommand
     done: asyncio.Future[WriteResult | NotStored]
+    span: int = 1
+
+
+class ForwardedItem(NamedTuple):
+    """A batch item this node does not own: item ``position`` of the sub-batch an owner answered."""
+
+    answer: Forwarded | Unforwarded
+    position: int
+
+
+BatchAnswer = WriteResult | NotStored | ForwardedItem
 
 
 class RateLimitedLog:
@@ -378,6 +393,44 @@ class Runner:
             return await self.forwarder.forward(result.owners, relay)
         return result
 
+    async def write_batch(
+        self, commands: list[WriteCommand], relay_of: Callable[[list[int]], Relay]
+    ) -> list[BatchAnswer]:
+        """Apply ``commands`` in ONE group commit (one push per peer); answers in order.
+
+        Sharded, the items this node does not own go to their owners, one sub-batch per
+        owner list (``relay_of(indices)`` builds it), all at once; each such item's answer
+        is its place in that owner's answer.
+        """
+        if not self._running:
+            return [NotStored("unavailable", "the node is starting or stopping")] * len(commands)
+        if len(self._pending) + len(commands) > MAX_PENDING_WRITES:
+            detail = f"{len(self._pending)} writes are already waiting"
+            return [NotStored("overloaded", detail)] * len(commands)
+        loop = asyncio.get_running_loop()
+        waiting = [_Waiting(c, loop.create_future(), 0) for c in commands]
+        if waiting:
+            waiting[0] = waiting[0]._replace(span=len(waiting))
+        self._pending.extend(waiting)
+        self._write_wakeup.set()
+        answers: list[BatchAnswer] = []
+        for w in waiting:
+            # One commit resolves them all, so after the first await the others are done
+            # and cost nothing (a gather over 1 000 futures costs as much as applying them).
+            answers.append(await w.done)
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, answer in enumerate(answers):
+            if isinstance(answer, WriteResult) and answer.status is WriteStatus.NOT_OWNER:
+                groups.setdefault(answer.owners, []).append(i)
+        if groups:
+            forwarded = await asyncio.gather(
+                *(self.forwarder.forward(owners, relay_of(ix)) for owners, ix in groups.items())
+            )
+            for indices, owner_answer in zip(groups.values(), forwarded, strict=True):
+                for position, i in enumerate(indices):
+                    answers[i] = ForwardedItem(owner_answer, position)
+        return answers
+
     async def read(self, key: str, relay: Relay, *, meta: bool = False) -> ReadAnswer:
         """Where the core says to answer a read: here, or an owner's answer."""
         plan = self.node.read(key, forwarded=relay.forwarded, meta=meta, now=self.now())
@@ -402,8 +455,7 @@ class Runner:
             await self._write_wakeup.wait()
             self._write_wakeup.clear()
             while self._pending:
-                batch = self._pending[:MAX_WRITE_BATCH]
-                del self._pending[:MAX_WRITE_BATCH]
+                batch = self._take()
                 try:
                     await self._commit_batch(batch)
                 except Exception as exc:  # a bug: its clients got an error; keep serving
@@ -414,6 +466,19 @@ class Runner:
             if self._tick_due:
                 self._tick_due = False
                 await self._safe_tick()
+
+    def _take(self) -> list[_Waiting]:
+        """The next group commit: up to ``MAX_WRITE_BATCH`` writes, never half a client batch."""
+        pending = self._pending
+        end = min(len(pending), MAX_WRITE_BATCH)
+        if end < len(pending) and pending[end].span == 0:
+            start = end  # the cut falls inside a client batch: end before it, or take it whole
+            while pending[start].span == 0:
+                start -= 1
+            end = start or pending[0].span
+        batch = pending[:end]
+        del pending[:end]
+        return batch
 
     async def _commit_batch(self, batch: list[_Waiting]) -> None:
         node = self.node

@@ -36,6 +36,9 @@ _LAZY = {
     "Written": "rumordb.types",
     "Deleted": "rumordb.types",
     "KeyPage": "rumordb.types",
+    "Op": "rumordb.types",
+    "ItemResult": "rumordb.types",
+    "Exported": "rumordb.types",
     "RumorError": "rumordb.errors",
     "ResponseError": "rumordb.errors",
     "Unreachable": "rumordb.errors",
@@ -59,10 +62,13 @@ __all__ = [
     "Client",
     "Deleted",
     "Exists",
+    "Exported",
     "Forbidden",
     "InvalidKey",
+    "ItemResult",
     "KeyPage",
     "NotFound",
+    "Op",
     "PositionLost",
     "PreconditionFailed",
     "RateLimited",
@@ -99,7 +105,17 @@ if TYPE_CHECKING:
         Unavailable,
         Unreachable,
     )
-    from rumordb.types import Change, Deleted, KeyPage, Value, Version, Written
+    from rumordb.types import (
+        Change,
+        Deleted,
+        Exported,
+        ItemResult,
+        KeyPage,
+        Op,
+        Value,
+        Version,
+        Written,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -21,14 +21,29 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import NamedTuple
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
 from rumordb.errors import InvalidKey, ResponseError, error_from
-from rumordb.types import Change, Deleted, KeyPage, Value, Version, Written
+from rumordb.types import (
+    Change,
+    Deleted,
+    Exported,
+    ItemResult,
+    KeyPage,
+    Op,
+    Value,
+    Version,
+    Written,
+)
 
 PAGE_MAX = 1000  # the node's largest listing page
 TTL_MAX_S = 365 * 24 * 3600  # the node's longest TTL (``rumordb.core.record.MAX_TTL_S``)
+BATCH_MAX_ITEMS = 1000  # the node's limits on POST /kv (live.bulk)
+BATCH_MAX_BYTES = 4 * 1024 * 1024
+MSGPACK_TYPE = "application/msgpack"
+_ITEM_OVERHEAD_BYTES = 64  # MessagePack field names and framing of one batch item
 TEXT_TYPE = "text/plain; charset=utf-8"
 BYTES_TYPE = "application/octet-stream"
 _DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}
@@ -186,6 +201,75 @@ def revoke_api_key(name: str) -> Request:
     return Request("DELETE", "/admin/keys/" + quote(name, safe=""))
 
 
+def batch(ops: Sequence[Op]) -> Request:
+    """``POST /kv`` with ``ops`` in MessagePack (``live.bulk`` documents the format).
+
+    Idempotent (safe to resend) only when every item is: a restore (``version``) or an
+    ``if_changed`` put changes nothing the second time.
+    """
+    import msgspec
+
+    if len(ops) > BATCH_MAX_ITEMS:
+        raise ValueError(f"a batch holds at most {BATCH_MAX_ITEMS} items; see api.chunks")
+    items = [batch_item(op) for op in ops]
+    body = msgspec.msgpack.encode({"items": items})
+    safe = all(op.version is not None or (op.if_changed and op.op == "put") for op in ops)
+    return Request("POST", "/kv", (("Content-Type", MSGPACK_TYPE),), body, idempotent=safe)
+
+
+def batch_item(op: Op) -> dict[str, object]:
+    if op.op not in ("put", "delete"):
+        raise ValueError(f"a batch op is 'put' or 'delete', not {op.op!r}")
+    key_path(op.key)  # the same checks as a single write
+    item: dict[str, object] = {"op": op.op, "key": op.key}
+    if op.op == "put":
+        if op.value is None:
+            raise ValueError(f"put {op.key!r}: a value is required")
+        value, kind = encode_value(op.value, op.content_type)
+        item["value"], item["content_type"] = value, kind
+        if op.if_changed:
+            item["if_changed"] = True
+        if op.create:
+            item["create"] = True
+    if op.if_match is not None:
+        item["if_match"] = op.if_match.strip().strip('"')
+    if op.version is not None:
+        item["version"] = op.version
+    return item
+
+
+def chunks(ops: Iterable[Op], max_items: int = BATCH_MAX_ITEMS,
+           max_bytes: int = BATCH_MAX_BYTES // 2) -> Iterator[list[Op]]:  # fmt: skip
+    """``ops`` cut into batches the node accepts (``max_bytes``: a safe estimate)."""
+    chunk: list[Op] = []
+    size = 0
+    for op in ops:
+        value = op.value or b""
+        cost = len(value) * (4 if isinstance(value, str) else 1) + len(op.key) * 4
+        cost += _ITEM_OVERHEAD_BYTES + (1024 if op.version or op.if_match else 0)
+        if chunk and (len(chunk) >= max_items or size + cost > max_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(op)
+        size += cost
+    if chunk:
+        yield chunk
+
+
+def export_page(
+    prefix: str = "", after: str | None = None, limit: int = PAGE_MAX, versions: bool = False
+) -> Request:
+    """``GET /kv?export=true``: a page of live keys with values (MessagePack)."""
+    if not 1 <= limit <= PAGE_MAX:
+        raise ValueError(f"limit must be between 1 and {PAGE_MAX}")
+    query: dict[str, str | int] = {"export": "true", "prefix": prefix, "limit": limit}
+    if after is not None:
+        query["after"] = after
+    if versions:
+        query["versions"] = "true"
+    return Request("GET", "/kv?" + urlencode(query), (("Accept", MSGPACK_TYPE),))
+
+
 # --- answers ----------------------------------------------------------------------------
 def _field(document: dict[str, object], name: str, kind: type, node: str) -> object:
     value = document.get(name)
@@ -254,6 +338,55 @@ def page(response: Response) -> KeyPage:
     keys = _field(document, "keys", list, response.node)
     cursor = document.get("next")
     return KeyPage([str(k) for k in keys], None if cursor is None else str(cursor))  # type: ignore[attr-defined]
+
+
+def _msgpack_document(response: Response) -> dict[str, Any]:
+    import msgspec
+
+    raise_for_error(response)
+    try:
+        document = msgspec.msgpack.decode(response.body)
+    except msgspec.DecodeError as exc:
+        raise ResponseError(response.status, "bad_answer", str(exc), response.node) from None
+    if not isinstance(document, dict):
+        raise ResponseError(response.status, "bad_answer", "not a map", response.node)
+    return document
+
+
+def batch_results(response: Response) -> list[ItemResult]:
+    """Each item's outcome, in the order of the batch."""
+    results = _msgpack_document(response).get("results")
+    if not isinstance(results, list):
+        raise ResponseError(200, "bad_answer", "'results' missing from the answer", response.node)
+    return [
+        ItemResult(
+            str(r.get("key")),
+            int(r.get("status", 0)),
+            str(r.get("result", "")),
+            r.get("context"),
+            r.get("hlc"),
+            r.get("origin"),
+            r.get("detail"),
+        )
+        for r in results
+        if isinstance(r, dict)
+    ]
+
+
+def exported(response: Response) -> tuple[list[Exported], str | None]:
+    """An export page's items and the cursor of the next page (None at the end)."""
+    document = _msgpack_document(response)
+    items = [
+        Exported(
+            str(i["key"]),
+            bytes(i["value"]),
+            str(i.get("content_type") or BYTES_TYPE),
+            i.get("version"),
+        )
+        for i in document.get("items") or []
+    ]
+    cursor = document.get("next")
+    return items, None if cursor is None else str(cursor)
 
 
 def document(response: Response) -> dict[str, object]:

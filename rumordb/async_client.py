@@ -41,7 +41,17 @@ from rumordb.transport import (
     _httpx_options,
     _import_httpx,
 )
-from rumordb.types import Change, Deleted, KeyPage, Value, Version, Written
+from rumordb.types import (
+    Change,
+    Deleted,
+    Exported,
+    ItemResult,
+    KeyPage,
+    Op,
+    Value,
+    Version,
+    Written,
+)
 
 if TYPE_CHECKING:
     import random
@@ -206,6 +216,21 @@ class AsyncClient:
                     if failures > self.policy.retries:
                         raise Unreachable(f"{node}: the watch stream failed: {exc}") from exc
                     await anyio.sleep(self.policy.delay_s(failures, None, self._rng))
+
+    async def batch(self, ops: Sequence[Op]) -> builtins.list[ItemResult]:
+        return api.batch_results(await self.send(api.batch(ops)))
+
+    async def export(
+        self, prefix: str = "", *, versions: bool = False, page_size: int = api.PAGE_MAX
+    ) -> AsyncIterator[Exported]:
+        after: str | None = None
+        while True:
+            request = api.export_page(prefix, after, page_size, versions)
+            items, after = api.exported(await self.send(request))
+            for item in items:
+                yield item
+            if after is None:
+                return
 
     async def cluster(self) -> dict[str, Any]:
         return api.document(await self.send(api.cluster()))

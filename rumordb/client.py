@@ -42,7 +42,17 @@ from rumordb.transport import (
     _import_httpx,
     tls_context,
 )
-from rumordb.types import Change, Deleted, KeyPage, Value, Version, Written
+from rumordb.types import (
+    Change,
+    Deleted,
+    Exported,
+    ItemResult,
+    KeyPage,
+    Op,
+    Value,
+    Version,
+    Written,
+)
 
 if TYPE_CHECKING:
     import random
@@ -278,6 +288,32 @@ class Client:
                     if failures > self.policy.retries:
                         raise Unreachable(f"{node}: the watch stream failed: {exc}") from exc
                     time.sleep(self.policy.delay_s(failures, None, self._rng))
+
+    def batch(self, ops: Sequence[Op]) -> builtins.list[ItemResult]:
+        """Apply up to 1000 puts and deletes in one request, one group commit, one push per
+        peer; one ``ItemResult`` per op, in order. One invalid op refuses them all
+        (``BadRequest``/``TooLarge`` naming it). ``rumordb.api.chunks`` cuts longer lists.
+
+        >>> from rumordb import Op
+        >>> [r.result for r in db.batch([Op.put("b1", "x"), Op.delete("b1")])]
+        ['created', 'deleted']
+        """
+        return api.batch_results(self.send(api.batch(ops)))
+
+    def export(
+        self, prefix: str = "", *, versions: bool = False, page_size: int = api.PAGE_MAX
+    ) -> Iterator[Exported]:
+        """Every live key with ``prefix``, in order, with its value (and, with
+        ``versions``, its clock, HLC and origin: ``Op.put(..., version=item.version)``
+        restores it elsewhere in the same LWW order)."""
+        after: str | None = None
+        while True:
+            items, after = api.exported(
+                self.send(api.export_page(prefix, after, page_size, versions))
+            )
+            yield from items
+            if after is None:
+                return
 
     # --- cluster ----------------------------------------------------------------------
     def cluster(self) -> dict[str, Any]:

@@ -105,3 +105,71 @@ class Change(NamedTuple):
     position: str
     expires_ms: int | None = None
     node: str = ""
+
+
+class Op(NamedTuple):
+    """One item of a batch (``Client.batch``): build it with ``Op.put`` or ``Op.delete``.
+
+    ``version`` (``{"clock", "hlc", "origin"}``, as ``Client.export(versions=True)``
+    gives it) restores that exact version by LWW instead of writing a new one.
+    """
+
+    op: str  # "put" or "delete"
+    key: str
+    value: bytes | str | None = None
+    content_type: str | None = None
+    if_match: str | None = None
+    create: bool = False
+    if_changed: bool = False
+    version: dict[str, Any] | None = None
+
+    @classmethod
+    def put(
+        cls,
+        key: str,
+        value: bytes | str,
+        *,
+        content_type: str | None = None,
+        if_match: str | None = None,
+        create: bool = False,
+        if_changed: bool = False,
+        version: dict[str, Any] | None = None,
+    ) -> Op:
+        """``if_changed``: leave the key alone if it already holds this value and type."""
+        return cls("put", key, value, content_type, if_match, create, if_changed, version)
+
+    @classmethod
+    def delete(
+        cls, key: str, *, if_match: str | None = None, version: dict[str, Any] | None = None
+    ) -> Op:
+        return cls("delete", key, None, None, if_match, False, False, version)
+
+
+class ItemResult(NamedTuple):
+    """A batch item's outcome: ``status`` as the single-key request would answer it.
+
+    ``result``: ``ok``, ``created``, ``deleted``, ``unchanged`` (nothing to write),
+    ``stale`` (a restored version older than the node's), or an error code
+    (``precondition_failed``, ``exists``, ``not_found``, ``owners_unavailable``...).
+    """
+
+    key: str
+    status: int
+    result: str
+    context: str | None = None
+    hlc: int | None = None
+    origin: str | None = None
+    detail: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
+
+
+class Exported(NamedTuple):
+    """A live key as ``Client.export`` streams it; ``version`` with ``versions=True``."""
+
+    key: str
+    value: bytes
+    content_type: str
+    version: dict[str, Any] | None = None

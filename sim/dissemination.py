@@ -20,10 +20,9 @@ at every multiple of the interval. A run that completes at ``t_full`` took
 
 from __future__ import annotations
 
+import copy
 import math
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from rumordb.sim.engine import Simulation
+from rumordb.sim.executor import run_tasks
 from rumordb.sim.report import write_json
-from rumordb.sim.scenario import Scenario, load_scenario
+from rumordb.sim.scenario import Scenario, parse_scenario, read_raw
 
 DEFAULT_RETRANSMIT_MULT = 4
 TOLERANCE = 0.15
@@ -71,11 +71,13 @@ def check_conditions(scenario: Scenario) -> None:
             raise ValueError(f"dissemination experiment: {text}")
 
 
-def run_one(path: str, nodes: int, seed: int, retransmit_mult: int | None) -> dict[str, Any]:
+def run_one(
+    raw: dict[str, Any], nodes: int, seed: int, retransmit_mult: int | None
+) -> dict[str, Any]:
     overrides: dict[str, Any] = {"cluster.nodes": nodes}
     if retransmit_mult is not None:
         overrides["gossip.retransmit_mult"] = retransmit_mult
-    scenario = load_scenario(Path(path), overrides, seed)
+    scenario = parse_scenario(copy.deepcopy(raw), overrides, seed)
     metrics = Simulation(scenario).run()
     series = metrics["series"]
     return {
@@ -97,26 +99,17 @@ def run_experiment(
     seeds: list[int],
     jobs: int,
     on_done: Callable[[dict[str, Any]], None] | None = None,
+    dask: str | None = None,
 ) -> list[dict[str, Any]]:
-    check_conditions(load_scenario(path))
+    """Every (N, limit, seed), on ``jobs`` local processes or the ``dask`` scheduler."""
+    raw = read_raw(path)
+    check_conditions(parse_scenario(copy.deepcopy(raw)))
     work = [
         (n, seed, mult) for n in nodes for mult in (None, DEFAULT_RETRANSMIT_MULT) for seed in seeds
     ]
     work.sort(key=lambda item: -item[0])  # biggest first: better packing across workers
-    rows: list[dict[str, Any]] = []
-    if jobs <= 1:
-        for n, seed, mult in work:
-            rows.append(run_one(str(path), n, seed, mult))
-            if on_done is not None:
-                on_done(rows[-1])
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            futures = [pool.submit(run_one, str(path), n, s, m) for n, s, m in work]
-            for future in as_completed(futures):
-                rows.append(future.result())
-                if on_done is not None:
-                    on_done(rows[-1])
+    tasks = [(raw, n, seed, mult) for n, seed, mult in work]
+    rows = run_tasks(run_one, tasks, jobs, dask, on_done)
     rows.sort(key=lambda r: (r["limit"], r["nodes"], r["seed"]))
     return rows
 

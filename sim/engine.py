@@ -55,7 +55,7 @@ from rumordb.sim.clock import NodeClock
 from rumordb.sim.metrics import Series, Traffic, collect
 from rumordb.sim.network import Fate, Network
 from rumordb.sim.scenario import FaultSpec, Scenario
-from rumordb.sim.workload import Op, operations, value_for
+from rumordb.sim.workload import Op, OpStream, context_of
 
 MAX_EVENTS = 10_000  # fault and churn events kept for the report
 
@@ -107,7 +107,7 @@ class Simulation:
         self.series = Series()
         self._trace = hashlib.blake2b(digest_size=16)
         self._trace_out = trace_out
-        self._workload_rng = random.Random(f"{seed}:workload")
+        self._ops = OpStream(s.workload, self.ids, s.duration_s, seed)
         self._churn_rng = random.Random(f"{seed}:churn")
         self._clocks = self._initial_clocks()
         self.nodes: dict[str, SimNode] = {}
@@ -121,6 +121,7 @@ class Simulation:
         self.noop_deletes = 0
         self._sample_messages = 0
         self._sample_bytes = 0
+        self._sampled_drops = (0, 0)  # traffic.lost and blocked totals at the last sample
         self._in_flight = 0
         self._stop = self.env.event()
         self._workload_done = False
@@ -300,8 +301,7 @@ class Simulation:
 
     # --- the workload --------------------------------------------------------------------
     def _workload(self) -> Process:
-        s = self.scenario
-        for op in operations(s.workload, s.duration_s, self._workload_rng):
+        for op in self._ops:
             if op.at_s > self.env.now:
                 yield self.env.timeout(op.at_s - self.env.now)
             self._client_op(op)
@@ -309,10 +309,10 @@ class Simulation:
         self._check_done()
 
     def _client_op(self, op: Op) -> None:
-        origin = self._pick_origin()
+        origin = self._pick_origin(op)
         if origin is None:
             self.failed_ops += 1
-            self._record(f"op {op.kind} {op.key} no-node")
+            self._record(f"op {op.label} {op.key} no-node")
             return
         self.serve(origin.id, op)
 
@@ -325,16 +325,16 @@ class Simulation:
             self._record(f"op read {op.key} {server} {stale}")
             return
         if op.kind == "list":
-            keys = self.list_keys(node_id)
-            incomplete = self.checker.listed(keys, self.scenario.workload.list_limit)
+            keys = self.list_keys(node_id, op.list_limit)
+            incomplete = self.checker.listed(keys, op.list_limit)
             self._record(f"op list {origin.id} {len(keys)} {incomplete}")
             return
         result, origin = self._write(origin, op)
         if result is None:
             self.failed_ops += 1
-            self._record(f"op {op.kind} {op.key} no-owner")
+            self._record(f"op {op.label} {op.key} no-owner")
             return
-        self._record(f"op {op.kind} {op.key} {origin.id} {result.status.value}")
+        self._record(f"op {op.label} {op.key} {origin.id} {result.status.value}")
         if result.status is WriteStatus.NOT_FOUND:
             self.noop_deletes += 1
         else:
@@ -358,9 +358,8 @@ class Simulation:
                 return owner
         return node_id
 
-    def list_keys(self, node_id: str) -> list[str]:
+    def list_keys(self, node_id: str, limit: int) -> list[str]:
         """A listing at ``node_id``: its page, merged with its peers' when sharded."""
-        limit = self.scenario.workload.list_limit
         plan = self.nodes[node_id].node.plan_list("", limit)
         pages = [
             self.nodes[peer].node.plan_list("", limit, forwarded=True).keys
@@ -383,11 +382,15 @@ class Simulation:
         node = sim_node.node
         now = sim_node.clock.now(self.env.now)
         # What the client saw there: the stored version, or the tombstone purged here.
-        had = node.view.version(op.key) or sim_node.purged.get(op.key)
+        stored = node.view.version(op.key)
+        had = stored or sim_node.purged.get(op.key)
         if op.kind == "put":
-            value = value_for(op.seq, self.scenario.workload.value_bytes)
+            assert op.value is not None
+            context = context_of(stored) if op.conditional else None
             ttl_ms = round(op.ttl_s * 1000)
-            command = WriteCommand(op.key, value, "application/octet-stream", ttl_ms=ttl_ms)
+            command = WriteCommand(
+                op.key, op.value, "application/octet-stream", context, ttl_ms=ttl_ms
+            )
             result = node.write(command, now)
         else:
             result = node.delete(op.key, now)
@@ -396,10 +399,9 @@ class Simulation:
             self.checker.issued(op.key, result.record, had, self.env.now)
         return result
 
-    def _pick_origin(self) -> SimNode | None:
-        names = self.scenario.workload.from_nodes or self.ids
-        up = [self.nodes[name] for name in names if self.nodes[name].up]
-        return self._workload_rng.choice(up) if up else None
+    def _pick_origin(self, op: Op) -> SimNode | None:
+        name = self._ops.pick(op, lambda name: self.nodes[name].up)
+        return None if name is None else self.nodes[name]
 
     # --- faults ------------------------------------------------------------------------
     def _faults(self) -> Process:
@@ -528,7 +530,12 @@ class Simulation:
         series.messages.append(self._sample_messages)
         series.bytes.append(self._sample_bytes)
         series.up_nodes.append(len(checker.up))
+        t = self.traffic
+        drops = (t.lost, t.partitioned + t.unreachable + t.to_down_node)
+        series.lost.append(drops[0] - self._sampled_drops[0])
+        series.blocked.append(drops[1] - self._sampled_drops[1])
         self._sample_messages = self._sample_bytes = 0
+        self._sampled_drops = drops
 
     def _metrics(self, wall_s: float) -> dict[str, Any]:
         return collect(self, wall_s)

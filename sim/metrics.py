@@ -7,6 +7,9 @@ Definitions (all measured from outside the nodes, see ``sim.checks``):
 * ``converged_at_s``: the simulated time from which that has held without a break;
 * ``convergence_time_s``: ``converged_at_s`` minus the last disturbance (the last client
   write or fault), never negative: how long the cluster took to settle;
+* ``faults_cleared_s``: when the last fault cleared (``sim.timeline``); ``heal_to_converged_s``:
+  from then to ``converged_at_s`` (None without faults, or when one never cleared);
+* ``lag_cdf_s``: the ``dissemination_s`` lags at fixed quantiles (``sim.lag``);
 * ``dissemination_s``: per version that reached every counted node before being
   overwritten, the time from its write to that moment;
 * ``series``: one row per sample interval (fractions in [0, 1]; messages and bytes sent
@@ -22,7 +25,9 @@ from typing import Any, Protocol
 
 from rumordb.core import Counters
 from rumordb.sim.checks import Convergence
+from rumordb.sim.lag import cdf_points, nearest_rank
 from rumordb.sim.scenario import Scenario, to_dict
+from rumordb.sim.timeline import fault_spans, faults_cleared_s, heal_to_converged_s
 
 
 @dataclass(slots=True)
@@ -51,6 +56,8 @@ class Series:
     nodes_current: list[float] = field(default_factory=list)
     messages: list[int] = field(default_factory=list)
     bytes: list[int] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)  # of those messages: lost on a link
+    blocked: list[int] = field(default_factory=list)  # partitioned, unreachable, to a down node
     up_nodes: list[int] = field(default_factory=list)
 
 
@@ -93,6 +100,8 @@ def collect(sim: Run, wall_s: float) -> dict[str, Any]:
     converged = checker.complete and not divergent
     converged_at = checker.complete_since if converged else None
     stats = checker.stats
+    scenario = to_dict(sim.scenario)
+    cleared = faults_cleared_s(fault_spans(sim.events, scenario))
     return {
         "name": sim.scenario.name,
         "seed": sim.scenario.seed,
@@ -102,6 +111,8 @@ def collect(sim: Run, wall_s: float) -> dict[str, Any]:
             max(0.0, converged_at - sim.last_disturbance_s) if converged_at is not None else None
         ),
         "last_disturbance_s": sim.last_disturbance_s,
+        "faults_cleared_s": cleared,
+        "heal_to_converged_s": heal_to_converged_s(converged_at, cleared),
         "end_s": sim.end_s,
         "nodes": len(sim.ids),
         "nodes_up": len(checker.up),
@@ -122,26 +133,28 @@ def collect(sim: Run, wall_s: float) -> dict[str, Any]:
         "failed_ops": sim.failed_ops,
         "noop_deletes": sim.noop_deletes,
         "dissemination_s": summary(checker.dissemination_s),
+        "lag_cdf_s": cdf_points(checker.dissemination_s),
         "events": sim.events,
         "node_counters": _node_counters(sim),
         "trace_hash": sim.trace_hash,
         "wall_time_s": wall_s,
         "messages_per_wall_s": traffic.messages_sent / wall_s if wall_s > 0 else None,
         "series": dataclasses.asdict(sim.series),
-        "scenario": to_dict(sim.scenario),
+        "scenario": scenario,
     }
 
 
 def summary(values: list[float]) -> dict[str, float | int | None]:
     if not values:
-        return {"count": 0, "mean": None, "p50": None, "p90": None, "max": None}
+        return {"count": 0, "mean": None, "p50": None, "p90": None, "p99": None, "max": None}
     ordered = sorted(values)
     n = len(ordered)
     return {
         "count": n,
         "mean": sum(ordered) / n,
         "p50": ordered[(n - 1) // 2],
-        "p90": ordered[min(n - 1, int(0.9 * n))],
+        "p90": nearest_rank(ordered, 0.9),
+        "p99": nearest_rank(ordered, 0.99),
         "max": ordered[-1],
     }
 

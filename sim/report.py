@@ -1,9 +1,10 @@
-"""Reports: ``metrics.json``, PNG plots (matplotlib, Agg backend) and a ``report.md``.
+"""Reports: ``metrics.json``, PNG plots (``sim.plots``) and a ``report.md``.
 
 A run report shows the convergence curves (fraction of nodes holding the latest version
-of each key, over time) with the fault timeline drawn on them, and the traffic. A sweep
-report plots chosen metrics against the swept parameter. The Markdown embeds the PNGs by
-relative path, so a report directory can be moved or committed as a whole.
+of each key, over time) with the fault spans drawn on them, the traffic (delivered apart
+from lost and blocked), and the CDF of replication lag; its table leads with the outcome,
+heal -> converged and the lag percentiles. The Markdown embeds the PNGs by relative path,
+so a report directory can be moved or committed as a whole.
 """
 
 from __future__ import annotations
@@ -13,20 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # after matplotlib.use: the backend is chosen first
-from matplotlib.axes import Axes
-
-FAULT_COLOURS = {
-    "partition": "tab:red",
-    "heal": "tab:green",
-    "crash": "tab:orange",
-    "restart": "tab:blue",
-    "link": "tab:purple",
-    "clock": "tab:brown",
-}
+from rumordb.sim.plots import convergence_figure, lag_figure, save, traffic_figure
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -34,12 +22,13 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_run_report(metrics: dict[str, Any], out_dir: Path, command: str = "") -> list[Path]:
-    """Write metrics.json, convergence.png, traffic.png and report.md into ``out_dir``."""
+    """Write metrics.json, convergence.png, traffic.png, lag.png and report.md."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "metrics.json", metrics)
     written = [out_dir / "metrics.json"]
-    written.append(plot_convergence(metrics, out_dir / "convergence.png"))
-    written.append(plot_traffic(metrics, out_dir / "traffic.png"))
+    written.append(save(convergence_figure(metrics), out_dir / "convergence.png"))
+    written.append(save(traffic_figure(metrics), out_dir / "traffic.png"))
+    written.append(save(lag_figure(metrics), out_dir / "lag.png"))
     report = out_dir / "report.md"
     report.write_text(run_markdown(metrics, [p.name for p in written[1:]], command), "utf-8")
     written.append(report)
@@ -61,87 +50,20 @@ def verdict(metrics: dict[str, Any]) -> str:
     )
 
 
-def _fault_lines(ax: Axes, metrics: dict[str, Any]) -> None:
-    seen: set[str] = set()
-    scenario = metrics["scenario"]
-    for fault in metrics.get("events", []):
-        action = fault["action"]
-        ax.axvline(
-            fault["at_s"],
-            color=FAULT_COLOURS.get(action, "grey"),
-            linestyle="--",
-            linewidth=1,
-            label=None if action in seen else action,
-        )
-        seen.add(action)
-    workload = scenario.get("workload", {})
-    if workload.get("writes_per_s", 0) > 0:
-        stop = workload.get("stop_s")
-        stop = scenario["duration_s"] if stop is None else stop
-        ax.axvspan(workload.get("start_s", 0), stop, color="grey", alpha=0.08, label="writes")
-
-
-def plot_convergence(metrics: dict[str, Any], path: Path) -> Path:
-    series = metrics["series"]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    t = series["t_s"]
-    ax.plot(t, series["mean_fraction"], label="mean over keys", linewidth=1.5)
-    ax.plot(t, series["min_fraction"], label="worst key", linewidth=1)
-    ax.plot(t, series["nodes_current"], label="nodes current on every key", linewidth=1)
-    _fault_lines(ax, metrics)
-    if metrics["converged_at_s"] is not None:
-        ax.axvline(metrics["converged_at_s"], color="black", linewidth=1, label="converged")
-    ax.set_xlabel("simulated time (s)")
-    ax.set_ylabel("fraction of nodes holding the latest version")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(_title(metrics))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def plot_traffic(metrics: dict[str, Any], path: Path) -> Path:
-    series = metrics["series"]
-    interval_s = metrics["scenario"]["sample_interval_ms"] / 1000
-    fig, ax = plt.subplots(figsize=(9, 4))
-    t = series["t_s"]
-    ax.plot(t, [m / interval_s for m in series["messages"]], label="messages/s")
-    ax.set_xlabel("simulated time (s)")
-    ax.set_ylabel("messages per second")
-    twin = ax.twinx()
-    twin.plot(t, [b / interval_s / 1024 for b in series["bytes"]], color="tab:orange")
-    twin.set_ylabel("KiB per second", color="tab:orange")
-    _fault_lines(ax, metrics)
-    ax.set_title(f"traffic: {metrics['messages_sent']} messages, {metrics['bytes_sent']} bytes")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _title(metrics: dict[str, Any]) -> str:
-    name = metrics.get("name") or "scenario"
-    return f"{name}: {metrics['nodes']} nodes, seed {metrics['seed']}"
-
-
 def run_markdown(metrics: dict[str, Any], images: Sequence[str], command: str) -> str:
     s = metrics["scenario"]
     d = metrics["dissemination_s"]
     w = metrics["writes"]
     rows = [
         ("outcome", verdict(metrics)),
+        ("heal -> converged (from the last fault clearing)", _heal(metrics)),
+        ("lag p50 / p90 / p99 / max (s)", _lag(d)),
         ("nodes (up at the end)", f"{metrics['nodes']} ({metrics['nodes_up']})"),
         ("keys written", metrics["keys"]),
         ("divergent keys (sample)", f"{metrics['divergent_keys']} {metrics['divergent_sample']}"),
         ("client writes (deletes)", f"{w['writes']} ({w['deletes']})"),
         ("messages sent", metrics["messages_sent"]),
         ("bytes sent", metrics["bytes_sent"]),
-        ("dissemination p50 / p90 / max (s)", _triple(d)),
         ("LWW inversions (write lost to an earlier concurrent one)", metrics["lww_inversions"]),
         ("causal writes lost (must be 0)", metrics["causal_writes_lost"]),
         ("stale reads", _stale(metrics)),
@@ -168,7 +90,12 @@ _DEFINITIONS = (
     "among every version ever written (or the winner is a tombstone and the node has no "
     "record). Only nodes that are up count (with sharding, only the key's owners). "
     "Convergence time runs from the last disturbance (last write or fault) to the moment "
-    "from which every counted node held the latest version of every key."
+    "from which every counted node held the latest version of every key; heal -> converged "
+    "runs to that moment from the instant the last fault cleared (heal, restart, link "
+    "restored). Lag is, per version that reached every counted node before being "
+    "overwritten, the time from its write to that moment (percentiles: nearest rank). "
+    "Traffic: delivered = sent - lost on a link - blocked (by a partition, or arriving at a "
+    "down node)."
 )
 
 
@@ -182,10 +109,25 @@ def _fault_text(fault: dict[str, Any]) -> str:
     return f"- t = {fault['at_s']} s: **{fault['action']}** {extra}".rstrip()
 
 
-def _triple(d: dict[str, Any]) -> str:
+def _lag(d: dict[str, Any]) -> str:
     if not d["count"]:
-        return "n/a"
-    return f"{d['p50']:.3f} / {d['p90']:.3f} / {d['max']:.3f} ({d['count']} versions)"
+        return "n/a (no version reached every counted node)"
+    p99 = d.get("p99")
+    parts = [d["p50"], d["p90"], p99, d["max"]]
+    text = " / ".join("n/a" if v is None else f"{v:.3f}" for v in parts)
+    return f"{text} ({d['count']} versions)"
+
+
+def _heal(metrics: dict[str, Any]) -> str:
+    heal = metrics.get("heal_to_converged_s")
+    cleared = metrics.get("faults_cleared_s")
+    if heal is not None:
+        return f"{heal:.3f} s (last fault cleared at t = {cleared:.3f} s)"
+    if cleared is not None:
+        return f"not converged (last fault cleared at t = {cleared:.3f} s)"
+    if metrics.get("scenario", {}).get("faults") or metrics.get("events"):
+        return "n/a: a fault was still in force at the end"
+    return "n/a: no faults"
 
 
 def _stale(metrics: dict[str, Any]) -> str:
@@ -193,33 +135,3 @@ def _stale(metrics: dict[str, Any]) -> str:
     if not w["reads"]:
         return "no reads"
     return f"{w['stale_reads']} of {w['reads']} ({metrics['stale_read_fraction']:.1%})"
-
-
-def plot_sweep(
-    rows: list[dict[str, Any]], param: str, series_by: list[str], metric: str, path: Path
-) -> Path:
-    """``metric`` (mean, with min-max bars over seeds) against ``param``; a line per group."""
-    groups: dict[tuple[Any, ...], dict[Any, list[float]]] = {}
-    for row in rows:
-        value = row["metrics"].get(metric)
-        if value is None:
-            continue
-        group = tuple(row["params"][p] for p in series_by)
-        groups.setdefault(group, {}).setdefault(row["params"][param], []).append(float(value))
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for group, points in groups.items():
-        xs = sorted(points)
-        means = [sum(points[x]) / len(points[x]) for x in xs]
-        low = [m - min(points[x]) for x, m in zip(xs, means, strict=True)]
-        high = [max(points[x]) - m for x, m in zip(xs, means, strict=True)]
-        label = ", ".join(f"{p}={v}" for p, v in zip(series_by, group, strict=True)) or metric
-        ax.errorbar(xs, means, yerr=[low, high], marker="o", capsize=3, label=label)
-    ax.set_xlabel(param)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} vs {param}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

@@ -6,6 +6,11 @@ parsed with the standard library's ``tomllib``, typed with msgspec (unknown fiel
 errors), then checked for meaning (known node names, sane ranges). Every error names the
 offending field the way a user would write it: ``faults[1].groups: unknown node 'n9'``.
 
+The workload is either the flat ``[workload]`` table (one random-key phase) or a list
+of ``[[workload.phases]]``, each a rate over ``[start_s, stop_s)`` with its writer nodes,
+a ``key_range`` or ``key_list`` and an operation ``mix``; ``sim.workload`` turns either
+into the same kind of timed operations, which a live driver can replay.
+
 ``overrides`` (dotted paths such as ``gossip.fanout``) let ``rumor sim sweep`` and the
 shipped experiments vary one parameter of a file without copying it.
 """
@@ -24,6 +29,17 @@ from rumordb.core.bounds import DEFAULT_MAX_CLOCK_SKEW_MS
 Topology = Literal["complete", "random_regular", "small_world", "two_dc", "graphml"]
 Action = Literal["partition", "heal", "crash", "restart", "link", "clock"]
 CrashState = Literal["keep", "lose", "wipe"]
+
+
+MAX_PHASES = 256
+MAX_KEYS = 1_000_000  # keys one phase may address
+MAX_KEY_BYTES = 1024  # the core's default limit (NodeConfig.max_key_bytes)
+MAX_VALUE_BYTES = 1 << 20
+MAX_RATE_PER_S = 1_000_000.0
+MAX_LIST_LIMIT = 1000  # the live edge's largest page (GET /kv?limit=)
+_BAD_KEY = re.compile("[\x00-\x1f]")
+_LIMIT_TEXT = f"must be in [1, {MAX_LIST_LIMIT}]"
+_KEY_TEXT = "keys are non-empty UTF-8 text of at most 1024 bytes, without control characters"
 
 
 class ScenarioError(ValueError):
@@ -65,7 +81,50 @@ class GossipSpec(_Spec):
     jitter_timers: bool = True
 
 
+class MixSpec(_Spec):
+    """Shares of a phase's operations; they add up to 1."""
+
+    put: float = 0.0
+    conditional_put: float = 0.0  # read the key's version there, then PUT with If-Match
+    delete: float = 0.0
+    read: float = 0.0
+    list: float = 0.0  # a key listing (GET /kv) of ``list_limit`` keys; names no key
+
+
+class PhaseSpec(_Spec, kw_only=True):
+    """A scripted stretch of client traffic: who writes which keys, how fast, what ops.
+
+    Runs over ``[start_s, stop_s)``. ``pick = "scripted"``: each operation names its node
+    when the workload is generated (a live driver replays it as is; an operation whose
+    node is down fails, as a live client's request would); ``"up"``: the driver picks one
+    of ``nodes`` that is up at the operation's instant.
+    """
+
+    start_s: float = 0.0
+    stop_s: float | None = None  # None: until the end of the run
+    rate_per_s: float
+    arrivals: Literal["poisson", "uniform"] = "uniform"
+    nodes: list[str] | None = None  # None: every node
+    pick: Literal["scripted", "up"] = "scripted"
+    key_range: list[int] | None = None  # [first, stop): key_prefix + first ... stop - 1
+    key_list: list[str] | None = None
+    key_prefix: str = "k"
+    key_order: Literal["random", "sequential"] = "random"  # sequential: in order, cycling
+    mix: MixSpec = msgspec.field(default_factory=lambda: MixSpec(put=1.0))
+    value_bytes: int = 64
+    list_limit: int = 100  # keys per listing page (mix.list)
+    writes: int | None = None  # stop the phase after this many puts and deletes
+    ttl_s: float = 0.0  # puts expire this long after their write (0: never; live: whole s)
+
+
 class WorkloadSpec(_Spec):
+    """The flat fields are the original single workload; ``phases`` script several.
+
+    Use one or the other: the flat fields are one phase of their own, generated with
+    their original arrival rule so old scenarios replay to the same trace hash.
+    """
+
+    phases: list[PhaseSpec] = msgspec.field(default_factory=list)
     writes_per_s: float = 0.0
     delete_fraction: float = 0.0  # share of writes that are deletes
     reads_per_s: float = 0.0
@@ -142,6 +201,11 @@ def load_scenario(
     path: Path, overrides: dict[str, Any] | None = None, seed: int | None = None
 ) -> Scenario:
     """Read, override, type-check and validate a scenario file."""
+    return parse_scenario(read_raw(path), overrides, seed)
+
+
+def read_raw(path: Path) -> dict[str, Any]:
+    """The file's TOML tables (plus ``base_dir``): what a remote worker is sent."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -149,12 +213,13 @@ def load_scenario(
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: invalid TOML: {exc}") from exc
     raw.setdefault("base_dir", str(path.parent))
-    return parse_scenario(raw, overrides, seed)
+    return raw
 
 
 def parse_scenario(
     raw: dict[str, Any], overrides: dict[str, Any] | None = None, seed: int | None = None
 ) -> Scenario:
+    """Override (in place), type-check and validate raw TOML tables."""
     for dotted, value in (overrides or {}).items():
         apply_override(raw, dotted, value)
     if seed is not None:
@@ -175,17 +240,30 @@ def to_dict(scenario: Scenario) -> dict[str, Any]:
 
 
 def apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``a.b.c = value`` in the raw TOML tables, creating tables as needed."""
+    """Set ``a.b.c = value`` in the raw TOML tables, creating tables as needed.
+
+    A number picks an element of an array of tables: ``workload.phases.1.rate_per_s``.
+    """
     parts = dotted.split(".")
     if not all(parts):
         raise ScenarioError(f"{dotted}: not a dotted parameter name")
-    table = raw
+    table: dict[str, Any] | list[Any] = raw
     for part in parts[:-1]:
-        nested = table.setdefault(part, {})
-        if not isinstance(nested, dict):
+        nested = _element(table, part, dotted) if isinstance(table, list) else None
+        if nested is None and isinstance(table, dict):
+            nested = table.setdefault(part, {})
+        if not isinstance(nested, dict | list):
             raise ScenarioError(f"{dotted}: {part} is not a table")
         table = nested
+    if isinstance(table, list):
+        raise ScenarioError(f"{dotted}: name a field of an element, not the element")
     table[parts[-1]] = value
+
+
+def _element(items: list[Any], part: str, dotted: str) -> Any:
+    if not part.isdigit() or int(part) >= len(items):
+        raise ScenarioError(f"{dotted}: {part} is not an index below {len(items)}")
+    return items[int(part)]
 
 
 def parse_value(text: str) -> Any:
@@ -214,7 +292,7 @@ def validate(s: Scenario) -> None:
     _validate_network(s.network, s.cluster.nodes, Path(s.base_dir))
     _validate_gossip(s.gossip)
     known = set(s.node_ids)
-    _validate_workload(s.workload, known)
+    _validate_workload(s.workload, known, s.duration_s)
     _check(s.churn.interval_s >= 0, "churn.interval_s", "must be >= 0")
     _check(s.churn.down_s > 0, "churn.down_s", "must be > 0")
     _check(s.clocks.skew_ms >= 0, "clocks.skew_ms", "must be >= 0")
@@ -269,12 +347,18 @@ def _validate_gossip(g: GossipSpec) -> None:
         _check(getattr(g, name) >= 1, f"gossip.{name}", "must be >= 1")
 
 
-def _validate_workload(w: WorkloadSpec, known: set[str]) -> None:
-    for name in ("writes_per_s", "reads_per_s", "lists_per_s", "start_s"):
+def _validate_workload(w: WorkloadSpec, known: set[str], duration_s: float) -> None:
+    if w.phases:
+        _check(len(w.phases) <= MAX_PHASES, "workload.phases", f"at most {MAX_PHASES} phases")
+        _no_flat_fields(w)
+        for i, phase in enumerate(w.phases):
+            _validate_phase(phase, f"workload.phases[{i}]", known, duration_s)
+        return
+    for name in ("writes_per_s", "reads_per_s", "lists_per_s", "start_s", "ttl_s"):
         _check(getattr(w, name) >= 0, f"workload.{name}", "must be >= 0")
     _check(0 <= w.delete_fraction <= 1, "workload.delete_fraction", "must be in [0, 1]")
     _check(w.keys >= 1, "workload.keys", "must be >= 1")
-    _check(w.list_limit >= 1, "workload.list_limit", "must be >= 1")
+    _check(1 <= w.list_limit <= MAX_LIST_LIMIT, "workload.list_limit", _LIMIT_TEXT)
     _check(w.value_bytes >= 0, "workload.value_bytes", "must be >= 0")
     if w.stop_s is not None:
         _check(w.stop_s >= w.start_s, "workload.stop_s", "must be >= workload.start_s")
@@ -283,6 +367,65 @@ def _validate_workload(w: WorkloadSpec, known: set[str]) -> None:
     if w.from_nodes is not None:
         _check(bool(w.from_nodes), "workload.from_nodes", "must not be empty")
         _known_nodes(w.from_nodes, "workload.from_nodes", known)
+
+
+def _no_flat_fields(w: WorkloadSpec) -> None:
+    flat = WorkloadSpec()
+    for name in WorkloadSpec.__struct_fields__:
+        if name != "phases" and getattr(w, name) != getattr(flat, name):
+            _check(
+                False,
+                f"workload.{name}",
+                "not with workload.phases (the flat fields are one phase; put it in a phase)",
+            )
+
+
+def _validate_phase(p: PhaseSpec, field: str, known: set[str], duration_s: float) -> None:
+    _check(0 <= p.start_s < duration_s, f"{field}.start_s", "must be within [0, duration_s)")
+    if p.stop_s is not None:
+        _check(p.stop_s > p.start_s, f"{field}.stop_s", f"must be > {field}.start_s")
+    _check(p.rate_per_s > 0, f"{field}.rate_per_s", "must be > 0")
+    _check(p.rate_per_s <= MAX_RATE_PER_S, f"{field}.rate_per_s", f"must be <= {MAX_RATE_PER_S}")
+    if p.nodes is not None:
+        _check(bool(p.nodes), f"{field}.nodes", "must not be empty (omit it for every node)")
+        _known_nodes(p.nodes, f"{field}.nodes", known)
+        _check(len(set(p.nodes)) == len(p.nodes), f"{field}.nodes", "names a node twice")
+    _validate_keys(p, field)
+    _validate_mix(p.mix, f"{field}.mix")
+    _check(0 <= p.value_bytes <= MAX_VALUE_BYTES, f"{field}.value_bytes", "must be in [0, 1 MiB]")
+    _check(1 <= p.list_limit <= MAX_LIST_LIMIT, f"{field}.list_limit", _LIMIT_TEXT)
+    _check(p.ttl_s >= 0, f"{field}.ttl_s", "must be >= 0")
+    if p.writes is not None:
+        _check(p.writes >= 1, f"{field}.writes", "must be >= 1")
+
+
+def _validate_keys(p: PhaseSpec, field: str) -> None:
+    given = (p.key_range is not None) + (p.key_list is not None)
+    if p.mix.list == 1 and given == 0:
+        return  # listings only: no key is ever drawn
+    _check(given == 1, field, "give exactly one of key_range and key_list")
+    if p.key_range is not None:
+        r = p.key_range
+        _check(len(r) == 2, f"{field}.key_range", "is [first, stop]")
+        _check(0 <= r[0] < r[1], f"{field}.key_range", "needs 0 <= first < stop")
+        _check(r[1] - r[0] <= MAX_KEYS, f"{field}.key_range", f"at most {MAX_KEYS} keys")
+        _check(not _BAD_KEY.search(p.key_prefix), f"{field}.key_prefix", _KEY_TEXT)
+        longest = f"{p.key_prefix}{r[1] - 1}".encode()
+        _check(len(longest) <= MAX_KEY_BYTES, f"{field}.key_prefix", "makes keys too long")
+    for key in p.key_list or []:
+        ok = bool(key) and not _BAD_KEY.search(key) and len(key.encode()) <= MAX_KEY_BYTES
+        _check(ok, f"{field}.key_list", f"{key!r}: {_KEY_TEXT}")
+    if p.key_list is not None:
+        _check(bool(p.key_list), f"{field}.key_list", "must not be empty")
+        _check(len(p.key_list) <= MAX_KEYS, f"{field}.key_list", f"at most {MAX_KEYS} keys")
+
+
+def _validate_mix(m: MixSpec, field: str) -> None:
+    shares = msgspec.structs.asdict(m)
+    for name, share in shares.items():
+        _check(share >= 0, f"{field}.{name}", "must be >= 0")
+    total = sum(shares.values())
+    _check(abs(total - 1) < 1e-6, field, f"shares must add up to 1 (they add up to {total:g})")
 
 
 def _known_nodes(names: list[str], field: str, known: set[str]) -> None:

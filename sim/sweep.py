@@ -2,7 +2,7 @@
 
 ``--param gossip.fanout=1,2,3 --param cluster.nodes=50,100`` is the grid's product; each
 point runs once per seed in its own process (``spawn``, so a worker shares nothing with
-the parent). Every point's scenario is validated in the parent first, so a bad value is
+the parent), or on a Dask cluster (``sim.executor``). Every point's scenario is validated in the parent first, so a bad value is
 reported before any work starts. Each run keeps only its scalar metrics (no series), and
 the report plots the chosen metrics against the first parameter, one line per value of
 the others.
@@ -10,18 +10,25 @@ the others.
 
 from __future__ import annotations
 
+import copy
 import itertools
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 from rumordb.sim.engine import Simulation
-from rumordb.sim.report import plot_sweep, write_json
-from rumordb.sim.scenario import ScenarioError, load_scenario, parse_value
+from rumordb.sim.executor import run_tasks
+from rumordb.sim.plots import save, sweep_figure, sweep_lag_figure
+from rumordb.sim.report import write_json
+from rumordb.sim.scenario import ScenarioError, parse_scenario, parse_value, read_raw
 
-DEFAULT_METRICS = ("convergence_time_s", "messages_sent", "bytes_sent")
+DEFAULT_METRICS = (
+    "convergence_time_s",
+    "heal_to_converged_s",
+    "dissemination_s.p99",
+    "messages_sent",
+    "bytes_sent",
+)
 
 
 def parse_params(specs: list[str]) -> dict[str, list[Any]]:
@@ -60,11 +67,12 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def run_point(path: str, overrides: dict[str, Any], seed: int) -> dict[str, Any]:
-    """One run (in a worker process): its parameters and scalar metrics."""
-    scenario = load_scenario(Path(path), overrides, seed)
+def run_point(raw: dict[str, Any], overrides: dict[str, Any], seed: int) -> dict[str, Any]:
+    """One run (anywhere: here, a worker process, a Dask worker): params and scalar metrics."""
+    scenario = parse_scenario(copy.deepcopy(raw), overrides, seed)
     metrics = Simulation(scenario).run()
-    return {"params": overrides, "seed": seed, "metrics": scalar_metrics(metrics)}
+    row = {"params": overrides, "seed": seed, "metrics": scalar_metrics(metrics)}
+    return {**row, "lag_cdf_s": metrics["lag_cdf_s"]}
 
 
 def run_sweep(
@@ -73,24 +81,15 @@ def run_sweep(
     seeds: list[int],
     jobs: int,
     on_done: Callable[[dict[str, Any]], None] | None = None,
+    dask: str | None = None,
 ) -> list[dict[str, Any]]:
+    """Every (point, seed) of the grid, on ``jobs`` local processes or the ``dask`` scheduler."""
+    raw = read_raw(path)
     points = [(overrides, seed) for overrides in grid(params) for seed in seeds]
     for overrides, seed in points:
-        load_scenario(path, overrides, seed)  # fail fast, naming the field
-    rows: list[dict[str, Any]] = []
-    if jobs <= 1:
-        for overrides, seed in points:
-            rows.append(run_point(str(path), overrides, seed))
-            if on_done is not None:
-                on_done(rows[-1])
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            futures = [pool.submit(run_point, str(path), o, s) for o, s in points]
-            for future in as_completed(futures):
-                rows.append(future.result())
-                if on_done is not None:
-                    on_done(rows[-1])
+        parse_scenario(copy.deepcopy(raw), overrides, seed)  # fail fast, naming the field
+    tasks = [(raw, overrides, seed) for overrides, seed in points]
+    rows = run_tasks(run_point, tasks, jobs, dask, on_done)
     rows.sort(key=lambda r: ([_sort_key(v) for v in r["params"].values()], r["seed"]))
     return rows
 
@@ -114,7 +113,8 @@ def write_sweep_report(
     images = []
     for metric in metrics:
         png = out_dir / f"{metric.replace('.', '_')}.png"
-        images.append(plot_sweep(rows, names[0], names[1:], metric, png))
+        images.append(save(sweep_figure(rows, names[0], names[1:], metric), png))
+    images.append(save(sweep_lag_figure(rows, names), out_dir / "lag_cdf.png"))
     written += images
     report = out_dir / "report.md"
     text = _sweep_markdown(rows, names, metrics, images, command, description)
@@ -137,6 +137,8 @@ def _sweep_markdown(
     converged = sum(1 for row in rows if row["metrics"].get("converged"))
     lines += [f"**{converged} of {len(rows)} runs converged.**", ""]
     lines += [f"![{p.stem}]({p.name})" for p in images]
+    # Every report shows the lag tail, whichever metrics were chosen.
+    metrics = [*metrics, *[m for m in ("dissemination_s.p99",) if m not in metrics]]
     header = [*names, "seed", "converged", *metrics]
     lines += ["", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in rows:

@@ -89,3 +89,31 @@ def test_a_value_answer_is_parsed_with_its_context() -> None:
     )
     with pytest.raises(errors.NotFound):
         api.value("k", Response(404, {}, b'{"error": "not_found", "detail": ""}', "n"))
+
+
+def test_chunks_respect_the_item_and_size_limits() -> None:
+    from rumordb.types import Op
+
+    ops = [Op.put(f"k{i}", b"x" * 100) for i in range(2500)]
+    sizes = [len(chunk) for chunk in api.chunks(ops)]
+    assert sizes == [1000, 1000, 500]
+    big = [Op.put(f"k{i}", b"x" * 600_000) for i in range(7)]
+    assert [len(c) for c in api.chunks(big, max_bytes=2 * 1024 * 1024)] == [3, 3, 1]
+
+
+def test_a_batch_is_resent_only_when_every_item_is_idempotent() -> None:
+    import msgspec
+
+    from rumordb.types import Op
+
+    version = {"clock": {"n1": 5}, "hlc": 5, "origin": "n1"}
+    safe = api.batch([Op.put("a", "1", if_changed=True), Op.delete("b", version=version)])
+    assert safe.idempotent and safe.method == "POST" and safe.target == "/kv"
+    items = msgspec.msgpack.decode(safe.body)["items"]
+    assert items[0] == {"op": "put", "key": "a", "value": b"1",
+                        "content_type": "text/plain; charset=utf-8", "if_changed": True}  # fmt: skip
+    assert not api.batch([Op.put("a", "1")]).idempotent
+    with pytest.raises(ValueError):
+        api.batch([Op("move", "a")])
+    with pytest.raises(ValueError):
+        api.batch([Op.put("a", "1")] * 1001)

@@ -351,6 +351,21 @@ def test_member_state_changes_come_out_in_the_output_and_only_once() -> None:
     assert n.tick(102.0).transitions == []
 
 
+def test_a_restored_version_keeps_its_hlc_and_origin_and_is_pushed_once() -> None:
+    n = node(fanout=3)
+    n.join("n2", "mem://n2", 0, 100.0)
+    version = Record(b"old", "text/plain", {"far": 7}, 12_345, "far")
+    result = n.write(WriteCommand("k", version=version), 100.0)
+    assert result.status is WriteStatus.CREATED and result.record is version
+    assert result.output.writes == [("k", version)]
+    ((target, data),) = n.flush(100.0).messages
+    message = decode(data)
+    assert target == "n2" and isinstance(message, Push) and message.updates[0].record == version
+    again = n.write(WriteCommand("k", version=version), 100.0)
+    assert again.status is WriteStatus.UNCHANGED and not again.output.writes
+    assert not n.flush(100.0), "an unchanged restore is not pushed"
+
+
 # --- bounded input (core.bounds) and this node's own clock (core.clock_watch) ---------
 def test_a_context_from_the_far_future_or_naming_hundreds_of_nodes_is_refused() -> None:
     n = node()

@@ -84,3 +84,25 @@ def test_acknowledgements_fill_tombstone_holders_and_handoff_acks() -> None:
     out = Output()
     r.hand_off(out, 10, lambda _: ["x"], lambda _: True)
     assert sorted(out.purges) == ["t", "v"], "every owner holds them: handed off"
+
+
+def test_a_restored_version_merges_by_lww_and_a_second_restore_changes_nothing() -> None:
+    r = replica()
+    version = peer_version(5_000, origin="x")
+    out = Output()
+    assert r.restore_version(out, "k", version) == (WriteStatus.CREATED, version)
+    assert out.writes == [("k", version)] and r.hlc >= version.hlc
+    again = Output()
+    assert r.restore_version(again, "k", version) == (WriteStatus.UNCHANGED, version)
+    assert again.writes == []
+    older = peer_version(4_000, origin="x")
+    assert r.restore_version(Output(), "k", older) == (WriteStatus.STALE, version)
+
+
+def test_an_if_changed_put_of_the_stored_value_is_not_written() -> None:
+    r = replica()
+    _, first = r.write(WriteCommand("k", b"v", "text/plain"), now=1.0)
+    same = WriteCommand("k", b"v", "text/plain", if_changed=True)
+    assert r.write(same, now=2.0) == (WriteStatus.UNCHANGED, first)
+    other_type = WriteCommand("k", b"v", "text/csv", if_changed=True)
+    assert r.write(other_type, now=2.0)[0] is WriteStatus.OK

@@ -50,6 +50,14 @@ def test_a_delete_builds_an_empty_tombstone() -> None:
     )
 
 
+def test_an_if_changed_put_is_refused_only_over_the_same_live_value() -> None:
+    same = WriteCommand("k", b"v", "text/plain", if_changed=True)
+    assert refusal(same, LIVE) is WriteStatus.UNCHANGED
+    assert refusal(same, TOMBSTONE) is None, "a deleted key is written again"
+    assert refusal(same, None) is None
+    assert refusal(WriteCommand("k", b"w", "text/plain", if_changed=True), LIVE) is None
+
+
 def test_a_context_out_of_bounds_is_refused_before_the_stored_version_is_read() -> None:
     bounds = bounds_at(1_000, 5_000, known_width=1, slack=1)
     assert context_refusal(Context([("a", pack(1_000))], pack(6_000)), bounds) is None

@@ -49,10 +49,10 @@ async def test_kv_statuses_and_bounds(client: httpx.AsyncClient) -> None:
     listing = paths["/kv"]["get"]
     limit = next(p for p in listing["parameters"] if p["name"] == "limit")
     assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, MAX_LIMIT)
-    assert listing["responses"]["200"]["content"]["application/json"]["schema"]["required"] == [
-        "keys",
-        "next",
-    ]
+    page = listing["responses"]["200"]["content"]["application/json"]["schema"]
+    assert [shape["required"] for shape in page["oneOf"]] == [["keys", "next"], ["items", "next"]]
+    batch = paths["/kv"]["post"]["responses"]
+    assert {"200", "400", "403", "413"} <= set(batch)
     assert "Retry-After" in kv["put"]["responses"]["429"]["headers"]
     assert {"400", "401", "429"} <= set(paths["/cluster"]["get"]["responses"])
     assert {"403", "413"} <= set(paths["/faults"]["post"]["responses"])

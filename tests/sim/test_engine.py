@@ -3,7 +3,7 @@
 from typing import Any
 
 from rumordb.sim.engine import Simulation
-from rumordb.sim.workload import Op
+from rumordb.sim.workload import Op, value_for
 from tests.sim.helpers import build, minimal_raw, run
 
 
@@ -13,6 +13,10 @@ def _quiet_sharded(**overrides: Any) -> Simulation:
     raw["workload"] = {"writes_per_s": 0}
     raw["faults"] = []
     return Simulation(build(raw, cluster__sharding=True, cluster__replicas=2, **overrides))
+
+
+def _put(key: str, seq: int) -> Op:
+    return Op(0.0, None, "put", key, value_for(f"v{seq}:", 8), False, 0, seq)
 
 
 def _owners(sim: Simulation, key: str) -> list[str]:
@@ -29,7 +33,7 @@ def test_an_owner_that_never_saw_the_key_falls_back_to_a_co_owner() -> None:
     sim = _quiet_sharded()
     key = "k1"
     first, second = _owners(sim, key)
-    sim.serve(first, Op(0.0, "put", key, 1))  # its push to ``second`` is still in flight
+    sim.serve(first, _put(key, 1))  # its push to ``second`` is still in flight
     assert sim.nodes[second].node.view.version(key) is None
     assert sim.read_server(second, key) == first, "the co-owner's value counts"
     assert not sim.checker.read(sim.read_server(second, key), key), "not a stale read"
@@ -45,21 +49,21 @@ def test_a_sharded_listing_gathers_every_up_peer_and_misses_only_the_down_ones()
     sim = _quiet_sharded()
     keys = [f"k{i}" for i in range(20)]
     for seq, key in enumerate(keys, 1):
-        sim.serve("n1", Op(0.0, "put", key, seq))  # stored at the first owner, pushes pending
-    assert sim.list_keys("n2") == sorted(keys)
+        sim.serve("n1", _put(key, seq))  # stored at the first owner, pushes pending
+    assert sim.list_keys("n2", 100) == sorted(keys)
     sim.crash("n3", "keep")
     only_on_n3 = {k for k in keys if sim.nodes["n3"].node.view.version(k) is not None} - {
         k for name in ("n1", "n2", "n4", "n5") for k, _ in sim.nodes[name].node.view.items()
     }
     assert only_on_n3, "the test needs keys that only the crashed node holds"
-    assert sim.list_keys("n2") == sorted(set(keys) - only_on_n3)
+    assert sim.list_keys("n2", 100) == sorted(set(keys) - only_on_n3)
 
 
 def test_listings_stop_at_the_page_limit_in_key_order() -> None:
-    sim = _quiet_sharded(workload__list_limit=5)
+    sim = _quiet_sharded()
     for seq, key in enumerate(["b", "a", "d", "c", "f", "e", "g"], 1):
-        sim.serve("n1", Op(0.0, "put", key, seq))
-    assert sim.list_keys("n4") == ["a", "b", "c", "d", "e"]
+        sim.serve("n1", _put(key, seq))
+    assert sim.list_keys("n4", 5) == ["a", "b", "c", "d", "e"]
 
 
 def test_a_run_with_listings_counts_them_and_ends_with_complete_ones() -> None:

@@ -14,9 +14,12 @@ from tests.sim.helpers import build, minimal_raw
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
-        ([], {"count": 0, "mean": None, "p50": None, "p90": None, "max": None}),
-        ([2.0], {"count": 1, "mean": 2.0, "p50": 2.0, "p90": 2.0, "max": 2.0}),
-        ([4.0, 1.0, 3.0, 2.0], {"count": 4, "mean": 2.5, "p50": 2.0, "p90": 4.0, "max": 4.0}),
+        ([], {"count": 0, "mean": None, "p50": None, "p90": None, "p99": None, "max": None}),
+        ([2.0], {"count": 1, "mean": 2.0, "p50": 2.0, "p90": 2.0, "p99": 2.0, "max": 2.0}),
+        (
+            [4.0, 1.0, 3.0, 2.0],
+            {"count": 4, "mean": 2.5, "p50": 2.0, "p90": 4.0, "p99": 4.0, "max": 4.0},
+        ),
     ],
 )
 def test_summary(values: list[float], expected: dict[str, Any]) -> None:
@@ -53,3 +56,19 @@ def test_collect_sums_node_counters_and_reports_the_run() -> None:
     assert metrics["converged"] and metrics["convergence_time_s"] == 0.0
     assert metrics["end_s"] == 5.0 and metrics["messages_per_wall_s"] == 2.0
     assert metrics["trace_hash"] == "abc" and metrics["nodes"] == 2
+
+
+def test_collect_reads_the_fault_timeline_and_the_lags_through_the_protocol() -> None:
+    run = FakeRun(events=[{"at_s": 1.0, "action": "partition"}, {"at_s": 3.0, "action": "heal"}])
+    run.checker.complete_since = 4.5
+    run.checker.dissemination_s.extend([0.2, 0.1, 0.4])
+    metrics = collect(run, wall_s=1.0)
+    assert metrics["faults_cleared_s"] == 3.0 and metrics["heal_to_converged_s"] == 1.5
+    assert metrics["lag_cdf_s"][0] == [0.0, 0.1] and metrics["lag_cdf_s"][-1] == [1.0, 0.4]
+    assert metrics["dissemination_s"]["p99"] == 0.4
+
+
+def test_collect_without_faults_has_no_heal_time() -> None:
+    metrics = collect(FakeRun(), wall_s=1.0)
+    assert metrics["faults_cleared_s"] is None and metrics["heal_to_converged_s"] is None
+    assert metrics["lag_cdf_s"] == []

@@ -1,0 +1,368 @@
+"""Bulk data at the HTTP edge: ``POST /kv`` (a batch of writes) and ``GET /kv?export=true``.
+
+A batch is ``{"items": [item, ...]}`` in JSON, or the same in MessagePack when the
+Content-Type is ``application/msgpack`` (``application/x-msgpack`` too); the answer uses
+the request's format. An item::
+
+    {"op": "put" | "delete", "key": K,
+     "value": BYTES | "value_text": TEXT,      # put only: base64 in JSON, bin in msgpack
+     "content_type": T,                         # put only; default octet-stream / text
+     "if_match": CONTEXT, "create": bool,       # conditional, as on PUT/POST/DELETE
+     "if_changed": bool,                        # put: skip if the live value is the same
+     "version": {"clock": {...}, "hlc": H, "origin": ID}}   # restore: see below
+
+Validated whole before any item is applied: the body is at most ``MAX_BATCH_BYTES``
+(413 ``batch_too_large``), at most ``MAX_BATCH_ITEMS`` items (413 ``too_many_items``),
+and one invalid item refuses the whole batch with a 400 (413 for a value above
+``--max-value-bytes``) whose detail names the item's index and key. Then every item
+is applied in order in ONE group commit and replicated as one push per peer
+(``Runner.write_batch``). The answer (200) lists one result per item, in order::
+
+    {"results": [{"key", "status": 200|201|404|409|412|503, "result": "ok" | "created"
+                  | "deleted" | "unchanged" | "stale" | error code, "context", "hlc",
+                  "origin"} ...], "applied": N}
+
+``version`` restores another cluster's version of a key (``rumor export --versions``):
+no new version is written; the given one is merged by LWW exactly like a peer's update,
+so its HLC, clock and origin are kept and an import keeps the source's LWW order
+(``unchanged`` when this version is stored, ``stale`` when a newer one is). It is
+validated like a peer's record: at most ``MAX_CLOCK_ENTRIES`` clock entries, valid node
+ids, non-negative counters, an HLC at most ``MAX_VERSION_AHEAD_MS`` ahead of this node's
+clock. Batches are admin-only, so only admins can send versions.
+
+Sharded, items this node does not own are forwarded to their owners, one sub-batch per
+owner list, in MessagePack; their results come back in place. An owner that does not
+answer makes its items ``503 owners_unavailable``.
+
+Export (``GET /kv?export=true&prefix=&after=&limit=``, ``versions=true`` for clock, HLC
+and origin): a page of live keys with their values, ``{"items": [...], "next": K|null}``,
+items shaped like batch items (so an export page is a batch to import); JSON, or
+MessagePack with ``Accept: application/msgpack``. Sharded, it merges the pages of every
+member, keeping the LWW winner of a key held by several.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Annotated, Literal
+from urllib.parse import urlencode
+
+import msgspec
+
+from rumordb.core import (
+    InvalidContext,
+    InvalidKey,
+    Record,
+    WriteCommand,
+    WriteStatus,
+    check_key,
+    decode_context,
+    encode_context,
+    merge_pages,
+)
+from rumordb.core.hlc import pack, physical_ms
+from rumordb.core.record import is_live
+from rumordb.core.writes import TOMBSTONE_CONTENT_TYPE
+from rumordb.live.asgi import Headers, Receive, Reply, error_reply, read_body
+from rumordb.live.errors import HttpError
+from rumordb.live.forward import Forwarded, Relay, Request
+from rumordb.live.runner import BatchAnswer, ForwardedItem, NotStored, Runner
+from rumordb.live.settings import check_node_id
+
+MAX_BATCH_ITEMS = 1000
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+MAX_CLOCK_ENTRIES = 256
+MAX_VERSION_AHEAD_MS = 60_000  # a restored HLC this far past our clock is refused
+MAX_CONTENT_TYPE_CHARS = 256
+MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
+MSGPACK = (b"content-type", b"application/msgpack")
+JSON = (b"content-type", b"application/json")
+BYTES_TYPE = "application/octet-stream"
+TEXT_TYPE = "text/plain; charset=utf-8"
+_ITEM_INDEX = re.compile(r"\$\.items\[(\d+)\]")
+Counter = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+
+class VersionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    clock: dict[str, Counter]
+    hlc: Counter
+    origin: str
+
+
+class ItemIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    op: Literal["put", "delete"]
+    key: str
+    value: bytes | None = None
+    value_text: str | None = None
+    content_type: str | None = None
+    if_match: str | None = None
+    create: bool = False
+    if_changed: bool = False
+    version: VersionIn | None = None
+
+
+class BatchIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    items: list[ItemIn]
+
+
+_json_decoder = msgspec.json.Decoder(BatchIn)
+_msgpack_decoder = msgspec.msgpack.Decoder(BatchIn)
+_json = msgspec.json.Encoder()
+_msgpack = msgspec.msgpack.Encoder()
+_STATUS = {
+    WriteStatus.OK: (200, "ok"),
+    WriteStatus.CREATED: (201, "created"),
+    WriteStatus.UNCHANGED: (200, "unchanged"),
+    WriteStatus.STALE: (200, "stale"),
+    WriteStatus.EXISTS: (409, "exists"),
+    WriteStatus.PRECONDITION_FAILED: (412, "precondition_failed"),
+    WriteStatus.NOT_FOUND: (404, "not_found"),
+    WriteStatus.CONTEXT_AHEAD: (400, "context_ahead"),
+    WriteStatus.CONTEXT_TOO_WIDE: (400, "context_too_wide"),
+    WriteStatus.CLOCK_AHEAD: (503, "clock_ahead"),
+}
+
+
+def is_msgpack(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() in MSGPACK_TYPES
+
+
+class Bulk:
+    """Batches and export pages for ``live.kv`` (which checked the key and the role)."""
+
+    def __init__(self, runner: Runner, max_value_bytes: int, max_key_bytes: int) -> None:
+        self.runner = runner
+        self.max_value_bytes = max_value_bytes
+        self.max_key_bytes = max_key_bytes
+
+    # --- batch -----------------------------------------------------------------------
+    async def batch(self, receive: Receive, request: Relay, content_type: str,
+                    content_length: bytes | None) -> Reply:  # fmt: skip
+        binary = is_msgpack(content_type)
+        body = await read_body(
+            receive, MAX_BATCH_BYTES, content_length, too_large=("batch_too_large", "a batch")
+        )
+        items = decode_batch(body, binary)
+        now_ms = int(self.runner.now() * 1000)
+        commands = [
+            self.command(i, item, now_ms, request.forwarded) for i, item in enumerate(items)
+        ]
+
+        def relay_of(indices: list[int]) -> Relay:
+            sub = _msgpack.encode(BatchIn([items[i] for i in indices]))
+            headers = [
+                h for h in request.headers if h[0] not in (b"content-type", b"content-length")
+            ]
+            return Request("POST", b"/kv", b"", [*headers, MSGPACK], sub)
+
+        answers = await self.runner.write_batch(commands, relay_of)
+        if answers and all(isinstance(a, NotStored) for a in answers):
+            first = answers[0]
+            assert isinstance(first, NotStored)
+            retry = ((b"retry-after", b"1"),) if first.error == "overloaded" else ()
+            return error_reply(HttpError(503, first.error, first.detail, retry))
+        results = [self.result(c, a) for c, a in zip(commands, answers, strict=True)]
+        applied = sum(1 for r in results if r.get("result") in ("ok", "created", "deleted"))
+        return encoded(200, {"results": results, "applied": applied}, binary)
+
+    def command(self, index: int, item: ItemIn, now_ms: int, forwarded: bool) -> WriteCommand:
+        """One item as a write, or ``HttpError`` naming it (the batch is then refused)."""
+        try:
+            return self._command(item, now_ms, forwarded)
+        except HttpError as exc:
+            key = item.key if len(item.key) <= 80 else item.key[:80] + "..."
+            exc.detail = f"item {index} (key {key!r}): {exc.detail}"
+            exc.args = (exc.detail,)
+            raise
+
+    def _command(self, item: ItemIn, now_ms: int, forwarded: bool) -> WriteCommand:
+        try:
+            check_key(item.key, self.max_key_bytes)
+        except InvalidKey as exc:
+            raise HttpError(400, "invalid_key", str(exc)) from None
+        delete = item.op == "delete"
+        value, content_type = self._value(item, delete)
+        context = None
+        if item.if_match is not None:
+            try:
+                context = decode_context(item.if_match)
+            except InvalidContext as exc:
+                raise HttpError(400, "invalid_context", str(exc)) from None
+        version = None
+        if item.version is not None:
+            if context is not None or item.create or item.if_changed:
+                raise _bad("a version is restored as is: no if_match, create or if_changed")
+            version = restored(item.version, value, content_type, delete, now_ms)
+        return WriteCommand(item.key, value, content_type, context, create=item.create,
+                            delete=delete, coordinate=forwarded, if_changed=item.if_changed,
+                            version=version)  # fmt: skip
+
+    def _value(self, item: ItemIn, delete: bool) -> tuple[bytes, str]:
+        given = (item.value is not None) + (item.value_text is not None)
+        if delete:
+            if given or item.content_type is not None or item.if_changed or item.create:
+                raise _bad("a delete takes no value, content_type, create or if_changed")
+            return b"", BYTES_TYPE
+        if given != 1:
+            raise _bad("a put takes exactly one of value (base64) and value_text")
+        if item.value_text is not None:
+            value, default = item.value_text.encode("utf-8"), TEXT_TYPE
+        else:
+            assert item.value is not None
+            value, default = item.value, BYTES_TYPE
+        if len(value) > self.max_value_bytes:
+            raise HttpError(
+                413, "value_too_large", f"a value is at most {self.max_value_bytes} bytes"
+            )
+        content_type = item.content_type or default
+        if len(content_type) > MAX_CONTENT_TYPE_CHARS or not _printable_ascii(content_type):
+            raise _bad(
+                f"content_type is printable ASCII of at most {MAX_CONTENT_TYPE_CHARS} characters"
+            )
+        return value, content_type
+
+    def result(self, command: WriteCommand, answer: BatchAnswer) -> dict[str, object]:
+        key = command.key
+        if isinstance(answer, ForwardedItem):
+            return forwarded_result(key, answer)
+        if isinstance(answer, NotStored):
+            return {"key": key, "status": 503, "result": answer.error, "detail": answer.detail}
+        status, name = _STATUS.get(answer.status, (503, "not_owner"))
+        record = answer.record
+        if status >= 400 or record is None:
+            return {"key": key, "status": status, "result": name}
+        if name == "ok" and record.tombstone and command.version is None:
+            name = "deleted"
+        context = encode_context(record.clock, record.hlc)
+        return {"key": key, "status": status, "result": name, "context": context,
+                "hlc": record.hlc, "origin": record.origin}  # fmt: skip
+
+    # --- export ----------------------------------------------------------------------
+    async def export(
+        self, query: dict[str, str], request: Relay, binary: bool, limit: int
+    ) -> Reply:
+        prefix, after = query.get("prefix", ""), query.get("after", "")
+        versions = query.get("versions", "").lower() in ("true", "1", "yes")
+        view = self.runner.view
+        now_hlc = pack(int(self.runner.now() * 1000))  # an expired value is not exported
+        keys = view.list_keys(prefix, limit, after, now_hlc=now_hlc)
+        found: dict[str, Record] = {}
+        for key in keys:
+            record = view.get(key)
+            if record is not None and is_live(record, now_hlc):
+                found[key] = record
+        if self.runner.settings.sharding and not request.forwarded:
+            await self._gather(found, query, request)
+            keys = merge_pages(sorted(found), [], limit)
+        items = [exported(key, found[key], versions) for key in keys if key in found]
+        page_full = len(keys) == limit
+        return encoded(200, {"items": items, "next": keys[-1] if page_full else None}, binary)
+
+    async def _gather(
+        self, found: dict[str, Record], query: dict[str, str], request: Relay
+    ) -> None:
+        """Sharded: every member's page of the same export, the LWW winner kept per key."""
+        path_qs = "/kv?" + urlencode({**query, "versions": "true"})
+        forwarder = self.runner.forwarder
+        headers = [h for h in request.headers if h[0] != b"accept"]  # peers answer JSON
+        pages = await asyncio.gather(
+            *(forwarder.get_json(m, path_qs, headers) for m in self.runner.view.peers())
+        )
+        for page in pages:
+            for item in page.get("items", []) if isinstance(page, dict) else []:
+                record = _record_of(item)
+                if record is None:
+                    continue
+                key = item["key"]
+                mine = found.get(key)
+                if mine is None or (record.hlc, record.origin) > (mine.hlc, mine.origin):
+                    found[key] = record
+
+
+def decode_batch(body: bytes, binary: bool) -> list[ItemIn]:
+    try:
+        batch = (_msgpack_decoder if binary else _json_decoder).decode(body)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        found = _ITEM_INDEX.search(text)
+        where = f"item {found.group(1)}: " if found else ""
+        raise HttpError(400, "invalid_batch", where + text) from None
+    except msgspec.DecodeError as exc:
+        kind = "MessagePack" if binary else "JSON"
+        raise HttpError(400, "invalid_batch", f"the body is not valid {kind}: {exc}") from None
+    if len(batch.items) > MAX_BATCH_ITEMS:
+        detail = f"a batch holds at most {MAX_BATCH_ITEMS} items, not {len(batch.items)}"
+        raise HttpError(413, "too_many_items", detail)
+    return batch.items
+
+
+def restored(
+    version: VersionIn, value: bytes, content_type: str, delete: bool, now_ms: int
+) -> Record:
+    """The record a ``version`` item restores, validated like a peer's (``HttpError``)."""
+    if len(version.clock) > MAX_CLOCK_ENTRIES:
+        raise _bad(f"a version's clock has at most {MAX_CLOCK_ENTRIES} entries")
+    for node_id in (version.origin, *version.clock):
+        try:
+            check_node_id(node_id)
+        except ValueError as exc:
+            raise _bad(f"version: {node_id[:80]!r}: {exc}") from None
+    if physical_ms(version.hlc) > now_ms + MAX_VERSION_AHEAD_MS or version.hlc > pack(2**47):
+        raise _bad(f"version: its HLC is more than {MAX_VERSION_AHEAD_MS} ms ahead of this node")
+    if delete:
+        return Record(
+            b"", TOMBSTONE_CONTENT_TYPE, dict(version.clock), version.hlc, version.origin, True
+        )
+    return Record(value, content_type, dict(version.clock), version.hlc, version.origin)
+
+
+def exported(key: str, record: Record, versions: bool) -> dict[str, object]:
+    item: dict[str, object] = {
+        "op": "put", "key": key, "value": record.value, "content_type": record.content_type,
+    }  # fmt: skip
+    if versions:
+        item["version"] = {"clock": record.clock, "hlc": record.hlc, "origin": record.origin}
+    return item
+
+
+def _record_of(item: object) -> Record | None:
+    """A peer's export item (JSON) as a record, or None if it is malformed."""
+    try:
+        parsed = msgspec.convert(item, ItemIn, strict=False)
+    except msgspec.ValidationError:
+        return None
+    if parsed.version is None or parsed.value is None:
+        return None
+    v = parsed.version
+    return Record(parsed.value, parsed.content_type or BYTES_TYPE, dict(v.clock), v.hlc, v.origin)
+
+
+def forwarded_result(key: str, item: ForwardedItem) -> dict[str, object]:
+    answer = item.answer
+    if isinstance(answer, Forwarded) and answer.status == 200:
+        try:
+            results = msgspec.msgpack.decode(answer.body)["results"]
+            result = results[item.position]
+            if isinstance(result, dict) and result.get("key") == key:
+                return result
+        except (msgspec.DecodeError, KeyError, IndexError, TypeError):
+            pass
+    if isinstance(answer, Forwarded):
+        return {"key": key, "status": answer.status, "result": "owner_refused"}
+    return {"key": key, "status": 503, "result": "owners_unavailable",
+            "detail": f"no owner answered: {', '.join(answer.owners)}"}  # fmt: skip
+
+
+def encoded(status: int, data: object, binary: bool, extra: Headers | None = None) -> Reply:
+    if binary:
+        return Reply(status, [MSGPACK, *(extra or [])], _msgpack.encode(data))
+    return Reply(status, [JSON, *(extra or [])], _json.encode(data))
+
+
+def _bad(detail: str) -> HttpError:
+    return HttpError(400, "invalid_item", detail)
+
+
+def _printable_ascii(text: str) -> bool:
+    return text.isascii() and text.isprintable()
