@@ -40,8 +40,11 @@ def test_a_ttl_key_reads_404_on_every_node_and_its_tombstone_is_purged(trio: Clu
     assert meta["expires_ms"] == meta["hlc_ms"] + 1000 and not meta["expired"]
     for node in trio.nodes.values():
         trio.wait_value(node, "brief", None, timeout_s=10.0)  # 404 once it expired
+        assert trio.client.head(node.url + "/kv/brief", headers=READER).status_code == 404
         listing = trio.client.get(node.url + "/kv?prefix=brief", headers=READER).json()
         assert listing["keys"] == []
+        export = trio.client.get(node.url + "/kv?export=true&prefix=brief", headers=READER)
+        assert export.json()["items"] == []  # an expired value is not exported either
     # Reads answer 404 from the expiry instant on; a node's next tick then derives the
     # tombstone (or it first gets it from a node that did).
     trio.poll(
