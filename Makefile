@@ -42,7 +42,7 @@ typecheck: $(STAMP)
 ## Micro- and system benchmarks (figures go to the closing notes, never asserted).
 bench: $(STAMP)
 	$(BIN)/python -m bench.core_bench
-	$(MAKE) bench-sim bench-http bench-tls repair-bench bench-durability bench-cli bench-keyring bench-ingest
+	$(MAKE) bench-sim bench-http bench-tls repair-bench bench-durability bench-cli bench-keyring bench-watch bench-ingest
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
@@ -57,6 +57,11 @@ bench-volume: $(STAMP)
 .PHONY: bench-cli
 bench-cli: $(STAMP)
 	$(BIN)/python -m bench.cli_bench --runs 20
+
+## Watch latency: a change on node 1 -> its event on a watcher of node 3 (p50/p99).
+.PHONY: bench-watch
+bench-watch: $(STAMP)
+	$(BIN)/python -m bench.watch_bench --changes 300
 
 ## The simulator: shipped experiments (reports in experiments/<name>/report) and its benchmark.
 ## `rumor sim run` exits 3 when a run does not converge; the report is still written.

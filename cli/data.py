@@ -88,6 +88,13 @@ def read_value(value: str | None) -> tuple[bytes, str]:
     "(the context from `rumor get --json`).",
 )
 @click.option("--create", is_flag=True, help="Fail (exit 5) if the key already has a value.")
+@click.option(
+    "--ttl",
+    "ttl_s",
+    type=click.IntRange(1, 365 * 24 * 3600),
+    metavar="SECONDS",
+    help="Expire the value this many seconds after the write, on every node.",
+)
 @connection_options
 @json_option
 def put(
@@ -96,6 +103,7 @@ def put(
     content_type: str | None,
     if_match: str | None,
     create: bool,
+    ttl_s: int | None,
     urls: tuple[str, ...],
     api_key: str | None,
     cluster_dir: Path,
@@ -106,9 +114,12 @@ def put(
     kind = content_type or default_type
     with session(urls, api_key, cluster_dir) as db:
         if create:
-            result = run(key, lambda: db.create(key, body, content_type=kind))
+            result = run(key, lambda: db.create(key, body, content_type=kind, ttl_s=ttl_s))
         else:
-            result = run(key, lambda: db.put(key, body, content_type=kind, if_match=if_match))
+            result = run(
+                key,
+                lambda: db.put(key, body, content_type=kind, if_match=if_match, ttl_s=ttl_s),
+            )
     document = {"key": result.key, "context": result.context, "hlc": result.hlc,
                 "origin": result.origin, "created": result.created}  # fmt: skip
     if json_output:

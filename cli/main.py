@@ -33,6 +33,7 @@ COMMANDS: dict[str, Entry] = {
     "get": Entry("rumordb.cli.data:get", "Print the value of KEY.", "Data"),
     "delete": Entry("rumordb.cli.data:delete", "Delete KEY (a tombstone).", "Data"),
     "list": Entry("rumordb.cli.data:list_keys", "List keys in order.", "Data"),
+    "watch": Entry("rumordb.cli.watch:watch", "Print changes as a node applies them.", "Data"),
     "import": Entry(
         "rumordb.cli.bulk:import_file", "Import JSON lines through batches (idempotent).", "Data"
     ),

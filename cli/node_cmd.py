@@ -92,6 +92,10 @@ NODE_OPTIONS: list[tuple[str, Any, str]] = [
     ("--retransmit-mult", int, "Rumor retransmit multiplier."),
     ("--max-key-bytes", int, "Longest key, UTF-8 bytes."),
     ("--max-value-bytes", int, "Largest value, bytes."),
+    ("--watch-ring-events", int, "Changes kept for watchers to resume from."),
+    ("--watch-ring-bytes", int, "Bytes of changes kept for watchers."),
+    ("--watch-max-lag-events", int, "Changes a watcher may lag before it is dropped."),
+    ("--watch-max-watchers", int, "Watch streams open at once."),
     ("--max-head-bytes", int, "Largest request head (431 beyond)."),
     ("--head-timeout-ms", int, "A request head must arrive within (408)."),
     ("--body-timeout-ms", int, "A request body must arrive within (408)."),
@@ -204,6 +208,13 @@ def serve(settings: Any, server_ssl: ssl.SSLContext | None = None) -> None:
     fastapi_app = create_app(settings)
 
     class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            # Watch streams never end on their own: end them, or stopping waits out the grace.
+            runner = fastapi_app.state.runner
+            if runner.running:
+                runner.watch.close_all()
+            await super().shutdown(sockets)
+
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets)
             if not self.should_exit:

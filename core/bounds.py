@@ -12,7 +12,7 @@ descends from the clocks it merged. So a clock is bounded before it is looked at
   replicate, and make the node's own next ETag exceed its ``If-Match`` limit.
 
 A peer message is refused whole (``InvalidMessage``) if any one of its updates breaks a
-rule: its key, content type, clock, or tombstone shape. Nothing of it is applied, so a
+rule: its key, content type, clock, tombstone shape, or TTL expiry. Nothing of it is applied, so a
 bad update never leaves a message half-merged.
 """
 
@@ -26,7 +26,7 @@ from rumordb.core import hlc
 from rumordb.core.errors import DecodeError, InvalidKey
 from rumordb.core.keys import check_key
 from rumordb.core.messages import Message, Push, SyncRecords, Update
-from rumordb.core.record import Record
+from rumordb.core.record import Record, valid_expiry
 
 DEFAULT_MAX_CLOCK_SKEW_MS = 5_000
 DEFAULT_CLOCK_SLACK = 16  # clock entries beyond the members seen (members not yet heard of)
@@ -81,6 +81,8 @@ def record_problem(record: Record, bounds: Bounds) -> str | None:
         return f"a content type over {MAX_CONTENT_TYPE_BYTES} bytes"
     if record.tombstone and record.value:
         return "a tombstone with a value"
+    if not valid_expiry(record):
+        return "an expiry before its write or beyond the longest TTL"
     return None
 
 

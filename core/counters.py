@@ -23,3 +23,4 @@ class Counters:
     anti_entropy_completed: int = 0  # exchanges that ended here (digests agree, or records came)
     tombstones_purged: int = 0
     handoffs_completed: int = 0
+    keys_expired: int = 0  # values whose TTL ran out, replaced by their derived tombstone

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 
-from rumordb.core.record import Record
+from rumordb.core.record import Record, version_of
 from rumordb.core.vclock import Order, compare
 
 
@@ -57,6 +57,10 @@ def decide(local: Record | None, incoming: Record) -> Outcome:
         return Outcome.STALE
     if local == incoming:
         return Outcome.DUPLICATE
+    if incoming.tombstone != local.tombstone and version_of(incoming) == version_of(local):
+        # One write and the tombstone its expiry derives (``core.record``, equal clocks):
+        # the tombstone follows it, as the tiebreak below says too, with no conflict.
+        return Outcome.DESCENDANT if incoming.tombstone else Outcome.STALE
     if _tiebreak(incoming) > _tiebreak(local):
         return Outcome.LWW_WON
     return Outcome.LWW_LOST

@@ -27,7 +27,7 @@ import math
 import random
 from collections.abc import Iterable
 
-from rumordb.core import anti_entropy
+from rumordb.core import anti_entropy, hlc
 from rumordb.core.bounds import CLOCK_AHEAD, Bounds, InvalidMessage, bounds_at, check_message
 from rumordb.core.broadcast import BroadcastQueue, retransmit_limit
 from rumordb.core.clock_watch import ClockWatch, Skew
@@ -54,7 +54,7 @@ from rumordb.core.outbox import Outbox
 from rumordb.core.output import Output
 from rumordb.core.placement import Placement
 from rumordb.core.reads import AskOwners, ListPlan, Local, ReadPlan
-from rumordb.core.record import Record
+from rumordb.core.record import Record, is_live
 from rumordb.core.replica import Replica
 from rumordb.core.ring import Ring
 from rumordb.core.rumors import by_target, is_direct_mail, push_width
@@ -114,6 +114,7 @@ class Node:
         self._undo: dict[str, Record | None] = {}  # their keys' versions before them
         self.clock_watch = ClockWatch(c.max_clock_skew_ms)
         self._session = self._dead_probe = 0
+        self._now = now  # the latest time a call brought: reads without one use it
         self._fold_at = math.inf  # when the next slice of digest folding is due
         self.replica.load_all(records)
         self.replica.tombstones.restore(purged)
@@ -128,8 +129,14 @@ class Node:
         return min(self.timers.next_deadline(), self._fold_at)
 
     # --- client commands -------------------------------------------------------------
-    def read(self, key: str, *, forwarded: bool = False, meta: bool = False) -> ReadPlan:
-        """Where to answer a read of ``key`` (``core.reads``); ``meta``: tombstones too."""
+    def read(
+        self, key: str, *, forwarded: bool = False, meta: bool = False, now: float | None = None
+    ) -> ReadPlan:
+        """Where to answer a read of ``key`` (``core.reads``); ``meta``: tombstones too.
+
+        ``now``: a value whose TTL ran out by then reads as absent (default: the time of
+        the latest call).
+        """
         owners = self.route(key)
         if owners is not None:
             return AskOwners(tuple(owners))
@@ -141,13 +148,19 @@ class Node:
             others = tuple(m for m in self.owners(key) if m != self.node_id)
             if others:
                 return AskOwners(others, fallback=True)
-        return Local(None if record is None or record.tombstone else record)
+        return Local(record if is_live(record, self._now_hlc(now)) else None)
 
     def plan_list(
-        self, prefix: str = "", limit: int = 100, after: str = "", *, forwarded: bool = False
+        self,
+        prefix: str = "",
+        limit: int = 100,
+        after: str = "",
+        *,
+        forwarded: bool = False,
+        now: float | None = None,
     ) -> ListPlan:
         """This node's page of live keys; sharded, also the peers holding the other ranges."""
-        keys = self.store.list_live(prefix, limit, after)
+        keys = self.store.list_live(prefix, limit, after, self._now_hlc(now))
         if not self.config.sharding or forwarded:
             return ListPlan(keys)
         return ListPlan(keys, tuple(self.membership.peers()))
@@ -155,6 +168,7 @@ class Node:
     def write(self, command: WriteCommand, now: float) -> WriteResult:
         """Apply a client write; its key was checked by the driver (``check_key``)."""
         key = command.key
+        self._now = now
         owners = None if command.coordinate else self.route(key)
         if owners is not None:
             return WriteResult(WriteStatus.NOT_OWNER, None, Output(), tuple(owners))
@@ -258,8 +272,11 @@ class Node:
     def tick(self, now: float, mono: float | None = None) -> Output:
         """Heartbeats, rumor rounds, anti-entropy and maintenance that are due by ``now``."""
         out = Output()
+        self._now = now
         clock = now if mono is None else mono  # a driver that passes mono always does
         self._fold_digests(clock)
+        # Expired values become their tombstones on every tick (a heap peek when none is due).
+        self.replica.expire(out, hlc.pack(int(now * 1000)), self.config.maintenance_batch)
         due = self.timers.fire(clock)
         if due.probe and self.membership.detects_failures:
             self._probe(out, now, clock)
@@ -360,6 +377,7 @@ class Node:
     def handle(self, message: Message, now: float, mono: float | None = None) -> Output:
         """Handle one decoded message, checked whole first (``InvalidMessage``, counted)."""
         out, c, sender = Output(), self.config, message.sender
+        self._now = now
         try:
             check_message(message, self._bounds(now), c.max_key_bytes)
         except InvalidMessage as exc:
@@ -467,6 +485,9 @@ class Node:
         if made:
             out.transitions.extend(made)
         return out
+
+    def _now_hlc(self, now: float | None) -> int:
+        return hlc.pack(int((self._now if now is None else now) * 1000))
 
     def _digest_for(self, peer: str) -> Digest | None:
         """The whole digest, or (sharded) one over the keys both nodes own; None while

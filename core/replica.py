@@ -14,11 +14,18 @@ from collections.abc import Callable, Iterable
 from rumordb.core import hlc
 from rumordb.core.broadcast import BroadcastQueue
 from rumordb.core.counters import Counters
+from rumordb.core.expiry import Expiry
 from rumordb.core.handoff import Handoff
 from rumordb.core.merge import Outcome, decide
 from rumordb.core.messages import Held, Update
 from rumordb.core.output import Output
-from rumordb.core.record import Record, discarded_from, version_of
+from rumordb.core.record import (
+    Record,
+    discarded_from,
+    expired_tombstone,
+    is_expired,
+    version_of,
+)
 from rumordb.core.store import Store
 from rumordb.core.tombstones import Tombstones
 from rumordb.core.writes import WriteCommand, WriteStatus, new_version, refusal
@@ -37,6 +44,7 @@ class Replica:
         self.store = Store()
         self.tombstones = Tombstones(node_id)
         self.handoff = Handoff(node_id)
+        self.expiry = Expiry()
         self.queue = queue  # rumors: fresh versions still to be gossiped
         self.counters = counters
         self.max_key_bytes = max_key_bytes
@@ -57,6 +65,10 @@ class Replica:
     def write(self, command: WriteCommand, now: float) -> tuple[WriteStatus, Record | None]:
         """A client write here: (status, the new version or the one that refused it)."""
         local = self.store.records.get(command.key)
+        now_hlc = hlc.pack(int(now * 1000))
+        if local is not None and is_expired(local, now_hlc):
+            # Decide over what every node derives at expiry; the tick stores that later.
+            local = expired_tombstone(local)
         # A plain upsert (no create, delete or If-Match) is never refused: skip the call.
         conditional = (
             command.create or command.delete or command.context is not None or command.if_changed
@@ -199,6 +211,21 @@ class Replica:
             self.counters.handoffs_completed += 1
         return plan.send
 
+    def expire(self, out: Output, now_hlc: int, budget: int) -> None:
+        """Replace values whose expiry has come by their derived tombstones.
+
+        Every node derives the same tombstone (``core.record.expired_tombstone``), so it
+        is not gossiped: it is stored, persisted and purged like a delete's.
+        """
+        records = self.store.records
+        for key in self.expiry.take_due(now_hlc, budget):
+            record = records.get(key)
+            if record is not None and is_expired(record, now_hlc):
+                tombstone = expired_tombstone(record)
+                self.put(key, tombstone)
+                out.writes.append((key, tombstone))
+                self.counters.keys_expired += 1
+
     def update(self, key: str) -> Update:
         """The stored version of ``key`` as sent (a tombstone with its known holders)."""
         record = self.store.records[key]
@@ -214,6 +241,8 @@ class Replica:
         replaced_tombstone = previous is not None and previous.tombstone
         if record.tombstone or replaced_tombstone:
             self.tombstones.stored(key, record.tombstone, replaced_tombstone)
+        if record.expires or (previous is not None and previous.expires):
+            self.expiry.track(key, 0 if record.tombstone else record.expires)
         if self.handoff.acks:  # checked first: the dict is empty unless ranges moved
             self.handoff.reset(key)
 
@@ -228,10 +257,12 @@ class Replica:
         self.store.drop(key)
         self.tombstones.dropped(key)
         self.handoff.reset(key)
+        self.expiry.track(key, 0)
 
     def drop(self, out: Output, key: str) -> None:
         self.store.drop(key)
         self.tombstones.dropped(key)
         self.handoff.reset(key)
+        self.expiry.track(key, 0)
         self.queue.discard(key)
         out.purges.append(key)

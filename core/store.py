@@ -34,7 +34,7 @@ from sortedcontainers import SortedList
 from rumordb.core.digest import Digest, fingerprint
 from rumordb.core.hashing import key_hash
 from rumordb.core.keyring import RESERVED_PREFIX
-from rumordb.core.record import Discarded, Record
+from rumordb.core.record import Discarded, Record, is_live
 
 OwnersOf = Callable[[str], list[str]]
 MAX_SHARED_SHAPES = 4096  # distinct (content type, origin, clock) combinations shared
@@ -123,12 +123,13 @@ class Store:
         self._stale.add(key)
 
     def list_live(
-        self, prefix: str, limit: int, after: str, *, reserved: bool = False
+        self, prefix: str, limit: int, after: str, now_hlc: int = 0, *, reserved: bool = False
     ) -> list[str]:
         """Live user keys in order, starting with ``prefix``, strictly after ``after``.
 
         The reserved keyspace (``core.keyring``) is no user's: it is listed only when asked
-        for (``reserved``, by the node's own keyring, never for a client).
+        for (``reserved``, by the node's own keyring, never for a client). ``now_hlc``:
+        values expired by then are not live (0: no expiry is checked).
         """
         if after and after >= prefix:
             keys = self._sorted_keys.irange(after, inclusive=(False, True))
@@ -139,7 +140,7 @@ class Store:
         for key in keys:
             if not key.startswith(prefix) or len(found) >= limit:
                 break
-            if records[key].tombstone:
+            if not is_live(records[key], now_hlc or -1):
                 continue
             if reserved or not key.startswith(RESERVED_PREFIX):
                 found.append(key)

@@ -80,11 +80,18 @@ class NodeView:
         return self._store.records
 
     def list_keys(
-        self, prefix: str = "", limit: int = 100, after: str = "", *, reserved: bool = False
+        self,
+        prefix: str = "",
+        limit: int = 100,
+        after: str = "",
+        *,
+        reserved: bool = False,
+        now_hlc: int = 0,
     ) -> list[str]:
         """This node's live keys in order (``Node.plan_list`` says whom else to ask);
-        ``reserved``: the reserved keyspace too (``core.keyring``; never for clients)."""
-        return self._store.list_live(prefix, limit, after, reserved=reserved)
+        ``reserved``: the reserved keyspace too (``core.keyring``; never for clients);
+        ``now_hlc``: values expired by then are not live (0: no expiry is checked)."""
+        return self._store.list_live(prefix, limit, after, now_hlc, reserved=reserved)
 
     # --- cluster ---------------------------------------------------------------------
     @property

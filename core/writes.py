@@ -22,11 +22,10 @@ from rumordb.core import hlc
 from rumordb.core.bounds import CLOCK_AHEAD, Bounds, clock_problem
 from rumordb.core.context import Context
 from rumordb.core.output import Output
-from rumordb.core.record import Record
+from rumordb.core.record import TOMBSTONE_CONTENT_TYPE as TOMBSTONE_CONTENT_TYPE
+from rumordb.core.record import Record, expires_at
 from rumordb.core.vclock import advance, descends
 from rumordb.core.vclock import merge as merge_clocks
-
-TOMBSTONE_CONTENT_TYPE = "application/x-rumor-tombstone"
 
 
 class WriteStatus(enum.Enum):
@@ -51,11 +50,13 @@ class WriteCommand(msgspec.Struct, frozen=True, gc=False):
     ``delete``: write a tombstone (``value`` and ``content_type`` are ignored); ``create``:
     refuse if a live value exists; ``context``: the version the client read (If-Match);
     ``coordinate``: write even if this node does not own the key (a write forwarded by a
-    node whose ring view differs); the version is handed to the owners later.
+    node whose ring view differs); the version is handed to the owners later. ``ttl_ms``:
+    the value expires that long after its HLC (``core.record``; the driver bounds it).
     ``if_changed``: a put of the value and content type already live is not written
     (``UNCHANGED``: re-importing a file changes nothing). ``version``: restore this
     exact version by LWW instead of writing a new one (its fields validated by the
-    driver like a peer's update; ``context``, ``create`` and ``if_changed`` unused).
+    driver like a peer's update; ``context``, ``create``, ``if_changed`` and ``ttl_ms``
+    unused: the version carries its own expiry).
     """
 
     key: str
@@ -65,6 +66,7 @@ class WriteCommand(msgspec.Struct, frozen=True, gc=False):
     create: bool = False
     delete: bool = False
     coordinate: bool = False
+    ttl_ms: int = 0  # a value that expires this long after its write (0: never)
     if_changed: bool = False
     version: Record | None = None
 
@@ -96,7 +98,10 @@ def refusal(command: WriteCommand, local: Record | None) -> WriteStatus | None:
         return WriteStatus.EXISTS
     if command.if_changed and live and not command.delete:
         assert local is not None
-        if local.value == command.value and local.content_type == command.content_type:
+        same = local.value == command.value and local.content_type == command.content_type
+        # A TTL restarts at every write, so only a put without one over a permanent value
+        # changes nothing.
+        if same and not command.ttl_ms and not local.expires:
             return WriteStatus.UNCHANGED
     if context is not None and local is not None and not descends(context.clock, local.clock):
         return WriteStatus.PRECONDITION_FAILED
@@ -121,4 +126,5 @@ def new_version(
     clock = advance(clock, node_id, stamp)
     if command.delete:
         return Record(b"", TOMBSTONE_CONTENT_TYPE, clock, stamp, node_id, True)
-    return Record(command.value, command.content_type, clock, stamp, node_id, False)
+    expires = expires_at(stamp, command.ttl_ms) if command.ttl_ms > 0 else 0
+    return Record(command.value, command.content_type, clock, stamp, node_id, False, expires)

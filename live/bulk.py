@@ -62,6 +62,7 @@ from rumordb.core import (
     merge_pages,
 )
 from rumordb.core.hlc import pack, physical_ms
+from rumordb.core.record import is_live
 from rumordb.core.writes import TOMBSTONE_CONTENT_TYPE
 from rumordb.live.asgi import Headers, Receive, Reply, error_reply, read_body
 from rumordb.live.errors import HttpError
@@ -244,8 +245,13 @@ class Bulk:
         prefix, after = query.get("prefix", ""), query.get("after", "")
         versions = query.get("versions", "").lower() in ("true", "1", "yes")
         view = self.runner.view
-        keys = view.list_keys(prefix, limit, after)
-        found = {key: record for key in keys if (record := view.get(key)) is not None}
+        now_hlc = pack(int(self.runner.now() * 1000))  # an expired value is not exported
+        keys = view.list_keys(prefix, limit, after, now_hlc=now_hlc)
+        found: dict[str, Record] = {}
+        for key in keys:
+            record = view.get(key)
+            if record is not None and is_live(record, now_hlc):
+                found[key] = record
         if self.runner.settings.sharding and not request.forwarded:
             await self._gather(found, query, request)
             keys = merge_pages(sorted(found), [], limit)

@@ -35,8 +35,9 @@ from rumordb.core import (
     encode_context,
 )
 from rumordb.core.context import Context
-from rumordb.core.hlc import physical_ms
+from rumordb.core.hlc import pack, physical_ms
 from rumordb.core.keyring import RESERVED_PREFIX, is_reserved
+from rumordb.core.record import MAX_TTL_S, is_expired
 from rumordb.live.asgi import (
     Headers,
     Receive,
@@ -54,6 +55,7 @@ from rumordb.live.errors import HttpError
 from rumordb.live.forward import FORWARDED_HEADER, Forwarded, Unforwarded
 from rumordb.live.metrics import Metrics
 from rumordb.live.runner import NotStored, ReadAnswer, Runner, WriteAnswer
+from rumordb.live.watch import stream
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 # A Content-Type is stored and replicated with its value and sent back as a header: it
@@ -162,16 +164,20 @@ class KVHandler:
             method = "GET"
         route = "kv_list" if scope["path"] in ("/kv", "/kv/") and method == "GET" else "kv"
         try:
-            route, reply = await self._dispatch(scope, receive, method)
+            route, reply = await self._dispatch(scope, receive, method, send)
         except HttpError as exc:
             reply = error_reply(exc)
         except Exception:  # a bug: the boundary answers 500; count it here, then let it go
             self.metrics.observe_request(route, 500, time.perf_counter() - started)
             raise
+        if reply is None:  # a watch stream, answered as it went
+            return
         await send_reply(send, reply, head=head)
         self.metrics.observe_request(route, reply.status, time.perf_counter() - started)
 
-    async def _dispatch(self, scope: Scope, receive: Receive, method: str) -> tuple[str, Reply]:
+    async def _dispatch(
+        self, scope: Scope, receive: Receive, method: str, send: Send
+    ) -> tuple[str, Reply | None]:
         request = KVRequest(scope)
         try:  # the one gate of every route (duplicates 400, failures 401/429)
             role = self.gate.check(request.headers, (scope.get("client") or (None,))[0])
@@ -180,11 +186,16 @@ class KVHandler:
         if not self.runner.running:
             return "kv", _UNAVAILABLE
         path: str = scope["path"]
+        if path in ("/kv", "/kv/") and scope["method"] == "GET":  # HEAD: no stream
+            query = _query(scope)
+            if _flag(query.get("watch")):  # a reader key suffices
+                await self._watch(query, scope, receive, send)
+                return "kv_watch", None
         if path in ("/kv", "/kv/") and method in ("GET", "POST"):
             return await self._bulk(scope, receive, request, role)
         if method == "GET":
             key = self._key(scope)
-            meta = _query(scope).get("meta", "").lower() in ("true", "1", "yes")
+            meta = _flag(_query(scope).get("meta"))
             read = await self.runner.read(key, request, meta=meta)
             if meta:
                 return "kv_meta", self._meta_reply(key, read)
@@ -213,6 +224,7 @@ class KVHandler:
         if method != "DELETE":
             content_type = _content_type(request.content_type, request.content_types)
             request.body = await read_body(receive, self.max_value_bytes, request.content_length)
+        ttl_ms = _ttl_ms(_query(scope).get("ttl"), method)
         return WriteCommand(
             key,
             request.body,
@@ -223,6 +235,7 @@ class KVHandler:
             # Forwarded here: ours to coordinate even if our ring view disagrees with the
             # forwarder's (views differ briefly while membership changes): never bounce it.
             coordinate=request.forwarded,
+            ttl_ms=ttl_ms,
         )
 
     def _key(self, scope: Scope) -> str:
@@ -245,6 +258,15 @@ class KVHandler:
             raise HttpError(403, "reserved_key", detail)
         return key
 
+    async def _watch(
+        self, query: dict[str, str], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Stream the changes applied here to keys starting with ``prefix`` (``live.watch``)."""
+        prefix = query.get("prefix", "")
+        hub = self.runner.watch
+        watcher = hub.open(prefix, query.get("from") or None)  # 400/410/503 before streaming
+        await stream(hub, watcher, self.runner.node_id, send, receive)
+
     async def _bulk(
         self, scope: Scope, receive: Receive, request: KVRequest, role: Role
     ) -> tuple[str, Reply]:
@@ -256,7 +278,7 @@ class KVHandler:
             reply = await self.bulk.batch(receive, request, content_type, request.content_length)
             return "kv_batch", reply
         query = _query(scope)
-        if query.get("export", "").lower() not in ("true", "1", "yes"):
+        if not _flag(query.get("export")):
             return "kv_list", await self._list(scope, request)
         binary = any(n == b"accept" and is_msgpack(v.decode("latin-1")) for n, v in request.headers)
         limit = _limit(query.get("limit"))
@@ -301,6 +323,8 @@ class KVHandler:
             "hlc_ms": physical_ms(record.hlc),
             "origin": record.origin,
             "tombstone": record.tombstone,
+            "expires_ms": physical_ms(record.expires) if record.expires else None,
+            "expired": is_expired(record, pack(int(self.runner.now() * 1000))),
             "context": context,
             "discarded": None
             if discarded is None
@@ -396,6 +420,22 @@ def _content_type(raw: bytes | None, given: int) -> str:
         detail = "Content-Type must be printable ASCII (no control characters)"
         raise HttpError(400, "invalid_content_type", detail)
     return raw.decode("ascii")
+
+
+def _flag(text: str | None) -> bool:
+    return text is not None and text.lower() in ("true", "1", "yes")
+
+
+def _ttl_ms(text: str | None, method: str) -> int:
+    """``ttl=SECONDS`` (a whole number, 1 to ``MAX_TTL_S``) in milliseconds; 0 without."""
+    if text is None:
+        return 0
+    if method == "DELETE":
+        raise HttpError(400, "bad_request", "ttl applies to PUT and POST, not DELETE")
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_TTL_S:
+        detail = f"ttl must be a whole number of seconds from 1 to {MAX_TTL_S}"
+        raise HttpError(400, "bad_request", detail)
+    return int(text) * 1000
 
 
 def _limit(text: str | None) -> int:

@@ -121,6 +121,7 @@ class NodeCollector(Collector):
         yield _counter("rumor_updates_applied", "Versions applied from peers.", c.updates_applied)
         yield _counter("rumor_updates_stale", "Stale versions ignored.", c.updates_stale)
         yield _counter("rumor_tombstones_purged", "Tombstones purged.", c.tombstones_purged)
+        yield _counter("rumor_keys_expired", "Values whose TTL ran out here.", c.keys_expired)
         yield _counter("rumor_message_decode_errors", "Undecodable messages.", c.decode_errors)
         refused = CounterMetricFamily(
             "rumor_peer_messages_refused",

@@ -24,6 +24,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from rumordb.core.record import MAX_TTL_S
 from rumordb.live.kv import MAX_CONTENT_TYPE_BYTES, MAX_LIMIT
 
 ASSETS_URL = "/docs-assets"
@@ -41,12 +42,13 @@ MEANING = {
     404: "absent or deleted",
     408: "the request head or body did not arrive in time (the edge's deadlines)",
     409: "a live value already exists on this node",
+    410: "position_lost: the node no longer holds the changes since ?from (watch)",
     412: "If-Match does not name the current version",
     413: "the body is too large",
     414: "the key is too long",
     429: "too many failed authentications from this address; see Retry-After",
     431: "the request head is too large",
-    503: "unavailable: starting or stopping, storage failed, owners unreachable, or over the connection cap",
+    503: "unavailable: starting or stopping, storage failed, owners unreachable, or over the connection cap (or too many watchers)",
 }
 EDGE_STATUSES = (408, 431, 503)  # answered by live.http_protocol on any path
 AUTH_STATUSES = (400, 401, 429)
@@ -113,6 +115,8 @@ EXPORTED = {
     },
 }
 PAGE = {"oneOf": [LISTING, EXPORTED]}
+# ?watch=true: one JSON event per line (start, change, heartbeat, overflow) until closed.
+STREAM = {"application/x-ndjson": {"schema": {"type": "string"}}}
 BATCH_RESULTS = {
     "type": "object",
     "required": ["results", "applied"],
@@ -192,13 +196,24 @@ def raw_paths(max_key_bytes: int, max_value_bytes: int) -> dict[str, Any]:
         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
     }
     text = {"type": "string", "maxLength": max_key_bytes // 4}
+    listed = _json("a page of keys, or of exported items; with ?watch=true a stream", PAGE)
+    listed["content"] |= STREAM
+    ttl = {
+        "name": "ttl",
+        "in": "query",
+        "required": False,
+        "description": "the value expires this many seconds after its write",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_TTL_S},
+    }
     return {
         "/kv": {
             "get": _operation(
-                "List live keys (paginated); with ?export=true, pages of items (live.bulk)",
+                "List live keys (paginated); with ?export=true, pages of items (live.bulk);"
+                " with ?watch=true, a stream of the changes this node applies (live.watch)",
                 answers(
-                    {"200": _json("a page of keys, or of exported items", PAGE)},
+                    {"200": listed},
                     *AUTH_STATUSES,
+                    410,
                     503,
                 ),
                 parameters=[
@@ -207,6 +222,14 @@ def raw_paths(max_key_bytes: int, max_value_bytes: int) -> dict[str, Any]:
                     bounded,
                     {"name": "export", "in": "query", "required": False, "schema": FLAG},
                     {"name": "versions", "in": "query", "required": False, "schema": FLAG},
+                    {"name": "watch", "in": "query", "required": False, "schema": FLAG},
+                    {
+                        "name": "from",
+                        "in": "query",
+                        "required": False,
+                        "description": "watch: resume strictly after this position",
+                        "schema": {"type": "string", "pattern": "^[0-9]+:[0-9]+$"},
+                    },
                 ],
             ),
             "post": _operation(
@@ -247,13 +270,13 @@ def raw_paths(max_key_bytes: int, max_value_bytes: int) -> dict[str, Any]:
             "put": _operation(
                 "Write a value (upsert)",
                 answers({"200": written, "201": written}, *write_errors, 413),
-                parameters=[key, if_match, content_type],
+                parameters=[key, if_match, content_type, ttl],
                 requestBody=body,
             ),
             "post": _operation(
                 "Create a value (409 if a live value exists on this node)",
                 answers({"201": written}, *write_errors, 409, 413),
-                parameters=[key, if_match, content_type],
+                parameters=[key, if_match, content_type, ttl],
                 requestBody=body,
             ),
             "delete": _operation(

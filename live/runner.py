@@ -80,6 +80,7 @@ from rumordb.live.gossip_client import GossipClient
 from rumordb.live.metrics import Metrics
 from rumordb.live.settings import load_or_create_node_id
 from rumordb.live.storage import Storage
+from rumordb.live.watch import WatchHub
 from rumordb.live.wire import signer_for
 
 if TYPE_CHECKING:
@@ -209,6 +210,7 @@ class Runner:
         self._clock_skew = Skew.OK  # last verdict logged (core.clock_watch)
         self._refused_log = RateLimitedLog(REFUSED_LOG_INTERVAL_S)
         self._tick_due = False
+        self._watch: WatchHub | None = None
         self._running = False
         self.node_id = ""
         self.incarnation = 0
@@ -243,6 +245,13 @@ class Runner:
         return self._gossip
 
     @property
+    def watch(self) -> WatchHub:
+        """Where every change this node applies is published to watchers (``live.watch``)."""
+        if self._watch is None:
+            raise RuntimeError("the node is not started")
+        return self._watch
+
+    @property
     def running(self) -> bool:
         return self._running
 
@@ -258,6 +267,13 @@ class Runner:
     async def start(self) -> None:
         s = self.settings
         records = self._open_node()
+        self._watch = WatchHub(
+            self.incarnation,
+            ring_events=s.watch_ring_events,
+            ring_bytes=s.watch_ring_bytes,
+            max_lag_events=s.watch_max_lag_events,
+            max_watchers=s.watch_max_watchers,
+        )
         address = self.node.view.address
         self._gossip = GossipClient(
             self.node_id,
@@ -451,7 +467,7 @@ class Runner:
 
     async def read(self, key: str, relay: Relay, *, meta: bool = False) -> ReadAnswer:
         """Where the core says to answer a read: here, or an owner's answer."""
-        plan = self.node.read(key, forwarded=relay.forwarded, meta=meta)
+        plan = self.node.read(key, forwarded=relay.forwarded, meta=meta, now=self.now())
         if isinstance(plan, Local):
             return plan
         answer = await self.forwarder.forward(plan.owners, relay)
@@ -461,7 +477,7 @@ class Runner:
 
     async def list_keys(self, prefix: str, limit: int, after: str, relay: Relay) -> list[str]:
         """One page of live keys; sharded, merged with the pages of the peers the core names."""
-        plan = self.node.plan_list(prefix, limit, after, forwarded=relay.forwarded)
+        plan = self.node.plan_list(prefix, limit, after, forwarded=relay.forwarded, now=self.now())
         if not plan.gather:
             return plan.keys
         pages = await self.forwarder.gather_keys(plan.gather, relay)
@@ -522,6 +538,7 @@ class Runner:
         finally:
             if durable:  # never send a version that is not on disk
                 self._send(node.flush(self.now()).messages)
+                self.watch.publish(writes, replicated=False)
             else:  # nothing stays applied of a refused request
                 node.abort()
                 results = []
@@ -560,6 +577,7 @@ class Runner:
         self._log_transitions(out)
         if out.writes:
             self._observe_lag(out.writes, now)
+            self.watch.publish(out.writes, replicated=True)
         if out.writes or out.purges:
             # Versions from peers: their origin holds them durably, so no fsync of our own.
             persisting = self.storage.persist(out.writes, out.purges, durable=False)
@@ -650,6 +668,7 @@ class Runner:
         self._keep_incarnation()
         if out.writes or out.purges:
             await self.storage.persist(out.writes, out.purges, durable=False)
+            self.watch.publish(out.writes, replicated=False)  # values whose TTL ran out
         purged = self.node.take_purged_versions()
         if purged:  # the memory that refuses stale re-sends must outlive this process
             self.storage.remember_purged(purged, PURGED_MEMORY)

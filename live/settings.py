@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     auth_failure_burst: Positive = 20
     auth_failure_refill_per_s: Annotated[float, Field(gt=0, le=1000)] = 1.0
     auth_failure_clients_max: Positive = 10_000  # addresses tracked, least recent forgotten
+    # Watch streams (live.watch): the replay ring, how far a watcher may lag, how many.
+    watch_ring_events: Positive = 4096
+    watch_ring_bytes: Positive = 16 * 1024 * 1024
+    watch_max_lag_events: Positive = 1024
+    watch_max_watchers: Positive = 64
     # The HTTP edge (live.http_protocol): request head size, deadlines for a head and a
     # body to arrive whole (slowloris), open connections before new ones answer 503.
     max_head_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 16 * 1024

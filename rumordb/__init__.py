@@ -30,6 +30,8 @@ _LAZY = {
     "Client": "rumordb.client",
     "AsyncClient": "rumordb.async_client",
     "Value": "rumordb.types",
+    "Change": "rumordb.types",
+    "PositionLost": "rumordb.errors",
     "Version": "rumordb.types",
     "Written": "rumordb.types",
     "Deleted": "rumordb.types",
@@ -56,6 +58,7 @@ _LAZY = {
 __all__ = [
     "AsyncClient",
     "BadRequest",
+    "Change",
     "Client",
     "Deleted",
     "Exists",
@@ -66,6 +69,7 @@ __all__ = [
     "KeyPage",
     "NotFound",
     "Op",
+    "PositionLost",
     "PreconditionFailed",
     "RateLimited",
     "ResponseError",
@@ -90,6 +94,7 @@ if TYPE_CHECKING:
         Forbidden,
         InvalidKey,
         NotFound,
+        PositionLost,
         PreconditionFailed,
         RateLimited,
         ResponseError,
@@ -100,7 +105,17 @@ if TYPE_CHECKING:
         Unavailable,
         Unreachable,
     )
-    from rumordb.types import Deleted, Exported, ItemResult, KeyPage, Op, Value, Version, Written
+    from rumordb.types import (
+        Change,
+        Deleted,
+        Exported,
+        ItemResult,
+        KeyPage,
+        Op,
+        Value,
+        Version,
+        Written,
+    )
 
 
 def __getattr__(name: str) -> Any:

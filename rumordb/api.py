@@ -19,15 +19,27 @@ segments (the node decodes them back).
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
 from rumordb.errors import InvalidKey, ResponseError, error_from
-from rumordb.types import Deleted, Exported, ItemResult, KeyPage, Op, Value, Version, Written
+from rumordb.types import (
+    Change,
+    Deleted,
+    Exported,
+    ItemResult,
+    KeyPage,
+    Op,
+    Value,
+    Version,
+    Written,
+)
 
 PAGE_MAX = 1000  # the node's largest listing page
+TTL_MAX_S = 365 * 24 * 3600  # the node's longest TTL (``rumordb.core.record.MAX_TTL_S``)
 BATCH_MAX_ITEMS = 1000  # the node's limits on POST /kv (live.bulk)
 BATCH_MAX_BYTES = 4 * 1024 * 1024
 MSGPACK_TYPE = "application/msgpack"
@@ -104,17 +116,27 @@ def put(
     content_type: str | None = None,
     if_match: str | None = None,
     create: bool = False,
+    ttl_s: int | None = None,
 ) -> Request:
     """An upsert (``PUT``) or a create (``POST``); never idempotent: see ``rumordb.retry``.
 
-    Future write options (a TTL) become query parameters here, in one place.
+    Write options are query parameters, built here in one place: ``ttl_s`` (whole
+    seconds, at most ``TTL_MAX_S``) makes the value expire that long after its write.
+
+    >>> put("k", "v", ttl_s=60).target
+    '/kv/k?ttl=60'
     """
     body, kind = encode_value(value, content_type)
     headers = [("Content-Type", kind)]
     if if_match is not None:
         headers.append(("If-Match", quoted_context(if_match)))
     method = "POST" if create else "PUT"
-    return Request(method, key_path(key), tuple(headers), body, idempotent=False)
+    target = key_path(key)
+    if ttl_s is not None:
+        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 1 <= ttl_s <= TTL_MAX_S:
+            raise ValueError(f"ttl_s must be a whole number of seconds from 1 to {TTL_MAX_S}")
+        target += f"?ttl={ttl_s}"
+    return Request(method, target, tuple(headers), body, idempotent=False)
 
 
 def delete(key: str, *, if_match: str | None = None) -> Request:
@@ -128,6 +150,18 @@ def list_keys(prefix: str = "", limit: int = 100, after: str | None = None) -> R
     query: dict[str, str | int] = {"prefix": prefix, "limit": limit}
     if after is not None:
         query["after"] = after
+    return Request("GET", "/kv?" + urlencode(query))
+
+
+def watch(prefix: str = "", position: str | None = None) -> Request:
+    """``GET /kv?watch=true``: a stream of changes (``position``: resume after it).
+
+    >>> watch("user/", "3:17").target
+    '/kv?watch=true&prefix=user%2F&from=3%3A17'
+    """
+    query = {"watch": "true", "prefix": prefix}
+    if position is not None:
+        query["from"] = position
     return Request("GET", "/kv?" + urlencode(query))
 
 
@@ -357,3 +391,25 @@ def exported(response: Response) -> tuple[list[Exported], str | None]:
 
 def document(response: Response) -> dict[str, object]:
     return raise_for_error(response).json()
+
+
+def change(event: dict[str, object], node: str) -> Change:
+    """A ``change`` event of a watch stream (``rumordb.live.watch``) as a ``Change``."""
+    raw = event.get("value")
+    value: bytes | None = None
+    if isinstance(raw, str):
+        value = base64.b64decode(raw) if event.get("encoding") == "base64" else raw.encode()
+    expires = event.get("expires_ms")
+    return Change(
+        key=str(_field(event, "key", str, node)),
+        value=value,
+        content_type=str(event.get("content_type") or ""),
+        tombstone=bool(event.get("tombstone")),
+        context=str(_field(event, "context", str, node)),
+        hlc=int(_field(event, "hlc", int, node)),  # type: ignore[call-overload]
+        origin=str(_field(event, "origin", str, node)),
+        replicated=bool(event.get("replicated")),
+        position=str(_field(event, "position", str, node)),
+        expires_ms=expires if isinstance(expires, int) else None,
+        node=node,
+    )

@@ -11,8 +11,8 @@ Same requests (``rumordb.api``), same retry plan (``rumordb.retry``), same resul
 >>> asyncio.run(main())
 b'hello'
 
-A future ``watch()`` becomes an async iterator here (an ``httpx`` stream that resumes
-from the last position it was given after a disconnect).
+``watch()`` is an async iterator over an ``httpx`` stream that resumes from the last
+position it was given after a disconnect (``rumordb.follow``).
 """
 
 from __future__ import annotations
@@ -24,10 +24,34 @@ from typing import TYPE_CHECKING, Any
 
 from rumordb import api
 from rumordb.client import DEFAULT_URL, UPDATE_ATTEMPTS, Plan, auth_headers, setup
-from rumordb.errors import Exists, NotFound, PreconditionFailed, RumorError
+from rumordb.errors import (
+    Exists,
+    NotFound,
+    PreconditionFailed,
+    RumorError,
+    Unreachable,
+    error_from,
+)
+from rumordb.follow import READ_TIMEOUT_S, Follow
 from rumordb.retry import Failure, RetryPolicy, Sleep, exchange
-from rumordb.transport import AsyncHttpxTransport, AsyncTransport, Cert
-from rumordb.types import Deleted, Exported, ItemResult, KeyPage, Op, Value, Version, Written
+from rumordb.transport import (
+    AsyncHttpxTransport,
+    AsyncTransport,
+    Cert,
+    _httpx_options,
+    _import_httpx,
+)
+from rumordb.types import (
+    Change,
+    Deleted,
+    Exported,
+    ItemResult,
+    KeyPage,
+    Op,
+    Value,
+    Version,
+    Written,
+)
 
 if TYPE_CHECKING:
     import random
@@ -53,6 +77,7 @@ class AsyncClient:
         self.nodes, tls = setup(urls, verify, cert)
         self.policy = RetryPolicy(retries, backoff_s, max_backoff_s).checked()
         self._rng = rng
+        self._stream_options = (auth_headers(api_key), tls)
         self.transport: AsyncTransport = transport or AsyncHttpxTransport(
             auth_headers(api_key), timeout_s, tls
         )
@@ -100,14 +125,20 @@ class AsyncClient:
         *,
         content_type: str | None = None,
         if_match: str | None = None,
+        ttl_s: int | None = None,
     ) -> Written:
-        request = api.put(key, value, content_type=content_type, if_match=if_match)
+        request = api.put(key, value, content_type=content_type, if_match=if_match, ttl_s=ttl_s)
         return api.written(await self.send(request))
 
     async def create(
-        self, key: str, value: bytes | str, *, content_type: str | None = None
+        self,
+        key: str,
+        value: bytes | str,
+        *,
+        content_type: str | None = None,
+        ttl_s: int | None = None,
     ) -> Written:
-        request = api.put(key, value, content_type=content_type, create=True)
+        request = api.put(key, value, content_type=content_type, create=True, ttl_s=ttl_s)
         return api.written(await self.send(request))
 
     async def delete(self, key: str, *, if_match: str | None = None) -> Deleted:
@@ -154,6 +185,37 @@ class AsyncClient:
             except (PreconditionFailed, Exists):
                 continue
         raise RumorError(f"{key!r} changed under every one of {attempts} attempts")
+
+    async def watch(
+        self, prefix: str = "", *, position: str | None = None
+    ) -> AsyncIterator[Change]:
+        """As ``Client.watch``: ``async for change in db.watch("user/"): ...``; the
+        stream opens at the first ``anext`` (changes applied before are not in it)."""
+        import anyio
+
+        httpx = _import_httpx()
+        follow = Follow(prefix, position)
+        node, failures = self.nodes.current, 0
+        headers, tls = self._stream_options
+        options = _httpx_options(headers, 5.0, tls)
+        options["timeout"] = httpx.Timeout(5.0, read=READ_TIMEOUT_S)
+        async with httpx.AsyncClient(**options) as http:
+            while True:
+                try:
+                    async with http.stream("GET", node + follow.request().target) as response:
+                        if response.status_code >= 400:
+                            body = await response.aread()
+                            raise error_from(response.status_code, body, response.headers, node)
+                        failures = 0
+                        async for raw in response.aiter_lines():
+                            change = follow.line(raw, node) if raw else None
+                            if change is not None:
+                                yield change
+                except httpx.TransportError as exc:
+                    failures += 1
+                    if failures > self.policy.retries:
+                        raise Unreachable(f"{node}: the watch stream failed: {exc}") from exc
+                    await anyio.sleep(self.policy.delay_s(failures, None, self._rng))
 
     async def batch(self, ops: Sequence[Op]) -> builtins.list[ItemResult]:
         return api.batch_results(await self.send(api.batch(ops)))

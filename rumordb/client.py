@@ -9,11 +9,10 @@
 ``rumor cluster up --detach`` starts nodes at http://127.0.0.1:8001..8003 and prints an
 admin key; ``tests/client/test_docs.py`` runs these examples against real nodes.
 
-Design notes, for what the server will add: ``put`` builds its request in
-``rumordb.api.put``, where a TTL becomes one more keyword; a batch becomes one more
-request builder and result parser there; a watch stream becomes a method that returns an
-iterator over a streaming transport call. The retry rules (``rumordb.retry``) apply to
-all of them unchanged: a batch is a write, a watch resumes from its last position.
+Design notes: ``put`` builds its request in ``rumordb.api.put`` (``ttl_s`` is a query
+parameter there); a batch becomes one more request builder and result parser there.
+``watch`` streams over its own httpx connection to one node and resumes from the last
+position it was given (``rumordb.follow``) after a disconnect or an overflow.
 """
 
 from __future__ import annotations
@@ -25,10 +24,35 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from rumordb import api
-from rumordb.errors import Exists, NotFound, PreconditionFailed, RumorError
+from rumordb.errors import (
+    Exists,
+    NotFound,
+    PreconditionFailed,
+    RumorError,
+    Unreachable,
+    error_from,
+)
+from rumordb.follow import READ_TIMEOUT_S, Follow
 from rumordb.retry import Failure, Nodes, RetryPolicy, Send, Sleep, exchange
-from rumordb.transport import Cert, StdlibTransport, SyncTransport, tls_context
-from rumordb.types import Deleted, Exported, ItemResult, KeyPage, Op, Value, Version, Written
+from rumordb.transport import (
+    Cert,
+    StdlibTransport,
+    SyncTransport,
+    _httpx_options,
+    _import_httpx,
+    tls_context,
+)
+from rumordb.types import (
+    Change,
+    Deleted,
+    Exported,
+    ItemResult,
+    KeyPage,
+    Op,
+    Value,
+    Version,
+    Written,
+)
 
 if TYPE_CHECKING:
     import random
@@ -83,6 +107,7 @@ class Client:
         self.policy = RetryPolicy(retries, backoff_s, max_backoff_s).checked()
         self._rng = rng
         headers = auth_headers(api_key)
+        self._stream_options = (headers, tls)  # what a watch stream's connection uses
         if transport == "stdlib":
             self.transport: SyncTransport = StdlibTransport(headers, timeout_s, tls)
         elif transport == "httpx":
@@ -140,15 +165,24 @@ class Client:
         *,
         content_type: str | None = None,
         if_match: str | None = None,
+        ttl_s: int | None = None,
     ) -> Written:
         """Store ``value`` (upsert). ``if_match=ctx``: only over the version ``ctx`` names
-        (``PreconditionFailed`` otherwise), and the new version descends from it."""
-        request = api.put(key, value, content_type=content_type, if_match=if_match)
+        (``PreconditionFailed`` otherwise), and the new version descends from it.
+        ``ttl_s``: the value expires that many seconds after its write, on every node."""
+        request = api.put(key, value, content_type=content_type, if_match=if_match, ttl_s=ttl_s)
         return api.written(self.send(request))
 
-    def create(self, key: str, value: bytes | str, *, content_type: str | None = None) -> Written:
+    def create(
+        self,
+        key: str,
+        value: bytes | str,
+        *,
+        content_type: str | None = None,
+        ttl_s: int | None = None,
+    ) -> Written:
         """Store ``value`` only if the key has no live value on that node (else ``Exists``)."""
-        request = api.put(key, value, content_type=content_type, create=True)
+        request = api.put(key, value, content_type=content_type, create=True, ttl_s=ttl_s)
         return api.written(self.send(request))
 
     def delete(self, key: str, *, if_match: str | None = None) -> Deleted:
@@ -207,6 +241,54 @@ class Client:
                 continue
         raise RumorError(f"{key!r} changed under every one of {attempts} attempts")
 
+    def watch(self, prefix: str = "", *, position: str | None = None) -> Iterator[Change]:
+        """Every change applied on the current node to keys starting with ``prefix``, as it
+        is applied (client writes there, gossip, anti-entropy, expiries), until closed.
+
+        The stream is open when ``watch`` returns: every change from then on is in it.
+        ``position``: resume after it (``Change.position``); ``PositionLost`` if the node
+        no longer holds the changes since. A dropped connection or an overflow resumes
+        from the last position (up to ``retries`` failed attempts in a row).
+
+        >>> changes = db.watch("color/")
+        >>> _ = db.put("color/sky", "blue")
+        >>> change = next(changes)
+        >>> change.key, change.value, change.replicated
+        ('color/sky', b'blue', False)
+        >>> changes.close()
+        """
+        stream = self._follow(Follow(prefix, position))
+        next(stream)  # connected: the node has placed this watcher
+        return _changes(stream)
+
+    def _follow(self, follow: Follow) -> Iterator[Change | None]:
+        """The stream's changes, after one None once the first connection is open."""
+        httpx = _import_httpx()
+        node, failures, opened = self.nodes.current, 0, False
+        headers, tls = self._stream_options
+        options = _httpx_options(headers, 5.0, tls)
+        options["timeout"] = httpx.Timeout(5.0, read=READ_TIMEOUT_S)
+        with httpx.Client(**options) as http:
+            while True:
+                try:
+                    with http.stream("GET", node + follow.request().target) as response:
+                        if response.status_code >= 400:
+                            body = response.read()
+                            raise error_from(response.status_code, body, response.headers, node)
+                        failures = 0
+                        if not opened:
+                            opened = True
+                            yield None
+                        for raw in response.iter_lines():
+                            change = follow.line(raw, node) if raw else None
+                            if change is not None:
+                                yield change
+                except httpx.TransportError as exc:
+                    failures += 1
+                    if failures > self.policy.retries:
+                        raise Unreachable(f"{node}: the watch stream failed: {exc}") from exc
+                    time.sleep(self.policy.delay_s(failures, None, self._rng))
+
     def batch(self, ops: Sequence[Op]) -> builtins.list[ItemResult]:
         """Apply up to 1000 puts and deletes in one request, one group commit, one push per
         peer; one ``ItemResult`` per op, in order. One invalid op refuses them all
@@ -263,3 +345,9 @@ class Client:
     def revoke_api_key(self, name: str) -> dict[str, Any]:
         """Revoke every key of ``name`` on every node; ``NotFound`` if none is known."""
         return api.document(self.send(api.revoke_api_key(name)))
+
+
+def _changes(stream: Iterator[Change | None]) -> Iterator[Change]:
+    for change in stream:
+        if change is not None:
+            yield change

@@ -68,6 +68,10 @@ class PreconditionFailed(ResponseError):
     """412: ``if_match`` no longer names the node's current version."""
 
 
+class PositionLost(ResponseError):
+    """410: a watch cannot resume there (the node restarted, or the changes since are gone)."""
+
+
 class TooLarge(ResponseError):
     """413 (value) or 414 (key): above the node's ``--max-value-bytes`` / ``--max-key-bytes``."""
 
@@ -96,6 +100,7 @@ _BY_STATUS: dict[int, type[ResponseError]] = {
     403: Forbidden,
     404: NotFound,
     409: Exists,
+    410: PositionLost,
     412: PreconditionFailed,
     413: TooLarge,
     414: TooLarge,

@@ -86,6 +86,27 @@ class KeyPage(NamedTuple):
     next: str | None
 
 
+class Change(NamedTuple):
+    """One change a node applied, from a watch stream (``Client.watch``).
+
+    ``value`` is None for a tombstone (a delete, or a TTL that ran out); ``replicated``:
+    it came from another node (gossip or anti-entropy) rather than a client of this one;
+    ``position``: where to resume after it (``watch(..., position=...)``).
+    """
+
+    key: str
+    value: bytes | None
+    content_type: str
+    tombstone: bool
+    context: str
+    hlc: int
+    origin: str
+    replicated: bool
+    position: str
+    expires_ms: int | None = None
+    node: str = ""
+
+
 class Op(NamedTuple):
     """One item of a batch (``Client.batch``): build it with ``Op.put`` or ``Op.delete``.
 

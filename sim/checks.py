@@ -109,8 +109,8 @@ class Convergence:
         causal = _same(writer_had, previous)
         stats.causal += causal
         winner = merge(previous, record)
-        if causal and previous is not None and previous.tombstone:
-            winner = record  # re-created after the delete the writer had seen
+        if causal and previous is not None and _ends(previous):
+            winner = record  # re-created after the delete (or expiry) the writer had seen
         if winner is not record:
             stats.superseded_at_issue += 1
             stats.causal_lost += causal
@@ -126,12 +126,14 @@ class Convergence:
         """
         self.stats.lists += 1
         bound = keys[-1] if len(keys) >= limit else None
+        # A value with a TTL is left out: whether it expired depends on the node's clock.
+        expiring = {key for key, state in self.keys.items() if state.latest.expires}
         live = {
             key
             for key, state in self.keys.items()
-            if not state.latest.tombstone and (bound is None or key <= bound)
+            if not _ends(state.latest) and (bound is None or key <= bound)
         }
-        incomplete = live != set(keys)
+        incomplete = live != set(keys) - expiring
         self.stats.incomplete_lists += incomplete
         return incomplete
 
@@ -143,7 +145,8 @@ class Convergence:
     def purged(self, node: str, key: str, now: float) -> None:
         state = self.keys.get(key)
         if state is not None:
-            self._set(node, key, state, state.latest.tombstone, now)
+            # A purged expiring value: every node derived and dropped its tombstone.
+            self._set(node, key, state, _ends(state.latest), now)
 
     def wiped(self, node: str, now: float) -> None:
         """The node lost every record (crash with its disk)."""
@@ -241,6 +244,11 @@ class Convergence:
             self.complete_since = None
         elif self.complete_since is None:
             self.complete_since = now
+
+
+def _ends(record: Record) -> bool:
+    """A tombstone, or a value that becomes one when its TTL runs out."""
+    return record.tombstone or record.expires != 0
 
 
 def _same(a: Record | None, b: Record | None) -> bool:

@@ -44,6 +44,7 @@ from rumordb.core import (
     Record,
     Ring,
     StaticMembership,
+    WriteCommand,
     WriteResult,
     WriteStatus,
     merge_pages,
@@ -388,7 +389,11 @@ class Simulation:
         if op.kind == "put":
             assert op.value is not None
             context = context_of(stored) if op.conditional else None
-            result = node.put(op.key, op.value, "application/octet-stream", now, context)
+            ttl_ms = round(op.ttl_s * 1000)
+            command = WriteCommand(
+                op.key, op.value, "application/octet-stream", context, ttl_ms=ttl_ms
+            )
+            result = node.write(command, now)
         else:
             result = node.delete(op.key, now)
         if result.status in (WriteStatus.OK, WriteStatus.CREATED):

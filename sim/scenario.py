@@ -116,6 +116,7 @@ class PhaseSpec(_Spec, kw_only=True):
     value_bytes: int = 64
     list_limit: int = 100  # keys per listing page (mix.list)
     writes: int | None = None  # stop the phase after this many puts and deletes
+    ttl_s: float = 0.0  # puts expire this long after their write (0: never; live: whole s)
 
 
 class WorkloadSpec(_Spec):
@@ -138,6 +139,7 @@ class WorkloadSpec(_Spec):
     writes: int | None = None  # stop after this many writes (e.g. 1 for dissemination)
     from_nodes: list[str] | None = None  # None: a random node that is up
     arrivals: Literal["poisson", "uniform"] = "poisson"
+    ttl_s: float = 0.0  # puts expire this long after their write (0: never; live: whole s)
 
 
 class ChurnSpec(_Spec):
@@ -355,7 +357,7 @@ def _validate_workload(w: WorkloadSpec, known: set[str], duration_s: float) -> N
         for i, phase in enumerate(w.phases):
             _validate_phase(phase, f"workload.phases[{i}]", known, duration_s)
         return
-    for name in ("writes_per_s", "reads_per_s", "lists_per_s", "start_s"):
+    for name in ("writes_per_s", "reads_per_s", "lists_per_s", "start_s", "ttl_s"):
         _check(getattr(w, name) >= 0, f"workload.{name}", "must be >= 0")
     _check(0 <= w.delete_fraction <= 1, "workload.delete_fraction", "must be in [0, 1]")
     _check(w.keys >= 1, "workload.keys", "must be >= 1")
@@ -395,6 +397,7 @@ def _validate_phase(p: PhaseSpec, field: str, known: set[str], duration_s: float
     _validate_mix(p.mix, f"{field}.mix")
     _check(0 <= p.value_bytes <= MAX_VALUE_BYTES, f"{field}.value_bytes", "must be in [0, 1 MiB]")
     _check(1 <= p.list_limit <= MAX_LIST_LIMIT, f"{field}.list_limit", _LIMIT_TEXT)
+    _check(p.ttl_s >= 0, f"{field}.ttl_s", "must be >= 0")
     if p.writes is not None:
         _check(p.writes >= 1, f"{field}.writes", "must be >= 1")
 

@@ -50,6 +50,7 @@ class Op:
     phase: int
     seq: int  # writes and deletes only: their position in the phase's stream
     list_limit: int = 0  # listings only: keys per page
+    ttl_s: float = 0.0  # puts only: the value expires this long after its write
 
     @property
     def label(self) -> str:
@@ -79,6 +80,7 @@ class Phase:
     list_limit: int
     writes: int | None
     value_label: str
+    ttl_s: float  # puts: their values expire this long after the write (0: never)
     legacy: bool  # the flat [workload]'s arrival rule: times accumulated, stop included
 
 
@@ -124,6 +126,7 @@ def phases_of(spec: WorkloadSpec) -> list[Phase]:
             list_limit=spec.list_limit,
             writes=spec.writes,
             value_label="v",
+            ttl_s=spec.ttl_s,
             legacy=True,
         )
     ]
@@ -159,6 +162,7 @@ def _phase(i: int, p: PhaseSpec) -> Phase:
         list_limit=p.list_limit,
         writes=p.writes,
         value_label=f"v{i}.",
+        ttl_s=p.ttl_s,
         legacy=False,
     )
 
@@ -213,7 +217,8 @@ def phase_ops(
         value = value_for(f"{p.value_label}{writes}:", p.value_bytes) if kind == "put" else None
         seq = writes if is_write else 0
         limit = p.list_limit if kind == "list" else 0
-        yield Op(at_s, node, kind, key, value, conditional, p.index, seq, limit)
+        ttl_s = p.ttl_s if kind == "put" else 0.0
+        yield Op(at_s, node, kind, key, value, conditional, p.index, seq, limit, ttl_s)
         count += 1
         if writes >= max_writes:
             return

@@ -17,7 +17,14 @@ pytestmark = [pytest.mark.live]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
-DOCUMENTED = ["rumordb", "rumordb.api", "rumordb.errors", "rumordb.client", "rumordb.async_client"]
+DOCUMENTED = [
+    "rumordb",
+    "rumordb.api",
+    "rumordb.errors",
+    "rumordb.client",
+    "rumordb.async_client",
+    "rumordb.follow",
+]
 
 
 @pytest.fixture(scope="module")

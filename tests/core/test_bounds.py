@@ -75,3 +75,15 @@ def test_one_bad_update_refuses_the_whole_message_with_its_reason() -> None:
         with pytest.raises(InvalidMessage) as refused:
             check_message(SyncRecords("p", 1, [good, bad], []), BOUNDS, 64)
         assert refused.value.reason == "invalid"
+
+
+def test_a_peer_record_whose_expiry_is_before_its_write_or_too_far_is_refused() -> None:
+    from msgspec.structs import replace
+
+    from rumordb.core.record import MAX_TTL_S, expires_at
+
+    record = version(1)
+    assert record_problem(replace(record, expires=expires_at(record.hlc, 1000)), BOUNDS) is None
+    assert "expiry" in str(record_problem(replace(record, expires=record.hlc), BOUNDS))
+    too_far = expires_at(record.hlc, MAX_TTL_S * 1000 + 1)
+    assert "expiry" in str(record_problem(replace(record, expires=too_far), BOUNDS))

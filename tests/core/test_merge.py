@@ -4,12 +4,13 @@ import itertools
 import random
 from functools import reduce
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rumordb.core import hlc
 from rumordb.core.merge import Outcome, decide, merge
-from rumordb.core.record import Record
+from rumordb.core.record import Record, expired_tombstone, expires_at
 from rumordb.core.vclock import increment
 from rumordb.core.vclock import merge as merge_clocks
 
@@ -108,3 +109,30 @@ def test_duplicate_and_stale_are_not_applied() -> None:
     assert decide(v1, v1) is Outcome.DUPLICATE
     assert decide(v2, v1) is Outcome.STALE
     assert not Outcome.STALE.applied and Outcome.NEW.applied
+
+
+def with_expiries(versions: list[Record], seed: int) -> list[Record]:
+    """Some versions get a TTL, and each of those the tombstone its expiry derives."""
+    rng = random.Random(seed)
+    out: list[Record] = []
+    for record in versions:
+        if rng.random() < 0.5:
+            record = msgspec.structs.replace(
+                record, expires=expires_at(record.hlc, rng.randrange(1, 5_000))
+            )
+            out.append(expired_tombstone(record))
+        out.append(record)
+    return out
+
+
+@given(histories, st.integers(0, 1_000), st.data())
+def test_merge_laws_hold_with_expiring_values_and_their_tombstones(
+    versions: list[Record], seed: int, data: st.DataObject
+) -> None:
+    versions = with_expiries(versions, seed)
+    a, b, c = (data.draw(st.sampled_from(versions)) for _ in range(3))
+    assert merge(a, b) == merge(b, a)
+    assert merge(merge(a, b), c) == merge(a, merge(b, c))
+    assert merge(a, a) == a
+    order = data.draw(st.permutations(versions))
+    assert reduce(merge, order[1:], order[0]) == reduce(merge, versions[1:], versions[0])

@@ -34,6 +34,16 @@ CHECKS = (
     "response_headers_conformance,response_schema_conformance"
 )
 ST = str(Path(sys.executable).parent / "st")
+HOOKS = """
+import schemathesis
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    query = case.query or {}
+    if str(query.get("watch", "")).lower() in ("true", "1", "yes"):
+        query["watch"] = "false"
+"""
 
 
 @pytest.fixture
@@ -57,6 +67,12 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(
     assert "servers" not in schema  # requests go to the node the schema came from
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env["NO_PROXY"] = "*"
+    # A GET /kv?watch=true that opens streams until the client hangs up: the fuzzer would
+    # wait for its end. The hook turns it into a listing (tests/live/test_watch.py covers
+    # the stream and its documented content type is checked below).
+    (tmp_path / "no_watch_streams.py").write_text(HOOKS)
+    env["SCHEMATHESIS_HOOKS"] = "no_watch_streams"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
     command = [
         ST, "run", one.url + "/openapi.json",
         "--header", f"Authorization: Bearer {ADMIN_KEY}",
@@ -79,3 +95,9 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
     ran = re.search(r"(\d+) generated, \1 passed", run.stdout)  # every case ran and passed
     assert ran and int(ran.group(1)) >= 100, run.stdout[-3000:]
+    kv = schema["paths"]["/kv"]["get"]
+    assert "watch" in {p["name"] for p in kv["parameters"]}
+    assert "application/x-ndjson" in kv["responses"]["200"]["content"]
+    assert {"400", "410", "503"} <= set(kv["responses"])
+    put = schema["paths"]["/kv/{key}"]["put"]
+    assert "ttl" in {p["name"] for p in put["parameters"]}

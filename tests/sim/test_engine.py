@@ -92,3 +92,16 @@ def test_scripted_leave_and_forget_move_members_to_left_and_out() -> None:
         assert view.member_info("n4") is None, "forgotten"
     assert sim.nodes["n2"].node.membership.member_info("n1") is not None
     assert any(e["action"] == "leave" for e in sim.events)
+
+
+def test_values_with_a_ttl_expire_on_every_simulated_node_and_the_run_converges() -> None:
+    raw = minimal_raw()
+    raw.update(duration_s=25, faults=[])
+    raw["workload"].update(writes_per_s=20, keys=10, stop_s=4, ttl_s=2.0, delete_fraction=0.0)
+    simulation = Simulation(build(raw, seed=3))
+    metrics = simulation.run()
+    assert metrics["converged"], metrics["divergent_sample"]
+    for sim_node in simulation.nodes.values():
+        records = sim_node.node.view.records()
+        assert all(record.tombstone for record in records.values()), "every value expired"
+        assert sim_node.node.view.counters().keys_expired > 0

@@ -318,3 +318,27 @@ def test_list_limits_are_bounded_like_the_live_edge(limit: int) -> None:
     raw = minimal_raw()
     raw["workload"]["list_limit"] = limit
     assert _error(raw) == "workload.list_limit: must be in [1, 1000]"
+
+
+def _flat_stream(**fields: Any) -> list[Op]:
+    spec = WorkloadSpec(writes_per_s=10, delete_fraction=0.3, reads_per_s=5, **fields)
+    return list(OpStream(spec, ["n1", "n2"], 20.0, 4))
+
+
+def test_a_ttl_applies_to_puts_only_and_leaves_the_stream_as_it_was() -> None:
+    ops, same = _flat_stream(ttl_s=2.5), _flat_stream()
+    assert {op.ttl_s for op in ops if op.kind == "put"} == {2.5}
+    assert {op.ttl_s for op in ops if op.kind != "put"} == {0.0}
+    assert {op.ttl_s for op in same} == {0.0}
+    assert [(o.at_s, o.kind, o.key) for o in ops] == [(o.at_s, o.kind, o.key) for o in same]
+
+
+def test_a_phase_ttl_applies_to_its_puts_only() -> None:
+    raw = phased_raw()
+    raw["workload"]["phases"][1]["ttl_s"] = 3
+    ops = _ops(raw)
+    assert {op.ttl_s for op in ops if op.phase == 1 and op.kind == "put"} == {3.0}
+    assert {op.ttl_s for op in ops if op.phase == 0 or op.kind != "put"} == {0.0}
+    plain = _ops(phased_raw())
+    assert [(o.at_s, o.kind, o.key) for o in ops] == [(o.at_s, o.kind, o.key) for o in plain]
+    assert _phase_error(ttl_s=-1) == "workload.phases[1].ttl_s: must be >= 0"
