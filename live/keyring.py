@@ -31,8 +31,8 @@ from rumordb.core.record import Record
 from rumordb.live.asgi import read_body
 from rumordb.live.auth import MAX_PRESENTED_KEY_CHARS, Role, generate_key
 from rumordb.live.errors import HttpError
-from rumordb.live.openapi import AUTH_STATUSES, errors
 from rumordb.live.forward import Request as Relay
+from rumordb.live.openapi import AUTH_STATUSES, errors
 from rumordb.live.runner import NotStored, Runner
 
 _ROLES = {role.value: role for role in Role}
