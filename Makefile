@@ -99,7 +99,13 @@ experiment-clock_skew: $(STAMP)
 		--out experiments/clock_skew/report
 
 bench-sim: $(STAMP)
-	$(BIN)/python -m bench.sim_bench
+	$(BIN)/python -m bench.sim_bench --nodes 10000
+	$(BIN)/python -m bench.sim_bench --nodes 100000
+
+## A million simulated nodes (real core): minutes of CPU and GiBs of memory, so apart.
+.PHONY: bench-sim-1m
+bench-sim-1m: $(STAMP)
+	$(BIN)/python -m bench.sim_bench --nodes 1000000
 
 ## Bulk ingest: keys/s through POST /kv batches into a 3-node cluster, vs single PUTs.
 .PHONY: bench-ingest

@@ -1,8 +1,9 @@
 """The SimPy engine: real ``core.Node`` objects on a simulated network, under one clock.
 
 Theory of operation. Each node is a ``SimNode``: the core node, its clock, whether it is
-up, and its "disk" (the writes and purges it was told to persist). One SimPy process
-per node sleeps until the node's ``next_deadline`` and calls ``tick``; a client
+up, and its "disk" (the writes and purges it was told to persist). Each node has one
+pending SimPy timeout at its ``next_deadline`` whose callback calls ``tick`` and re-arms
+it (a callback chain, not a process per node: less memory and work per wake-up); a client
 operation calls ``put``/``delete`` then ``flush``; a delivered message calls ``receive``.
 Whatever the core returns is carried out as the live runner does: persist (the disk
 dict), then send. Sending asks the ``Network`` for the message's fate and delay and
@@ -20,7 +21,6 @@ The ``Convergence`` checker is told of every stored version, so metrics are exac
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import random
 import time
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import simpy
+from simpy.events import URGENT
 
 from rumordb.core import (
     Counters,
@@ -59,9 +60,21 @@ from rumordb.sim.scenario import FaultSpec, Scenario
 from rumordb.sim.workload import Op, OpStream, context_of
 
 MAX_EVENTS = 10_000  # fault and churn events kept for the report
+TRACE_BATCH = 1024  # trace pieces joined per hash update
 
 Event = Any  # what a SimPy process yields and callbacks receive
 Process = Generator[simpy.Event, Any, None]
+
+
+class Urgent(simpy.Event):
+    """An event processed before normal ones at this instant (as a SimPy interrupt is)."""
+
+    def __init__(self, env: simpy.Environment, callback: Callable[[Event], None]) -> None:
+        super().__init__(env)
+        self.callbacks.append(callback)
+        self._ok = True
+        self._value = None
+        env.schedule(self, URGENT)
 
 
 @dataclass(slots=True)
@@ -72,7 +85,9 @@ class SimNode:
     up: bool = True
     incarnation: int = 0
     disk: dict[str, Record] = field(default_factory=dict)
-    process: simpy.Process | None = None
+    on_wake: Callable[[Event], None] = print  # set by Simulation: its wake-up callback
+    waiting: simpy.Event | None = None  # the one event whose firing wakes the node
+    deadline: float = 0.0  # the node-clock deadline it waits for
     restarted: simpy.Event | None = None
     pending_state: str = "keep"  # how the current crash treats memory and disk
     wiped: bool = False  # crashed with its disk: holds nothing until rebuilt
@@ -108,6 +123,7 @@ class Simulation:
         self.traffic = Traffic()
         self.series = Series()
         self._trace = hashlib.blake2b(digest_size=16)
+        self._trace_parts: list[bytes] = []  # hashed in batches: same digest, fewer calls
         self._trace_out = trace_out
         self._ops = OpStream(s.workload, self.ids, s.duration_s, seed)
         self._churn_rng = random.Random(f"{seed}:churn")
@@ -115,7 +131,9 @@ class Simulation:
         self.nodes: dict[str, SimNode] = {}
         for node_id in self.ids:
             clock = self._clocks[node_id]
-            self.nodes[node_id] = SimNode(node_id, self._new_node(node_id, 0, clock, ()), clock)
+            sim_node = SimNode(node_id, self._new_node(node_id, 0, clock, ()), clock)
+            sim_node.on_wake = partial(self._on_wake, sim_node)
+            self.nodes[node_id] = sim_node
         self.checker = Convergence(self.ids, self._records_of, self._owners_fn())
         self.last_disturbance_s = 0.0
         self.events: list[dict[str, Any]] = []  # faults and churn, for the plots
@@ -129,6 +147,7 @@ class Simulation:
         self._workload_done = False
         self._faults_done = False
         self._progress: Callable[[float], None] | None = None
+        self._armed = False  # node timers exist once run() starts
 
     # --- building nodes ----------------------------------------------------------------
     def _initial_clocks(self) -> dict[str, NodeClock]:
@@ -186,8 +205,8 @@ class Simulation:
         started = time.perf_counter()
         self._progress = progress
         env = self.env
-        for sim_node in self.nodes.values():
-            sim_node.process = env.process(self._node_loop(sim_node))
+        env.process(self._arm_all())
+        self._armed = True
         env.process(self._workload())
         env.process(self._faults())
         if self.scenario.churn.interval_s > 0:
@@ -202,23 +221,48 @@ class Simulation:
         if not self._stop.triggered:
             self._stop.succeed()
 
-    def _node_loop(self, sim_node: SimNode) -> Process:
+    def _arm_all(self) -> Process:
+        """Arm every node's timer, in node order, when SimPy starts processes."""
+        for sim_node in self.nodes.values():
+            self._arm(sim_node)
+        yield from ()
+
+    def _arm(self, sim_node: SimNode) -> None:
+        """Wait for the node's next deadline, or for its restart if it is down.
+
+        A callback chain, not a SimPy process per node: no generator frame or process
+        object per node, one call per wake-up. It schedules the very events the former
+        process did, in the same order, so traces are unchanged.
+        """
         env = self.env
-        while True:
-            if not sim_node.up:
-                sim_node.restarted = env.event()
-                with contextlib.suppress(simpy.Interrupt):
-                    yield sim_node.restarted
-                continue
-            node = sim_node.node
-            deadline = node.next_deadline()
-            wake = sim_node.clock.true_time(deadline)
-            try:
-                yield env.timeout(wake - env.now if wake > env.now else 0.0)
-            except simpy.Interrupt:
-                continue  # crashed, or its clock changed: look again
-            now = sim_node.clock.now(env.now, deadline)
-            self._emit(sim_node, node.tick(now))
+        if not sim_node.up:
+            sim_node.restarted = sim_node.waiting = env.event()
+            sim_node.waiting.callbacks.append(sim_node.on_wake)
+            return
+        deadline = sim_node.node.next_deadline()
+        sim_node.deadline = deadline
+        wake = sim_node.clock.true_time(deadline)
+        now = env.now
+        timeout = env.timeout(wake - now if wake > now else 0.0)
+        sim_node.waiting = timeout
+        timeout.callbacks.append(sim_node.on_wake)
+
+    def _on_wake(self, sim_node: SimNode, event: Event) -> None:
+        if event is not sim_node.waiting:
+            return  # an interrupt re-armed the node: this wake-up was withdrawn
+        if event is not sim_node.restarted:
+            now = sim_node.clock.now(self.env.now, sim_node.deadline)
+            self._emit(sim_node, sim_node.node.tick(now))
+        self._arm(sim_node)
+
+    def _interrupt(self, sim_node: SimNode) -> None:
+        """Crashed, or its clock changed: look again, urgently, as a SimPy interrupt did."""
+        if self._armed:
+            Urgent(self.env, partial(self._interrupted, sim_node))
+
+    def _interrupted(self, sim_node: SimNode, _event: Event) -> None:
+        sim_node.waiting = None
+        self._arm(sim_node)
 
     # --- carrying out outputs ----------------------------------------------------------
     def _emit(self, sim_node: SimNode, out: Output) -> None:
@@ -287,11 +331,20 @@ class Simulation:
 
     def _record(self, line: str, data: bytes = b"") -> None:
         text = f"{self.env.now!r} {line}\n"
-        self._trace.update(text.encode())
+        parts = self._trace_parts
+        parts.append(text.encode())
         if data:
-            self._trace.update(data)
+            parts.append(data)
+        if len(parts) >= TRACE_BATCH:
+            self._hash_parts()
         if self._trace_out is not None:
             self._trace_out.write(text)
+
+    def _hash_parts(self) -> None:
+        # BLAKE2b over the concatenation equals BLAKE2b fed piece by piece: the digest
+        # is the one an update per piece gave, for one call per batch.
+        self._trace.update(b"".join(self._trace_parts))
+        self._trace_parts.clear()
 
     def _maybe_stop(self) -> None:
         if not self.scenario.stop_when_converged or self._stop.triggered:
@@ -472,8 +525,7 @@ class Simulation:
             sim_node.purged = {}
             sim_node.wiped = True  # memory and disk gone; the node is rebuilt empty
             self.checker.wiped(name, self.env.now)
-        if sim_node.process is not None:
-            sim_node.process.interrupt()
+        self._interrupt(sim_node)
 
     def restart(self, name: str) -> None:
         sim_node = self.nodes[name]
@@ -495,8 +547,8 @@ class Simulation:
         sim_node = self.nodes[name]
         offset_s = fault.offset_ms / 1000 if fault.offset_ms is not None else None
         sim_node.clock.set(self.env.now, offset_s, fault.drift)
-        if sim_node.up and sim_node.process is not None:
-            sim_node.process.interrupt()  # its next deadline now falls at another true time
+        if sim_node.up:
+            self._interrupt(sim_node)  # its next deadline now falls at another true time
 
     def _churn(self) -> Process:
         churn = self.scenario.churn
@@ -584,4 +636,5 @@ class Simulation:
 
     @property
     def trace_hash(self) -> str:
+        self._hash_parts()
         return self._trace.hexdigest()
