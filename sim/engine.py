@@ -21,6 +21,7 @@ The ``Convergence`` checker is told of every stored version, so metrics are exac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import time
