@@ -128,7 +128,10 @@ async def test_forget_refuses_a_live_member_and_removes_a_dead_one(tmp_path: Pat
         bad = await clients[0].post("/admin/forget/bad%20id", headers=ADMIN)
         assert bad.status_code == 400 and bad.json()["error"] == "invalid_node_id"
         assert (await clients[0].post("/admin/forget/n9", headers=ADMIN)).status_code == 404
-        transport.blocked.add("127.0.0.1:9103")  # n3 is unreachable: it dies for the others
+        # n3 dies: unreachable, and silent (a block by destination alone lets its own
+        # heartbeats keep refuting the others' suspicion).
+        transport.blocked.add("127.0.0.1:9103")
+        await runners[2].stop()
 
         async def dead() -> bool:
             return state_of(runners[0], "n3") == "dead"
