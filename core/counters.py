@@ -1,7 +1,16 @@
-"""What a node counts: totals since it started, read through ``NodeView.counters``."""
+"""What a node counts, and what it hands out: the change since the last time it did.
+
+``Counters`` are totals since the node started. A driver learns them only as deltas:
+each ``Node.tick`` puts the counts that changed since the previous tick into its
+``Output.counter_deltas`` (``take_deltas``), so summing a node's deltas over its life
+gives its totals up to its last tick. Only ticks pay for this: a put or a receive
+increments integers and nothing else.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -24,3 +33,24 @@ class Counters:
     tombstones_purged: int = 0
     handoffs_completed: int = 0
     keys_expired: int = 0  # values whose TTL ran out, replaced by their derived tombstone
+
+
+COUNTER_NAMES = tuple(f.name for f in dataclasses.fields(Counters))
+
+
+def take_deltas(counters: Counters, reported: Counters) -> dict[str, int]:
+    """The counts that changed since ``reported`` (by how much); ``reported`` catches up."""
+    deltas: dict[str, int] = {}
+    for name in COUNTER_NAMES:
+        now = getattr(counters, name)
+        delta = now - getattr(reported, name)
+        if delta:
+            deltas[name] = delta
+            setattr(reported, name, now)
+    return deltas
+
+
+def add_deltas(totals: Counters, deltas: Mapping[str, int]) -> None:
+    """What a driver does with each tick's deltas: add them to its own totals."""
+    for name, delta in deltas.items():
+        setattr(totals, name, getattr(totals, name) + delta)

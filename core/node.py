@@ -33,7 +33,7 @@ from rumordb.core.broadcast import BroadcastQueue, retransmit_limit
 from rumordb.core.clock_watch import ClockWatch, Skew
 from rumordb.core.config import NodeConfig
 from rumordb.core.context import Context
-from rumordb.core.counters import Counters
+from rumordb.core.counters import Counters, take_deltas
 from rumordb.core.digest import Digest
 from rumordb.core.errors import DecodeError
 from rumordb.core.keys import check_key
@@ -100,6 +100,7 @@ class Node:
             c.dead_timeout_ms,
         )  # fmt: skip
         self.counters, self.queue = Counters(), BroadcastQueue(c.queue_max)
+        self._reported = Counters()  # the totals the last tick's deltas brought up to
         self.replica = Replica(node_id, self.counters, self.queue, c.max_key_bytes, now)
         self.store = self.replica.store
         self.outbox = Outbox(node_id, self.counters, self._entries, c.max_batch)
@@ -287,6 +288,7 @@ class Node:
             # A static cluster never moves ranges: only tombstones can need maintenance.
             if self.membership.detects_failures or self.replica.tombstones.holders:
                 self._maintain(out)
+        out.counter_deltas = take_deltas(self.counters, self._reported)
         return self._with_transitions(out)
 
     def _fold_digests(self, now: float) -> None:

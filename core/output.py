@@ -4,8 +4,9 @@ The contract, as in etcd's raft ``Ready``: **persist ``writes`` and ``purges`` f
 send ``messages``, then acknowledge clients.** A write that was sent before it was durable
 could be lost by a crash after peers saw it, and a restarted node might reuse its vector
 clock counter. The events (``transitions``: member state changes; ``discards``:
-concurrent versions LWW threw away) are for logs and metrics: nothing else tells a driver
-of them, and each is handed out exactly once.
+concurrent versions LWW threw away; ``counter_deltas``: how much each ``core.counters``
+count grew since the previous tick, set by ``tick`` only) are for logs and metrics:
+nothing else tells a driver of them, and each is handed out exactly once.
 """
 
 from __future__ import annotations
@@ -24,10 +25,16 @@ class Output(msgspec.Struct):
     purges: list[str] = []
     transitions: list[Transition] = []
     discards: list[tuple[str, Discarded]] = []
+    counter_deltas: dict[str, int] = {}  # counter name -> growth since the previous tick
 
     def __bool__(self) -> bool:
         return bool(
-            self.messages or self.writes or self.purges or self.transitions or self.discards
+            self.messages
+            or self.writes
+            or self.purges
+            or self.transitions
+            or self.discards
+            or self.counter_deltas
         )
 
     def extend(self, other: Output) -> None:
@@ -36,3 +43,6 @@ class Output(msgspec.Struct):
         self.purges.extend(other.purges)
         self.transitions.extend(other.transitions)
         self.discards.extend(other.discards)
+        deltas = self.counter_deltas
+        for name, delta in other.counter_deltas.items():
+            deltas[name] = deltas.get(name, 0) + delta

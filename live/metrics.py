@@ -1,9 +1,10 @@
 """Prometheus metrics of one live node, in a registry of its own.
 
 Each app gets its own ``CollectorRegistry`` (never the process-global one), so tests can
-build several apps in one process. Everything the core already counts (keys, tombstones,
-members, anti-entropy sessions, LWW overwrites) is read from the node when ``/metrics`` is
-scraped, so the hot path pays nothing for it.
+build several apps in one process. The node's state (keys, tombstones, members, clock) is
+read through its view when ``/metrics`` is scraped; what the core counts (anti-entropy
+sessions, LWW overwrites, ...) comes out of each tick's ``Output.counter_deltas``, which
+the runner adds up here (``count_node``), so the hot path pays nothing for either.
 
 The hot-path metrics (requests and their latency, gossip messages and bytes, replication
 lag, observed once per request or per replicated record) are plain counters and bucket
@@ -17,7 +18,7 @@ of a write's CPU). Rare events (drops, rejected messages, forwards) keep ordinar
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -29,6 +30,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from rumordb.core.counters import Counters, add_deltas
+
 if TYPE_CHECKING:
     from rumordb.core import Node
     from rumordb.live.storage import StorageStats
@@ -39,14 +42,16 @@ LAG_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 
 
 class NodeCollector(Collector):
-    """Reads the core's counters and the member table at scrape time."""
+    """Reads the member table at scrape time, and the core's counts the ticks brought."""
 
     def __init__(
         self,
         node_fn: Callable[[], Node | None],
         discovery_rejected_fn: Callable[[], int],
         storage_fn: Callable[[], StorageStats | None],
+        counts: Counters,
     ) -> None:
+        self._counts = counts
         self._node_fn = node_fn
         self._discovery_rejected_fn = discovery_rejected_fn
         self._storage_fn = storage_fn
@@ -104,7 +109,7 @@ class NodeCollector(Collector):
         for state, count in counts.items():
             members.add_metric([state], count)
         yield members
-        c = view.counters()
+        c = self._counts  # the deltas of every tick so far (Metrics.count_node)
         yield _counter(
             "rumor_anti_entropy_sessions", "Anti-entropy sessions started.", c.anti_entropy_sessions
         )
@@ -300,7 +305,10 @@ class Metrics:
         self.forwarded = Counter(
             "rumor_forwarded_requests", "Requests forwarded to an owner.", ["outcome"], registry=r
         )
-        r.register(NodeCollector(node_fn, discovery_rejected_fn, storage_fn))
+        # The core's counts, summed from each tick's Output.counter_deltas: they keep
+        # growing across a restart of the node in this process, as Prometheus expects.
+        self.node_counts = Counters()
+        r.register(NodeCollector(node_fn, discovery_rejected_fn, storage_fn, self.node_counts))
         r.register(HotPathCollector(self))
 
     def observe_request(self, route: str, status: int, elapsed_s: float) -> None:
@@ -312,6 +320,11 @@ class Metrics:
         if hist is None:
             hist = self.request_latency[route] = LoopHistogram(LATENCY_BUCKETS_S)
         hist.observe(elapsed_s)
+
+    def count_node(self, deltas: Mapping[str, int]) -> None:
+        """Add one tick's counter deltas (``Output.counter_deltas``)."""
+        if deltas:
+            add_deltas(self.node_counts, deltas)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -210,6 +210,7 @@ class Runner:
         self._clock_skew = Skew.OK  # last verdict logged (core.clock_watch)
         self._refused_log = RateLimitedLog(REFUSED_LOG_INTERVAL_S)
         self._tick_due = False
+        self._caught_up = False  # an anti-entropy exchange completed (a tick's counter deltas)
         self._watch: WatchHub | None = None
         self._running = False
         self.node_id = ""
@@ -314,6 +315,7 @@ class Runner:
         storage.set_meta("incarnation", str(self.incarnation))
         records = storage.load()
         self._started_mono = self._last_tick_mono = self.mono()
+        self._caught_up = False  # this incarnation has synced nothing yet
         self._node = Node(
             self.node_id,
             self.url,
@@ -663,6 +665,9 @@ class Runner:
 
     async def _tick(self) -> None:
         out = self.node.tick(self.now(), mono=self.mono())
+        self.metrics.count_node(out.counter_deltas)
+        if out.counter_deltas.get("anti_entropy_completed"):
+            self._caught_up = True
         self._log_transitions(out)
         self._watch_clock()
         self._keep_incarnation()
@@ -758,7 +763,7 @@ class Runner:
             return False, "the node is leaving the cluster"
         view = self.node.view
         if view.peers():
-            if view.counters().anti_entropy_completed == 0:
+            if not self._caught_up:
                 return False, "catching up: no anti-entropy exchange completed yet"
             return True, "joined and caught up"
         alone_s = self.mono() - self._started_mono

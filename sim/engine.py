@@ -53,6 +53,7 @@ from rumordb.core import (
     message_kind,
     restart_incarnation,
 )
+from rumordb.core.counters import add_deltas
 from rumordb.sim.checks import Convergence, divergent_keys
 from rumordb.sim.clock import NodeClock
 from rumordb.sim.metrics import Series, Traffic, collect
@@ -93,6 +94,7 @@ class SimNode:
     pending_state: str = "keep"  # how the current crash treats memory and disk
     wiped: bool = False  # crashed with its disk: holds nothing until rebuilt
     purged: dict[str, Record] = field(default_factory=dict)  # tombstones it dropped, by key
+    counts: Counters = field(default_factory=Counters)  # its ticks' counter deltas, summed
 
 
 class Simulation:
@@ -253,7 +255,10 @@ class Simulation:
             return  # an interrupt re-armed the node: this wake-up was withdrawn
         if event is not sim_node.restarted:
             now = sim_node.clock.now(self.env.now, sim_node.deadline)
-            self._emit(sim_node, sim_node.node.tick(now))
+            out = sim_node.node.tick(now)
+            if out.counter_deltas:
+                add_deltas(sim_node.counts, out.counter_deltas)
+            self._emit(sim_node, out)
         self._arm(sim_node)
 
     def _interrupt(self, sim_node: SimNode) -> None:
@@ -627,8 +632,9 @@ class Simulation:
         return float(self.env.now)
 
     def node_counters(self) -> list[Counters]:
-        """Every node's counters, up or down (a crashed node keeps its totals)."""
-        return [sim_node.node.view.counters() for sim_node in self.nodes.values()]
+        """Every node's counts, up or down, summed over its incarnations up to each one's
+        last tick (from ``Output.counter_deltas``: a crash loses nothing already reported)."""
+        return [sim_node.counts for sim_node in self.nodes.values()]
 
     def divergent(self) -> list[str]:
         """Keys on which the up nodes (owners, when sharded) hold different versions."""

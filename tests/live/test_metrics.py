@@ -1,9 +1,15 @@
-"""The loop-only counters and histograms, as Prometheus reads them."""
+"""The loop-only counters and histograms, and the core's counts, as Prometheus reads them."""
 
 from __future__ import annotations
 
+import random
+
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from rumordb.core import DecodeError, Node, Record, encode
+from rumordb.core.hlc import pack
+from rumordb.core.messages import Push, Update
 from rumordb.live.metrics import LAG_BUCKETS_S, LoopHistogram, Metrics
 
 
@@ -49,3 +55,20 @@ def test_request_and_lag_metrics_parse_as_prometheus_text() -> None:
     )
     assert found[("rumor_gossip_messages_total", (("direction", "in"),))] == 3
     assert found[("rumor_gossip_bytes_total", (("direction", "out"),))] == 100
+
+
+def test_the_core_counts_come_from_the_tick_deltas_the_runner_adds_up() -> None:
+    node = Node("a", "mem://a", rng=random.Random(1), now=100.0)
+    metrics = Metrics(lambda: node)
+    version = Record(b"v", "text/plain", {"b": pack(100_000)}, pack(100_000), "b")
+    node.receive(encode(Push("b", [], [Update("k", version)])), 100.0)
+    with pytest.raises(DecodeError):
+        node.receive(b"\xc1 not msgpack", 100.0)
+    assert node.view.counters().updates_applied == 1
+    assert samples(metrics)[("rumor_updates_applied_total", ())] == 0, "not ticked yet"
+    metrics.count_node(node.tick(100.01).counter_deltas)
+    found = samples(metrics)
+    assert found[("rumor_updates_applied_total", ())] == 1
+    assert found[("rumor_message_decode_errors_total", ())] == 1
+    metrics.count_node(node.tick(100.02).counter_deltas)
+    assert samples(metrics)[("rumor_updates_applied_total", ())] == 1, "each delta counted once"

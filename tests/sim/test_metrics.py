@@ -1,4 +1,5 @@
-"""Run metrics: the summary table, and ``collect`` over anything shaped like a run."""
+"""Run metrics: the summary table, ``collect`` over anything shaped like a run, and the
+nodes' counts a real run sums from their ticks' counter deltas."""
 
 from dataclasses import dataclass, field
 from typing import Any
@@ -6,7 +7,9 @@ from typing import Any
 import pytest
 
 from rumordb.core import Counters
+from rumordb.core.counters import add_deltas
 from rumordb.sim.checks import Convergence
+from rumordb.sim.engine import Simulation
 from rumordb.sim.metrics import Series, Traffic, collect, summary
 from tests.sim.helpers import build, minimal_raw
 
@@ -72,3 +75,19 @@ def test_collect_without_faults_has_no_heal_time() -> None:
     metrics = collect(FakeRun(), wall_s=1.0)
     assert metrics["faults_cleared_s"] is None and metrics["heal_to_converged_s"] is None
     assert metrics["lag_cdf_s"] == []
+
+
+def test_a_runs_node_counters_are_the_tick_deltas_summed_per_node() -> None:
+    raw = minimal_raw()
+    raw.update(duration_s=6, faults=[])
+    raw["workload"].update(stop_s=4)
+    simulation = Simulation(build(raw))
+    metrics = simulation.run()
+    summed = metrics["node_counters"]
+    assert summed["updates_applied"] > 0 and summed["anti_entropy_sessions"] > 0
+    per_node = [sim_node.counts for sim_node in simulation.nodes.values()]
+    assert summed["updates_applied"] == sum(c.updates_applied for c in per_node)
+    for sim_node in simulation.nodes.values():  # one more tick reports the rest
+        node = sim_node.node
+        add_deltas(sim_node.counts, node.tick(node.next_deadline()).counter_deltas)
+        assert sim_node.counts == node.view.counters()
