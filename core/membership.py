@@ -19,12 +19,10 @@ had: entries from that life, still gossiped by nodes that did not forget it yet,
 ignored; an entry with a higher incarnation is a new member (a process that restarts,
 or a new node that takes over the id). Alive and suspect members cannot be forgotten.
 
-Local health (Lifeguard). ``expire`` judges members by how long *this* node heard
-nothing from them, which is only fair if this node was listening. When the gap since
-its previous probe (``was_away``) is much longer than the probe interval (the process was paused,
-starved of CPU, or its loop stalled), the silence is ours: every member is credited the
-time we were away, and the node counts itself less healthy, which widens its timeouts
-(``suspect_timeout_s`` times ``1 + local_health``) until on-time probes bring it back.
+Local health (Lifeguard, ``core.local_health``). ``expire`` judges members by how long
+*this* node heard nothing from them, which is only fair if this node was listening:
+``was_away`` credits every member the time a late probe shows we were away, and the
+node's ``local_health`` widens its timeouts until on-time probes bring it back.
 
 ``MemberTable`` is the protocol the node needs; ``Membership`` is the real table and
 ``StaticMembership`` a fixed, shared one for very large simulations.
@@ -39,11 +37,10 @@ from typing import Protocol
 
 import msgspec
 
+from rumordb.core.local_health import away_s, next_health, widened_s
 from rumordb.core.member_state import Event, State, fire
 
 FORGOTTEN_MEMORY = 10_000  # forgotten ids remembered, so stale entries cannot revive them
-LATE_PROBE_FACTOR = 2.0  # a probe this many intervals late: we were away
-MAX_LOCAL_HEALTH = 8  # timeouts widen up to (1 + this) times
 
 
 class ForgetRefused(ValueError):
@@ -244,11 +241,11 @@ class Membership:
     def suspect_timeout_s(self) -> float:
         live = sum(1 for m in self._members.values() if m.state is not State.LEFT)
         base = suspicion_timeout_ms(self.suspicion_mult, live, self.probe_interval_ms) / 1000
-        return base * (1 + self.local_health)
+        return widened_s(base, self.local_health)
 
     def dead_timeout_s(self) -> float:
         if self.dead_timeout_ms is not None:
-            return self.dead_timeout_ms / 1000 * (1 + self.local_health)
+            return widened_s(self.dead_timeout_ms / 1000, self.local_health)
         return self.suspect_timeout_s()
 
     # --- changing ----------------------------------------------------------------
@@ -259,7 +256,7 @@ class Membership:
         self.me.incarnation = max(self.me.incarnation, above) + 1
         self.me.heartbeat = 0
         # Others stopped hearing us: our own slowness is the likelier cause (Lifeguard).
-        self.local_health = min(MAX_LOCAL_HEALTH, self.local_health + 1)
+        self.local_health = next_health(self.local_health, away=True)
 
     def leave(self, now: float) -> None:
         if self.me.state is State.LEFT:
@@ -371,20 +368,17 @@ class Membership:
     def was_away(self, now: float) -> bool:
         """Called once per probe, before ``expire``: True if this node was away.
 
-        Away (the probe came ``LATE_PROBE_FACTOR`` intervals late or more): every member
-        is credited the time this node was not listening, and the caller should read
-        what waited for it before judging anyone (skip this ``expire``).
+        Away (``core.local_health.away_s``): every member is credited the time this node
+        was not listening, and the caller should read what waited for it before judging
+        anyone (skip this ``expire``).
         """
-        probe_s = self.probe_interval_ms / 1000
         gap, self._last_expire = now - self._last_expire, now
-        if gap <= LATE_PROBE_FACTOR * probe_s:
-            self.local_health = max(0, self.local_health - 1)
-            return False
-        away = gap - probe_s
-        for member in self._members.values():
-            member.last_progress = min(now, member.last_progress + away)
-        self.local_health = min(MAX_LOCAL_HEALTH, self.local_health + 1)
-        return True
+        away = away_s(gap, self.probe_interval_ms / 1000)
+        self.local_health = next_health(self.local_health, away > 0)
+        if away:
+            for member in self._members.values():
+                member.last_progress = min(now, member.last_progress + away)
+        return away > 0
 
     def _fire(self, member: Member, event: Event, now: float) -> list[Transition]:
         """Move ``member`` by the state table; returns the transition made, if any."""

@@ -256,7 +256,7 @@ def test_scoped_digests_follow_writes_and_drops_after_they_are_built() -> None:
     for i in range(200):
         n.put(f"k{i}", b"1", "text/plain", 100.0, coordinate=True)
     for peer in ("n2", "n3", "n4"):
-        n._digest_for(peer)  # build and cache the scoped digests
+        n.folding.digest_for(peer)  # build and cache the scoped digests
     for i in range(0, 200, 3):
         n.put(f"k{i}", b"2", "text/plain", 100.1, coordinate=True)
     for i in range(1, 200, 7):
@@ -269,7 +269,7 @@ def test_scoped_digests_follow_writes_and_drops_after_they_are_built() -> None:
             return "n1" in owners and peer in owners
 
         expected = _rebuilt(n.view.records(), shared)
-        assert _levels(n._digest_for(peer)) == _levels(expected), peer
+        assert _levels(n.folding.digest_for(peer)) == _levels(expected), peer
     assert _levels(n.store.digest(n.owners, n.node_id)) == _levels(_rebuilt(n.view.records()))
 
 
