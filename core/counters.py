@@ -2,9 +2,9 @@
 
 ``Counters`` are totals since the node started. A driver learns them only as deltas:
 each ``Node.tick`` puts the counts that changed since the previous tick into its
-``Output.counter_deltas`` (``take_deltas``), so summing a node's deltas over its life
-gives its totals up to its last tick. Only ticks pay for this: a put or a receive
-increments integers and nothing else.
+``Output.counter_deltas`` (``Reported``), so summing a node's deltas over its life gives
+its totals up to its last tick. Only ticks pay for this (one C call when nothing
+changed): a put or a receive increments integers and nothing else.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 
 
 @dataclass(slots=True)
@@ -36,18 +37,28 @@ class Counters:
 
 
 COUNTER_NAMES = tuple(f.name for f in dataclasses.fields(Counters))
+_read_all = attrgetter(*COUNTER_NAMES)  # every count in one C call: a tick stays cheap
 
 
-def take_deltas(counters: Counters, reported: Counters) -> dict[str, int]:
-    """The counts that changed since ``reported`` (by how much); ``reported`` catches up."""
-    deltas: dict[str, int] = {}
-    for name in COUNTER_NAMES:
-        now = getattr(counters, name)
-        delta = now - getattr(reported, name)
-        if delta:
-            deltas[name] = delta
-            setattr(reported, name, now)
-    return deltas
+class Reported:
+    """The totals the last deltas brought a driver up to (one per node)."""
+
+    __slots__ = ("_totals",)
+
+    def __init__(self) -> None:
+        self._totals: tuple[int, ...] = (0,) * len(COUNTER_NAMES)
+
+    def take_deltas(self, counters: Counters) -> dict[str, int]:
+        """The counts that grew since the last call, by how much (empty: none did)."""
+        totals = _read_all(counters)
+        last, self._totals = self._totals, totals
+        if totals == last:
+            return {}
+        return {
+            name: now - before
+            for name, now, before in zip(COUNTER_NAMES, totals, last, strict=True)
+            if now != before
+        }
 
 
 def add_deltas(totals: Counters, deltas: Mapping[str, int]) -> None:

@@ -34,7 +34,7 @@ from rumordb.core.broadcast import BroadcastQueue
 from rumordb.core.clock_watch import ClockWatch
 from rumordb.core.config import NodeConfig
 from rumordb.core.context import Context
-from rumordb.core.counters import Counters, take_deltas
+from rumordb.core.counters import Counters, Reported
 from rumordb.core.digest_folding import DigestFolding
 from rumordb.core.errors import DecodeError
 from rumordb.core.keys import check_key
@@ -99,7 +99,7 @@ class Node:
             c.dead_timeout_ms,
         )  # fmt: skip
         self.counters, self.queue = Counters(), BroadcastQueue(c.queue_max)
-        self._reported = Counters()  # the totals the last tick's deltas brought up to
+        self._reported = Reported()  # the totals the last tick's deltas brought up to
         self.replica = Replica(node_id, self.counters, self.queue, c.max_key_bytes, now)
         self.store = self.replica.store
         self.outbox = Outbox(node_id, self.counters, self._entries, c.max_batch)
@@ -247,7 +247,7 @@ class Node:
             self.anti_entropy.start(out)
             if maintenance.is_due(self.membership, self.replica):
                 self._maintain(out)
-        out.counter_deltas = take_deltas(self.counters, self._reported)
+        out.counter_deltas = self._reported.take_deltas(self.counters)
         return self._with_transitions(out)
 
     def _probe(self, out: Output, now: float, mono: float) -> None:

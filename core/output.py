@@ -11,10 +11,15 @@ nothing else tells a driver of them, and each is handed out exactly once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 import msgspec
 
 from rumordb.core.membership import Transition
 from rumordb.core.record import Discarded, Record
+
+NO_DELTAS: Mapping[str, int] = MappingProxyType({})  # read-only: no dict built per Output
 
 
 class Output(msgspec.Struct):
@@ -25,7 +30,8 @@ class Output(msgspec.Struct):
     purges: list[str] = []
     transitions: list[Transition] = []
     discards: list[tuple[str, Discarded]] = []
-    counter_deltas: dict[str, int] = {}  # counter name -> growth since the previous tick
+    # counter name -> growth since the previous tick; shared and empty unless a tick set it
+    counter_deltas: Mapping[str, int] = NO_DELTAS
 
     def __bool__(self) -> bool:
         return bool(
@@ -43,6 +49,8 @@ class Output(msgspec.Struct):
         self.purges.extend(other.purges)
         self.transitions.extend(other.transitions)
         self.discards.extend(other.discards)
-        deltas = self.counter_deltas
-        for name, delta in other.counter_deltas.items():
-            deltas[name] = deltas.get(name, 0) + delta
+        if other.counter_deltas:
+            deltas = dict(self.counter_deltas)  # never the shared empty default
+            for name, delta in other.counter_deltas.items():
+                deltas[name] = deltas.get(name, 0) + delta
+            self.counter_deltas = deltas

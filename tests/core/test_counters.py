@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections import Counter
 
 from rumordb.core import Counters, NodeConfig
-from rumordb.core.counters import COUNTER_NAMES, add_deltas, take_deltas
+from rumordb.core.counters import COUNTER_NAMES, Reported, add_deltas
 from tests.core.harness import Cluster
 
 
-def test_take_deltas_reports_only_what_grew_and_catches_up() -> None:
-    counters, reported = Counters(), Counters()
+def test_reported_hands_out_only_what_grew_each_time() -> None:
+    counters, reported = Counters(), Reported()
     counters.messages_sent, counters.bytes_sent = 3, 120
-    assert take_deltas(counters, reported) == {"messages_sent": 3, "bytes_sent": 120}
-    assert take_deltas(counters, reported) == {}, "each growth is handed out once"
+    assert reported.take_deltas(counters) == {"messages_sent": 3, "bytes_sent": 120}
+    assert reported.take_deltas(counters) == {}, "each growth is handed out once"
     counters.messages_sent += 2
-    assert take_deltas(counters, reported) == {"messages_sent": 2}
-    assert reported == counters
+    counters.keys_expired += 1
+    assert reported.take_deltas(counters) == {"messages_sent": 2, "keys_expired": 1}
 
 
 def test_add_deltas_sums_into_a_drivers_totals() -> None:

@@ -23,3 +23,13 @@ def test_extend_appends_every_part() -> None:
     )
     assert [k for k, _ in out.writes] == ["a", "b"] and out.purges == ["c"]
     assert [k for k, _ in out.discards] == ["d"]
+
+
+def test_counter_deltas_are_empty_and_shared_read_only_until_a_tick_sets_them() -> None:
+    first, second = Output(), Output()
+    assert first.counter_deltas == {} and first.counter_deltas is second.counter_deltas
+    assert not first and Output(counter_deltas={"rumor_rounds": 1})
+    first.extend(Output(counter_deltas={"rumor_rounds": 1, "keys_expired": 2}))
+    first.extend(Output(counter_deltas={"rumor_rounds": 3}))
+    assert first.counter_deltas == {"rumor_rounds": 4, "keys_expired": 2}
+    assert second.counter_deltas == {}, "the shared default is never written to"

@@ -19,9 +19,11 @@ ALLOWED = {
     "heapq",
     "math",
     "msgspec",
+    "operator",  # attrgetter: a tick reads every counter in one call (core.counters)
     "re",
     "random",
     "sortedcontainers",  # a pure-Python data structure: the store's sorted key index
+    "types",  # MappingProxyType: Output's shared, read-only empty counter deltas
     "typing",
     "rumordb.core",
 }
