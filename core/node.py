@@ -110,17 +110,8 @@ class Node:
         self.owners, self.route, self.ring = (
             self.placement.owners, self.placement.route, self.placement.ring,
         )  # fmt: skip
-        self.pending = PendingWrites()  # client writes not yet flushed (or aborted)
-        self.clock_watch, self.prober = ClockWatch(c.max_clock_skew_ms), Prober()
         self._now = now  # the latest time a call brought: reads without one use it
-        self.folding = DigestFolding(self.store, self.placement, self.membership, c.digest_fold_batch)  # fmt: skip
-        self.mongering = Mongering(
-            c, self.membership, self.placement, self.queue, self.replica, self.outbox, self.counters, rng,
-        )  # fmt: skip
-        self.anti_entropy = AntiEntropySessions(
-            node_id, self.membership, self.folding, self.replica, self.outbox, self.counters, rng,
-            max_entries=c.sync_max_entries, max_keys=c.sync_max_keys,
-        )  # fmt: skip
+        self._add_protocol_parts(c, rng)
         self.replica.load_all(records)
         self.replica.tombstones.restore(purged)
         self.timers = Timers(c.probe_interval_ms, c.gossip_interval_ms, c.anti_entropy_interval_ms)
@@ -130,6 +121,20 @@ class Node:
             self.owners, self.ring, self.clock_watch,
         )  # fmt: skip
 
+    def _add_protocol_parts(self, c: NodeConfig, rng: random.Random) -> None:
+        """What runs the protocol over the replica, the member table and the outbox."""
+        self.pending = PendingWrites()  # client writes not yet flushed (or aborted)
+        self.clock_watch, self.prober = ClockWatch(c.max_clock_skew_ms), Prober()
+        members, replica, outbox = self.membership, self.replica, self.outbox
+        self.folding = DigestFolding(self.store, self.placement, members, c.digest_fold_batch)
+        self.mongering = Mongering(
+            c, members, self.placement, self.queue, replica, outbox, self.counters, rng
+        )
+        self.anti_entropy = AntiEntropySessions(
+            self.node_id, members, self.folding, replica, outbox, self.counters, rng,
+            max_entries=c.sync_max_entries, max_keys=c.sync_max_keys,
+        )  # fmt: skip
+
     def next_deadline(self) -> float:
         return min(self.timers.next_deadline(), self.folding.due_at)
 
@@ -137,11 +142,8 @@ class Node:
     def read(
         self, key: str, *, forwarded: bool = False, meta: bool = False, now: float | None = None
     ) -> ReadPlan:
-        """Where to answer a read of ``key`` (``core.reads``); ``meta``: tombstones too.
-
-        ``now``: a value whose TTL ran out by then reads as absent (default: the time of
-        the latest call).
-        """
+        """Where to answer a read of ``key`` (``core.reads``); ``meta``: tombstones too;
+        ``now``: a value expired by then reads as absent (default: the latest call's time)."""
         owners = self.route(key)
         if owners is not None:
             return AskOwners(tuple(owners))
@@ -156,14 +158,9 @@ class Node:
         return Local(record if is_live(record, self._now_hlc(now)) else None)
 
     def plan_list(
-        self,
-        prefix: str = "",
-        limit: int = 100,
-        after: str = "",
-        *,
-        forwarded: bool = False,
+        self, prefix: str = "", limit: int = 100, after: str = "", *, forwarded: bool = False,
         now: float | None = None,
-    ) -> ListPlan:
+    ) -> ListPlan:  # fmt: skip
         """This node's page of live keys; sharded, also the peers holding the other ranges."""
         keys = self.store.list_live(prefix, limit, after, self._now_hlc(now))
         if not self.config.sharding or forwarded:
