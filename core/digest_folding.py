@@ -33,10 +33,11 @@ class DigestFolding:
 
     def work(self, now: float) -> None:
         """One slice of folding if a backlog is pending; schedules the next one."""
-        store, placement = self._store, self._placement
-        if store.pending_folds() <= self.batch // 2:
+        store = self._store
+        if store.pending_folds() <= self.batch // 2:  # every tick: the common, cheap case
             self.due_at = math.inf
             return
+        placement = self._placement
         owners_of = placement.shared_owners() if placement.sharding else placement.owners
         left = store.fold(self.batch, owners_of, placement.node_id)
         self.due_at = now + FOLD_SLICE_GAP_S if left else math.inf
