@@ -3,22 +3,28 @@
 A driver (``live.runner``, ``sim.engine``) feeds it client commands (``write``, then
 ``flush`` once durable; ``read`` and ``plan_list`` say where to answer), peer messages
 (``receive``) and time (``tick`` at ``next_deadline()``), carries out each ``Output``
-(persist, then send: ``core.output``) and reads state only through ``view``. A client
-write that could not be made durable is undone with ``abort`` instead of ``flush``.
+(persist, then send: ``core.output``; a tick's also carries the counter deltas) and reads
+state only through ``view``. A client write that could not be made durable is undone
+with ``abort`` instead of ``flush`` (``core.pending_writes``).
 
-What comes from outside is bounded before it is applied (``core.bounds``): a client's
-context, and every peer message, whole. This node's own clock is watched against its
-peers' heartbeats (``core.clock_watch``): while it runs ahead, client writes are refused.
+What comes from outside is bounded before it is applied (``core.admission``,
+``core.bounds``): a client's context, and every peer message, whole. This node's own
+clock is watched against its peers' heartbeats (``core.clock_watch``): while it runs
+ahead, client writes are refused. Members are judged on a monotonic clock, and a pause
+of this node is not held against them (``core.local_health``, ``core.probe``).
 
-Replication has two paths. Rumor mongering (``core.rumors``, ``core.broadcast``): a
-fresh version is pushed at once and then piggybacked on gossip rounds until sent
-``retransmit_mult * ceil(log10(N + 1))`` times. Anti-entropy (``core.anti_entropy``):
-every interval the node walks its digest tree against one random peer and both exchange
-only the keys that differ. Rumors make replication fast; anti-entropy makes it certain.
-Sharded, a key lives on its ``replicas`` owners (``core.ring``); writes to a dead owner
-go to a stand-in (a hint), keys held but not owned are handed off (``core.handoff``),
-and tombstones are purged once every member that must hold them does
-(``core.tombstones``). This class only coordinates those modules.
+Replication has two paths. Rumor mongering (``core.mongering``, ``core.rumors``,
+``core.broadcast``): a fresh version is pushed at once and then piggybacked on gossip
+rounds until sent ``retransmit_mult * ceil(log10(N + 1))`` times. Anti-entropy
+(``core.anti_entropy_sessions``, ``core.anti_entropy``): every interval the node walks
+its digest tree (folded in slices: ``core.digest_folding``) against one random peer and
+both exchange only the keys that differ. Rumors make replication fast; anti-entropy
+makes it certain. Sharded, a key lives on its ``replicas`` owners (``core.ring``);
+writes to a dead owner go to a stand-in (a hint), keys held but not owned are handed off
+(``core.handoff``), and tombstones are purged once every member that must hold them does
+(``core.tombstones``), both in the periodic maintenance (``core.maintenance``); leaving
+and reaping follow ``core.lifecycle``. This class only coordinates those modules: which
+input goes where, and in what order the output is built.
 """
 
 from __future__ import annotations

@@ -143,5 +143,6 @@ class NodeView:
         return len(self._queue)
 
     def counters(self) -> Counters:
-        """A snapshot of the node's counters (totals since it started)."""
+        """A snapshot of the node's counters (totals since it started), for tests and
+        whole-cluster checks: drivers add up each tick's ``Output.counter_deltas`` instead."""
         return dataclasses.replace(self._counters)
