@@ -49,7 +49,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -191,6 +191,7 @@ class Runner:
             lambda: self._node,
             lambda: self.discovery_rejected,
             lambda: self._storage.stats if self._storage is not None else None,
+            lambda: self._storage.usage() if self._storage is not None else None,
         )
         self.faults = Faults()
         self.signer = signer_for(settings)
@@ -778,6 +779,11 @@ class Runner:
             gossip.send(target, data)
 
     # --- views ---------------------------------------------------------------------
+    def _storage_view(self) -> dict[str, Any] | None:
+        """The database's size on disk (None in memory mode), as ``/metrics`` shows it."""
+        usage = self._storage.usage() if self._storage is not None else None
+        return None if usage is None else asdict(usage)
+
     def cluster_view(self) -> dict[str, Any]:
         view = self.node.view
         now = self.mono()  # members' last progress is monotonic time
@@ -805,6 +811,7 @@ class Runner:
             "replicas": self.settings.replicas,
             "keys": live,
             "tombstones": tombstones,
+            "storage": self._storage_view(),
             "members": members,
             "ownership": view.ownership() if sharding else None,
         }

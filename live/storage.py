@@ -53,6 +53,19 @@ At start a stored record or log row that does not decode is skipped, counted
 (``corrupt_skipped``) and logged instead of keeping the node down; a corrupt log row is
 moved to the ``quarantine`` table first, so compaction never deletes the evidence.
 
+Disk space. Purged keys and compacted log rows free pages inside the file; SQLite reuses
+them for later writes, so under a steady load the file stops growing. A database created
+by this version also gives the excess back (``auto_vacuum=INCREMENTAL``): after a
+compaction, when free pages exceed ``RECLAIM_FREE_SHARE`` of the file (and
+``RECLAIM_MIN_PAGES``), the writer runs ``incremental_vacuum`` for at most
+``RECLAIM_STEP_PAGES`` and a passive checkpoint, so the file shrinks after a mass purge
+(e.g. the tombstones a forgotten member held back) instead of staying at its high-water
+mark. A database made before keeps ``auto_vacuum=NONE`` (switching needs a full
+``VACUUM``): it reuses its free pages but never shrinks. ``journal_size_limit`` truncates
+a WAL that one large transaction grew. ``usage()`` reports the file sizes, free bytes and
+rows (``/metrics``, ``/cluster``); rows are recounted by the writer, in at most
+``RECOUNT_COST_SHARE`` of its time, since a count walks the whole table.
+
 A lock file keeps two processes from using one data directory. Records are stored as
 msgspec MessagePack of ``core.Record``; ``meta`` holds small strings (node id,
 incarnation).
@@ -67,6 +80,7 @@ import functools
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +100,13 @@ DURABILITIES = ("sync", "batch", "memory")
 COMPACT_KEYS = 4096  # distinct keys in the log that trigger a compaction
 COMPACT_ROWS = 512  # log rows (group commits) that trigger a compaction
 COMPACT_AFTER_S = 1.0  # an idle writer compacts a non-empty log after this long
+
+RECLAIM_FREE_SHARE = 0.25  # free pages beyond this share of the file are given back...
+RECLAIM_MIN_PAGES = 256  # ...and beyond this many: a little slack stays for reuse
+RECLAIM_STEP_PAGES = 2048  # pages given back per writer step (8 MiB): keeps a step short
+RECOUNT_COST_SHARE = 0.01  # rows are recounted in at most this share of the writer's time
+RECOUNT_MIN_INTERVAL_S = 1.0
+WAL_LIMIT_BYTES = 8 * 1024 * 1024  # a checkpointed WAL is truncated back to this size
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, record BLOB NOT NULL) WITHOUT ROWID",
@@ -159,6 +180,19 @@ class StorageStats:
     encode_failures: int = 0  # jobs refused because a record could not be encoded
     failing_commits: int = 0  # consecutive failed transactions, 0 after a good one
     corrupt_skipped: int = 0  # stored records or log rows that did not decode at start
+    pages_reclaimed: int = 0  # free pages given back to the file system (incremental vacuum)
+
+
+@dataclass(frozen=True, slots=True)
+class StorageUsage:
+    """What the database occupies now (``Storage.usage``)."""
+
+    db_bytes: int  # the SQLite file on disk
+    wal_bytes: int  # its write-ahead log
+    free_bytes: int  # pages inside the file that hold nothing (reused, or given back)
+    rows: int  # rows of the keyed records table (live keys and tombstones), last count
+    log_rows: int  # group commits not yet folded into records
+    reclaims: bool  # auto_vacuum=INCREMENTAL: free pages beyond the slack are given back
 
 
 class Storage:
@@ -168,8 +202,10 @@ class Storage:
         connection: sqlite3.Connection | None,
         lock_fd: int | None,
         queue_max: int = DEFAULT_QUEUE_MAX,
+        path: Path | None = None,
     ) -> None:
         self.durability = durability
+        self.path = path
         self.stats = StorageStats()
         self._db = connection
         self._synchronous_full = durability == "sync"  # as the connection was opened
@@ -195,7 +231,17 @@ class Storage:
         self._log_rows = 0
         self._last_log_id = 0
         self._thread: threading.Thread | None = None
+        # Written by the writer thread (``_measure``), read by ``usage``.
+        self._rows = 0
+        self._rows_stale = connection is not None  # counted once the writer starts
+        self._recount_due = 0.0  # time.monotonic() from which a recount may run
+        self._free_pages = 0
+        self._reclaim_pending = False  # more free pages to give back at the next idle step
+        self._page_bytes = 4096
+        self._reclaims = False
         if connection is not None:
+            self._reclaims = _pragma(connection, "auto_vacuum") == 2  # INCREMENTAL
+            self._page_bytes = _pragma(connection, "page_size")
             self._replay_log(connection)
             self._thread = threading.Thread(target=self._run, name="rumor-storage", daemon=True)
             self._thread.start()
@@ -223,7 +269,7 @@ class Storage:
             os.close(lock_fd)
             raise StorageError(f"cannot open {data_dir / DB_FILE}: {error}") from None
         try:
-            return cls(durability, connection, lock_fd, queue_max)
+            return cls(durability, connection, lock_fd, queue_max, data_dir / DB_FILE)
         except BaseException:  # a corrupt log: release the file and the lock
             connection.close()
             os.close(lock_fd)
@@ -292,6 +338,19 @@ class Storage:
         if not failing:
             return []
         return [f"storage: the last {failing} commit(s) failed: {self.last_commit_error}"]
+
+    def usage(self) -> StorageUsage | None:
+        """File sizes now; free pages and rows as the writer last measured them."""
+        if self._db is None or self.path is None:
+            return None
+        return StorageUsage(
+            db_bytes=_file_bytes(self.path),
+            wal_bytes=_file_bytes(self.path.with_name(self.path.name + "-wal")),
+            free_bytes=self._free_pages * self._page_bytes,
+            rows=self._rows,
+            log_rows=self._log_rows,
+            reclaims=self._reclaims,
+        )
 
     def get_meta(self, name: str) -> str | None:
         if self._db is None:
@@ -421,13 +480,14 @@ class Storage:
         while True:
             with self._queue_lock:
                 while not self._jobs and not self._stopping:
-                    if not self._log_rows:
+                    if not (self._log_rows or self._rows_stale or self._reclaim_pending):
                         self._wake.wait()
                     elif not self._wake.wait(COMPACT_AFTER_S):
                         break  # idle for a while: fold the log now
                 jobs, self._jobs, self._queued = self._jobs, [], 0
             if not jobs:
                 self._guarded(self._compact)  # idle, or stopping: leave a short log behind
+                self._guarded(self._measure)
                 if self._stopping:
                     return  # stopping, and everything queued is committed
                 continue
@@ -444,6 +504,7 @@ class Storage:
                     _call_soon(loop, _resolve, [job for job in jobs if job.loop is loop])
             if len(self._unmerged) >= COMPACT_KEYS or self._log_rows >= COMPACT_ROWS:
                 self._guarded(self._compact)
+                self._guarded(self._measure)
 
     def _guarded(self, step: Callable[[], None]) -> None:
         """An unexpected exception in a writer step is logged; it never ends the thread."""
@@ -545,8 +606,36 @@ class Storage:
                 self.compaction_error = repr(error)
                 return
             self._unmerged, self._log_rows = {}, 0
+            self._rows_stale = True
             self.stats.compactions += 1
             self.stats.records_compacted += len(unmerged)
+
+    def _measure(self) -> None:
+        """Count free pages and give the excess back; recount rows when due."""
+        db = self._db
+        if db is None or self._closed:
+            return
+        with self._db_lock:
+            free, pages = _pragma(db, "freelist_count"), _pragma(db, "page_count")
+            self._reclaim_pending = False
+            if self._reclaims and free > _reclaim_threshold(pages):
+                # execute() steps this pragma once, which frees one page (fetchall does
+                # not step it again); executescript runs it to the end.
+                db.executescript(f"PRAGMA incremental_vacuum({RECLAIM_STEP_PAGES});")
+                # The file is truncated when the checkpoint copies the shorter database.
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                left = _pragma(db, "freelist_count")
+                self.stats.pages_reclaimed += free - left
+                self._reclaim_pending = left > _reclaim_threshold(_pragma(db, "page_count"))
+                free = left
+            self._free_pages = free
+            started = time.monotonic()
+            if not self._rows_stale or started < self._recount_due:
+                return
+            self._rows = int(db.execute("SELECT count(*) FROM records").fetchone()[0])
+            self._rows_stale = False
+            cost_s = time.monotonic() - started
+            self._recount_due = started + max(RECOUNT_MIN_INTERVAL_S, cost_s / RECOUNT_COST_SHARE)
 
     def _set_synchronous(self, full: bool) -> None:
         if full != self._synchronous_full:
@@ -581,6 +670,21 @@ def _call_soon(
         loop.call_soon_threadsafe(callback, *args)
 
 
+def _reclaim_threshold(pages: int) -> float:
+    return max(RECLAIM_MIN_PAGES, pages * RECLAIM_FREE_SHARE)
+
+
+def _pragma(connection: sqlite3.Connection, name: str) -> int:
+    return int(connection.execute(f"PRAGMA {name}").fetchone()[0])
+
+
+def _file_bytes(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _lock_data_dir(data_dir: Path) -> int:
     fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -596,12 +700,15 @@ def _lock_data_dir(data_dir: Path) -> int:
 def _connect(path: Path, durability: str) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
+        # Only a new, empty database takes this (before its first table); see "Disk space".
+        connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
         mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"WAL mode unavailable (got {mode})")
         synchronous = "FULL" if durability == "sync" else "NORMAL"
         connection.execute(f"PRAGMA synchronous={synchronous}")
         connection.execute("PRAGMA busy_timeout=5000")
+        connection.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         for statement in _SCHEMA:
             connection.execute(statement)
     except BaseException:
