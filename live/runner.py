@@ -48,7 +48,7 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -202,7 +202,7 @@ class Runner:
         self._gossip: GossipClient | None = None
         self._discovery: Discovery | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._behind: set[asyncio.Task[None]] = set()  # replica persists nobody awaits
+        self._behind: set[asyncio.Future[None]] = set()  # replica persists nobody awaits
         self._forwarder: Forwarder | None = None
         self._pending: list[_Waiting] = []
         self._write_wakeup = asyncio.Event()
@@ -615,12 +615,12 @@ class Runner:
                 suppressed_since_last=suppressed,
             )
 
-    def _persist_behind(self, persisting: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(persisting)
+    def _persist_behind(self, persisting: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(persisting)
         self._behind.add(task)
         task.add_done_callback(self._persisted_behind)
 
-    def _persisted_behind(self, task: asyncio.Task[None]) -> None:
+    def _persisted_behind(self, task: asyncio.Future[None]) -> None:
         self._behind.discard(task)
         if not task.cancelled() and task.exception() is not None:
             # That batch was not stored (the writer goes on): nothing is lost that the

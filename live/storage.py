@@ -74,6 +74,7 @@ incarnation).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
 import functools
@@ -81,7 +82,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,8 +223,8 @@ class Storage:
         self.last_commit_error: str | None = None  # of the last failed transaction
         self.compaction_error: str | None = None  # the last failed compaction (retried)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._admission = asyncio.Lock()
-        self._space = asyncio.Event()
+        # Jobs waiting for room in a full queue, in call order (loop side).
+        self._waiting: collections.deque[tuple[_Job, asyncio.Future[None]]] = collections.deque()
         self._encoder = msgspec.msgpack.Encoder()
         # The log's content not yet folded into ``records`` (latest per key), and the id
         # of the last log row it covers. Touched under ``_db_lock``.
@@ -404,31 +405,63 @@ class Storage:
                 raise
 
     # --- writing ---------------------------------------------------------------------
-    async def persist(
+    def persist(
         self,
         writes: Sequence[tuple[str, Record]],
         purges: Sequence[str],
         durable: bool = True,
-    ) -> None:
-        """Durable (sync) or queued (batch) when it returns; a no-op in memory mode.
+    ) -> Awaitable[None]:
+        """Queue the job now, in call order; await it: durable (sync) or queued (batch).
+
+        The place in the queue is taken by the call itself, not when the caller first
+        awaits: a caller that awaits later (``Runner._persist_behind`` makes a task of
+        it) must not be overtaken by a later call. When it was a coroutine, a purge
+        persisted by the tick could overtake the write of the same tombstone received
+        just before, leaving the tombstone on disk for good (~50 of 1 000 keys in the
+        bounded-growth test). A no-op in memory mode.
 
         ``durable=False`` (sync mode): committed when it returns, synced with the next
         durable batch or checkpoint; for versions a peer already holds durably.
         """
-        if self._closed or self._stopping:
-            raise StorageError("storage is closed")
-        if self._db is None or not (writes or purges):
-            return
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # asyncio primitives belong to one loop
-            self._loop, self._admission, self._space = loop, asyncio.Lock(), asyncio.Event()
+        if self._closed or self._stopping:
+            return _settled(loop, StorageError("storage is closed"))
+        if self._db is None or not (writes or purges):
+            return _settled(loop)
+        if self._loop is not loop:  # futures belong to one loop
+            self._loop, self._waiting = loop, collections.deque()
         waiter = loop.create_future() if self.durability == "sync" else None
         job = _Job(list(writes), list(purges), waiter, loop, durable)
-        async with self._admission:  # FIFO: a later caller never overtakes a waiting one
-            while not self._enqueue(job):
-                await self._space.wait()
+        if not self._waiting and self._enqueue(job):
+            return waiter if waiter is not None else _settled(loop)
+        admitted = loop.create_future()  # the queue is full: wait in line (backpressure)
+        self._waiting.append((job, admitted))
+        return self._admitted_then(admitted, waiter)
+
+    @staticmethod
+    async def _admitted_then(
+        admitted: asyncio.Future[None], waiter: asyncio.Future[None] | None
+    ) -> None:
+        await admitted
         if waiter is not None:
             await waiter
+
+    def _admit_waiting(self) -> None:
+        """On the loop, once the writer took the queue: admit waiting jobs, in order."""
+        waiting = self._waiting
+        while waiting:
+            job, admitted = waiting[0]
+            try:
+                if not self._enqueue(job):
+                    return  # still full: the writer calls again when it takes the queue
+            except StorageError as error:  # stopping: nobody will commit them
+                job.error = error
+            waiting.popleft()
+            if not admitted.done():  # a cancelled caller: its job is queued all the same
+                if job.error is None:
+                    admitted.set_result(None)
+                else:
+                    admitted.set_exception(job.error)
 
     def _enqueue(self, job: _Job) -> bool:
         size = len(job.writes) + len(job.purges)
@@ -436,7 +469,6 @@ class Storage:
             if self._stopping:
                 raise StorageError("storage is closed")
             if self._queued and self._queued + size > self._queue_max:
-                self._space.clear()  # set again by the writer once it takes the queue
                 return False
             self._jobs.append(job)
             self._queued += size
@@ -492,7 +524,7 @@ class Storage:
                     return  # stopping, and everything queued is committed
                 continue
             for loop in {job.loop for job in jobs}:
-                _call_soon(loop, self._space.set)  # room again: let waiting callers queue
+                _call_soon(loop, self._admit_waiting)  # room again: queue waiting jobs
             try:
                 self._commit(jobs)
             except Exception as error:  # a bug: fail this batch, keep the writer
@@ -650,6 +682,18 @@ class Storage:
         stats.records_written += written
         stats.records_purged += purged
         stats.largest_commit_jobs = max(stats.largest_commit_jobs, len(jobs))
+
+
+def _settled(
+    loop: asyncio.AbstractEventLoop, error: StorageError | None = None
+) -> asyncio.Future[None]:
+    """A future that is already done (an error is raised when it is awaited)."""
+    future: asyncio.Future[None] = loop.create_future()
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+    return future
 
 
 def _resolve(jobs: list[_Job]) -> None:

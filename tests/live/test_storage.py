@@ -604,3 +604,39 @@ def test_memory_mode_reports_no_usage(tmp_path: Path) -> None:
     storage = Storage.open(tmp_path, "memory")
     assert storage.usage() is None
     storage.close_sync()
+
+
+def test_jobs_commit_in_call_order_even_when_awaited_out_of_order(tmp_path: Path) -> None:
+    """A tombstone received (persisted behind, awaited later) then purged by the tick
+    (awaited at once) must not come back on disk: the call fixes the order."""
+
+    async def scenario() -> None:
+        storage = Storage.open(tmp_path, "sync")
+        received = storage.persist([("k", record(b"", tombstone=True))], [], durable=False)
+        await storage.persist([], ["k"])  # the purge, called second, awaited first
+        await received
+        await storage.close()
+
+    asyncio.run(scenario())
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        assert storage.load() == []
+    finally:
+        storage.close_sync()
+
+
+def test_a_full_queue_keeps_call_order_for_callers_that_await_later(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        storage = Storage.open(tmp_path, "sync", queue_max=1)
+        calls = [storage.persist([(f"k{i % 3}", record(b"%d" % i, i + 1))], []) for i in range(9)]
+        calls.append(storage.persist([], ["k0"]))
+        for call in reversed(calls):  # awaited in the opposite order
+            await call
+        await storage.close()
+
+    asyncio.run(scenario())
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        assert dict(storage.load()) == {"k1": record(b"7", 8), "k2": record(b"8", 9)}
+    finally:
+        storage.close_sync()
