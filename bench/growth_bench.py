@@ -112,6 +112,7 @@ def sim(variant: str) -> dict[str, Any]:
     events["deleted"] = phases[1].start_s - SIM_DEATH_S
     events["churn_start"] = phases[3].start_s - SIM_DEATH_S
     events["churn_end"] = (phases[3].stop_s or scenario.duration_s) - SIM_DEATH_S
+    events.update(_sim_milestones(series, KEYS))
     samples = [
         {
             "t_s": round(t - SIM_DEATH_S, 2),
@@ -141,6 +142,18 @@ def sim(variant: str) -> dict[str, Any]:
         "wall_s": round(time.monotonic() - started, 1),
         "load": os.getloadavg(),
     }
+
+
+def _sim_milestones(series: dict[str, list[Any]], keys: int) -> dict[str, float]:
+    """When every survivor first held every tombstone, and when none held any after."""
+    found: dict[str, float] = {}
+    rows = zip(series["t_s"], series["tombstones_min"], series["tombstones_max"], strict=True)
+    for t, lo, hi in rows:
+        if "held" not in found and lo == keys:
+            found["held"] = t - SIM_DEATH_S
+        elif "held" in found and "purged" not in found and hi == 0:
+            found["purged"] = t - SIM_DEATH_S
+    return found
 
 
 def _save(name: str, data: dict[str, Any]) -> None:
