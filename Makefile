@@ -147,3 +147,10 @@ bench-durability: $(STAMP)
 ## The containers ring alone (root): Podman runs the real Dockerfile and docker-compose.yml.
 containers: $(STAMP)
 	$(BIN)/python -m pytest tests/containers -v
+
+## Bounded growth (issue 15; root: namespaces): a member dead for good, 10 000 deletes,
+## forget / reap, then 100 deletes/s; live (5 nodes) and sim; writes
+## experiments/bounded_growth/report.md and growth.png (~10 min).
+.PHONY: bench-growth
+bench-growth: $(STAMP)
+	$(BIN)/python -m bench.growth_bench all

@@ -34,7 +34,7 @@ from rumordb.core.counters import Counters, add_deltas
 
 if TYPE_CHECKING:
     from rumordb.core import Node
-    from rumordb.live.storage import StorageStats
+    from rumordb.live.storage import StorageStats, StorageUsage
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -50,11 +50,13 @@ class NodeCollector(Collector):
         discovery_rejected_fn: Callable[[], int],
         storage_fn: Callable[[], StorageStats | None],
         counts: Counters,
+        usage_fn: Callable[[], StorageUsage | None] = lambda: None,
     ) -> None:
         self._counts = counts
         self._node_fn = node_fn
         self._discovery_rejected_fn = discovery_rejected_fn
         self._storage_fn = storage_fn
+        self._usage_fn = usage_fn
 
     def collect(self) -> Iterator[Metric]:
         yield _counter(
@@ -95,6 +97,12 @@ class NodeCollector(Collector):
                 "Stored records or log rows skipped at start because they did not decode.",
                 stats.corrupt_skipped,
             )
+            yield _counter(
+                "rumor_storage_pages_reclaimed",
+                "Free database pages given back to the file system (incremental vacuum).",
+                stats.pages_reclaimed,
+            )
+        yield from _usage_gauges(self._usage_fn())
         node = self._node_fn()
         if node is None:
             return
@@ -149,6 +157,24 @@ class NodeCollector(Collector):
             "(ahead: client writes refused 503), else 0.",
             0 if clock.skew.value == "ok" else 1,
         )
+
+
+def _usage_gauges(usage: StorageUsage | None) -> Iterator[Metric]:
+    """The database's size on disk (none in memory mode): what tombstones cost a node."""
+    if usage is None:
+        return
+    yield _gauge("rumor_storage_db_bytes", "Size of the SQLite file on disk.", usage.db_bytes)
+    yield _gauge("rumor_storage_wal_bytes", "Size of its write-ahead log.", usage.wal_bytes)
+    yield _gauge(
+        "rumor_storage_free_bytes",
+        "Bytes of free pages inside the file (reused by writes; the excess given back).",
+        usage.free_bytes,
+    )
+    yield _gauge(
+        "rumor_storage_rows",
+        "Rows of the records table (live keys and tombstones) at the last count.",
+        usage.rows,
+    )
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -262,6 +288,7 @@ class Metrics:
         node_fn: Callable[[], Node | None] = lambda: None,
         discovery_rejected_fn: Callable[[], int] = lambda: 0,
         storage_fn: Callable[[], StorageStats | None] = lambda: None,
+        usage_fn: Callable[[], StorageUsage | None] = lambda: None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
@@ -308,7 +335,11 @@ class Metrics:
         # The core's counts, summed from each tick's Output.counter_deltas: they keep
         # growing across a restart of the node in this process, as Prometheus expects.
         self.node_counts = Counters()
-        r.register(NodeCollector(node_fn, discovery_rejected_fn, storage_fn, self.node_counts))
+        r.register(
+            NodeCollector(
+                node_fn, discovery_rejected_fn, storage_fn, self.node_counts, usage_fn
+            )
+        )
         r.register(HotPathCollector(self))
 
     def observe_request(self, route: str, status: int, elapsed_s: float) -> None:

@@ -48,8 +48,8 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -191,6 +191,7 @@ class Runner:
             lambda: self._node,
             lambda: self.discovery_rejected,
             lambda: self._storage.stats if self._storage is not None else None,
+            lambda: self._storage.usage() if self._storage is not None else None,
         )
         self.faults = Faults()
         self.signer = signer_for(settings)
@@ -201,7 +202,7 @@ class Runner:
         self._gossip: GossipClient | None = None
         self._discovery: Discovery | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._behind: set[asyncio.Task[None]] = set()  # replica persists nobody awaits
+        self._behind: set[asyncio.Future[None]] = set()  # replica persists nobody awaits
         self._forwarder: Forwarder | None = None
         self._pending: list[_Waiting] = []
         self._write_wakeup = asyncio.Event()
@@ -616,12 +617,12 @@ class Runner:
                 suppressed_since_last=suppressed,
             )
 
-    def _persist_behind(self, persisting: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(persisting)
+    def _persist_behind(self, persisting: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(persisting)
         self._behind.add(task)
         task.add_done_callback(self._persisted_behind)
 
-    def _persisted_behind(self, task: asyncio.Task[None]) -> None:
+    def _persisted_behind(self, task: asyncio.Future[None]) -> None:
         self._behind.discard(task)
         if not task.cancelled() and task.exception() is not None:
             # That batch was not stored (the writer goes on): nothing is lost that the
@@ -783,6 +784,11 @@ class Runner:
             gossip.send(target, data)
 
     # --- views ---------------------------------------------------------------------
+    def _storage_view(self) -> dict[str, Any] | None:
+        """The database's size on disk (None in memory mode), as ``/metrics`` shows it."""
+        usage = self._storage.usage() if self._storage is not None else None
+        return None if usage is None else asdict(usage)
+
     def cluster_view(self) -> dict[str, Any]:
         view = self.node.view
         now = self.mono()  # members' last progress is monotonic time
@@ -810,6 +816,7 @@ class Runner:
             "replicas": self.settings.replicas,
             "keys": live,
             "tombstones": tombstones,
+            "storage": self._storage_view(),
             "members": members,
             "ownership": view.ownership() if sharding else None,
         }

@@ -53,6 +53,19 @@ At start a stored record or log row that does not decode is skipped, counted
 (``corrupt_skipped``) and logged instead of keeping the node down; a corrupt log row is
 moved to the ``quarantine`` table first, so compaction never deletes the evidence.
 
+Disk space. Purged keys and compacted log rows free pages inside the file; SQLite reuses
+them for later writes, so under a steady load the file stops growing. A database created
+by this version also gives the excess back (``auto_vacuum=INCREMENTAL``): after a
+compaction, when free pages exceed ``RECLAIM_FREE_SHARE`` of the file (and
+``RECLAIM_MIN_PAGES``), the writer runs ``incremental_vacuum`` for at most
+``RECLAIM_STEP_PAGES`` and a passive checkpoint, so the file shrinks after a mass purge
+(e.g. the tombstones a forgotten member held back) instead of staying at its high-water
+mark. A database made before keeps ``auto_vacuum=NONE`` (switching needs a full
+``VACUUM``): it reuses its free pages but never shrinks. ``journal_size_limit`` truncates
+a WAL that one large transaction grew. ``usage()`` reports the file sizes, free bytes and
+rows (``/metrics``, ``/cluster``); rows are recounted by the writer, in at most
+``RECOUNT_COST_SHARE`` of its time, since a count walks the whole table.
+
 A lock file keeps two processes from using one data directory. Records are stored as
 msgspec MessagePack of ``core.Record``; ``meta`` holds small strings (node id,
 incarnation).
@@ -61,13 +74,15 @@ incarnation).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
 import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +101,13 @@ DURABILITIES = ("sync", "batch", "memory")
 COMPACT_KEYS = 4096  # distinct keys in the log that trigger a compaction
 COMPACT_ROWS = 512  # log rows (group commits) that trigger a compaction
 COMPACT_AFTER_S = 1.0  # an idle writer compacts a non-empty log after this long
+
+RECLAIM_FREE_SHARE = 0.25  # free pages beyond this share of the file are given back...
+RECLAIM_MIN_PAGES = 256  # ...and beyond this many: a little slack stays for reuse
+RECLAIM_STEP_PAGES = 2048  # pages given back per writer step (8 MiB): keeps a step short
+RECOUNT_COST_SHARE = 0.01  # rows are recounted in at most this share of the writer's time
+RECOUNT_MIN_INTERVAL_S = 1.0
+WAL_LIMIT_BYTES = 8 * 1024 * 1024  # a checkpointed WAL is truncated back to this size
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, record BLOB NOT NULL) WITHOUT ROWID",
@@ -159,6 +181,19 @@ class StorageStats:
     encode_failures: int = 0  # jobs refused because a record could not be encoded
     failing_commits: int = 0  # consecutive failed transactions, 0 after a good one
     corrupt_skipped: int = 0  # stored records or log rows that did not decode at start
+    pages_reclaimed: int = 0  # free pages given back to the file system (incremental vacuum)
+
+
+@dataclass(frozen=True, slots=True)
+class StorageUsage:
+    """What the database occupies now (``Storage.usage``)."""
+
+    db_bytes: int  # the SQLite file on disk
+    wal_bytes: int  # its write-ahead log
+    free_bytes: int  # pages inside the file that hold nothing (reused, or given back)
+    rows: int  # rows of the keyed records table (live keys and tombstones), last count
+    log_rows: int  # group commits not yet folded into records
+    reclaims: bool  # auto_vacuum=INCREMENTAL: free pages beyond the slack are given back
 
 
 class Storage:
@@ -168,8 +203,10 @@ class Storage:
         connection: sqlite3.Connection | None,
         lock_fd: int | None,
         queue_max: int = DEFAULT_QUEUE_MAX,
+        path: Path | None = None,
     ) -> None:
         self.durability = durability
+        self.path = path
         self.stats = StorageStats()
         self._db = connection
         self._synchronous_full = durability == "sync"  # as the connection was opened
@@ -186,8 +223,8 @@ class Storage:
         self.last_commit_error: str | None = None  # of the last failed transaction
         self.compaction_error: str | None = None  # the last failed compaction (retried)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._admission = asyncio.Lock()
-        self._space = asyncio.Event()
+        # Jobs waiting for room in a full queue, in call order (loop side).
+        self._waiting: collections.deque[tuple[_Job, asyncio.Future[None]]] = collections.deque()
         self._encoder = msgspec.msgpack.Encoder()
         # The log's content not yet folded into ``records`` (latest per key), and the id
         # of the last log row it covers. Touched under ``_db_lock``.
@@ -195,7 +232,17 @@ class Storage:
         self._log_rows = 0
         self._last_log_id = 0
         self._thread: threading.Thread | None = None
+        # Written by the writer thread (``_measure``), read by ``usage``.
+        self._rows = 0
+        self._rows_stale = connection is not None  # counted once the writer starts
+        self._recount_due = 0.0  # time.monotonic() from which a recount may run
+        self._free_pages = 0
+        self._reclaim_pending = False  # more free pages to give back at the next idle step
+        self._page_bytes = 4096
+        self._reclaims = False
         if connection is not None:
+            self._reclaims = _pragma(connection, "auto_vacuum") == 2  # INCREMENTAL
+            self._page_bytes = _pragma(connection, "page_size")
             self._replay_log(connection)
             self._thread = threading.Thread(target=self._run, name="rumor-storage", daemon=True)
             self._thread.start()
@@ -223,7 +270,7 @@ class Storage:
             os.close(lock_fd)
             raise StorageError(f"cannot open {data_dir / DB_FILE}: {error}") from None
         try:
-            return cls(durability, connection, lock_fd, queue_max)
+            return cls(durability, connection, lock_fd, queue_max, data_dir / DB_FILE)
         except BaseException:  # a corrupt log: release the file and the lock
             connection.close()
             os.close(lock_fd)
@@ -293,6 +340,19 @@ class Storage:
             return []
         return [f"storage: the last {failing} commit(s) failed: {self.last_commit_error}"]
 
+    def usage(self) -> StorageUsage | None:
+        """File sizes now; free pages and rows as the writer last measured them."""
+        if self._db is None or self.path is None:
+            return None
+        return StorageUsage(
+            db_bytes=_file_bytes(self.path),
+            wal_bytes=_file_bytes(self.path.with_name(self.path.name + "-wal")),
+            free_bytes=self._free_pages * self._page_bytes,
+            rows=self._rows,
+            log_rows=self._log_rows,
+            reclaims=self._reclaims,
+        )
+
     def get_meta(self, name: str) -> str | None:
         if self._db is None:
             return self._memory_meta.get(name)
@@ -345,31 +405,63 @@ class Storage:
                 raise
 
     # --- writing ---------------------------------------------------------------------
-    async def persist(
+    def persist(
         self,
         writes: Sequence[tuple[str, Record]],
         purges: Sequence[str],
         durable: bool = True,
-    ) -> None:
-        """Durable (sync) or queued (batch) when it returns; a no-op in memory mode.
+    ) -> Awaitable[None]:
+        """Queue the job now, in call order; await it: durable (sync) or queued (batch).
+
+        The place in the queue is taken by the call itself, not when the caller first
+        awaits: a caller that awaits later (``Runner._persist_behind`` makes a task of
+        it) must not be overtaken by a later call. When it was a coroutine, a purge
+        persisted by the tick could overtake the write of the same tombstone received
+        just before, leaving the tombstone on disk for good (~50 of 1 000 keys in the
+        bounded-growth test). A no-op in memory mode.
 
         ``durable=False`` (sync mode): committed when it returns, synced with the next
         durable batch or checkpoint; for versions a peer already holds durably.
         """
-        if self._closed or self._stopping:
-            raise StorageError("storage is closed")
-        if self._db is None or not (writes or purges):
-            return
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # asyncio primitives belong to one loop
-            self._loop, self._admission, self._space = loop, asyncio.Lock(), asyncio.Event()
+        if self._closed or self._stopping:
+            return _settled(loop, StorageError("storage is closed"))
+        if self._db is None or not (writes or purges):
+            return _settled(loop)
+        if self._loop is not loop:  # futures belong to one loop
+            self._loop, self._waiting = loop, collections.deque()
         waiter = loop.create_future() if self.durability == "sync" else None
         job = _Job(list(writes), list(purges), waiter, loop, durable)
-        async with self._admission:  # FIFO: a later caller never overtakes a waiting one
-            while not self._enqueue(job):
-                await self._space.wait()
+        if not self._waiting and self._enqueue(job):
+            return waiter if waiter is not None else _settled(loop)
+        admitted = loop.create_future()  # the queue is full: wait in line (backpressure)
+        self._waiting.append((job, admitted))
+        return self._admitted_then(admitted, waiter)
+
+    @staticmethod
+    async def _admitted_then(
+        admitted: asyncio.Future[None], waiter: asyncio.Future[None] | None
+    ) -> None:
+        await admitted
         if waiter is not None:
             await waiter
+
+    def _admit_waiting(self) -> None:
+        """On the loop, once the writer took the queue: admit waiting jobs, in order."""
+        waiting = self._waiting
+        while waiting:
+            job, admitted = waiting[0]
+            try:
+                if not self._enqueue(job):
+                    return  # still full: the writer calls again when it takes the queue
+            except StorageError as error:  # stopping: nobody will commit them
+                job.error = error
+            waiting.popleft()
+            if not admitted.done():  # a cancelled caller: its job is queued all the same
+                if job.error is None:
+                    admitted.set_result(None)
+                else:
+                    admitted.set_exception(job.error)
 
     def _enqueue(self, job: _Job) -> bool:
         size = len(job.writes) + len(job.purges)
@@ -377,7 +469,6 @@ class Storage:
             if self._stopping:
                 raise StorageError("storage is closed")
             if self._queued and self._queued + size > self._queue_max:
-                self._space.clear()  # set again by the writer once it takes the queue
                 return False
             self._jobs.append(job)
             self._queued += size
@@ -421,18 +512,19 @@ class Storage:
         while True:
             with self._queue_lock:
                 while not self._jobs and not self._stopping:
-                    if not self._log_rows:
+                    if not (self._log_rows or self._rows_stale or self._reclaim_pending):
                         self._wake.wait()
                     elif not self._wake.wait(COMPACT_AFTER_S):
                         break  # idle for a while: fold the log now
                 jobs, self._jobs, self._queued = self._jobs, [], 0
             if not jobs:
                 self._guarded(self._compact)  # idle, or stopping: leave a short log behind
+                self._guarded(self._measure)
                 if self._stopping:
                     return  # stopping, and everything queued is committed
                 continue
             for loop in {job.loop for job in jobs}:
-                _call_soon(loop, self._space.set)  # room again: let waiting callers queue
+                _call_soon(loop, self._admit_waiting)  # room again: queue waiting jobs
             try:
                 self._commit(jobs)
             except Exception as error:  # a bug: fail this batch, keep the writer
@@ -444,6 +536,7 @@ class Storage:
                     _call_soon(loop, _resolve, [job for job in jobs if job.loop is loop])
             if len(self._unmerged) >= COMPACT_KEYS or self._log_rows >= COMPACT_ROWS:
                 self._guarded(self._compact)
+                self._guarded(self._measure)
 
     def _guarded(self, step: Callable[[], None]) -> None:
         """An unexpected exception in a writer step is logged; it never ends the thread."""
@@ -545,8 +638,36 @@ class Storage:
                 self.compaction_error = repr(error)
                 return
             self._unmerged, self._log_rows = {}, 0
+            self._rows_stale = True
             self.stats.compactions += 1
             self.stats.records_compacted += len(unmerged)
+
+    def _measure(self) -> None:
+        """Count free pages and give the excess back; recount rows when due."""
+        db = self._db
+        if db is None or self._closed:
+            return
+        with self._db_lock:
+            free, pages = _pragma(db, "freelist_count"), _pragma(db, "page_count")
+            self._reclaim_pending = False
+            if self._reclaims and free > _reclaim_threshold(pages):
+                # execute() steps this pragma once, which frees one page (fetchall does
+                # not step it again); executescript runs it to the end.
+                db.executescript(f"PRAGMA incremental_vacuum({RECLAIM_STEP_PAGES});")
+                # The file is truncated when the checkpoint copies the shorter database.
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                left = _pragma(db, "freelist_count")
+                self.stats.pages_reclaimed += free - left
+                self._reclaim_pending = left > _reclaim_threshold(_pragma(db, "page_count"))
+                free = left
+            self._free_pages = free
+            started = time.monotonic()
+            if not self._rows_stale or started < self._recount_due:
+                return
+            self._rows = int(db.execute("SELECT count(*) FROM records").fetchone()[0])
+            self._rows_stale = False
+            cost_s = time.monotonic() - started
+            self._recount_due = started + max(RECOUNT_MIN_INTERVAL_S, cost_s / RECOUNT_COST_SHARE)
 
     def _set_synchronous(self, full: bool) -> None:
         if full != self._synchronous_full:
@@ -561,6 +682,18 @@ class Storage:
         stats.records_written += written
         stats.records_purged += purged
         stats.largest_commit_jobs = max(stats.largest_commit_jobs, len(jobs))
+
+
+def _settled(
+    loop: asyncio.AbstractEventLoop, error: StorageError | None = None
+) -> asyncio.Future[None]:
+    """A future that is already done (an error is raised when it is awaited)."""
+    future: asyncio.Future[None] = loop.create_future()
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+    return future
 
 
 def _resolve(jobs: list[_Job]) -> None:
@@ -581,6 +714,21 @@ def _call_soon(
         loop.call_soon_threadsafe(callback, *args)
 
 
+def _reclaim_threshold(pages: int) -> float:
+    return max(RECLAIM_MIN_PAGES, pages * RECLAIM_FREE_SHARE)
+
+
+def _pragma(connection: sqlite3.Connection, name: str) -> int:
+    return int(connection.execute(f"PRAGMA {name}").fetchone()[0])
+
+
+def _file_bytes(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _lock_data_dir(data_dir: Path) -> int:
     fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -596,12 +744,15 @@ def _lock_data_dir(data_dir: Path) -> int:
 def _connect(path: Path, durability: str) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
+        # Only a new, empty database takes this (before its first table); see "Disk space".
+        connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
         mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"WAL mode unavailable (got {mode})")
         synchronous = "FULL" if durability == "sync" else "NORMAL"
         connection.execute(f"PRAGMA synchronous={synchronous}")
         connection.execute("PRAGMA busy_timeout=5000")
+        connection.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         for statement in _SCHEMA:
             connection.execute(statement)
     except BaseException:

@@ -119,6 +119,7 @@ class Simulation:
             replicas=s.cluster.replicas,
             jitter_timers=s.gossip.jitter_timers,
             max_clock_skew_ms=s.clocks.max_clock_skew_ms,
+            reap_dead_after_ms=round(s.cluster.reap_dead_after_s * 1000),
         )
         self._index = {node_id: i for i, node_id in enumerate(self.ids)}
         self._ids_tuple = tuple(self.ids)
@@ -617,12 +618,24 @@ class Simulation:
         series.messages.append(self._sample_messages)
         series.bytes.append(self._sample_bytes)
         series.up_nodes.append(len(checker.up))
+        self._sample_storage(series)
         t = self.traffic
         drops = (t.lost, t.partitioned + t.unreachable + t.to_down_node)
         series.lost.append(drops[0] - self._sampled_drops[0])
         series.blocked.append(drops[1] - self._sampled_drops[1])
         self._sample_messages = self._sample_bytes = 0
         self._sampled_drops = drops
+
+    def _sample_storage(self, series: Series) -> None:
+        """Tombstones in memory and rows on disk, the fewest and most over up nodes."""
+        tombstones, rows = [], []
+        for sim_node in self.nodes.values():
+            if sim_node.up:
+                tombstones.append(sim_node.node.view.key_count()[1])
+                rows.append(len(sim_node.disk))
+        series.tombstones_min.append(min(tombstones, default=0))
+        series.tombstones_max.append(max(tombstones, default=0))
+        series.disk_rows_max.append(max(rows, default=0))
 
     def _metrics(self, wall_s: float) -> dict[str, Any]:
         return collect(self, wall_s)

@@ -59,6 +59,11 @@ class Series:
     lost: list[int] = field(default_factory=list)  # of those messages: lost on a link
     blocked: list[int] = field(default_factory=list)  # partitioned, unreachable, to a down node
     up_nodes: list[int] = field(default_factory=list)
+    # Storage on up nodes (the bounded-growth experiment): tombstones held, fewest and
+    # most; the most rows on one node's disk (live keys and tombstones).
+    tombstones_min: list[int] = field(default_factory=list)
+    tombstones_max: list[int] = field(default_factory=list)
+    disk_rows_max: list[int] = field(default_factory=list)
 
 
 class Run(Protocol):

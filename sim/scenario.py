@@ -56,6 +56,8 @@ class ClusterSpec(_Spec):
     sharding: bool = False
     replicas: int = 3
     membership: Literal["dynamic", "static"] = "dynamic"
+    # Forget members dead this long (the live ``--reap-dead-after-s``); 0: never.
+    reap_dead_after_s: float = 0.0
 
 
 class NetworkSpec(_Spec):
@@ -313,6 +315,7 @@ def _validate_cluster(c: ClusterSpec) -> None:
     _check(c.nodes >= 1, "cluster.nodes", "must be >= 1")
     _check(c.nodes <= 100_000, "cluster.nodes", "must be <= 100000")
     _check(c.replicas >= 1, "cluster.replicas", "must be >= 1")
+    _check(c.reap_dead_after_s >= 0, "cluster.reap_dead_after_s", "must be >= 0 (0: never)")
     if c.sharding:
         _check(c.replicas <= c.nodes, "cluster.replicas", "must not exceed cluster.nodes")
 

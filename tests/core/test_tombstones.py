@@ -31,7 +31,7 @@ def test_plan_examines_a_bounded_window_that_walks_every_tombstone() -> None:
     for i in range(5):
         ts.stored(f"k{i}", True, False)
     seen = [ts.plan(2, lambda _: {"me", "x"}, lambda _: True).confirm["x"] for _ in range(3)]
-    assert seen == [["k0", "k1"], ["k2", "k3"], ["k4"]]
+    assert seen == [["k0", "k1"], ["k2", "k3"], ["k4", "k0"]]  # the window wraps
 
 
 def test_purge_memory_is_bounded_oldest_first(monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -247,6 +247,40 @@ async def test_metrics_count_group_commits_on_disk(tmp_path: Path) -> None:
     assert 1 <= commits <= 20  # concurrent writes share group commits
 
 
+async def test_tombstones_and_database_size_are_shown_to_operators(tmp_path: Path) -> None:
+    """``/metrics`` and ``/cluster`` show tombstones, the file's size and its rows."""
+    settings = settings_for(tmp_path, durability="sync", anti_entropy_interval_ms=600_000)
+    async with running_app(settings) as (_, http):
+        for i in range(30):
+            await http.put(f"/kv/k{i}", content=b"v" * 100, headers=ADMIN)
+        for i in range(10):
+            assert (await http.delete(f"/kv/k{i}", headers=ADMIN)).status_code == 200
+        view: dict[str, Any] = {}
+        deadline = asyncio.get_running_loop().time() + 15
+        while asyncio.get_running_loop().time() < deadline:  # rows: counted after a fold
+            view = (await http.get("/cluster", headers=READER)).json()
+            if view["storage"]["rows"] == 30:
+                break
+            await asyncio.sleep(0.1)
+        text = (await http.get("/metrics", headers=READER)).text
+    assert view["tombstones"] == 10 and view["keys"] == 20
+    storage = view["storage"]
+    assert storage["rows"] == 30 and storage["log_rows"] == 0 and storage["reclaims"] is True
+    # Until a checkpoint, new pages sit in the WAL; closing checkpoints them into the file.
+    assert 0 < storage["db_bytes"] <= (tmp_path / "t1" / "rumor.sqlite3").stat().st_size
+    assert storage["wal_bytes"] > 0
+    assert "rumor_tombstones 10.0" in text
+    assert "rumor_storage_rows 30.0" in text
+    for name in ("db_bytes", "wal_bytes", "free_bytes"):
+        assert f"\nrumor_storage_{name} " in text
+    assert "rumor_storage_pages_reclaimed_total" in text
+
+
+async def test_memory_mode_shows_no_database(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/cluster", headers=READER)).json()["storage"] is None
+    assert "rumor_storage_db_bytes" not in (await client.get("/metrics", headers=READER)).text
+
+
 async def test_openapi_documents_every_endpoint(client: httpx.AsyncClient) -> None:
     schema = (await client.get("/openapi.json")).json()
     paths = schema["paths"]

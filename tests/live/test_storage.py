@@ -10,12 +10,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from rumordb.core.record import Record
-from rumordb.live.storage import Storage, StorageError
+from rumordb.live.storage import Storage, StorageError, StorageUsage
 
 
 def record(value: bytes, counter: int = 1, origin: str = "n1", tombstone: bool = False) -> Record:
@@ -524,3 +525,118 @@ def test_an_unexpected_exception_in_the_writer_answers_its_callers(tmp_path: Pat
         await storage.close()
 
     asyncio.run(scenario())
+
+
+def _fast_measurements(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rumordb.live.storage as live_storage
+
+    monkeypatch.setattr(live_storage, "COMPACT_AFTER_S", 0.05)
+    monkeypatch.setattr(live_storage, "RECOUNT_MIN_INTERVAL_S", 0.0)
+
+
+async def _until(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert check()
+
+
+def test_a_mass_purge_gives_the_file_back_and_usage_shows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tombstones a forgotten member held back are purged at once: the file must shrink."""
+    _fast_measurements(monkeypatch)
+    value = b"x" * 1000
+    keys = [f"k{i}" for i in range(3000)]
+
+    async def scenario() -> tuple[StorageUsage, StorageUsage, int]:
+        storage = Storage.open(tmp_path, "sync")
+        await storage.persist([(key, record(value)) for key in keys], [])
+        await _until(lambda: (u := storage.usage()) is not None and u.rows == len(keys))
+        full = storage.usage()
+        assert full is not None
+        await storage.persist([], keys)
+        await _until(lambda: (u := storage.usage()) is not None and u.rows == 0)
+        await _until(lambda: (u := storage.usage()) is not None and u.db_bytes < full.db_bytes / 4)
+        empty = storage.usage()
+        assert empty is not None
+        reclaimed = storage.stats.pages_reclaimed
+        await storage.close()
+        return full, empty, reclaimed
+
+    full, empty, reclaimed = asyncio.run(scenario())
+    assert full.reclaims and full.db_bytes > len(keys) * len(value)
+    assert empty.db_bytes < full.db_bytes / 4, (full, empty)
+    assert reclaimed * 4096 >= full.db_bytes / 2
+    with sqlite3.connect(tmp_path / "rumor.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_database_made_without_auto_vacuum_reuses_its_free_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An old data dir cannot shrink, but rounds of writes and purges do not grow it."""
+    _fast_measurements(monkeypatch)
+    with sqlite3.connect(tmp_path / "rumor.sqlite3") as db:  # as before this version
+        db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    value = b"y" * 1000
+
+    async def scenario() -> list[int]:
+        storage = Storage.open(tmp_path, "sync")
+        sizes = []
+        for round_ in range(6):
+            keys = [f"r{round_}-{i}" for i in range(1000)]
+            await storage.persist([(key, record(value)) for key in keys], [])
+            await storage.persist([], keys)
+            await _until(lambda: (u := storage.usage()) is not None and u.log_rows == 0)
+            usage = storage.usage()
+            assert usage is not None and not usage.reclaims
+            sizes.append(usage.db_bytes)
+        await storage.close()
+        return sizes
+
+    sizes = asyncio.run(scenario())
+    # The first round may still sit in the WAL; from the second on, freed pages are reused.
+    assert max(sizes[2:]) <= sizes[1] * 1.1, sizes
+
+
+def test_memory_mode_reports_no_usage(tmp_path: Path) -> None:
+    storage = Storage.open(tmp_path, "memory")
+    assert storage.usage() is None
+    storage.close_sync()
+
+
+def test_jobs_commit_in_call_order_even_when_awaited_out_of_order(tmp_path: Path) -> None:
+    """A tombstone received (persisted behind, awaited later) then purged by the tick
+    (awaited at once) must not come back on disk: the call fixes the order."""
+
+    async def scenario() -> None:
+        storage = Storage.open(tmp_path, "sync")
+        received = storage.persist([("k", record(b"", tombstone=True))], [], durable=False)
+        await storage.persist([], ["k"])  # the purge, called second, awaited first
+        await received
+        await storage.close()
+
+    asyncio.run(scenario())
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        assert storage.load() == []
+    finally:
+        storage.close_sync()
+
+
+def test_a_full_queue_keeps_call_order_for_callers_that_await_later(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        storage = Storage.open(tmp_path, "sync", queue_max=1)
+        calls = [storage.persist([(f"k{i % 3}", record(b"%d" % i, i + 1))], []) for i in range(9)]
+        calls.append(storage.persist([], ["k0"]))
+        for call in reversed(calls):  # awaited in the opposite order
+            await call
+        await storage.close()
+
+    asyncio.run(scenario())
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        assert dict(storage.load()) == {"k1": record(b"7", 8), "k2": record(b"8", 9)}
+    finally:
+        storage.close_sync()

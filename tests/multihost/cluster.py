@@ -40,6 +40,7 @@ class LabCluster:
     admin_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     reader_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     nodes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)  # more `rumor node` flags
 
     # --- nodes -------------------------------------------------------------------------
     @staticmethod
@@ -65,6 +66,7 @@ class LabCluster:
         ]  # fmt: skip
         if self.sharding:
             argv += ["--sharding", "--replicas", str(self.replicas)]
+        argv += self.extra_args
         env = {
             "RUMOR_CLUSTER_SECRET": self.secret,
             "RUMOR_ADMIN_KEY": self.admin_key,
