@@ -336,9 +336,7 @@ class Metrics:
         # growing across a restart of the node in this process, as Prometheus expects.
         self.node_counts = Counters()
         r.register(
-            NodeCollector(
-                node_fn, discovery_rejected_fn, storage_fn, self.node_counts, usage_fn
-            )
+            NodeCollector(node_fn, discovery_rejected_fn, storage_fn, self.node_counts, usage_fn)
         )
         r.register(HotPathCollector(self))
 
