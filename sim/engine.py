@@ -22,6 +22,7 @@ The ``Convergence`` checker is told of every stored version, so metrics are exac
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import random
 import time
@@ -53,10 +54,12 @@ from rumordb.core import (
     message_kind,
     restart_incarnation,
 )
+from rumordb.sim.calibration import Calibration, describe, load_calibration
 from rumordb.sim.checks import Convergence, divergent_keys
 from rumordb.sim.clock import NodeClock
 from rumordb.sim.metrics import Series, Traffic, collect
 from rumordb.sim.network import Fate, Network
+from rumordb.sim.posts import Posts
 from rumordb.sim.scenario import FaultSpec, Scenario
 from rumordb.sim.workload import Op, OpStream, context_of
 
@@ -149,6 +152,24 @@ class Simulation:
         self._faults_done = False
         self._progress: Callable[[float], None] | None = None
         self._armed = False  # node timers exist once run() starts
+        self.calibration: Calibration | None = None
+        self.posts: Posts | None = None  # [network] posts: the live send path (sim.posts)
+        if s.network.posts:
+            self.posts = self._posts()
+
+    def _posts(self) -> Posts:
+        name = self.scenario.network.calibration
+        path = Path(self.scenario.base_dir) / name if name else None
+        self.calibration = load_calibration(path)
+        return Posts(
+            self.env,
+            self.network,
+            self.calibration.constants,
+            self.traffic,
+            self.deliver_later,
+            lambda node_id: self.nodes[node_id].up,
+            self._record,
+        )
 
     # --- building nodes ----------------------------------------------------------------
     def _initial_clocks(self) -> dict[str, NodeClock]:
@@ -303,6 +324,9 @@ class Simulation:
         traffic.by_kind[message_kind(data)] += 1
         self._sample_messages += 1
         self._sample_bytes += size
+        if self.posts is not None:
+            self.posts.enqueue(src, dst, data)
+            return
         fate, delay_s = self.network.fate(src, dst)
         self._record(f"send {src} {dst} {size} {fate.value} {delay_s!r}", data)
         if fate is Fate.DELIVERED:
@@ -314,6 +338,10 @@ class Simulation:
             traffic.partitioned += 1
         else:
             traffic.unreachable += 1
+
+    def deliver_later(self, dst: str, data: bytes, delay_s: float) -> None:
+        self._in_flight += 1
+        self.env.timeout(delay_s).callbacks.append(partial(self._deliver, dst, data))
 
     def _deliver(self, dst: str, data: bytes, _event: Event) -> None:
         self._in_flight -= 1
@@ -620,7 +648,11 @@ class Simulation:
         self._sampled_drops = drops
 
     def _metrics(self, wall_s: float) -> dict[str, Any]:
-        return collect(self, wall_s)
+        metrics = collect(self, wall_s)
+        if self.posts is not None and self.calibration is not None:
+            metrics["posts"] = dataclasses.asdict(self.posts.stats)
+            metrics["calibration"] = describe(self.calibration)
+        return metrics
 
     @property
     def end_s(self) -> float:
