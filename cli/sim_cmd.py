@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rumordb.cli.compare_cmd import compare_cmd
 from rumordb.sim.scenario import ScenarioError, load_scenario
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ def sim() -> None:
     """Simulate a RumorDB cluster (SimPy + NetworkX over the real core)."""
 
 
+sim.add_command(compare_cmd)
 _err = Console(stderr=True)
 
 scenario_argument = click.argument(

@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -154,6 +155,7 @@ class Simulation:
         self._armed = False  # node timers exist once run() starts
         self.calibration: Calibration | None = None
         self.posts: Posts | None = None  # [network] posts: the live send path (sim.posts)
+        self.transitions: Counter[str] = Counter()  # membership transitions, by new state
         if s.network.posts:
             self.posts = self._posts()
 
@@ -291,6 +293,8 @@ class Simulation:
         """Persist, then send: the order the core's contract asks for."""
         if out.writes or out.purges:
             self._persist(sim_node, out)
+        for change in out.transitions:
+            self.transitions[change.new.value] += 1
         messages = out.messages
         if messages:
             if len(messages) > 1:
@@ -652,6 +656,7 @@ class Simulation:
         if self.posts is not None and self.calibration is not None:
             metrics["posts"] = dataclasses.asdict(self.posts.stats)
             metrics["calibration"] = describe(self.calibration)
+            metrics["transitions"] = dict(sorted(self.transitions.items()))
         return metrics
 
     @property
