@@ -168,8 +168,9 @@ def _current_series(
     held: dict[str, dict[str, Version]] = {n: {} for n in nodes}
     t_s: list[float] = []
     fraction: list[float] = []
-    i, t, end = 0, 0.0, observed["end_s"]
-    while t <= end:
+    i, step, end = 0, 0, observed["end_s"]
+    while (t := round(step * SERIES_STEP_S, 6)) <= end:
+        step += 1
         while i < len(timeline) and timeline[i][0] <= t:
             _, kind, node, key, version = timeline[i]
             target = latest if kind == 0 else held[node]
@@ -179,9 +180,8 @@ def _current_series(
         current = sum(
             1 for n in up if all(held[n].get(k, (-1, "")) >= v for k, v in latest.items())
         )
-        t_s.append(round(t, 6))
+        t_s.append(t)
         fraction.append(current / len(up) if up else 1.0)
-        t += SERIES_STEP_S
     return {"t_s": t_s, "fraction": fraction}
 
 
