@@ -44,6 +44,7 @@ from rumordb.cli.cluster import (
     stop_nodes,
     wait_until_joined,
 )
+from rumordb.core.hlc import physical_ms
 from rumordb.sim.scenario import FaultSpec, Scenario
 from rumordb.sim.workload import Op, OpStream
 
@@ -58,12 +59,15 @@ class Observed:
     """What the driver saw, in seconds since ``t0`` (the workload's and faults' zero)."""
 
     nodes: list[str]
-    acks: list[tuple[float, str, int, str]] = field(default_factory=list)  # t, key, hlc, origin
+    # t (the origin's write instant: its HLC's physical part), key, hlc, origin
+    acks: list[tuple[float, str, int, str]] = field(default_factory=list)
     arrivals: list[tuple[float, str, str, int, str]] = field(default_factory=list)  # t, node, ...
     traffic: list[tuple[float, int, int]] = field(default_factory=list)  # t, messages, bytes
     transitions: Counter[str] = field(default_factory=Counter)
     events: list[dict[str, Any]] = field(default_factory=list)  # faults as applied
     failed_ops: int = 0
+    failures: Counter[str] = field(default_factory=Counter)  # why, for the report
+    ack_rtt_s: list[float] = field(default_factory=list)  # request sent -> answer read
     fault_lateness_s: list[float] = field(default_factory=list)  # applied minus scheduled
     end_s: float = 0.0
 
@@ -156,12 +160,21 @@ class Driver:
             headers=admin, timeout=httpx.Timeout(5.0), trust_env=False,
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         )  # fmt: skip
+        # Faults go over their own connections, opened before t0: no connect (and no
+        # queueing behind client writes) at the instant a fault is due.
+        self.faults_http = httpx.AsyncClient(headers=admin, timeout=httpx.Timeout(10.0),
+                                             trust_env=False)  # fmt: skip
         self.t0 = 0.0
+        self.wall0 = 0.0  # time.time() at t0: nodes on this machine share that clock
         self._watch_ready: dict[str, asyncio.Event] = {n: asyncio.Event() for n in s.node_ids}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def now(self) -> float:
         return asyncio.get_running_loop().time() - self.t0
+
+    def wall(self) -> float:
+        """Seconds since t0 on the wall clock the nodes stamp their HLCs with."""
+        return time.time() - self.wall0
 
     async def _until(self, at_s: float) -> None:
         delay = at_s - self.now()
@@ -176,8 +189,10 @@ class Driver:
         self.t0 = loop.time() + 3600  # watch arrivals before t0 are set-up traffic
         watchers = [loop.create_task(self._watch(n)) for n in self.scenario.node_ids]
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self._watch_ready.values())), 10)
+        await self._each("GET", list(self.scenario.node_ids), path="/health")  # warm up
         offsets = self.cluster.log_offsets()
         self.t0 = loop.time() + 0.2
+        self.wall0 = time.time() + 0.2
         sampler = loop.create_task(self._sample())
         try:
             await asyncio.gather(self._workload(), self._faults())
@@ -190,6 +205,7 @@ class Driver:
                 task.cancel()
             await asyncio.gather(*watchers, sampler, *self._tasks, return_exceptions=True)
             await self.http.aclose()
+            await self.faults_http.aclose()
         self.observed.transitions = self.cluster.transitions_since(offsets)
         return self.observed
 
@@ -207,6 +223,7 @@ class Driver:
 
     async def _write(self, node_id: str, op: Op) -> None:
         url = f"{self.url(node_id)}/kv/{op.key}"
+        sent = self.now()
         try:
             if op.kind == "delete":
                 response = await self.http.delete(url)
@@ -217,14 +234,24 @@ class Driver:
                     if read.status_code == 200 and read.headers.get("etag"):
                         headers["if-match"] = read.headers["etag"]
                 response = await self.http.put(url, content=op.value or b"", headers=headers)
-        except httpx.HTTPError:
-            self.observed.failed_ops += 1
+        except httpx.HTTPError as exc:
+            self._failed(type(exc).__name__)
             return
         if response.status_code not in (200, 201):
-            self.observed.failed_ops += response.status_code != 404
+            if response.status_code != 404:  # a delete of an absent key is no failure
+                self._failed(f"http_{response.status_code}")
             return
         body = response.json()
-        self.observed.acks.append((self.now(), op.key, int(body["hlc"]), str(body["origin"])))
+        hlc = int(body["hlc"])
+        # The write's instant is when its origin took it (the HLC's wall-clock part), as
+        # in the simulator; the client's answer comes after the commit and our own loop.
+        written = physical_ms(hlc) / 1000 - self.wall0
+        self.observed.acks.append((written, op.key, hlc, str(body["origin"])))
+        self.observed.ack_rtt_s.append(self.now() - sent)
+
+    def _failed(self, why: str) -> None:
+        self.observed.failed_ops += 1
+        self.observed.failures[why] += 1
 
     # --- faults --------------------------------------------------------------------------
     async def _faults(self) -> None:
@@ -275,11 +302,26 @@ class Driver:
 
     async def _post_each(self, bodies: dict[str, dict[str, Any]]) -> None:
         await asyncio.gather(
-            *(self.http.post(f"{self.url(n)}/faults", json=b) for n, b in bodies.items())
+            *(self._fault_request("POST", n, "/faults", json.dumps(b)) for n, b in bodies.items())
         )
 
-    async def _each(self, method: str, nodes: list[str]) -> None:
-        await asyncio.gather(*(self.http.request(method, f"{self.url(n)}/faults") for n in nodes))
+    async def _each(self, method: str, nodes: list[str], path: str = "/faults") -> None:
+        await asyncio.gather(*(self._fault_request(method, n, path) for n in nodes))
+
+    async def _fault_request(self, method: str, node: str, path: str, body: str = "") -> None:
+        """One fault request, retried until the node takes it (it must not be skipped)."""
+        headers = {"content-type": "application/json"} if body else {}
+        for _ in range(20):
+            try:
+                response = await self.faults_http.request(
+                    method, f"{self.url(node)}{path}", content=body or None, headers=headers
+                )
+                if response.status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"{node} did not take {method} {path}")
 
     async def _ready(self, nodes: list[str]) -> None:
         deadline = self.now() + JOIN_WAIT_S
@@ -305,7 +347,7 @@ class Driver:
                         if event.get("type") == "start":
                             self._watch_ready[node_id].set()
                         elif event.get("type") == "change":
-                            t = self.now()
+                            t = self.wall()
                             arrivals.append(
                                 (t, node_id, event["key"], event["hlc"], event["origin"])
                             )

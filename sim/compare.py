@@ -3,9 +3,10 @@
 Figures (``FIGURES``), each from outside the nodes on both sides:
 
 * ``lag_p50_s`` .. ``lag_max_s``: acknowledged -> visible on every counted node (live:
-  from the write's answer to its arrival in the last node's watch stream; sim: from the
-  write to its storing on the last node), over versions that reached every node up at
-  their write before being overwritten;
+  from the instant the origin took the write, its HLC's wall-clock part, to the version's
+  arrival in the last node's watch stream, both on the machine's one clock; sim: from the
+  write, acknowledged at once, to its storing on the last node), over versions that
+  reached every node up at their write before being overwritten;
 * ``heal_to_identical_s``: from the instant the last fault cleared (a restarted node
   clears when it serves again) to the instant from which every node held the same data;
 * ``messages``, ``bytes``: node-to-node messages and sealed bytes sent (live: the
@@ -101,6 +102,8 @@ def live_figures(observed: Mapping[str, Any], scenario: Mapping[str, Any]) -> di
         "traffic": _traffic_series(traffic),
         "fault_lateness_s": max(observed["fault_lateness_s"], default=0.0),
         "failed_ops": observed["failed_ops"],
+        "failures": dict(observed.get("failures") or {}),
+        "ack_rtt_p50_s": _summary(list(observed.get("ack_rtt_s") or []))["p50"],
     }
 
 
@@ -211,6 +214,8 @@ def compare(
         elif live_mean == 0 and sim_mean == 0:
             ratio = 1.0
         row["ratio"] = ratio
+        # Neither side has the figure (no fault to heal from): nothing to compare.
+        row["applies"] = live_mean is not None or sim_mean is not None
         row["in_band"] = ratio is not None and BAND[0] <= ratio <= BAND[1]
         rows.append(row)
     return rows

@@ -129,7 +129,7 @@ def markdown(result: Mapping[str, Any], images: Sequence[str]) -> str:
         lines.append(
             f"| {row['figure']} | {_cell(row['figure'], row['live'])} | "
             f"{_cell(row['figure'], row['sim'])} | {_ratio(row['ratio'])} | "
-            f"{'yes' if row['in_band'] else '**no**'} |"
+            f"{_verdict(row)} |"
         )
     lines += ["", "## Outside the band, and why", ""]
     lines += [f"- {text}" for text in result["explanations"]] or ["- none"]
@@ -148,6 +148,12 @@ def _cell(figure: str, spread: Mapping[str, Any]) -> str:
         return f"{spread['mean'] * 1000:.1f} ms ({spread['min'] * 1000:.1f}-{spread['max'] * 1000:.1f})"
     unit = UNITS.get(figure, "")
     return f"{spread['mean']:.0f}{unit} ({spread['min']:.0f}-{spread['max']:.0f})"
+
+
+def _verdict(row: Mapping[str, Any]) -> str:
+    if not row.get("applies", True):
+        return "n/a"
+    return "yes" if row["in_band"] else "**no**"
 
 
 def _ratio(ratio: float | None) -> str:

@@ -64,3 +64,12 @@ def test_a_run_with_posts_records_its_posts_and_calibration() -> None:
     assert again["trace_hash"] == metrics["trace_hash"]
     plain = Simulation(build(minimal_raw())).run()
     assert plain["trace_hash"] != metrics["trace_hash"] and "posts" not in plain
+
+
+def test_the_run_report_names_the_constants_and_the_machine() -> None:
+    from rumordb.sim.report import run_markdown
+
+    metrics = Simulation(build(minimal_raw(), network__posts=True)).run()
+    text = run_markdown(metrics, [], "")
+    assert "post_cost_us = " in text and metrics["calibration"]["machine"]["cpu"] in text
+    assert f"{metrics['posts']['posts']} ({metrics['posts']['messages']}," in text
