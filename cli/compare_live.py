@@ -44,6 +44,7 @@ from rumordb.cli.cluster import (
     stop_nodes,
     wait_until_joined,
 )
+from rumordb.core import InvalidContext, decode_context
 from rumordb.core.hlc import physical_ms
 from rumordb.sim.scenario import FaultSpec, Scenario
 from rumordb.sim.workload import Op, OpStream
@@ -51,7 +52,8 @@ from rumordb.sim.workload import Op, OpStream
 JOIN_WAIT_S = 60.0
 SAMPLE_S = 0.25  # /metrics sampling interval
 _COUNTER = re.compile(rb'^rumor_gossip_(messages|bytes)_total\{direction="out"\} (\S+)$', re.M)
-_TRANSITION = re.compile(r"member_state\b.*\bnew=(\w+)")
+# A node logs ``member_state`` with the new state, as JSON or as key=value text.
+_TRANSITION = re.compile(r'member_state\b.*?\bnew=(\w+)|"new": "(\w+)".*"event": "member_state"')
 
 
 @dataclass
@@ -138,8 +140,9 @@ class LiveCluster:
                 log.seek(offsets.get(node_id, 0))
                 for line in log:
                     match = _TRANSITION.search(line)
-                    if match and match.group(1) in ("suspect", "dead", "alive"):
-                        found[match.group(1)] += 1
+                    state = match and (match.group(1) or match.group(2))
+                    if state in ("suspect", "dead", "alive"):
+                        found[state] += 1
         return found
 
     def close(self) -> None:
@@ -336,6 +339,7 @@ class Driver:
     async def _watch(self, node_id: str) -> None:
         """Every change ``node_id`` applies, with the instant it arrived here."""
         arrivals = self.observed.arrivals
+        connected_before = False
         while True:
             try:
                 url = f"{self.url(node_id)}/kv?watch=true"
@@ -346,6 +350,9 @@ class Driver:
                         event = json.loads(line)
                         if event.get("type") == "start":
                             self._watch_ready[node_id].set()
+                            if connected_before:  # restarted: what it took meanwhile
+                                await self._resync(node_id)
+                            connected_before = True
                         elif event.get("type") == "change":
                             t = self.wall()
                             arrivals.append(
@@ -354,6 +361,22 @@ class Driver:
             except (httpx.HTTPError, json.JSONDecodeError, KeyError):
                 pass
             await asyncio.sleep(0.02)  # a crashed node: watch it again once it is back
+
+    async def _resync(self, node_id: str) -> None:
+        """The versions a restarted node holds of every key written so far (it may have
+        taken some before its watch stream was back), as arrivals now."""
+        origins = {(key, hlc): origin for _, key, hlc, origin in self.observed.acks}
+        for key in sorted({key for _, key, _, _ in self.observed.acks}):
+            try:
+                response = await self.http.get(f"{self.url(node_id)}/kv/{key}")
+                context = response.headers.get("x-rumor-context")
+                if response.status_code != 200 or not context:
+                    continue
+                hlc = decode_context(context).hlc
+            except (httpx.HTTPError, InvalidContext):
+                continue
+            origin = origins.get((key, hlc), "")
+            self.observed.arrivals.append((self.wall(), node_id, key, hlc, origin))
 
     async def _sample(self) -> None:
         totals: dict[str, tuple[int, int]] = {}

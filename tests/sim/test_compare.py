@@ -129,3 +129,20 @@ def test_compare_runs_both_sides_and_writes_the_report(tmp_path: Path) -> None:
     assert all(f"| {name} |" in report for name in FIGURES)
     for png in ("lag_cdf.png", "nodes_current.png", "traffic.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_membership_transitions_are_read_from_json_and_text_log_lines(tmp_path: Path) -> None:
+    from rumordb.cli.cluster import NodeProcess
+    from rumordb.cli.compare_live import LiveCluster
+
+    log = tmp_path / "n1.log"
+    log.write_text(
+        '{"member": "n4", "old": "alive", "new": "suspect", "event": "member_state"}\n'
+        "2026-12-01 [info] member_state member=n4 new=dead old=suspect\n"
+        '{"member": "n1", "old": "alive", "new": "left", "event": "member_state"}\n'
+        '{"event": "node_ready"}\n'
+    )
+    cluster = LiveCluster.__new__(LiveCluster)
+    cluster.nodes = {"n1": NodeProcess("n1", "", 0, 0, 0.0, "", str(log))}
+    assert cluster.transitions_since({"n1": 0}) == {"suspect": 1, "dead": 1}
+    assert cluster.transitions_since({"n1": log.stat().st_size}) == {}
