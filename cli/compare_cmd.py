@@ -45,9 +45,19 @@ CAUSES = {
               help="Simulator runs (seeds seed..seed+N-1).")  # fmt: skip
 @click.option("--runs", type=click.IntRange(1, 20), default=1, show_default=True,
               help="Live runs, each on a fresh cluster.")  # fmt: skip
+@click.option("--durability", type=click.Choice(["batch", "sync", "memory"]), default="batch",
+              show_default=True,
+              help="The live nodes' durability (the simulator models no disk).")  # fmt: skip
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Send-path constants (default: the scenario's, else sim/calibration.toml).")  # fmt: skip
-def compare_cmd(scenario: Path, out: Path, seeds: int, runs: int, calibration: Path | None) -> None:
+def compare_cmd(
+    scenario: Path,
+    out: Path,
+    seeds: int,
+    runs: int,
+    durability: str,
+    calibration: Path | None,
+) -> None:
     """Run SCENARIO in the simulator and on a live loopback cluster; compare the figures."""
     overrides: dict[str, Any] = {"network.posts": True}
     if calibration is not None:
@@ -59,8 +69,9 @@ def compare_cmd(scenario: Path, out: Path, seeds: int, runs: int, calibration: P
         raise click.exceptions.Exit(2) from None
     _check_live(spec)
     sim_runs, sim_metrics = _simulate(scenario, overrides, spec.seed, seeds)
-    live_runs = [_live(spec, i) for i in range(runs)]
+    live_runs = [_live(spec, i, durability) for i in range(runs)]
     result = _result(spec, sim_runs, sim_metrics, live_runs)
+    result["live"]["durability"] = durability
     from rumordb.sim.compare_report import write_compare_report
 
     write_compare_report(result, out)
@@ -101,13 +112,16 @@ def _simulate(
     return found, first
 
 
-def _live(spec: Scenario, index: int) -> dict[str, Any]:
+def _live(spec: Scenario, index: int, durability: str) -> dict[str, Any]:
     from rumordb.cli.compare_live import run_live
     from rumordb.sim.compare import live_figures
 
     with tempfile.TemporaryDirectory(prefix=f"rumor-compare-{index}-") as root:
-        observed = run_live(spec, Path(root))
-    figures = live_figures(dataclasses.asdict(observed), to_dict(spec))
+        observed = run_live(spec, Path(root), durability)
+    raw = dataclasses.asdict(observed)
+    # asdict rebuilds a Counter from (key, count) pairs, counting the pairs: take dicts.
+    raw["transitions"], raw["failures"] = dict(observed.transitions), dict(observed.failures)
+    figures = live_figures(raw, to_dict(spec))
     return {"run": index, "events": observed.events, **figures}
 
 
@@ -136,8 +150,14 @@ def _result(
         "live": {
             "runs": live_runs,
             "fault_lateness_s": max((r["fault_lateness_s"] for r in live_runs), default=0.0),
+            "ack_rtt_p50_s": _mean([r["ack_rtt_p50_s"] for r in live_runs]),
         },
     }
+
+
+def _mean(values: list[float | None]) -> float | None:
+    found = [v for v in values if v is not None]
+    return sum(found) / len(found) if found else None
 
 
 def _machine_text(found: dict[str, Any]) -> str:

@@ -2,7 +2,9 @@
 
 The cluster is started as ``rumor cluster up`` starts one (``cli.cluster.spawn_node``:
 loopback, ``--allow-faults``, fresh data directories, the scenario's gossip settings as
-``RUMOR_*`` variables), on free ports. One asyncio driver then, from one instant ``t0``:
+``RUMOR_*`` variables, and ``--durability``: ``batch`` unless asked, since the simulator
+models no disk and ``sync`` puts the fsync of a shared disk into every write), on free
+ports. One asyncio driver then, from one instant ``t0``:
 
 * issues the scenario's ``OpStream`` (the simulator's workload, same seed) over HTTP, each
   operation as a task started at its instant (so a slow answer delays nothing else), and
@@ -80,7 +82,7 @@ def free_tcp_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def settings_env(scenario: Scenario) -> dict[str, str]:
+def settings_env(scenario: Scenario, durability: str) -> dict[str, str]:
     g = scenario.gossip
     values = {
         "fanout": g.fanout,
@@ -91,6 +93,7 @@ def settings_env(scenario: Scenario) -> dict[str, str]:
         "suspicion_mult": g.suspicion_mult,
         "retransmit_mult": g.retransmit_mult,
         "log_level": "info",
+        "durability": durability,
     }
     return {f"RUMOR_{name.upper()}": str(value) for name, value in values.items()}
 
@@ -98,7 +101,7 @@ def settings_env(scenario: Scenario) -> dict[str, str]:
 class LiveCluster:
     """The nodes of one live run; ``close`` stops every process it started."""
 
-    def __init__(self, scenario: Scenario, root: Path) -> None:
+    def __init__(self, scenario: Scenario, root: Path, durability: str = "batch") -> None:
         self.scenario = scenario
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
@@ -107,7 +110,7 @@ class LiveCluster:
             scenario.cluster.sharding, scenario.cluster.replicas, self.secrets.discovery_port, []
         )
         self.nodes: dict[str, NodeProcess] = {}
-        self._env = settings_env(scenario)
+        self._env = settings_env(scenario, durability)
 
     def start(self) -> None:
         for node_id in self.scenario.node_ids:
@@ -413,9 +416,9 @@ class Driver:
         return node_id, (values["messages"], values.get("bytes", 0))
 
 
-def run_live(scenario: Scenario, root: Path) -> Observed:
+def run_live(scenario: Scenario, root: Path, durability: str = "batch") -> Observed:
     """One live run of ``scenario`` with its nodes under ``root``; every process stopped."""
-    cluster = LiveCluster(scenario, root)
+    cluster = LiveCluster(scenario, root, durability)
     try:
         cluster.start()
         return asyncio.run(Driver(cluster).run())

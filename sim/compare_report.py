@@ -113,7 +113,9 @@ def markdown(result: Mapping[str, Any], images: Sequence[str]) -> str:
         "",
         f"Command: `{result['command']}`  ",
         f"{s['cluster']['nodes']} nodes, {s['duration_s']} s; simulator seeds "
-        f"{result['sim']['seeds']}, {len(result['live']['runs'])} live run(s) on loopback.  ",
+        f"{result['sim']['seeds']}, {len(result['live']['runs'])} live run(s) on loopback "
+        f"(durability {result['live'].get('durability', 'sync')}; write -> acknowledged p50 "
+        f"{_ms(result['live'].get('ack_rtt_p50_s'))} at the client).  ",
         f"Machine: {result['machine']}  ",
         f"Calibration: `{result['calibration']['source']}` "
         f"({_constants(result['calibration']['constants'])}), measured on "
@@ -135,6 +137,10 @@ def markdown(result: Mapping[str, Any], images: Sequence[str]) -> str:
     lines += [f"- {text}" for text in result["explanations"]] or ["- none"]
     lines += ["", *[f"![{name[:-4]}]({name})" for name in images], ""]
     return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 1000:.1f} ms"
 
 
 def _constants(constants: Mapping[str, Any]) -> str:
