@@ -60,7 +60,7 @@ from rumordb.sim.checks import Convergence, divergent_keys
 from rumordb.sim.clock import NodeClock
 from rumordb.sim.metrics import Series, Traffic, collect
 from rumordb.sim.network import Fate, Network
-from rumordb.sim.posts import Posts
+from rumordb.sim.posts import Posts, live_address
 from rumordb.sim.scenario import FaultSpec, Scenario
 from rumordb.sim.workload import Op, OpStream, context_of
 
@@ -197,7 +197,7 @@ class Simulation:
         membership = StaticMembership(node_id, self._ids_tuple, self._index) if static else None
         node = Node(
             node_id,
-            node_id,
+            self._address(node_id),
             rng=random.Random(f"{self.scenario.seed}:node:{node_id}:{incarnation}"),
             now=now,
             config=self.config,
@@ -209,8 +209,12 @@ class Simulation:
         if not static:
             for other in self.ids:  # what discovery does on a LAN: everyone hears everyone
                 if other != node_id:
-                    node.join(other, other, 0, now)
+                    node.join(other, self._address(other), 0, now)
         return node
+
+    def _address(self, node_id: str) -> str:
+        """A member's address: its id, or, modelling the live path, a URL as long as one."""
+        return live_address(self._index[node_id]) if self.scenario.network.posts else node_id
 
     def _records_of(self, node_id: str) -> Mapping[str, Record]:
         sim_node = self.nodes[node_id]

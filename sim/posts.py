@@ -12,7 +12,8 @@ rule) decides when a post leaves with what. A post then
 * completes (the sender may post again) one link delay after that, as its HTTP response
   comes back; a post to a node that is down fails after one link delay.
 
-Bytes are counted as ``/metrics`` counts them: the sealed body (payload, envelope, seal);
+Members' addresses are URLs as long as a local live node's (``live_address``): membership
+entries ride on every gossip message. Bytes are counted as ``/metrics`` counts them: the sealed body (payload, envelope, seal);
 the HTTP heads apart. Every random draw is the network's, in event order: reproducible.
 """
 
@@ -30,6 +31,14 @@ from rumordb.core.send_policy import PeerSendPolicy, post_count
 from rumordb.sim.calibration import Constants
 from rumordb.sim.metrics import Traffic
 from rumordb.sim.network import Fate, Network
+
+LIVE_PORT_BASE = 40000  # the free ports a local live cluster gets are about this long
+
+
+def live_address(index: int) -> str:
+    """The address a live node would announce (membership entries carry it in gossip)."""
+    return f"http://127.0.0.1:{LIVE_PORT_BASE + index}"
+
 
 Deliver = Callable[[str, bytes, float], None]  # (dst, data, delay_s): the engine delivers
 

@@ -190,3 +190,15 @@ def test_a_receiver_works_through_posts_one_at_a_time() -> None:
     sim.run([(0.0, 10), (0.0, 10)])
     # Linger 5 ms, link 1 ms, then 4 ms + 2 x 1 ms of the receiver's CPU.
     assert sim.arrived == [(12.0, 10), (12.0, 10)]
+
+
+def test_with_posts_members_announce_live_length_addresses() -> None:
+    from rumordb.sim.engine import Simulation
+    from rumordb.sim.posts import live_address
+    from tests.sim.helpers import build, minimal_raw
+
+    live = Simulation(build(minimal_raw(), network__posts=True))
+    plain = Simulation(build(minimal_raw()))
+    members = {m.id: m.address for m in live.nodes["n1"].node.view.members()}
+    assert members["n2"] == live_address(1) and members["n1"] == live_address(0)
+    assert {m.address for m in plain.nodes["n1"].node.view.members()} == set(plain.ids)
