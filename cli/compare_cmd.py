@@ -21,19 +21,23 @@ from rumordb.sim.scenario import Scenario, ScenarioError, load_scenario, to_dict
 # What the simulator does not model, per figure: said in the report when a ratio is
 # outside the band (the measured size of the gap is in the same sentence).
 CAUSES = {
-    "lag": "the live path adds what the simulator does not model: the origin's SQLite "
-    "group commit before it sends (persist, then send), event-loop queueing behind other "
-    "work on 2 shared cores, and the watch stream's delivery to the driver",
-    "heal_to_identical_s": "after a heal both sides wait for anti-entropy rounds; live "
-    "timers are jittered against wall-clock scheduling, and a restarted live node spends "
-    "its first rounds rejoining (discovery) before anti-entropy picks it",
-    "messages": "live replies go back inside the HTTP response (anti-entropy steps), "
-    "live discovery and probe traffic differ in timing, and live posts carry what the "
-    "event loop gathered, not only what the linger gathered",
-    "bytes": "membership entries carry URL-length addresses live (short ids in the "
-    "simulator), and the counts of messages differ (see messages)",
-    "membership": "transitions follow from probe timing under load: live probes compete "
-    "for CPU, the simulator's never do",
+    "lag": "the live path adds what the simulator does not model: CPU starvation (the "
+    "nodes, the driver and other work share 2 cores; the load is in the machine line, and "
+    "the calibration was measured in-process without it), event-loop queueing behind "
+    "client requests, the origin's group commit before it sends (persist, then send), and "
+    "the watch stream's delivery to the driver; the simulator's lag is linger + link + "
+    "calibrated receive cost, about 5.5 ms",
+    "heal_to_identical_s": "after a heal both sides wait for anti-entropy rounds, but live "
+    "timers fire late on a starved CPU; after a restart the live clock starts when the new "
+    "process serves, and it then rejoins through discovery before anti-entropy picks it",
+    "messages": "live timers (gossip rounds, heartbeats) fire late under CPU load, so fewer "
+    "rounds happen in the same seconds; live replies ride in HTTP responses",
+    "bytes": "live messages carry what the simulator's do not (refutations, discovery-"
+    "learned entries, piggybacked membership of members the simulator prunes sooner), and "
+    "the message counts differ (see messages)",
+    "membership": "transitions follow from probe and heartbeat timing: live heartbeats "
+    "compete for CPU (late ones turn into suspicions), the simulator's never do; a live "
+    "restarted node also takes seconds (a new Python process) to announce itself",
 }
 
 

@@ -121,8 +121,8 @@ def markdown(result: Mapping[str, Any], images: Sequence[str]) -> str:
         f"({_constants(result['calibration']['constants'])}), measured on "
         f"{result['calibration']['machine'].get('cpu')} "
         f"({result['calibration']['machine'].get('measured_at')}).  ",
-        f"Live fault instants were applied at most {result['live']['fault_lateness_s'] * 1000:.1f} ms "
-        "late.",
+        "Live faults took effect (a restart: the new process serving) at most "
+        f"{result['live']['fault_lateness_s'] * 1000:.1f} ms after their scheduled instants.",
         "",
         f"| figure | live mean (min-max) | sim mean (min-max) | live/sim | within {BAND[0]}-{BAND[1]} |",
         "| --- | --- | --- | --- | --- |",
