@@ -32,6 +32,8 @@ CAUSES = {
     "process serves, and it then rejoins through discovery before anti-entropy picks it",
     "messages": "live timers (gossip rounds, heartbeats) fire late under CPU load, so fewer "
     "rounds happen in the same seconds; live replies ride in HTTP responses",
+    "bytes_per_message": "live messages carry what the simulator's do not (refutations, "
+    "discovery-learned entries) and live posts gather differently under load",
     "bytes": "live messages carry what the simulator's do not (refutations, discovery-"
     "learned entries, piggybacked membership of members the simulator prunes sooner), and "
     "the message counts differ (see messages)",

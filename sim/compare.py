@@ -11,6 +11,8 @@ Figures (``FIGURES``), each from outside the nodes on both sides:
   clears when it serves again) to the instant from which every node held the same data;
 * ``messages``, ``bytes``: node-to-node messages and sealed bytes sent (live: the
   ``/metrics`` counters; sim: ``sim.posts``), over the run;
+* ``bytes_per_message``: their ratio, the framing and message sizes without the counts
+  (which CPU starvation moves: late timers send fewer rounds);
 * ``suspect``, ``dead``, ``alive``: membership transitions into that state, all nodes.
 
 ``live_figures`` reads a live run's observations (``cli.compare_live.Observed`` as a
@@ -36,6 +38,7 @@ FIGURES = (
     "heal_to_identical_s",
     "messages",
     "bytes",
+    "bytes_per_message",
     "suspect",
     "dead",
     "alive",
@@ -205,7 +208,7 @@ def compare(
     for name in FIGURES:
         row: dict[str, Any] = {"figure": name}
         for side, runs in (("live", live), ("sim", sim)):
-            values = [float(r[name]) for r in runs if r.get(name) is not None]
+            values = [v for v in (_value(r, name) for r in runs) if v is not None]
             row[side] = _spread(values)
         live_mean, sim_mean = row["live"]["mean"], row["sim"]["mean"]
         ratio = None
@@ -219,6 +222,13 @@ def compare(
         row["in_band"] = ratio is not None and BAND[0] <= ratio <= BAND[1]
         rows.append(row)
     return rows
+
+
+def _value(run: Mapping[str, Any], name: str) -> float | None:
+    if name == "bytes_per_message":
+        return run["bytes"] / run["messages"] if run.get("messages") else None
+    value = run.get(name)
+    return None if value is None else float(value)
 
 
 def _spread(values: Sequence[float]) -> dict[str, float | int | None]:

@@ -21,7 +21,14 @@ from rumordb.sim.report import write_json
 from rumordb.sim.timeline import fault_spans
 
 SIDES = {"live": "tab:red", "sim": "tab:blue"}
-UNITS = {"messages": "", "bytes": " B", "suspect": "", "dead": "", "alive": ""}
+UNITS = {
+    "messages": "",
+    "bytes": " B",
+    "bytes_per_message": " B",
+    "suspect": "",
+    "dead": "",
+    "alive": "",
+}
 
 
 def write_compare_report(result: dict[str, Any], out_dir: Path) -> list[Path]:
