@@ -141,10 +141,12 @@ def _result(
     from rumordb.sim.compare import compare
 
     rows = compare(live_runs, sim_runs)
+    found_machine = machine()
     return {
         "command": "rumor " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["sim"] else "",
         "scenario": to_dict(spec),
-        "machine": _machine_text(machine()),
+        "machine": _machine_text(found_machine),
+        "load_per_core": found_machine["load_1m"] / max(1, found_machine["cores"]),
         "calibration": sim_metrics["calibration"],
         "rows": rows,
         "explanations": explanations(rows),

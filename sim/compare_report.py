@@ -140,6 +140,12 @@ def markdown(result: Mapping[str, Any], images: Sequence[str]) -> str:
             f"{_cell(row['figure'], row['sim'])} | {_ratio(row['ratio'])} | "
             f"{_verdict(row)} |"
         )
+    load = result.get("load_per_core")
+    if load is not None and load > 1.5:
+        lines += ["", f"**Warning: the machine ran at a load of {load:.1f} per core.** The live "
+                  "nodes, the driver and other work competed for CPU: live timing figures "
+                  "(lags, heal, timer-driven message counts) measure that starvation as much "
+                  "as the protocol. Re-run on an idle machine before trusting the ratios."]  # fmt: skip
     lines += ["", "## Outside the band, and why", ""]
     lines += [f"- {text}" for text in result["explanations"]] or ["- none"]
     lines += ["", *[f"![{name[:-4]}]({name})" for name in images], ""]
