@@ -92,13 +92,18 @@ def series_figure(result: Mapping[str, Any], series: str, field: str, label: str
             ax.plot(data["t_s"], values, color=colour, alpha=RAW_ALPHA, linewidth=0.8,
                     label=f"{side} (raw)")  # fmt: skip
             ax.plot(data["t_s"], moving_average(values, window), color=colour, linewidth=1.4,
-                    linestyle="-" if i == 0 else ":", label=f"{side}, 0.5 s average")  # fmt: skip
+                    linestyle="-" if i == 0 else ":",
+                    label=f"{side} {_run_name(side, run, i)}, 0.5 s average")  # fmt: skip
     ax.set_title(f"{result['scenario']['name']}: {label}, live and simulated")
     ax.set_xlabel("time (s)")
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
     _legend(fig, ax)
     return fig
+
+
+def _run_name(side: str, run: Mapping[str, Any], index: int) -> str:
+    return f"seed {run['seed']}" if side == "sim" else f"run {index + 1}"
 
 
 def _step(t_s: Sequence[float]) -> float:
