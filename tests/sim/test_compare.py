@@ -146,3 +146,32 @@ def test_membership_transitions_are_read_from_json_and_text_log_lines(tmp_path: 
     cluster.nodes = {"n1": NodeProcess("n1", "", 0, 0, 0.0, "", str(log))}
     assert cluster.transitions_since({"n1": 0}) == {"suspect": 1, "dead": 1}
     assert cluster.transitions_since({"n1": log.stat().st_size}) == {}
+
+
+def test_the_report_explains_figures_outside_the_band_and_warns_of_load() -> None:
+    from rumordb.cli.compare_cmd import explanations
+    from rumordb.sim.compare_report import markdown
+
+    rows = compare([{"messages": 50.0, "bytes": 100.0}], [{"messages": 100.0, "bytes": 100.0}])
+    texts = explanations(rows)
+    assert any(t.startswith("`messages`: live is 50% lower (ratio 0.50)") for t in texts)
+    assert not any("`bytes`:" in t for t in texts)  # in band
+    assert not any("heal_to_identical_s" in t for t in texts)  # neither side has it
+    result = {
+        "scenario": {"name": "x", "cluster": {"nodes": 3}, "duration_s": 4},
+        "command": "rumor sim compare x",
+        "sim": {"seeds": [1]},
+        "live": {"runs": [{}], "fault_lateness_s": 0.01, "ack_rtt_p50_s": 0.002},
+        "machine": "cpu, 2 cores",
+        "calibration": {"source": "c.toml", "constants": {"post_cost_us": 1}, "machine": {}},
+        "rows": rows,
+        "explanations": texts,
+        "load_per_core": 4.0,
+    }
+    text = markdown(result, [])
+    assert (
+        "load of 4.0 per core" in text
+        and "| messages | 50 (50-50) | 100 (100-100) | 0.50 | **no** |" in text
+    )
+    assert "| heal_to_identical_s | n/a | n/a | n/a | n/a |" in text
+    assert "load of" not in markdown({**result, "load_per_core": 0.5}, [])
