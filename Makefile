@@ -71,6 +71,19 @@ SIM_JOBS ?= 2
 experiments: experiment-dissemination_vs_theory experiment-fanout_sweep \
 	experiment-partition_heal experiment-churn experiment-clock_skew
 
+## Live against simulated (`rumor sim compare`): each starts local nodes on loopback.
+## Reports in experiments/compare/<name>/; `make calibrate` re-measures the send path.
+COMPARE_SCENARIOS := steady partition_heal crash_restart lossy_links
+.PHONY: experiments-compare calibrate
+experiments-compare: $(STAMP)
+	for name in $(COMPARE_SCENARIOS); do \
+		$(BIN)/rumor sim compare experiments/compare/$$name.toml \
+			--out experiments/compare/$$name --seeds 3 --runs 2 || exit 1; \
+	done
+
+calibrate: $(STAMP)
+	$(BIN)/rumor sim calibrate --out sim/calibration.toml
+
 experiment-dissemination_vs_theory: $(STAMP)
 	$(BIN)/rumor sim dissemination experiments/dissemination_vs_theory/scenario.toml \
 		--nodes 100,300,1000,3000,10000 --seeds 3 --jobs $(SIM_JOBS) \

@@ -193,8 +193,14 @@ def node_argv(node_id: str, port: int, data_dir: Path, state: ClusterState) -> l
 
 
 def spawn_node(
-    node_id: str, port: int, cluster_dir: Path, secrets: Credentials, state: ClusterState
+    node_id: str,
+    port: int,
+    cluster_dir: Path,
+    secrets: Credentials,
+    state: ClusterState,
+    settings_env: dict[str, str] | None = None,
 ) -> NodeProcess:
+    """Start one node; ``settings_env``: more ``RUMOR_*`` settings (``rumor sim compare``)."""
     data_dir = (cluster_dir / node_id).resolve()
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     log = cluster_dir.resolve() / f"{node_id}.log"
@@ -203,7 +209,7 @@ def spawn_node(
         from rumordb.live import certs  # cryptography costs every other command 50 ms
 
         argv += certs.ensure_node_files(cluster_dir.resolve(), node_id).node_args()
-    env = {**os.environ, **secrets.node_env()}
+    env = {**os.environ, **secrets.node_env(), **(settings_env or {})}
     env.pop("RUMOR_URL", None)
     log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:

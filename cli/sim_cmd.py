@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rumordb.cli.compare_cmd import compare_cmd
 from rumordb.sim.scenario import ScenarioError, load_scenario
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ def sim() -> None:
     """Simulate a RumorDB cluster (SimPy + NetworkX over the real core)."""
 
 
+sim.add_command(compare_cmd)
 _err = Console(stderr=True)
 
 scenario_argument = click.argument(
@@ -206,3 +208,31 @@ def dissemination_cmd(
     ok, text = dissemination.verdict(dissemination.summarise(rows))
     click.echo(text if ok else f"NOT as predicted: {text}")
     click.echo(f"report: {out_dir / 'report.md'}")
+
+
+@sim.command("calibrate")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("calibration.toml"), show_default=True,
+              help="Where to write the constants (TOML).")  # fmt: skip
+@click.option("--rounds", type=click.IntRange(1, 100), default=15, show_default=True,
+              help="Alternating rounds of narrow and wide posts (medians are kept).")  # fmt: skip
+def calibrate(out: Path, rounds: int) -> None:
+    """Measure the live send path's constants on this machine for the simulator.
+
+    Framing bytes from the real envelope, seal and request head; the receive cost per
+    post and per message from the real app in-process (see live/calibrate.py). Run it
+    on an otherwise idle machine; the file records the machine and its load. Use it
+    with a scenario's ``[network] calibration = "FILE"`` or ``compare --calibration``.
+    """
+    import asyncio
+
+    import msgspec
+
+    from rumordb.live import calibrate as measure
+    from rumordb.sim.calibration import Calibration, Constants, to_toml
+
+    costs = asyncio.run(measure.receive_cost_us(rounds))
+    constants = msgspec.convert({**measure.framing_bytes(), **costs}, Constants)
+    found = Calibration(constants=constants, machine={**measure.machine(), "command": _command()})
+    out.write_text(to_toml(found))
+    click.echo(f"{out}: post {costs['post_cost_us']} µs + {costs['message_cost_us']} µs/message")

@@ -4,7 +4,8 @@ Why a queue per peer: the request path must never wait on the network, and a slo
 dead peer must not hold up the others. ``send`` appends to the peer's queue and returns;
 one worker task per peer drains everything queued into a single ``POST /gossip`` (an
 ``Envelope`` of many messages, HMAC-sealed once), so a burst of messages to one peer costs
-one request. A full queue drops its oldest message (counted): every message is either
+one request. When each post leaves (linger, coalescing, one in flight) is decided by
+``core.send_policy``, the rule the simulator's network model follows too. A full queue drops its oldest message (counted): every message is either
 resent by the next gossip round or repaired by anti-entropy, so loss costs latency, never
 data. The peer answers with its own envelope of replies (anti-entropy steps, acks), which
 go straight back into the node through ``on_reply``.
@@ -25,6 +26,7 @@ import httpx
 import msgspec
 import structlog
 
+from rumordb.core.send_policy import MAX_POST_BYTES, PeerSendPolicy, has_room
 from rumordb.live.faults import Faults
 from rumordb.live.http_transport import PooledTransport
 from rumordb.live.metrics import Metrics
@@ -35,7 +37,7 @@ log = structlog.get_logger("rumor.gossip")
 GOSSIP_PATH = "/gossip"
 SENDER_HEADER = "x-rumor-sender"
 DEFAULT_QUEUE_MAX = 1024  # messages waiting per peer
-DEFAULT_BATCH_BYTES = 8 * 1024 * 1024  # payload bytes per POST
+DEFAULT_BATCH_BYTES = MAX_POST_BYTES  # payload bytes per POST
 
 
 class Envelope(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -78,24 +80,18 @@ def open_envelope(signer: Signer, frame: bytes, now: float, recipient: str) -> E
 ReplyHandler = Callable[[str, list[bytes]], Awaitable[None]]
 
 
-def next_linger(previous_bytes: int, last_bytes: int) -> float:
-    """How long to gather messages before the next post, given the sizes of the last two.
-
-    Two large posts in a row mean sustained load; one alone (an anti-entropy burst)
-    does not slow the next write down.
-    """
-    busy = previous_bytes >= BUSY_BATCH_BYTES and last_bytes >= BUSY_BATCH_BYTES
-    return LINGER_BUSY_S if busy else LINGER_S
-
-
-# Linger a moment before each post so that the pushes of several write batches share one
-# request (Kafka's linger.ms). Idle, a write waits at most LINGER_S. Under load (the last
-# last two posts carried BUSY_BATCH_BYTES or more) it waits LINGER_BUSY_S: a post and a replica
-# commit cost about 100 µs of CPU each, whatever their size, so fewer, larger posts leave
-# more CPU for clients, while acknowledged -> visible stays far below 50 ms.
-LINGER_S = 0.005
-LINGER_BUSY_S = 0.02
-BUSY_BATCH_BYTES = 2048
+def post_head(url: httpx.URL, node_id: str) -> bytes:
+    """The head of a ``POST /gossip`` to ``url`` up to the Content-Length value."""
+    return (
+        b"POST " + url.raw_path + b" HTTP/1.1\r\n"
+        b"host: " + url.netloc + b"\r\n"
+        b"content-type: application/octet-stream\r\n"
+        + SENDER_HEADER.encode()
+        + b": "
+        + node_id.encode()
+        + b"\r\n"
+        b"content-length: "
+    )
 
 
 class GossipClient:
@@ -115,6 +111,8 @@ class GossipClient:
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         timeout_s: float = 2.0,
         clock: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.node_id = node_id
         self._signer = signer
@@ -125,6 +123,8 @@ class GossipClient:
         self._queue_max = queue_max
         self._batch_bytes = batch_bytes
         self._clock = clock
+        self._mono = mono  # the send policy's clock (tests pass a fake one, with ``sleep``)
+        self._sleep = sleep
         self._queues: dict[str, deque[bytes]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._closed = False
@@ -176,21 +176,19 @@ class GossipClient:
         self._metrics.gossip_dropped.labels(reason).inc(count)
 
     async def _drain(self, peer: str) -> None:
+        policy = PeerSendPolicy()
         try:
             queue = self._queues[peer]
-            linger, previous = LINGER_S, 0
-            while queue and not self._closed:
-                # Linger a moment so that pushes of a few write batches share one request
-                # (Kafka's linger.ms): fewer requests per write, at a millisecond of lag.
-                await asyncio.sleep(linger)
+            due_ms = policy.on_enqueue(self._mono() * 1000)
+            while due_ms is not None and not self._closed:
+                await self._sleep(max(0.0, due_ms / 1000 - self._mono()))
                 batch = self._take(peer, queue)
-                if not batch:
-                    continue
-                size = sum(map(len, batch))
-                linger, previous = next_linger(previous, size), size
-                if self._faults.delay_ms:
-                    await asyncio.sleep(self._faults.delay_s())
-                await self._post(peer, batch)
+                policy.on_due(sum(map(len, batch)))
+                if batch:
+                    if self._faults.delay_ms:
+                        await self._sleep(self._faults.delay_s())
+                    await self._post(peer, batch)
+                due_ms = policy.on_sent(self._mono() * 1000, len(queue))
         finally:
             self._workers.pop(peer, None)
 
@@ -198,7 +196,7 @@ class GossipClient:
         batch: list[bytes] = []
         size = 0
         faults = self._faults
-        while queue and size < self._batch_bytes:
+        while queue and has_room(size, self._batch_bytes):
             payload = queue.popleft()
             if faults.active and not faults.allow_send(peer):
                 self._drop("fault")
@@ -263,16 +261,7 @@ class GossipClient:
         assert isinstance(self._transport, PooledTransport)
         self._transport.check_scheme(parsed.scheme)  # https:// exactly when TLS is on
         port = parsed.port or self._transport.default_port
-        head = (
-            b"POST " + parsed.raw_path + b" HTTP/1.1\r\n"
-            b"host: " + parsed.netloc + b"\r\n"
-            b"content-type: application/octet-stream\r\n"
-            + SENDER_HEADER.encode()
-            + b": "
-            + self.node_id.encode()
-            + b"\r\n"
-            b"content-length: "
-        )
+        head = post_head(parsed, self.node_id)
         return (parsed.host, port), head
 
     async def _deliver_reply(self, peer: str, frame: bytes) -> None:

@@ -22,9 +22,11 @@ The ``Convergence`` checker is told of every stored version, so metrics are exac
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -54,10 +56,12 @@ from rumordb.core import (
     restart_incarnation,
 )
 from rumordb.core.counters import add_deltas
+from rumordb.sim.calibration import Calibration, describe, load_calibration
 from rumordb.sim.checks import Convergence, divergent_keys
 from rumordb.sim.clock import NodeClock
 from rumordb.sim.metrics import Series, Traffic, collect
 from rumordb.sim.network import Fate, Network
+from rumordb.sim.posts import Posts, live_address
 from rumordb.sim.scenario import FaultSpec, Scenario
 from rumordb.sim.workload import Op, OpStream, context_of
 
@@ -152,6 +156,25 @@ class Simulation:
         self._faults_done = False
         self._progress: Callable[[float], None] | None = None
         self._armed = False  # node timers exist once run() starts
+        self.calibration: Calibration | None = None
+        self.posts: Posts | None = None  # [network] posts: the live send path (sim.posts)
+        self.transitions: Counter[str] = Counter()  # membership transitions, by new state
+        if s.network.posts:
+            self.posts = self._posts()
+
+    def _posts(self) -> Posts:
+        name = self.scenario.network.calibration
+        path = Path(self.scenario.base_dir) / name if name else None
+        self.calibration = load_calibration(path)
+        return Posts(
+            self.env,
+            self.network,
+            self.calibration.constants,
+            self.traffic,
+            self.deliver_later,
+            lambda node_id: self.nodes[node_id].up,
+            self._record,
+        )
 
     # --- building nodes ----------------------------------------------------------------
     def _initial_clocks(self) -> dict[str, NodeClock]:
@@ -177,7 +200,7 @@ class Simulation:
         membership = StaticMembership(node_id, self._ids_tuple, self._index) if static else None
         node = Node(
             node_id,
-            node_id,
+            self._address(node_id),
             rng=random.Random(f"{self.scenario.seed}:node:{node_id}:{incarnation}"),
             now=now,
             config=self.config,
@@ -189,8 +212,12 @@ class Simulation:
         if not static:
             for other in self.ids:  # what discovery does on a LAN: everyone hears everyone
                 if other != node_id:
-                    node.join(other, other, 0, now)
+                    node.join(other, self._address(other), 0, now)
         return node
+
+    def _address(self, node_id: str) -> str:
+        """A member's address: its id, or, modelling the live path, a URL as long as one."""
+        return live_address(self._index[node_id]) if self.scenario.network.posts else node_id
 
     def _records_of(self, node_id: str) -> Mapping[str, Record]:
         sim_node = self.nodes[node_id]
@@ -276,6 +303,8 @@ class Simulation:
         """Persist, then send: the order the core's contract asks for."""
         if out.writes or out.purges:
             self._persist(sim_node, out)
+        for change in out.transitions:
+            self.transitions[change.new.value] += 1
         messages = out.messages
         if messages:
             if len(messages) > 1:
@@ -309,6 +338,9 @@ class Simulation:
         traffic.by_kind[message_kind(data)] += 1
         self._sample_messages += 1
         self._sample_bytes += size
+        if self.posts is not None:
+            self.posts.enqueue(src, dst, data)
+            return
         fate, delay_s = self.network.fate(src, dst)
         self._record(f"send {src} {dst} {size} {fate.value} {delay_s!r}", data)
         if fate is Fate.DELIVERED:
@@ -320,6 +352,10 @@ class Simulation:
             traffic.partitioned += 1
         else:
             traffic.unreachable += 1
+
+    def deliver_later(self, dst: str, data: bytes, delay_s: float) -> None:
+        self._in_flight += 1
+        self.env.timeout(delay_s).callbacks.append(partial(self._deliver, dst, data))
 
     def _deliver(self, dst: str, data: bytes, _event: Event) -> None:
         self._in_flight -= 1
@@ -638,7 +674,12 @@ class Simulation:
         series.disk_rows_max.append(max(rows, default=0))
 
     def _metrics(self, wall_s: float) -> dict[str, Any]:
-        return collect(self, wall_s)
+        metrics = collect(self, wall_s)
+        if self.posts is not None and self.calibration is not None:
+            metrics["posts"] = dataclasses.asdict(self.posts.stats)
+            metrics["calibration"] = describe(self.calibration)
+            metrics["transitions"] = dict(sorted(self.transitions.items()))
+        return metrics
 
     @property
     def end_s(self) -> float:

@@ -7,6 +7,9 @@ survives each edge's loss independently. The complete topology is kept implicit 
 10 000-node complete graph has 5 * 10^7 edges): every pair is one default link, with
 per-pair overrides.
 
+With ``[network] posts = true`` messages to one peer are coalesced into posts first
+(``sim.posts``, by the live node's ``core.send_policy``); ``post_fate`` decides a post's.
+
 Partitions sit above the links: nodes in different groups cannot reach each other at
 all. Nodes not named in any group form one more group together.
 
@@ -178,6 +181,23 @@ class Network:
         if link.jitter_ms:
             delay_ms += (2.0 * rng.random() - 1.0) * link.jitter_ms
         return Fate.DELIVERED, max(0.0, delay_ms) / 1000.0
+
+    def post_fate(self, src: str, dst: str, count: int) -> tuple[Fate, float, list[bool]]:
+        """A post of ``count`` messages (``sim.posts``): whether it can go at all, its
+        delay, and which messages a lossy link drops. Loss is drawn per message, as the
+        live node's loss fault drops messages before they are posted; jitter once."""
+        group = self._group
+        if group and group.get(src, -1) != group.get(dst, -1):
+            return Fate.PARTITIONED, 0.0, []
+        link = self.link(src, dst)
+        if link is None:
+            return Fate.UNREACHABLE, 0.0, []
+        rng = self.rng
+        lost = [bool(link.loss) and rng.random() < link.loss for _ in range(count)]
+        delay_ms = link.latency_ms
+        if link.jitter_ms:
+            delay_ms += (2.0 * rng.random() - 1.0) * link.jitter_ms
+        return Fate.DELIVERED, max(0.0, delay_ms) / 1000.0, lost
 
     def _shortest_paths(self, src: str) -> dict[str, Link]:
         assert self.graph is not None

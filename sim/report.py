@@ -69,6 +69,8 @@ def run_markdown(metrics: dict[str, Any], images: Sequence[str], command: str) -
         ("stale reads", _stale(metrics)),
         ("trace hash", f"`{metrics['trace_hash']}`"),
     ]
+    if "posts" in metrics:  # [network] posts: the live send path, from calibrated constants
+        rows += _posts_rows(metrics)
     lines = [f"# {s.get('name') or 'Simulation'} (seed {metrics['seed']})", ""]
     if s.get("description"):
         lines += [s["description"].strip(), ""]
@@ -97,6 +99,19 @@ _DEFINITIONS = (
     "Traffic: delivered = sent - lost on a link - blocked (by a partition, or arriving at a "
     "down node)."
 )
+
+
+def _posts_rows(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
+    posts, calibration = metrics["posts"], metrics["calibration"]
+    constants = ", ".join(f"{k} = {v}" for k, v in calibration["constants"].items())
+    machine = calibration["machine"]
+    return [
+        ("posts (messages in them, sealed bytes)",
+         f"{posts['posts']} ({posts['messages']}, {posts['sealed_bytes']})"),
+        ("send-path constants", f"{constants} (`{calibration['source']}`)"),
+        ("measured on", f"{machine.get('cpu')}, {machine.get('cores')} cores, "
+         f"python {machine.get('python')}, {machine.get('measured_at')}"),
+    ]  # fmt: skip
 
 
 def _fault_text(fault: dict[str, Any]) -> str:

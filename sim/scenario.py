@@ -71,6 +71,11 @@ class NetworkSpec(_Spec):
     wan_jitter_ms: float = 5.0
     wan_loss: float = 0.0
     graphml: str | None = None  # path, relative to the scenario file
+    # Model the live send path (sim.posts): per-peer posts by core.send_policy, with the
+    # per-post cost and framing of a calibration file (relative to the scenario file;
+    # the committed sim/calibration.toml when unset). Off: every message travels alone.
+    posts: bool = False
+    calibration: str | None = None
 
 
 class GossipSpec(_Spec):

@@ -217,16 +217,6 @@ def test_fault_loss_is_probabilistic_and_bounded() -> None:
     assert all(faults.allow_send("p") for _ in range(100)) and not faults.active
 
 
-def test_linger_grows_under_load_and_stays_short_when_idle() -> None:
-    from rumordb.live.gossip_client import BUSY_BATCH_BYTES, LINGER_BUSY_S, LINGER_S, next_linger
-
-    assert next_linger(300, 300) == LINGER_S  # small writes: visible within milliseconds
-    assert next_linger(300, 50_000) == LINGER_S  # one burst (anti-entropy) is not load
-    assert next_linger(BUSY_BATCH_BYTES, BUSY_BATCH_BYTES) == LINGER_BUSY_S  # sustained
-    assert next_linger(50_000, 300) == LINGER_S  # load is over
-    assert LINGER_S < LINGER_BUSY_S <= 0.025  # ack -> visible must stay far below 50 ms
-
-
 async def test_posts_over_the_pooled_transport_are_well_formed_http() -> None:
     """The lean path (pre-encoded head, no httpx objects) against a real socket."""
     import asyncio

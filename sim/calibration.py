@@ -1,0 +1,84 @@
+"""The constants of the live send path that the simulator models, and where they came from.
+
+A post costs the receiver CPU (``post_cost_us`` plus ``message_cost_us`` per message it
+carries) and carries framing around its messages' bytes: the ``Envelope`` (a fixed part
+and a part per message), the seal (header, ids, MAC) and the HTTP request head. ``rumor
+sim calibrate`` measures them on the machine at hand (``live.calibrate``) and writes them
+with a description of that machine; the simulator reads the committed default
+(``sim/calibration.toml``) unless a scenario or a command names another file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+DEFAULT_CALIBRATION = Path(__file__).with_name("calibration.toml")
+
+
+class Constants(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    post_cost_us: float  # receiver CPU per POST /gossip, whatever it carries
+    message_cost_us: float  # receiver CPU per message in it
+    envelope_post_bytes: int  # the Envelope's own bytes (array head, sender, list head)
+    envelope_message_bytes: int  # per message: its msgpack bin head
+    seal_bytes: int  # the seal's header and MAC, without the two node ids
+    http_head_bytes: int  # request head to a loopback host, without the sender id and
+    # the Content-Length digits (not in the /metrics gossip bytes)
+
+    def sealed_bytes(self, payload_bytes: int, messages: int, sender: str, recipient: str) -> int:
+        """The length of a sealed post body (what ``/metrics`` counts as gossip bytes):
+        the sender's id is in the seal and in the envelope, the recipient's in the seal."""
+        ids = 2 * len(sender.encode()) + len(recipient.encode())
+        envelope = self.envelope_post_bytes + self.envelope_message_bytes * messages
+        return payload_bytes + envelope + self.seal_bytes + ids
+
+    def cost_s(self, messages: int) -> float:
+        return (self.post_cost_us + self.message_cost_us * messages) / 1e6
+
+
+class Calibration(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    constants: Constants
+    machine: dict[str, Any]  # platform, cpu, python, cores, load, when, command
+    source: str = ""  # the file it was read from
+
+
+def load_calibration(path: Path | None = None) -> Calibration:
+    """The calibration in ``path`` (the committed default when None)."""
+    chosen = path or DEFAULT_CALIBRATION
+    try:
+        data = tomllib.loads(chosen.read_text())
+        calibration = msgspec.convert(data, Calibration)
+    except (OSError, tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+        raise ValueError(f"calibration {chosen}: {exc}") from exc
+    return msgspec.structs.replace(calibration, source=str(chosen))
+
+
+def to_toml(calibration: Calibration) -> str:
+    """The file ``rumor sim calibrate`` writes (flat tables of numbers and strings)."""
+    lines = ["# written by `rumor sim calibrate`; see sim/calibration.py", "", "[constants]"]
+    for name, value in msgspec.structs.asdict(calibration.constants).items():
+        lines.append(f"{name} = {value!r}")
+    lines += ["", "[machine]"]
+    for name, value in sorted(calibration.machine.items()):
+        lines.append(f"{name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def describe(calibration: Calibration) -> dict[str, Any]:
+    """What a report records: the constants, the machine, the file."""
+    return {
+        "constants": msgspec.structs.asdict(calibration.constants),
+        "machine": calibration.machine,
+        "source": calibration.source,
+    }

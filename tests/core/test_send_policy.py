@@ -1,0 +1,104 @@
+"""The per-peer send policy: linger, coalescing bound, busy spells, one post in flight."""
+
+from __future__ import annotations
+
+import pytest
+
+from rumordb.core.send_policy import (
+    BUSY_POST_BYTES,
+    LINGER_BUSY_MS,
+    LINGER_MS,
+    PeerSendPolicy,
+    Phase,
+    linger_ms,
+    post_count,
+)
+
+
+@pytest.mark.parametrize(
+    ("previous", "last", "expected"),
+    [
+        (0, 0, LINGER_MS),  # the first post of a spell
+        (300, 300, LINGER_MS),  # small writes: visible within milliseconds
+        (300, 50_000, LINGER_MS),  # one burst (anti-entropy) is not load
+        (BUSY_POST_BYTES, BUSY_POST_BYTES, LINGER_BUSY_MS),  # sustained load
+        (50_000, 300, LINGER_MS),  # load is over
+        (BUSY_POST_BYTES - 1, 50_000, LINGER_MS),
+    ],
+)
+def test_linger_grows_under_load_and_stays_short_when_idle(
+    previous: int, last: int, expected: float
+) -> None:
+    assert linger_ms(previous, last) == expected
+
+
+def test_busy_linger_keeps_ack_to_visible_far_below_50_ms() -> None:
+    assert LINGER_MS < LINGER_BUSY_MS <= 25
+
+
+@pytest.mark.parametrize(
+    ("sizes", "bound", "expected"),
+    [
+        ([], 100, 0),
+        ([10, 10, 10], 100, 3),
+        ([60, 60, 60], 100, 2),  # the message crossing the bound still goes
+        ([500, 1], 100, 1),  # one larger than the bound goes alone
+        ([50, 50, 1], 100, 2),  # exactly full: no more
+    ],
+)
+def test_a_post_takes_messages_oldest_first_up_to_the_bound(
+    sizes: list[int], bound: int, expected: int
+) -> None:
+    assert post_count(sizes, bound) == expected
+
+
+def test_the_first_message_to_an_idle_peer_starts_one_linger() -> None:
+    policy = PeerSendPolicy()
+    assert policy.on_enqueue(100.0) == 100.0 + LINGER_MS
+    assert policy.on_enqueue(101.0) is None  # the same post will carry it
+    assert policy.phase is Phase.LINGERING and policy.due_at_ms == 100.0 + LINGER_MS
+
+
+def test_messages_queued_during_a_post_wait_for_it_then_linger_again() -> None:
+    policy = PeerSendPolicy()
+    policy.on_enqueue(0.0)
+    policy.on_due(100)
+    assert policy.on_enqueue(6.0) is None  # one post in flight per peer
+    assert policy.on_sent(9.0, queued=1) == 9.0 + LINGER_MS
+
+
+def test_two_large_posts_in_a_row_make_the_next_linger_long() -> None:
+    policy = PeerSendPolicy()
+    policy.on_enqueue(0.0)
+    policy.on_due(BUSY_POST_BYTES)
+    assert policy.on_sent(1.0, queued=5) == 1.0 + LINGER_MS  # one large post is not load
+    policy.on_due(BUSY_POST_BYTES)
+    assert policy.on_sent(2.0, queued=5) == 2.0 + LINGER_BUSY_MS
+
+
+def test_an_idle_peer_forgets_its_busy_spell() -> None:
+    policy = PeerSendPolicy()
+    policy.on_enqueue(0.0)
+    for _ in range(2):
+        policy.on_due(10 * BUSY_POST_BYTES)
+        policy.on_sent(1.0, queued=1)
+    policy.on_due(10 * BUSY_POST_BYTES)
+    assert policy.on_sent(2.0, queued=0) is None and policy.phase is Phase.IDLE
+    assert policy.on_enqueue(50.0) == 50.0 + LINGER_MS
+
+
+def test_a_post_whose_messages_were_all_dropped_does_not_count_as_load() -> None:
+    policy = PeerSendPolicy()
+    policy.on_enqueue(0.0)
+    policy.on_due(BUSY_POST_BYTES)
+    policy.on_sent(1.0, queued=1)
+    policy.on_due(0)  # every queued message dropped by a fault
+    assert (policy.previous_bytes, policy.last_bytes) == (0, BUSY_POST_BYTES)
+
+
+def test_calls_out_of_order_are_refused() -> None:
+    policy = PeerSendPolicy()
+    with pytest.raises(ValueError, match="on_due while idle"):
+        policy.on_due(1)
+    with pytest.raises(ValueError, match="on_sent while idle"):
+        policy.on_sent(0.0, 0)

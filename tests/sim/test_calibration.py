@@ -1,0 +1,75 @@
+"""Calibration files: the committed default loads, files round-trip, bad ones are refused;
+a scenario with ``[network] posts = true`` runs on them and says which it used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from rumordb.sim.calibration import (
+    DEFAULT_CALIBRATION,
+    Calibration,
+    Constants,
+    load_calibration,
+    to_toml,
+)
+from rumordb.sim.engine import Simulation
+from tests.sim.helpers import build, minimal_raw
+
+
+def test_the_committed_default_names_its_machine() -> None:
+    calibration = load_calibration()
+    assert calibration.source == str(DEFAULT_CALIBRATION)
+    assert {"platform", "cpu", "python", "cores", "measured_at"} <= set(calibration.machine)
+    assert calibration.constants.seal_bytes > 0 and calibration.constants.post_cost_us >= 0
+
+
+def test_a_written_file_reads_back_the_same(tmp_path: Path) -> None:
+    constants = Constants(
+        post_cost_us=120.5,
+        message_cost_us=9.0,
+        envelope_post_bytes=3,
+        envelope_message_bytes=2,
+        seal_bytes=51,
+        http_head_bytes=124,
+    )
+    written = Calibration(constants=constants, machine={"cpu": 'a "quoted" cpu', "cores": 2})
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml(written))
+    read = load_calibration(path)
+    assert read.constants == constants and read.machine == written.machine
+
+
+@pytest.mark.parametrize(
+    "text", ["[constants]\npost_cost_us = 1\n", "not toml [", "[constants]\nwhat = 1\n"]
+)
+def test_a_bad_file_is_refused_with_its_name(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"bad\.toml"):
+        load_calibration(path)
+
+
+def test_a_run_with_posts_records_its_posts_and_calibration() -> None:
+    metrics = Simulation(build(minimal_raw(), network__posts=True)).run()
+    assert metrics["converged"]
+    posts = metrics["posts"]
+    assert 0 < posts["posts"] < posts["messages"] <= metrics["messages_sent"]
+    assert posts["sealed_bytes"] > metrics["bytes_sent"] * 0.5
+    assert metrics["calibration"]["source"] == str(DEFAULT_CALIBRATION)
+    assert msgspec.convert(metrics["calibration"]["constants"], Constants)
+    again = Simulation(build(minimal_raw(), network__posts=True)).run()
+    assert again["trace_hash"] == metrics["trace_hash"]
+    plain = Simulation(build(minimal_raw())).run()
+    assert plain["trace_hash"] != metrics["trace_hash"] and "posts" not in plain
+
+
+def test_the_run_report_names_the_constants_and_the_machine() -> None:
+    from rumordb.sim.report import run_markdown
+
+    metrics = Simulation(build(minimal_raw(), network__posts=True)).run()
+    text = run_markdown(metrics, [], "")
+    assert "post_cost_us = " in text and metrics["calibration"]["machine"]["cpu"] in text
+    assert f"{metrics['posts']['posts']} ({metrics['posts']['messages']}," in text

@@ -1,0 +1,177 @@
+"""``sim.compare`` figures from observations, and ``rumor sim compare`` end to end on a tiny
+scenario (3 real nodes on loopback for a few seconds, and the simulator)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from rumordb.cli.main import app
+from rumordb.sim.compare import FIGURES, compare, live_figures
+
+SCENARIO = {"duration_s": 4.0, "faults": [], "workload": {}}
+
+
+def observed(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "nodes": ["n1", "n2"],
+        "acks": [(1.0, "k", 5, "n1")],
+        "arrivals": [(0.99, "n1", "k", 5, "n1"), (1.02, "n2", "k", 5, "n1")],
+        "traffic": [(0.0, 10, 1000), (1.0, 30, 4000), (2.0, 40, 5000)],
+        "transitions": {"suspect": 1},
+        "events": [],
+        "failed_ops": 0,
+        "fault_lateness_s": [],
+        "end_s": 2.0,
+    }
+    return base | changes
+
+
+def test_lag_runs_from_the_ack_to_the_last_node_that_shows_the_version() -> None:
+    figures = live_figures(observed(), SCENARIO)
+    assert figures["lag_p50_s"] == pytest.approx(0.02)
+    assert figures["lag_max_s"] == pytest.approx(0.02)
+    assert (figures["messages"], figures["bytes"]) == (30, 4000)
+    assert figures["suspect"] == 1 and figures["dead"] == 0
+
+
+def test_a_version_overwritten_before_it_reached_every_node_has_no_lag() -> None:
+    figures = live_figures(observed(arrivals=[(0.99, "n1", "k", 5, "n1")]), SCENARIO)
+    assert figures["lag_p50_s"] is None and figures["lag_cdf_s"] == []
+
+
+def test_a_node_down_at_the_ack_is_not_waited_for() -> None:
+    events = [{"at_s": 0.5, "action": "crash", "nodes": ["n2"]}]
+    figures = live_figures(observed(arrivals=[(1.01, "n1", "k", 5, "n1")], events=events), SCENARIO)
+    assert figures["lag_p50_s"] == pytest.approx(0.01)
+
+
+def test_heal_to_identical_counts_from_the_last_fault_cleared() -> None:
+    events = [
+        {"at_s": 0.2, "action": "partition", "nodes": []},
+        {"at_s": 0.5, "action": "heal", "nodes": []},
+    ]
+    figures = live_figures(observed(events=events), SCENARIO)
+    assert figures["heal_to_identical_s"] == pytest.approx(1.02 - 0.5)
+
+
+def test_nodes_current_drops_at_the_ack_and_recovers_at_the_arrival() -> None:
+    current = live_figures(observed(), SCENARIO)["current"]
+    by_t = dict(zip(current["t_s"], current["fraction"], strict=True))
+    assert by_t[0.5] == 1.0 and by_t[1.0] == 0.5 and by_t[1.1] == 1.0
+
+
+def test_rows_give_the_ratio_of_means_and_the_band() -> None:
+    live = [{"messages": 110.0, "bytes": 200.0}, {"messages": 130.0, "bytes": 200.0}]
+    sim = [{"messages": 100.0, "bytes": 100.0}]
+    rows = {row["figure"]: row for row in compare(live, sim)}
+    assert rows["messages"]["ratio"] == pytest.approx(1.2) and rows["messages"]["in_band"]
+    assert rows["bytes"]["ratio"] == pytest.approx(2.0) and not rows["bytes"]["in_band"]
+    assert rows["messages"]["live"] == {"mean": 120.0, "min": 110.0, "max": 130.0, "n": 2}
+    assert rows["lag_p50_s"]["ratio"] is None and not rows["lag_p50_s"]["in_band"]
+
+
+TINY = """\
+name = "tiny"
+seed = 2
+duration_s = 4
+[cluster]
+nodes = 3
+[network]
+latency_ms = 0.2
+[gossip]
+interval_ms = 200
+anti_entropy_interval_ms = 500
+probe_interval_ms = 500
+[[workload.phases]]
+start_s = 0.3
+stop_s = 1.8
+nodes = ["n1", "n2"]
+key_range = [0, 30]
+rate_per_s = 20
+[[faults]]
+at_s = 0.8
+action = "partition"
+groups = [["n1"], ["n2", "n3"]]
+[[faults]]
+at_s = 1.5
+action = "heal"
+"""
+
+
+def test_compare_runs_both_sides_and_writes_the_report(tmp_path: Path) -> None:
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(TINY)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["sim", "compare", str(scenario), "--out", str(out), "--seeds", "1", "--runs", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    found = json.loads((out / "compare.json").read_text())
+    rows = {row["figure"]: row for row in found["rows"]}
+    assert set(rows) == set(FIGURES)
+    for side in ("live", "sim"):
+        run = found[side]["runs"][0]
+        assert 0 < run["lag_p50_s"] <= run["lag_p99_s"] <= run["lag_max_s"] < 4
+        assert run["heal_to_identical_s"] is not None and run["heal_to_identical_s"] >= 0
+        assert 0 < run["messages"] < run["bytes"]
+        assert min(run["current"]["fraction"]) < 1.0 == run["current"]["fraction"][-1]
+    for name in ("lag_p50_s", "messages", "bytes"):
+        assert rows[name]["ratio"] == pytest.approx(
+            rows[name]["live"]["mean"] / rows[name]["sim"]["mean"]
+        )
+    assert found["calibration"]["machine"]["cpu"] and found["live"]["fault_lateness_s"] < 0.5
+    report = (out / "report.md").read_text()
+    assert all(f"| {name} |" in report for name in FIGURES)
+    for png in ("lag_cdf.png", "nodes_current.png", "traffic.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_membership_transitions_are_read_from_json_and_text_log_lines(tmp_path: Path) -> None:
+    from rumordb.cli.cluster import NodeProcess
+    from rumordb.cli.compare_live import LiveCluster
+
+    log = tmp_path / "n1.log"
+    log.write_text(
+        '{"member": "n4", "old": "alive", "new": "suspect", "event": "member_state"}\n'
+        "2026-12-01 [info] member_state member=n4 new=dead old=suspect\n"
+        '{"member": "n1", "old": "alive", "new": "left", "event": "member_state"}\n'
+        '{"event": "node_ready"}\n'
+    )
+    cluster = LiveCluster.__new__(LiveCluster)
+    cluster.nodes = {"n1": NodeProcess("n1", "", 0, 0, 0.0, "", str(log))}
+    assert cluster.transitions_since({"n1": 0}) == {"suspect": 1, "dead": 1}
+    assert cluster.transitions_since({"n1": log.stat().st_size}) == {}
+
+
+def test_the_report_explains_figures_outside_the_band_and_warns_of_load() -> None:
+    from rumordb.cli.compare_cmd import explanations
+    from rumordb.sim.compare_report import markdown
+
+    rows = compare([{"messages": 50.0, "bytes": 100.0}], [{"messages": 100.0, "bytes": 100.0}])
+    texts = explanations(rows)
+    assert any(t.startswith("`messages`: live is 50% lower (ratio 0.50)") for t in texts)
+    assert not any("`bytes`:" in t for t in texts)  # in band
+    assert not any("heal_to_identical_s" in t for t in texts)  # neither side has it
+    result = {
+        "scenario": {"name": "x", "cluster": {"nodes": 3}, "duration_s": 4},
+        "command": "rumor sim compare x",
+        "sim": {"seeds": [1]},
+        "live": {"runs": [{}], "fault_lateness_s": 0.01, "ack_rtt_p50_s": 0.002},
+        "machine": "cpu, 2 cores",
+        "calibration": {"source": "c.toml", "constants": {"post_cost_us": 1}, "machine": {}},
+        "rows": rows,
+        "explanations": texts,
+        "load_per_core": 4.0,
+    }
+    text = markdown(result, [])
+    assert (
+        "load of 4.0 per core" in text
+        and "| messages | 50 (50-50) | 100 (100-100) | 0.50 | **no** |" in text
+    )
+    assert "| heal_to_identical_s | n/a | n/a | n/a | n/a |" in text
+    assert "load of" not in markdown({**result, "load_per_core": 0.5}, [])
