@@ -103,7 +103,13 @@ def plain_get(call: GetCall) -> int | None:
 
 def main() -> NoReturn:
     call = parse_get(sys.argv[1:], os.environ)
-    code = plain_get(call) if call is not None else None
+    try:
+        code = plain_get(call) if call is not None else None
+    except BrokenPipeError:
+        # The reader left (`rumor get k | head -c1`): exit 1 quietly, as click does; the
+        # interpreter's last flush goes to /dev/null (the Python docs' recipe for SIGPIPE).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
     if code is None:
         from rumordb.cli.main import app
 
