@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from rumordb import Client, Op
-from rumordb.core.record import MAX_TTL_S
+from rumordb.core.hlc import pack
+from rumordb.core.record import MAX_TTL_S, Record
+from rumordb.live.bulk import _record_of, exported
 from tests.live.harness import ADMIN, ADMIN_KEY, RUMOR, Cluster
 
 pytestmark = [pytest.mark.live]
@@ -209,3 +212,17 @@ def test_export_versions_carry_the_expiry_hlc_and_import_keeps_it(
     assert copied == lines
     source, copy = meta(cluster, "e1", "expv/hour"), meta(other, "f1", "expv/hour")
     assert (copy["expires_ms"], copy["hlc"]) == (source["expires_ms"], source["hlc"])
+
+
+def test_export_items_carry_expiry_and_a_sharded_merge_keeps_it() -> None:
+    """Sharded, a node merges its peers' export pages (``versions=true``, JSON): the
+    expiry must survive that round trip, or a sharded export would drop it."""
+    expiring = Record(b"v", "text/plain", {"n1": pack(5)}, pack(5), "n1", False, pack(9_000, 2))
+    plain, versioned = exported("k", expiring, False), exported("k", expiring, True)
+    assert plain["expires_ms"] == 9_000 and "version" not in plain
+    assert versioned["version"]["expires"] == pack(9_000, 2) and "expires_ms" not in versioned  # type: ignore[index]
+    as_json = json.loads(msgspec.json.encode(versioned))
+    assert _record_of(as_json) == expiring
+    permanent = Record(b"v", "text/plain", {"n1": pack(5)}, pack(5), "n1")
+    assert "expires_ms" not in exported("k", permanent, False)
+    assert "expires" not in exported("k", permanent, True)["version"]  # type: ignore[operator]
