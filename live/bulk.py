@@ -357,16 +357,12 @@ def restored(
             raise _bad(f"version: {node_id[:80]!r}: {exc}") from None
     if physical_ms(version.hlc) > now_ms + MAX_VERSION_AHEAD_MS or version.hlc > pack(2**47):
         raise _bad(f"version: its HLC is more than {MAX_VERSION_AHEAD_MS} ms ahead of this node")
-    clock, stamp, origin, expires = (
-        dict(version.clock),
-        version.hlc,
-        version.origin,
-        version.expires,
-    )
     if delete:
-        record = Record(b"", TOMBSTONE_CONTENT_TYPE, clock, stamp, origin, True, expires)
-    else:
-        record = Record(value, content_type, clock, stamp, origin, False, expires)
+        value, content_type = b"", TOMBSTONE_CONTENT_TYPE
+    clock = dict(version.clock)
+    record = Record(
+        value, content_type, clock, version.hlc, version.origin, delete, version.expires
+    )
     if not valid_expiry(record):
         raise _bad(f"version: its expires lies before its HLC or more than {MAX_TTL_S} s after")
     return record
