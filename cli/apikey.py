@@ -19,8 +19,8 @@ from pathlib import Path
 import click
 
 from rumordb.cli.connect import connection_options, json_option
-from rumordb.cli.data import run, session
-from rumordb.cli.output import emit_json
+from rumordb.cli.data import session
+from rumordb.cli.output import emit_json, run
 
 MAX_EXPIRES_IN_S = 10 * 366 * 86_400  # core.keyring's bound, without importing the core
 

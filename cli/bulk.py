@@ -6,16 +6,25 @@ One JSON object per line, the format both commands share::
     {"key": "b", "value_base64": "AAEC", "content_type": "application/octet-stream"}
     {"key": "c", "op": "delete"}
     {"key": "d", "value": "x", "version": {"clock": {"n1": 7}, "hlc": 123, "origin": "n1"}}
+    {"key": "e", "value": "x", "ttl": 60}
+    {"key": "f", "value": "x", "expires_ms": 1790000000000}
 
 ``value`` is UTF-8 text, ``value_base64`` any bytes (exactly one of them for a put);
 ``content_type`` defaults to text/plain for ``value`` and application/octet-stream for
 ``value_base64``; ``op`` defaults to ``put``. ``export`` writes ``value`` when the bytes
 are UTF-8, else ``value_base64``; with ``--versions`` it adds each key's ``version``.
 
+Expiry: ``ttl`` (seconds, as ``rumor put --ttl``) expires a value that long after it is
+imported; ``expires_ms`` (Unix time in milliseconds) at that instant. ``export`` writes
+``expires_ms`` for a value that expires, so its import restores the same instant (one
+already past: the value is written expired, and reads as absent); with ``--versions``
+the expiry is the version's ``expires``, the HLC as stored.
+
 Import is idempotent: a line without a version is sent as an ``if_changed`` put (a key
 that already holds the same value and content type is left alone), a line with one is
 restored by LWW (the same version twice is ``unchanged``; an older one ``stale``), so
-importing a file twice changes nothing. The whole file is validated before the first
+importing a file twice changes nothing (but a ``ttl`` line, whose TTL restarts at
+every write: export's ``expires_ms`` re-imports ``unchanged``). The whole file is validated before the first
 batch is sent: a bad line stops the import with its line number and nothing applied.
 """
 
@@ -36,11 +45,13 @@ from typing import IO, Any
 import click
 
 from rumordb.cli.connect import connection_options, json_option
-from rumordb.cli.data import run, session
-from rumordb.cli.output import EXIT_CODES, ExitCode, emit_json, fail
+from rumordb.cli.data import session
+from rumordb.cli.output import EXIT_CODES, ExitCode, emit_json, fail, run
 
 MAX_LINE_BYTES = 8 * 1024 * 1024
-LINE_FIELDS = frozenset({"key", "op", "value", "value_base64", "content_type", "version"})
+LINE_FIELDS = frozenset(
+    {"key", "op", "value", "value_base64", "content_type", "version", "ttl", "expires_ms"}
+)
 
 
 class BadLine(ValueError):
@@ -68,6 +79,8 @@ def parse_line(text: str) -> Any:
     if version is not None and not isinstance(version, dict):
         raise BadLine("'version' is an object {clock, hlc, origin}")
     if op == "delete":
+        if item.get("ttl") is not None or item.get("expires_ms") is not None:
+            raise BadLine("a delete takes no 'ttl' or 'expires_ms'")
         return Op.delete(key, version=version)
     if op != "put":
         raise BadLine(f"'op' is put or delete, not {op!r}")
@@ -77,7 +90,20 @@ def parse_line(text: str) -> Any:
         raise BadLine("'content_type' is a string")
     if kind is None and isinstance(value, bytes):
         kind = "application/octet-stream"
-    return Op.put(key, value, content_type=kind, if_changed=version is None, version=version)
+    ttl_s, expires_ms = _whole(item, "ttl"), _whole(item, "expires_ms")
+    return Op.put(key, value, content_type=kind, if_changed=version is None, version=version,
+                  ttl_s=ttl_s, expires_ms=expires_ms)  # fmt: skip
+
+
+def _whole(item: dict[str, Any], name: str) -> int | None:
+    number = item.get(name)
+    if number is None:
+        return None
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise BadLine(f"{name!r} is a whole number")
+    if item.get("version") is not None:
+        raise BadLine(f"a line with a 'version' takes no {name!r}: the version's 'expires' says it")
+    return number
 
 
 def _value(item: dict[str, Any]) -> bytes | str:
@@ -223,7 +249,9 @@ class _progress:
 
 @click.command("export", epilog=EXIT_CODES)
 @click.option("--prefix", "-p", default="", help="Only keys starting so.")
-@click.option("--versions", is_flag=True, help="Add each key's clock, HLC and origin.")
+@click.option(
+    "--versions", is_flag=True, help="Add each key's clock, HLC, origin (and expiry HLC)."
+)
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
     help="Write to this file instead of standard output.",
@@ -260,6 +288,8 @@ def export_line(item: Any) -> dict[str, object]:
     except UnicodeDecodeError:
         line["value_base64"] = base64.b64encode(item.value).decode()
     line["content_type"] = item.content_type
+    if item.expires_ms is not None:
+        line["expires_ms"] = item.expires_ms
     if item.version is not None:
         line["version"] = item.version
     return line

@@ -5,16 +5,18 @@ cluster running from ``--dir`` / ``RUMOR_DIR`` (default ``.rumor``), else
 ``http://127.0.0.1:8001``. The key comes from ``--api-key`` / ``RUMOR_API_KEY``, else from
 the admin key in ``DIR/credentials``: after ``rumor cluster up --dir X``, ``rumor get k
 --dir X`` needs nothing else.
+
+click is imported by the option decorators only, never at module level: the resolution
+below also serves ``rumordb.cli.launch``, which answers ``rumor get`` without click.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
-
-import click
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rumordb.cli import credentials
 from rumordb.cli.output import ExitCode, fail
@@ -25,8 +27,13 @@ TIMEOUT_S = 5.0
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+if TYPE_CHECKING:
+    import click
+
 
 def url_option(function: F) -> F:
+    import click
+
     return click.option(
         "--url",
         "urls",
@@ -39,6 +46,8 @@ def url_option(function: F) -> F:
 
 
 def api_key_option(function: F) -> F:
+    import click
+
     return click.option(
         "--api-key",
         envvar="RUMOR_API_KEY",
@@ -48,6 +57,8 @@ def api_key_option(function: F) -> F:
 
 
 def dir_option(function: F) -> F:
+    import click
+
     return click.option(
         "--dir",
         "cluster_dir",
@@ -60,6 +71,8 @@ def dir_option(function: F) -> F:
 
 
 def json_option(function: F) -> F:
+    import click
+
     return click.option(
         "--json", "json_output", is_flag=True, help="Machine-readable JSON output."
     )(function)
@@ -70,6 +83,8 @@ def _remember_cacert(context: click.Context, _: click.Parameter, value: str | No
 
 
 def cacert_option(function: F) -> F:
+    import click
+
     return click.option(
         "--cacert",
         envvar="RUMOR_CACERT",
@@ -85,10 +100,15 @@ def connection_options(function: F) -> F:
     return url_option(api_key_option(dir_option(cacert_option(function))))
 
 
-def cacert(cluster_dir: Path | None = None) -> bool | str:
-    """What HTTPS nodes are verified against: --cacert, DIR/ca.pem, else the system's CAs."""
-    context = click.get_current_context(silent=True)
-    given = context.meta.get("rumor.cacert") if context is not None else None
+def cacert(cluster_dir: Path | None = None, given: str | None = None) -> bool | str:
+    """What HTTPS nodes are verified against: --cacert, DIR/ca.pem, else the system's CAs.
+
+    ``given``: the --cacert flag; by default that of the running click command (without
+    click loaded, none is running: the fast path passes its flag itself)."""
+    click = sys.modules.get("click")
+    if given is None and click is not None:
+        context = click.get_current_context(silent=True)
+        given = context.meta.get("rumor.cacert") if context is not None else None
     if given:
         return str(given)
     local = (cluster_dir or credentials.DEFAULT_DIR) / "ca.pem"
@@ -97,12 +117,20 @@ def cacert(cluster_dir: Path | None = None) -> bool | str:
 
 def split_urls(urls: tuple[str, ...] | list[str] | None) -> list[str]:
     """``--url a --url b,c`` and ``RUMOR_URL="a b"`` all name the nodes a, b and c."""
-    found = [part.strip().rstrip("/") for url in urls or () for part in url.split(",")]
-    found = [url for url in found if url]
+    found = named_urls(urls)
     for url in found:
-        if not url.startswith(("http://", "https://")):
+        if not is_http_url(url):
             fail(ExitCode.USAGE, f"--url must start with http:// or https://, got {url!r}")
     return found[:MAX_NODES]
+
+
+def named_urls(urls: tuple[str, ...] | list[str] | None) -> list[str]:
+    found = [part.strip().rstrip("/") for url in urls or () for part in url.split(",")]
+    return [url for url in found if url]
+
+
+def is_http_url(url: str) -> bool:
+    return url.startswith(("http://", "https://"))
 
 
 def local_urls(cluster_dir: Path) -> list[str]:
@@ -128,7 +156,11 @@ def resolve_api_key(api_key: str | None, cluster_dir: Path) -> str | None:
 
 
 def open_client(
-    urls: list[str], api_key: str | None, retries: int = 2, cluster_dir: Path | None = None
+    urls: list[str],
+    api_key: str | None,
+    retries: int = 2,
+    cluster_dir: Path | None = None,
+    cacert_file: str | None = None,
 ) -> Any:
     """A ``rumordb.Client`` on the standard-library transport (no httpx import)."""
     from rumordb.client import Client
@@ -139,5 +171,17 @@ def open_client(
         timeout_s=TIMEOUT_S,
         retries=retries,
         transport="stdlib",
-        verify=cacert(cluster_dir),
+        verify=cacert(cluster_dir, cacert_file),
     )
+
+
+def data_client(
+    urls: tuple[str, ...] | list[str] | None,
+    api_key: str | None,
+    cluster_dir: Path,
+    cacert_file: str | None = None,
+) -> Any:
+    """The client of a data command: it tries every node named before it gives up."""
+    key = resolve_api_key(api_key, cluster_dir)
+    nodes = resolve_urls(urls, cluster_dir)
+    return open_client(nodes, key, max(2, len(nodes)), cluster_dir, cacert_file)

@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from rumordb.cli.connect import (
-    connection_options,
-    json_option,
-    open_client,
-    resolve_api_key,
-    resolve_urls,
-)
-from rumordb.cli.output import EXIT_CODES, ExitCode, emit_json, fail, fail_with
+from rumordb.cli.connect import connection_options, data_client, json_option
+from rumordb.cli.output import EXIT_CODES, ExitCode, emit_json, fail, run, show_value
 
 MAX_STDIN_BYTES = 64 * 1024 * 1024  # far above any node's --max-value-bytes
 LIST_LIMIT_MAX = 1_000_000
@@ -38,23 +32,11 @@ def session(urls: tuple[str, ...], api_key: str | None, cluster_dir: Path) -> It
     if shared is not None:
         yield shared.client
         return
-    key = resolve_api_key(api_key, cluster_dir)
-    nodes = resolve_urls(urls, cluster_dir)
-    client = open_client(nodes, key, retries=max(2, len(nodes)), cluster_dir=cluster_dir)
+    client = data_client(urls, api_key, cluster_dir)
     try:
         yield client
     finally:
         client.close()
-
-
-def run(what: str, call: Callable[[], Any]) -> Any:
-    """One client call; its error ends the command with the error's exit code."""
-    from rumordb.errors import RumorError
-
-    try:
-        return call()
-    except RumorError as error:
-        fail_with(error, what)
 
 
 def read_value(value: str | None) -> tuple[bytes, str]:
@@ -137,33 +119,12 @@ def get(
     key: str, urls: tuple[str, ...], api_key: str | None, cluster_dir: Path, json_output: bool
 ) -> None:
     """Print the value of KEY (raw bytes; exit 1 if absent or deleted)."""
+    # `rumor get` alone runs without click (rumordb.cli.launch), on the same functions.
     with session(urls, api_key, cluster_dir) as db:
         value = run(key, lambda: db.get(key))
-    if json_output:
-        emit_json(value_document(value))
-        return
-    out = sys.stdout.buffer
-    out.write(value.value)
     in_shell = click.get_current_context().find_object(SharedClient) is not None
-    if (in_shell or sys.stdout.isatty()) and not value.value.endswith(b"\n"):
-        out.write(b"\n")  # a prompt, or the next shell command's output, starts on its line
-    out.flush()
-
-
-def value_document(value: Any) -> dict[str, object]:
-    import base64
-
-    try:
-        text, encoding = value.value.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(value.value).decode(), "base64"
-    return {
-        "key": value.key,
-        "value": text,
-        "encoding": encoding,
-        "content_type": value.content_type,
-        "context": value.context,
-    }
+    # A prompt, or the next shell command's output, starts on its own line.
+    show_value(value, json_output, newline=in_shell or sys.stdout.isatty())
 
 
 @click.command(epilog=EXIT_CODES)
@@ -261,9 +222,7 @@ def shell(urls: tuple[str, ...], api_key: str | None, cluster_dir: Path) -> None
     \b
       printf 'put a 1\\nput b 2\\nget a\\nlist --json\\n' | rumor shell
     """
-    key = resolve_api_key(api_key, cluster_dir)
-    nodes = resolve_urls(urls, cluster_dir)
-    client = open_client(nodes, key, retries=max(2, len(nodes)), cluster_dir=cluster_dir)
+    client = data_client(urls, api_key, cluster_dir)
     first_failure = 0
     try:
         for number, line in enumerate(sys.stdin, start=1):

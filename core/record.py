@@ -80,6 +80,12 @@ def expires_at(hlc: int, ttl_ms: int) -> int:
     return hlc + (ttl_ms << LOGICAL_BITS)
 
 
+def same_expiry_ms(a: int, b: int) -> bool:
+    """Two expiry instants (0: never) that fall in the same millisecond: an export keeps
+    an expiry to the millisecond (``expires_ms``), so its re-import compares so."""
+    return a >> LOGICAL_BITS == b >> LOGICAL_BITS
+
+
 def valid_expiry(record: Record) -> bool:
     """A peer's expiry lies after its write and at most ``MAX_TTL_S`` later."""
     if record.expires == 0:

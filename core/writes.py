@@ -22,8 +22,8 @@ from rumordb.core import hlc
 from rumordb.core.bounds import CLOCK_AHEAD, Bounds, clock_problem
 from rumordb.core.context import Context
 from rumordb.core.output import Output
+from rumordb.core.record import MAX_TTL_S, Record, expires_at, same_expiry_ms
 from rumordb.core.record import TOMBSTONE_CONTENT_TYPE as TOMBSTONE_CONTENT_TYPE
-from rumordb.core.record import Record, expires_at
 from rumordb.core.vclock import advance, descends
 from rumordb.core.vclock import merge as merge_clocks
 
@@ -56,7 +56,9 @@ class WriteCommand(msgspec.Struct, frozen=True, gc=False):
     (``UNCHANGED``: re-importing a file changes nothing). ``version``: restore this
     exact version by LWW instead of writing a new one (its fields validated by the
     driver like a peer's update; ``context``, ``create``, ``if_changed`` and ``ttl_ms``
-    unused: the version carries its own expiry).
+    unused: the version carries its own expiry). ``expires``: instead of ``ttl_ms``, the
+    absolute expiry instant (an HLC; an import restoring an exported ``expires_ms``); one
+    at or before the write's HLC makes a value that is expired at once.
     """
 
     key: str
@@ -69,6 +71,7 @@ class WriteCommand(msgspec.Struct, frozen=True, gc=False):
     ttl_ms: int = 0  # a value that expires this long after its write (0: never)
     if_changed: bool = False
     version: Record | None = None
+    expires: int = 0  # the value's expiry instant, an HLC (0: never, or by ttl_ms)
 
 
 class WriteResult(msgspec.Struct, frozen=True):
@@ -99,9 +102,9 @@ def refusal(command: WriteCommand, local: Record | None) -> WriteStatus | None:
     if command.if_changed and live and not command.delete:
         assert local is not None
         same = local.value == command.value and local.content_type == command.content_type
-        # A TTL restarts at every write, so only a put without one over a permanent value
-        # changes nothing.
-        if same and not command.ttl_ms and not local.expires:
+        # A TTL restarts at every write, so a put with one always changes something; a
+        # put with an absolute expiry (or none) changes nothing over the same instant.
+        if same and not command.ttl_ms and same_expiry_ms(command.expires, local.expires):
             return WriteStatus.UNCHANGED
     if context is not None and local is not None and not descends(context.clock, local.clock):
         return WriteStatus.PRECONDITION_FAILED
@@ -126,5 +129,15 @@ def new_version(
     clock = advance(clock, node_id, stamp)
     if command.delete:
         return Record(b"", TOMBSTONE_CONTENT_TYPE, clock, stamp, node_id, True)
-    expires = expires_at(stamp, command.ttl_ms) if command.ttl_ms > 0 else 0
+    expires = expiry(stamp, command)
     return Record(command.value, command.content_type, clock, stamp, node_id, False, expires)
+
+
+def expiry(stamp: int, command: WriteCommand) -> int:
+    """The expiry instant of the value ``command`` writes at ``stamp`` (0: never), always
+    one a peer accepts (``valid_expiry``): after the write, at most ``MAX_TTL_S`` later."""
+    if command.ttl_ms > 0:
+        return expires_at(stamp, command.ttl_ms)
+    if command.expires == 0:
+        return 0
+    return min(max(command.expires, stamp + 1), expires_at(stamp, MAX_TTL_S * 1000))

@@ -9,7 +9,9 @@ the request's format. An item::
      "content_type": T,                         # put only; default octet-stream / text
      "if_match": CONTEXT, "create": bool,       # conditional, as on PUT/POST/DELETE
      "if_changed": bool,                        # put: skip if the live value is the same
-     "version": {"clock": {...}, "hlc": H, "origin": ID}}   # restore: see below
+     "ttl": SECONDS,                            # put: expire, as PUT ?ttl= (1 to MAX_TTL_S)
+     "expires_ms": MS,                          # put: or expire at this Unix time (ms)
+     "version": {"clock": {...}, "hlc": H, "origin": ID, "expires": E}}  # restore: below
 
 Validated whole before any item is applied: the body is at most ``MAX_BATCH_BYTES``
 (413 ``batch_too_large``), at most ``MAX_BATCH_ITEMS`` items (413 ``too_many_items``),
@@ -28,7 +30,16 @@ so its HLC, clock and origin are kept and an import keeps the source's LWW order
 (``unchanged`` when this version is stored, ``stale`` when a newer one is). It is
 validated like a peer's record: at most ``MAX_CLOCK_ENTRIES`` clock entries, valid node
 ids, non-negative counters, an HLC at most ``MAX_VERSION_AHEAD_MS`` ahead of this node's
-clock. Batches are admin-only, so only admins can send versions.
+clock, an ``expires`` (the expiry HLC, 0 or absent: never) after the HLC and at most
+``MAX_TTL_S`` later. Batches are admin-only, so only admins can send versions.
+
+Expiry: ``ttl`` is checked as ``PUT ?ttl=`` is (the same 400 ``bad_request``, also for a
+delete). ``expires_ms`` restores an export's expiry without a version: the value
+expires at that instant on every node (one already past: the value is written expired
+and reads 404); an ``if_changed`` put of the same value and content type over the same
+expiry millisecond is ``unchanged``, so re-importing an export changes nothing. At most
+``MAX_TTL_S`` ahead of this node's clock; ``ttl``, ``expires_ms`` and ``version``
+exclude each other.
 
 Sharded, items this node does not own are forwarded to their owners, one sub-batch per
 owner list, in MessagePack; their results come back in place. An owner that does not
@@ -36,7 +47,9 @@ answer makes its items ``503 owners_unavailable``.
 
 Export (``GET /kv?export=true&prefix=&after=&limit=``, ``versions=true`` for clock, HLC
 and origin): a page of live keys with their values, ``{"items": [...], "next": K|null}``,
-items shaped like batch items (so an export page is a batch to import); JSON, or
+items shaped like batch items (so an export page is a batch to import): a value that
+expires carries ``expires_ms`` (with ``versions``: the exact ``expires`` HLC in its
+version instead); JSON, or
 MessagePack with ``Accept: application/msgpack``. Sharded, it merges the pages of every
 member, keeping the LWW winner of a key held by several.
 """
@@ -62,7 +75,7 @@ from rumordb.core import (
     merge_pages,
 )
 from rumordb.core.hlc import pack, physical_ms
-from rumordb.core.record import is_live
+from rumordb.core.record import MAX_TTL_S, is_live, valid_expiry
 from rumordb.core.writes import TOMBSTONE_CONTENT_TYPE
 from rumordb.live.asgi import Headers, Receive, Reply, error_reply, read_body
 from rumordb.live.errors import HttpError
@@ -88,6 +101,7 @@ class VersionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     clock: dict[str, Counter]
     hlc: Counter
     origin: str
+    expires: Counter = 0  # the expiry HLC as stored (0: never)
 
 
 class ItemIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -100,6 +114,8 @@ class ItemIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     create: bool = False
     if_changed: bool = False
     version: VersionIn | None = None
+    ttl: int | None = None  # seconds, as PUT ?ttl=
+    expires_ms: int | None = None  # an absolute expiry, Unix time in milliseconds
 
 
 class BatchIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -189,14 +205,19 @@ class Bulk:
                 context = decode_context(item.if_match)
             except InvalidContext as exc:
                 raise HttpError(400, "invalid_context", str(exc)) from None
+        ttl_ms, expires = expiry_of(item, delete, now_ms)
         version = None
         if item.version is not None:
-            if context is not None or item.create or item.if_changed:
-                raise _bad("a version is restored as is: no if_match, create or if_changed")
+            if context is not None or item.create or item.if_changed or ttl_ms or expires:
+                raise _bad(
+                    "a version is restored as is: no if_match, create, if_changed, "
+                    "ttl or expires_ms (its expiry is the version's 'expires')"
+                )
             version = restored(item.version, value, content_type, delete, now_ms)
         return WriteCommand(item.key, value, content_type, context, create=item.create,
-                            delete=delete, coordinate=forwarded, if_changed=item.if_changed,
-                            version=version)  # fmt: skip
+                            delete=delete, coordinate=forwarded, ttl_ms=ttl_ms,
+                            if_changed=item.if_changed, version=version,
+                            expires=expires)  # fmt: skip
 
     def _value(self, item: ItemIn, delete: bool) -> tuple[bytes, str]:
         given = (item.value is not None) + (item.value_text is not None)
@@ -297,6 +318,32 @@ def decode_batch(body: bytes, binary: bool) -> list[ItemIn]:
     return batch.items
 
 
+def ttl_ms_of(ttl_s: int) -> int:
+    """A TTL in whole seconds, bounded as on ``PUT ?ttl=`` (``live.kv``), in milliseconds."""
+    if not 1 <= ttl_s <= MAX_TTL_S:
+        detail = f"ttl must be a whole number of seconds from 1 to {MAX_TTL_S}"
+        raise HttpError(400, "bad_request", detail)
+    return ttl_s * 1000
+
+
+def expiry_of(item: ItemIn, delete: bool, now_ms: int) -> tuple[int, int]:
+    """An item's ``(ttl_ms, expires)``: its TTL, or its absolute expiry as an HLC."""
+    if item.ttl is None and item.expires_ms is None:
+        return 0, 0
+    if delete:
+        what = "ttl" if item.ttl is not None else "expires_ms"
+        raise HttpError(400, "bad_request", f"{what} applies to puts, not to a delete")
+    if item.ttl is not None:
+        if item.expires_ms is not None:
+            raise _bad("give ttl or expires_ms, not both")
+        return ttl_ms_of(item.ttl), 0
+    assert item.expires_ms is not None
+    if not 0 < item.expires_ms <= now_ms + MAX_TTL_S * 1000:
+        detail = f"expires_ms is a Unix time in ms at most {MAX_TTL_S} s from now"
+        raise HttpError(400, "bad_request", detail)
+    return 0, pack(item.expires_ms)
+
+
 def restored(
     version: VersionIn, value: bytes, content_type: str, delete: bool, now_ms: int
 ) -> Record:
@@ -311,10 +358,14 @@ def restored(
     if physical_ms(version.hlc) > now_ms + MAX_VERSION_AHEAD_MS or version.hlc > pack(2**47):
         raise _bad(f"version: its HLC is more than {MAX_VERSION_AHEAD_MS} ms ahead of this node")
     if delete:
-        return Record(
-            b"", TOMBSTONE_CONTENT_TYPE, dict(version.clock), version.hlc, version.origin, True
-        )
-    return Record(value, content_type, dict(version.clock), version.hlc, version.origin)
+        value, content_type = b"", TOMBSTONE_CONTENT_TYPE
+    clock = dict(version.clock)
+    record = Record(
+        value, content_type, clock, version.hlc, version.origin, delete, version.expires
+    )
+    if not valid_expiry(record):
+        raise _bad(f"version: its expires lies before its HLC or more than {MAX_TTL_S} s after")
+    return record
 
 
 def exported(key: str, record: Record, versions: bool) -> dict[str, object]:
@@ -322,7 +373,16 @@ def exported(key: str, record: Record, versions: bool) -> dict[str, object]:
         "op": "put", "key": key, "value": record.value, "content_type": record.content_type,
     }  # fmt: skip
     if versions:
-        item["version"] = {"clock": record.clock, "hlc": record.hlc, "origin": record.origin}
+        version: dict[str, object] = {
+            "clock": record.clock,
+            "hlc": record.hlc,
+            "origin": record.origin,
+        }
+        if record.expires:
+            version["expires"] = record.expires
+        item["version"] = version
+    elif record.expires:
+        item["expires_ms"] = physical_ms(record.expires)
     return item
 
 
@@ -335,7 +395,8 @@ def _record_of(item: object) -> Record | None:
     if parsed.version is None or parsed.value is None:
         return None
     v = parsed.version
-    return Record(parsed.value, parsed.content_type or BYTES_TYPE, dict(v.clock), v.hlc, v.origin)
+    kind = parsed.content_type or BYTES_TYPE
+    return Record(parsed.value, kind, dict(v.clock), v.hlc, v.origin, False, v.expires)
 
 
 def forwarded_result(key: str, item: ForwardedItem) -> dict[str, object]:

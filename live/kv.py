@@ -37,7 +37,7 @@ from rumordb.core import (
 from rumordb.core.context import Context
 from rumordb.core.hlc import pack, physical_ms
 from rumordb.core.keyring import RESERVED_PREFIX, is_reserved
-from rumordb.core.record import MAX_TTL_S, is_expired
+from rumordb.core.record import is_expired
 from rumordb.live.asgi import (
     Headers,
     Receive,
@@ -50,7 +50,7 @@ from rumordb.live.asgi import (
     send_reply,
 )
 from rumordb.live.auth import Gate, Role
-from rumordb.live.bulk import Bulk, is_msgpack
+from rumordb.live.bulk import Bulk, is_msgpack, ttl_ms_of
 from rumordb.live.errors import HttpError
 from rumordb.live.forward import FORWARDED_HEADER, Forwarded, Unforwarded
 from rumordb.live.metrics import Metrics
@@ -432,10 +432,7 @@ def _ttl_ms(text: str | None, method: str) -> int:
         return 0
     if method == "DELETE":
         raise HttpError(400, "bad_request", "ttl applies to PUT and POST, not DELETE")
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_TTL_S:
-        detail = f"ttl must be a whole number of seconds from 1 to {MAX_TTL_S}"
-        raise HttpError(400, "bad_request", detail)
-    return int(text) * 1000
+    return ttl_ms_of(int(text) if text.isascii() and text.isdigit() else 0)  # 0: refused
 
 
 def _limit(text: str | None) -> int:

@@ -244,7 +244,8 @@ def raw_paths(max_key_bytes: int, max_value_bytes: int) -> dict[str, Any]:
                 requestBody={
                     "required": True,
                     "description": "{items: [{op, key, value | value_text, content_type, "
-                    "if_match, create, if_changed, version}]}, at most 1000 items and 4 MiB",
+                    "if_match, create, if_changed, ttl, expires_ms, version}]}, at most 1000 items "
+                    "and 4 MiB",
                     "content": {
                         "application/json": {"schema": {"type": "object"}},
                         "application/msgpack": {"schema": {"type": "string", "format": "binary"}},

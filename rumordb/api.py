@@ -133,9 +133,7 @@ def put(
     method = "POST" if create else "PUT"
     target = key_path(key)
     if ttl_s is not None:
-        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 1 <= ttl_s <= TTL_MAX_S:
-            raise ValueError(f"ttl_s must be a whole number of seconds from 1 to {TTL_MAX_S}")
-        target += f"?ttl={ttl_s}"
+        target += f"?ttl={checked_ttl_s(ttl_s)}"
     return Request(method, target, tuple(headers), body, idempotent=False)
 
 
@@ -213,8 +211,32 @@ def batch(ops: Sequence[Op]) -> Request:
         raise ValueError(f"a batch holds at most {BATCH_MAX_ITEMS} items; see api.chunks")
     items = [batch_item(op) for op in ops]
     body = msgspec.msgpack.encode({"items": items})
-    safe = all(op.version is not None or (op.if_changed and op.op == "put") for op in ops)
+    # A TTL restarts at every write, so a put with one is not safe to send twice.
+    safe = all(
+        op.version is not None or (op.if_changed and op.op == "put" and op.ttl_s is None)
+        for op in ops
+    )
     return Request("POST", "/kv", (("Content-Type", MSGPACK_TYPE),), body, idempotent=safe)
+
+
+def checked_ttl_s(ttl_s: object) -> int:
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 1 <= ttl_s <= TTL_MAX_S:
+        raise ValueError(f"ttl_s must be a whole number of seconds from 1 to {TTL_MAX_S}")
+    return ttl_s
+
+
+def _expiry_fields(op: Op) -> dict[str, object]:
+    """A put's ``ttl`` or ``expires_ms`` batch field (``rumordb.live.bulk``)."""
+    if op.ttl_s is not None and op.expires_ms is not None:
+        raise ValueError(f"put {op.key!r}: give ttl_s or expires_ms, not both")
+    if op.ttl_s is not None:
+        return {"ttl": checked_ttl_s(op.ttl_s)}
+    if op.expires_ms is not None:
+        ms = op.expires_ms
+        if isinstance(ms, bool) or not isinstance(ms, int) or ms <= 0:
+            raise ValueError(f"put {op.key!r}: expires_ms is a positive Unix time in ms")
+        return {"expires_ms": ms}
+    return {}
 
 
 def batch_item(op: Op) -> dict[str, object]:
@@ -231,6 +253,9 @@ def batch_item(op: Op) -> dict[str, object]:
             item["if_changed"] = True
         if op.create:
             item["create"] = True
+        item.update(_expiry_fields(op))
+    elif op.ttl_s is not None or op.expires_ms is not None:
+        raise ValueError(f"delete {op.key!r}: only a put expires")
     if op.if_match is not None:
         item["if_match"] = op.if_match.strip().strip('"')
     if op.version is not None:
@@ -382,6 +407,7 @@ def exported(response: Response) -> tuple[list[Exported], str | None]:
             bytes(i["value"]),
             str(i.get("content_type") or BYTES_TYPE),
             i.get("version"),
+            i.get("expires_ms"),
         )
         for i in document.get("items") or []
     ]

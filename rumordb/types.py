@@ -110,8 +110,10 @@ class Change(NamedTuple):
 class Op(NamedTuple):
     """One item of a batch (``Client.batch``): build it with ``Op.put`` or ``Op.delete``.
 
-    ``version`` (``{"clock", "hlc", "origin"}``, as ``Client.export(versions=True)``
-    gives it) restores that exact version by LWW instead of writing a new one.
+    ``version`` (``{"clock", "hlc", "origin"}`` and ``"expires"`` if it expires, as
+    ``Client.export(versions=True)`` gives it) restores that exact version by LWW instead
+    of writing a new one. A put expires ``ttl_s`` seconds after its write, or at
+    ``expires_ms`` (Unix time in milliseconds, as ``Client.export()`` gives it).
     """
 
     op: str  # "put" or "delete"
@@ -122,6 +124,8 @@ class Op(NamedTuple):
     create: bool = False
     if_changed: bool = False
     version: dict[str, Any] | None = None
+    ttl_s: int | None = None
+    expires_ms: int | None = None
 
     @classmethod
     def put(
@@ -134,9 +138,15 @@ class Op(NamedTuple):
         create: bool = False,
         if_changed: bool = False,
         version: dict[str, Any] | None = None,
+        ttl_s: int | None = None,
+        expires_ms: int | None = None,
     ) -> Op:
-        """``if_changed``: leave the key alone if it already holds this value and type."""
-        return cls("put", key, value, content_type, if_match, create, if_changed, version)
+        """``if_changed``: leave the key alone if it already holds this value and type
+        (and the same ``expires_ms``; a ``ttl_s`` restarts at every write)."""
+        return cls(
+            "put", key, value, content_type, if_match, create, if_changed, version, ttl_s,
+            expires_ms,
+        )  # fmt: skip
 
     @classmethod
     def delete(
@@ -167,9 +177,14 @@ class ItemResult(NamedTuple):
 
 
 class Exported(NamedTuple):
-    """A live key as ``Client.export`` streams it; ``version`` with ``versions=True``."""
+    """A live key as ``Client.export`` streams it; ``version`` with ``versions=True``.
+
+    ``expires_ms``: when the value expires (Unix time in milliseconds; None: never);
+    with ``versions=True`` the version's ``expires`` (an HLC) says it instead.
+    """
 
     key: str
     value: bytes
     content_type: str
     version: dict[str, Any] | None = None
+    expires_ms: int | None = None

@@ -3,7 +3,7 @@
 from rumordb.core.bounds import bounds_at
 from rumordb.core.context import Context
 from rumordb.core.hlc import pack
-from rumordb.core.record import Record
+from rumordb.core.record import MAX_TTL_S, Record, expires_at, is_expired, valid_expiry
 from rumordb.core.vclock import descends
 from rumordb.core.writes import (
     TOMBSTONE_CONTENT_TYPE,
@@ -64,3 +64,28 @@ def test_a_context_out_of_bounds_is_refused_before_the_stored_version_is_read() 
     assert context_refusal(Context([("a", 1)], pack(6_001)), bounds) is WriteStatus.CONTEXT_AHEAD
     wide = Context([("a", 1), ("b", 1), ("c", 1)], 1)
     assert context_refusal(wide, bounds) is WriteStatus.CONTEXT_TOO_WIDE
+
+
+def test_an_absolute_expiry_is_kept_and_always_one_a_peer_accepts() -> None:
+    def written(expires: int, now_ms: int = 10) -> Record:
+        return new_version("me", WriteCommand("k", b"v", expires=expires), None, 0, now_ms)
+
+    record = written(pack(5_000, 3))
+    assert record.expires == pack(5_000, 3) and valid_expiry(record)
+    past = written(pack(1))  # already past at the write: expired at once, still valid
+    assert past.expires == past.hlc + 1 and valid_expiry(past) and is_expired(past, past.hlc + 1)
+    far = written(pack(10 + MAX_TTL_S * 1000 + 1))
+    assert far.expires == expires_at(far.hlc, MAX_TTL_S * 1000) and valid_expiry(far)
+    assert written(0).expires == 0
+
+
+def test_an_if_changed_put_over_the_same_expiry_millisecond_changes_nothing() -> None:
+    expiring = Record(b"v", "text/plain", {"a": pack(1)}, pack(1), "a", False, pack(900, 7))
+    same_ms = WriteCommand("k", b"v", "text/plain", if_changed=True, expires=pack(900))
+    assert refusal(same_ms, expiring) is WriteStatus.UNCHANGED
+    other_ms = WriteCommand("k", b"v", "text/plain", if_changed=True, expires=pack(901))
+    assert refusal(other_ms, expiring) is None
+    permanent = WriteCommand("k", b"v", "text/plain", if_changed=True)
+    assert refusal(permanent, expiring) is None, "a put without expiry makes it permanent"
+    ttl = WriteCommand("k", b"v", "text/plain", if_changed=True, ttl_ms=1_000)
+    assert refusal(ttl, LIVE) is None, "a TTL restarts at every write"
