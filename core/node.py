@@ -61,7 +61,14 @@ from rumordb.core.rumors import by_target, is_direct_mail, push_width
 from rumordb.core.timers import Timers
 from rumordb.core.tombstones import Version
 from rumordb.core.view import NodeView
-from rumordb.core.writes import WriteCommand, WriteResult, WriteStatus, context_refusal
+from rumordb.core.writes import (
+    BatchWrite,
+    WriteCommand,
+    WriteResult,
+    WriteStatus,
+    context_refusal,
+    is_plain,
+)
 
 FOLD_SLICE_GAP_S = 0.001  # between digest fold slices: the driver serves in between
 _APPLIED = frozenset((WriteStatus.OK, WriteStatus.CREATED))
@@ -185,6 +192,42 @@ class Node:
         if key not in self._undo:
             self._undo[key] = prior
         return WriteResult(status, record, Output(writes=[(key, record)]))
+
+    def write_batch(self, commands: list[WriteCommand], now: float) -> BatchWrite:
+        """``write`` of each command in order, with ONE ``Output`` that every result shares.
+
+        Runs of plain upserts (``is_plain``) go through the replica's bulk loop
+        (``Replica.upsert_many``) when nothing can route or refuse them (unsharded, our
+        clock within bounds); any other command goes through ``write``. Persist the
+        output, then ``flush`` once (or ``abort``), as after single writes.
+        """
+        out, results = Output(), list[WriteResult]()
+        bulk = not self.config.sharding and self.clock_watch.verdict.skew is not Skew.AHEAD
+        urgent, undo = self._urgent, self._undo
+        start = 0
+        while start < len(commands):
+            end = start
+            while bulk and end < len(commands) and is_plain(commands[end]):
+                end += 1
+            if end == start:  # one command the bulk loop does not take
+                result = self.write(commands[start], now)
+                out.writes.extend(result.output.writes)
+                results.append(WriteResult(result.status, result.record, out, result.owners))
+                start += 1
+                continue
+            self._now = now
+            run = commands[start:end]
+            for command, (status, record, prior) in zip(
+                run, self.replica.upsert_many(run, now), strict=True
+            ):
+                key = command.key
+                urgent[key] = record
+                if key not in undo:
+                    undo[key] = prior
+                out.writes.append((key, record))
+                results.append(WriteResult(status, record, out))
+            start = end
+        return BatchWrite(results, out)
 
     def _restore_version(self, key: str, version: Record, prior: Record | None) -> WriteResult:
         """A client-given version merged by LWW; pushed on ``flush`` like a write if applied."""
