@@ -120,6 +120,7 @@ class Node:
         self._urgent: dict[str, Record] = {}  # client writes not yet flushed
         self._undo: dict[str, Record | None] = {}  # their keys' versions before them
         self.clock_watch = ClockWatch(c.max_clock_skew_ms)
+        self._pacing = anti_entropy.Pacing(c.anti_entropy_busy_versions, c.anti_entropy_max_waits)
         self._session = self._dead_probe = 0
         self._now = now  # the latest time a call brought: reads without one use it
         self._fold_at = math.inf  # when the next slice of digest folding is due
@@ -384,6 +385,8 @@ class Node:
             )
 
     def _start_anti_entropy(self, out: Output) -> None:
+        if not self._pacing.due(self.counters.updates_applied + self.replica.versions_written):
+            return  # an ingest: the pushes carry what a session would find missing
         sample = self.membership.sample_peers(self.rng, 1)
         if sample:
             self._session += 1

@@ -50,6 +50,7 @@ class Replica:
         self.max_key_bytes = max_key_bytes
         self.hlc = hlc.pack(int(now * 1000))
         self.widest_loaded = 0  # entries of the widest clock read from disk (core.bounds)
+        self.versions_written = 0  # client versions written here (anti-entropy pacing)
 
     def load_all(self, records: Iterable[tuple[str, Record]]) -> None:
         """The versions read back from disk at start, in bulk (``Store.load``)."""
@@ -78,6 +79,7 @@ class Replica:
             return refused, local
         record = new_version(self.node_id, command, local, self.hlc, int(now * 1000))
         self.hlc = record.hlc
+        self.versions_written += 1
         self.put(command.key, record)
         created = (local is None or local.tombstone) and not command.delete
         return WriteStatus.CREATED if created else WriteStatus.OK, record
@@ -113,6 +115,7 @@ class Replica:
             created = local is None or local.tombstone
             done.append((WriteStatus.CREATED if created else WriteStatus.OK, record, prior))
         self.hlc = stamp
+        self.versions_written += len(done)
         if fresh:
             self._put_fresh(fresh)
         return done

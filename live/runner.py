@@ -72,7 +72,7 @@ from rumordb.core import (
     restart_incarnation,
 )
 from rumordb.core.errors import DecodeError
-from rumordb.core.hlc import physical_ms
+from rumordb.core.hlc import LOGICAL_BITS
 from rumordb.core.tombstones import PURGED_MEMORY
 from rumordb.live.faults import Faults
 from rumordb.live.forward import Forwarded, Forwarder, Relay, Unforwarded
@@ -647,9 +647,10 @@ class Runner:
         self._send((sender, data) for data in replies)
 
     def _observe_lag(self, writes: list[tuple[str, Record]], now: float) -> None:
-        now_ms = now * 1000
+        # Seconds from each version's write to now: (HLC physical part) in one pass.
+        now_ms, bits = now * 1000, LOGICAL_BITS
         self.metrics.replication_lag.observe_many(
-            max(0.0, now_ms - physical_ms(record.hlc)) / 1000 for _, record in writes
+            [max(0.0, now_ms - (record.hlc >> bits)) / 1000 for _, record in writes]
         )
 
     # --- tick path -----------------------------------------------------------------
