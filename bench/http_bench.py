@@ -254,7 +254,9 @@ class RawHTTP:
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._all: list[asyncio.StreamWriter] = []
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", content_type: str = ""
+    ) -> tuple[int, bytes]:
         if self._idle:
             reader, writer = self._idle.pop()
         else:
@@ -262,7 +264,8 @@ class RawHTTP:
             self._all.append(writer)
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nX-API-Key: {KEY}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            + (f"Content-Type: {content_type}\r\n" if content_type else "")
+            + f"Content-Length: {len(body)}\r\n\r\n"
         )
         writer.write(head.encode() + body)
         status_line = await reader.readline()

@@ -9,6 +9,14 @@ spread over the three nodes, and stops the clock when ``/cluster`` on every node
 them all; then ``--single-keys`` single PUTs (64 in flight) the same way. Rounds
 alternate, figures are printed (never asserted): the machine may be shared.
 
+Besides keys/s (wall), each round reports the CPU the three node processes spent per
+key (user + system, all threads, from ``/proc``): on a machine shared with other work
+the wall figure swings by tens of percent, the CPU per key much less, and 1 / (CPU per
+key) is what one dedicated core would ingest. ``--msgpack`` sends the batches as
+MessagePack instead of JSON. ``--preload N`` first loads N keys (batches, not timed)
+and ``--random-keys`` writes keys in random order, for the write rate at a larger
+store (``make bench-ingest ARGS="--preload 200000 --random-keys"``).
+
 Run: ``make bench-ingest`` or ``python -m bench.ingest_bench``.
 """
 
@@ -17,12 +25,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import random
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+import msgspec
 
 from bench.http_bench import KEY, RawHTTP, processes, start_cluster
 
@@ -30,15 +41,29 @@ VALUE_TEXT = "v" * 100
 SINGLE_CONCURRENCY = 64
 
 
-def batch_bodies(prefix: str, keys: int, size: int) -> list[bytes]:
+def batch_bodies(
+    prefix: str, keys: int, size: int, *, binary: bool = False, shuffle: bool = False
+) -> list[bytes]:
+    names = [f"{prefix}/{i:08d}" for i in range(keys)]
+    if shuffle:  # random keys: every batch lands all over the key space
+        random.Random(prefix).shuffle(names)
     bodies = []
     for start in range(0, keys, size):
-        items = [
-            {"op": "put", "key": f"{prefix}/{i:08d}", "value_text": VALUE_TEXT}
-            for i in range(start, min(keys, start + size))
-        ]
-        bodies.append(json.dumps({"items": items}).encode())
+        items = [{"op": "put", "key": key, "value_text": VALUE_TEXT}
+                 for key in names[start : start + size]]  # fmt: skip
+        body = {"items": items}
+        bodies.append(msgspec.msgpack.encode(body) if binary else json.dumps(body).encode())
     return bodies
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (every thread), from /proc."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def key_counts(urls: list[str]) -> list[int]:
@@ -56,8 +81,17 @@ async def until_held(urls: list[str], expected: int, timeout_s: float = 300.0) -
     raise RuntimeError(f"not every node holds {expected} keys after {timeout_s} s")
 
 
-async def run_jobs(urls: list[str], jobs: list[tuple[str, str, bytes]], concurrency: int) -> int:
-    """Send (method, path, body) jobs, ``concurrency`` at a time over the nodes; non-2xx count."""
+def batch_failed(payload: bytes) -> bool:
+    """Whether a batch's answer (JSON or MessagePack) holds an item that was not stored."""
+    if payload[:1] == b"{":
+        return b'"status":5' in payload
+    return any(r["status"] >= 500 for r in msgspec.msgpack.decode(payload)["results"])
+
+
+async def run_jobs(
+    urls: list[str], jobs: list[tuple[str, str, bytes]], concurrency: int, content_type: str = ""
+) -> int:
+    """Send (method, path, body) jobs, ``concurrency`` at a time over the nodes; failures."""
     clients = [RawHTTP(u) for u in urls]
     queue = list(reversed(jobs))
     failed = 0
@@ -67,8 +101,8 @@ async def run_jobs(urls: list[str], jobs: list[tuple[str, str, bytes]], concurre
         client = clients[n % len(clients)]
         while queue:
             method, path, body = queue.pop()
-            status, payload = await client.request(method, path, body)
-            if status >= 300 or (path == "/kv" and b'"status":5' in payload):
+            status, payload = await client.request(method, path, body, content_type)
+            if status >= 300 or (path == "/kv" and batch_failed(payload)):
                 failed += 1
 
     try:
@@ -80,10 +114,10 @@ async def run_jobs(urls: list[str], jobs: list[tuple[str, str, bytes]], concurre
 
 
 async def ingest(urls: list[str], held: int, jobs: list[tuple[str, str, bytes]], keys: int,
-                 concurrency: int) -> tuple[float, float, int]:  # fmt: skip
+                 concurrency: int, content_type: str = "") -> tuple[float, float, int]:  # fmt: skip
     """(seconds until every node holds the keys, seconds until all were acknowledged, failed)."""
     started = time.perf_counter()
-    failed = await run_jobs(urls, jobs, concurrency)
+    failed = await run_jobs(urls, jobs, concurrency, content_type)
     acked = time.perf_counter() - started
     await until_held(urls, held + keys)
     return time.perf_counter() - started, acked, failed
@@ -96,35 +130,68 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=6, help="batches in flight")
     parser.add_argument("--single-keys", type=int, default=10_000, help="keys per PUT round")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--msgpack", action="store_true", help="MessagePack batch bodies")
+    parser.add_argument("--random-keys", action="store_true", help="keys in random order")
+    parser.add_argument("--preload", type=int, default=0, help="keys loaded first, untimed")
     args = parser.parse_args()
     rates: dict[str, list[float]] = {"batch": [], "single": []}
+    cpu_us: dict[str, list[float]] = {"batch": [], "single": []}
+    batch_type = "application/msgpack" if args.msgpack else ""
     with tempfile.TemporaryDirectory(prefix="rumor-ingest-") as tmp, processes() as procs:
         urls = start_cluster(Path(tmp), procs)
+        pids = [proc.pid for proc in procs]
+
+        def timed(kind: str, jobs: list[tuple[str, str, bytes]], keys: int, concurrency: int,
+                  content_type: str = "") -> tuple[float, float, int]:  # fmt: skip
+            held, cpu_before = max(key_counts(urls)), cpu_s(pids)
+            total_s, acked_s, failed = asyncio.run(
+                ingest(urls, held, jobs, keys, concurrency, content_type)
+            )
+            rates[kind].append(keys / total_s)
+            cpu_us[kind].append((cpu_s(pids) - cpu_before) / keys * 1e6)
+            return total_s, acked_s, failed
+
+        if args.preload:
+            bodies = batch_bodies("p", args.preload, args.batch, binary=args.msgpack,
+                                  shuffle=args.random_keys)  # fmt: skip
+            asyncio.run(ingest(urls, max(key_counts(urls)), [("POST", "/kv", b) for b in bodies],
+                               args.preload, args.concurrency, batch_type))  # fmt: skip
+            print(f"preloaded {args.preload} keys")
         for round_ in range(args.rounds):
-            held = max(key_counts(urls))
-            jobs = [("POST", "/kv", body)
-                    for body in batch_bodies(f"b{round_}", args.keys, args.batch)]  # fmt: skip
-            total_s, acked_s, failed = asyncio.run(
-                ingest(urls, held, jobs, args.keys, args.concurrency)
-            )
-            rates["batch"].append(args.keys / total_s)
+            bodies = batch_bodies(f"b{round_}", args.keys, args.batch, binary=args.msgpack,
+                                  shuffle=args.random_keys)  # fmt: skip
+            jobs = [("POST", "/kv", body) for body in bodies]
+            total_s, acked_s, failed = timed("batch", jobs, args.keys, args.concurrency, batch_type)
             print(f"round {round_} batches: {args.keys} keys, acked in {acked_s:.2f} s, on every "
-                  f"node in {total_s:.2f} s: {args.keys / total_s:,.0f} keys/s "
-                  f"(failed batches {failed})")  # fmt: skip
-            held = max(key_counts(urls))
+                  f"node in {total_s:.2f} s: {args.keys / total_s:,.0f} keys/s, node CPU "
+                  f"{cpu_us['batch'][-1]:.0f} us/key (failed batches {failed})")  # fmt: skip
             body = VALUE_TEXT.encode()
-            jobs = [("PUT", f"/kv/s{round_}/{i:08d}", body) for i in range(args.single_keys)]
-            total_s, acked_s, failed = asyncio.run(
-                ingest(urls, held, jobs, args.single_keys, SINGLE_CONCURRENCY)
-            )
-            rates["single"].append(args.single_keys / total_s)
+            names = [f"s{round_}/{i:08d}" for i in range(args.single_keys)]
+            if args.random_keys:
+                random.Random(round_).shuffle(names)
+            jobs = [("PUT", f"/kv/{name}", body) for name in names]
+            total_s, acked_s, failed = timed("single", jobs, args.single_keys, SINGLE_CONCURRENCY)
             print(f"round {round_} single PUTs: {args.single_keys} keys, on every node in "
-                  f"{total_s:.2f} s: {args.single_keys / total_s:,.0f} keys/s (failed {failed})")  # fmt: skip
+                  f"{total_s:.2f} s: {args.single_keys / total_s:,.0f} keys/s, node CPU "
+                  f"{cpu_us['single'][-1]:.0f} us/key (failed {failed})")  # fmt: skip
+    report(args, rates, cpu_us)
+
+
+def report(
+    args: argparse.Namespace, rates: dict[str, list[float]], cpu_us: dict[str, list[float]]
+) -> None:
     batch, single = statistics.median(rates["batch"]), statistics.median(rates["single"])
     ratios = " ".join(f"{b / s:.1f}" for b, s in zip(rates["batch"], rates["single"], strict=True))
-    print(f"\ningest into 3 nodes (CPU 0), 100-byte values, batches of {args.batch}, "
-          f"{args.concurrency} in flight: median {batch:,.0f} keys/s; single PUTs "
-          f"{single:,.0f} keys/s; ratio {batch / single:.1f}x (rounds: {ratios})")  # fmt: skip
+    batch_cpu, single_cpu = statistics.median(cpu_us["batch"]), statistics.median(cpu_us["single"])
+    body = "MessagePack" if args.msgpack else "JSON"
+    keys = "random" if args.random_keys else "sequential"
+    print(f"\ningest into 3 nodes (CPU 0), 100-byte values, {body} batches of {args.batch}, "
+          f"{args.concurrency} in flight, {keys} keys, {args.preload} preloaded: median "
+          f"{batch:,.0f} keys/s; single PUTs {single:,.0f} keys/s; ratio {batch / single:.1f}x "
+          f"(rounds: {ratios})")  # fmt: skip
+    print(f"node CPU per key (3 nodes, all threads): batches {batch_cpu:.0f} us "
+          f"(= {1e6 / batch_cpu:,.0f} keys per CPU-second), single PUTs {single_cpu:.0f} us "
+          f"(= {1e6 / single_cpu:,.0f}); ratio {single_cpu / batch_cpu:.1f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

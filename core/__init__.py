@@ -48,10 +48,11 @@ from rumordb.core.record import Discarded, Record
 from rumordb.core.ring import Ring
 from rumordb.core.vclock import Order, compare
 from rumordb.core.view import NodeView
-from rumordb.core.writes import WriteCommand, WriteResult, WriteStatus
+from rumordb.core.writes import BatchWrite, WriteCommand, WriteResult, WriteStatus
 
 __all__ = [
     "AskOwners",
+    "BatchWrite",
     "ClockVerdict",
     "Context",
     "Counters",

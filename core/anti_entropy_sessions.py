@@ -25,23 +25,28 @@ from rumordb.core.replica import Replica
 
 class AntiEntropySessions:
     __slots__ = (
-        "_counters", "_folding", "_members", "_outbox", "_replica", "_rng", "max_entries",
-        "max_keys", "node_id", "session",
+        "_counters", "_folding", "_members", "_outbox", "_pacing", "_replica", "_rng",
+        "max_entries", "max_keys", "node_id", "session",
     )  # fmt: skip
 
     def __init__(
         self, node_id: str, members: MemberTable, folding: DigestFolding, replica: Replica,
         outbox: Outbox, counters: Counters, rng: random.Random, *, max_entries: int,
-        max_keys: int,
+        max_keys: int, pacing: anti_entropy.Pacing | None = None,
     ) -> None:  # fmt: skip
         self.node_id, self._members, self._folding = node_id, members, folding
         self._replica = replica
         self._outbox, self._counters, self._rng = outbox, counters, rng
         self.max_entries, self.max_keys = max_entries, max_keys
         self.session = 0  # sessions started here: each one's id
+        self._pacing = pacing or anti_entropy.Pacing(0, 0)  # (0, 0): never waits
 
     def start(self, out: Output) -> None:
-        """Open a session with one sampled peer (counted even if no digest is ready yet)."""
+        """Open a session with one sampled peer (counted even if no digest is ready yet),
+        unless an ingest is under way (``anti_entropy.Pacing``): the pushes carry what a
+        session would find missing."""
+        if not self._pacing.due(self._counters.updates_applied + self._replica.versions_written):
+            return
         sample = self._members.sample_peers(self._rng, 1)
         if not sample:
             return

@@ -37,6 +37,11 @@ class NodeConfig:
     # keys folded into the digests per tick (~5 us each, ~10 ms): bounds a tick's work
     # after a restart or a ring change; anti-entropy waits while more are pending
     digest_fold_batch: int = 2_000
+    # An anti-entropy session waits (at most ``anti_entropy_max_waits`` intervals in a
+    # row) while this node applied this many new versions per interval: an ingest
+    # (core.anti_entropy.Pacing). 0 turns the waiting off.
+    anti_entropy_busy_versions: int = 5_000
+    anti_entropy_max_waits: int = 4
     member_gossip: int = 6  # member entries piggybacked per message (besides our own)
     max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
@@ -68,6 +73,8 @@ class NodeConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.anti_entropy_busy_versions < 0 or self.anti_entropy_max_waits < 0:
+            raise ValueError("anti_entropy_busy_versions and anti_entropy_max_waits must be >= 0")
         if self.reap_dead_after_ms < 0:
             raise ValueError("reap_dead_after_ms must be >= 0 (0: never)")
         if self.direct_mail_max < 0:

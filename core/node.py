@@ -32,12 +32,13 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 
-from rumordb.core import hlc, lifecycle, maintenance
+from rumordb.core import batches, hlc, lifecycle, maintenance
 from rumordb.core.admission import admit, bounds_for, write_refusal
+from rumordb.core.anti_entropy import Pacing
 from rumordb.core.anti_entropy_sessions import AntiEntropySessions
 from rumordb.core.bounds import Bounds
 from rumordb.core.broadcast import BroadcastQueue
-from rumordb.core.clock_watch import ClockWatch
+from rumordb.core.clock_watch import ClockWatch, Skew
 from rumordb.core.config import NodeConfig
 from rumordb.core.context import Context
 from rumordb.core.counters import Counters, Reported
@@ -70,7 +71,7 @@ from rumordb.core.ring import Ring
 from rumordb.core.timers import Timers
 from rumordb.core.tombstones import Version
 from rumordb.core.view import NodeView
-from rumordb.core.writes import WriteCommand, WriteResult, WriteStatus
+from rumordb.core.writes import BatchWrite, WriteCommand, WriteResult, WriteStatus
 
 _APPLIED = frozenset((WriteStatus.OK, WriteStatus.CREATED))
 
@@ -139,6 +140,7 @@ class Node:
         self.anti_entropy = AntiEntropySessions(
             self.node_id, members, self.folding, replica, outbox, self.counters, rng,
             max_entries=c.sync_max_entries, max_keys=c.sync_max_keys,
+            pacing=Pacing(c.anti_entropy_busy_versions, c.anti_entropy_max_waits),
         )  # fmt: skip
 
     def next_deadline(self) -> float:
@@ -191,6 +193,16 @@ class Node:
             return WriteResult(status, record, Output())
         self.pending.accept(key, record, prior)
         return WriteResult(status, record, Output(writes=[(key, record)]))
+
+    def write_batch(self, commands: list[WriteCommand], now: float) -> BatchWrite:
+        """``write`` of each command in order, with ONE ``Output`` that every result shares
+        (``core.batches``); persist it, then ``flush`` once (or ``abort``)."""
+        self._now = now
+        bulk = not self.config.sharding and self.clock_watch.verdict.skew is not Skew.AHEAD
+        return batches.write_batch(
+            commands, now, self.write, self.replica.upsert_many if bulk else None,
+            self.pending.accept,
+        )  # fmt: skip
 
     def _restore_version(self, key: str, version: Record, prior: Record | None) -> WriteResult:
         """A client-given version merged by LWW; pushed on ``flush`` like a write if applied."""

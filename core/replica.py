@@ -50,6 +50,7 @@ class Replica:
         self.max_key_bytes = max_key_bytes
         self.hlc = hlc.pack(int(now * 1000))
         self.widest_loaded = 0  # entries of the widest clock read from disk (core.bounds)
+        self.versions_written = 0  # client versions written here (anti-entropy pacing)
 
     def load_all(self, records: Iterable[tuple[str, Record]]) -> None:
         """The versions read back from disk at start, in bulk (``Store.load``)."""
@@ -78,9 +79,56 @@ class Replica:
             return refused, local
         record = new_version(self.node_id, command, local, self.hlc, int(now * 1000))
         self.hlc = record.hlc
+        self.versions_written += 1
         self.put(command.key, record)
         created = (local is None or local.tombstone) and not command.delete
         return WriteStatus.CREATED if created else WriteStatus.OK, record
+
+    def upsert_many(
+        self, commands: list[WriteCommand], now: float
+    ) -> list[tuple[WriteStatus, Record, Record | None]]:
+        """Plain upserts (``core.writes.is_plain``) in order, in one loop; ``write`` of each.
+
+        (status, the new version, the version it replaced) per command. Keys not held
+        yet are stored in bulk (``Store.put_new``) at the end; a key written twice in
+        one batch sees its first version, as with one ``write`` after the other.
+        """
+        now_ms = int(now * 1000)
+        now_hlc = hlc.pack(now_ms)
+        records, node_id, stamp = self.store.records, self.node_id, self.hlc
+        fresh: dict[str, Record] = {}  # versions of keys the store does not hold yet
+        done: list[tuple[WriteStatus, Record, Record | None]] = []
+        for command in commands:
+            key = command.key
+            local = prior = fresh.get(key)
+            held = local is None and key in records
+            if held:
+                local = prior = records[key]
+                if is_expired(local, now_hlc):
+                    local = expired_tombstone(local)
+            record = new_version(node_id, command, local, stamp, now_ms)
+            stamp = record.hlc
+            if held:
+                self.put(key, record)
+            else:
+                fresh[key] = record
+            created = local is None or local.tombstone
+            done.append((WriteStatus.CREATED if created else WriteStatus.OK, record, prior))
+        self.hlc = stamp
+        self.versions_written += len(done)
+        if fresh:
+            self._put_fresh(fresh)
+        return done
+
+    def _put_fresh(self, fresh: dict[str, Record]) -> None:
+        """``put`` of versions of keys not held (values, not tombstones), in bulk."""
+        self.store.put_new(fresh)
+        for key, record in fresh.items():
+            if record.expires:
+                self.expiry.track(key, record.expires)
+        if self.handoff.acks:
+            for key in fresh:
+                self.handoff.reset(key)
 
     def restore_version(
         self, out: Output, key: str, version: Record
@@ -111,17 +159,33 @@ class Replica:
         """
         acks: list[Update] = []
         records, purged, counters = self.store.records, self.tombstones.purged, self.counters
+        writes, queue = out.writes, self.queue
+        # New values of keys not held (an ingest's push: nearly all of it) are stored in
+        # bulk at the end (``Store.put_new``): what ``put`` would do for each, at once.
+        fresh: dict[str, Record] = {}
+        top = self.hlc
         for update in updates:
             key, incoming = update.key, update.record
-            self.hlc = hlc.observe(self.hlc, incoming.hlc)
-            gone = purged.get(key)
+            if incoming.hlc > top:
+                top = incoming.hlc
+            gone = purged.get(key) if purged else None
             if gone is not None and version_of(incoming) <= gone:
                 # Purged because every member held it: anything older is stale. Acknowledge
                 # it (as purged), so the sender drops its copy too: a member that was away
                 # (left, or forgotten) during the purge comes back with such copies.
                 acks.append(update)
                 continue
+            if key in fresh:  # the same key twice in one message: store the first now
+                self._put_fresh(fresh)
+                fresh = {}
             local = records.get(key)
+            if local is None and not incoming.tombstone and not incoming.expires:
+                counters.updates_applied += 1
+                fresh[key] = incoming
+                writes.append((key, incoming))
+                if relay:
+                    queue.push(key, incoming)
+                continue
             outcome = decide(local, incoming)
             if outcome.concurrent:
                 self._discard(out, key, local if outcome is Outcome.LWW_WON else incoming)
@@ -135,6 +199,9 @@ class Replica:
                 counters.updates_stale += 1
             if incoming.tombstone and self._holds(key, incoming, sender, update.holders) and sync:
                 acks.append(update)
+        self.hlc = top
+        if fresh:
+            self._put_fresh(fresh)
         return acks
 
     def _discard(self, out: Output, key: str, loser: Record | None) -> None:

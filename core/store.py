@@ -99,6 +99,15 @@ class Store:
         self._stale.add(key)
         return previous
 
+    def put_new(self, fresh: dict[str, Record]) -> None:
+        """``put`` of versions of keys NOT held yet, in bulk (a batch or push of new keys):
+        one update of each index instead of one call per key."""
+        shared = self._shared
+        self.records.update({key: shared(record) for key, record in fresh.items()})
+        self._sorted_keys.update(fresh)
+        self._stale.update(fresh)
+        self.reserved += sum(key.startswith(RESERVED_PREFIX) for key in fresh)
+
     def _shared(self, record: Record) -> Record:
         """``record`` with its clock, content type and origin objects shared with equal
         ones already held: decoded records bring a fresh dict and strings each (about

@@ -81,6 +81,27 @@ class WriteResult(msgspec.Struct, frozen=True):
     owners: tuple[str, ...] = ()  # NOT_OWNER: forward to these, in order
 
 
+class BatchWrite(msgspec.Struct, frozen=True):
+    """What ``Node.write_batch`` did: one result per command, in order, and ONE Output.
+
+    Every result's ``output`` is that same batch Output (nothing is built per item).
+    """
+
+    results: list[WriteResult]
+    output: Output
+
+
+def is_plain(command: WriteCommand) -> bool:
+    """An unconditional upsert: never refused by the stored version (the bulk path's)."""
+    return not (
+        command.create
+        or command.delete
+        or command.if_changed
+        or command.context is not None
+        or command.version is not None
+    )
+
+
 def context_refusal(context: Context, bounds: Bounds) -> WriteStatus | None:
     """Why a client's ``If-Match`` context may not be used here, or None."""
     problem = clock_problem(context.clock, context.hlc, bounds)

@@ -72,7 +72,7 @@ from rumordb.core import (
     restart_incarnation,
 )
 from rumordb.core.errors import DecodeError
-from rumordb.core.hlc import physical_ms
+from rumordb.core.hlc import LOGICAL_BITS
 from rumordb.core.tombstones import PURGED_MEMORY
 from rumordb.live.faults import Faults
 from rumordb.live.forward import Forwarded, Forwarder, Relay, Unforwarded
@@ -114,16 +114,15 @@ ReadAnswer = Local | Forwarded | Unforwarded
 
 
 class _Waiting(NamedTuple):
-    """One client write waiting for its batch; ``done`` resolves to its result.
+    """A client write, or a client batch, waiting for its group commit.
 
-    A named tuple: one is built per client write, and a tuple is the cheapest to build.
-    ``span``: the first write of a client batch holds the batch's length, the others 0
-    (a group commit never starts at a 0).
+    ``done`` resolves to one result per command (or one ``NotStored`` for them all). A
+    batch is one entry, so a group commit never cuts it in two, and its thousand items
+    cost one future. A named tuple: the cheapest object to build per request.
     """
 
-    command: WriteCommand
-    done: asyncio.Future[WriteResult | NotStored]
-    span: int = 1
+    commands: list[WriteCommand]
+    done: asyncio.Future[list[WriteResult] | NotStored]
 
 
 class ForwardedItem(NamedTuple):
@@ -205,6 +204,7 @@ class Runner:
         self._behind: set[asyncio.Future[None]] = set()  # replica persists nobody awaits
         self._forwarder: Forwarder | None = None
         self._pending: list[_Waiting] = []
+        self._pending_writes = 0  # commands in ``_pending``
         self._write_wakeup = asyncio.Event()
         # The client batch being persisted; resolves to whether it was made durable.
         self._committing: asyncio.Future[bool] | None = None
@@ -420,13 +420,14 @@ class Runner:
         """Apply a client write in the next group commit; an owner's answer if not ours."""
         if not self._running:
             return NotStored("unavailable", "the node is starting or stopping")
-        if len(self._pending) >= MAX_PENDING_WRITES:
-            return NotStored("overloaded", f"{len(self._pending)} writes are already waiting")
-        done: asyncio.Future[WriteResult | NotStored] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Waiting(command, done))
-        self._write_wakeup.set()
-        result = await done
-        if isinstance(result, WriteResult) and result.status is WriteStatus.NOT_OWNER:
+        if self._pending_writes >= MAX_PENDING_WRITES:
+            return NotStored("overloaded", f"{self._pending_writes} writes are already waiting")
+        done = self._queue_writes([command])
+        results = await done
+        if isinstance(results, NotStored):
+            return results
+        result = results[0]
+        if result.status is WriteStatus.NOT_OWNER:
             return await self.forwarder.forward(result.owners, relay)
         return result
 
@@ -441,20 +442,15 @@ class Runner:
         """
         if not self._running:
             return [NotStored("unavailable", "the node is starting or stopping")] * len(commands)
-        if len(self._pending) + len(commands) > MAX_PENDING_WRITES:
-            detail = f"{len(self._pending)} writes are already waiting"
+        if self._pending_writes + len(commands) > MAX_PENDING_WRITES:
+            detail = f"{self._pending_writes} writes are already waiting"
             return [NotStored("overloaded", detail)] * len(commands)
-        loop = asyncio.get_running_loop()
-        waiting = [_Waiting(c, loop.create_future(), 0) for c in commands]
-        if waiting:
-            waiting[0] = waiting[0]._replace(span=len(waiting))
-        self._pending.extend(waiting)
-        self._write_wakeup.set()
-        answers: list[BatchAnswer] = []
-        for w in waiting:
-            # One commit resolves them all, so after the first await the others are done
-            # and cost nothing (a gather over 1 000 futures costs as much as applying them).
-            answers.append(await w.done)
+        if not commands:
+            return []
+        results = await self._queue_writes(commands)
+        if isinstance(results, NotStored):
+            return [results] * len(commands)
+        answers: list[BatchAnswer] = list(results)
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, answer in enumerate(answers):
             if isinstance(answer, WriteResult) and answer.status is WriteStatus.NOT_OWNER:
@@ -467,6 +463,16 @@ class Runner:
                 for position, i in enumerate(indices):
                     answers[i] = ForwardedItem(owner_answer, position)
         return answers
+
+    def _queue_writes(
+        self, commands: list[WriteCommand]
+    ) -> asyncio.Future[list[WriteResult] | NotStored]:
+        done: asyncio.Future[list[WriteResult] | NotStored]
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append(_Waiting(commands, done))
+        self._pending_writes += len(commands)
+        self._write_wakeup.set()
+        return done
 
     async def read(self, key: str, relay: Relay, *, meta: bool = False) -> ReadAnswer:
         """Where the core says to answer a read: here, or an owner's answer."""
@@ -505,31 +511,32 @@ class Runner:
                 await self._safe_tick()
 
     def _take(self) -> list[_Waiting]:
-        """The next group commit: up to ``MAX_WRITE_BATCH`` writes, never half a client batch."""
+        """The next group commit: up to ``MAX_WRITE_BATCH`` writes (at least one entry),
+        never half a client batch."""
         pending = self._pending
-        end = min(len(pending), MAX_WRITE_BATCH)
-        if end < len(pending) and pending[end].span == 0:
-            start = end  # the cut falls inside a client batch: end before it, or take it whole
-            while pending[start].span == 0:
-                start -= 1
-            end = start or pending[0].span
+        end = taken = 0
+        while end < len(pending) and (
+            not end or taken + len(pending[end].commands) <= MAX_WRITE_BATCH
+        ):
+            taken += len(pending[end].commands)
+            end += 1
         batch = pending[:end]
         del pending[:end]
+        self._pending_writes -= taken
         return batch
 
     async def _commit_batch(self, batch: list[_Waiting]) -> None:
         node = self.node
         now = self.now()
-        results: list[WriteResult | NotStored] = []
+        results: list[WriteResult] = []
         writes: list[tuple[str, Record]] = []
         durable = False  # until the batch is persisted (an exception in between: undone)
         failed = NotStored("unavailable", "the write was not stored (an error, logged)")
         self._committing = asyncio.get_running_loop().create_future()
         try:
-            for waiting in batch:
-                result = node.write(waiting.command, now)
-                results.append(result)
-                writes.extend(result.output.writes)
+            commands = [c for waiting in batch for c in waiting.commands]
+            written = node.write_batch(commands, now)
+            results, writes = written.results, written.output.writes
             if writes:
                 try:
                     await self.storage.persist(writes, [])
@@ -547,12 +554,21 @@ class Runner:
                 results = []
             committing, self._committing = self._committing, None
             committing.set_result(durable)
-            for i, waiting in enumerate(batch):
-                if not waiting.done.done():
-                    waiting.done.set_result(results[i] if i < len(results) else failed)
+            self._answer(batch, results, failed)
+
+    @staticmethod
+    def _answer(batch: list[_Waiting], results: list[WriteResult], failed: NotStored) -> None:
+        """Each entry its slice of ``results`` (``failed`` for all if they are missing)."""
+        start = 0
+        for waiting in batch:
+            end = start + len(waiting.commands)
+            if not waiting.done.done():
+                waiting.done.set_result(results[start:end] if end <= len(results) else failed)
+            start = end
 
     def _fail_pending(self, detail: str) -> None:
         pending, self._pending = self._pending, []
+        self._pending_writes = 0
         for waiting in pending:
             if not waiting.done.done():
                 waiting.done.set_result(
@@ -634,9 +650,10 @@ class Runner:
         self._send((sender, data) for data in replies)
 
     def _observe_lag(self, writes: list[tuple[str, Record]], now: float) -> None:
-        now_ms = now * 1000
+        # Seconds from each version's write to now: (HLC physical part) in one pass.
+        now_ms, bits = now * 1000, LOGICAL_BITS
         self.metrics.replication_lag.observe_many(
-            max(0.0, now_ms - physical_ms(record.hlc)) / 1000 for _, record in writes
+            [max(0.0, now_ms - (record.hlc >> bits)) / 1000 for _, record in writes]
         )
 
     # --- tick path -----------------------------------------------------------------

@@ -18,7 +18,10 @@ WAL for a 200-byte record) and cost ~10 µs per record inside a busy node, a qua
 replicated write's CPU. The writer folds the log into ``records`` later, in large
 batches where a key written many times is written once: when the log holds
 ``COMPACT_KEYS`` keys or ``COMPACT_ROWS`` batches, when it has been idle for
-``COMPACT_AFTER_S``, and at close. A compaction upserts and deletes the keys and deletes
+``COMPACT_AFTER_S``, and at close. A compaction writes its keys in key order: random
+keys then touch each B-tree page once per compaction instead of once per key (measured
+on 100k random keys: 21 us per key unsorted in batches of 4 096, 5.4 sorted in batches
+of 16 384; sequential keys 2.2 either way), so the batches are large too. A compaction upserts and deletes the keys and deletes
 the log rows it covered in one transaction, so a crash at any point leaves ``records``
 plus the remaining log equal to what was acknowledged; ``load`` reads ``records`` and
 replays the log over it, in order.
@@ -98,7 +101,7 @@ LOCK_FILE = "LOCK"
 DEFAULT_QUEUE_MAX = 50_000  # writes + purges waiting for the writer before persist waits
 DURABILITIES = ("sync", "batch", "memory")
 
-COMPACT_KEYS = 4096  # distinct keys in the log that trigger a compaction
+COMPACT_KEYS = 16_384  # distinct keys in the log that trigger one (~4 MB of records held)
 COMPACT_ROWS = 512  # log rows (group commits) that trigger a compaction
 COMPACT_AFTER_S = 1.0  # an idle writer compacts a non-empty log after this long
 
@@ -614,7 +617,8 @@ class Storage:
             unmerged, last_id = self._unmerged, self._last_log_id
             upserts: list[str | bytes] = []  # key, record, key, record, ...
             deletes: list[str] = []
-            for key, blob in unmerged.items():
+            for key in sorted(unmerged):  # B-tree order: each page is written once
+                blob = unmerged[key]
                 if blob is None:
                     deletes.append(key)
                 else:

@@ -50,10 +50,11 @@ _encode = msgspec.json.Encoder().encode
 class _Change:
     """One applied change in the ring; its line is encoded at the first read, then shared."""
 
-    __slots__ = ("_line", "key", "record", "replicated", "seq")
+    __slots__ = ("_line", "cost", "key", "record", "replicated", "seq")
 
     def __init__(self, seq: int, key: str, record: Record, replicated: bool) -> None:
         self.seq, self.key, self.record, self.replicated = seq, key, record, replicated
+        self.cost = len(key) + len(record.value) + ENTRY_OVERHEAD_BYTES  # held in the ring
         self._line: bytes | None = None
 
     def line(self, position: str) -> bytes:
@@ -127,14 +128,15 @@ class WatchHub:
 
     def publish(self, writes: Iterable[tuple[str, Record]], replicated: bool) -> None:
         """Records the node applied, in order: append them to the ring, wake the watchers."""
-        ring = self._ring
-        for key, record in writes:
-            self.seq += 1
-            ring.append(_Change(self.seq, key, record, replicated))
-            self.size_bytes += _cost(key, record)
-        while ring and (len(ring) > self.ring_events or self.size_bytes > self.ring_bytes):
-            gone = ring.popleft()
-            self.size_bytes -= _cost(gone.key, gone.record)
+        ring, seq, size = self._ring, self.seq, self.size_bytes
+        for key, record in writes:  # per applied version: keep this loop lean
+            seq += 1
+            change = _Change(seq, key, record, replicated)
+            ring.append(change)
+            size += change.cost
+        while ring and (len(ring) > self.ring_events or size > self.ring_bytes):
+            size -= ring.popleft().cost
+        self.seq, self.size_bytes = seq, size
         first = ring[0].seq if ring else self.seq + 1
         for watcher in self.watchers:
             if self.seq - watcher.cursor > self.max_lag_events or watcher.cursor < first - 1:
@@ -196,10 +198,6 @@ class WatchHub:
             )
             raise HttpError(410, "position_lost", detail)
         return seq
-
-
-def _cost(key: str, record: Record) -> int:
-    return len(key) + len(record.value) + ENTRY_OVERHEAD_BYTES
 
 
 async def stream(

@@ -50,3 +50,42 @@ def test_wanted_keys_skips_unknown_hashes_and_is_bounded() -> None:
     d = digest({"a": 1, "b": 2, "c": 3})
     assert anti_entropy.wanted_keys([key_hash("a"), 12345, key_hash("b")], d, 10) == ["a", "b"]
     assert anti_entropy.wanted_keys([key_hash("a"), key_hash("b")], d, 1) == ["a"]
+
+
+def test_pacing_waits_while_busy_but_never_more_than_max_waits_in_a_row() -> None:
+    pacing = anti_entropy.Pacing(busy_versions=100, max_waits=2)
+    applied, verdicts = 0, []
+    for new_versions in (0, 150, 150, 150, 150, 10, 150):
+        applied += new_versions
+        verdicts.append(pacing.due(applied))
+    assert verdicts == [True, False, False, True, False, True, False]
+
+
+def test_pacing_off_never_waits() -> None:
+    pacing = anti_entropy.Pacing(busy_versions=0, max_waits=4)
+    assert all(pacing.due(n * 10_000) for n in range(5))
+
+
+def test_an_ingesting_node_holds_anti_entropy_back_for_at_most_max_waits_intervals() -> None:
+    from rumordb.core import Node, NodeConfig, WriteCommand, message_kind
+
+    config = NodeConfig(jitter_timers=False, anti_entropy_busy_versions=500)
+    n = Node("me", "mem://me", rng=random.Random(3), now=100.0, config=config)
+    peer = Node("peer", "mem://peer", rng=random.Random(4), now=100.0, config=config)
+    n.join("peer", "mem://peer", 0, 100.0)
+    peer.join("me", "mem://me", 0, 100.0)
+    sessions = []
+    for second in range(1, 8):
+        now = 100.0 + second
+        if second <= 6:  # an ingest of 1 000 keys per second for six seconds
+            batch = [WriteCommand(f"k{second}/{i:04d}", b"v", "t") for i in range(1000)]
+            n.write_batch(batch, now)
+            n.flush(now)
+        for _, data in peer.tick(now, mono=now).messages:  # its heartbeats keep it alive
+            if message_kind(data) == "hb":
+                n.receive(data, now, mono=now)
+        out = n.tick(now + 0.05, mono=now + 0.05)
+        sessions.append(any(message_kind(data) == "digest" for _, data in out.messages))
+    # Waits while busy, but a session at least every max_waits + 1 intervals; once the
+    # ingest stops, the next interval syncs.
+    assert sessions == [False, False, False, False, True, False, True]

@@ -87,6 +87,37 @@ def test_a_batch_is_applied_and_replicated_to_every_node(cluster: Cluster) -> No
         cluster.wait_value(node, "batch/10", b"new")
 
 
+def test_a_large_batch_arrives_whole_on_every_node(cluster: Cluster) -> None:
+    """1 000 items are one commit and one push per peer: a peer lists none or all of them.
+
+    The push is applied in one step of the peer's event loop, so no listing can fall in
+    the middle of it; a batch applied item by item (or spread over several pushes and
+    anti-entropy) would show partial counts.
+    """
+    items = [{"op": "put", "key": f"whole/{i:04d}", "value_text": "v" * 100} for i in range(1000)]
+    peers = [cluster.nodes["b2"], cluster.nodes["b3"]]
+
+    async def watch_counts() -> list[set[int]]:
+        seen: list[set[int]] = [set(), set()]
+        async with httpx.AsyncClient(headers=ADMIN, trust_env=False) as http:
+            posting = asyncio.create_task(
+                http.post(cluster.nodes["b1"].url + "/kv", json={"items": items}, timeout=30)
+            )
+            deadline = asyncio.get_running_loop().time() + 20
+            while asyncio.get_running_loop().time() < deadline:
+                for n, peer in enumerate(peers):
+                    page = await http.get(peer.url + "/kv?prefix=whole/&limit=1000")
+                    seen[n].add(len(page.json()["keys"]))
+                if all(1000 in counts for counts in seen) and posting.done():
+                    break
+            answer = await posting
+            assert answer.status_code == 200 and answer.json()["applied"] == 1000
+        return seen
+
+    seen = asyncio.run(watch_counts())
+    assert all(counts <= {0, 1000} and 1000 in counts for counts in seen), seen
+
+
 def test_a_messagepack_batch_is_answered_in_messagepack(cluster: Cluster) -> None:
     body = msgspec.msgpack.encode({"items": [{"op": "put", "key": "mp/1", "value": b"\x01"}]})
     url = cluster.nodes["b3"].url + "/kv"

@@ -1,0 +1,56 @@
+"""A client batch: which of its commands take the bulk loop, and one Output for all.
+
+Runs of plain upserts (``core.writes.is_plain``: no condition, no version restored) go
+through the replica's bulk loop (``Replica.upsert_many``) when the node allows it
+(unsharded, its clock within bounds: nothing can route or refuse them); any other command
+goes through the node's own ``write``. Every result shares the batch's one ``Output``, so
+the driver persists once and flushes once; each applied write is accepted as pending
+(``core.pending_writes``) exactly as a single write is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rumordb.core.output import Output
+from rumordb.core.record import Record
+from rumordb.core.writes import BatchWrite, WriteCommand, WriteResult, WriteStatus, is_plain
+
+Write = Callable[[WriteCommand, float], WriteResult]
+UpsertMany = Callable[[list[WriteCommand], float], list[tuple[WriteStatus, Record, Record | None]]]
+Accept = Callable[[str, Record, Record | None], None]
+
+
+def write_batch(
+    commands: list[WriteCommand],
+    now: float,
+    write: Write,
+    upsert_many: UpsertMany | None,
+    accept: Accept,
+) -> BatchWrite:
+    """``write`` of each command in order; ``upsert_many`` None: no bulk loop."""
+    out, results = Output(), list[WriteResult]()
+    start = 0
+    while start < len(commands):
+        end = _plain_run_end(commands, start) if upsert_many is not None else start
+        if end == start:  # one command the bulk loop does not take
+            result = write(commands[start], now)
+            out.writes.extend(result.output.writes)
+            results.append(WriteResult(result.status, result.record, out, result.owners))
+            start += 1
+            continue
+        run = commands[start:end]
+        assert upsert_many is not None
+        for command, (status, record, prior) in zip(run, upsert_many(run, now), strict=True):
+            accept(command.key, record, prior)
+            out.writes.append((command.key, record))
+            results.append(WriteResult(status, record, out))
+        start = end
+    return BatchWrite(results, out)
+
+
+def _plain_run_end(commands: list[WriteCommand], start: int) -> int:
+    end = start
+    while end < len(commands) and is_plain(commands[end]):
+        end += 1
+    return end
