@@ -186,8 +186,12 @@ class Node:
         if refused is not None:
             return WriteResult(refused, None, Output())
         prior = self.store.records.get(key)
-        if command.version is not None:
-            return self._restore_version(key, command.version, prior)
+        if command.version is not None:  # a client-given version, merged by LWW
+            out = Output()
+            status, record = self.replica.restore_version(out, key, command.version)
+            if out.writes and record is not None:
+                self.pending.accept(key, record, prior)  # pushed on flush like a write
+            return WriteResult(status, record, out)
         status, record = self.replica.write(command, now)
         if status not in _APPLIED or record is None:
             return WriteResult(status, record, Output())
@@ -199,18 +203,8 @@ class Node:
         (``core.batches``); persist it, then ``flush`` once (or ``abort``)."""
         self._now = now
         bulk = not self.config.sharding and self.clock_watch.verdict.skew is not Skew.AHEAD
-        return batches.write_batch(
-            commands, now, self.write, self.replica.upsert_many if bulk else None,
-            self.pending.accept,
-        )  # fmt: skip
-
-    def _restore_version(self, key: str, version: Record, prior: Record | None) -> WriteResult:
-        """A client-given version merged by LWW; pushed on ``flush`` like a write if applied."""
-        out = Output()
-        status, record = self.replica.restore_version(out, key, version)
-        if out.writes and record is not None:
-            self.pending.accept(key, record, prior)
-        return WriteResult(status, record, out)
+        upsert = self.replica.upsert_many if bulk else None
+        return batches.write_batch(commands, now, self.write, upsert, self.pending.accept)
 
     def put(
         self, key: str, value: bytes, content_type: str, now: float,
@@ -228,11 +222,8 @@ class Node:
         return self.write(WriteCommand(key, context=context, delete=True, coordinate=coordinate), now)  # fmt: skip
 
     def flush(self, now: float) -> Output:
-        """Push the client writes accepted since the last flush, batched per peer.
-
-        Call it after persisting those writes: one flush per batch of concurrent
-        requests turns N writes into one message per peer.
-        """
+        """Push the writes accepted since the last flush, one message per peer: call it
+        after persisting them (one flush per batch of concurrent requests)."""
         out = Output()
         fresh = self.pending.take()
         if fresh:
