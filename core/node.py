@@ -264,7 +264,7 @@ class Node:
         records = self.store.records
         for key, prior in undo.items():
             written = urgent.get(key)
-            # equal, not identical: the store may hold a copy sharing its clock (Store._shared)
+            # equal, not identical: the store hands out decoded copies (core.record_table)
             if written is not None and records.get(key) == written:
                 self.replica.restore(key, prior)
 

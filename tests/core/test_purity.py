@@ -8,6 +8,7 @@ import pytest
 CORE = pathlib.Path(__file__).resolve().parents[2] / "core"
 ALLOWED = {
     "__future__",
+    "array",  # packed uint64s: the digest's entry hashes (no I/O)
     "base64",
     "binascii",
     "bisect",
@@ -21,7 +22,8 @@ ALLOWED = {
     "msgspec",
     "re",
     "random",
-    "sortedcontainers",  # a pure-Python data structure: the store's sorted key index
+    "sortedcontainers",
+    "struct",  # unpacking those entry hashes  # a pure-Python data structure: the store's sorted key index
     "typing",
     "rumordb.core",
 }
