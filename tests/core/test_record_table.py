@@ -55,3 +55,19 @@ def test_content_types_past_the_interned_bound_are_stored_inline() -> None:
     for i in range(MAX_INTERNED_TYPES + 10):
         assert table[f"k{i}"].content_type == f"type/{i}"
     assert table.packed_bytes("k0") < table.packed_bytes(f"k{MAX_INTERNED_TYPES + 5}")
+
+
+def test_tables_compare_by_content_whatever_order_they_interned_types_in() -> None:
+    a, b = RecordTable(), RecordTable()
+    plain, png = (Record(b"v", t, {"n1": 1}, 1, "n1") for t in ("text/plain", "image/png"))
+    a.put("x", plain)
+    a.put("y", png)
+    b.put("y", png)
+    b.put("x", plain)
+    assert a == b == {"x": plain, "y": png}
+    b.put("x", png)
+    assert a != b
+    c = RecordTable()
+    c.put("x", plain)
+    c.put("y", png)
+    assert a == c and c.put("y", plain) is False and a != c
