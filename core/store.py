@@ -28,7 +28,7 @@ from collections.abc import Callable, ItemsView, Iterable, KeysView
 
 from sortedcontainers import SortedList
 
-from rumordb.core.digest import Digest, fingerprint
+from rumordb.core.digest import KEYS_PER_LEAF, Digest, fingerprint
 from rumordb.core.hashing import key_hash
 from rumordb.core.keyring import RESERVED_PREFIX
 from rumordb.core.record import Discarded, Record, is_live
@@ -161,8 +161,13 @@ class Store:
         return self._scoped[peer][1]
 
     def pending_folds(self) -> int:
-        """Keys still to fold into some digest (0: every digest is up to date)."""
-        return len(self._stale) + sum(len(keys) for keys in self._building.values())
+        """Keys still to fold into some digest, or to regroup in one (0: all done)."""
+        building = sum(len(keys) for keys in self._building.values())
+        regrouping = sum(digest.regrouping() for digest in self._digests()) * KEYS_PER_LEAF
+        return len(self._stale) + building + regrouping
+
+    def _digests(self) -> list[Digest]:
+        return [self._digest, *(digest for _, digest in self._scoped.values())]
 
     def forget_scoped(self) -> None:
         """The ring changed: every scoped digest covers the wrong keys now."""
@@ -185,6 +190,13 @@ class Store:
             if not stale:
                 self._stale = set()  # an emptied set keeps its table: 80 B/key after a restart
         left = None if budget is None else budget - count
+        # A regroup after a doubling, in slices of the driver's budget only: a digest in
+        # mid-regroup answers like a regrouped one (``Digest.regroup``), so no read waits.
+        for digest in self._digests():
+            if digest.regrouping() and left is not None and left > 0:
+                split = max(1, left // KEYS_PER_LEAF)
+                digest.regroup(split)
+                left -= split * KEYS_PER_LEAF
         for peer, keys in list(self._building.items()):
             if left is not None and left <= 0:
                 break
