@@ -524,3 +524,31 @@ def test_an_unexpected_exception_in_the_writer_answers_its_callers(tmp_path: Pat
         await storage.close()
 
     asyncio.run(scenario())
+
+
+def test_the_start_up_stream_reads_in_chunks_every_latest_version_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rumordb.live.storage as storage_module
+
+    async def scenario() -> None:
+        storage = Storage.open(tmp_path, "batch")
+        await storage.persist([(f"k{i}", record(b"old")) for i in range(50)], [])
+        await storage.close()  # compacted: the records table
+        storage = Storage.open(tmp_path, "batch")
+        await storage.persist([(f"k{i}", record(b"new", counter=2)) for i in range(0, 50, 5)], [])
+        await storage.persist([], ["k1", "k2"])  # in the log, over the table
+        storage.close_sync()
+
+    asyncio.run(scenario())
+    monkeypatch.setattr(storage_module, "LOAD_CHUNK_ROWS", 7)
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        streamed = list(storage.stream())
+        keys = [key for key, _ in streamed]
+        assert len(keys) == len(set(keys)) == 48 and "k1" not in keys and "k2" not in keys
+        loaded = dict(streamed)
+        assert all(loaded[f"k{i}"] == record(b"new", counter=2) for i in range(0, 50, 5))
+        assert loaded["k3"] == record(b"old")
+    finally:
+        storage.close_sync()
