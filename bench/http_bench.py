@@ -285,21 +285,28 @@ class RawHTTP:
                 await writer.wait_closed()
 
 
-async def ack_to_visible(urls: list[str], rate: int, duration_s: float) -> list[float]:
-    """Milliseconds from each PUT's ack on urls[0] to its key being listed by all others.
+async def ack_to_visible(
+    urls: list[str], rate: int, duration_s: float, observe: str = "watch"
+) -> list[float]:
+    """Milliseconds from each PUT's ack on urls[0] to its arrival on all other nodes.
 
-    One poller per observer node lists the keys written so far (``GET /kv?prefix=lag&after=``
-    the oldest unseen one) every ``POLL_S``: the poll rate stays constant however far
-    behind the cluster falls, so the measurement cannot feed the delay it measures (polling
-    every outstanding key would). Keys are unique per write, so listed means replicated.
+    ``observe="watch"`` (the default): one watch stream per observer node
+    (``GET /kv?watch=true&prefix=lag``); a node writes each change to it as it applies it,
+    so the observation costs the nodes one small write per change, not a request. With
+    ``"poll"``, one poller per observer lists the keys written so far every ``POLL_S``
+    (the measurement used before watch existed: at 5+ nodes on one CPU its thousands of
+    listings a second compete with the replication it measures). Keys are unique per
+    write, so seen means replicated.
     """
     clients = [RawHTTP(url) for url in urls]
     count = int(rate * duration_s)
     acked: dict[int, float] = {}
     seen: list[dict[int, float]] = [{} for _ in urls[1:]]
     failed = 0
+    streams_ready = [asyncio.Event() for _ in urls[1:]]
 
     async def writer() -> None:
+        await asyncio.gather(*(ready.wait() for ready in streams_ready))
         start = time.perf_counter()
         puts = []
         for i in range(count):
@@ -315,10 +322,14 @@ async def ack_to_visible(urls: list[str], rate: int, duration_s: float) -> list[
         else:
             failed += 1
 
-    async def poller(client: RawHTTP, found: dict[int, float]) -> None:
+    def done(found: dict[int, float]) -> bool:
+        return len(found) >= count - failed
+
+    async def poller(client: RawHTTP, found: dict[int, float], ready: asyncio.Event) -> None:
+        ready.set()
         deadline = time.perf_counter() + duration_s + 30.0
         oldest = 0
-        while len(found) < count - failed and time.perf_counter() < deadline:
+        while not done(found) and time.perf_counter() < deadline:
             while oldest in found:
                 oldest += 1
             after = f"lag{oldest - 1:06d}" if oldest else ""
@@ -329,10 +340,45 @@ async def ack_to_visible(urls: list[str], rate: int, duration_s: float) -> list[
                     found.setdefault(int(key[3:]), now)
             await asyncio.sleep(POLL_S)
 
+    async def watcher(url: str, found: dict[int, float], ready: asyncio.Event) -> None:
+        timeout = httpx.Timeout(10.0, read=duration_s + 30.0)
+        async with (
+            httpx.AsyncClient(timeout=timeout, trust_env=False) as client,
+            client.stream(
+                "GET", url + "/kv?watch=true&prefix=lag", headers={"X-API-Key": KEY}
+            ) as response,
+        ):
+            async for line in response.aiter_lines():
+                event = json.loads(line)
+                if event["type"] == "start":
+                    ready.set()
+                elif event["type"] == "change":
+                    found.setdefault(int(event["key"][3:]), time.perf_counter())
+                if done(found) and time.perf_counter() > acked.get(count - 1, 0.0) > 0.0:
+                    return
+
+    async def observer(i: int) -> None:
+        if observe == "poll":
+            await poller(clients[i + 1], seen[i], streams_ready[i])
+            return
+        with contextlib.suppress(httpx.HTTPError):
+            await asyncio.wait_for(
+                watcher(urls[i + 1], seen[i], streams_ready[i]), duration_s + 30.0
+            )
+        streams_ready[i].set()
+
+    async def observers() -> None:
+        await asyncio.gather(*(observer(i) for i in range(len(urls) - 1)))
+
     try:
-        await asyncio.gather(
-            writer(), *(poller(c, f) for c, f in zip(clients[1:], seen, strict=True))
-        )
+        watching = asyncio.create_task(observers())
+        await writer()
+        deadline = time.perf_counter() + 30.0
+        while not all(done(found) for found in seen) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
     finally:
         for client in clients:
             await client.close()
@@ -355,7 +401,13 @@ class Cluster:
 
 
 def bench_rounds(
-    work: Path, duration_s: int, connections: int, rounds: int, rate: int, cluster: Cluster
+    work: Path,
+    duration_s: int,
+    connections: int,
+    rounds: int,
+    rate: int,
+    cluster: Cluster,
+    observe: str = "watch",
 ) -> tuple[Results, list[float], int]:
     """Both servers stay up; their wrk runs alternate, so a noisy moment hits both alike."""
     runs: Results = {name: [] for name in ("bare GET", "bare PUT", "node GET", "node PUT")}
@@ -370,7 +422,7 @@ def bench_rounds(
             runs["node PUT"].append(wrk(urls[0], LUA_PUT, work, duration_s, connections))
         if hasattr(os, "sched_setaffinity"):  # the load generator takes wrk's CPU
             os.sched_setaffinity(0, {1})
-        lags = asyncio.run(ack_to_visible(urls, rate, 5.0))
+        lags = asyncio.run(ack_to_visible(urls, rate, 5.0, observe))
     log_errors = sum(
         line.count(b'"level": "error"')
         for i in range(1, cluster.nodes + 1)
@@ -398,6 +450,8 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=3, help="cluster size (up to 9)")
     parser.add_argument("--lag-only", action="store_true", help="only ack -> visible")
     parser.add_argument("--node-arg", action="append", default=[], help="flag for every node")
+    parser.add_argument("--observe", choices=("watch", "poll"), default="watch",
+                        help="how ack -> visible sees a key arrive on the other nodes")  # fmt: skip
     args = parser.parse_args()
     if not 2 <= args.nodes <= 9:
         sys.exit("--nodes must be 2..9")
@@ -408,8 +462,9 @@ def main() -> None:
     cluster = Cluster(args.nodes, tuple(args.node_arg))
     with tempfile.TemporaryDirectory(prefix="rumor-bench-") as tmp:
         runs, lags, log_errors = bench_rounds(
-            Path(tmp), args.duration, args.connections, args.rounds, args.rate, cluster
-        )
+            Path(tmp), args.duration, args.connections, args.rounds, args.rate, cluster,
+            args.observe,
+        )  # fmt: skip
     print(f"\nHTTP benchmark: servers on CPU 0, wrk on CPU 1, {args.connections} connections, "
           f"{args.duration} s x {args.rounds} alternating rounds, 100-byte values over {KEYS} "
           f"keys (cpus: {os.cpu_count()}); medians, and every round's ratio")  # fmt: skip
@@ -430,7 +485,7 @@ def main() -> None:
               f"{sum(r['non2xx'] for r in runs[kind]):>10.0f}"
               f"{result['rps'] / baseline['rps']:>7.2f}x  {per_round}")  # fmt: skip
     finite = [x for x in lags if x != float("inf")]
-    print(f"\nack -> visible on all {args.nodes - 1} other nodes, {args.rate} writes/s, {len(lags)} writes: "
+    print(f"\nack -> visible on all {args.nodes - 1} other nodes ({args.observe}), {args.rate} writes/s, {len(lags)} writes: "
           f"p50 {percentile(finite, 0.5):.1f} ms, p99 {percentile(finite, 0.99):.1f} ms, "
           f"max {max(finite):.1f} ms, never visible {len(lags) - len(finite)}")  # fmt: skip
     print(f"error lines in the node logs: {log_errors}; mean lag {statistics.fmean(finite):.1f} ms")

@@ -308,10 +308,31 @@ class Lab:
         self._drop("iifname", port, "oifname", "{", ports, "}", *share)
 
     def delay(self, host: str, delay_ms: int) -> None:
-        """Delay every frame the switch sends to ``host`` by ``delay_ms`` (``tc netem`` on
-        its bridge port): one way only, so a round trip with ``host`` takes ``delay_ms``."""
-        self.sw("tc", "qdisc", "replace", "dev", self.hosts[host].port, "root", "netem",
-                "delay", f"{delay_ms}ms")  # fmt: skip
+        """Route the control host's packets to ``host`` over a wire that holds each one
+        for ``delay_ms`` (``tests.multihost.tun_wire``: two TUN devices and a relay, since
+        many kernels have no ``sch_netem``); replies come back at once, so a round trip
+        between them costs ``delay_ms``. Traffic between node hosts is not delayed. The
+        wire is a lab process: it goes with the lab (its devices and routes with it)."""
+        ctl, far = self.hosts["ctl"], self.hosts[host]
+        wire = f"dly{len(self.processes)}"
+        argv = [PYTHON, "-m", "tests.multihost.tun_wire", "--far-netns", far.namespace,
+                "--device", wire, "--delay-ms", str(delay_ms)]  # fmt: skip
+        proc = self.spawn("ctl", argv)
+
+        def both_up() -> bool:
+            if proc.poll() is not None:
+                raise LabError(f"the delay wire exited with {proc.returncode}")
+            return all(
+                complete(["ip", "-n", ns, "link", "show", wire], check=False).returncode == 0
+                for ns in (ctl.namespace, far.namespace)
+            )
+
+        if not wait_for(both_up, COMMAND_TIMEOUT_S):
+            raise LabError("the delay wire's devices did not appear")
+        for near, other in ((ctl, far), (far, ctl)):
+            ns = ["ip", "-n", near.namespace]
+            run([*ns, "link", "set", wire, "up"])
+            run([*ns, "route", "add", f"{other.address}/32", "dev", wire, "src", near.address])
 
     def heal(self) -> None:
         self.sw("nft", "flush", "chain", "bridge", "faults", "forward")
