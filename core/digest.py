@@ -39,8 +39,8 @@ MAX_LEAF_BITS = 24
 KEYS_PER_LEAF = 4  # few keys per leaf: a differing leaf ships few entries
 
 Entry = tuple[int, str]  # (entry hash, key), as ``entries`` lists them
-_U64 = struct.Struct("=Q")  # an entry hash in a leaf (native order: never leaves the process)
-assert array("Q").itemsize == _U64.size == 8
+_PAIR = struct.Struct("=QQ")  # (entry hash, key hash) in a leaf (native: never sent)
+assert array("Q").itemsize * 2 == _PAIR.size == 16
 
 
 def fingerprint(hlc: int, origin: str, tombstone: bool) -> int:
@@ -74,9 +74,11 @@ def children(width: int, index: int, below: int) -> range:
     return range(index << shift, (index + 1) << shift)
 
 
-# A leaf: (its entry hashes packed as native uint64s, then its keys in the same order).
-# One tuple and one bytes object per leaf of ~4 keys, instead of a dict and an int per key:
-# measured 205 -> ~60 B per key at 100k keys (core.store's module note has the budget).
+# A leaf: (its (entry hash, key hash) pairs packed as native uint64s, then its keys in the
+# same order). One tuple and one bytes object per leaf of ~4 keys, instead of a dict and an
+# int per key: measured 205 -> ~60 B per key at 100k keys. The key hashes (8 B a key) make
+# listing a leaf a C unpack instead of a BLAKE2b per key: a 20 000-entry anti-entropy step
+# took 157 ms of CPU recomputing them, over the 50 ms stall budget.
 Leaf = tuple[object, ...]
 
 
@@ -84,19 +86,26 @@ def _leaf_keys(leaf: Leaf) -> tuple[str, ...]:
     return leaf[1:]  # type: ignore[return-value]
 
 
-def _leaf_hashes(leaf: Leaf) -> tuple[int, ...]:
+def _leaf_pairs(leaf: Leaf) -> tuple[int, ...]:
+    """entry hash, key hash, entry hash, key hash, ... (one pair per key, in key order)."""
     packed: bytes = leaf[0]  # type: ignore[assignment]
     return struct.unpack(f"={len(packed) >> 3}Q", packed)
 
 
-def _make_leaf(hashes: Iterable[int], keys: Iterable[str]) -> Leaf:
-    packed = array("Q", hashes).tobytes()
+def _leaf_items(leaf: Leaf) -> Iterable[tuple[str, int, int]]:
+    """(key, entry hash, key hash) for each key of the leaf."""
+    pairs = _leaf_pairs(leaf)
+    return zip(_leaf_keys(leaf), pairs[0::2], pairs[1::2], strict=True)
+
+
+def _make_leaf(pairs: Iterable[int], keys: Iterable[str]) -> Leaf:
+    packed = array("Q", pairs).tobytes()
     return (packed, *keys)
 
 
 def _leaf_xor(leaf: Leaf) -> int:
     value = 0
-    for ehash in _leaf_hashes(leaf):
+    for ehash in _leaf_pairs(leaf)[0::2]:
         value ^= ehash
     return value
 
@@ -138,13 +147,8 @@ class Digest:
         grouped: dict[int, tuple[list[int], list[str]]] = {}
         leaf_shift = 64 - leaf_bits
         for leaf in self._leaves.values():
-            for key, ehash in zip(_leaf_keys(leaf), _leaf_hashes(leaf), strict=True):
-                group = grouped.get(key_hash(key) >> leaf_shift)
-                if group is None:
-                    group = grouped[key_hash(key) >> leaf_shift] = ([], [])
-                group[0].append(ehash)
-                group[1].append(key)
-        self._leaves = {i: _make_leaf(hashes, keys) for i, (hashes, keys) in grouped.items()}
+            _group(grouped, leaf, leaf_shift)
+        self._leaves = {i: _make_leaf(pairs, keys) for i, (pairs, keys) in grouped.items()}
         # _levels[width][i]: XOR of entry hashes under bucket i of that width (above leaves)
         self._levels: dict[int, dict[int, int]] = {leaf_bits: self._leaf_level()}
         for width in reversed(widths(leaf_bits)[:-1]):
@@ -194,16 +198,12 @@ class Digest:
         if leaf is None:
             return
         grouped: dict[int, tuple[list[int], list[str]]] = {}
-        leaf_shift = 64 - self.leaf_bits
-        for key, ehash in zip(_leaf_keys(leaf), _leaf_hashes(leaf), strict=True):
-            group = grouped.setdefault(key_hash(key) >> leaf_shift, ([], []))
-            group[0].append(ehash)
-            group[1].append(key)
+        _group(grouped, leaf, 64 - self.leaf_bits)
         finer = [(w, nodes) for w, nodes in self._levels.items() if w >= self._old_bits]
-        for index, (hashes, keys) in grouped.items():
-            self._leaves[index] = _make_leaf(hashes, keys)
+        for index, (pairs, keys) in grouped.items():
+            self._leaves[index] = _make_leaf(pairs, keys)
             value = 0
-            for ehash in hashes:
+            for ehash in pairs[0::2]:
                 value ^= ehash
             for width, nodes in finer:
                 bucket = index >> (self.leaf_bits - width)
@@ -242,19 +242,19 @@ class Digest:
         ehash = mix64(khash, fp)
         leaf = self._leaves.get(leaf_index)
         if leaf is None:
-            self._leaves[leaf_index] = _make_leaf((ehash,), (key,))
+            self._leaves[leaf_index] = _make_leaf((ehash, khash), (key,))
             return self._added(khash, ehash)
         keys = _leaf_keys(leaf)
         if key not in keys:
-            self._leaves[leaf_index] = (leaf[0] + _U64.pack(ehash), *keys, key)  # type: ignore[operator]
+            self._leaves[leaf_index] = (leaf[0] + _PAIR.pack(ehash, khash), *keys, key)  # type: ignore[operator]
             return self._added(khash, ehash)
         position = keys.index(key)
-        hashes = list(_leaf_hashes(leaf))
-        old = hashes[position]
+        pairs = list(_leaf_pairs(leaf))
+        old = pairs[2 * position]
         if old == ehash:
             return None
-        hashes[position] = ehash
-        self._leaves[leaf_index] = _make_leaf(hashes, keys)
+        pairs[2 * position] = ehash
+        self._leaves[leaf_index] = _make_leaf(pairs, keys)
         self._fold(khash, old ^ ehash)
         return None
 
@@ -277,10 +277,11 @@ class Digest:
         if key not in keys:
             return
         position = keys.index(key)
-        hashes = list(_leaf_hashes(leaf))
-        ehash = hashes.pop(position)
-        if hashes:
-            self._leaves[leaf_index] = _make_leaf(hashes, keys[:position] + keys[position + 1 :])
+        pairs = list(_leaf_pairs(leaf))
+        ehash = pairs[2 * position]
+        del pairs[2 * position : 2 * position + 2]
+        if pairs:
+            self._leaves[leaf_index] = _make_leaf(pairs, keys[:position] + keys[position + 1 :])
         else:
             del self._leaves[leaf_index]
         self._fold(khash, ehash)
@@ -341,8 +342,7 @@ class Digest:
             leaf = self._leaves.get(i)
             if leaf is None:
                 continue
-            for key, ehash in zip(_leaf_keys(leaf), _leaf_hashes(leaf), strict=True):
-                khash = key_hash(key)
+            for key, ehash, khash in _leaf_items(leaf):
                 if khash >> shift == index:
                     found[khash] = (ehash, key)
         return found
@@ -350,13 +350,23 @@ class Digest:
     def key_of(self, khash: int) -> str | None:
         self._settle(64, (khash,))
         leaf = self._leaves.get(khash >> (64 - self.leaf_bits))
-        for key in () if leaf is None else _leaf_keys(leaf):
-            if key_hash(key) == khash:
+        for key, _, held in () if leaf is None else _leaf_items(leaf):
+            if held == khash:
                 return key
         return None
 
     def __len__(self) -> int:
         return self._count
+
+
+def _group(grouped: dict[int, tuple[list[int], list[str]]], leaf: Leaf, leaf_shift: int) -> None:
+    """Add ``leaf``'s entries to ``grouped`` by the leaf each falls in at a finer width."""
+    for key, ehash, khash in _leaf_items(leaf):
+        group = grouped.get(khash >> leaf_shift)
+        if group is None:
+            group = grouped[khash >> leaf_shift] = ([], [])
+        group[0].extend((ehash, khash))
+        group[1].append(key)
 
 
 def _coarsen(levels: dict[int, dict[int, int]], width: int, leaf_bits: int) -> dict[int, int]:
