@@ -347,6 +347,19 @@ class Digest:
                     found[khash] = (ehash, key)
         return found
 
+    def pairs(self, width: int, index: int) -> list[tuple[int, int]]:
+        """(key hash, entry hash) under bucket ``index`` of ``width``: what a leaf step sends
+        (``entries`` without the keys, built straight from the packed pairs)."""
+        if width < self.leaf_bits:
+            return [(kh, eh) for kh, (eh, _) in self.entries(width, index).items()]
+        self._settle(width, (index,))
+        leaf = self._leaves.get(index >> (width - self.leaf_bits))
+        if leaf is None:
+            return []
+        flat = _leaf_pairs(leaf)
+        shift = 64 - width
+        return [(kh, eh) for eh, kh in zip(flat[0::2], flat[1::2]) if kh >> shift == index]
+
     def key_of(self, khash: int) -> str | None:
         self._settle(64, (khash,))
         leaf = self._leaves.get(khash >> (64 - self.leaf_bits))

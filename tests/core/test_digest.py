@@ -201,3 +201,11 @@ def test_a_doubling_regroups_in_slices_not_at_once() -> None:
     while digest.regroup(100):
         pass
     assert _all_buckets(digest, 13) == _all_buckets(Digest.of(entries.items()), 13)
+
+
+def test_a_buckets_pairs_are_its_entries_without_the_keys() -> None:
+    digest = Digest.of(full(3_000).items())
+    for width in (digest.leaf_bits - 4, digest.leaf_bits, digest.leaf_bits + 3):
+        for index in range(0, 1 << width, max(1, (1 << width) // 50)):
+            entries = digest.entries(width, index)
+            assert sorted(digest.pairs(width, index)) == sorted((kh, eh) for kh, (eh, _) in entries.items())  # fmt: skip
