@@ -358,7 +358,8 @@ class Digest:
             return []
         flat = _leaf_pairs(leaf)
         shift = 64 - width
-        return [(kh, eh) for eh, kh in zip(flat[0::2], flat[1::2]) if kh >> shift == index]
+        pairs = zip(flat[0::2], flat[1::2], strict=True)
+        return [(kh, eh) for eh, kh in pairs if kh >> shift == index]
 
     def key_of(self, khash: int) -> str | None:
         self._settle(64, (khash,))
