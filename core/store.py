@@ -19,7 +19,7 @@ lookup and the core free of I/O; values on disk behind a bounded cache would bou
 better but put disk reads on the read path of the core's driver, a larger change.
 Per key the store holds the key string, one packed bytes object (``core.record_table``:
 the value plus ~30 B of metadata), a dict slot and a SortedList slot; the digest holds a
-slot in its leaf's tuple and 8 bytes of entry hash (``core.digest``).
+slot in its leaf's tuple and 16 bytes of entry and key hash (``core.digest``).
 """
 
 from __future__ import annotations
