@@ -100,7 +100,7 @@ def leaf_entries(
     count = 0
     for i in range(len(leaves)):
         leaf = leaves[(offset + i) % len(leaves)]
-        mine = [(khash, ehash) for khash, (ehash, _) in digest.entries(width, leaf).items()]
+        mine = digest.pairs(width, leaf)
         if entries and count + len(mine) > max_entries:
             break
         entries[leaf] = mine

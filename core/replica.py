@@ -9,7 +9,7 @@ about whom to talk to: that is ``Node``'s.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from rumordb.core import hlc
 from rumordb.core.broadcast import BroadcastQueue
@@ -53,15 +53,17 @@ class Replica:
         self.versions_written = 0  # client versions written here (anti-entropy pacing)
 
     def load_all(self, records: Iterable[tuple[str, Record]]) -> None:
-        """The versions read back from disk at start, in bulk (``Store.load``)."""
-        loaded = self.store.load(records)
-        widest = 0
-        for key, record in loaded.items():
+        """The versions read back from disk at start, in bulk (``Store.load``), each one
+        looked at as it streams by: the store keeps them packed, never all decoded."""
+        self.store.load(self._loading(records))
+
+    def _loading(self, records: Iterable[tuple[str, Record]]) -> Iterator[tuple[str, Record]]:
+        for key, record in records:
             if record.tombstone:
                 self.tombstones.stored(key, True, False)
-            widest = max(widest, len(record.clock))
-        self.hlc = max(self.hlc, max((r.hlc for r in loaded.values()), default=0))
-        self.widest_loaded = max(self.widest_loaded, widest)
+            self.widest_loaded = max(self.widest_loaded, len(record.clock))
+            self.hlc = max(self.hlc, record.hlc)
+            yield key, record
 
     def write(self, command: WriteCommand, now: float) -> tuple[WriteStatus, Record | None]:
         """A client write here: (status, the new version or the one that refused it)."""
@@ -143,7 +145,7 @@ class Replica:
         current = self.store.records.get(key)
         if len(out.writes) > written:
             created = (local is None or local.tombstone) and not version.tombstone
-            return WriteStatus.CREATED if created else WriteStatus.OK, current
+            return WriteStatus.CREATED if created else WriteStatus.OK, version  # as applied
         if current is not None and version_of(current) == version_of(version):
             return WriteStatus.UNCHANGED, current
         return WriteStatus.STALE, current

@@ -17,27 +17,24 @@ keys) and updated by the same fold.
 Memory. Records stay in memory (values included): the design keeps every read a dict
 lookup and the core free of I/O; values on disk behind a bounded cache would bound RSS
 better but put disk reads on the read path of the core's driver, a larger change.
-Per key the store holds the key string, one ``Record`` (a msgspec Struct, array-like, not
-tracked by the GC) with its value bytes, a dict slot and a SortedList slot; the clock
-dict, content type and origin strings are shared between records with equal ones
-(``_shared``: decoded records otherwise bring ~300 B of fresh objects each). The digest
-holds one entry-hash int per key in a per-leaf dict keyed by the key string itself.
+Per key the store holds the key string, one packed bytes object (``core.record_table``:
+the value plus ~30 B of metadata), a dict slot and a SortedList slot; the digest holds a
+slot in its leaf's tuple and 16 bytes of entry and key hash (``core.digest``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, ItemsView, Iterable, KeysView
 
-import msgspec
 from sortedcontainers import SortedList
 
-from rumordb.core.digest import Digest, fingerprint
+from rumordb.core.digest import KEYS_PER_LEAF, Digest, fingerprint
 from rumordb.core.hashing import key_hash
 from rumordb.core.keyring import RESERVED_PREFIX
 from rumordb.core.record import Discarded, Record, is_live
+from rumordb.core.record_table import RecordTable
 
 OwnersOf = Callable[[str], list[str]]
-MAX_SHARED_SHAPES = 4096  # distinct (content type, origin, clock) combinations shared
 
 
 class Store:
@@ -45,7 +42,6 @@ class Store:
         "_building",
         "_digest",
         "_scoped",
-        "_shapes",
         "_sorted_keys",
         "_stale",
         "discarded",
@@ -54,15 +50,13 @@ class Store:
     )
 
     def __init__(self) -> None:
-        self.records: dict[str, Record] = {}
+        self.records = RecordTable()
         self.discarded: dict[str, Discarded] = {}  # key -> last version LWW threw away
         self._digest = Digest()
         self._stale: set[str] = set()  # keys whose digest entries may be out of date
         self._sorted_keys: SortedList[str] = SortedList()
         self._scoped: dict[str, tuple[int, Digest]] = {}  # peer -> (ring epoch, digest)
         self._building: dict[str, list[str]] = {}  # peer -> keys not yet in its new digest
-        # (content type, origin, *clock items) -> the objects records share (bounded)
-        self._shapes: dict[tuple[object, ...], tuple[str, str, dict[str, int]]] = {}
         self.reserved = 0  # records of the reserved keyspace: not user keys (core.keyring)
 
     def __len__(self) -> int:
@@ -72,59 +66,46 @@ class Store:
         return self.records.get(key)
 
     def items(self) -> ItemsView[str, Record]:
+        """Every (key, record), each decoded as it is reached."""
         return self.records.items()
 
     def keys(self) -> KeysView[str]:
         return self.records.keys()
 
-    def load(self, items: Iterable[tuple[str, Record]]) -> dict[str, Record]:
+    def load(self, items: Iterable[tuple[str, Record]]) -> int:
         """Fill an empty store at start, in bulk: one sort for the index, no digest work
-        (every key is stale; ``fold`` works them off in slices). Returns what was read."""
+        (every key is stale; ``fold`` works them off in slices). Returns the keys read."""
         assert not self.records, "bulk loading is for an empty store"
-        loaded = {key: self._shared(record) for key, record in items}
-        self.records.update(loaded)
-        self._sorted_keys.update(loaded)
-        self._stale.update(loaded)
-        self.reserved += sum(key.startswith(RESERVED_PREFIX) for key in loaded)
-        return loaded
+        records = self.records
+        for key, record in items:
+            records.put(key, record)
+        self._sorted_keys.update(records)
+        self._stale.update(records)
+        self.reserved += sum(key.startswith(RESERVED_PREFIX) for key in records)
+        return len(records)
 
     def put(self, key: str, record: Record) -> Record | None:
         """Store ``record`` as the version of ``key``; returns the one it replaced."""
         previous = self.records.get(key)
-        if previous is None:
+        if self.records.put(key, record):
             self._sorted_keys.add(key)
             if key.startswith(RESERVED_PREFIX):
                 self.reserved += 1
-        self.records[key] = self._shared(record)
         self._stale.add(key)
         return previous
 
     def put_new(self, fresh: dict[str, Record]) -> None:
         """``put`` of versions of keys NOT held yet, in bulk (a batch or push of new keys):
         one update of each index instead of one call per key."""
-        shared = self._shared
-        self.records.update({key: shared(record) for key, record in fresh.items()})
+        records = self.records
+        for key, record in fresh.items():
+            records.put(key, record)
         self._sorted_keys.update(fresh)
         self._stale.update(fresh)
         self.reserved += sum(key.startswith(RESERVED_PREFIX) for key in fresh)
 
-    def _shared(self, record: Record) -> Record:
-        """``record`` with its clock, content type and origin objects shared with equal
-        ones already held: decoded records bring a fresh dict and strings each (about
-        300 B per key), while most keys carry one of a few clocks, like ``{"n1": 1}``."""
-        signature = (record.content_type, record.origin, *record.clock.items())
-        shared = self._shapes.get(signature)
-        if shared is None:
-            if len(self._shapes) >= MAX_SHARED_SHAPES:
-                return record
-            shared = self._shapes[signature] = (record.content_type, record.origin, record.clock)
-        content_type, origin, clock = shared
-        if clock is record.clock and origin is record.origin:
-            return record
-        return msgspec.structs.replace(record, content_type=content_type, origin=origin, clock=clock)  # fmt: skip
-
     def drop(self, key: str) -> None:
-        if self.records.pop(key, None) is None:
+        if not self.records.pop(key):
             return
         if key.startswith(RESERVED_PREFIX):
             self.reserved -= 1
@@ -190,8 +171,13 @@ class Store:
         return self._scoped[peer][1]
 
     def pending_folds(self) -> int:
-        """Keys still to fold into some digest (0: every digest is up to date)."""
-        return len(self._stale) + sum(len(keys) for keys in self._building.values())
+        """Keys still to fold into some digest, or to regroup in one (0: all done)."""
+        building = sum(len(keys) for keys in self._building.values())
+        regrouping = sum(digest.regrouping() for digest in self._digests()) * KEYS_PER_LEAF
+        return len(self._stale) + building + regrouping
+
+    def _digests(self) -> list[Digest]:
+        return [self._digest, *(digest for _, digest in self._scoped.values())]
 
     def forget_scoped(self) -> None:
         """The ring changed: every scoped digest covers the wrong keys now."""
@@ -214,6 +200,13 @@ class Store:
             if not stale:
                 self._stale = set()  # an emptied set keeps its table: 80 B/key after a restart
         left = None if budget is None else budget - count
+        # A regroup after a doubling, in slices of the driver's budget only: a digest in
+        # mid-regroup answers like a regrouped one (``Digest.regroup``), so no read waits.
+        for digest in self._digests():
+            if digest.regrouping() and left is not None and left > 0:
+                split = max(1, left // KEYS_PER_LEAF)
+                digest.regroup(split)
+                left -= split * KEYS_PER_LEAF
         for peer, keys in list(self._building.items()):
             if left is not None and left <= 0:
                 break

@@ -314,7 +314,7 @@ class Runner:
         storage.set_meta("node_id", self.node_id)
         self.incarnation = restart_incarnation(int(storage.get_meta("incarnation") or "0"))
         storage.set_meta("incarnation", str(self.incarnation))
-        records = storage.load()
+        records = storage.stream()  # packed into the store as it is read
         self._started_mono = self._last_tick_mono = self.mono()
         self._caught_up = False  # this incarnation has synced nothing yet
         self._node = Node(
@@ -328,7 +328,7 @@ class Runner:
             mono=self._started_mono,
             purged=storage.load_purged(),
         )
-        return len(records)
+        return len(self._node.store)
 
     async def _start_discovery(self) -> None:
         from rumordb.live.discovery import Discovery, resolve_broadcast

@@ -1,3 +1,4 @@
+import copy
 import random
 
 import msgspec
@@ -149,3 +150,62 @@ def test_replicas_of_different_shapes_converge() -> None:
     assert Digest.of(a.items(), 2).leaf_bits != Digest.of(b.items(), 2).leaf_bits
     sessions = _repair(a, b)
     assert a == b and sessions > 1, "bounded steps (10 keys) take several sessions"
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(_keys, st.integers(0, 3), st.booleans()),
+            st.integers(1, 5),  # a slice of a regroup: this many old leaves split
+        ),
+        max_size=400,
+    )
+)
+def test_a_digest_regrouped_in_slices_equals_a_fresh_build_at_every_step(
+    ops: list[tuple[str, int, bool] | int],
+) -> None:
+    """Doublings regroup in slices, reads and writes split old leaves on demand; between
+    any two steps every bucket and every leaf's entries equal a fresh build's."""
+    digest = Digest(min_leaf_bits=1)
+    entries: dict[str, int] = {}
+    for op in ops:
+        if isinstance(op, int):
+            digest.regroup(op)
+        elif op[2]:
+            entries.pop(op[0], None)
+            digest.remove(op[0])
+        else:
+            entries[op[0]] = fingerprint(op[1] + 1, "n1", False)
+            digest.set(op[0], entries[op[0]])
+        fresh = Digest.of(entries.items(), min_leaf_bits=1)
+        assert len(digest) == len(fresh) and digest.root == fresh.root
+        # Reads split old leaves: compare a copy, so the regroup goes on in ``digest``.
+        seen = copy.deepcopy(digest)
+        upto = max(digest.leaf_bits, fresh.leaf_bits) + 1
+        assert _all_buckets(seen, upto) == _all_buckets(fresh, upto)
+        seen = copy.deepcopy(digest)
+        for width in range(upto + 1):
+            for index in range(1 << width):
+                assert seen.entries(width, index) == fresh.entries(width, index)
+
+
+def test_a_doubling_regroups_in_slices_not_at_once() -> None:
+    entries = full(4 << 12)  # one key short of doubling the 2**12-leaf shape, then past it
+    digest = Digest.of(list(entries.items())[:-1])
+    assert digest.leaf_bits == 12 and digest.regrouping() == 0
+    key, fp = list(entries.items())[-1]
+    digest.set(key, fp)
+    assert digest.leaf_bits == 13 and digest.regrouping() > 4_000, "old leaves left to split"
+    assert digest.root == Digest.of(entries.items()).root
+    while digest.regroup(100):
+        pass
+    assert _all_buckets(digest, 13) == _all_buckets(Digest.of(entries.items()), 13)
+
+
+def test_a_buckets_pairs_are_its_entries_without_the_keys() -> None:
+    digest = Digest.of(full(3_000).items())
+    for width in (digest.leaf_bits - 4, digest.leaf_bits, digest.leaf_bits + 3):
+        for index in range(0, 1 << width, max(1, (1 << width) // 50)):
+            entries = digest.entries(width, index)
+            assert sorted(digest.pairs(width, index)) == sorted((kh, eh) for kh, (eh, _) in entries.items())  # fmt: skip

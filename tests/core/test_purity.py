@@ -8,6 +8,7 @@ import pytest
 CORE = pathlib.Path(__file__).resolve().parents[2] / "core"
 ALLOWED = {
     "__future__",
+    "array",  # packed uint64s: the digest's entry hashes (no I/O)
     "base64",
     "binascii",
     "bisect",
@@ -23,6 +24,7 @@ ALLOWED = {
     "re",
     "random",
     "sortedcontainers",  # a pure-Python data structure: the store's sorted key index
+    "struct",  # packed digest entry hashes (core.digest, core.record_table)
     "types",  # MappingProxyType: Output's shared, read-only empty counter deltas
     "typing",
     "rumordb.core",

@@ -168,3 +168,16 @@ def test_a_bulk_load_indexes_sorts_and_counts_like_puts() -> None:
     assert loaded.list_live("", 10, "") == put.list_live("", 10, "") == ["a", "b"]
     assert loaded.reserved == put.reserved == 1
     assert loaded.digest(no_owners, "me").root == put.digest(no_owners, "me").root
+
+
+def test_a_doubling_regroups_the_digest_in_the_drivers_fold_slices() -> None:
+    store = Store()
+    for i in range(4 << 12):  # the 2**12-leaf shape holds 4 keys a leaf: the last one doubles
+        store.put(f"k{i}", rec(i + 1))
+    digest = store.digest(no_owners, "me")  # an unbounded fold starts the regroup only
+    assert digest.regrouping() > 0 and store.pending_folds() > 0
+    slices = 0
+    while store.fold(1_000, no_owners, "me"):
+        slices += 1
+    assert slices > 4 and digest.regrouping() == 0, "many bounded slices, then done"
+    assert digest.root == _rebuilt(store).root

@@ -643,3 +643,31 @@ def test_a_full_queue_keeps_call_order_for_callers_that_await_later(tmp_path: Pa
         assert dict(storage.load()) == {"k1": record(b"7", 8), "k2": record(b"8", 9)}
     finally:
         storage.close_sync()
+
+
+def test_the_start_up_stream_reads_in_chunks_every_latest_version_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rumordb.live.storage as storage_module
+
+    async def scenario() -> None:
+        storage = Storage.open(tmp_path, "batch")
+        await storage.persist([(f"k{i}", record(b"old")) for i in range(50)], [])
+        await storage.close()  # compacted: the records table
+        storage = Storage.open(tmp_path, "batch")
+        await storage.persist([(f"k{i}", record(b"new", counter=2)) for i in range(0, 50, 5)], [])
+        await storage.persist([], ["k1", "k2"])  # in the log, over the table
+        storage.close_sync()
+
+    asyncio.run(scenario())
+    monkeypatch.setattr(storage_module, "LOAD_CHUNK_ROWS", 7)
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        streamed = list(storage.stream())
+        keys = [key for key, _ in streamed]
+        assert len(keys) == len(set(keys)) == 48 and "k1" not in keys and "k2" not in keys
+        loaded = dict(streamed)
+        assert all(loaded[f"k{i}"] == record(b"new", counter=2) for i in range(0, 50, 5))
+        assert loaded["k3"] == record(b"old")
+    finally:
+        storage.close_sync()
