@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import hashlib
 import random
 import time
@@ -66,10 +67,41 @@ from rumordb.sim.scenario import FaultSpec, Scenario
 from rumordb.sim.workload import Op, OpStream, context_of
 
 MAX_EVENTS = 10_000  # fault and churn events kept for the report
+# Young objects allocated between collections while a run goes on. SimPy events and
+# messages die young; at CPython's default (700) the collector ran about every event and
+# spent a quarter of a 10 000-node run (measured: 11.3 s CPU with it, 8.5 s without).
+RUN_GC_THRESHOLD = 100_000
 TRACE_BATCH = 1024  # trace pieces joined per hash update
 
 Event = Any  # what a SimPy process yields and callbacks receive
 Process = Generator[simpy.Event, Any, None]
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Generator[None, None, None]:
+    """Run the cyclic collector every ``RUN_GC_THRESHOLD`` young objects, not 700."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(RUN_GC_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+@contextlib.contextmanager
+def _collector_off_the_cluster() -> Generator[None, None, None]:
+    """Keep the cyclic collector off the nodes built so far, and run it less often.
+
+    A built cluster lives as long as the run, so scanning it on every full collection is
+    wasted work (``gc.freeze``); garbage cycles made during the run are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        with _fewer_collections():
+            yield
+    finally:
+        gc.unfreeze()
 
 
 class Urgent(simpy.Event):
@@ -137,11 +169,12 @@ class Simulation:
         self._churn_rng = random.Random(f"{seed}:churn")
         self._clocks = self._initial_clocks()
         self.nodes: dict[str, SimNode] = {}
-        for node_id in self.ids:
-            clock = self._clocks[node_id]
-            sim_node = SimNode(node_id, self._new_node(node_id, 0, clock, ()), clock)
-            sim_node.on_wake = partial(self._on_wake, sim_node)
-            self.nodes[node_id] = sim_node
+        with _fewer_collections():  # a cluster being built is all survivors: 2x faster
+            for node_id in self.ids:
+                clock = self._clocks[node_id]
+                sim_node = SimNode(node_id, self._new_node(node_id, 0, clock, ()), clock)
+                sim_node.on_wake = partial(self._on_wake, sim_node)
+                self.nodes[node_id] = sim_node
         self.checker = Convergence(self.ids, self._records_of, self._owners_fn())
         self.last_disturbance_s = 0.0
         self.events: list[dict[str, Any]] = []  # faults and churn, for the plots
@@ -244,7 +277,8 @@ class Simulation:
             env.process(self._churn())
         env.process(self._sampler())
         env.timeout(self.scenario.duration_s).callbacks.append(self._finish)
-        env.run(until=self._stop)
+        with _collector_off_the_cluster():
+            env.run(until=self._stop)
         self._take_sample()
         return self._metrics(time.perf_counter() - started)
 

@@ -166,8 +166,7 @@ def summary(values: list[float]) -> dict[str, float | int | None]:
 
 def _node_counters(sim: Run) -> dict[str, int]:
     totals = dict.fromkeys(NODE_COUNTERS, 0)
-    for counters in sim.node_counters():
-        values = dataclasses.asdict(counters)
+    for counters in sim.node_counters():  # getattr, not asdict: 1M nodes take a second
         for name in NODE_COUNTERS:
-            totals[name] += values[name]
+            totals[name] += getattr(counters, name)
     return totals
