@@ -21,7 +21,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -300,3 +300,18 @@ class Cluster:
         for node in self.nodes.values():
             node.stop()
         self.client.close()
+
+
+@contextlib.contextmanager
+def running_cluster(root: Path, names: tuple[str, ...]) -> Iterator[Cluster]:
+    """A cluster of ``names`` started under ``root``, ready and all seeing each other;
+    every node stopped at the end (also when starting failed)."""
+    nodes = Cluster(root)
+    try:
+        for name in names:
+            nodes.add(name)
+        nodes.wait_ready()
+        nodes.wait_members(set(names))
+        yield nodes
+    finally:
+        nodes.close()

@@ -14,36 +14,22 @@ import msgspec
 import pytest
 
 from rumordb import AsyncClient, Client, Op, errors
-from tests.live.harness import ADMIN, ADMIN_KEY, READER, RUMOR, Cluster
+from tests.live.harness import ADMIN, ADMIN_KEY, READER, RUMOR, Cluster, running_cluster
 
 pytestmark = [pytest.mark.live]
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    nodes = Cluster(tmp_path_factory.mktemp("bulk"))
-    try:
-        for name in ("b1", "b2", "b3"):
-            nodes.add(name)
-        nodes.wait_ready()
-        nodes.wait_members({"b1", "b2", "b3"})
+    with running_cluster(tmp_path_factory.mktemp("bulk"), ("b1", "b2", "b3")) as nodes:
         yield nodes
-    finally:
-        nodes.close()
 
 
 @pytest.fixture(scope="module")
 def other(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A second, separate cluster (its own discovery port) to import into."""
-    nodes = Cluster(tmp_path_factory.mktemp("bulk-other"))
-    try:
-        nodes.add("o1")
-        nodes.add("o2")
-        nodes.wait_ready()
-        nodes.wait_members({"o1", "o2"})
+    with running_cluster(tmp_path_factory.mktemp("bulk-other"), ("o1", "o2")) as nodes:
         yield nodes
-    finally:
-        nodes.close()
 
 
 def post(cluster: Cluster, node: str, body: object, **headers: str) -> httpx.Response:

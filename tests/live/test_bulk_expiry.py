@@ -18,7 +18,7 @@ from rumordb import Client, Op
 from rumordb.core.hlc import pack
 from rumordb.core.record import MAX_TTL_S, Record
 from rumordb.live.bulk import _record_of, exported
-from tests.live.harness import ADMIN, ADMIN_KEY, RUMOR, Cluster
+from tests.live.harness import ADMIN, ADMIN_KEY, RUMOR, Cluster, running_cluster
 
 pytestmark = [pytest.mark.live]
 
@@ -27,27 +27,15 @@ HOUR_S = 3600
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    nodes = Cluster(tmp_path_factory.mktemp("expiry"))
-    try:
-        nodes.add("e1")
-        nodes.add("e2")
-        nodes.wait_ready()
-        nodes.wait_members({"e1", "e2"})
+    with running_cluster(tmp_path_factory.mktemp("expiry"), ("e1", "e2")) as nodes:
         yield nodes
-    finally:
-        nodes.close()
 
 
 @pytest.fixture(scope="module")
 def other(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A second, separate cluster to import into."""
-    nodes = Cluster(tmp_path_factory.mktemp("expiry-other"))
-    try:
-        nodes.add("f1")
-        nodes.wait_ready()
+    with running_cluster(tmp_path_factory.mktemp("expiry-other"), ("f1",)) as nodes:
         yield nodes
-    finally:
-        nodes.close()
 
 
 def post(cluster: Cluster, items: list[dict[str, Any]]) -> httpx.Response:
