@@ -312,6 +312,8 @@ def decode_batch(body: bytes, binary: bool) -> list[ItemIn]:
     except msgspec.DecodeError as exc:
         kind = "MessagePack" if binary else "JSON"
         raise HttpError(400, "invalid_batch", f"the body is not valid {kind}: {exc}") from None
+    except UnicodeDecodeError:  # msgspec raises it for a string that is not UTF-8
+        raise HttpError(400, "invalid_batch", "a string in the body is not valid UTF-8") from None
     if len(batch.items) > MAX_BATCH_ITEMS:
         detail = f"a batch holds at most {MAX_BATCH_ITEMS} items, not {len(batch.items)}"
         raise HttpError(413, "too_many_items", detail)

@@ -158,6 +158,20 @@ def test_one_bad_item_refuses_the_whole_batch_and_stores_nothing(cluster: Cluste
         assert cluster.get(cluster.nodes["b1"], f"refused/{i}").status_code == 404
 
 
+def test_invalid_utf8_in_a_batch_is_400_and_stores_nothing(cluster: Cluster) -> None:
+    url = cluster.nodes["b1"].url + "/kv"
+    ok = b'{"op": "put", "key": "utf8/ok", "value_text": "v"}'
+    for bad in (b'{"op": "put", "key": "\xff\xfe", "value_text": "v"}',
+                b'{"op": "put", "key": "utf8/bad", "value_text": "\xc3\x28"}'):  # fmt: skip
+        body = b'{"items": [' + ok + b", " + bad + b"]}"
+        headers = {**ADMIN, "Content-Type": "application/json"}
+        response = cluster.client.post(url, content=body, headers=headers)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_batch"
+    assert cluster.get(cluster.nodes["b1"], "utf8/ok").status_code == 404
+    assert cluster.put(cluster.nodes["b1"], "utf8/after", b"v").status_code == 201
+
+
 def test_limits_are_refused_with_413(cluster: Cluster) -> None:
     many = [{"op": "put", "key": f"many/{i}", "value_text": ""} for i in range(1001)]
     response = post(cluster, "b1", {"items": many})
