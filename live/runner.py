@@ -377,6 +377,10 @@ class Runner:
         if self._behind:  # queue their jobs, so that close commits them
             await asyncio.gather(*self._behind, return_exceptions=True)
         if self._storage is not None:
+            try:
+                self._remember_purged()  # purged by a message handled since the last tick
+            except Exception as exc:  # a disk error must not keep the node from stopping
+                log.exception("remember_purged_failed", error=repr(exc))
             await self._storage.close()
         log.info("node_stopped", node_id=self.node_id)
 
@@ -689,13 +693,19 @@ class Runner:
         self._log_transitions(out)
         self._watch_clock()
         self._keep_incarnation()
+        # Remember purged versions before the purge itself reaches the disk, and before
+        # any await: a stop (or crash) in between must not leave a purged tombstone that
+        # a stale re-send could bring back after a restart.
+        self._remember_purged()
         if out.writes or out.purges:
             await self.storage.persist(out.writes, out.purges, durable=False)
             self.watch.publish(out.writes, replicated=False)  # values whose TTL ran out
+        self._send(out.messages)
+
+    def _remember_purged(self) -> None:
         purged = self.node.take_purged_versions()
         if purged:  # the memory that refuses stale re-sends must outlive this process
             self.storage.remember_purged(purged, PURGED_MEMORY)
-        self._send(out.messages)
 
     def _watch_clock(self) -> None:
         """Log when this node's clock leaves (or re-enters) the skew bound of its peers'."""
