@@ -21,6 +21,17 @@ is that protocol with these rules (``EdgeLimits``, set from the node's settings)
 Every one of these answers is the node's JSON error, ``{"error", "detail"}``, with
 ``Connection: close``. An answer is written only when no other response is under way on
 the connection (a pipelined request's predecessor); otherwise the connection just closes.
+
+uvicorn's keep-alive timeout (an idle connection closes silently after
+``timeout_keep_alive``) is kept, as one more part of the same deadline.
+
+Why one lazy deadline per connection (``_due_at``) instead of a timer per part: arming
+and cancelling event-loop timers three times per request (head, body, keep-alive) cost
+about a third of what the whole protocol costs a small GET. A request now only writes
+the deadline's time; the connection's one timer wakes at most every
+``min(head, body, keep-alive)`` seconds, and then either fires (the deadline has
+passed), sleeps until the deadline, or stops (no deadline). It can never wake late: a
+deadline armed later is at least that minimum away, and the timer never sleeps longer.
 """
 
 from __future__ import annotations
@@ -92,10 +103,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._deadline: asyncio.TimerHandle | None = None
+        # The deadline: when (loop time), for which part ("head", "body", "idle"), and its
+        # length; None when the app holds the request (it answers at its own pace).
+        self._due_at: float | None = None
+        self._part = "head"
+        self._delay_s = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        limits = self.limits
+        parts_s = (limits.head_timeout_s, limits.body_timeout_s, self.timeout_keep_alive)
+        self._max_sleep_s = max(min(parts_s), 0.001)  # the timer's longest sleep
         self._in_head = False
-        self._head_bytes = 0
+        self._head_bytes = 0  # of the current head, in reads that were all head
         self._heads = 0
+        self._received = 0  # bytes read on this connection
+        self._read_size = 0  # bytes of the latest read
+        self._head_began_at = 0  # _received before the read the current head began in
 
     # --- the connection ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -107,13 +129,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._arm(self.limits.head_timeout_s, "head")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._due_at = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         heads = self._heads
+        self._received += len(data)
+        self._read_size = len(data)
         super().data_received(data)
-        if self.transport.is_closing() or not self._in_head:
+        if not self._in_head or self.transport.is_closing():
             return
         if self._heads == heads:  # this whole read was head: no head ended within it
             self._head_bytes += len(data)
@@ -131,36 +158,65 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._head_bytes = True, 0
+        self._head_began_at = self._received - self._read_size
         self._arm(self.limits.head_timeout_s, "head")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._heads += 1
+        # The head is at most every byte read since the read it began in: count it exactly
+        # only when that bound is over the limit (a small head costs one subtraction).
+        if self._received - self._head_began_at > self.limits.max_head_bytes:
+            self._check_head_size()
+        super().on_headers_complete()
+        self._arm(self.limits.body_timeout_s, "body")  # disarmed when the message ends
+
+    def _check_head_size(self) -> None:
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
         if size > self.limits.max_head_bytes:  # a head that arrived in one read
             detail = f"the request head is at most {self.limits.max_head_bytes} bytes"
             self._refuse(431, "headers_too_large", detail, in_body=False)
             raise HeadRefused(detail)  # stops the parser: no request reaches the app
-        super().on_headers_complete()
-        self._arm(self.limits.body_timeout_s, "body")  # disarmed when the message ends
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._due_at = None
         super().on_message_complete()
 
-    # --- deadlines and refusals ----------------------------------------------------------
-    def _arm(self, delay_s: float, part: str) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(delay_s, self._expired, part, delay_s)
+    def on_response_complete(self) -> None:
+        # uvicorn's, with its keep-alive timer replaced by the "idle" part of the deadline
+        # (armed only between requests: a pipelined head keeps its own deadline).
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        elif self._due_at is None:
+            self._arm(self.timeout_keep_alive, "idle")
 
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+    # --- the deadline and refusals -------------------------------------------------------
+    def _arm(self, delay_s: float, part: str) -> None:
+        now = self.loop.time()
+        self._due_at, self._part, self._delay_s = now + delay_s, part, delay_s
+        if self._timer is None:
+            self._timer = self.loop.call_at(now + self._max_sleep_s, self._wake)
+
+    def _wake(self) -> None:
+        self._timer = None
+        due_at = self._due_at
+        if due_at is None or self.transport.is_closing():
+            return  # the next _arm starts a timer again
+        now = self.loop.time()
+        if now < due_at:
+            self._timer = self.loop.call_at(min(due_at, now + self._max_sleep_s), self._wake)
+            return
+        self._due_at = None
+        self._expired(self._part, self._delay_s)
 
     def _expired(self, part: str, delay_s: float) -> None:
-        self._deadline = None
-        if self.transport.is_closing():
+        if part == "idle":  # uvicorn's keep-alive timeout: close, no answer
+            self.transport.close()
             return
         log.debug("request_timeout", client=self.client, part=part)
         detail = f"the request {part} did not arrive within {delay_s:g} s"
@@ -180,5 +236,5 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the app reads a disconnect; its answer goes nowhere
             cycle.message_event.set()
-        self._disarm()
+        self._due_at = None
         self.transport.close()

@@ -3,7 +3,8 @@
 What only a real server shows: the head-size limit (431 without reading the rest), the
 deadlines for a stalled head or body (slowloris, 408), the connection cap (503), a
 malformed request line (400), all as JSON errors; and a node that answers normally after
-every one of them.
+every one of them. The deadline's timer rules (one timer per connection, never early,
+never late, keep-alive kept) are checked at the end in process, on a manual clock.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import select
 import socket
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from uvicorn.server import ServerState
 
+from rumordb.live.http_protocol import BoundedHttpToolsProtocol, EdgeLimits
 from tests.live.harness import ADMIN_KEY, Cluster, NodeProcess
-
-pytestmark = pytest.mark.live
 
 HEAD_TIMEOUT_MS = 800
 BODY_TIMEOUT_MS = 800
@@ -76,6 +79,7 @@ def still_serves(cluster: Cluster, node: NodeProcess) -> None:
     assert cluster.client.get(node.url + "/health").json()["status"] == "ok"
 
 
+@pytest.mark.live
 @pytest.mark.parametrize(
     "head",
     [
@@ -95,6 +99,7 @@ def test_a_head_over_the_limit_is_431(node: tuple[Cluster, NodeProcess], head: b
 _HEAD_DETAIL = "the request head is at most 16384 bytes"
 
 
+@pytest.mark.live
 def test_a_huge_head_is_cut_without_reading_it_all(node: tuple[Cluster, NodeProcess]) -> None:
     """16 MiB of one header value: the node answers 431 after the first reads and closes."""
     cluster, one = node
@@ -110,6 +115,7 @@ def test_a_huge_head_is_cut_without_reading_it_all(node: tuple[Cluster, NodeProc
     still_serves(cluster, one)
 
 
+@pytest.mark.live
 @pytest.mark.parametrize(
     ("data", "part"),
     [
@@ -131,6 +137,7 @@ def test_a_stalled_request_is_cut_with_408(
     assert cluster.client.get(one.url + "/kv/slow", headers=_admin()).status_code == 404
 
 
+@pytest.mark.live
 def test_a_slow_trickle_is_cut_by_the_head_deadline(node: tuple[Cluster, NodeProcess]) -> None:
     """Slowloris proper: a byte every 0.1 s is never idle, yet the head deadline cuts it."""
     cluster, one = node
@@ -152,6 +159,7 @@ def test_a_slow_trickle_is_cut_by_the_head_deadline(node: tuple[Cluster, NodePro
     still_serves(cluster, one)
 
 
+@pytest.mark.live
 @pytest.mark.parametrize(
     "data",
     [b"GARBAGE\r\n\r\n", b"GET /kv/\xff HTTP/1.1\r\nHost: x\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n"],
@@ -167,6 +175,7 @@ def test_a_malformed_request_is_a_json_400(node: tuple[Cluster, NodeProcess], da
     still_serves(cluster, one)
 
 
+@pytest.mark.live
 def test_connections_beyond_the_cap_answer_503(node: tuple[Cluster, NodeProcess]) -> None:
     """Connections that had their answer idle in keep-alive (no deadline): once the cap
     is reached (the test's own HTTP client may hold one too), a new one answers 503."""
@@ -199,6 +208,7 @@ def _rest(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+@pytest.mark.live
 def test_a_gossip_body_over_the_cap_is_413_before_it_is_sent(
     node: tuple[Cluster, NodeProcess],
 ) -> None:
@@ -214,6 +224,7 @@ def test_a_gossip_body_over_the_cap_is_413_before_it_is_sent(
     assert b'"error":"too_large"' in answer
 
 
+@pytest.mark.live
 def test_head_answers_like_get_without_a_body(node: tuple[Cluster, NodeProcess]) -> None:
     cluster, one = node
     assert cluster.client.put(one.url + "/kv/h", content=b"12345", headers=_admin()).is_success
@@ -242,8 +253,160 @@ def _wait(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
     raise AssertionError("condition not met in time")
 
 
+@pytest.mark.live
 def test_the_node_still_writes_after_all_of_it(node: tuple[Cluster, NodeProcess]) -> None:
     cluster, one = node
     put = cluster.client.put(one.url + "/kv/after", content=b"ok", headers=_admin())
     assert put.status_code == 201
     assert httpx.get(one.url + "/kv/after", headers=_admin(), trust_env=False).content == b"ok"
+
+
+# --- the deadline, in process on a manual clock ------------------------------------------
+class _Timer:
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when, self.callback, self.cancelled = when, callback, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _ManualLoop:
+    """What the protocol asks of its loop: the time, timers, and tasks (never run here)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timers: list[_Timer] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[..., None], *args: object) -> _Timer:
+        timer = _Timer(when, lambda: callback(*args))
+        self.timers.append(timer)
+        return timer
+
+    def create_task(self, coro: Any) -> _Task:
+        coro.close()  # the app's answer is played by the test (on_response_complete)
+        return _Task()
+
+    def advance_to(self, now: float) -> None:
+        while due := sorted(
+            (t for t in self.timers if not t.cancelled and t.when <= now), key=lambda t: t.when
+        ):
+            self.timers.remove(due[0])
+            self.now = due[0].when
+            due[0].callback()
+        self.now = now
+
+
+class _Task:
+    def add_done_callback(self, callback: object) -> None:
+        pass
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _app(scope: object, receive: object, send: object) -> None:
+    pass
+
+
+class _Protocol(BoundedHttpToolsProtocol):
+    limits = EdgeLimits(head_timeout_s=10.0, body_timeout_s=30.0)
+
+
+def _connected() -> tuple[_Protocol, _ManualLoop, _Transport]:
+    loop = _ManualLoop()
+    config = uvicorn.Config(_app, lifespan="off", log_config=None, timeout_keep_alive=75)
+    protocol = _Protocol(config, ServerState(), {}, _loop=loop)  # type: ignore[arg-type]
+    transport = _Transport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    return protocol, loop, transport
+
+
+def _answered(protocol: _Protocol) -> None:
+    """The app's answer completes (what uvicorn's cycle does after the body is sent)."""
+    protocol.cycle.response_complete = True
+    protocol.on_response_complete()
+
+
+GET = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_requests_share_the_connection_s_one_timer() -> None:
+    """Arming a part writes a time; only the connection's first arm starts a timer."""
+    protocol, loop, transport = _connected()
+    for i in range(100):
+        loop.now = i * 0.01
+        protocol.data_received(GET)
+        _answered(protocol)
+    assert len(loop.timers) == 1 and not transport.closed
+    protocol.connection_lost(None)
+    assert loop.timers[0].cancelled
+
+
+def test_an_idle_connection_closes_at_the_keep_alive_timeout_without_an_answer() -> None:
+    protocol, loop, transport = _connected()
+    loop.now = 5.0
+    protocol.data_received(GET)
+    _answered(protocol)  # idle from 5 s: closes at 80 s (uvicorn's keep-alive, kept)
+    loop.advance_to(79.9)
+    assert not transport.closed
+    loop.advance_to(80.0)
+    assert transport.closed and transport.written == b""
+
+
+def test_a_head_deadline_moved_later_fires_at_its_own_time() -> None:
+    """The timer armed at 0 for 10 s wakes at 10, finds the head begun at 5, sleeps to 15."""
+    protocol, loop, transport = _connected()
+    loop.now = 5.0
+    protocol.data_received(b"GET /health HTTP/1.1\r\nHost")
+    loop.advance_to(14.9)
+    assert not transport.closed
+    loop.advance_to(15.0)
+    status, body = json_error(transport.written)
+    assert (status, body["error"], transport.closed) == (408, "request_timeout", True)
+    assert "head" in body["detail"]
+
+
+def test_a_body_deadline_fires_after_the_body_timeout_not_the_head_timeout() -> None:
+    protocol, loop, transport = _connected()
+    loop.now = 1.0
+    protocol.data_received(b"PUT /kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nabc")
+    loop.advance_to(30.9)
+    assert not transport.closed
+    loop.advance_to(31.0)
+    status, body = json_error(transport.written)
+    assert (status, "body" in body["detail"]) == (408, True)
+
+
+def test_no_deadline_runs_while_the_app_holds_the_request() -> None:
+    """After the whole request arrived the app answers at its own pace: nothing expires."""
+    protocol, loop, transport = _connected()
+    protocol.data_received(GET)
+    loop.advance_to(1000.0)
+    assert not transport.closed
+    _answered(protocol)
+    loop.advance_to(1075.0)
+    assert transport.closed and transport.written == b""
