@@ -38,6 +38,7 @@ from rumordb.core.context import Context
 from rumordb.core.hlc import pack, physical_ms
 from rumordb.core.keyring import RESERVED_PREFIX, is_reserved
 from rumordb.core.record import is_expired
+from rumordb.core.vclock import VClock
 from rumordb.live.asgi import (
     Headers,
     Receive,
@@ -153,7 +154,10 @@ class KVHandler:
         self.metrics = metrics
         self.max_value_bytes = max_value_bytes
         self.max_key_bytes = max_key_bytes
-        self._contexts: dict[str, tuple[Record, str]] = {}
+        # key -> (hlc, clock, context) of the version answered last: a read gets a fresh
+        # copy of the stored record (core.record_table), so equal versions are found by
+        # value; an HLC and a clock name one version, so they name its context.
+        self._contexts: dict[str, tuple[int, VClock, str]] = {}
         self.bulk = Bulk(runner, max_value_bytes, max_key_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -370,12 +374,12 @@ class KVHandler:
 
     def _context_of(self, key: str, record: Record) -> str:
         cached = self._contexts.get(key)
-        if cached is not None and cached[0] is record:
-            return cached[1]
+        if cached is not None and cached[0] == record.hlc and cached[1] == record.clock:
+            return cached[2]
         context = encode_context(record.clock, record.hlc)
         if len(self._contexts) >= CONTEXT_CACHE_MAX:
             self._contexts.clear()
-        self._contexts[key] = (record, context)
+        self._contexts[key] = (record.hlc, record.clock, context)
         return context
 
 

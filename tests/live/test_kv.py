@@ -151,6 +151,28 @@ async def test_a_local_read_answers_the_value_or_404(
     assert error_of(meta) == (404, "not_found")
 
 
+async def test_a_version_s_context_is_encoded_once_and_a_new_version_gets_its_own(
+    http: httpx.AsyncClient, runner: ScriptedRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads get fresh copies of a stored record: the context cache compares versions by
+    value (HLC and clock), so rereading an unchanged key does not encode it again."""
+    encoded: list[int] = []
+
+    def counting(clock: dict[str, int], hlc: int) -> str:
+        encoded.append(hlc)
+        return encode_context(clock, hlc)
+
+    monkeypatch.setattr("rumordb.live.kv.encode_context", counting)
+    runner.answer = Local(Record(b"v", "text/plain", {"n1": 1}, 77, "n1", False))
+    first = (await http.get("/kv/k", headers=READER)).headers["etag"]
+    runner.answer = Local(Record(b"v", "text/plain", {"n1": 1}, 77, "n1", False))  # a copy
+    assert (await http.get("/kv/k", headers=READER)).headers["etag"] == first
+    assert encoded == [77]
+    runner.answer = Local(Record(b"w", "text/plain", {"n1": 2}, 78, "n1", False))
+    newer = (await http.get("/kv/k", headers=READER)).headers["etag"]
+    assert newer == f'"{encode_context({"n1": 2}, 78)}"' != first and encoded == [77, 78]
+
+
 async def test_a_listing_passes_its_query_and_says_where_the_next_page_starts(
     http: httpx.AsyncClient, runner: ScriptedRunner
 ) -> None:
