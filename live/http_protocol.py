@@ -28,10 +28,11 @@ uvicorn's keep-alive timeout (an idle connection closes silently after
 Why one lazy deadline per connection (``_due_at``) instead of a timer per part: arming
 and cancelling event-loop timers three times per request (head, body, keep-alive) cost
 about a third of what the whole protocol costs a small GET. A request now only writes
-the deadline's time; the connection's one timer wakes at most every
-``min(head, body, keep-alive)`` seconds, and then either fires (the deadline has
-passed), sleeps until the deadline, or stops (no deadline). It can never wake late: a
-deadline armed later is at least that minimum away, and the timer never sleeps longer.
+the deadline's time; the connection's one timer, started when it opens and cancelled
+when it closes, wakes at most every ``min(head, body, keep-alive)`` seconds, and then
+either fires (the deadline has passed) or sleeps until the deadline (or that minimum,
+when there is none). It never wakes late: a deadline armed later is at least that
+minimum away, and the timer never sleeps longer.
 """
 
 from __future__ import annotations
@@ -103,15 +104,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # The deadline: when (loop time), for which part ("head", "body", "idle"), and its
-        # length; None when the app holds the request (it answers at its own pace).
+        # The deadline: when (loop time) and for which part ("head", "body", "idle"); None
+        # when the app holds the request (it answers at its own pace).
         self._due_at: float | None = None
         self._part = "head"
-        self._delay_s = 0.0
         self._timer: asyncio.TimerHandle | None = None
         limits = self.limits
-        parts_s = (limits.head_timeout_s, limits.body_timeout_s, self.timeout_keep_alive)
-        self._max_sleep_s = max(min(parts_s), 0.001)  # the timer's longest sleep
+        self._delays_s = {
+            "head": limits.head_timeout_s,
+            "body": limits.body_timeout_s,
+            "idle": float(self.timeout_keep_alive),
+        }
+        self._max_sleep_s = max(min(self._delays_s.values()), 0.001)  # the timer's longest
         self._in_head = False
         self._head_bytes = 0  # of the current head, in reads that were all head
         self._heads = 0
@@ -127,6 +131,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.app = over_capacity
         # Until its first head is whole; uvicorn itself never times out a silent connection.
         self._arm(self.limits.head_timeout_s, "head")
+        self._timer = self.loop.call_at(self.loop.time() + self._max_sleep_s, self._wake)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._due_at = None
@@ -197,22 +202,22 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     # --- the deadline and refusals -------------------------------------------------------
     def _arm(self, delay_s: float, part: str) -> None:
-        now = self.loop.time()
-        self._due_at, self._part, self._delay_s = now + delay_s, part, delay_s
-        if self._timer is None:
-            self._timer = self.loop.call_at(now + self._max_sleep_s, self._wake)
+        self._due_at = self.loop.time() + delay_s
+        self._part = part
 
     def _wake(self) -> None:
         self._timer = None
-        due_at = self._due_at
-        if due_at is None or self.transport.is_closing():
-            return  # the next _arm starts a timer again
-        now = self.loop.time()
-        if now < due_at:
-            self._timer = self.loop.call_at(min(due_at, now + self._max_sleep_s), self._wake)
+        if self.transport.is_closing():
+            return
+        due_at, now = self._due_at, self.loop.time()
+        if due_at is None or now < due_at:
+            wake_at = now + self._max_sleep_s
+            if due_at is not None and due_at < wake_at:
+                wake_at = due_at
+            self._timer = self.loop.call_at(wake_at, self._wake)
             return
         self._due_at = None
-        self._expired(self._part, self._delay_s)
+        self._expired(self._part, self._delays_s[self._part])
 
     def _expired(self, part: str, delay_s: float) -> None:
         if part == "idle":  # uvicorn's keep-alive timeout: close, no answer
