@@ -131,6 +131,13 @@ bench-http: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.http_bench
 
+## Server CPU per request (utime+stime / requests) of one node of this tree against the
+## checkouts in REF (each with its own .venv), wrk rounds alternating; METHOD=GET|PUT.
+.PHONY: bench-request-cost
+bench-request-cost: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m bench.request_cost $(REF) . --method $(or $(METHOD),GET)
+
 ## TLS cost: one cluster with TLS, one without, alternating wrk rounds (ratios TLS/plain).
 .PHONY: bench-tls
 bench-tls: $(STAMP)

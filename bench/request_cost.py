@@ -6,9 +6,11 @@ checkout with its own ``.venv``), this starts ONE node the way that tree's CLI d
 (``.venv/bin/rumor node``, loopback, a free port, a temporary data dir, pinned to CPU 0),
 puts ``--keys`` keys, then drives requests with ``wrk -t1 -c64`` pinned to CPU 1 and
 reports, per round, the server's CPU microseconds per request (utime+stime from
-``/proc/PID/stat`` over the wrk run, divided by the requests wrk completed) and req/s.
+``/proc/PID/stat``, every thread of the process, over the wrk run, divided by the
+requests wrk completed) and req/s.
 
-Run: ``python -m bench.request_cost /work/wt/bench-old .`` (``--method PUT`` for writes).
+Run: ``make bench-request-cost REF=../other-checkout`` or
+``python -m bench.request_cost ../other-checkout .`` (``--method PUT`` for writes).
 Figures are printed, never asserted.
 """
 
