@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import random
 
-from rumordb.core import Node, NodeConfig, Output
-from rumordb.core.messages import DigestStep, LeafEntries, SyncRecords, decode
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rumordb.core import Node, NodeConfig, Output, anti_entropy_wire, message_kind
+from rumordb.core.bounds import InvalidMessage
+from rumordb.core.messages import DigestStep, LeafEntries, SyncRecords, decode, encode
 
 
-def _node(node_id: str, *peers: str) -> Node:
-    n = Node(node_id, rng=random.Random(1), now=0.0, config=NodeConfig())
+def _node(node_id: str, *peers: str, config: NodeConfig | None = None) -> Node:
+    n = Node(node_id, rng=random.Random(1), now=0.0, config=config or NodeConfig())
     for peer in peers:
         n.join(peer, peer, 0, 0.0)
     return n
@@ -61,3 +65,132 @@ def test_agreeing_digests_end_the_session_at_the_root() -> None:
     a.anti_entropy.start(out)
     reply = b.receive(out.messages[0][1], 0.0)
     assert not reply.messages and b.counters.anti_entropy_completed == 1
+
+
+# --- resumable, bounded sessions between replicas with arbitrary differences ---------
+SMALL = NodeConfig(sync_max_keys=3, sync_max_entries=6)
+AE_KINDS = {"digest", "leaves", "sync"}
+
+
+def _session(a: Node, b: Node, now: float) -> list[object]:
+    """One anti-entropy session from a, delivered until quiet; the messages it took."""
+    out = Output()
+    a.anti_entropy.start(out)
+    nodes = {"a": a, "b": b}
+    queue = [(target, data) for target, data in out.messages]
+    seen: list[object] = []
+    while queue:
+        assert len(seen) < 2_000, "a session ends"
+        target, data = queue.pop(0)
+        if message_kind(data) not in AE_KINDS:
+            continue  # rumors are out of this test: anti-entropy alone must repair
+        seen.append(decode(data))
+        queue.extend(nodes[target].receive(data, now).messages)
+    return seen
+
+
+_edits = st.lists(
+    st.tuples(
+        st.integers(0, 60).map(lambda i: f"k{i}"),
+        st.sampled_from(["a", "b", "both"]),
+        st.booleans(),  # a delete (a tombstone) instead of a value
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_edits)
+def test_replicas_with_arbitrary_differences_converge_in_one_bounded_session(
+    edits: list[tuple[str, str, bool]],
+) -> None:
+    """Whatever the differences, one session repairs them all: a leaf phase cut by the
+    bounds (3 records, 6 entries a step) resumes instead of waiting for another session."""
+    a, b = _node("a", "b", config=SMALL), _node("b", "a", config=SMALL)
+    for i, (key, side, delete) in enumerate(edits):
+        now = 1.0 + i / 1000
+        for node in (a, b) if side == "both" else (a if side == "a" else b,):
+            node.put(key, f"{node.node_id}{i}".encode(), "text/plain", now)
+            if delete:
+                node.delete(key, now)
+    seen = _session(a, b, 2.0)
+    assert a.view.records() == b.view.records()
+    for message in seen:
+        if isinstance(message, SyncRecords):
+            assert len(message.updates) <= 3 and len(message.want) <= 3
+        if isinstance(message, LeafEntries):
+            assert len(message.leaves) <= 3
+    assert not _session(a, b, 3.0)[1:], "in sync: the next session is one message"
+
+
+def test_a_cut_leaf_phase_resumes_within_the_session() -> None:
+    a, b = _node("a", "b", config=SMALL), _node("b", "a", config=SMALL)
+    for i in range(20):
+        a.put(f"only-a/{i}", b"v", "text/plain", 0.0)
+    seen = _session(a, b, 0.0)
+    assert all(b.view.get(f"only-a/{i}") is not None for i in range(20))
+    assert a.counters.anti_entropy_sessions == 1
+    chunks = [m for m in seen if isinstance(m, LeafEntries)]
+    assert len(chunks) >= 7 and chunks[0].more and not chunks[-1].more
+
+
+# --- hostile steps: refused whole and counted, the node goes on ------------------------
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(-2, 30),
+    st.integers(-2, 30),
+    st.lists(st.integers(-2, 1 << 20), max_size=40),
+    st.binary(max_size=400),
+    st.integers(-2, 40),
+)
+def test_a_malformed_digest_step_is_refused_and_counted_never_a_crash(
+    above: int, width: int, parents: list[int], hashes: bytes, leaf_bits: int
+) -> None:
+    b = _node("b", "a")
+    b.put("k", b"v", "text/plain", 0.0)
+    step = DigestStep("a", 1, above, width, parents, hashes, leaf_bits)
+    try:
+        b.receive(encode(step), 0.0)
+    except InvalidMessage:
+        assert b.counters.messages_refused == 1
+    else:
+        assert b.counters.messages_refused == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(-2, 30),
+    st.lists(st.integers(-2, 1 << 13), max_size=20),
+    st.lists(st.binary(max_size=48), max_size=20),
+    st.booleans(),
+)
+def test_malformed_leaf_entries_are_refused_and_counted_never_a_crash(
+    width: int, leaves: list[int], pairs: list[bytes], more: bool
+) -> None:
+    b = _node("b", "a")
+    b.put("k", b"v", "text/plain", 0.0)
+    try:
+        b.receive(encode(LeafEntries("a", 1, width, leaves, pairs, more)), 0.0)
+    except InvalidMessage:
+        assert b.counters.messages_refused == 1
+    else:
+        assert b.counters.messages_refused == 0
+
+
+def test_the_shape_checks_name_what_is_wrong() -> None:
+    root = (7).to_bytes(8, "little")
+    assert anti_entropy_wire.step_problem(DigestStep("a", 1, 0, 0, [0], root, 12)) is None
+    bad = [
+        DigestStep("a", 1, 0, 0, [0], root, 99),  # a shape beyond the largest
+        DigestStep("a", 1, 4, 12, [0], root, 12),  # a step of 8 bits
+        DigestStep("a", 1, 4, 8, [3, 3], bytes(256), 12),  # a repeated parent
+        DigestStep("a", 1, 4, 8, [16], bytes(128), 12),  # a parent outside width 4
+        DigestStep("a", 1, 4, 8, [1], bytes(127), 12),  # hashes not aligned
+        DigestStep("a", 1, 16, 20, list(range(1 << 15)), b"", 20),  # too many children
+    ]
+    assert all(anti_entropy_wire.step_problem(step) for step in bad)
+    outside = anti_entropy_wire.pack([5 << 52, 1])  # a key hash in leaf 5 of width 12
+    assert anti_entropy_wire.leaves_problem(LeafEntries("a", 1, 12, [4], [outside]))
+    assert anti_entropy_wire.leaves_problem(LeafEntries("a", 1, 12, [5], [outside])) is None
+    too_far = SyncRecords("a", 1, [], [], next_leaf=1 << 30)
+    assert anti_entropy_wire.problem(too_far)
