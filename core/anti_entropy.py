@@ -119,7 +119,7 @@ def on_digest(
         return None
     below = next_width(step.width, leaf_bits)
     if below is None:
-        return Listing(step.session, step.width, array("Q", differing))
+        return Listing(step.session, step.width, array("I", differing))  # < 2**24: 4 B each
     parents = _window(differing, MAX_STEP_CHILDREN >> (below - step.width), rng)
     children = _children(step.width, below, parents)
     hashes = _aligned_hashes(digest, below, children)

@@ -28,7 +28,7 @@ from rumordb.core.outbox import Outbox
 from rumordb.core.output import Output
 from rumordb.core.replica import Replica
 
-MAX_LISTINGS = 16  # peers with a resumable leaf phase (the oldest is dropped beyond)
+MAX_LISTINGS = 8  # peers with a resumable leaf phase (the oldest is dropped beyond)
 
 
 class AntiEntropySessions:
@@ -66,6 +66,10 @@ class AntiEntropySessions:
         if digest is None:  # still folding (a restart): the next interval tries again
             return
         self._outbox.send(out, [peer], anti_entropy.start(self.node_id, self.session, digest))
+
+    def resumable(self) -> int:
+        """Peers with a leaf phase this node may still resume (at most ``MAX_LISTINGS``)."""
+        return len(self._listings)
 
     def on_digest(self, out: Output, message: DigestStep) -> None:
         peer = message.sender

@@ -131,3 +131,24 @@ def test_a_cut_leaf_phase_resumes_within_the_session() -> None:
     assert a.counters.anti_entropy_sessions == 1
     chunks = [m for m in seen if isinstance(m, LeafEntries)]
     assert len(chunks) >= 7 and chunks[0].more and not chunks[-1].more
+
+
+def test_resumable_leaf_phases_are_kept_for_at_most_max_listings_peers() -> None:
+    from rumordb.core.anti_entropy_sessions import MAX_LISTINGS
+
+    peers = {f"p{i}": _node(f"p{i}", "me") for i in range(MAX_LISTINGS + 3)}
+    lister = _node("me", *peers)
+    lister.put("only-here", b"v", "text/plain", 0.0)
+    listed_to = set()
+    for _ in range(200):  # 2**12 leaves: the starter's third step lists the leaves
+        out = Output()
+        lister.anti_entropy.start(out)
+
+        for _ in range(6):
+            target, data = out.messages[0]
+            if isinstance(decode(data), LeafEntries):
+                listed_to.add(target)
+                break
+            out = (lister if target == "me" else peers[target]).receive(data, 0.0)
+    assert listed_to == set(peers)
+    assert lister.anti_entropy.resumable() == MAX_LISTINGS
