@@ -143,7 +143,6 @@ def test_resumable_leaf_phases_are_kept_for_at_most_max_listings_peers() -> None
     for _ in range(200):  # 2**12 leaves: the starter's third step lists the leaves
         out = Output()
         lister.anti_entropy.start(out)
-
         for _ in range(6):
             target, data = out.messages[0]
             if isinstance(decode(data), LeafEntries):
