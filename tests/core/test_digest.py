@@ -162,6 +162,24 @@ def test_replicas_of_different_shapes_converge() -> None:
     assert a == b and sessions == 1, "bounded steps (10 keys) resume within one session"
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 2_000).map(lambda i: f"k{i}"), st.integers(1, 3), max_size=300),
+    st.dictionaries(st.integers(0, 2_000).map(lambda i: f"k{i}"), st.integers(4, 6), max_size=60),
+)
+def test_digests_of_any_two_shapes_repair_every_difference_in_one_session(
+    a_versions: dict[str, int], b_versions: dict[str, int]
+) -> None:
+    """Key sets of different sizes give different shapes (2**2 .. 2**7 leaves here); the
+    aligned descent walks the finer one, and bounded chunks finish in one session."""
+    a = {k: fingerprint(v, "n1", False) for k, v in a_versions.items()}
+    b = {k: fingerprint(v, "n2", False) for k, v in b_versions.items()}
+    expected = len(set(a) ^ set(b))
+    sessions = _repair(a, b) if a != b else 0
+    assert a.keys() == b.keys() and len(a) >= expected
+    assert sessions <= 1
+
+
 @settings(max_examples=80, deadline=None)
 @given(
     st.lists(
