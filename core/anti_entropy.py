@@ -1,19 +1,27 @@
 """Anti-entropy: two replicas find their differing keys by walking their digest trees.
 
-Each step is a pure function of one message and the local digest; neither side keeps
-session state, so a lost message just ends the session (the next interval starts a new
-one). A session between A and B:
+Each descent step is a pure function of one message and the local digest, so a lost
+message just ends the session (the next interval starts a new one). A session between
+A and B:
 
-    A -> B  DigestStep(level 0, [root])
-    B -> A  DigestStep(level 1, children of differing nodes)   ... alternating down ...
-    X -> Y  LeafEntries(entries of the differing leaves)
-    Y -> X  SyncRecords(Y's records for differing keys, want = key hashes Y lacks or differs)
+    A -> B  DigestStep(root)
+    B -> A  DigestStep(the children of the differing root, aligned to it)
+    A -> B  DigestStep(the children of the differing ones among those)  ... down ...
+    X -> Y  LeafEntries(entries of the first differing leaves, more = some are left)
+    Y -> X  SyncRecords(Y's records for differing keys, want = key hashes Y lacks or
+            differs, next_leaf = where Y's bound stopped it)
     X -> Y  SyncRecords(X's records for the wanted key hashes)
+    X -> Y  LeafEntries(the next differing leaves from next_leaf)   ... until none left
 
-Both sides then merge with the normal LWW rule, so both end with the winner. In-sync
-replicas exchange one 30-byte message. Every message is bounded: at most
-``max_entries`` leaf entries and ``max_keys`` records per step; what is left over is found
-by the next session.
+Both sides merge with the normal LWW rule, so both end with the winner. In-sync replicas
+exchange one ~30-byte message. A step names only the children of buckets that differed
+(``DigestStep.parents``), their hashes packed in order, so its bytes follow the
+difference. The leaf phase is bounded per round trip (``max_entries`` entries and
+``max_keys`` leaves listed, ``max_keys`` records answered) and the lister keeps the
+differing leaves (``Listing``), so a cut repair resumes where it stopped instead of
+descending again from the root. Measured at 1M keys with 10 000 missing
+(``bench.repair_bench``): restarted sessions and unpacked steps sent 4.5x the missing
+records' bytes over three intervals; this protocol sends 1.74x in one session.
 
 Pacing. During a bulk ingest every digest differs from its peers' by the versions still
 in flight, so a session there finds thousands of "missing" keys that the pushes already
@@ -26,15 +34,13 @@ slowed under sustained load, never stopped.
 from __future__ import annotations
 
 import random
+from array import array
+from bisect import bisect_left
+from dataclasses import dataclass, field
 
-from rumordb.core.digest import (
-    MAX_LEAF_BITS,
-    Digest,
-    children,
-    diff_entries,
-    next_width,
-)
-from rumordb.core.messages import DigestStep, LeafEntries
+from rumordb.core.anti_entropy_wire import MAX_STEP_CHILDREN, pack, unpack
+from rumordb.core.digest import Digest, diff_entries, next_width
+from rumordb.core.messages import DigestStep, LeafEntries, SyncRecords
 
 
 class Pacing:
@@ -58,78 +64,125 @@ class Pacing:
         return True
 
 
+@dataclass(slots=True)
+class Listing:
+    """The differing leaves one session still lists to its peer: resumable state.
+
+    ``start``: the first leaf the peer has not handled; ``end``: past the last one sent.
+    """
+
+    session: int
+    width: int
+    leaves: array[int]
+    start: int = 0
+    end: int = field(default=0)
+
+
 def start(sender: str, session: int, digest: Digest) -> DigestStep:
-    return DigestStep(sender, session, 0, [0], digest.hashes(0, [0]), digest.leaf_bits)
+    return DigestStep(sender, session, 0, 0, [0], pack([digest.root]), digest.leaf_bits)
+
+
+def _children(above: int, width: int, parents: list[int]) -> list[int]:
+    shift = width - above
+    return [child for p in parents for child in range(p << shift, (p + 1) << shift)]
+
+
+def _aligned_hashes(digest: Digest, width: int, indices: list[int]) -> bytes:
+    mine = digest.hashes(width, indices)
+    return pack([mine.get(i, 0) for i in indices])
+
+
+def _window(indices: list[int], limit: int, rng: random.Random) -> list[int]:
+    """At most ``limit`` of the ascending ``indices``, from a random place: a step cut by
+    its size bound does not starve the same buckets every session."""
+    if len(indices) <= limit:
+        return indices
+    offset = rng.randrange(len(indices))
+    wrapped = max(0, offset + limit - len(indices))
+    return sorted(indices[offset : offset + limit] + indices[:wrapped])
 
 
 def on_digest(
-    sender: str, step: DigestStep, digest: Digest, max_entries: int, rng: random.Random
-) -> DigestStep | LeafEntries | None:
-    """Compare the peer's hashes with ours; descend, or list the differing leaves' entries.
+    sender: str, step: DigestStep, digest: Digest, rng: random.Random
+) -> DigestStep | Listing | None:
+    """Compare the peer's hashes with ours; descend, or return the differing leaves.
 
-    The session descends to the finer of the two shapes' leaves: buckets finer than our
-    own leaves are computed from the leaf entries (``Digest.hashes``).
+    ``step`` is checked whole (``core.anti_entropy_wire``). The session descends to the
+    finer of the two shapes' leaves: buckets finer than our own leaves are computed from
+    the leaf entries (``Digest.hashes``).
     """
-    leaf_bits = max(digest.leaf_bits, min(step.leaf_bits, MAX_LEAF_BITS))
-    if not 0 <= step.width <= leaf_bits:
-        return None
-    differing = digest.differing(step.width, step.hashes, step.indices)
+    leaf_bits = max(digest.leaf_bits, step.leaf_bits)
+    indices = _children(step.above, step.width, step.parents)
+    mine = digest.hashes(step.width, indices)
+    theirs = unpack(step.hashes)
+    differing = [i for i, h in zip(indices, theirs, strict=True) if mine.get(i, 0) != h]
     if not differing:
         return None
     below = next_width(step.width, leaf_bits)
     if below is None:
-        return leaf_entries(sender, step.session, step.width, differing, digest, max_entries, rng)
-    indices = [child for index in differing for child in children(step.width, index, below)]
-    return DigestStep(
-        sender, step.session, below, indices, digest.hashes(below, indices), leaf_bits
-    )
+        return Listing(step.session, step.width, array("I", differing))  # < 2**24: 4 B each
+    parents = _window(differing, MAX_STEP_CHILDREN >> (below - step.width), rng)
+    children = _children(step.width, below, parents)
+    hashes = _aligned_hashes(digest, below, children)
+    return DigestStep(sender, step.session, step.width, below, parents, hashes, leaf_bits)
 
 
-def leaf_entries(
-    sender: str,
-    session: int,
-    width: int,
-    leaves: list[int],
-    digest: Digest,
-    max_entries: int,
-    rng: random.Random,
+def leaf_chunk(
+    sender: str, listing: Listing, digest: Digest, max_entries: int, max_keys: int
 ) -> LeafEntries:
-    # Start at a random differing leaf so that a bounded step does not starve the rest.
-    offset = rng.randrange(len(leaves)) if leaves else 0
-    entries: dict[int, list[tuple[int, int]]] = {}
+    """The next leaves of ``listing`` from its start: at most ``max_entries`` entries and
+    ``max_keys`` leaves (every differing leaf asks for at least one record), at least one."""
+    leaves: list[int] = []
+    packed: list[bytes] = []
     count = 0
-    for i in range(len(leaves)):
-        leaf = leaves[(offset + i) % len(leaves)]
-        mine = digest.pairs(width, leaf)
-        if entries and count + len(mine) > max_entries:
+    position = listing.start
+    while position < len(listing.leaves) and len(leaves) < max_keys:
+        leaf = listing.leaves[position]
+        mine = digest.pairs(listing.width, leaf)
+        if leaves and count + len(mine) > max_entries:
             break
-        entries[leaf] = mine
+        leaves.append(leaf)
+        packed.append(pack([v for pair in mine for v in pair]))
         count += len(mine)
-    return LeafEntries(sender, session, entries, width)
+        position += 1
+    listing.end = position
+    more = position < len(listing.leaves)
+    return LeafEntries(sender, listing.session, listing.width, leaves, packed, more)
+
+
+def resume(listing: Listing, answer: SyncRecords) -> bool:
+    """Move past the leaves the peer handled (``answer.next_leaf``); whether any are left.
+    An answer that does not move forward (stale, or repeated) resumes nothing."""
+    if answer.session != listing.session or listing.start >= len(listing.leaves):
+        return False
+    if answer.next_leaf <= listing.leaves[listing.start]:
+        return False
+    listing.start = bisect_left(listing.leaves, answer.next_leaf, listing.start, listing.end)
+    return listing.start < len(listing.leaves)
 
 
 def on_leaf_entries(
     message: LeafEntries, digest: Digest, max_keys: int
-) -> tuple[list[str], list[int]]:
-    """The keys whose records we send, and the key hashes we want from the peer."""
+) -> tuple[list[str], list[int], int]:
+    """The keys whose records we send, the key hashes we want from the peer, and the
+    first leaf left unhandled (one past the last if none): a leaf is handled whole, and
+    only while both lists stay within ``max_keys``. ``message`` is checked whole."""
     send: list[str] = []
     want: list[int] = []
-    if not 0 <= message.width <= MAX_LEAF_BITS:
-        return send, want
-    for leaf, pairs in message.entries.items():
-        if not 0 <= leaf < (1 << message.width):
-            continue
+    next_leaf = message.leaves[-1] + 1 if message.leaves else 0
+    for leaf, packed in zip(message.leaves, message.pairs, strict=True):
         mine_leaf = digest.entries(message.width, leaf)
-        theirs = dict(pairs)
+        flat = unpack(packed)
+        theirs = dict(zip(flat[0::2], flat[1::2], strict=True))
         mine_differs, only_theirs = diff_entries(mine_leaf, theirs)
-        for khash in mine_differs:
-            send.append(mine_leaf[khash][1])
-            if khash in theirs:
-                want.append(khash)
-        want.extend(only_theirs)
-        if len(send) >= max_keys or len(want) >= max_keys:
+        leaf_want = [kh for kh in mine_differs if kh in theirs] + only_theirs
+        grown = max(len(send) + len(mine_differs), len(want) + len(leaf_want))
+        if (send or want) and grown > max_keys:
+            next_leaf = leaf
             break
-    return send[:max_keys], want[:max_keys]
+        send.extend(mine_leaf[kh][1] for kh in mine_differs)
+        want.extend(leaf_want)
+    return send, want, next_leaf
 
 
 def wanted_keys(want: list[int], digest: Digest, max_keys: int) -> list[str]:

@@ -7,6 +7,11 @@ per interval, answers each step from the digest it shares with that peer
 than answering wrongly), sends the records asked for, and counts sessions started,
 records sent and exchanges completed. A session ends here when the digests agree or
 records arrive; merging those records is the node's job (``Replica.merge``).
+
+A leaf phase bounded by ``max_entries``/``max_keys`` resumes: the node that listed the
+differing leaves keeps them (``anti_entropy.Listing``, one per peer, at most
+``MAX_LISTINGS`` peers) and sends the next chunk when the peer's answer says where it
+stopped. Hostile answers cannot replay it: a listing only moves forward.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import random
 
 from rumordb.core import anti_entropy
 from rumordb.core.counters import Counters
+from rumordb.core.digest import Digest
 from rumordb.core.digest_folding import DigestFolding
 from rumordb.core.membership import MemberTable
 from rumordb.core.messages import DigestStep, LeafEntries, SyncRecords
@@ -22,11 +28,13 @@ from rumordb.core.outbox import Outbox
 from rumordb.core.output import Output
 from rumordb.core.replica import Replica
 
+MAX_LISTINGS = 8  # peers with a resumable leaf phase (the oldest is dropped beyond)
+
 
 class AntiEntropySessions:
     __slots__ = (
-        "_counters", "_folding", "_members", "_outbox", "_pacing", "_replica", "_rng",
-        "max_entries", "max_keys", "node_id", "session",
+        "_counters", "_folding", "_listings", "_members", "_outbox", "_pacing", "_replica",
+        "_rng", "max_entries", "max_keys", "node_id", "session",
     )  # fmt: skip
 
     def __init__(
@@ -40,6 +48,7 @@ class AntiEntropySessions:
         self.max_entries, self.max_keys = max_entries, max_keys
         self.session = 0  # sessions started here: each one's id
         self._pacing = pacing or anti_entropy.Pacing(0, 0)  # (0, 0): never waits
+        self._listings: dict[str, anti_entropy.Listing] = {}  # peer -> its leaf phase
 
     def start(self, out: Output) -> None:
         """Open a session with one sampled peer (counted even if no digest is ready yet),
@@ -58,36 +67,70 @@ class AntiEntropySessions:
             return
         self._outbox.send(out, [peer], anti_entropy.start(self.node_id, self.session, digest))
 
+    def resumable(self) -> int:
+        """Peers with a leaf phase this node may still resume (at most ``MAX_LISTINGS``)."""
+        return len(self._listings)
+
     def on_digest(self, out: Output, message: DigestStep) -> None:
         peer = message.sender
         digest = self._folding.digest_for(peer)
         reply = None
         if digest is not None:
-            reply = anti_entropy.on_digest(self.node_id, message, digest, self.max_entries, self._rng)  # fmt: skip
-        if reply is not None:
+            reply = anti_entropy.on_digest(self.node_id, message, digest, self._rng)
+        if isinstance(reply, anti_entropy.Listing):
+            self._listings.pop(peer, None)  # the newest leaf phase with a peer, last
+            while len(self._listings) >= MAX_LISTINGS:
+                del self._listings[next(iter(self._listings))]
+            self._listings[peer] = reply
+            self._send_chunk(out, peer, reply, digest)
+        elif reply is not None:
             self._outbox.send(out, [peer], reply)
-        else:  # our digests agree (or the step was malformed): nothing left to repair
+        else:  # our digests agree (or we are still folding): nothing left to repair
             self._counters.anti_entropy_completed += 1
+
+    def _send_chunk(
+        self, out: Output, peer: str, listing: anti_entropy.Listing, digest: Digest | None
+    ) -> None:
+        if digest is None:  # still folding: the listing waits for the next answer
+            return
+        chunk = anti_entropy.leaf_chunk(
+            self.node_id, listing, digest, self.max_entries, self.max_keys
+        )
+        self._outbox.send(out, [peer], chunk)
 
     def on_leaf_entries(self, out: Output, message: LeafEntries) -> None:
         digest = self._folding.digest_for(message.sender)
-        if digest is not None:  # a half-built digest ends the session: not a wrong answer
-            keys, want = anti_entropy.on_leaf_entries(message, digest, self.max_keys)
-            self._send_records(out, message.sender, message.session, keys, want)
+        if digest is None:  # a half-built digest ends the session: not a wrong answer
+            return
+        keys, want, next_leaf = anti_entropy.on_leaf_entries(message, digest, self.max_keys)
+        peer, session = message.sender, message.session
+        cut = bool(message.leaves) and next_leaf <= message.leaves[-1]
+        answer_anyway = message.more or cut  # the lister waits for where to resume
+        self._send_records(out, peer, session, keys, want, next_leaf, answer_anyway)
 
     def on_records(self, out: Output, message: SyncRecords) -> None:
-        """After the records were merged: the exchange is complete; send what was wanted."""
+        """After the records were merged: the exchange is complete; send what was wanted,
+        then the next leaves of a resumable leaf phase with this peer, if any are left."""
         self._counters.anti_entropy_completed += 1
-        digest = self._folding.digest_for(message.sender) if message.want else None
-        if digest is not None:
+        peer = message.sender
+        listing = self._listings.get(peer)
+        more = listing is not None and anti_entropy.resume(listing, message)
+        digest = self._folding.digest_for(peer) if message.want or more else None
+        if digest is not None and message.want:
             wanted = anti_entropy.wanted_keys(message.want, digest, self.max_keys)
-            self._send_records(out, message.sender, message.session, wanted, [])
+            self._send_records(out, peer, message.session, wanted, [])
+        if listing is not None and more:
+            self._send_chunk(out, peer, listing, digest)
+        elif listing is not None and listing.start >= len(listing.leaves):
+            del self._listings[peer]
 
     def _send_records(
-        self, out: Output, peer: str, session: int, keys: list[str], want: list[int]
-    ) -> None:
+        self, out: Output, peer: str, session: int, keys: list[str], want: list[int],
+        next_leaf: int = -1, answer_anyway: bool = False,
+    ) -> None:  # fmt: skip
         records, update = self._replica.store.records, self._replica.update
         updates = [update(key) for key in keys if key in records]
-        if updates or want:
+        if updates or want or answer_anyway:
             self._counters.anti_entropy_keys_sent += len(updates)
-            self._outbox.send(out, [peer], SyncRecords(self.node_id, session, updates, want))
+            sync = SyncRecords(self.node_id, session, updates, want, next_leaf)
+            self._outbox.send(out, [peer], sync)

@@ -13,7 +13,8 @@ descends from the clocks it merged. So a clock is bounded before it is looked at
 
 A peer message is refused whole (``InvalidMessage``) if any one of its updates breaks a
 rule: its key, content type, clock, tombstone shape, or TTL expiry. Nothing of it is applied, so a
-bad update never leaves a message half-merged.
+bad update never leaves a message half-merged. An anti-entropy step is refused whole if
+its shape is malformed (``core.anti_entropy_wire``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from rumordb.core import hlc
+from rumordb.core import anti_entropy_wire, hlc
 from rumordb.core.errors import DecodeError, InvalidKey
 from rumordb.core.keys import check_key
 from rumordb.core.messages import Message, Push, SyncRecords, Update
@@ -106,3 +107,6 @@ def check_message(message: Message, bounds: Bounds, max_key_bytes: int) -> None:
     """The one check of a decoded peer message, before any of it is handled."""
     if isinstance(message, (Push, SyncRecords)):
         check_updates(message.updates, bounds, max_key_bytes)
+    shape = anti_entropy_wire.problem(message)  # widths, alignment, sizes of a step
+    if shape is not None:
+        raise InvalidMessage(f"an anti-entropy step: {shape}")

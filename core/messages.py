@@ -19,7 +19,10 @@ from rumordb.core.record import Record
 # 2: anti-entropy buckets are named by width (bits of key hash) and the digest's shape
 # adapts to the key count: DigestStep.level became ``width`` and gained ``leaf_bits``,
 # LeafEntries gained ``width``, and leaf entries carry entry hashes (see core.digest).
-PROTOCOL_VERSION = 2
+# 3: a DigestStep's children are aligned to their parents and packed (no index per
+# child), LeafEntries are packed and aligned to their leaves, and a bounded leaf phase
+# resumes (LeafEntries.more, SyncRecords.next_leaf) instead of restarting the session.
+PROTOCOL_VERSION = 3
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 
@@ -74,36 +77,55 @@ class Heartbeat(msgspec.Struct, frozen=True, array_like=True, tag="hb", gc=False
 
 
 class DigestStep(msgspec.Struct, frozen=True, array_like=True, tag="digest", gc=False):
-    """Anti-entropy: the sender's hashes for ``indices`` at ``width`` (absent = empty).
+    """Anti-entropy: the sender's hashes of every child of ``parents``, aligned to them.
 
-    ``width`` is how many top bits of the key hash name a bucket (0: the root);
-    ``leaf_bits`` is the leaf width of the session, the finer of the two digests' shapes.
+    ``parents`` are buckets of width ``above`` (strictly ascending), the ones that
+    differed in the previous step; each has ``2 ** (width - above)`` children of
+    ``width``, and ``hashes`` holds all their hashes packed as little-endian uint64s,
+    parent by parent, children in order (0: empty). A child costs 8 bytes and no index.
+    The root step is ``above = width = 0`` with ``parents = [0]``. ``leaf_bits`` is the
+    leaf width of the session, the finer of the two digests' shapes.
+    """
+
+    sender: str
+    session: int
+    above: int
+    width: int
+    parents: list[int]
+    hashes: bytes
+    leaf_bits: int
+
+
+class LeafEntries(msgspec.Struct, frozen=True, array_like=True, tag="leaves", gc=False):
+    """Anti-entropy: the entries of differing leaves of ``width``, aligned to ``leaves``.
+
+    ``leaves`` strictly ascending; ``pairs[i]`` packs leaf ``leaves[i]``'s (key hash,
+    entry hash) pairs as little-endian uint64s. ``more``: the sender holds further
+    differing leaves after these, so the receiver answers even when it has nothing to
+    send (its ``SyncRecords.next_leaf`` resumes the listing).
     """
 
     sender: str
     session: int
     width: int
-    indices: list[int]
-    hashes: dict[int, int]
-    leaf_bits: int = 12
-
-
-class LeafEntries(msgspec.Struct, frozen=True, array_like=True, tag="leaves", gc=False):
-    """Anti-entropy: the (key hash, entry hash) pairs of differing leaves of ``width``."""
-
-    sender: str
-    session: int
-    entries: dict[int, list[tuple[int, int]]]
-    width: int = 12
+    leaves: list[int]
+    pairs: list[bytes]
+    more: bool = False
 
 
 class SyncRecords(msgspec.Struct, frozen=True, array_like=True, tag="sync", gc=False):
-    """Anti-entropy: records for the differing keys, and the key hashes wanted back."""
+    """Anti-entropy: records for the differing keys, and the key hashes wanted back.
+
+    ``next_leaf``: in answer to ``LeafEntries``, the first of its leaves not handled
+    (a bound cut the answer), or one past the last; -1 otherwise. The lister resumes
+    there instead of starting a new session.
+    """
 
     sender: str
     session: int
     updates: list[Update]
     want: list[int]
+    next_leaf: int = -1
 
 
 Message = Push | PushAck | Heartbeat | DigestStep | LeafEntries | SyncRecords

@@ -2,48 +2,72 @@
 
 import random
 
-from rumordb.core import anti_entropy
+from rumordb.core import anti_entropy, anti_entropy_wire
 from rumordb.core.digest import Digest
 from rumordb.core.hashing import key_hash
-from rumordb.core.messages import DigestStep, LeafEntries
+from rumordb.core.messages import SyncRecords
 
 
 def digest(entries: dict[str, int]) -> Digest:
     return Digest.of(entries.items())
 
 
-def walk(a: Digest, b: Digest) -> LeafEntries | None:
-    """Run the alternating descent from a's root to the leaf entries (or to agreement)."""
+def descend(a: Digest, b: Digest) -> tuple[anti_entropy.Listing, Digest, Digest] | None:
+    """The alternating descent from a's root: (differing leaves, their lister, the other)."""
     rng = random.Random(1)
-    message: DigestStep | LeafEntries | None = anti_entropy.start("a", 1, a)
+    step = anti_entropy.start("a", 1, a)
     sides = [b, a]
-    turn = 0
-    while isinstance(message, DigestStep):
-        message = anti_entropy.on_digest("x", message, sides[turn % 2], 1000, rng)
-        turn += 1
-    return message
+    for turn in range(40):
+        assert anti_entropy_wire.step_problem(step) is None, "every step is well formed"
+        reply = anti_entropy.on_digest("x", step, sides[turn % 2], rng)
+        if reply is None:
+            return None
+        if isinstance(reply, anti_entropy.Listing):
+            return reply, sides[turn % 2], sides[(turn + 1) % 2]
+        step = reply
+    raise AssertionError("the descent does not end")
 
 
 def test_in_sync_replicas_stop_at_the_root() -> None:
     same = {f"k{i}": i for i in range(100)}
-    assert walk(digest(same), digest(same)) is None
+    assert descend(digest(same), digest(same)) is None
 
 
 def test_the_walk_finds_exactly_the_differing_keys_on_both_sides() -> None:
     ours = {f"k{i}": i for i in range(100)}
     theirs = dict(ours, k3=999, only_theirs=1)
     del theirs["k7"]
-    leaves = walk(digest(ours), digest(theirs))
-    assert isinstance(leaves, LeafEntries)
-    # Whoever listed the leaves, the other side now says what to send and what it wants.
-    listed_by_a = any(key_hash("k7") in dict(pairs) for pairs in leaves.entries.values())
-    receiver = digest(theirs) if listed_by_a else digest(ours)
-    send, want = anti_entropy.on_leaf_entries(leaves, receiver, 100)
-    mine = {"k3", "only_theirs"} if listed_by_a else {"k3", "k7"}
-    assert set(send) == mine
-    assert set(
-        anti_entropy.wanted_keys(want, digest(ours) if listed_by_a else digest(theirs), 100)
-    ) >= {"k3"}
+    found = descend(digest(ours), digest(theirs))
+    assert found is not None
+    listing, lister, receiver = found
+    leaves = anti_entropy.leaf_chunk("x", listing, lister, 1000, 1000)
+    assert not leaves.more and anti_entropy_wire.leaves_problem(leaves) is None
+    send, want, next_leaf = anti_entropy.on_leaf_entries(leaves, receiver, 100)
+    assert next_leaf == leaves.leaves[-1] + 1, "every leaf handled"
+    sent = set(send) | set(anti_entropy.wanted_keys(want, lister, 100))
+    assert sent == {"k3", "k7", "only_theirs"}
+
+
+def test_a_cut_leaf_phase_resumes_where_the_peer_stopped_and_never_goes_back() -> None:
+    ours = {f"k{i}": i for i in range(400)}
+    theirs = {k: v for k, v in ours.items() if int(k[1:]) % 10}  # 40 keys missing there
+    found = descend(digest(ours), digest(theirs))
+    assert found is not None
+    listing, lister, receiver = found
+    handled: list[str] = []
+    chunks = 0
+    while True:
+        chunk = anti_entropy.leaf_chunk("x", listing, lister, max_entries=50, max_keys=7)
+        assert len(chunk.leaves) <= 7 and chunks < 40
+        send, want, next_leaf = anti_entropy.on_leaf_entries(chunk, receiver, 5)
+        assert len(send) <= 5 and len(want) <= 5
+        handled += send + anti_entropy.wanted_keys(want, lister, 5)
+        chunks += 1
+        answer = SyncRecords("y", listing.session, [], want, next_leaf)
+        if not anti_entropy.resume(listing, answer):
+            break
+        assert not anti_entropy.resume(listing, answer), "a repeated answer resumes nothing"
+    assert sorted(handled) == sorted(set(ours) - set(theirs)) and chunks > 5
 
 
 def test_wanted_keys_skips_unknown_hashes_and_is_bounded() -> None:

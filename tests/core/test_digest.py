@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from rumordb.core import anti_entropy
 from rumordb.core.digest import Digest, fingerprint, leaf_bits_for
-from rumordb.core.messages import DigestStep, LeafEntries, encode
+from rumordb.core.messages import DigestStep, SyncRecords, encode
 
 
 def full(n: int) -> dict[str, int]:
@@ -35,20 +35,22 @@ def test_incremental_updates_equal_a_rebuild() -> None:
 def walk(a: Digest, b: Digest) -> tuple[set[str], int]:
     """Run the anti-entropy descent between a and b; return differing keys and digest bytes."""
     rng = random.Random(0)
-    message: DigestStep | LeafEntries | None = anti_entropy.start("a", 1, a)
+    message = anti_entropy.start("a", 1, a)
     sides = [b, a]
     turn = 0
     sent = 0
-    while isinstance(message, DigestStep):
+    while True:
         sent += len(encode(message))
-        message = anti_entropy.on_digest("x", message, sides[turn % 2], 100_000, rng)
-        turn += 1
-    assert isinstance(message, LeafEntries)
-    sent += len(encode(message))
-    receiver = sides[turn % 2]
-    keys, want = anti_entropy.on_leaf_entries(message, receiver, 100_000)
-    sender = sides[(turn + 1) % 2]
-    found = set(keys) | {sender.key_of(kh) or "?" for kh in want}
+        reply = anti_entropy.on_digest("x", message, sides[turn % 2], rng)
+        if not isinstance(reply, DigestStep):
+            break
+        message, turn = reply, turn + 1
+    assert isinstance(reply, anti_entropy.Listing)
+    lister, receiver = sides[turn % 2], sides[(turn + 1) % 2]
+    leaves = anti_entropy.leaf_chunk("x", reply, lister, 100_000, 100_000)
+    sent += len(encode(leaves))
+    keys, want, _ = anti_entropy.on_leaf_entries(leaves, receiver, 100_000)
+    found = set(keys) | {lister.key_of(kh) or "?" for kh in want}
     return found, sent
 
 
@@ -76,7 +78,7 @@ def test_replicas_in_sync_exchange_one_message() -> None:
     entries = full(1_000)
     a, b = Digest.of(entries.items()), Digest.of(entries.items())
     step = anti_entropy.start("a", 1, a)
-    assert anti_entropy.on_digest("b", step, b, 1_000, random.Random(0)) is None
+    assert anti_entropy.on_digest("b", step, b, random.Random(0)) is None
 
 
 def _all_buckets(digest: Digest, upto: int) -> list[dict[int, int]]:
@@ -122,24 +124,32 @@ def test_the_shape_grows_with_the_keys_and_shrinks_with_hysteresis() -> None:
 
 
 def _repair(a: dict[str, int], b: dict[str, int]) -> int:
-    """Anti-entropy sessions between a and b until equal; returns the sessions taken."""
+    """Anti-entropy sessions between a and b until equal; returns the sessions taken.
+    Each session descends once, then lists the differing leaves in bounded chunks."""
     for session in range(1, 200):
         da, db = Digest.of(a.items(), min_leaf_bits=2), Digest.of(b.items(), min_leaf_bits=2)
         if da.root == db.root:
             return session - 1
-        message: DigestStep | LeafEntries | None = anti_entropy.start("a", session, da)
+        message = anti_entropy.start("a", session, da)
         sides = [(db, b), (da, a)]
         turn = 0
-        while isinstance(message, DigestStep):
-            message = anti_entropy.on_digest("x", message, sides[turn % 2][0], 10, random.Random(0))  # fmt: skip
-            turn += 1
-        assert isinstance(message, LeafEntries)
-        (recv_d, recv), (send_d, send) = sides[turn % 2], sides[(turn + 1) % 2]
-        keys, want = anti_entropy.on_leaf_entries(message, recv_d, 10)
-        for key in keys:  # the union wins: these tests only add keys
-            send[key] = recv[key]
-        for key in anti_entropy.wanted_keys(want, send_d, 10):
-            recv[key] = send[key]
+        while True:
+            reply = anti_entropy.on_digest("x", message, sides[turn % 2][0], random.Random(0))
+            if not isinstance(reply, DigestStep):
+                break
+            message, turn = reply, turn + 1
+        assert isinstance(reply, anti_entropy.Listing)
+        (lister_d, lister), (recv_d, recv) = sides[turn % 2], sides[(turn + 1) % 2]
+        while True:
+            chunk = anti_entropy.leaf_chunk("x", reply, lister_d, 10, 10)
+            keys, want, next_leaf = anti_entropy.on_leaf_entries(chunk, recv_d, 10)
+            for key in keys:  # the union wins: these tests only add keys
+                lister[key] = recv[key]
+            for key in anti_entropy.wanted_keys(want, lister_d, 10):
+                recv[key] = lister[key]
+            answer = SyncRecords("y", session, [], want, next_leaf)
+            if not anti_entropy.resume(reply, answer):
+                break
     raise AssertionError("no convergence")
 
 
@@ -149,7 +159,25 @@ def test_replicas_of_different_shapes_converge() -> None:
     b["only-b"] = fingerprint(1, "n2", False)
     assert Digest.of(a.items(), 2).leaf_bits != Digest.of(b.items(), 2).leaf_bits
     sessions = _repair(a, b)
-    assert a == b and sessions > 1, "bounded steps (10 keys) take several sessions"
+    assert a == b and sessions == 1, "bounded steps (10 keys) resume within one session"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 2_000).map(lambda i: f"k{i}"), st.integers(1, 3), max_size=300),
+    st.dictionaries(st.integers(0, 2_000).map(lambda i: f"k{i}"), st.integers(4, 6), max_size=60),
+)
+def test_digests_of_any_two_shapes_repair_every_difference_in_one_session(
+    a_versions: dict[str, int], b_versions: dict[str, int]
+) -> None:
+    """Key sets of different sizes give different shapes (2**2 .. 2**7 leaves here); the
+    aligned descent walks the finer one, and bounded chunks finish in one session."""
+    a = {k: fingerprint(v, "n1", False) for k, v in a_versions.items()}
+    b = {k: fingerprint(v, "n2", False) for k, v in b_versions.items()}
+    expected = len(set(a) ^ set(b))
+    sessions = _repair(a, b) if a != b else 0
+    assert a.keys() == b.keys() and len(a) >= expected
+    assert sessions <= 1
 
 
 @settings(max_examples=80, deadline=None)

@@ -8,7 +8,16 @@ from hypothesis import strategies as st
 from rumordb.core.context import decode_context, encode_context
 from rumordb.core.errors import DecodeError, InvalidContext
 from rumordb.core.membership import MemberEntry
-from rumordb.core.messages import DigestStep, Frame, Push, SyncRecords, Update, decode, encode
+from rumordb.core.messages import (
+    DigestStep,
+    Frame,
+    LeafEntries,
+    Push,
+    SyncRecords,
+    Update,
+    decode,
+    encode,
+)
 from rumordb.core.record import Record
 
 RECORD = Record(b"\x00\xffbinary", "application/octet-stream", {"n1": 2, "n2": 1}, 123456789, "n1")
@@ -22,8 +31,9 @@ def test_every_message_round_trips() -> None:
             [Update("k", RECORD)],
             ack=True,
         ),
-        DigestStep("n2", 7, 4, list(range(16)), {3: 2**64 - 1}, 16),
-        SyncRecords("n3", 7, [Update("gone", RECORD, ["n1", "n3"])], [12345]),
+        DigestStep("n2", 7, 0, 4, [0], (2**64 - 1).to_bytes(8, "little") * 16, 16),
+        LeafEntries("n2", 7, 12, [5, 9], [b"", bytes(16)], more=True),
+        SyncRecords("n3", 7, [Update("gone", RECORD, ["n1", "n3"])], [12345], next_leaf=10),
     ]
     for message in messages:
         assert decode(encode(message)) == message

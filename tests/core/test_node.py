@@ -383,6 +383,7 @@ def test_a_restored_version_keeps_its_hlc_and_origin_and_is_pushed_once() -> Non
 
 
 def test_a_restarted_node_serves_reads_at_once_and_defers_anti_entropy_until_folded() -> None:
+    from rumordb.core import anti_entropy
     from rumordb.core.messages import DigestStep, encode
     from rumordb.core.record import Record
 
@@ -392,7 +393,7 @@ def test_a_restarted_node_serves_reads_at_once_and_defers_anti_entropy_until_fol
     peer = Node("n2", "mem://n2", rng=random.Random(2), now=100.0, config=config)
     n.join("n2", "mem://n2", 0, 100.0)
     assert n.view.get("k42") is not None, "reads answer before any digest work"
-    step = encode(DigestStep("n2", 1, 0, [0], peer.store.digest(peer.owners, "n2").hashes(0, [0])))
+    step = encode(anti_entropy.start("n2", 1, peer.store.digest(peer.owners, "n2")))
     assert n.receive(step, 100.0).messages == [], "a half-built digest does not answer"
     now, sessions = 100.0, 0
     while n.store.pending_folds():
