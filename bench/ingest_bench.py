@@ -15,7 +15,10 @@ the wall figure swings by tens of percent, the CPU per key much less, and 1 / (C
 key) is what one dedicated core would ingest. ``--msgpack`` sends the batches as
 MessagePack instead of JSON. ``--preload N`` first loads N keys (batches, not timed)
 and ``--random-keys`` writes keys in random order, for the write rate at a larger
-store (``make bench-ingest ARGS="--preload 200000 --random-keys"``).
+store (``make bench-ingest ARGS="--preload 200000 --random-keys"``). Each round also
+prints the CPU per key of each node; with ``--origin-only`` every batch goes to node 1,
+so its figure is an origin's and the other two a replica's. ``--single-keys 0`` skips
+the single PUT rounds.
 
 Run: ``make bench-ingest`` or ``python -m bench.ingest_bench``.
 """
