@@ -123,7 +123,7 @@ bench-sim-1m: $(STAMP)
 ## Bulk ingest: keys/s through POST /kv batches into a 3-node cluster, vs single PUTs.
 .PHONY: bench-ingest
 bench-ingest: $(STAMP)
-	$(BIN)/python -m bench.ingest_bench
+	$(BIN)/python -m bench.ingest_bench $(ARGS)
 
 ## HTTP benchmark: bare FastAPI vs a 3-node cluster (wrk pinned to CPU 1, servers to CPU 0).
 .PHONY: bench-http

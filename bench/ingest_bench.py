@@ -15,7 +15,10 @@ the wall figure swings by tens of percent, the CPU per key much less, and 1 / (C
 key) is what one dedicated core would ingest. ``--msgpack`` sends the batches as
 MessagePack instead of JSON. ``--preload N`` first loads N keys (batches, not timed)
 and ``--random-keys`` writes keys in random order, for the write rate at a larger
-store (``make bench-ingest ARGS="--preload 200000 --random-keys"``).
+store (``make bench-ingest ARGS="--preload 200000 --random-keys"``). Each round also
+prints the CPU per key of each node; with ``--origin-only`` every batch goes to node 1,
+so its figure is an origin's and the other two a replica's. ``--single-keys 0`` skips
+the single PUT rounds.
 
 Run: ``make bench-ingest`` or ``python -m bench.ingest_bench``.
 """
@@ -58,12 +61,17 @@ def batch_bodies(
 
 def cpu_s(pids: list[int]) -> float:
     """User + system CPU seconds of these processes so far (every thread), from /proc."""
-    total = 0
+    return sum(cpu_each_s(pids))
+
+
+def cpu_each_s(pids: list[int]) -> list[float]:
+    """User + system CPU seconds of each process so far (every thread), from /proc."""
+    ticks = []
     for pid in pids:
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    return total / os.sysconf("SC_CLK_TCK")
+        ticks.append(int(fields[11]) + int(fields[12]))  # utime, stime (fields 14, 15)
+    return [t / os.sysconf("SC_CLK_TCK") for t in ticks]
 
 
 def key_counts(urls: list[str]) -> list[int]:
@@ -114,10 +122,13 @@ async def run_jobs(
 
 
 async def ingest(urls: list[str], held: int, jobs: list[tuple[str, str, bytes]], keys: int,
-                 concurrency: int, content_type: str = "") -> tuple[float, float, int]:  # fmt: skip
-    """(seconds until every node holds the keys, seconds until all were acknowledged, failed)."""
+                 concurrency: int, content_type: str = "",
+                 targets: list[str] | None = None) -> tuple[float, float, int]:  # fmt: skip
+    """(seconds until every node holds the keys, seconds until all were acknowledged, failed).
+
+    ``targets``: the nodes that receive the requests (default: all of ``urls``)."""
     started = time.perf_counter()
-    failed = await run_jobs(urls, jobs, concurrency, content_type)
+    failed = await run_jobs(targets or urls, jobs, concurrency, content_type)
     acked = time.perf_counter() - started
     await until_held(urls, held + keys)
     return time.perf_counter() - started, acked, failed
@@ -133,6 +144,10 @@ def main() -> None:
     parser.add_argument("--msgpack", action="store_true", help="MessagePack batch bodies")
     parser.add_argument("--random-keys", action="store_true", help="keys in random order")
     parser.add_argument("--preload", type=int, default=0, help="keys loaded first, untimed")
+    parser.add_argument(
+        "--origin-only", action="store_true",
+        help="send every batch to node 1: its CPU is the origin's, the others' a replica's",
+    )  # fmt: skip
     args = parser.parse_args()
     rates: dict[str, list[float]] = {"batch": [], "single": []}
     cpu_us: dict[str, list[float]] = {"batch": [], "single": []}
@@ -140,22 +155,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rumor-ingest-") as tmp, processes() as procs:
         urls = start_cluster(Path(tmp), procs)
         pids = [proc.pid for proc in procs]
+        targets = urls[:1] if args.origin_only else urls
 
         def timed(kind: str, jobs: list[tuple[str, str, bytes]], keys: int, concurrency: int,
                   content_type: str = "") -> tuple[float, float, int]:  # fmt: skip
-            held, cpu_before = max(key_counts(urls)), cpu_s(pids)
+            held, cpu_before = max(key_counts(urls)), cpu_each_s(pids)
             total_s, acked_s, failed = asyncio.run(
-                ingest(urls, held, jobs, keys, concurrency, content_type)
+                ingest(urls, held, jobs, keys, concurrency, content_type, targets)
             )
             rates[kind].append(keys / total_s)
-            cpu_us[kind].append((cpu_s(pids) - cpu_before) / keys * 1e6)
+            each = [(a - b) / keys * 1e6 for a, b in zip(cpu_each_s(pids), cpu_before, strict=True)]
+            cpu_us[kind].append(sum(each))
+            print(f"  {kind} node CPU us/key, each node: {' '.join(f'{u:.1f}' for u in each)}")
             return total_s, acked_s, failed
 
         if args.preload:
             bodies = batch_bodies("p", args.preload, args.batch, binary=args.msgpack,
                                   shuffle=args.random_keys)  # fmt: skip
             asyncio.run(ingest(urls, max(key_counts(urls)), [("POST", "/kv", b) for b in bodies],
-                               args.preload, args.concurrency, batch_type))  # fmt: skip
+                               args.preload, args.concurrency, batch_type, targets))  # fmt: skip
             print(f"preloaded {args.preload} keys")
         for round_ in range(args.rounds):
             bodies = batch_bodies(f"b{round_}", args.keys, args.batch, binary=args.msgpack,
@@ -165,6 +183,8 @@ def main() -> None:
             print(f"round {round_} batches: {args.keys} keys, acked in {acked_s:.2f} s, on every "
                   f"node in {total_s:.2f} s: {args.keys / total_s:,.0f} keys/s, node CPU "
                   f"{cpu_us['batch'][-1]:.0f} us/key (failed batches {failed})")  # fmt: skip
+            if not args.single_keys:  # --single-keys 0: batches only
+                continue
             body = VALUE_TEXT.encode()
             names = [f"s{round_}/{i:08d}" for i in range(args.single_keys)]
             if args.random_keys:
@@ -180,11 +200,16 @@ def main() -> None:
 def report(
     args: argparse.Namespace, rates: dict[str, list[float]], cpu_us: dict[str, list[float]]
 ) -> None:
-    batch, single = statistics.median(rates["batch"]), statistics.median(rates["single"])
-    ratios = " ".join(f"{b / s:.1f}" for b, s in zip(rates["batch"], rates["single"], strict=True))
-    batch_cpu, single_cpu = statistics.median(cpu_us["batch"]), statistics.median(cpu_us["single"])
+    batch, batch_cpu = statistics.median(rates["batch"]), statistics.median(cpu_us["batch"])
     body = "MessagePack" if args.msgpack else "JSON"
     keys = "random" if args.random_keys else "sequential"
+    if not rates["single"]:
+        print(f"\ningest into 3 nodes (CPU 0), 100-byte values, {body} batches of {args.batch}, "
+              f"{args.concurrency} in flight, {keys} keys, {args.preload} preloaded: median "
+              f"{batch:,.0f} keys/s; node CPU per key (3 nodes) {batch_cpu:.0f} us")  # fmt: skip
+        return
+    single, single_cpu = statistics.median(rates["single"]), statistics.median(cpu_us["single"])
+    ratios = " ".join(f"{b / s:.1f}" for b, s in zip(rates["batch"], rates["single"], strict=True))
     print(f"\ningest into 3 nodes (CPU 0), 100-byte values, {body} batches of {args.batch}, "
           f"{args.concurrency} in flight, {keys} keys, {args.preload} preloaded: median "
           f"{batch:,.0f} keys/s; single PUTs {single:,.0f} keys/s; ratio {batch / single:.1f}x "

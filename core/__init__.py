@@ -27,7 +27,7 @@ from rumordb.core.config import NodeConfig
 from rumordb.core.context import Context, decode_context, encode_context
 from rumordb.core.counters import Counters
 from rumordb.core.errors import DecodeError, InvalidContext, InvalidKey, RumorError
-from rumordb.core.keys import check_key
+from rumordb.core.keys import check_key, first_bad_key
 from rumordb.core.member_state import Event, InvalidTransition, State
 from rumordb.core.membership import (
     ForgetRefused,
@@ -95,6 +95,7 @@ __all__ = [
     "decode_context",
     "encode",
     "encode_context",
+    "first_bad_key",
     "merge",
     "merge_pages",
     "message_kind",

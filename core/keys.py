@@ -2,12 +2,15 @@
 
 The HTTP parser calls ``check_key`` on a client's key; ``Node.receive`` calls it on every
 key a peer sends. ``Node.write`` trusts its command's key (the driver checked it), so a
-client key is checked exactly once and always with the same answer.
+client key is checked exactly once and always with the same answer. ``first_bad_key``
+checks many keys (a batch, a peer's push) with a few C-level passes over all of them and
+names the first that ``check_key`` refuses.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from rumordb.core.errors import InvalidKey
 
@@ -26,3 +29,18 @@ def check_key(key: str, max_key_bytes: int = DEFAULT_MAX_KEY_BYTES) -> None:
         raise InvalidKey(f"a key is at most {max_key_bytes} bytes of UTF-8", too_long=True)
     if _BAD_KEY_CHAR.search(key):
         raise InvalidKey("a key must be valid UTF-8 text without control characters")
+
+
+def first_bad_key(keys: Sequence[str], max_key_bytes: int = DEFAULT_MAX_KEY_BYTES) -> int | None:
+    """The index of the first key ``check_key`` refuses, or None when every key passes."""
+    # A forbidden character in the joined text is one in some key (none spans two: the
+    # separator is allowed), so a clean batch costs one search, not one per key.
+    short = max(map(len, keys), default=0) * 4 <= max_key_bytes
+    if short and all(keys) and not _BAD_KEY_CHAR.search("/".join(keys)):
+        return None
+    for index, key in enumerate(keys):
+        try:
+            check_key(key, max_key_bytes)
+        except InvalidKey:
+            return index
+    return None

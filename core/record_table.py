@@ -39,8 +39,20 @@ class _Packed(msgspec.Struct, frozen=True, array_like=True, gc=False, omit_defau
     expires: int = 0
 
 
+class _Version(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """What a digest needs of a packed record: the rest is left undecoded (``Raw``)."""
+
+    value: msgspec.Raw
+    content_type: msgspec.Raw
+    clock: msgspec.Raw
+    hlc: int
+    origin: str
+    tombstone: bool = False
+
+
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(_Packed).decode
+_decode_version = msgspec.msgpack.Decoder(_Version).decode
 
 
 class RecordTable(Mapping[str, Record]):
@@ -91,6 +103,15 @@ class RecordTable(Mapping[str, Record]):
     def pop(self, key: str) -> bool:
         """Drop ``key``; True when it was held."""
         return self._packed.pop(key, None) is not None
+
+    def version(self, key: str) -> tuple[int, str, bool] | None:
+        """``(hlc, origin, tombstone)`` of ``key``'s record, or None: half the cost of
+        ``get`` (the value and clock are not copied), for the digest fold of every write."""
+        blob = self._packed.get(key)
+        if blob is None:
+            return None
+        v = _decode_version(blob)
+        return v.hlc, v.origin, v.tombstone
 
     def packed_bytes(self, key: str) -> int:
         """The bytes ``key``'s packed record takes (its value included)."""

@@ -224,13 +224,13 @@ class Store:
         digest, records, scoped = self._digest, self.records, self._scoped
         for key in stale:
             khash = key_hash(key)
-            record = records.get(key)
-            if record is None:
+            version = records.version(key)
+            if version is None:
                 digest.remove(key, khash)
                 for _, peer_digest in scoped.values():
                     peer_digest.remove(key, khash)
                 continue
-            fp = fingerprint(record.hlc, record.origin, record.tombstone)
+            fp = fingerprint(*version)
             digest.set(key, fp, khash)
             if scoped:
                 _fold_scoped(scoped, owners_of(key), self_id, key, fp, khash)

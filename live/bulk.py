@@ -72,6 +72,7 @@ from rumordb.core import (
     check_key,
     decode_context,
     encode_context,
+    first_bad_key,
     merge_pages,
 )
 from rumordb.core.hlc import pack, physical_ms
@@ -161,9 +162,7 @@ class Bulk:
         )
         items = decode_batch(body, binary)
         now_ms = int(self.runner.now() * 1000)
-        commands = [
-            self.command(i, item, now_ms, request.forwarded) for i, item in enumerate(items)
-        ]
+        commands = self.commands(items, now_ms, request.forwarded)
 
         def relay_of(indices: list[int]) -> Relay:
             sub = _msgpack.encode(BatchIn([items[i] for i in indices]))
@@ -182,19 +181,39 @@ class Bulk:
         applied = sum(1 for r in results if r.get("result") in ("ok", "created", "deleted"))
         return encoded(200, {"results": results, "applied": applied}, binary)
 
-    def command(self, index: int, item: ItemIn, now_ms: int, forwarded: bool) -> WriteCommand:
+    def commands(self, items: list[ItemIn], now_ms: int, forwarded: bool) -> list[WriteCommand]:
+        """Every item as a write, or ``HttpError`` naming the first bad one.
+
+        The keys are checked all at once (``first_bad_key``); a plain put (value_text
+        or value, nothing else but a content type) is built inline: most of an ingest.
+        """
+        keys_ok = first_bad_key([item.key for item in items], self.max_key_bytes) is None
+        commands: list[WriteCommand] = []
+        for i, item in enumerate(items):
+            plain = _plain_put(item) if keys_ok else None
+            if plain is not None and len(plain[0]) <= self.max_value_bytes:
+                value, content_type = plain
+                commands.append(WriteCommand(item.key, value, content_type, None, coordinate=forwarded))  # fmt: skip
+            else:
+                commands.append(self.command(i, item, now_ms, forwarded, keys_ok))
+        return commands
+
+    def command(
+        self, index: int, item: ItemIn, now_ms: int, forwarded: bool, key_ok: bool = False
+    ) -> WriteCommand:
         """One item as a write, or ``HttpError`` naming it (the batch is then refused)."""
         try:
-            return self._command(item, now_ms, forwarded)
+            return self._command(item, now_ms, forwarded, key_ok)
         except HttpError as exc:
             key = item.key if len(item.key) <= 80 else item.key[:80] + "..."
             exc.detail = f"item {index} (key {key!r}): {exc.detail}"
             exc.args = (exc.detail,)
             raise
 
-    def _command(self, item: ItemIn, now_ms: int, forwarded: bool) -> WriteCommand:
+    def _command(self, item: ItemIn, now_ms: int, forwarded: bool, key_ok: bool) -> WriteCommand:
         try:
-            check_key(item.key, self.max_key_bytes)
+            if not key_ok:
+                check_key(item.key, self.max_key_bytes)
         except InvalidKey as exc:
             raise HttpError(400, "invalid_key", str(exc)) from None
         delete = item.op == "delete"
@@ -318,6 +337,27 @@ def decode_batch(body: bytes, binary: bool) -> list[ItemIn]:
         detail = f"a batch holds at most {MAX_BATCH_ITEMS} items, not {len(batch.items)}"
         raise HttpError(413, "too_many_items", detail)
     return batch.items
+
+
+def _plain_put(item: ItemIn) -> tuple[bytes, str] | None:
+    """(value, content type) of a put with nothing but a value (and a printable ASCII
+    content type), else None: such an item needs none of ``Bulk._command``'s checks."""
+    if item.op != "put" or item.if_match is not None or item.create or item.if_changed:
+        return None
+    if item.version is not None or item.ttl is not None or item.expires_ms is not None:
+        return None
+    content_type = item.content_type
+    if content_type is not None and (
+        len(content_type) > MAX_CONTENT_TYPE_CHARS or not _printable_ascii(content_type)
+    ):
+        return None
+    if item.value_text is not None:
+        if item.value is not None:
+            return None
+        return item.value_text.encode("utf-8"), content_type or TEXT_TYPE
+    if item.value is None:
+        return None
+    return item.value, content_type or BYTES_TYPE
 
 
 def ttl_ms_of(ttl_s: int) -> int:

@@ -30,7 +30,6 @@ import base64
 import contextlib
 from collections import deque
 from collections.abc import Iterable
-from itertools import islice
 
 import msgspec
 
@@ -47,21 +46,35 @@ ENTRY_OVERHEAD_BYTES = 256  # what one ring entry costs besides its key and valu
 _encode = msgspec.json.Encoder().encode
 
 
-class _Change:
-    """One applied change in the ring; its line is encoded at the first read, then shared."""
+class _Chunk:
+    """The changes of one ``publish`` in the ring (one object per batch, not per key);
+    each line is encoded at its first read, then shared by every watcher."""
 
-    __slots__ = ("_line", "cost", "key", "record", "replicated", "seq")
+    __slots__ = ("changes", "cost", "first", "lines", "replicated", "start")
 
-    def __init__(self, seq: int, key: str, record: Record, replicated: bool) -> None:
-        self.seq, self.key, self.record, self.replicated = seq, key, record, replicated
-        self.cost = len(key) + len(record.value) + ENTRY_OVERHEAD_BYTES  # held in the ring
-        self._line: bytes | None = None
+    def __init__(self, first: int, changes: list[tuple[str, Record]], replicated: bool) -> None:
+        self.first = first  # the sequence number of changes[0]
+        self.start = 0  # changes before this index have left the ring
+        self.changes, self.replicated = changes, replicated
+        self.cost = _cost(changes)  # of the changes from ``start`` on
+        self.lines: list[bytes | None] | None = None
 
-    def line(self, position: str) -> bytes:
-        if self._line is None:
-            self._line = _encode(change_event(position, self.key, self.record, self.replicated))
-            self._line += b"\n"
-        return self._line
+    def line(self, index: int, position: str) -> bytes:
+        lines = self.lines
+        if lines is None:
+            lines = self.lines = [None] * len(self.changes)
+        line = lines[index]
+        if line is None:
+            key, record = self.changes[index]
+            line = lines[index] = (
+                _encode(change_event(position, key, record, self.replicated)) + b"\n"
+            )
+        return line
+
+
+def _cost(changes: list[tuple[str, Record]]) -> int:
+    """What the ring holds for these changes, estimated (key, value, overhead)."""
+    return ENTRY_OVERHEAD_BYTES * len(changes) + sum(len(k) + len(r.value) for k, r in changes)
 
 
 def change_event(position: str, key: str, record: Record, replicated: bool) -> dict[str, object]:
@@ -120,28 +133,58 @@ class WatchHub:
         self.size_bytes = 0  # what the ring holds, estimated
         self.dropped = 0  # watchers disconnected for falling behind
         self.closing = False  # the node is stopping: every stream ends
-        self._ring: deque[_Change] = deque()
+        self._ring: deque[_Chunk] = deque()
         self.watchers: set[Watcher] = set()
 
     def position(self, seq: int) -> str:
         return f"{self.stream}:{seq}"
 
+    @property
+    def held(self) -> int:
+        """Changes in the replay ring now."""
+        return self.seq - self._first() + 1
+
+    def _first(self) -> int:
+        """The sequence number of the oldest change held (``seq + 1``: none)."""
+        ring = self._ring
+        return ring[0].first + ring[0].start if ring else self.seq + 1
+
     def publish(self, writes: Iterable[tuple[str, Record]], replicated: bool) -> None:
-        """Records the node applied, in order: append them to the ring, wake the watchers."""
-        ring, seq, size = self._ring, self.seq, self.size_bytes
-        for key, record in writes:  # per applied version: keep this loop lean
-            seq += 1
-            change = _Change(seq, key, record, replicated)
-            ring.append(change)
-            size += change.cost
-        while ring and (len(ring) > self.ring_events or size > self.ring_bytes):
-            size -= ring.popleft().cost
-        self.seq, self.size_bytes = seq, size
-        first = ring[0].seq if ring else self.seq + 1
+        """Records the node applied, in order: append them to the ring, wake the watchers.
+
+        One ring entry per call (a client batch or a peer's push: up to thousands of
+        records), so what this costs per record is little more than its size."""
+        changes = list(writes)
+        if changes:
+            chunk = _Chunk(self.seq + 1, changes, replicated)
+            self._ring.append(chunk)
+            self.seq += len(changes)
+            self.size_bytes += chunk.cost
+            self._trim()
+        first = self._first()
         for watcher in self.watchers:
             if self.seq - watcher.cursor > self.max_lag_events or watcher.cursor < first - 1:
                 watcher.overflowed = True
             watcher.wakeup.set()
+
+    def _trim(self) -> None:
+        """Drop the oldest changes beyond ``ring_events`` or ``ring_bytes``."""
+        ring = self._ring
+        while ring and (self.held > self.ring_events or self.size_bytes > self.ring_bytes):
+            oldest = ring[0]
+            left = len(oldest.changes) - oldest.start
+            if self.size_bytes > self.ring_bytes:
+                drop = 1  # by bytes: one at a time (rare: a ring of large values)
+            else:
+                drop = min(left, self.held - self.ring_events)
+            if drop == left:
+                ring.popleft()
+                self.size_bytes -= oldest.cost
+                continue
+            gone = _cost(oldest.changes[oldest.start : oldest.start + drop])
+            oldest.start += drop
+            oldest.cost -= gone
+            self.size_bytes -= gone
 
     def open(self, prefix: str, resume: str | None) -> Watcher:
         """A new watcher after ``resume`` (a position), else after the newest change."""
@@ -166,18 +209,23 @@ class WatchHub:
 
     def take(self, watcher: Watcher) -> list[bytes]:
         """The lines of the next matching changes after the watcher's cursor (moves it)."""
-        ring = self._ring
-        if not ring or watcher.cursor >= self.seq:
+        if not self._ring or watcher.cursor >= self.seq:
             return []
-        start = watcher.cursor - ring[0].seq + 1
+        chunks: list[_Chunk] = []  # from the newest back to the one holding cursor + 1
+        for chunk in reversed(self._ring):
+            chunks.append(chunk)
+            if chunk.first + chunk.start <= watcher.cursor + 1:
+                break
         lines: list[bytes] = []
         prefix = watcher.prefix
-        for change in islice(ring, max(0, start), None):
-            watcher.cursor = change.seq
-            if change.key.startswith(prefix):
-                lines.append(change.line(self.position(change.seq)))
-                if len(lines) >= TAKE_MAX:
-                    break
+        for chunk in reversed(chunks):
+            start = max(chunk.start, watcher.cursor + 1 - chunk.first)
+            for index in range(start, len(chunk.changes)):
+                seq = watcher.cursor = chunk.first + index
+                if chunk.changes[index][0].startswith(prefix):
+                    lines.append(chunk.line(index, self.position(seq)))
+                    if len(lines) >= TAKE_MAX:
+                        return lines
         return lines
 
     def _resume_cursor(self, resume: str) -> int:
@@ -190,7 +238,7 @@ class WatchHub:
             raise HttpError(410, "position_lost", detail)
         if seq > self.seq:
             raise HttpError(400, "bad_request", f"position {resume} is ahead of this node")
-        first = self._ring[0].seq if self._ring else self.seq + 1
+        first = self._first()
         if seq < first - 1:
             detail = (
                 f"changes after {resume} have left the replay ring (it starts after "

@@ -87,3 +87,22 @@ def test_a_peer_record_whose_expiry_is_before_its_write_or_too_far_is_refused() 
     assert "expiry" in str(record_problem(replace(record, expires=record.hlc), BOUNDS))
     too_far = expires_at(record.hlc, MAX_TTL_S * 1000 + 1)
     assert "expiry" in str(record_problem(replace(record, expires=too_far), BOUNDS))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        version(pack(NOW_MS + 60_000)),  # ahead
+        version(1, {"a": 1, "b": -1}),  # a negative counter
+        version(-1),
+        version(1, {f"n{i}": 1 for i in range(6)}),  # too wide
+        version(1, content_type="é" * 128),  # 256 bytes
+        version(1, value=b"x", tombstone=True),
+    ],
+)
+def test_a_bad_record_after_many_plain_ones_is_found_and_named(bad: Record) -> None:
+    """The fast pass over plain records must not let a bad one through, wherever it is."""
+    good = [Update(f"k{i}", version(pack(NOW_MS) + i)) for i in range(50)]
+    with pytest.raises(InvalidMessage) as refused:
+        check_message(Push("p", [], [*good, Update("bad", bad), *good]), BOUNDS, 64)
+    assert "'bad'" in str(refused.value)

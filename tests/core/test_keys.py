@@ -2,7 +2,7 @@
 
 import pytest
 
-from rumordb.core import InvalidKey, check_key
+from rumordb.core import InvalidKey, check_key, first_bad_key
 
 
 @pytest.mark.parametrize("key", ["a", "users/42", "ключ", "🙂" * 256, "a b", "~!@#$%^&*()"])
@@ -29,3 +29,21 @@ def test_a_key_over_the_byte_limit_is_too_long_counting_utf8_bytes() -> None:
 
 def test_the_first_non_breaking_space_after_c1_is_allowed() -> None:
     check_key("a\xa0b", 1024)  # U+00A0 prints (as a space): not a control character
+
+
+@pytest.mark.parametrize(
+    ("keys", "first_bad"),
+    [
+        ([], None),
+        (["a", "users/42", "ключ", "🙂" * 256], None),
+        (["a", "b\x00", "c\n"], 1),  # the first one check_key refuses, not a later one
+        (["a", "", "c"], 1),
+        (["ok", "lone\ud800"], 1),
+        (["é" * 512, "é" * 513], 1),  # the second is over the byte limit
+        (["é" * 500, "x" * 5, "x\x7f"], 2),  # long keys take the per-key path: same answer
+    ],
+)
+def test_first_bad_key_names_the_first_key_check_key_refuses(
+    keys: list[str], first_bad: int | None
+) -> None:
+    assert first_bad_key(keys, 1024) == first_bad

@@ -28,6 +28,8 @@ def test_every_record_reads_back_equal(stored: dict[str, Record]) -> None:
     assert len(table) == len(stored) and set(table) == set(stored) == set(table.keys())
     for key, record in stored.items():
         assert key in table and table[key] == record == table.get(key)
+        assert table.version(key) == (record.hlc, record.origin, record.tombstone)
+    assert table.version("\x00 not stored") is None or "\x00 not stored" in stored
 
 
 def test_put_says_new_pop_says_held_and_get_defaults() -> None:

@@ -120,6 +120,11 @@ def test_one_bad_item_refuses_the_whole_batch_and_stores_nothing(cluster: Cluste
         ({"op": "put", "key": "", "value_text": "v"}, "invalid_key"),
         ({"op": "put", "key": "refused/x"}, "invalid_item"),
         ({"op": "put", "key": "refused/x", "value_text": "v", "value": "AA=="}, "invalid_item"),
+        (
+            {"op": "put", "key": "refused/x", "value_text": "v", "content_type": "a\x01b"},
+            "invalid_item",
+        ),
+        ({"op": "put", "key": "refused/x\x7f", "value_text": "v"}, "invalid_key"),
         ({"op": "move", "key": "refused/x"}, "invalid_batch"),
         ({"op": "delete", "key": "refused/x", "value_text": "v"}, "invalid_item"),
         ({"op": "put", "key": "refused/x", "value_text": "v", "extra": 1}, "invalid_batch"),

@@ -244,9 +244,9 @@ def test_the_ring_is_bounded_by_count_and_bytes_and_a_lagging_watcher_overflows(
     hub = WatchHub(1, ring_events=10, ring_bytes=10 * 1024, max_lag_events=5)
     watcher = hub.open("", None)
     hub.publish([(f"k{i}", _record(b"x" * 2048)) for i in range(4)], True)
-    assert not watcher.overflowed and len(hub._ring) == 4
+    assert not watcher.overflowed and hub.held == 4
     hub.publish([(f"k{i}", _record(b"x" * 2048)) for i in range(4, 8)], True)
-    assert hub.size_bytes <= 10 * 1024 and len(hub._ring) < 8
+    assert hub.size_bytes <= 10 * 1024 and hub.held < 8
     assert watcher.overflowed, "8 changes behind, more than 5"
     with pytest.raises(HttpError) as lost:
         hub.open("", "1:0")
@@ -276,3 +276,20 @@ def test_a_stopping_node_ends_its_watch_streams_cleanly(cluster_factory: object)
         events.extend(json.loads(line) for line in lines)  # a complete body, not a reset
     assert [e["type"] for e in events] == ["start"]
     assert node.stop(timeout_s=30) is not None
+
+
+def test_batches_trimmed_in_the_middle_still_replay_every_held_change_in_order() -> None:
+    """A ring entry is one publish: trimming cuts the oldest one part way, by count."""
+    hub = WatchHub(3, ring_events=10, max_lag_events=10)
+    for batch in range(4):  # 4 x 4 changes: the first 6 leave the ring
+        hub.publish([(f"k{batch}.{i}", _record()) for i in range(4)], batch % 2 == 1)
+    assert hub.held == 10 and hub.seq == 16
+    with pytest.raises(HttpError):
+        hub.open("", "3:5")  # change 6 left the ring
+    watcher = hub.open("", "3:6")
+    events = [json.loads(line) for line in hub.take(watcher)]
+    assert [e["position"] for e in events] == [f"3:{seq}" for seq in range(7, 17)]
+    assert events[0]["key"] == "k1.2" and events[0]["replicated"] is True
+    assert events[-1]["key"] == "k3.3" and hub.take(watcher) == []
+    again = hub.open("k2.", "3:6")  # lines are shared: the same bytes for a second reader
+    assert [json.loads(line)["key"] for line in hub.take(again)] == [f"k2.{i}" for i in range(4)]
