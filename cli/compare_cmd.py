@@ -53,7 +53,7 @@ CAUSES = {
               help="Live runs, each on a fresh cluster.")  # fmt: skip
 @click.option("--durability", type=click.Choice(["batch", "sync", "memory"]), default="batch",
               show_default=True,
-              help="The live nodes' durability (the simulator models no disk).")  # fmt: skip
+              help="The live nodes' durability (the simulator's too: sync waits for commits).")  # fmt: skip
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Send-path constants (default: the scenario's, else sim/calibration.toml).")  # fmt: skip
 def compare_cmd(
@@ -65,7 +65,7 @@ def compare_cmd(
     calibration: Path | None,
 ) -> None:
     """Run SCENARIO in the simulator and on a live loopback cluster; compare the figures."""
-    overrides: dict[str, Any] = {"network.posts": True}
+    overrides: dict[str, Any] = {"network.posts": True, "network.durability": durability}
     if calibration is not None:
         overrides["network.calibration"] = str(calibration.resolve())
     try:

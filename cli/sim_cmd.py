@@ -219,8 +219,10 @@ def dissemination_cmd(
 def calibrate(out: Path, rounds: int) -> None:
     """Measure the live send path's constants on this machine for the simulator.
 
-    Framing bytes from the real envelope, seal and request head; the receive cost per
-    post and per message from the real app in-process (see live/calibrate.py). Run it
+    Framing bytes from the real envelope, seal and request head; each node's service
+    times (receive per post, message and version; send per post and message; a client
+    write) from the real app in-process, a sync group commit on this disk, and how late
+    a sleeping event loop wakes on this machine now (see live/calibrate.py). Run it
     on an otherwise idle machine; the file records the machine and its load. Use it
     with a scenario's ``[network] calibration = "FILE"`` or ``compare --calibration``.
     """
@@ -231,8 +233,13 @@ def calibrate(out: Path, rounds: int) -> None:
     from rumordb.live import calibrate as measure
     from rumordb.sim.calibration import Calibration, Constants, to_toml
 
-    costs = asyncio.run(measure.receive_cost_us(rounds))
-    constants = msgspec.convert({**measure.framing_bytes(), **costs}, Constants)
+    constants = msgspec.convert(asyncio.run(measure.constants(rounds)), Constants)
     found = Calibration(constants=constants, machine={**measure.machine(), "command": _command()})
     out.write_text(to_toml(found))
-    click.echo(f"{out}: post {costs['post_cost_us']} µs + {costs['message_cost_us']} µs/message")
+    c = constants
+    click.echo(
+        f"{out}: receive {c.post_cost_us} µs/post + {c.message_cost_us} µs/message + "
+        f"{c.update_cost_us} µs/version; send {c.send_post_cost_us} µs/post + "
+        f"{c.send_message_cost_us} µs/message; write {c.write_cost_us} µs; commit "
+        f"{c.commit_cost_us} µs; wake-up p50 {c.wakeup_us[len(c.wakeup_us) // 2]} µs"
+    )
