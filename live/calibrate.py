@@ -1,15 +1,26 @@
 """Measuring the live send path's constants for the simulator (``rumor sim calibrate``).
 
 Framing bytes come from the real encoders: an ``Envelope`` with none, one and two
-messages, the seal around a payload, the gossip client's request head. The receive cost
-is the real app in-process (``create_app``, memory durability, no discovery) answering
-sealed ``POST /gossip`` posts of real ``Push`` messages over ``httpx.ASGITransport``:
-rounds of posts carrying one message alternate with rounds carrying ``WIDE`` messages
-(the machine's speed swings, so both see the same swings), and the line through the two
-medians splits the cost into a part per post and a part per message. The same posts to a
-null ASGI app (it reads the body and answers 204) measure what the client and the
-in-process transport cost; that is subtracted. uvicorn's HTTP parsing is not included. Times are
-this process's CPU time (``time.process_time``), so other load on the machine matters less.
+messages, the seal around a payload, the gossip client's request head.
+
+Service times (``sim.service``: each node's event loop is one server) come from real
+requests of three post shapes (one message of one version, ``WIDE`` messages, one
+message of ``WIDE`` versions) and a client ``PUT``, in alternating rounds (the machine's
+speed swings, so every kind sees the same swings); medians of the rounds are split into
+parts per post, per message and per version (``_split``). Two ways:
+
+* ``node_costs_us`` (the default): a node process (batch durability) on loopback. Its CPU
+  is read for every thread from ``/proc`` (uvicorn's parsing, the app, the storage
+  writer thread), less its idle CPU over the same wall time; the sender's share is this
+  process's CPU as the lean gossip path sends (``PooledTransport.round_trip``).
+* ``service_costs_us`` (``--in-process``): the real app in this process over
+  ``httpx.ASGITransport`` minus a null app that only reads the body (the sender's
+  share). No HTTP server, so cheaper than a node pays.
+
+CPU time, not wall time, so other load on the machine matters less. Two figures are
+wall time on purpose: ``commit_cost_us``, one ``sync`` group commit (its fsync) on the
+disk under the temporary directory live compare runs use; ``wakeup_us``, how late a
+sleeping event loop gets the CPU back, which is what other load does to every node.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from rumordb.core.hlc import pack
 from rumordb.core.messages import Push, Update
 from rumordb.live.app import create_app
 from rumordb.live.gossip_client import GOSSIP_PATH, Envelope, post_head, seal_envelope
+from rumordb.live.http_transport import PooledTransport
 from rumordb.live.settings import Settings
 from rumordb.live.storage import Storage
 from rumordb.live.wire import Signer
@@ -181,22 +193,26 @@ async def _null_app(scope: Scope, receive: Receive, send: Send) -> None:
 async def _post(
     http: httpx.AsyncClient, signer: Signer, counter: Iterator[int], shape: Shape
 ) -> None:
-    """One sealed post of real ``Push`` messages: ``shape`` = (messages, versions each)."""
+    response = await http.post(GOSSIP_PATH, content=_sealed_post(signer, counter, shape, "c0"))
+    if response.status_code not in (200, 204):
+        raise RuntimeError(f"calibration post refused: {response.status_code} {response.text}")
+
+
+def _sealed_post(signer: Signer, counter: Iterator[int], shape: Shape, recipient: str) -> bytes:
+    """One sealed post from ``c1`` of real ``Push`` messages: ``shape`` = (messages,
+    versions each), every version of a new key."""
     messages, versions = shape
     stamp = pack(int(time.time() * 1000))
     value = b"v" * VALUE_BYTES
     updates = []
     for _ in range(messages):
         n = next(counter)
-        record = [
+        records = [
             Record(value, "text/plain", {"c1": stamp + i}, stamp + i, "c1") for i in range(versions)
         ]
-        batch = [Update(f"k{n}.{i}", r) for i, r in enumerate(record)]
+        batch = [Update(f"k{n}.{i}", r) for i, r in enumerate(records)]
         updates.append(encode(Push("c1", [], batch)))
-    frame = seal_envelope(signer, Envelope("c1", updates), time.time(), "c0")
-    response = await http.post(GOSSIP_PATH, content=frame)
-    if response.status_code not in (200, 204):
-        raise RuntimeError(f"calibration post refused: {response.status_code} {response.text}")
+    return seal_envelope(signer, Envelope("c1", updates), time.time(), recipient)
 
 
 async def _put(http: httpx.AsyncClient, counter: Iterator[int]) -> None:
@@ -243,11 +259,109 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-async def constants(rounds: int) -> dict[str, Any]:
-    """Everything ``rumor sim calibrate`` writes under ``[constants]``."""
+async def constants(rounds: int, costs: dict[str, float] | None = None) -> dict[str, Any]:
+    """Everything ``rumor sim calibrate`` writes under ``[constants]``; ``costs``: the
+    service times measured on a node process (``node_costs_us``), else in-process."""
     return {
         **framing_bytes(),
-        **await service_costs_us(rounds),
+        **(costs if costs is not None else await service_costs_us(rounds)),
         "commit_cost_us": await commit_cost_us(),
         "wakeup_us": await wakeup_us(),
     }
+
+
+# --- the same service times, measured on a node process ----------------------------------
+NODE_POSTS = 200  # posts (or PUTs) per round: the node's CPU is read per round
+
+
+def thread_cpu_s(pid: int) -> float:
+    """CPU time of every live thread of ``pid`` (``/proc/PID/task/*/schedstat``, ns
+    resolution; ``/proc/PID/stat`` counts 10 ms ticks, too coarse for a round). A thread
+    that ended is not counted: a node's threads (the storage writer) live as long as it."""
+    total_ns = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total_ns += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return total_ns / 1e9
+
+
+class NodeTarget(msgspec.Struct, frozen=True):
+    """A running node process to measure: where it listens, its pid, its secrets."""
+
+    host: str
+    port: int
+    pid: int
+    cluster_secret: str
+    admin_key: str
+
+
+async def node_costs_us(node: NodeTarget, rounds: int = 5) -> dict[str, float]:
+    """Each service time as a live node process pays it: the node's CPU (every thread:
+    uvicorn's parsing, the app, the writer thread) per post of each shape and per PUT,
+    less its idle CPU over the same wall time; the sender's CPU (this process) per post
+    as the lean gossip path sends it (``PooledTransport.round_trip`` over loopback)."""
+    transport = PooledTransport()
+    signer = Signer(node.cluster_secret)
+    counter = itertools.count()
+    samples: dict[tuple[str, str], list[float]] = {}
+    try:
+        for _ in range(rounds):
+            idle_per_s = await _idle_cpu_per_s(node.pid)
+            kinds: tuple[Shape | str, ...] = (*SHAPES, "put")
+            for shape in kinds:
+                job = partial(_node_request, transport, node, signer, counter, shape)
+                cpu_s, node_s, wall_s = await _measured(job, node.pid, NODE_POSTS)
+                per = 1e6 / NODE_POSTS
+                samples.setdefault(("null", str(shape)), []).append(cpu_s * per)
+                samples.setdefault(("real", str(shape)), []).append(
+                    (node_s - idle_per_s * wall_s) * per + cpu_s * per
+                )
+    finally:
+        await transport.aclose()
+    return _split(samples)
+
+
+async def _idle_cpu_per_s(pid: int, wall_s: float = 0.3) -> float:
+    started = thread_cpu_s(pid)
+    await asyncio.sleep(wall_s)
+    return (thread_cpu_s(pid) - started) / wall_s
+
+
+async def _measured(
+    job: Callable[[], Awaitable[None]], pid: int, times: int
+) -> tuple[float, float, float]:
+    """(this process's CPU, the node's CPU, wall) seconds for ``times`` runs of ``job``."""
+    cpu, node, wall = time.process_time(), thread_cpu_s(pid), time.monotonic()
+    for _ in range(times):
+        await job()
+    return time.process_time() - cpu, thread_cpu_s(pid) - node, time.monotonic() - wall
+
+
+async def _node_request(
+    transport: PooledTransport,
+    node: NodeTarget,
+    signer: Signer,
+    counter: Iterator[int],
+    shape: Shape | str,
+) -> None:
+    host = f"{node.host}:{node.port}"
+    if shape == "put":
+        path, body = f"/kv/w{next(counter)}", b"v" * VALUE_BYTES
+        lines = [f"PUT {path} HTTP/1.1", f"Host: {host}", f"Authorization: Bearer {node.admin_key}"]
+        lines += ["content-type: application/octet-stream", "Content-Length: "]
+        head = "\r\n".join(lines).encode()
+    else:
+        assert not isinstance(shape, str)
+        body = _sealed_post(signer, counter, shape, "c0")
+        head = post_head(httpx.URL(f"http://{host}{GOSSIP_PATH}"), "c1")
+    status, _, content = await transport.round_trip(
+        (node.host, node.port),
+        head + str(len(body)).encode() + b"\r\n\r\n",
+        body,
+        connect_s=2.0,
+        read_s=10.0,
+    )
+    if status not in (200, 201, 204):
+        raise RuntimeError(f"calibration request refused: {status} {content[:200]!r}")
