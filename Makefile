@@ -72,13 +72,18 @@ experiments: experiment-dissemination_vs_theory experiment-fanout_sweep \
 	experiment-partition_heal experiment-churn experiment-clock_skew
 
 ## Live against simulated (`rumor sim compare`): each starts local nodes on loopback.
-## Reports in experiments/compare/<name>/; `make calibrate` re-measures the send path.
+## Reports in experiments/compare/<name>/, each with the calibration taken just before it
+## (the wake-ups are the load of that moment); `make calibrate` re-measures the default.
 COMPARE_SCENARIOS := steady partition_heal crash_restart lossy_links
 .PHONY: experiments-compare calibrate
 experiments-compare: $(STAMP)
 	for name in $(COMPARE_SCENARIOS); do \
+		mkdir -p experiments/compare/$$name && \
+		$(BIN)/rumor sim calibrate --rounds 5 \
+			--out experiments/compare/$$name/calibration.toml || exit 1; \
 		$(BIN)/rumor sim compare experiments/compare/$$name.toml \
-			--out experiments/compare/$$name --seeds 3 --runs 2 || exit 1; \
+			--out experiments/compare/$$name --seeds 3 --runs 2 \
+			--calibration experiments/compare/$$name/calibration.toml || exit 1; \
 	done
 
 calibrate: $(STAMP)

@@ -21,12 +21,14 @@ from rumordb.sim.scenario import Scenario, ScenarioError, load_scenario, to_dict
 # What the simulator does not model, per figure: said in the report when a ratio is
 # outside the band (the measured size of the gap is in the same sentence).
 CAUSES = {
-    "lag": "the live path adds what the simulator does not model: CPU starvation (the "
-    "nodes, the driver and other work share 2 cores; the load is in the machine line, and "
-    "the calibration was measured in-process without it), event-loop queueing behind "
-    "client requests, the origin's group commit before it sends (persist, then send), and "
-    "the watch stream's delivery to the driver; the simulator's lag is linger + link + "
-    "calibrated receive cost, about 5.5 ms",
+    "lag": "the simulator models linger, link, each node's event loop as one server (the "
+    "calibrated send, receive and client-write service times; sync commits) and the "
+    "wake-up lateness the calibrating process measured on this machine; not modelled: "
+    "starvation beyond that (the nodes, the driver and other work share 2 cores; the "
+    "calibrating process slept most of the time, busy node processes wake later; the "
+    "load is in the machine line and the driver's own write round trip in the header), "
+    "each node's watch stream to the driver and the driver's loop, which time the live "
+    "arrivals",
     "heal_to_identical_s": "after a heal both sides wait for anti-entropy rounds, but live "
     "timers fire late on a starved CPU; after a restart the live clock starts when the new "
     "process serves, and it then rejoins through discovery before anti-entropy picks it",
@@ -53,7 +55,7 @@ CAUSES = {
               help="Live runs, each on a fresh cluster.")  # fmt: skip
 @click.option("--durability", type=click.Choice(["batch", "sync", "memory"]), default="batch",
               show_default=True,
-              help="The live nodes' durability (the simulator models no disk).")  # fmt: skip
+              help="The live nodes' durability (the simulator's too: sync waits for commits).")  # fmt: skip
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Send-path constants (default: the scenario's, else sim/calibration.toml).")  # fmt: skip
 def compare_cmd(
@@ -65,7 +67,7 @@ def compare_cmd(
     calibration: Path | None,
 ) -> None:
     """Run SCENARIO in the simulator and on a live loopback cluster; compare the figures."""
-    overrides: dict[str, Any] = {"network.posts": True}
+    overrides: dict[str, Any] = {"network.posts": True, "network.durability": durability}
     if calibration is not None:
         overrides["network.calibration"] = str(calibration.resolve())
     try:

@@ -215,14 +215,19 @@ def dissemination_cmd(
               default=Path("calibration.toml"), show_default=True,
               help="Where to write the constants (TOML).")  # fmt: skip
 @click.option("--rounds", type=click.IntRange(1, 100), default=15, show_default=True,
-              help="Alternating rounds of narrow and wide posts (medians are kept).")  # fmt: skip
-def calibrate(out: Path, rounds: int) -> None:
+              help="Alternating rounds of each kind of request (medians are kept).")  # fmt: skip
+@click.option("--node-process/--in-process", default=True, show_default=True,
+              help="Service times from a node process over loopback (its CPU, every "
+              "thread), or from the app in this process (no HTTP server).")  # fmt: skip
+def calibrate(out: Path, rounds: int, node_process: bool) -> None:
     """Measure the live send path's constants on this machine for the simulator.
 
-    Framing bytes from the real envelope, seal and request head; the receive cost per
-    post and per message from the real app in-process (see live/calibrate.py). Run it
-    on an otherwise idle machine; the file records the machine and its load. Use it
-    with a scenario's ``[network] calibration = "FILE"`` or ``compare --calibration``.
+    Framing bytes from the real envelope, seal and request head; each node's service
+    times (receive per post, message and version; send per post and message; a client
+    write) from a node process started here (or the app in-process), a sync group commit
+    on this disk, and how late a sleeping event loop wakes on this machine now (see
+    live/calibrate.py). The file records the machine and its load. Use it with a
+    scenario's ``[network] calibration = "FILE"`` or ``compare --calibration``.
     """
     import asyncio
 
@@ -231,8 +236,41 @@ def calibrate(out: Path, rounds: int) -> None:
     from rumordb.live import calibrate as measure
     from rumordb.sim.calibration import Calibration, Constants, to_toml
 
-    costs = asyncio.run(measure.receive_cost_us(rounds))
-    constants = msgspec.convert({**measure.framing_bytes(), **costs}, Constants)
-    found = Calibration(constants=constants, machine={**measure.machine(), "command": _command()})
-    out.write_text(to_toml(found))
-    click.echo(f"{out}: post {costs['post_cost_us']} µs + {costs['message_cost_us']} µs/message")
+    costs = _node_costs(rounds) if node_process else None
+    constants = msgspec.convert(asyncio.run(measure.constants(rounds, costs)), Constants)
+    machine = {**measure.machine(), "command": _command()}
+    machine["service_times"] = "node process" if node_process else "in-process app"
+    out.write_text(to_toml(Calibration(constants=constants, machine=machine)))
+    c = constants
+    click.echo(
+        f"{out}: receive {c.post_cost_us} µs/post + {c.message_cost_us} µs/message + "
+        f"{c.update_cost_us} µs/version; send {c.send_post_cost_us} µs/post + "
+        f"{c.send_message_cost_us} µs/message; write {c.write_cost_us} µs; commit "
+        f"{c.commit_cost_us} µs; wake-up p50 {c.wakeup_us[len(c.wakeup_us) // 2]} µs"
+    )
+
+
+def _node_costs(rounds: int) -> dict[str, float]:
+    """Service times measured on one node process started (and stopped) here."""
+    import asyncio
+    import tempfile
+
+    from rumordb.cli import credentials
+    from rumordb.cli.cluster import ClusterState, spawn_node, stop_nodes, wait_until_joined
+    from rumordb.cli.compare_live import free_tcp_port
+    from rumordb.live.calibrate import NodeTarget, node_costs_us
+
+    with tempfile.TemporaryDirectory(prefix="rumor-calibrate-node-") as tmp:
+        root = Path(tmp)
+        secrets, _ = credentials.load_or_create(root)
+        state = ClusterState(False, 3, secrets.discovery_port, [])
+        env = {"RUMOR_DURABILITY": "batch", "RUMOR_LOG_LEVEL": "warning"}
+        node = spawn_node("c0", free_tcp_port(), root, secrets, state, env)
+        try:
+            wait_until_joined([node], secrets.reader_key, 30.0)
+            target = NodeTarget(
+                "127.0.0.1", node.port, node.pid, secrets.cluster_secret, secrets.admin_key
+            )
+            return asyncio.run(node_costs_us(target, rounds))
+        finally:
+            stop_nodes([node])

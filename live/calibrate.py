@@ -1,26 +1,41 @@
 """Measuring the live send path's constants for the simulator (``rumor sim calibrate``).
 
 Framing bytes come from the real encoders: an ``Envelope`` with none, one and two
-messages, the seal around a payload, the gossip client's request head. The receive cost
-is the real app in-process (``create_app``, memory durability, no discovery) answering
-sealed ``POST /gossip`` posts of real ``Push`` messages over ``httpx.ASGITransport``:
-rounds of posts carrying one message alternate with rounds carrying ``WIDE`` messages
-(the machine's speed swings, so both see the same swings), and the line through the two
-medians splits the cost into a part per post and a part per message. The same posts to a
-null ASGI app (it reads the body and answers 204) measure what the client and the
-in-process transport cost; that is subtracted. uvicorn's HTTP parsing is not included. Times are
-this process's CPU time (``time.process_time``), so other load on the machine matters less.
+messages, the seal around a payload, the gossip client's request head.
+
+Service times (``sim.service``: each node's event loop is one server) come from real
+requests of three post shapes (one message of one version, ``WIDE`` messages, one
+message of ``WIDE`` versions) and a client ``PUT``, in alternating rounds (the machine's
+speed swings, so every kind sees the same swings); medians of the rounds are split into
+parts per post, per message and per version (``_split``). Two ways:
+
+* ``node_costs_us`` (the default): a node process (batch durability) on loopback. Its CPU
+  is read for every thread from ``/proc`` (uvicorn's parsing, the app, the storage
+  writer thread), less its idle CPU over the same wall time; the sender's share is this
+  process's CPU as the lean gossip path sends (``PooledTransport.round_trip``).
+* ``service_costs_us`` (``--in-process``): the real app in this process over
+  ``httpx.ASGITransport`` minus a null app that only reads the body (the sender's
+  share). No HTTP server, so cheaper than a node pays.
+
+CPU time, not wall time, so other load on the machine matters less. Two figures are
+wall time on purpose: ``commit_cost_us``, one ``sync`` group commit (its fsync) on the
+disk under the temporary directory live compare runs use; ``wakeup_us``, how late a
+sleeping event loop gets the CPU back, which is what other load does to every node.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 import platform
 import secrets
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +48,13 @@ from rumordb.core.hlc import pack
 from rumordb.core.messages import Push, Update
 from rumordb.live.app import create_app
 from rumordb.live.gossip_client import GOSSIP_PATH, Envelope, post_head, seal_envelope
+from rumordb.live.http_transport import PooledTransport
 from rumordb.live.settings import Settings
+from rumordb.live.storage import Storage
 from rumordb.live.wire import Signer
 
-WIDE = 16  # messages per post in the wide rounds
+WIDE = 16  # messages per post (versions per message) in the wide rounds
+WAKEUP_QUANTILES = 50  # the wake-up distribution's resolution (the 1st to 99th percentile)
 VALUE_BYTES = 100
 HOST = "127.0.0.1:18001"  # a typical loopback netloc, for the head's length
 
@@ -58,41 +76,107 @@ def framing_bytes() -> dict[str, int]:
     }
 
 
-async def receive_cost_us(rounds: int = 9, posts: int = 60) -> dict[str, float]:
-    """The receiver's cost per post and per message, in microseconds: the real app minus
-    a null app that only reads the body (the client's and the transport's share)."""
+Shape = tuple[int, int]  # (messages in a post, versions in each message)
+SHAPES: tuple[Shape, ...] = ((1, 1), (WIDE, 1), (1, WIDE))
+
+
+async def service_costs_us(rounds: int = 9, posts: int = 60) -> dict[str, float]:
+    """Each node's event-loop work, in microseconds of CPU: a received post (per post,
+    message, version: the real app minus a null app that only reads the body), a sent
+    post (the null app's rounds: seal, HTTP client, transport), a client PUT."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="rumor-calibrate-") as tmp:
         settings = _settings(Path(tmp))
         signer = Signer(str(settings.cluster_secret))
         app = create_app(settings, discovery=False)
+        admin = {"Authorization": f"Bearer {settings.admin_key}"}
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://c0") as real,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://c0", headers=admin
+            ) as real,
             httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=_null_app), base_url="http://c0"
             ) as null,
         ):
-            samples: dict[tuple[str, int], list[float]] = {}
-            counter = 0
-            for _ in range(rounds):
+            samples: dict[tuple[str, str], list[float]] = {}
+            counter = itertools.count()
+            for _ in range(rounds):  # alternating, so every shape sees the same swings
                 for name, http in (("real", real), ("null", null)):
-                    for width in (1, WIDE):
-                        started = time.process_time()
-                        for _ in range(posts):
-                            counter += 1
-                            await _post(http, signer, counter, width)
-                        per_post = (time.process_time() - started) / posts * 1e6
-                        samples.setdefault((name, width), []).append(per_post)
+                    for shape in SHAPES:
+                        post = partial(_post, http, signer, counter, shape)
+                        samples.setdefault((name, str(shape)), []).append(
+                            await _cpu_us(post, posts)
+                        )
+                    put = partial(_put, http, counter)
+                    samples.setdefault((name, "put"), []).append(await _cpu_us(put, posts))
+    return _split(samples)
+
+
+def _split(samples: dict[tuple[str, str], list[float]]) -> dict[str, float]:
+    """The medians, split into parts per post, per message and per version."""
     cost = {key: statistics.median(values) for key, values in samples.items()}
-    narrow = cost[("real", 1)] - cost[("null", 1)]
-    wide = cost[("real", WIDE)] - cost[("null", WIDE)]
-    message = max(0.0, (wide - narrow) / (WIDE - 1))
+    narrow, wide_messages, wide_updates = (
+        cost[("real", str(shape))] - cost[("null", str(shape))] for shape in SHAPES
+    )
+    message = max(0.0, (wide_messages - narrow) / (WIDE - 1))
+    update = max(0.0, (wide_updates - narrow) / (WIDE - 1))
+    sent, sent_wide = cost[("null", str(SHAPES[0]))], cost[("null", str(SHAPES[1]))]
+    send_message = max(0.0, (sent_wide - sent) / (WIDE - 1))
     return {
-        "post_cost_us": round(max(0.0, narrow - message), 1),
+        "post_cost_us": round(max(0.0, narrow - message - update), 1),
         "message_cost_us": round(message, 1),
+        "update_cost_us": round(update, 1),
+        "send_post_cost_us": round(max(0.0, sent - send_message), 1),
+        "send_message_cost_us": round(send_message, 1),
+        "write_cost_us": round(max(0.0, cost[("real", "put")] - cost[("null", "put")]), 1),
     }
+
+
+async def _cpu_us(job: Callable[[], Awaitable[None]], times: int) -> float:
+    """This process's CPU time per run of ``job``, in microseconds."""
+    started = time.process_time()
+    for _ in range(times):
+        await job()
+    return (time.process_time() - started) / times * 1e6
+
+
+async def commit_cost_us(commits: int = 40) -> float:
+    """Wall time of one durable group commit (``sync``: one transaction and its fsync)
+    of one version, on the disk under the temporary directory live compare runs use."""
+    import tempfile
+
+    elapsed: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="rumor-calibrate-disk-") as tmp:
+        storage = Storage.open(Path(tmp), "sync")
+        try:
+            stamp = pack(int(time.time() * 1000))
+            for i in range(commits):
+                record = Record(
+                    b"v" * VALUE_BYTES, "text/plain", {"c1": stamp + i}, stamp + i, "c1"
+                )
+                started = time.perf_counter()
+                await storage.persist([(f"k{i}", record)], [])
+                elapsed.append(time.perf_counter() - started)
+        finally:
+            await storage.close()
+    return round(statistics.median(elapsed) * 1e6, 1)
+
+
+async def wakeup_us(samples: int = 400, sleep_s: float = 0.002) -> list[float]:
+    """How late a sleeping event loop runs again (``WAKEUP_QUANTILES`` equally spaced
+    quantiles, microseconds): the scheduler's delay on the machine at hand, which every
+    live node pays when a post, a client or a timer wakes it; ~0.1 ms when idle."""
+    loop = asyncio.get_running_loop()
+    late: list[float] = []
+    for _ in range(samples):
+        due = loop.time() + sleep_s
+        await asyncio.sleep(sleep_s)
+        late.append(max(0.0, loop.time() - due))
+    late.sort()
+    picks = ((i + 0.5) / WAKEUP_QUANTILES for i in range(WAKEUP_QUANTILES))
+    return [round(late[int(q * len(late))] * 1e6, 1) for q in picks]
 
 
 async def _null_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -106,28 +190,37 @@ async def _null_app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _post(http: httpx.AsyncClient, signer: Signer, counter: int, width: int) -> None:
-    stamp = pack(int(time.time() * 1000))
-    value = b"v" * VALUE_BYTES
-    updates = [
-        encode(
-            Push(
-                "c1",
-                [],
-                [
-                    Update(
-                        f"k{counter}.{i}",
-                        Record(value, "text/plain", {"c1": stamp + i}, stamp + i, "c1"),
-                    )
-                ],
-            )
-        )
-        for i in range(width)
-    ]
-    frame = seal_envelope(signer, Envelope("c1", updates), time.time(), "c0")
-    response = await http.post(GOSSIP_PATH, content=frame)
+async def _post(
+    http: httpx.AsyncClient, signer: Signer, counter: Iterator[int], shape: Shape
+) -> None:
+    response = await http.post(GOSSIP_PATH, content=_sealed_post(signer, counter, shape, "c0"))
     if response.status_code not in (200, 204):
         raise RuntimeError(f"calibration post refused: {response.status_code} {response.text}")
+
+
+def _sealed_post(signer: Signer, counter: Iterator[int], shape: Shape, recipient: str) -> bytes:
+    """One sealed post from ``c1`` of real ``Push`` messages: ``shape`` = (messages,
+    versions each), every version of a new key."""
+    messages, versions = shape
+    stamp = pack(int(time.time() * 1000))
+    value = b"v" * VALUE_BYTES
+    updates = []
+    for _ in range(messages):
+        n = next(counter)
+        records = [
+            Record(value, "text/plain", {"c1": stamp + i}, stamp + i, "c1") for i in range(versions)
+        ]
+        batch = [Update(f"k{n}.{i}", r) for i, r in enumerate(records)]
+        updates.append(encode(Push("c1", [], batch)))
+    return seal_envelope(signer, Envelope("c1", updates), time.time(), recipient)
+
+
+async def _put(http: httpx.AsyncClient, counter: Iterator[int]) -> None:
+    """One client write, as the compare driver sends it."""
+    headers = {"content-type": "application/octet-stream"}
+    response = await http.put(f"/kv/w{next(counter)}", content=b"v" * VALUE_BYTES, headers=headers)
+    if response.status_code not in (200, 201, 204):
+        raise RuntimeError(f"calibration write refused: {response.status_code} {response.text}")
 
 
 def _settings(data_dir: Path) -> Settings:
@@ -136,7 +229,7 @@ def _settings(data_dir: Path) -> Settings:
         port=18001,
         node_id="c0",
         data_dir=data_dir / "c0",
-        durability="memory",
+        durability="batch",  # what compare runs live nodes with: the writer thread counts
         cluster_secret=secrets.token_urlsafe(24),
         admin_key="admin-" + secrets.token_urlsafe(16),
         reader_key="reader-" + secrets.token_urlsafe(16),
@@ -164,3 +257,111 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+async def constants(rounds: int, costs: dict[str, float] | None = None) -> dict[str, Any]:
+    """Everything ``rumor sim calibrate`` writes under ``[constants]``; ``costs``: the
+    service times measured on a node process (``node_costs_us``), else in-process."""
+    return {
+        **framing_bytes(),
+        **(costs if costs is not None else await service_costs_us(rounds)),
+        "commit_cost_us": await commit_cost_us(),
+        "wakeup_us": await wakeup_us(),
+    }
+
+
+# --- the same service times, measured on a node process ----------------------------------
+NODE_POSTS = 200  # posts (or PUTs) per round: the node's CPU is read per round
+
+
+def thread_cpu_s(pid: int) -> float:
+    """CPU time of every live thread of ``pid`` (``/proc/PID/task/*/schedstat``, ns
+    resolution; ``/proc/PID/stat`` counts 10 ms ticks, too coarse for a round). A thread
+    that ended is not counted: a node's threads (the storage writer) live as long as it."""
+    total_ns = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total_ns += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return total_ns / 1e9
+
+
+class NodeTarget(msgspec.Struct, frozen=True):
+    """A running node process to measure: where it listens, its pid, its secrets."""
+
+    host: str
+    port: int
+    pid: int
+    cluster_secret: str
+    admin_key: str
+
+
+async def node_costs_us(node: NodeTarget, rounds: int = 5) -> dict[str, float]:
+    """Each service time as a live node process pays it: the node's CPU (every thread:
+    uvicorn's parsing, the app, the writer thread) per post of each shape and per PUT,
+    less its idle CPU over the same wall time; the sender's CPU (this process) per post
+    as the lean gossip path sends it (``PooledTransport.round_trip`` over loopback)."""
+    transport = PooledTransport()
+    signer = Signer(node.cluster_secret)
+    counter = itertools.count()
+    samples: dict[tuple[str, str], list[float]] = {}
+    try:
+        for _ in range(rounds):
+            idle_per_s = await _idle_cpu_per_s(node.pid)
+            kinds: tuple[Shape | str, ...] = (*SHAPES, "put")
+            for shape in kinds:
+                job = partial(_node_request, transport, node, signer, counter, shape)
+                cpu_s, node_s, wall_s = await _measured(job, node.pid, NODE_POSTS)
+                per = 1e6 / NODE_POSTS
+                samples.setdefault(("null", str(shape)), []).append(cpu_s * per)
+                samples.setdefault(("real", str(shape)), []).append(
+                    (node_s - idle_per_s * wall_s) * per + cpu_s * per
+                )
+    finally:
+        await transport.aclose()
+    return _split(samples)
+
+
+async def _idle_cpu_per_s(pid: int, wall_s: float = 0.3) -> float:
+    started = thread_cpu_s(pid)
+    await asyncio.sleep(wall_s)
+    return (thread_cpu_s(pid) - started) / wall_s
+
+
+async def _measured(
+    job: Callable[[], Awaitable[None]], pid: int, times: int
+) -> tuple[float, float, float]:
+    """(this process's CPU, the node's CPU, wall) seconds for ``times`` runs of ``job``."""
+    cpu, node, wall = time.process_time(), thread_cpu_s(pid), time.monotonic()
+    for _ in range(times):
+        await job()
+    return time.process_time() - cpu, thread_cpu_s(pid) - node, time.monotonic() - wall
+
+
+async def _node_request(
+    transport: PooledTransport,
+    node: NodeTarget,
+    signer: Signer,
+    counter: Iterator[int],
+    shape: Shape | str,
+) -> None:
+    host = f"{node.host}:{node.port}"
+    if shape == "put":
+        path, body = f"/kv/w{next(counter)}", b"v" * VALUE_BYTES
+        lines = [f"PUT {path} HTTP/1.1", f"Host: {host}", f"Authorization: Bearer {node.admin_key}"]
+        lines += ["content-type: application/octet-stream", "Content-Length: "]
+        head = "\r\n".join(lines).encode()
+    else:
+        assert not isinstance(shape, str)
+        body = _sealed_post(signer, counter, shape, "c0")
+        head = post_head(httpx.URL(f"http://{host}{GOSSIP_PATH}"), "c1")
+    status, _, content = await transport.round_trip(
+        (node.host, node.port),
+        head + str(len(body)).encode() + b"\r\n\r\n",
+        body,
+        connect_s=2.0,
+        read_s=10.0,
+    )
+    if status not in (200, 201, 204):
+        raise RuntimeError(f"calibration request refused: {status} {content[:200]!r}")

@@ -1,11 +1,21 @@
 """The constants of the live send path that the simulator models, and where they came from.
 
-A post costs the receiver CPU (``post_cost_us`` plus ``message_cost_us`` per message it
-carries) and carries framing around its messages' bytes: the ``Envelope`` (a fixed part
-and a part per message), the seal (header, ids, MAC) and the HTTP request head. ``rumor
-sim calibrate`` measures them on the machine at hand (``live.calibrate``) and writes them
-with a description of that machine; the simulator reads the committed default
-(``sim/calibration.toml``) unless a scenario or a command names another file.
+Service times (``sim.service``: each node's event loop is one server). A post costs its
+receiver ``post_cost_us`` plus ``message_cost_us`` per message plus ``update_cost_us``
+per version it carries, and its sender ``send_post_cost_us`` plus
+``send_message_cost_us`` per message (seal, HTTP client, response); a client write costs
+its node ``write_cost_us``. Under ``sync`` durability a client write also waits for a
+group commit of ``commit_cost_us`` (the disk's, not the loop's). ``wakeup_us`` are
+quantiles of how late a sleeping event loop gets the CPU on the machine at hand (0 on an
+idle one): a server that was idle starts its next work one draw of them late.
+
+Framing: a post carries bytes around its messages' bytes: the ``Envelope`` (a fixed part
+and a part per message), the seal (header, ids, MAC) and the HTTP request head.
+
+``rumor sim calibrate`` measures them on the machine at hand (``live.calibrate``) and
+writes them with a description of that machine; the simulator reads the committed default
+(``sim/calibration.toml``) unless a scenario or a command names another file. Fields a
+file leaves out are 0 (a file from before the service model: no such cost).
 """
 
 from __future__ import annotations
@@ -22,6 +32,12 @@ DEFAULT_CALIBRATION = Path(__file__).with_name("calibration.toml")
 class Constants(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     post_cost_us: float  # receiver CPU per POST /gossip, whatever it carries
     message_cost_us: float  # receiver CPU per message in it
+    update_cost_us: float = 0.0  # receiver CPU per version (update) those messages carry
+    send_post_cost_us: float = 0.0  # sender CPU per post: seal, HTTP client, response
+    send_message_cost_us: float = 0.0  # sender CPU per message in it
+    write_cost_us: float = 0.0  # CPU of one client write (PUT) at its node
+    commit_cost_us: float = 0.0  # one durable group commit (sync durability: fsync)
+    wakeup_us: list[float] = msgspec.field(default_factory=list)  # loop lateness quantiles
     envelope_post_bytes: int  # the Envelope's own bytes (array head, sender, list head)
     envelope_message_bytes: int  # per message: its msgpack bin head
     seal_bytes: int  # the seal's header and MAC, without the two node ids
@@ -35,8 +51,18 @@ class Constants(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
         envelope = self.envelope_post_bytes + self.envelope_message_bytes * messages
         return payload_bytes + envelope + self.seal_bytes + ids
 
-    def cost_s(self, messages: int) -> float:
-        return (self.post_cost_us + self.message_cost_us * messages) / 1e6
+    def receive_s(self, messages: int, updates: int) -> float:
+        """The receiver's service time for one post."""
+        us = self.post_cost_us + self.message_cost_us * messages + self.update_cost_us * updates
+        return us / 1e6
+
+    def send_s(self, messages: int) -> float:
+        """The sender's service time for one post."""
+        return (self.send_post_cost_us + self.send_message_cost_us * messages) / 1e6
+
+    def write_s(self) -> float:
+        """A client write's service time at its node (one version)."""
+        return self.write_cost_us / 1e6
 
 
 class Calibration(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

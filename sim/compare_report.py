@@ -162,7 +162,21 @@ def _ms(value: float | None) -> str:
 
 
 def _constants(constants: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k} = {v}" for k, v in constants.items())
+    return ", ".join(f"{k} = {_constant(v)}" for k, v in constants.items())
+
+
+def _constant(value: Any) -> str:
+    """A number as it is; a list of quantiles (``wakeup_us``) by a few of them."""
+    if not isinstance(value, list):
+        return str(value)
+    if not value:
+        return "none"
+    picks = ((50, 0.5), (90, 0.9), (99, 0.99))
+    return (
+        "("
+        + ", ".join(f"p{p} {value[min(len(value) - 1, int(q * len(value)))]}" for p, q in picks)
+        + ")"
+    )
 
 
 def _cell(figure: str, spread: Mapping[str, Any]) -> str:

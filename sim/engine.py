@@ -64,6 +64,7 @@ from rumordb.sim.metrics import Series, Traffic, collect
 from rumordb.sim.network import Fate, Network
 from rumordb.sim.posts import Posts, live_address
 from rumordb.sim.scenario import FaultSpec, Scenario
+from rumordb.sim.service import Servers, wakeup_sampler
 from rumordb.sim.workload import Op, OpStream, context_of
 
 MAX_EVENTS = 10_000  # fault and churn events kept for the report
@@ -198,15 +199,18 @@ class Simulation:
     def _posts(self) -> Posts:
         name = self.scenario.network.calibration
         path = Path(self.scenario.base_dir) / name if name else None
-        self.calibration = load_calibration(path)
+        self.calibration = c = load_calibration(path)
+        wakeup = wakeup_sampler(c.constants.wakeup_us, random.Random(f"{self.scenario.seed}:loop"))
         return Posts(
             self.env,
             self.network,
-            self.calibration.constants,
+            c.constants,
             self.traffic,
             self.deliver_later,
             lambda node_id: self.nodes[node_id].up,
             self._record,
+            Servers(wakeup),
+            durable=self.scenario.network.durability == "sync",
         )
 
     # --- building nodes ----------------------------------------------------------------
@@ -467,6 +471,8 @@ class Simulation:
             self._record(f"op {op.label} {op.key} no-owner")
             return
         self._record(f"op {op.label} {op.key} {origin.id} {result.status.value}")
+        if self.posts is not None:
+            self.posts.client_write(origin.id)
         if result.status is WriteStatus.NOT_FOUND:
             self.noop_deletes += 1
         else:
@@ -596,6 +602,8 @@ class Simulation:
             return
         sim_node.up = False
         sim_node.pending_state = state
+        if self.posts is not None:
+            self.posts.crashed(name)
         self.checker.set_up(name, False, self.env.now)
         if state == "wipe":
             sim_node.disk = {}
@@ -710,7 +718,7 @@ class Simulation:
     def _metrics(self, wall_s: float) -> dict[str, Any]:
         metrics = collect(self, wall_s)
         if self.posts is not None and self.calibration is not None:
-            metrics["posts"] = dataclasses.asdict(self.posts.stats)
+            metrics["posts"] = dataclasses.asdict(self.posts.finish())
             metrics["calibration"] = describe(self.calibration)
             metrics["transitions"] = dict(sorted(self.transitions.items()))
         return metrics

@@ -6,11 +6,17 @@ rule) decides when a post leaves with what. A post then
 
 * is dropped whole across a partition (the live node's block fault drops its messages
   before posting), and loses single messages on a lossy link (the loss fault does too);
-* travels the link's delay, then waits for the receiver's CPU (one post at a time per
-  node) and costs it ``post_cost_us + message_cost_us * messages`` (``sim.calibration``);
-  its messages are delivered when that work is done;
+* takes its sender's event loop first (``sim.service``: seal, HTTP client), behind
+  whatever that node is doing, and under ``sync`` durability not before the node's client
+  commit in progress is on disk (the live runner defers every send until then);
+* travels the link's delay, then waits for the receiver's event loop (one job at a time
+  per node, in arrival order) and costs it per post, per message and per version
+  (``sim.calibration``); its messages are delivered when that work is done;
 * completes (the sender may post again) one link delay after that, as its HTTP response
   comes back; a post to a node that is down fails after one link delay.
+
+A client write takes its node's loop too (``client_write``), and under ``sync``
+durability a group commit of the node's disk (``sim.service.Commits``).
 
 Members' addresses are URLs as long as a local live node's (``live_address``): membership
 entries ride on every gossip message. Bytes are counted as ``/metrics`` counts them: the sealed body (payload, envelope, seal);
@@ -25,12 +31,15 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import msgspec
 import simpy
 
+from rumordb.core.messages import message_kind
 from rumordb.core.send_policy import PeerSendPolicy, post_count
 from rumordb.sim.calibration import Constants
 from rumordb.sim.metrics import Traffic
 from rumordb.sim.network import Fate, Network
+from rumordb.sim.service import Commits, Servers
 
 LIVE_PORT_BASE = 40000  # the free ports a local live cluster gets are about this long
 
@@ -50,6 +59,9 @@ class PostStats:
     sealed_bytes: int = 0  # what /metrics counts: sealed bodies
     head_bytes: int = 0  # HTTP request heads
     failed: int = 0  # posts to a node that was down
+    busy_s: float = 0.0  # service time of every node's loop (sim.service)
+    waited_s: float = 0.0  # time work waited for a busy or sleeping loop
+    commits: int = 0  # durable group commits (sync durability)
 
 
 @dataclass(slots=True)
@@ -68,6 +80,8 @@ class Posts:
         deliver: Deliver,
         is_up: Callable[[str], bool],
         record: Callable[[str], None],
+        servers: Servers | None = None,
+        durable: bool = False,
     ) -> None:
         self.env = env
         self.network = network
@@ -78,7 +92,9 @@ class Posts:
         self._is_up = is_up
         self._record = record
         self._peers: dict[tuple[str, str], _Peer] = {}
-        self._busy_until: dict[str, float] = {}  # each receiver's CPU, in sim seconds
+        self.servers = servers or Servers()  # each node's event loop
+        self.commits = Commits()  # each node's disk, when ``durable`` (sync)
+        self._durable = durable
         self.sample_bytes = 0  # sealed bytes since the sampler last took them
 
     def enqueue(self, src: str, dst: str, data: bytes) -> None:
@@ -109,11 +125,14 @@ class Posts:
         if not batch:
             self._arm(src, dst, peer, peer.policy.on_sent(self.env.now * 1000, len(queue)))
             return
-        done_s = self._post(src, dst, batch, delay_s)
-        self.env.timeout(done_s).callbacks.append(partial(self._sent, src, dst, peer))
+        self._count(src, dst, batch)
+        ready_s = max(self.env.now, self.commits.on_disk_s(src)) if self._durable else self.env.now
+        left_s = self.servers.serve(src, ready_s, self.constants.send_s(len(batch)))
+        arrive = partial(self._arrive, src, dst, peer, batch, delay_s)
+        self.env.timeout(left_s + delay_s - self.env.now).callbacks.append(arrive)
 
-    def _post(self, src: str, dst: str, batch: list[bytes], delay_s: float) -> float:
-        """Count and deliver one post; the seconds until its response is back."""
+    def _count(self, src: str, dst: str, batch: list[bytes]) -> None:
+        """What the sender's ``/metrics`` count for one post."""
         c, stats = self.constants, self.stats
         sealed = c.sealed_bytes(sum(map(len, batch)), len(batch), src, dst)
         stats.posts += 1
@@ -121,18 +140,41 @@ class Posts:
         stats.sealed_bytes += sealed
         stats.head_bytes += c.http_head_bytes + len(src) + len(str(sealed))
         self.sample_bytes += sealed
+
+    def _arrive(
+        self, src: str, dst: str, peer: _Peer, batch: list[bytes], delay_s: float, _event: Any
+    ) -> None:
+        """A post reaches ``dst``: it queues for its loop; the response goes back after."""
         now = self.env.now
-        arrival = now + delay_s
         if not self._is_up(dst):
-            stats.failed += 1
+            self.stats.failed += 1
             self.traffic.to_down_node += len(batch)
-            return 2 * delay_s
-        start = max(arrival, self._busy_until.get(dst, 0.0))
-        done = start + c.cost_s(len(batch))
-        self._busy_until[dst] = done
-        for data in batch:
-            self._deliver(dst, data, done - now)
-        return done - now + delay_s
+            done_s = now + delay_s
+        else:
+            cost_s = self.constants.receive_s(len(batch), sum(map(update_count, batch)))
+            done_s = self.servers.serve(dst, now, cost_s)
+            for data in batch:
+                self._deliver(dst, data, done_s - now)
+            done_s += delay_s
+        self.env.timeout(done_s - now).callbacks.append(partial(self._sent, src, dst, peer))
+
+    def client_write(self, node_id: str) -> None:
+        """A client write at ``node_id`` now: its loop's work, and under ``sync`` durability
+        a group commit that the node's next sends wait for (``_due``)."""
+        done_s = self.servers.serve(node_id, self.env.now, self.constants.write_s())
+        if self._durable:
+            self.commits.commit(node_id, done_s, self.constants.commit_cost_us / 1e6)
+
+    def crashed(self, node_id: str) -> None:
+        """Its process is gone: the work its loop had queued with it."""
+        self.servers.idle(node_id)
+
+    def finish(self) -> PostStats:
+        """The stats, with the service model's totals."""
+        stats = self.stats
+        stats.busy_s, stats.waited_s = self.servers.busy_s, self.servers.waited_s
+        stats.commits = self.commits.commits
+        return stats
 
     def _sent(self, src: str, dst: str, peer: _Peer, _event: Any) -> None:
         self._arm(src, dst, peer, peer.policy.on_sent(self.env.now * 1000, len(peer.queue)))
@@ -142,3 +184,12 @@ class Posts:
             self.traffic.partitioned += count
         else:
             self.traffic.unreachable += count
+
+
+def update_count(data: bytes) -> int:
+    """How many versions an encoded message carries (a ``push`` or a ``sync``: their
+    fourth field), read without building them; other messages carry none."""
+    if message_kind(data) not in ("push", "sync"):
+        return 0
+    _, message = msgspec.msgpack.decode(data, type=tuple[int, list[msgspec.Raw]])
+    return len(msgspec.msgpack.decode(message[3], type=list[msgspec.Raw]))

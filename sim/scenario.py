@@ -76,6 +76,9 @@ class NetworkSpec(_Spec):
     # the committed sim/calibration.toml when unset). Off: every message travels alone.
     posts: bool = False
     calibration: str | None = None
+    # With posts: the live nodes' --durability; under "sync" a client write's sends wait
+    # for its group commit (the calibration's commit_cost_us). "batch"/"memory": none.
+    durability: Literal["batch", "sync", "memory"] = "batch"
 
 
 class GossipSpec(_Spec):

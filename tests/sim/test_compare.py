@@ -163,12 +163,17 @@ def test_the_report_explains_figures_outside_the_band_and_warns_of_load() -> Non
         "sim": {"seeds": [1]},
         "live": {"runs": [{}], "fault_lateness_s": 0.01, "ack_rtt_p50_s": 0.002},
         "machine": "cpu, 2 cores",
-        "calibration": {"source": "c.toml", "constants": {"post_cost_us": 1}, "machine": {}},
+        "calibration": {
+            "source": "c.toml",
+            "constants": {"post_cost_us": 1, "wakeup_us": [float(i) for i in range(50)]},
+            "machine": {},
+        },
         "rows": rows,
         "explanations": texts,
         "load_per_core": 4.0,
     }
     text = markdown(result, [])
+    assert "post_cost_us = 1, wakeup_us = (p50 25.0, p90 45.0, p99 49.0)" in text
     assert (
         "load of 4.0 per core" in text
         and "| messages | 50 (50-50) | 100 (100-100) | 0.50 | **no** |" in text

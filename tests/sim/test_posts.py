@@ -54,16 +54,17 @@ Posted = list[tuple[float, list[int]]]  # (instant in ms, message sizes)
 
 
 class Sim:
-    """``sim.posts`` for one sender and one peer on a link of half the round trip."""
+    """``sim.posts`` for one sender and its peers on links of half the round trip."""
 
-    def __init__(self, constants: Constants = FREE, **link: float) -> None:
+    def __init__(self, constants: Constants = FREE, durable: bool = False, **link: float) -> None:
         self.env = simpy.Environment()
         spec = NetworkSpec(latency_ms=link.pop("latency_ms", RTT_MS / 2), **link)  # type: ignore[arg-type]
-        self.network = Network(spec, ["a", "b"], random.Random(1), Path())
+        self.link_s = spec.latency_ms / 1000  # no jitter here: every post's link delay
+        self.network = Network(spec, ["a", "b", "c"], random.Random(1), Path())
         self.traffic = Traffic()
         self.delivered: dict[float, list[int]] = defaultdict(list)
         self.arrived: list[tuple[float, int]] = []
-        self.up = {"a": True, "b": True}
+        self.up = {"a": True, "b": True, "c": True}
         self.posts = Posts(
             self.env,
             self.network,
@@ -72,10 +73,12 @@ class Sim:
             self._deliver,
             self.up.__getitem__,
             lambda line: None,
+            durable=durable,
         )
 
     def _deliver(self, dst: str, data: bytes, delay_s: float) -> None:
-        self.delivered[round(self.env.now * 1000, 6)].append(len(data))
+        # Called as the post arrives: it left one link delay (and the sender's work) ago.
+        self.delivered[round((self.env.now - self.link_s) * 1000, 6)].append(len(data))
         self.arrived.append((round((self.env.now + delay_s) * 1000, 6), len(data)))
 
     def run(self, schedule: list[tuple[float, int]]) -> Posted:

@@ -1,0 +1,88 @@
+"""Each simulated node's event loop as one server, and its disk's group commit.
+
+A live node does its work on ONE event loop: a post it receives, a client write, a post
+it sends each take the loop for their CPU time, one after the other, so work that
+arrives together waits (``Servers``). Its writer thread commits everything queued so far
+in one transaction: a write that arrives during a commit waits for the end of that
+commit and is part of the next one, together with every write that arrived meanwhile
+(``Commits``; only ``sync`` durability makes anyone wait for it: ``live.storage``).
+
+Both are a busy-until instant per node: work is served in the order the callers hand it
+in, which they do at the instant it arrives (a FIFO queue without a queue object), so a
+node costs one float here (two for the disk), not a SimPy ``Resource`` and its event per
+job. Pure arithmetic on the simulation's clock: deterministic.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+
+def no_wakeup() -> float:
+    return 0.0
+
+
+@dataclass(slots=True)
+class Servers:
+    """One FIFO server per node: ``serve`` returns the instant the work is done.
+
+    ``wakeup_s`` is drawn when work finds its server idle: how late a sleeping process
+    gets the CPU back (a loaded machine's scheduler; 0 on an idle one). Work queued
+    behind other work needs no wake-up: the loop is running."""
+
+    wakeup_s: Callable[[], float] = no_wakeup
+    _busy_until: dict[str, float] = field(default_factory=dict)
+    busy_s: float = 0.0  # service time handed out, all nodes (utilisation = / nodes / run)
+    waited_s: float = 0.0  # time work spent queued behind other work or waking up
+
+    def serve(self, node_id: str, arrival_s: float, cost_s: float) -> float:
+        free_s = self._busy_until.get(node_id, 0.0)
+        start_s = arrival_s + self.wakeup_s() if arrival_s > free_s else free_s
+        done_s = start_s + cost_s
+        self._busy_until[node_id] = done_s
+        self.busy_s += cost_s
+        self.waited_s += start_s - arrival_s
+        return done_s
+
+    def idle(self, node_id: str) -> None:
+        """The node crashed: the work it had queued is gone with its process."""
+        self._busy_until.pop(node_id, None)
+
+
+@dataclass(slots=True)
+class Commits:
+    """Group commit per node: ``commit`` returns the instant a write arriving at
+    ``arrival_s`` is on disk (the end of the next commit that starts after it)."""
+
+    _last: dict[str, tuple[float, float]] = field(default_factory=dict)  # (start, end)
+    commits: int = 0
+
+    def commit(self, node_id: str, arrival_s: float, cost_s: float) -> float:
+        start_s, end_s = self._last.get(node_id, (-1.0, -1.0))
+        if arrival_s <= start_s:  # the next commit has not started: this write joins it
+            return end_s
+        start_s = arrival_s if arrival_s > end_s else end_s
+        self._last[node_id] = (start_s, start_s + cost_s)
+        self.commits += 1
+        return start_s + cost_s
+
+    def on_disk_s(self, node_id: str) -> float:
+        """When everything handed in so far is committed (a past instant if idle)."""
+        return self._last.get(node_id, (0.0, 0.0))[1]
+
+
+def wakeup_sampler(quantiles_us: Sequence[float], rng: random.Random) -> Callable[[], float]:
+    """Draws from an empirical distribution given as equally spaced quantiles (the
+    calibration's ``wakeup_us``), in seconds; none: no wake-up, and no draw."""
+    if not quantiles_us:
+        return no_wakeup
+    table = [q / 1e6 for q in sorted(quantiles_us)]
+    size = len(table)
+    draw = rng.random
+
+    def wakeup_s() -> float:
+        return table[int(draw() * size)]
+
+    return wakeup_s
