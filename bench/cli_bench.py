@@ -1,9 +1,10 @@
-"""How long ``rumor get KEY`` takes against a local node: the median wall time of 20 runs.
+"""How long ``rumor get/put/delete`` take against a local node: median wall time of 20 runs.
 
-One ``rumor node`` (memory durability) on a free loopback port holds one key; then 20
-rounds, each timing ``rumor get`` and, right beside it, the reference ``python -c pass``
-with the same interpreter, so a slow minute on a shared machine shows in both; and the
-same ``get`` through the click app (the entry point before ``rumordb.cli.launch``'s fast
+One ``rumor node`` (memory durability) on a free loopback port holds one key (and one
+key per ``delete`` to come); then 20 rounds, each timing ``rumor get``, ``rumor put``
+and ``rumor delete`` and, right beside them, the reference ``python -c pass`` with the
+same interpreter, so a slow minute on a shared machine shows in all; and the same three
+commands through the click app (the entry point before ``rumordb.cli.launch``'s fast
 path), so one run compares before and after. Prints the medians (wall and CPU), their
 difference from ``python -c pass`` (what the command itself costs), and the fastest run.
 Figures are printed, never asserted. The node is stopped by its pid.
@@ -69,18 +70,46 @@ def start_node(data_dir: Path, api_key: str) -> tuple[subprocess.Popen[bytes], s
     return node, f"http://127.0.0.1:{port}"
 
 
-def wait_ready(url: str, api_key: str) -> None:
+def wait_ready(url: str, api_key: str, runs: int) -> None:
+    """Wait for the node, then write the key to get and one key per delete to come."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     with Client(url, api_key=api_key, retries=0, transport="stdlib") as db:
         while time.monotonic() < deadline:
             try:
                 if db.health().get("status") == "ok":
-                    db.put("bench-key", "hello")
-                    return
+                    break
             except Exception:
                 pass
             time.sleep(0.1)
-    raise SystemExit(f"the node at {url} did not start within {READY_TIMEOUT_S} s")
+        else:
+            raise SystemExit(f"the node at {url} did not start within {READY_TIMEOUT_S} s")
+        db.put("bench-key", "hello")
+        for key in doomed_keys(runs + 1):
+            db.put(key, "doomed")
+
+
+def doomed_keys(runs: int) -> list[str]:
+    return [f"bench-doomed-{i}-{path}" for i in range(runs) for path in ("fast", "click")]
+
+
+def commands(round_number: int) -> dict[str, list[str]]:
+    """The commands of one round, as words after ``rumor``."""
+    return {
+        "get": ["get", "bench-key"],
+        "put": ["put", "bench-put", f"value {round_number}"],
+        "delete": ["delete", f"bench-doomed-{round_number}-PATH"],
+    }
+
+
+def one_round(round_number: int, env: dict[str, str]) -> dict[str, Timing]:
+    """Each command through the console script and through click, and the reference."""
+    timings = {"reference": timed([PYTHON, "-c", "pass"], env)}
+    for name, words in commands(round_number).items():
+        fast = [word.replace("PATH", "fast") for word in words]
+        slow = [word.replace("PATH", "click") for word in words]
+        timings[name] = timed([RUMOR, *fast], env)
+        timings[f"{name} (click)"] = timed([PYTHON, "-c", CLICK_ENTRY, *slow], env)
+    return timings
 
 
 def main() -> None:
@@ -91,19 +120,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         node, url = start_node(Path(tmp) / "b1", api_key)
         try:
-            wait_ready(url, api_key)
+            wait_ready(url, api_key, runs)
             env = {k: v for k, v in os.environ.items() if not k.startswith("RUMOR_")}
             env |= {"RUMOR_API_KEY": api_key, "RUMOR_URL": url}
-            get = [RUMOR, "get", "bench-key"]
-            reference = [PYTHON, "-c", "pass"]
-            click_get = [PYTHON, "-c", CLICK_ENTRY, "get", "bench-key"]
             compile_package()
-            assert timed(get, env)[2] == 0, "rumor get failed"  # and warms the page cache
-            assert timed(click_get, env)[2] == 0, "rumor get (click) failed"
+            warm = one_round(runs, env)  # and warms the page cache
+            failed = [name for name, timing in warm.items() if timing[2] != 0]
+            assert not failed, f"failed: {failed}"
             load_before = os.getloadavg()[0]
-            rows = [
-                (timed(get, env), timed(reference, env), timed(click_get, env)) for _ in range(runs)
-            ]
+            rows = [one_round(i, env) for i in range(runs)]
         finally:
             node.send_signal(signal.SIGTERM)
             try:
@@ -114,31 +139,30 @@ def main() -> None:
     report(rows, load_before, os.getloadavg()[0])
 
 
-def report(
-    rows: list[tuple[Timing, Timing, Timing]], load_before: float, load_after: float
-) -> None:
+def report(rows: list[dict[str, Timing]], load_before: float, load_after: float) -> None:
     def median_ms(values: list[float]) -> float:
         return 1000 * statistics.median(values)
 
-    def show(title: str, runs: list[Timing]) -> None:
+    def show(title: str, name: str) -> None:
+        runs = [row[name] for row in rows]
         walls = [run[0] for run in runs]
-        extra = [run[0] - ref[0] for run, (_, ref, _) in zip(runs, rows, strict=True)]
+        extra = [row[name][0] - row["reference"][0] for row in rows]
         print(f"{title}:")
         print(f"  median wall {median_ms(walls):6.1f} ms   (fastest {1000 * min(walls):.1f} ms)"
               f"   CPU {median_ms([run[1] for run in runs]):.1f} ms")  # fmt: skip
-        print(f"  minus python -c pass, median of the pairs: {median_ms(extra):.1f} ms")
+        if name != "reference":
+            print(f"  minus python -c pass, median of the pairs: {median_ms(extra):.1f} ms")
 
     print(f"{len(rows)} alternating rounds against a local node")
-    show("rumor get (the console script: the fast path)", [g for g, _, _ in rows])
-    show("rumor get through the click app (before the fast path)", [c for _, _, c in rows])
-    ref = [r for _, r, _ in rows]
-    print("python -c pass (the interpreter's own start-up):")
-    print(f"  median wall {median_ms([r[0] for r in ref]):6.1f} ms   "
-          f"(fastest {1000 * min(r[0] for r in ref):.1f} ms)   CPU {median_ms([r[1] for r in ref]):.1f} ms")  # fmt: skip
+    for command in ("get", "put", "delete"):
+        show(f"rumor {command} (the console script: the fast path)", command)
+        show(f"rumor {command} through the click app (before the fast path)", f"{command} (click)")
+    show("python -c pass (the interpreter's own start-up)", "reference")
     print(f"load average (1 min) {load_before:.2f} before, {load_after:.2f} after, "
           f"on {os.cpu_count()} CPUs: wall times above ~CPU time mean a busy machine")  # fmt: skip
-    if any(g[2] != 0 or c[2] != 0 for g, _, c in rows):
-        print("WARNING: some runs of rumor get failed")
+    failed = sorted({name for row in rows for name, timing in row.items() if timing[2] != 0})
+    if failed:
+        print(f"WARNING: some runs failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -17,10 +17,10 @@ from typing import Any
 
 import click
 
+from rumordb.cli import writes
 from rumordb.cli.connect import connection_options, data_client, json_option
 from rumordb.cli.output import EXIT_CODES, ExitCode, emit_json, fail, run, show_value
 
-MAX_STDIN_BYTES = 64 * 1024 * 1024  # far above any node's --max-value-bytes
 LIST_LIMIT_MAX = 1_000_000
 
 
@@ -46,11 +46,11 @@ def read_value(value: str | None) -> tuple[bytes, str]:
     if value is None and sys.stdin.isatty():
         fail(ExitCode.USAGE, "give VALUE, pipe the value in, or pass - to type it")
     if value is None or value == "-":
-        data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1)
-        if len(data) > MAX_STDIN_BYTES:
-            fail(ExitCode.USAGE, f"standard input holds more than {MAX_STDIN_BYTES} bytes")
-        return data, "application/octet-stream"
-    return value.encode(), "text/plain; charset=utf-8"
+        data = writes.stdin_value()
+        if data is None:
+            fail(ExitCode.USAGE, writes.TOO_MUCH_STDIN)
+        return data, writes.STDIN_TYPE
+    return value.encode(), writes.ARGUMENT_TYPE
 
 
 @click.command(epilog=EXIT_CODES)
@@ -92,23 +92,15 @@ def put(
     json_output: bool,
 ) -> None:
     """Store VALUE under KEY (upsert); VALUE '-' or absent: read it from standard input."""
+    # Without click, `rumor put` runs the same functions (rumordb.cli.launch).
     body, default_type = read_value(value)
     kind = content_type or default_type
     with session(urls, api_key, cluster_dir) as db:
-        if create:
-            result = run(key, lambda: db.create(key, body, content_type=kind, ttl_s=ttl_s))
-        else:
-            result = run(
-                key,
-                lambda: db.put(key, body, content_type=kind, if_match=if_match, ttl_s=ttl_s),
-            )
-    document = {"key": result.key, "context": result.context, "hlc": result.hlc,
-                "origin": result.origin, "created": result.created}  # fmt: skip
+        result = run(key, lambda: writes.write(db, key, body, kind, if_match, create, ttl_s))
     if json_output:
-        emit_json(document)
+        emit_json(writes.written_document(result))
         return
-    verb = "created" if result.created else "updated"
-    click.echo(f"{verb} {key} ({len(body)} bytes)  context {result.context}")
+    click.echo(writes.written_line(key, len(body), result))
 
 
 @click.command(epilog=EXIT_CODES)
@@ -141,13 +133,13 @@ def delete(
     json_output: bool,
 ) -> None:
     """Delete KEY (a tombstone that replicates like a write; exit 1 if absent)."""
+    # Without click, `rumor delete` runs the same functions (rumordb.cli.launch).
     with session(urls, api_key, cluster_dir) as db:
         result = run(key, lambda: db.delete(key, if_match=if_match))
     if json_output:
-        emit_json({"key": result.key, "deleted": True, "context": result.context,
-                   "hlc": result.hlc, "origin": result.origin})  # fmt: skip
+        emit_json(writes.deleted_document(result))
         return
-    click.echo(f"deleted {key}")
+    click.echo(writes.deleted_line(key))
 
 
 @click.command("list", epilog=EXIT_CODES)

@@ -100,6 +100,13 @@ class RecordTable(Mapping[str, Record]):
         packed[key] = self._pack(record)
         return new
 
+    def replace(self, key: str, record: Record) -> Record | None:
+        """``put``, returning the version it replaced (None: the key is new): one lookup."""
+        packed = self._packed
+        previous = packed.get(key)
+        packed[key] = self._pack(record)
+        return None if previous is None else self._unpack(previous)
+
     def pop(self, key: str) -> bool:
         """Drop ``key``; True when it was held."""
         return self._packed.pop(key, None) is not None

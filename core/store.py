@@ -5,7 +5,9 @@ records. The sorted key index is a ``sortedcontainers.SortedList`` kept up to da
 every new or dropped key (O(log n), flat in practice), so a listing page costs
 O(log n + page) and never copies or sorts the key list. The digest trees are lazy: they
 fold the keys changed since their last read (measured: a third of a replica's CPU per
-replicated write went to eager digest updates), and the folding is bounded: ``fold``
+replicated write went to eager digest updates), each with the version its write
+stashed (so a fold, which comes long after the write, does not look the record up and
+decode it again: a cache miss per key in a large store), and the folding is bounded: ``fold``
 does at most a budget of keys per call (the node calls it on every tick while a backlog
 is left), and ``ready_digest``/``ready_digest_for`` answer None while more than one
 budget is pending, so a restart with a million stale keys never stalls the driver.
@@ -35,6 +37,7 @@ from rumordb.core.record import Discarded, Record, is_live
 from rumordb.core.record_table import RecordTable
 
 OwnersOf = Callable[[str], list[str]]
+Stamp = tuple[int, str, bool]  # (hlc, origin, tombstone): what a fingerprint is made of
 
 
 class Store:
@@ -44,6 +47,7 @@ class Store:
         "_scoped",
         "_sorted_keys",
         "_stale",
+        "_versions",
         "discarded",
         "records",
         "reserved",
@@ -54,6 +58,10 @@ class Store:
         self.discarded: dict[str, Discarded] = {}  # key -> last version LWW threw away
         self._digest = Digest()
         self._stale: set[str] = set()  # keys whose digest entries may be out of date
+        # What names a stale key's stored version (hlc, origin, tombstone), stashed by its
+        # write (a key loaded or dropped has none: the fold looks it up). A tuple of the
+        # record's own objects: cheaper to make than the fingerprint. Bounded by _stale.
+        self._versions: dict[str, Stamp] = {}
         self._sorted_keys: SortedList[str] = SortedList()
         self._scoped: dict[str, tuple[int, Digest]] = {}  # peer -> (ring epoch, digest)
         self._building: dict[str, list[str]] = {}  # peer -> keys not yet in its new digest
@@ -86,12 +94,13 @@ class Store:
 
     def put(self, key: str, record: Record) -> Record | None:
         """Store ``record`` as the version of ``key``; returns the one it replaced."""
-        previous = self.records.get(key)
-        if self.records.put(key, record):
+        previous = self.records.replace(key, record)
+        if previous is None:
             self._sorted_keys.add(key)
             if key.startswith(RESERVED_PREFIX):
                 self.reserved += 1
         self._stale.add(key)
+        self._versions[key] = (record.hlc, record.origin, record.tombstone)
         return previous
 
     def put_new(self, fresh: dict[str, Record]) -> None:
@@ -102,6 +111,9 @@ class Store:
             records.put(key, record)
         self._sorted_keys.update(fresh)
         self._stale.update(fresh)
+        self._versions.update(
+            (key, (record.hlc, record.origin, record.tombstone)) for key, record in fresh.items()
+        )
         self.reserved += sum(key.startswith(RESERVED_PREFIX) for key in fresh)
 
     def drop(self, key: str) -> None:
@@ -111,6 +123,7 @@ class Store:
             self.reserved -= 1
         self._sorted_keys.discard(key)
         self._stale.add(key)
+        self._versions.pop(key, None)
 
     def list_live(
         self, prefix: str, limit: int, after: str, now_hlc: int = 0, *, reserved: bool = False
@@ -222,14 +235,17 @@ class Store:
     def _fold_stale(self, stale: list[str], owners_of: OwnersOf, self_id: str) -> None:
         """Fold the keys stored or dropped since the last fold into every digest."""
         digest, records, scoped = self._digest, self.records, self._scoped
+        stashed = self._versions
         for key in stale:
             khash = key_hash(key)
-            version = records.version(key)
-            if version is None:
-                digest.remove(key, khash)
-                for _, peer_digest in scoped.values():
-                    peer_digest.remove(key, khash)
-                continue
+            version = stashed.pop(key, None)
+            if version is None:  # loaded (or dropped) since the last fold: read the store
+                version = records.version(key)
+                if version is None:
+                    digest.remove(key, khash)
+                    for _, peer_digest in scoped.values():
+                        peer_digest.remove(key, khash)
+                    continue
             fp = fingerprint(*version)
             digest.set(key, fp, khash)
             if scoped:

@@ -74,7 +74,12 @@ def run_cli(
     cleared: dict[str, str | None] = {k: None for k in os.environ if k.startswith("RUMOR_")}
     with contextlib.chdir(cwd or Path.cwd()):
         result = CliRunner().invoke(
-            app, list(args), input=stdin, env={**cleared, **(env or {})}, catch_exceptions=False
+            app,
+            list(args),
+            input=stdin,
+            env={**cleared, **(env or {})},
+            catch_exceptions=False,
+            prog_name="rumor",  # usage errors name the command as the console script does
         )
     return CliResult(result.exit_code, result.stdout_bytes, result.stderr_bytes)
 

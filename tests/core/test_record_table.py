@@ -73,3 +73,12 @@ def test_tables_compare_by_content_whatever_order_they_interned_types_in() -> No
     c.put("x", plain)
     c.put("y", png)
     assert a == c and c.put("y", plain) is False and a != c
+
+
+def test_replace_stores_and_returns_the_version_it_replaced() -> None:
+    table = RecordTable()
+    first = Record(b"1", "text/plain", {"n1": 5}, 5, "n1")
+    second = Record(b"2", "image/png", {"n1": 6}, 6, "n1", expires=9)
+    assert table.replace("k", first) is None, "a new key"
+    assert table.replace("k", second) == first
+    assert table["k"] == second and len(table) == 1

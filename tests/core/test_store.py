@@ -181,3 +181,35 @@ def test_a_doubling_regroups_the_digest_in_the_drivers_fold_slices() -> None:
         slices += 1
     assert slices > 4 and digest.regrouping() == 0, "many bounded slices, then done"
     assert digest.root == _rebuilt(store).root
+
+
+# (operation, key, ms): put / put_new of a key not held / drop / fold a slice of 2 keys
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["put", "put_new", "drop", "fold"]),
+        st.sampled_from(["a", "b", "c", "d"]),
+        st.integers(1, 5),
+        st.booleans(),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "x"]), unique=True), operations)
+def test_the_fingerprints_writes_stash_fold_into_the_digest_a_rebuild_gives(
+    loaded: list[str], steps: list[tuple[str, str, int, bool]]
+) -> None:
+    store = Store()
+    store.load((key, rec(9)) for key in loaded)  # loaded keys have no stashed fingerprint
+    for operation, key, ms, tombstone in steps:
+        if operation == "put":
+            store.put(key, rec(ms, tombstone, origin=key))
+        elif operation == "put_new" and store.get(key) is None:
+            store.put_new({key: rec(ms, tombstone)})
+        elif operation == "drop":
+            store.drop(key)
+        elif operation == "fold":
+            store.fold(2, no_owners, "me")
+    assert store.digest(no_owners, "me").root == _rebuilt(store).root
+    assert store.pending_folds() == 0
