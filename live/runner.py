@@ -30,7 +30,7 @@ retried anyway, and what it computed may hold the undone versions).
 
 Start-up load: the reserved keyspace (the keyring: the gate needs it) and the log are
 loaded before the node serves anything; the rest streams from SQLite in slices of
-``LOAD_SLICE_ROWS`` on the event loop, with the node already listening, so a restart
+``LOAD_SLICE_S`` on the event loop, with the node already listening, so a restart
 with millions of keys answers at once. While it loads, only single-key reads are served
 (a key not loaded yet is read from the disk: ``Storage.read``; nothing else changes the
 store meanwhile, so memory and disk agree on every key); writes, listings, peers' gossip
@@ -110,9 +110,12 @@ DRAIN_AFTER_STALL_S = 0.05  # let the input that waited through a stall be read 
 LEAVE_POLL_S = 0.1
 LEAVE_FLUSH_S = 2.0
 REFUSED_LOG_INTERVAL_S = 10.0  # at most one warning per interval for refused peer messages
-# Records loaded per event-loop turn at start: read, decoded and indexed in ~5-10 ms,
-# so a read waits at most that long behind the load.
-LOAD_SLICE_ROWS = 2_000
+# The start-up load runs in steps of LOAD_STEP_ROWS records (read, decoded, indexed:
+# ~1 ms) until LOAD_SLICE_S has passed, then lets the loop serve: a read waits at most
+# about that long behind the load, also when the machine is busy (2 000-row slices took
+# ~100 ms of wall time each at load average 9, and a read from disk waits for 3 turns).
+LOAD_STEP_ROWS = 200
+LOAD_SLICE_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,10 +316,15 @@ class Runner:
             await self._begin()
 
     def _load_slice(self, rows: Iterator[tuple[str, Record]]) -> bool:
-        """Load one slice of the stored records; True while more may follow."""
-        chunk = list(itertools.islice(rows, LOAD_SLICE_ROWS))
-        self.node.load(chunk)
-        return len(chunk) == LOAD_SLICE_ROWS
+        """Load steps of the stored records for ``LOAD_SLICE_S``; True while more may follow."""
+        until = time.perf_counter() + LOAD_SLICE_S
+        while True:
+            chunk = list(itertools.islice(rows, LOAD_STEP_ROWS))
+            self.node.load(chunk)
+            if len(chunk) < LOAD_STEP_ROWS:
+                return False
+            if time.perf_counter() >= until:
+                return True
 
     async def _load_rest(self, rows: Iterator[tuple[str, Record]]) -> None:
         try:
@@ -375,7 +383,7 @@ class Runner:
             mono=self._started_mono,
             purged=storage.load_purged(),
         )
-        return storage.stream(without=RESERVED_PREFIX, chunk_rows=LOAD_SLICE_ROWS)
+        return storage.stream(without=RESERVED_PREFIX, chunk_rows=LOAD_STEP_ROWS)
 
     async def _start_discovery(self) -> None:
         from rumordb.live.discovery import Discovery, resolve_broadcast

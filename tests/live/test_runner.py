@@ -220,7 +220,8 @@ async def test_a_restart_with_a_large_store_serves_reads_at_once_and_loads_the_r
     import rumordb.live.runner as runner_module
     from tests.live.harness import ADMIN, eventually, running_app
 
-    monkeypatch.setattr(runner_module, "LOAD_SLICE_ROWS", 1)  # a slice per loop turn
+    monkeypatch.setattr(runner_module, "LOAD_STEP_ROWS", 1)  # one record per loop turn
+    monkeypatch.setattr(runner_module, "LOAD_SLICE_S", 0.0)
     keys = [f"k{i:05d}" for i in range(3000)]
     storage = Storage.open(tmp_path / "t1", "batch")
     now = time.time()
