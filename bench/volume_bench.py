@@ -1,30 +1,37 @@
-"""Many keys per node: memory, write cost, scans and restarts of a 3-node loopback cluster.
+"""Many keys per node: memory, write cost, scans, restarts and event-loop stalls of 3 loopback nodes.
 
 For each N (``VOLUME_KEYS``, default 100 000 and 1 000 000; 10 000 000 on request) the
-bench seeds three data directories with the same N records of 100 bytes, starts three
-``rumor node`` processes on loopback and reports:
+bench starts three empty ``rumor node`` processes on loopback, loads N records of 100
+bytes into one of them through the batch path (``POST /kv``, MessagePack batches of
+1 000 items, a few in flight; pushes replicate them to the others) and reports:
 
+* ``load_s``: the load (every batch answered), ``replicated_s``: until every node holds
+  the N keys (None: not within 20 minutes);
 * ``rss_mib`` per node and ``bytes_per_key`` (RSS over N) once every digest is folded,
-  and ``bytes_per_key_over_10k``: the RSS slope against the 10 000-key cluster (without
-  the interpreter's fixed ~80 MiB);
+  and ``bytes_per_key_over_10k``: the RSS slope against the 10 000-key cluster;
 * ``writes_per_s``: PUTs of random new keys (``WRITE_S`` seconds, 32 in flight) on one
   node, against the same figure on a 10 000-key cluster measured in the same run;
-* ``scan_s``: paging through every key with ``GET /kv?limit=1000``, and the p99 of a GET
-  issued every 10 ms during the scan against the same probe while idle;
-* ``restart_to_serving_s``: one node restarted (SIGTERM, start): from the process start to
-  its first answered GET of a stored key, and ``max_get_ms``, the slowest probe GET
-  (every 10 ms) from then until its digests are folded and anti-entropy has run.
+* ``scan_s``: paging through every key with ``GET /kv?limit=1000``;
+* restart: node 1 stopped (SIGTERM), 1 % more keys written to node 2 meanwhile, node 1
+  started again: ``restart_first_read_s`` from the process start to its first answered
+  GET of a stored key, ``restart_health_ok_s`` to ``/health`` ok, ``repair_s`` from
+  then until it holds every key.
 
-Loading: the batch path (``POST /kv`` batches) is not on this branch, so the data
-directories are seeded through ``live.storage`` (the nodes' own storage layer, in
-batches of 10 000) before the nodes start, the fastest existing path. Figures only:
-nothing is asserted. Run: ``make bench-volume`` or
-``VOLUME_KEYS=10000000 make bench-volume`` (a comma-separated list works too).
+The stall probe: a separate process (so the bench's own work never delays it) GETs a
+random stored key of each node every 10 ms throughout and logs each answer. Per phase
+(``load``, ``idle`` (anti-entropy over full digests), ``scan``, ``restart`` (start to
+``/health`` ok), ``repair`` (to every key held, plus ``SETTLE_S``)) and node, the table
+shows the answers, the p99 and max latency and the longest gap between two answers (a
+stalled node answers late and also starts the next probe late). A node that is down
+has no answers: its gaps count from its first answer in the phase. Figures only:
+nothing is asserted. Run: ``make bench-volume``, ``VOLUME_KEYS=100000 make bench-volume``
+for a quick check (a comma-separated list works too).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -35,44 +42,29 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import psutil
-
-from rumordb.core.record import Record
-from rumordb.live.storage import Storage
 
 RUMOR = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "rumor")
 VALUE_BYTES = 100
-SEED_BATCH = 10_000
+LOAD_BATCH = 1000
+LOAD_IN_FLIGHT = 3
 WRITE_S = 3.0
 WRITE_CONCURRENCY = 32
 PROBE_INTERVAL_S = 0.01
-SETTLE_S = 8.0  # after a restart: fold slices and a few anti-entropy intervals
+IDLE_S = 10.0  # full digests, anti-entropy every second
+SETTLE_S = 5.0  # after the repair: a few more anti-entropy intervals
 REFERENCE_KEYS = 10_000
+MISSED_SHARE = 0.01  # keys written while the restarted node is down
+MSGPACK = {"Content-Type": "application/msgpack"}
 
 
 def _key(i: int) -> str:
     return f"vol/{(i * 0x9E3779B97F4A7C15) & (2**64 - 1):016x}"  # spread, not sorted
-
-
-async def seed(data_dir: Path, keys: int) -> None:
-    """The same ``keys`` records in a node's data directory (origin n0, one HLC each)."""
-    rng = random.Random(7)
-    storage = Storage.open(data_dir, "batch")
-    for start in range(0, keys, SEED_BATCH):
-        batch = [
-            (
-                _key(i),
-                Record(
-                    rng.randbytes(VALUE_BYTES), "application/octet-stream", {"n0": 1}, i + 1, "n0"
-                ),
-            )
-            for i in range(start, min(keys, start + SEED_BATCH))
-        ]
-        await storage.persist(batch, [])
-    await storage.close()
 
 
 class Cluster:
@@ -106,7 +98,7 @@ class Cluster:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(30)
+            proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -115,56 +107,151 @@ class Cluster:
         return [round(psutil.Process(p.pid).memory_info().rss / 2**20, 1) for p in self.procs.values()]  # fmt: skip
 
 
-class Probe:
-    """A GET every 10 ms; latencies after the first answer (before: not listening yet)."""
+# --- the stall probe (its own process) -------------------------------------------------
+async def _probe_node(client: httpx.AsyncClient, node: int, url: str, keys: int) -> None:
+    rng = random.Random(node)
+    out = sys.stdout
+    while True:
+        began = time.monotonic()
+        try:
+            status = (await client.get(f"{url}/kv/{_key(rng.randrange(keys))}")).status_code
+        except httpx.HTTPError:
+            status = 0
+        ended = time.monotonic()
+        out.write(f"{node} {began:.6f} {ended:.6f} {status}\n")
+        await asyncio.sleep(max(0.0, PROBE_INTERVAL_S - (ended - began)))
 
-    def __init__(self, client: httpx.AsyncClient, url: str) -> None:
-        self.client, self.url = client, url
-        self.latencies_ms: list[float] = []
-        self.first_answer: float | None = None
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+async def _probe_main(api_key: str, keys: int, urls: list[str]) -> None:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(headers=headers, timeout=30.0, trust_env=False) as client:
+        await asyncio.gather(*(_probe_node(client, i, url, keys) for i, url in enumerate(urls)))
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
-    def take(self) -> list[float]:
-        taken, self.latencies_ms = self.latencies_ms, []
-        return taken
+class StallProbe:
+    """The probe process; ``phase`` marks time spans, ``table`` cuts its log by them."""
 
-    async def _run(self) -> None:
-        while True:
-            began = time.perf_counter()
+    def __init__(self, root: Path, cluster: Cluster, keys: int) -> None:
+        self.path = root / "probe.log"
+        self.phases: list[tuple[str, float, float]] = []
+        self._opened: tuple[str, float] | None = None
+        argv = [sys.executable, "-m", "bench.volume_bench", "probe", str(keys)]
+        argv += [cluster.url(i) for i in range(len(cluster.hosts))]
+        env = {**os.environ, "VOLUME_PROBE_KEY": cluster.key}
+        with self.path.open("wb") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, env=env, cwd=Path(__file__).parents[1])
+
+    def phase(self, name: str | None) -> None:
+        """Close the open phase (if any) and open ``name`` (None: none)."""
+        now = time.monotonic()
+        if self._opened is not None:
+            self.phases.append((self._opened[0], self._opened[1], now))
+        self._opened = None if name is None else (name, now)
+
+    def stop(self) -> None:
+        self.phase(None)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
             try:
-                reply = await self.client.get(self.url)
-                if reply.status_code == 200:
-                    if self.first_answer is None:
-                        self.first_answer = time.monotonic()
-                    self.latencies_ms.append((time.perf_counter() - began) * 1000)
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(max(0.0, PROBE_INTERVAL_S - (time.perf_counter() - began)))
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def answers(self) -> Iterator[tuple[int, float, float, int]]:
+        for line in self.path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 4:
+                yield int(parts[0]), float(parts[1]), float(parts[2]), int(parts[3])
+
+    def table(self) -> list[dict[str, object]]:
+        answers = list(self.answers())
+        rows: list[dict[str, object]] = []
+        for name, start, end in self.phases:
+            for node in sorted({a[0] for a in answers}):
+                mine = [a for a in answers if a[0] == node and start <= a[1] < end]
+                rows.append({"phase": name, "node": f"n{node + 1}", **phase_stats(mine)})
+        return rows
 
 
-def p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2) if ordered else 0.0
+def phase_stats(answers: list[tuple[int, float, float, int]]) -> dict[str, object]:
+    answered = [a for a in answers if a[3] > 0]  # 404 too: a key not loaded yet
+    latencies = sorted((a[2] - a[1]) * 1000 for a in answered)
+    ends = [a[2] for a in answered]
+    gaps = [(b - a) * 1000 for a, b in itertools.pairwise(ends)]
+    return {
+        "probes": len(answers),
+        "ok": sum(a[3] == 200 for a in answered),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1)
+        if latencies
+        else None,
+        "max_ms": round(latencies[-1], 1) if latencies else None,
+        "gap_ms": round(max(gaps), 1) if gaps else None,
+    }
 
 
-async def wait_serving(client: httpx.AsyncClient, url: str, timeout_s: float = 600.0) -> float:
+def print_table(rows: list[dict[str, object]]) -> None:
+    columns = ["phase", "node", "probes", "ok", "p99_ms", "max_ms", "gap_ms"]
+    print(" ".join(f"{c:>8}" for c in columns))
+    for row in rows:
+        print(" ".join(f"{row[c]!s:>8}" for c in columns))
+
+
+# --- the workload ----------------------------------------------------------------------
+async def load(client: httpx.AsyncClient, url: str, first: int, count: int) -> None:
+    """``count`` records from key ``first`` on, through ``POST /kv`` batches."""
+    rng = random.Random(first)
+    encode = msgspec.msgpack.Encoder().encode
+    starts = iter(range(first, first + count, LOAD_BATCH))
+
+    async def sender() -> None:
+        for start in starts:
+            end = min(first + count, start + LOAD_BATCH)
+            items = [
+                {"op": "put", "key": _key(i), "value": rng.randbytes(VALUE_BYTES)}
+                for i in range(start, end)
+            ]
+            for _ in range(100):  # 503 overloaded: retry after a moment
+                reply = await client.post(
+                    f"{url}/kv", content=encode({"items": items}), headers=MSGPACK
+                )
+                if reply.status_code != 503:
+                    break
+                await asyncio.sleep(0.05)
+            reply.raise_for_status()
+
+    await asyncio.gather(*(sender() for _ in range(LOAD_IN_FLIGHT)))
+
+
+async def key_count(client: httpx.AsyncClient, url: str) -> int:
+    try:
+        reply = await client.get(f"{url}/cluster")
+    except httpx.HTTPError:
+        return -1
+    return int(reply.json()["keys"]) if reply.status_code == 200 else -1
+
+
+async def wait_for(check: object, timeout_s: float = 1200.0, step_s: float = 0.01) -> float:
+    """Poll ``check`` (an async callable) until truthy; returns the seconds it took."""
     began = time.monotonic()
     while time.monotonic() - began < timeout_s:
-        try:
-            if (await client.get(url)).status_code == 200:
-                return time.monotonic() - began
-        except httpx.HTTPError:
-            pass
-        await asyncio.sleep(0.01)
-    raise TimeoutError(f"{url} not serving within {timeout_s} s")
+        if await check():  # type: ignore[operator]
+            return time.monotonic() - began
+        await asyncio.sleep(step_s)
+    raise TimeoutError(f"not done within {timeout_s} s")
+
+
+async def holds(client: httpx.AsyncClient, cluster: Cluster, nodes: range, keys: int) -> bool:
+    counts = [await key_count(client, cluster.url(i)) for i in nodes]
+    return all(c >= keys for c in counts)
+
+
+async def answers(client: httpx.AsyncClient, url: str, path: str, want: str = "") -> bool:
+    try:
+        reply = await client.get(url + path)
+    except httpx.HTTPError:
+        return False
+    return reply.status_code == 200 and (not want or reply.json().get("status") == want)
 
 
 async def write_rate(client: httpx.AsyncClient, url: str) -> float:
@@ -196,57 +283,86 @@ async def scan(client: httpx.AsyncClient, url: str) -> tuple[float, int]:
 async def measure(keys: int, *, full: bool) -> dict[str, object]:
     root = Path(tempfile.mkdtemp(prefix="rumor-volume-"))
     cluster = Cluster(root)
+    probe: StallProbe | None = None
     try:
-        began = time.monotonic()
-        for i in range(3):
-            await seed(root / f"n{i + 1}", keys)
-        row: dict[str, object] = {"keys": keys, "seed_s": round(time.monotonic() - began, 1)}
         headers = {"Authorization": f"Bearer {cluster.key}"}
-        async with httpx.AsyncClient(headers=headers, timeout=60.0, trust_env=False) as client:
-            probe_url = f"{cluster.url(0)}/kv/{_key(keys // 2)}"
+        async with httpx.AsyncClient(headers=headers, timeout=120.0, trust_env=False) as client:
             for i in range(3):
                 cluster.start(i)
-            row["start_to_serving_s"] = round(await wait_serving(client, probe_url), 2)
-            for i in (1, 2):
-                await wait_serving(client, f"{cluster.url(i)}/kv/{_key(0)}")
-            await asyncio.sleep(SETTLE_S)
-            rss = cluster.rss_mib()
-            row["rss_mib"] = rss
-            row["bytes_per_key"] = round(max(rss) * 2**20 / keys)
-            row["writes_per_s"] = await write_rate(client, cluster.url(0))
+            for i in range(3):
+                await wait_for(lambda i=i: answers(client, cluster.url(i), "/health", "ok"))
+            await wait_for(lambda: holds_members(client, cluster))
             if full:
-                row.update(await scan_and_restart(client, cluster, probe_url))
+                probe = StallProbe(root, cluster, keys)
+            row: dict[str, object] = {"keys": keys}
+            began = time.monotonic()
+            if probe:
+                probe.phase("load")
+            await load(client, cluster.url(0), 0, keys)
+            row["load_s"] = round(time.monotonic() - began, 1)
+            try:  # the pushes, then anti-entropy for what they dropped
+                await wait_for(lambda: holds(client, cluster, range(3), keys), step_s=0.2)
+                row["replicated_s"] = round(time.monotonic() - began, 1)
+            except TimeoutError:
+                row["replicated_s"] = None  # reported, and the phases go on
+            if probe:
+                probe.phase("idle")
+            await asyncio.sleep(IDLE_S)
+            rss = cluster.rss_mib()
+            row["rss_mib"], row["bytes_per_key"] = rss, round(max(rss) * 2**20 / keys)
+            if probe:
+                probe.phase(None)
+            row["writes_per_s"] = await write_rate(client, cluster.url(0))
+            if full and probe:
+                row.update(await scan_and_restart(client, cluster, probe, keys))
         return row
     finally:
+        if probe is not None:
+            probe.stop()
         for i in list(cluster.procs):
             cluster.stop(i)
         shutil.rmtree(root, ignore_errors=True)
 
 
+async def holds_members(client: httpx.AsyncClient, cluster: Cluster) -> bool:
+    for i in range(3):
+        try:
+            members = (await client.get(f"{cluster.url(i)}/cluster")).json()["members"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            return False
+        if sum(m["state"] == "alive" for m in members) < 3:
+            return False
+    return True
+
+
 async def scan_and_restart(
-    client: httpx.AsyncClient, cluster: Cluster, probe_url: str
+    client: httpx.AsyncClient, cluster: Cluster, probe: StallProbe, keys: int
 ) -> dict[str, object]:
     row: dict[str, object] = {}
-    probe = Probe(client, probe_url)
-    probe.start()
-    await asyncio.sleep(3.0)
-    row["get_p99_idle_ms"] = p99(probe.take())
+    probe.phase("scan")
     row["scan_s"], row["scanned_keys"] = await scan(client, cluster.url(1))
-    during = probe.take()
-    row["get_p99_scan_ms"], row["get_max_scan_ms"] = p99(during), round(max(during, default=0), 2)
-    await probe.stop()
+    probe.phase(None)
     cluster.stop(0)
-    restart = Probe(client, probe_url)
+    missed = max(1, int(keys * MISSED_SHARE))
+    await load(client, cluster.url(1), 10 * keys, missed)  # node 1 misses these
+    held = await key_count(client, cluster.url(1))  # the N keys, the PUTs and the missed
+    probe.phase("restart")
     began = time.monotonic()
     cluster.start(0)
-    restart.start()
-    await wait_serving(client, probe_url)
-    serving = restart.first_answer or time.monotonic()
-    row["restart_to_serving_s"] = round(serving - began, 2)
+    url = cluster.url(0)
+    first_read = asyncio.ensure_future(wait_for(lambda: answers(client, url, f"/kv/{_key(keys // 2)}")))  # fmt: skip
+    row["restart_health_ok_s"] = round(await wait_for(lambda: answers(client, url, "/health", "ok")), 2)  # fmt: skip
+    row["restart_first_read_s"] = round(await first_read, 2)
+    probe.phase("repair")
+    began = time.monotonic()
+    try:
+        await wait_for(lambda: holds(client, cluster, range(1), held), step_s=0.1)
+        row["repair_s"] = round(time.monotonic() - began, 2)
+    except TimeoutError:
+        row["repair_s"] = None
     await asyncio.sleep(SETTLE_S)
-    await restart.stop()
-    after = restart.take()
-    row["restart_max_get_ms"], row["restart_p99_get_ms"] = round(max(after, default=0), 2), p99(after)  # fmt: skip
+    probe.stop()
+    row["stalls"] = probe.table()
     return row
 
 
@@ -260,9 +376,16 @@ async def main() -> None:
         extra = max(row["rss_mib"]) - max(reference["rss_mib"])  # type: ignore[call-overload]
         row["bytes_per_key_over_10k"] = round(extra * 2**20 / (keys - REFERENCE_KEYS))
         row["writes_vs_10k"] = round(float(row["writes_per_s"]) / float(reference["writes_per_s"]), 2)  # type: ignore[arg-type]  # fmt: skip
+        stalls = row.pop("stalls", [])
         print(json.dumps(row), flush=True)
+        print_table(stalls)  # type: ignore[arg-type]
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if sys.argv[1:2] == ["probe"]:
+        signal.signal(signal.SIGTERM, lambda *_: (sys.stdout.flush(), os._exit(0)))
+        asyncio.run(_probe_main(os.environ["VOLUME_PROBE_KEY"], int(sys.argv[2]), sys.argv[3:]))
+    else:
+        asyncio.run(main())
     sys.exit(0)

@@ -165,6 +165,22 @@ class Node:
                 return AskOwners(others, fallback=True)
         return Local(record if is_live(record, self._now_hlc(now)) else None)
 
+    def read_stored(
+        self, record: Record | None, *, meta: bool = False, now: float | None = None
+    ) -> Local:
+        """A read of a version the driver read from disk itself, while the start-up
+        ``load`` has not reached its key yet (nothing else changes the store meanwhile)."""
+        if meta:
+            return Local(record, None)
+        return Local(record if is_live(record, self._now_hlc(now)) else None)
+
+    def load(self, records: Iterable[tuple[str, Record]]) -> int:
+        """More versions read back from disk at start (keys not loaded yet), a slice at a
+        time, so a driver serves reads in between; before any write, message or tick.
+        Returns the keys held now."""
+        self.replica.load_all(records)
+        return len(self.store)
+
     def plan_list(
         self, prefix: str = "", limit: int = 100, after: str = "", *, forwarded: bool = False,
         now: float | None = None,

@@ -61,6 +61,8 @@ class Replica:
         for key, record in records:
             if record.tombstone:
                 self.tombstones.stored(key, True, False)
+            elif record.expires:  # its tombstone is derived on time after a restart too
+                self.expiry.track(key, record.expires)
             self.widest_loaded = max(self.widest_loaded, len(record.clock))
             self.hlc = max(self.hlc, record.hlc)
             yield key, record

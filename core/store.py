@@ -81,16 +81,18 @@ class Store:
         return self.records.keys()
 
     def load(self, items: Iterable[tuple[str, Record]]) -> int:
-        """Fill an empty store at start, in bulk: one sort for the index, no digest work
-        (every key is stale; ``fold`` works them off in slices). Returns the keys read."""
-        assert not self.records, "bulk loading is for an empty store"
+        """Records read back from disk at start, in bulk, all at once or a slice per call
+        (keys not held yet): one index update per call, no digest work (every key is
+        stale; ``fold`` works them off in slices). Returns the keys read."""
         records = self.records
+        keys: list[str] = []
         for key, record in items:
-            records.put(key, record)
-        self._sorted_keys.update(records)
-        self._stale.update(records)
-        self.reserved += sum(key.startswith(RESERVED_PREFIX) for key in records)
-        return len(records)
+            if records.put(key, record):  # a key that came twice is indexed once
+                keys.append(key)
+        self._sorted_keys.update(keys)
+        self._stale.update(keys)
+        self.reserved += sum(key.startswith(RESERVED_PREFIX) for key in keys)
+        return len(keys)
 
     def put(self, key: str, record: Record) -> Record | None:
         """Store ``record`` as the version of ``key``; returns the one it replaced."""

@@ -189,8 +189,9 @@ def _add_ops_routes(app: FastAPI, runner: Runner, gate: Gate) -> None:
 
     @app.get("/health", tags=["operations"], summary="Liveness of this process (no auth)")
     async def health() -> dict[str, Any]:
-        if not runner.running:
-            return {"status": "starting", "node_id": runner.node_id}
+        if not runner.running:  # "ok" only once every stored record is loaded
+            starting = {"status": "starting", "node_id": runner.node_id}
+            return starting | ({"detail": runner.readiness()[1]} if runner.loading else {})
         problems = runner.problems()  # storage that cannot persist, a clock out of bound
         if problems:
             return {"status": "degraded", "node_id": runner.node_id, "problems": problems}

@@ -56,7 +56,9 @@ class ClusterKeyring:
 
     def role_for(self, presented_key: str) -> Role | None:
         """The role a replicated key grants now (the gate's second lookup), or None."""
-        if not self.runner.running or len(presented_key) > MAX_PRESENTED_KEY_CHARS:
+        # Loading, the reserved keyspace is in memory already (``Runner.start``).
+        serving = self.runner.running or self.runner.loading
+        if not serving or len(presented_key) > MAX_PRESENTED_KEY_CHARS:
             return None
         role = rules.role_of(rules.digest_of(presented_key), self._lookup, self._now_ms())
         return None if role is None else _ROLES[role]

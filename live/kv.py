@@ -187,9 +187,11 @@ class KVHandler:
             role = self.gate.check(request.headers, (scope.get("client") or (None,))[0])
         except HttpError as refused:
             return "kv", error_reply(refused)
-        if not self.runner.running:
-            return "kv", _UNAVAILABLE
         path: str = scope["path"]
+        if not self.runner.running and not (
+            self.runner.loading and method == "GET" and path not in ("/kv", "/kv/")
+        ):  # while the start-up load runs, single-key reads are served (``live.runner``)
+            return "kv", _UNAVAILABLE
         if path in ("/kv", "/kv/") and scope["method"] == "GET":  # HEAD: no stream
             query = _query(scope)
             if _flag(query.get("watch")):  # a reader key suffices

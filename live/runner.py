@@ -28,6 +28,14 @@ A commit that fails is undone (``node.abort``): its clients get 503 and nothing 
 batch stays to be read or spread; a receive that waited for it sends nothing (gossip is
 retried anyway, and what it computed may hold the undone versions).
 
+Start-up load: the reserved keyspace (the keyring: the gate needs it) and the log are
+loaded before the node serves anything; the rest streams from SQLite in slices of
+``LOAD_SLICE_S`` on the event loop, with the node already listening, so a restart
+with millions of keys answers at once. While it loads, only single-key reads are served
+(a key not loaded yet is read from the disk: ``Storage.read``; nothing else changes the
+store meanwhile, so memory and disk agree on every key); writes, listings, peers' gossip
+and ticks wait for ``running``, which ``/health`` and ``/ready`` report only then.
+
 Incarnation: persisted in storage meta and bumped at every start, so a restarted node's
 heartbeats override whatever the cluster remembers of its previous life.
 
@@ -45,10 +53,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import random
+import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -73,6 +83,7 @@ from rumordb.core import (
 )
 from rumordb.core.errors import DecodeError
 from rumordb.core.hlc import LOGICAL_BITS
+from rumordb.core.keyring import RESERVED_PREFIX
 from rumordb.core.tombstones import PURGED_MEMORY
 from rumordb.live.faults import Faults
 from rumordb.live.forward import Forwarded, Forwarder, Relay, Unforwarded
@@ -99,6 +110,12 @@ DRAIN_AFTER_STALL_S = 0.05  # let the input that waited through a stall be read 
 LEAVE_POLL_S = 0.1
 LEAVE_FLUSH_S = 2.0
 REFUSED_LOG_INTERVAL_S = 10.0  # at most one warning per interval for refused peer messages
+# The start-up load runs in steps of LOAD_STEP_ROWS records (read, decoded, indexed:
+# ~1 ms) until LOAD_SLICE_S has passed, then lets the loop serve: a read waits at most
+# about that long behind the load, also when the machine is busy (2 000-row slices took
+# ~100 ms of wall time each at load average 9, and a read from disk waits for 3 turns).
+LOAD_STEP_ROWS = 200
+LOAD_SLICE_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +237,7 @@ class Runner:
         self._started_mono = 0.0
         self._last_tick_mono = 0.0
         self._leaving: asyncio.Task[dict[str, Any]] | None = None
+        self._loader: asyncio.Task[None] | None = None  # the start-up load, while it runs
         self.stalls = 0  # tick-loop stalls noticed (a pause, CPU starvation)
 
     # --- properties ----------------------------------------------------------------
@@ -257,6 +275,11 @@ class Runner:
     def running(self) -> bool:
         return self._running
 
+    @property
+    def loading(self) -> bool:
+        """Records are still streaming from disk: only single-key reads are served."""
+        return self._loader is not None
+
     def now(self) -> float:
         return time.time() + self.settings.clock_offset_ms / 1000
 
@@ -268,7 +291,7 @@ class Runner:
     # --- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
-        records = self._open_node()
+        rest = self._open_node()
         self._watch = WatchHub(
             self.incarnation,
             ring_events=s.watch_ring_events,
@@ -287,6 +310,38 @@ class Runner:
             transport=self._transport,
         )
         self._forwarder = Forwarder(self.node_id, address, self.metrics, transport=self._transport)
+        if self._load_slice(rest):  # more than one slice: load the rest while serving
+            self._loader = asyncio.get_running_loop().create_task(self._load_rest(rest))
+        else:
+            await self._begin()
+
+    def _load_slice(self, rows: Iterator[tuple[str, Record]]) -> bool:
+        """Load steps of the stored records for ``LOAD_SLICE_S``; True while more may follow."""
+        until = time.perf_counter() + LOAD_SLICE_S
+        while True:
+            chunk = list(itertools.islice(rows, LOAD_STEP_ROWS))
+            self.node.load(chunk)
+            if len(chunk) < LOAD_STEP_ROWS:
+                return False
+            if time.perf_counter() >= until:
+                return True
+
+    async def _load_rest(self, rows: Iterator[tuple[str, Record]]) -> None:
+        try:
+            while self._load_slice(rows):
+                await asyncio.sleep(0)  # reads (and probes) are served between slices
+        except Exception as exc:  # the node cannot serve what it cannot read: stop it
+            log.exception("load_failed", error=repr(exc))
+            self._loader = None
+            os.kill(os.getpid(), signal.SIGTERM)  # the server stops; the process exits 1
+            return
+        self._loader = None  # with ``_running`` set below in the same turn: no gap
+        await self._begin()
+
+    async def _begin(self) -> None:
+        """Every record is loaded: run the tick loop and the writer, meet the peers."""
+        s = self.settings
+        self._started_mono = self._last_tick_mono = self.mono()
         self._running = True
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._tick_loop()), loop.create_task(self._writer())]
@@ -300,13 +355,14 @@ class Runner:
             node_id=self.node_id,
             url=self.url,
             incarnation=self.incarnation,
-            keys=records,
+            keys=len(self.node.store),
             durability=s.durability,
             sharding=s.sharding,
         )
 
-    def _open_node(self) -> int:
-        """Open the storage and build the node from it (a higher incarnation each start)."""
+    def _open_node(self) -> Iterator[tuple[str, Record]]:
+        """Open the storage and build the node from the reserved keyspace (the keyring)
+        and the log; returns the rest of the stored records, to ``load`` in slices."""
         s = self.settings
         storage = Storage.open(Path(s.data_dir), s.durability)
         self._storage = storage
@@ -314,7 +370,6 @@ class Runner:
         storage.set_meta("node_id", self.node_id)
         self.incarnation = restart_incarnation(int(storage.get_meta("incarnation") or "0"))
         storage.set_meta("incarnation", str(self.incarnation))
-        records = storage.stream()  # packed into the store as it is read
         self._started_mono = self._last_tick_mono = self.mono()
         self._caught_up = False  # this incarnation has synced nothing yet
         self._node = Node(
@@ -324,11 +379,11 @@ class Runner:
             now=self.now(),
             config=s.node_config(),
             incarnation=self.incarnation,
-            records=records,
+            records=storage.stream(within=RESERVED_PREFIX),  # packed into the store as read
             mono=self._started_mono,
             purged=storage.load_purged(),
         )
-        return len(self._node.store)
+        return storage.stream(without=RESERVED_PREFIX, chunk_rows=LOAD_STEP_ROWS)
 
     async def _start_discovery(self) -> None:
         from rumordb.live.discovery import Discovery, resolve_broadcast
@@ -352,6 +407,14 @@ class Runner:
         await self._discovery.start()
 
     async def stop(self) -> None:
+        loader, self._loader = self._loader, None
+        if loader is not None:  # stopped while loading: nothing was applied or sent yet
+            loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loader
+            if not self._running:
+                await self._close()
+                return
         if not self._running:
             return
         if self.settings.leave_on_stop:
@@ -370,6 +433,10 @@ class Runner:
                 await task
         self._tasks = []
         self._fail_pending("the node is shutting down")
+        await self._close()
+
+    async def _close(self) -> None:
+        """Close the clients and the storage (after every task that uses them ended)."""
         if self._forwarder is not None:
             await self._forwarder.close()
         if self._gossip is not None:
@@ -480,6 +547,10 @@ class Runner:
 
     async def read(self, key: str, relay: Relay, *, meta: bool = False) -> ReadAnswer:
         """Where the core says to answer a read: here, or an owner's answer."""
+        if self._loader is not None and self.view.version(key) is None:
+            stored = await self.storage.read(key)  # not loaded yet (or not stored at all)
+            if self._loader is not None:  # still loading: the store has not changed since
+                return self.node.read_stored(stored, meta=meta, now=self.now())
         plan = self.node.read(key, forwarded=relay.forwarded, meta=meta, now=self.now())
         if isinstance(plan, Local):
             return plan
@@ -785,6 +856,8 @@ class Runner:
 
     def readiness(self) -> tuple[bool, str]:
         """Loaded, joined (a peer, or alone for ``ready_alone_after_s``) and caught up."""
+        if self._loader is not None:
+            return False, f"loading: {len(self.node.store)} keys read from disk so far"
         if not self._running:
             return False, "the node is starting or stopping"
         if self._leaving is not None:

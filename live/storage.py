@@ -287,27 +287,56 @@ class Storage:
     def load(self) -> list[tuple[str, Record]]:
         return list(self.stream())
 
-    def stream(self) -> Iterator[tuple[str, Record]]:
+    def stream(
+        self, *, within: str = "", without: str = "", chunk_rows: int = LOAD_CHUNK_ROWS
+    ) -> Iterator[tuple[str, Record]]:
         """At start: every stored (key, record), the log replayed over the records table, read in
         chunks: a restart never holds every row, nor every decoded record, at once (the
-        store packs each as it arrives; measured, the whole list was ~600 B per key)."""
+        store packs each as it arrives; measured, the whole list was ~600 B per key).
+
+        ``within``: only the keys that start with it; ``without``: only those that do not
+        (the runner loads the reserved keyspace first, then the rest: ``live.runner``).
+        Each key comes once; the log's versions (newer) come first.
+        """
         if self._db is None:
             return
         decoder = msgspec.msgpack.Decoder(Record)
         with self._db_lock:
             unmerged = dict(self._unmerged)  # the log: newer than the records table
-            cursor = self._db.execute("SELECT key, record FROM records")
-        while True:
-            with self._db_lock:
-                rows = cursor.fetchmany(LOAD_CHUNK_ROWS)
-            if not rows:
-                break
-            for key, blob in rows:
-                if key not in unmerged:
-                    yield from self._decoded(decoder, key, blob)
         for key, blob in unmerged.items():
-            if blob is not None:
+            if blob is not None and _selected(key, within, without):
                 yield from self._decoded(decoder, key, blob)
+        for where, bounds in _key_ranges(within, without):
+            with self._db_lock:
+                cursor = self._db.execute(f"SELECT key, record FROM records{where}", bounds)
+            while True:
+                with self._db_lock:
+                    rows = cursor.fetchmany(chunk_rows)
+                if not rows:
+                    break
+                for key, blob in rows:
+                    if key not in unmerged:
+                        yield from self._decoded(decoder, key, blob)
+
+    async def read(self, key: str) -> Record | None:
+        """``key``'s stored version, read from the disk in a thread (while the start-up
+        load has not reached it yet: ``live.runner``); None if absent or purged."""
+        if self._db is None:
+            return None
+        blob = await asyncio.to_thread(self._read_blob, key)
+        if blob is None:
+            return None
+        for _, record in self._decoded(msgspec.msgpack.Decoder(Record), key, blob):
+            return record
+        return None
+
+    def _read_blob(self, key: str) -> bytes | None:
+        assert self._db is not None
+        with self._db_lock:  # the log and the table, as one compaction leaves them
+            if key in self._unmerged:
+                return self._unmerged[key]
+            row = self._db.execute("SELECT record FROM records WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
 
     def _decoded(
         self, decoder: msgspec.msgpack.Decoder[Record], key: str, blob: bytes
@@ -734,6 +763,25 @@ def _call_soon(
 ) -> None:
     with contextlib.suppress(RuntimeError):  # a closed loop has nobody left to wake
         loop.call_soon_threadsafe(callback, *args)
+
+
+def _prefix_end(prefix: str) -> str:
+    """The smallest string above every string that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _selected(key: str, within: str, without: str) -> bool:
+    return key.startswith(within) and not (without and key.startswith(without))
+
+
+def _key_ranges(within: str, without: str) -> list[tuple[str, tuple[str, ...]]]:
+    """``WHERE`` clauses (and their values) that select the keys ``stream`` reads, each a
+    range of the primary key, so every one is a scan of the B-tree in key order."""
+    if within:
+        return [(" WHERE key >= ? AND key < ?", (within, _prefix_end(within)))]
+    if without:
+        return [(" WHERE key < ?", (without,)), (" WHERE key >= ?", (_prefix_end(without),))]
+    return [("", ())]
 
 
 def _reclaim_threshold(pages: int) -> float:

@@ -33,6 +33,7 @@ class ScriptedRunner:
 
     def __init__(self) -> None:
         self.running = True
+        self.loading = False
         self.node_id = "n1"
         self.answer: Any = Local(RECORD)
         self.calls: list[tuple[Any, ...]] = []

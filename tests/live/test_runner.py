@@ -210,3 +210,52 @@ async def test_sharded_reads_and_listings_ask_the_peers_the_core_names(tmp_path:
         assert await runner.read("k", forwarded) == Local(None) and len(asked) == 2
     finally:
         await runner.stop()
+
+
+async def test_a_restart_with_a_large_store_serves_reads_at_once_and_loads_the_rest_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads are answered (from the disk for keys not loaded yet) while the store loads;
+    writes, listings and /health ok wait until every record is in memory."""
+    import rumordb.live.runner as runner_module
+    from tests.live.harness import ADMIN, eventually, running_app
+
+    monkeypatch.setattr(runner_module, "LOAD_STEP_ROWS", 1)  # one record per loop turn
+    monkeypatch.setattr(runner_module, "LOAD_SLICE_S", 0.0)
+    keys = [f"k{i:05d}" for i in range(3000)]
+    storage = Storage.open(tmp_path / "t1", "batch")
+    now = time.time()
+    node = Node("n0", rng=random.Random(0), now=now)
+    stored = [(key, node.put(key, b"v" + key.encode(), "text/plain", now).record) for key in keys]
+    stored.append(("zgone", node.delete("k00000", now).record))  # a tombstone, loaded last
+    await storage.persist([(k, r) for k, r in stored if r is not None], [])
+    await storage.close()
+
+    settings = settings_for(tmp_path, durability="batch")
+    async with running_app(settings) as (app, client):
+        runner = app.state.runner
+        assert runner.loading
+        last = await client.get(f"/kv/{keys[-1]}", headers=ADMIN)  # not loaded yet: from disk
+        assert (last.status_code, last.content) == (200, b"v" + keys[-1].encode())
+        assert (await client.get("/kv/zgone", headers=ADMIN)).status_code == 404
+        assert (await client.get("/kv/never-stored", headers=ADMIN)).status_code == 404
+        assert (await client.get("/health")).json()["status"] == "starting"
+        assert (await client.get("/ready")).status_code == 503
+        assert (await client.put("/kv/new", content=b"x", headers=ADMIN)).status_code == 503
+        assert (await client.get("/kv", headers=ADMIN)).status_code == 503  # a partial page
+        assert runner.loading, "every answer above came while the store was loading"
+
+        async def healthy() -> bool:
+            return bool((await client.get("/health")).json()["status"] == "ok")
+
+        await eventually(healthy, timeout_s=60)
+        listed: list[str] = []
+        after = ""
+        while True:
+            page = (await client.get("/kv", params={"after": after, "limit": 1000}, headers=ADMIN)).json()  # fmt: skip
+            listed += page["keys"]
+            if page["next"] is None:
+                break
+            after = page["next"]
+        assert listed == keys
+        assert (await client.put("/kv/new", content=b"x", headers=ADMIN)).status_code in (200, 201)
