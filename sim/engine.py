@@ -192,6 +192,10 @@ class Simulation:
         self._sample_messages = 0
         self._sample_bytes = 0
         self._sampled_drops = (0, 0)  # traffic.lost and blocked totals at the last sample
+        # what _sample_storage knows without looking at every node
+        self._tombstones_stored = False  # once true: every sample looks
+        self._rows_changed = False  # rows purged or nodes down/up since the last look
+        self._rows_max = 0  # the most rows on an up node's disk
         self._in_flight = 0
         self._stop = self.env.event()
         self._workload_done = False
@@ -364,6 +368,11 @@ class Simulation:
             disk[key] = record
             purged.pop(key, None)
             checker.stored(sim_node.id, key, record, now)
+            if record.tombstone:
+                self._tombstones_stored = True
+        self._rows_max = max(self._rows_max, len(disk))
+        if out.purges:
+            self._rows_changed = True
         for key in out.purges:
             dropped = disk.pop(key, None)
             if dropped is not None and dropped.tombstone:
@@ -603,6 +612,7 @@ class Simulation:
         if not sim_node.up:
             return
         sim_node.up = False
+        self._rows_changed = True
         sim_node.pending_state = state
         self.checker.set_up(name, False, self.env.now)
         if state == "wipe":
@@ -624,6 +634,7 @@ class Simulation:
             )
             sim_node.wiped = False
         sim_node.up = True
+        self._rows_changed = True
         self.checker.set_up(name, True, self.env.now)
         if sim_node.restarted is not None and not sim_node.restarted.triggered:
             sim_node.restarted.succeed()
@@ -705,7 +716,18 @@ class Simulation:
         self._sampled_drops = drops
 
     def _sample_storage(self, series: Series) -> None:
-        """Tombstones in memory and rows on disk, the fewest and most over up nodes."""
+        """Tombstones in memory and rows on disk, the fewest and most over up nodes.
+
+        Every node is looked at only once a tombstone was stored, or a row was purged,
+        or a node went down or came back since the last look: until then no node holds
+        a tombstone and the most rows is the most any write left (a million nodes'
+        run takes 18 samples: tens of seconds otherwise)."""
+        if not (self._tombstones_stored or self._rows_changed):
+            series.tombstones_min.append(0)
+            series.tombstones_max.append(0)
+            series.disk_rows_max.append(self._rows_max)
+            return
+        self._rows_changed = False
         tombstones, rows = [], []
         for sim_node in self.nodes.values():
             if sim_node.up:
@@ -713,7 +735,8 @@ class Simulation:
                 rows.append(len(sim_node.disk))
         series.tombstones_min.append(min(tombstones, default=0))
         series.tombstones_max.append(max(tombstones, default=0))
-        series.disk_rows_max.append(max(rows, default=0))
+        self._rows_max = max(rows, default=0)
+        series.disk_rows_max.append(self._rows_max)
 
     def _metrics(self, wall_s: float) -> dict[str, Any]:
         metrics = collect(self, wall_s)
