@@ -32,6 +32,7 @@ Action = Literal["partition", "heal", "crash", "restart", "link", "clock", "leav
 CrashState = Literal["keep", "lose", "wipe"]
 
 
+MAX_NODES = 1_000_000  # issue 17: a million simulated nodes (make bench-sim-1m)
 MAX_PHASES = 256
 MAX_KEYS = 1_000_000  # keys one phase may address
 MAX_KEY_BYTES = 1024  # the core's default limit (NodeConfig.max_key_bytes)
@@ -321,7 +322,7 @@ def _check(ok: bool, field: str, problem: str) -> None:
 
 def _validate_cluster(c: ClusterSpec) -> None:
     _check(c.nodes >= 1, "cluster.nodes", "must be >= 1")
-    _check(c.nodes <= 100_000, "cluster.nodes", "must be <= 100000")
+    _check(c.nodes <= MAX_NODES, "cluster.nodes", f"must be <= {MAX_NODES}")
     _check(c.replicas >= 1, "cluster.replicas", "must be >= 1")
     _check(c.reap_dead_after_s >= 0, "cluster.reap_dead_after_s", "must be >= 0 (0: never)")
     if c.sharding:

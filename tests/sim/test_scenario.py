@@ -70,6 +70,7 @@ def test_unknown_action_and_topology_are_named() -> None:
         ("network.loss", 1.5, "network.loss: must be in [0, 1)"),
         ("gossip.fanout", 0, "gossip.fanout: must be >= 1"),
         ("cluster.nodes", 0, "cluster.nodes: must be >= 1"),
+        ("cluster.nodes", 1_000_001, "cluster.nodes: must be <= 1000000"),
         ("workload.from_nodes", ["n1", "n6"], "workload.from_nodes: unknown node 'n6'"),
         ("workload.stop_s", 0.5, "workload.stop_s: must be >= workload.start_s"),
         ("network.topology", "graphml", "network.graphml: required for topology 'graphml'"),
@@ -77,6 +78,11 @@ def test_unknown_action_and_topology_are_named() -> None:
 )
 def test_meaning_checks_name_the_field(path: str, value: Any, expected: str) -> None:
     assert _error(minimal_raw(), {path: value}) == expected
+
+
+def test_a_million_nodes_is_a_valid_cluster() -> None:
+    scenario = parse_scenario(minimal_raw(), {"cluster.nodes": 1_000_000})
+    assert scenario.cluster.nodes == len(scenario.node_ids) == 1_000_000
 
 
 def test_fault_specific_requirements() -> None:
