@@ -57,7 +57,10 @@ class Store:
         self.records = RecordTable()
         self.discarded: dict[str, Discarded] = {}  # key -> last version LWW threw away
         self._digest = Digest()
-        self._stale: set[str] = set()  # keys whose digest entries may be out of date
+        # Keys whose digest entries may be out of date, in insertion order (a dict, not a
+        # set): a set's order follows the string hash seed, so folds, digests and the
+        # simulator's traces would differ between processes.
+        self._stale: dict[str, None] = {}
         # What names a stale key's stored version (hlc, origin, tombstone), stashed by its
         # write (a key loaded or dropped has none: the fold looks it up). A tuple of the
         # record's own objects: cheaper to make than the fingerprint. Bounded by _stale.
@@ -90,7 +93,7 @@ class Store:
             if records.put(key, record):  # a key that came twice is indexed once
                 keys.append(key)
         self._sorted_keys.update(keys)
-        self._stale.update(keys)
+        self._stale.update(dict.fromkeys(keys))
         self.reserved += sum(key.startswith(RESERVED_PREFIX) for key in keys)
         return len(keys)
 
@@ -101,7 +104,7 @@ class Store:
             self._sorted_keys.add(key)
             if key.startswith(RESERVED_PREFIX):
                 self.reserved += 1
-        self._stale.add(key)
+        self._stale[key] = None
         self._versions[key] = (record.hlc, record.origin, record.tombstone)
         return previous
 
@@ -112,7 +115,7 @@ class Store:
         for key, record in fresh.items():
             records.put(key, record)
         self._sorted_keys.update(fresh)
-        self._stale.update(fresh)
+        self._stale.update(dict.fromkeys(fresh))
         self._versions.update(
             (key, (record.hlc, record.origin, record.tombstone)) for key, record in fresh.items()
         )
@@ -124,7 +127,7 @@ class Store:
         if key.startswith(RESERVED_PREFIX):
             self.reserved -= 1
         self._sorted_keys.discard(key)
-        self._stale.add(key)
+        self._stale[key] = None
         self._versions.pop(key, None)
 
     def list_live(
@@ -211,9 +214,10 @@ class Store:
             self._digest.reserve(len(self.records))
         count = len(stale) if budget is None else min(budget, len(stale))
         if count:
-            self._fold_stale([stale.pop() for _ in range(count)], owners_of, self_id)
+            pop = stale.popitem  # newest first: O(1), and the same order in every process
+            self._fold_stale([pop()[0] for _ in range(count)], owners_of, self_id)
             if not stale:
-                self._stale = set()  # an emptied set keeps its table: 80 B/key after a restart
+                self._stale = {}  # an emptied dict keeps its table: ~80 B/key after a restart
         left = None if budget is None else budget - count
         # A regroup after a doubling, in slices of the driver's budget only: a digest in
         # mid-regroup answers like a regrouped one (``Digest.regroup``), so no read waits.

@@ -1,5 +1,8 @@
 """The store: records with a lazy sorted index and lazy digests that match a rebuild."""
 
+import os
+import subprocess
+import sys
 from itertools import islice
 
 from hypothesis import given, settings
@@ -213,3 +216,37 @@ def test_the_fingerprints_writes_stash_fold_into_the_digest_a_rebuild_gives(
             store.fold(2, no_owners, "me")
     assert store.digest(no_owners, "me").root == _rebuilt(store).root
     assert store.pending_folds() == 0
+
+
+_LEAF_ORDER = """
+import hashlib
+from rumordb.core.hlc import pack
+from rumordb.core.record import Record
+from rumordb.core.store import Store
+
+store = Store()
+for i in range(2000):
+    store.put(f"k{i}", Record(b"v", "text/plain", {"a": i}, pack(i), "a", False))
+while store.fold(300, lambda key: [], "a"):
+    pass
+digest = store.digest(lambda key: [], "a")
+bits = digest.leaf_bits
+print(hashlib.sha256(repr([digest.pairs(bits, i) for i in range(1 << bits)]).encode()).hexdigest())
+"""
+
+
+def test_folded_leaves_are_the_same_whatever_the_process_hash_seed() -> None:
+    """The stale keys fold in insertion order, not a set's (salted) order: leaf entries go
+    on the wire in leaf order, so a set made the simulator's traces differ by process."""
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", _LEAF_ORDER],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outputs) == 1
