@@ -102,10 +102,13 @@ class KVRequest:
     """What the handler needs from one request, read in one pass over the headers."""
 
     __slots__ = (
+        "api_key",
+        "authorization",
         "body",
         "content_length",
         "content_type",
         "content_types",
+        "credentials_duplicated",
         "forwarded",
         "headers",
         "if_match",
@@ -126,8 +129,19 @@ class KVRequest:
         self.content_length: bytes | None = None
         self.if_match: bytes | None = None
         self.forwarded = False
-        for name, value in self.headers:  # credentials: live.auth.Gate reads them
-            if name == b"content-type":
+        # The credentials too (``live.auth.Gate.check_credentials``): ASGI header names are
+        # lower-case, and a second Authorization or X-API-Key is remembered, never dropped.
+        self.authorization: bytes | None = None
+        self.api_key: bytes | None = None
+        self.credentials_duplicated = False
+        for name, value in self.headers:
+            if name == b"x-api-key":
+                self.credentials_duplicated |= self.api_key is not None
+                self.api_key = value
+            elif name == b"authorization":
+                self.credentials_duplicated |= self.authorization is not None
+                self.authorization = value
+            elif name == b"content-type":
                 self.content_type = value
                 self.content_types += 1
             elif name == b"content-length":
@@ -184,7 +198,12 @@ class KVHandler:
     ) -> tuple[str, Reply | None]:
         request = KVRequest(scope)
         try:  # the one gate of every route (duplicates 400, failures 401/429)
-            role = self.gate.check(request.headers, (scope.get("client") or (None,))[0])
+            role = self.gate.check_credentials(
+                request.authorization,
+                request.api_key,
+                request.credentials_duplicated,
+                (scope.get("client") or (None,))[0],
+            )
         except HttpError as refused:
             return "kv", error_reply(refused)
         path: str = scope["path"]
