@@ -4,10 +4,10 @@ Wall time and even CPU time swing with the machine's load; the number of bytecod
 app executes per request does not. This starts one in-memory node (``create_app``, its
 lifespan), puts a key, then calls the ASGI app directly with a raw scope and counts every
 opcode executed (``sys.settrace`` with ``f_trace_opcodes``) for one warm GET, grouped by
-module. uvicorn's own share (parsing, the response send) is outside this count: see
+function (or line). uvicorn's own share (parsing, the response send) is outside this count: see
 ``bench.request_cost`` for the whole server's CPU per request.
 
-Run: ``python -m bench.get_opcodes [--top 15]``. Figures are printed, never asserted.
+Run: ``python -m bench.get_opcodes [--top 15] [--lines]``. Figures are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ async def _call(app: Any, method: str, path: str, body: bytes = b"") -> list[dic
     return sent
 
 
-async def count(top: int) -> None:
+async def count(top: int, by_line: bool) -> None:
     import logging
 
     import structlog
@@ -88,9 +88,9 @@ async def count(top: int) -> None:
             def tracer(frame: Any, event: str, arg: Any) -> Any:
                 frame.f_trace_opcodes = True
                 if event == "opcode":
-                    per_module[
-                        f"{frame.f_code.co_filename.split('/')[-1]}:{frame.f_code.co_name}"
-                    ] += 1
+                    code = frame.f_code
+                    where = frame.f_lineno if by_line else code.co_name
+                    per_module[f"{Path(code.co_filename).name}:{where}"] += 1
                 return tracer
 
             sys.settrace(tracer)
@@ -107,7 +107,9 @@ async def count(top: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--top", type=int, default=15)
-    asyncio.run(count(parser.parse_args().top))
+    parser.add_argument("--lines", action="store_true", help="group by line, not function")
+    args = parser.parse_args()
+    asyncio.run(count(args.top, args.lines))
 
 
 if __name__ == "__main__":

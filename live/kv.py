@@ -136,10 +136,12 @@ class KVRequest:
         self.credentials_duplicated = False
         for name, value in self.headers:
             if name == b"x-api-key":
-                self.credentials_duplicated |= self.api_key is not None
+                if self.api_key is not None:
+                    self.credentials_duplicated = True
                 self.api_key = value
             elif name == b"authorization":
-                self.credentials_duplicated |= self.authorization is not None
+                if self.authorization is not None:
+                    self.credentials_duplicated = True
                 self.authorization = value
             elif name == b"content-type":
                 self.content_type = value
@@ -220,7 +222,7 @@ class KVHandler:
             return await self._bulk(scope, receive, request, role)
         if method == "GET":
             key = self._key(scope)
-            meta = _flag(_query(scope).get("meta"))
+            meta = bool(scope.get("query_string")) and _flag(_query(scope).get("meta"))
             read = await self.runner.read(key, request, meta=meta)
             if meta:
                 return "kv_meta", self._meta_reply(key, read)
