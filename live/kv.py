@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from typing import NamedTuple
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 from rumordb.core import (
@@ -170,10 +171,10 @@ class KVHandler:
         self.metrics = metrics
         self.max_value_bytes = max_value_bytes
         self.max_key_bytes = max_key_bytes
-        # key -> (hlc, clock, context) of the version answered last: a read gets a fresh
+        # key -> the version answered last (its hlc, clock, context): a read gets a fresh
         # copy of the stored record (core.record_table), so equal versions are found by
         # value; an HLC and a clock name one version, so they name its context.
-        self._contexts: dict[str, tuple[int, VClock, str]] = {}
+        self._contexts: dict[str, _Version] = {}
         self.bulk = Bulk(runner, max_value_bytes, max_key_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -325,13 +326,9 @@ class KVHandler:
         record = answer.record
         if record is None:
             return _not_found(f"no value for key {key!r}")
-        context = self._context_of(key, record)
-        headers: Headers = [
-            (b"content-type", record.content_type.encode("latin-1")),
-            (b"etag", f'"{context}"'.encode()),
-            (b"x-rumor-context", context.encode()),
-        ]
-        return Reply(200, headers, record.value)
+        version = self._version_of(key, record)
+        content_type = (b"content-type", record.content_type.encode("latin-1"))
+        return Reply(200, [content_type, version.etag, version.context_header], record.value)
 
     def _meta_reply(self, key: str, answer: ReadAnswer) -> Reply:
         if not isinstance(answer, Local):
@@ -396,14 +393,33 @@ class KVHandler:
         return json_reply(201 if status is WriteStatus.CREATED else 200, data, etag)
 
     def _context_of(self, key: str, record: Record) -> str:
+        return self._version_of(key, record).context
+
+    def _version_of(self, key: str, record: Record) -> _Version:
         cached = self._contexts.get(key)
-        if cached is not None and cached[0] == record.hlc and cached[1] == record.clock:
-            return cached[2]
+        if cached is not None and cached.hlc == record.hlc and cached.clock == record.clock:
+            return cached
         context = encode_context(record.clock, record.hlc)
         if len(self._contexts) >= CONTEXT_CACHE_MAX:
             self._contexts.clear()
-        self._contexts[key] = (record.hlc, record.clock, context)
-        return context
+        version = self._contexts[key] = _Version(
+            record.hlc,
+            record.clock,
+            context,
+            (b"etag", f'"{context}"'.encode()),
+            (b"x-rumor-context", context.encode()),
+        )
+        return version
+
+
+class _Version(NamedTuple):
+    """The version of a key answered last, with its context and header pairs built once."""
+
+    hlc: int
+    clock: VClock
+    context: str
+    etag: tuple[bytes, bytes]
+    context_header: tuple[bytes, bytes]
 
 
 def _relayed(answer: Forwarded | Unforwarded) -> Reply:
