@@ -39,17 +39,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any, ClassVar
 
 import structlog
-from uvicorn.protocols.http.httptools_impl import (
-    HEADER_RE,
-    HEADER_VALUE_RE,
-    STATUS_LINE,
-    HttpToolsProtocol,
-    RequestResponseCycle,
-)
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from rumordb.live.errors import error_body
 from rumordb.live.nodelay import set_nodelay
@@ -181,8 +174,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._received - self._head_began_at > self.limits.max_head_bytes:
             self._check_head_size()
         super().on_headers_complete()
-        if type(self.cycle) is RequestResponseCycle:  # the one uvicorn has just made
-            self.cycle.__class__ = LeanCycle
         self._arm(self.limits.body_timeout_s, "body")  # disarmed when the message ends
 
     def _check_head_size(self) -> None:
@@ -252,58 +243,3 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         self._due_at = None
         self.transport.close()
-
-
-_first, _second = itemgetter(0), itemgetter(1)
-_HEADER_LINE = b"%s: %s\r\n"
-
-
-class LeanCycle(RequestResponseCycle):
-    """uvicorn's request cycle, with a shorter way to send the usual response head.
-
-    uvicorn checks every response header with two regular-expression searches and a
-    chain of name comparisons, one header at a time: about a third of what the whole
-    protocol costs a small GET. The usual head (``Content-Length`` last, no
-    ``Connection`` or ``Transfer-Encoding``, a keep-alive connection, no access log) is
-    checked here with one search of all names and one of all values (the patterns match
-    single bytes, so joining changes nothing) and written as the same bytes uvicorn
-    writes. Any other head, and every body, takes uvicorn's own path.
-    """
-
-    async def send(self, message: Any) -> None:
-        headers = message.get("headers")
-        if (
-            self.response_started
-            or message["type"] != "http.response.start"
-            or type(headers) is not list
-            or not self.keep_alive
-            or self.access_log
-            or self.disconnected
-            or self.flow.write_paused
-            or self.chunked_encoding is not None
-        ):
-            await super().send(message)
-            return
-        every = self.default_headers + headers
-        try:  # in C (map, join, split): a Python loop per header is what this saves
-            values = list(map(_second, every))
-            names = b"\n".join(map(_first, every)).lower().split(b"\n")
-            usual = (
-                names[-1] == b"content-length"
-                and names.count(b"content-length") == 1
-                and b"connection" not in names
-                and b"transfer-encoding" not in names
-                and not HEADER_RE.search(b"".join(map(_first, every)))
-                and not HEADER_VALUE_RE.search(b"".join(values))
-            )
-        except (TypeError, ValueError, IndexError):  # not pairs of bytes: uvicorn says how
-            usual = False
-        if not usual:
-            await super().send(message)  # its checks, its errors, its connection rules
-            return
-        self.response_started = True
-        self.waiting_for_100_continue = False
-        self.expected_content_length = int(values[-1].decode())
-        self.chunked_encoding = False
-        lines = b"".join(map(_HEADER_LINE.__mod__, zip(names, values, strict=True)))
-        self.transport.write(STATUS_LINE[message["status"]] + lines + b"\r\n")

@@ -9,24 +9,20 @@ never late, keep-alive kept) are checked at the end in process, on a manual cloc
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import logging
 import select
 import socket
 import time
-import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 from uvicorn.server import ServerState
 
-from rumordb.live.http_protocol import BoundedHttpToolsProtocol, EdgeLimits, LeanCycle
+from rumordb.live.http_protocol import BoundedHttpToolsProtocol, EdgeLimits
 from tests.live.harness import ADMIN_KEY, Cluster, NodeProcess
 
 HEAD_TIMEOUT_MS = 800
@@ -414,70 +410,3 @@ def test_no_deadline_runs_while_the_app_holds_the_request() -> None:
     _answered(protocol)
     loop.advance_to(1075.0)
     assert transport.closed and transport.written == b""
-
-
-# --- the lean response head: the same bytes as uvicorn's, for every head ------------------
-def _cycle(cls: type[RequestResponseCycle], method: str, keep_alive: bool) -> Any:
-    scope = {"type": "http", "method": method, "http_version": "1.1", "path": "/kv/k"}
-    return cls(
-        scope=scope,  # type: ignore[arg-type]
-        transport=_Transport(),  # type: ignore[arg-type]
-        flow=types.SimpleNamespace(write_paused=False),  # type: ignore[arg-type]
-        logger=logging.getLogger("test"),
-        access_logger=logging.getLogger("test.access"),
-        access_log=False,
-        default_headers=[(b"server", b"uvicorn"), (b"date", b"Wed, 02 Dec 2026 01:00:00 GMT")],
-        message_event=asyncio.Event(),
-        expect_100_continue=False,
-        keep_alive=keep_alive,
-        on_response=lambda: None,
-    )
-
-
-async def _outcome(cycle: Any, status: int, headers: Any, body: bytes) -> tuple[object, ...]:
-    try:
-        await cycle.send({"type": "http.response.start", "status": status, "headers": headers})
-        await cycle.send({"type": "http.response.body", "body": body})
-    except Exception as exc:  # the same refusal either way
-        return ("raised", type(exc), str(exc), cycle.response_started, cycle.transport.written)
-    state = (cycle.response_complete, cycle.keep_alive, cycle.transport.closed)
-    return (cycle.transport.written, state)
-
-
-USUAL = [(b"content-type", b"text/plain"), (b"etag", b'"abc"'), (b"x-rumor-context", b"abc")]
-HEADS = [
-    [*USUAL, (b"content-length", b"5")],
-    [(b"content-length", b"5")],
-    [(b"Content-Type", b"text/plain"), (b"Content-Length", b"5")],  # names are lowered
-    [(b"content-length", b"5"), *USUAL],  # not last
-    USUAL,  # no length: chunked
-    [(b"connection", b"close"), (b"content-length", b"5")],
-    [(b"transfer-encoding", b"chunked")],
-    [(b"content-length", b"5"), (b"content-length", b"5")],
-    [(b"x-bad", b"a\nb"), (b"content-length", b"5")],  # refused: a control character
-    [(b"bad name", b"v"), (b"content-length", b"5")],  # refused: a space in a name
-    [(b"content-length", b"five")],
-    [(b"content-length", b"9")],  # longer than the body
-    [("content-type", "text/plain"), (b"content-length", b"5")],  # str, not bytes
-    (("content-type", b"text/plain"), (b"content-length", b"5")),  # a tuple of headers
-]
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("headers", HEADS)
-@pytest.mark.parametrize(("method", "keep_alive"), [("GET", True), ("HEAD", True), ("GET", False)])
-async def test_the_lean_cycle_writes_what_uvicorn_writes(
-    headers: Any, method: str, keep_alive: bool
-) -> None:
-    for status in (200, 404):
-        theirs = await _outcome(
-            _cycle(RequestResponseCycle, method, keep_alive), status, headers, b"hello"
-        )
-        ours = await _outcome(_cycle(LeanCycle, method, keep_alive), status, headers, b"hello")
-        assert ours == theirs
-
-
-def test_the_protocol_answers_through_the_lean_cycle() -> None:
-    protocol, _, _ = _connected()
-    protocol.data_received(GET)
-    assert type(protocol.cycle) is LeanCycle
