@@ -342,7 +342,10 @@ class Gate:
                 "too many failed authentications from this address; retry later",
                 {"retry-after": str(max(1, math.ceil(wait_s)))},
             )
-        key = credential(authorization, api_key, duplicated)
+        if authorization is None and api_key is not None and not duplicated:
+            key = api_key.decode("latin-1").strip() or None  # ``credential``'s common case
+        else:
+            key = credential(authorization, api_key, duplicated)
         role = self.keystore.role_for(key) if key is not None else None
         if role is None and key is not None and self.keyring is not None:
             role = self.keyring.role_for(key)

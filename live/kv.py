@@ -114,15 +114,13 @@ class KVRequest:
         "headers",
         "if_match",
         "method",
-        "path",
-        "query",
+        "scope",
     )
 
     def __init__(self, scope: Scope) -> None:
         # What forwarding relays (``live.forward.Relay``): this object is that relay.
         self.method: str = scope["method"]
-        self.path: bytes = scope.get("raw_path") or scope["path"].encode()
-        self.query: bytes = scope.get("query_string", b"")
+        self.scope = scope  # path and query are read from it only when a request is relayed
         self.headers: Headers = scope["headers"]
         self.body = b""
         self.content_type: bytes | None = None  # checked by _content_type on writes only
@@ -153,6 +151,17 @@ class KVRequest:
                 self.if_match = value
             elif name == _FORWARDED:
                 self.forwarded = True
+
+    @property
+    def path(self) -> bytes:
+        """The raw path, percent-encoding kept."""
+        raw: bytes | None = self.scope.get("raw_path")
+        return raw or self.scope["path"].encode()
+
+    @property
+    def query(self) -> bytes:
+        raw: bytes = self.scope.get("query_string", b"")
+        return raw
 
 
 class KVHandler:
