@@ -87,7 +87,7 @@ async def count(top: int, by_line: bool) -> None:
 
             def tracer(frame: Any, event: str, arg: Any) -> Any:
                 frame.f_trace_opcodes = True
-                if event == "opcode":
+                if event == "opcode" and frame.f_code.co_filename != __file__:  # not ours
                     code = frame.f_code
                     where = frame.f_lineno if by_line else code.co_name
                     per_module[f"{Path(code.co_filename).name}:{where}"] += 1
