@@ -148,6 +148,12 @@ bench-request-cost: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.request_cost $(REF) . --method $(or $(METHOD),GET)
 
+## Python opcodes one warm GET /kv/{key} executes inside the app (no server), by function;
+## LINES=1 by line. Stable under any load, unlike wall or CPU time.
+.PHONY: bench-get-opcodes
+bench-get-opcodes: $(STAMP)
+	$(BIN)/python -m bench.get_opcodes --top 40 $(if $(LINES),--lines)
+
 ## TLS cost: one cluster with TLS, one without, alternating wrk rounds (ratios TLS/plain).
 .PHONY: bench-tls
 bench-tls: $(STAMP)

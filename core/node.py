@@ -163,7 +163,10 @@ class Node:
             others = tuple(m for m in self.owners(key) if m != self.node_id)
             if others:
                 return AskOwners(others, fallback=True)
-        return Local(record if is_live(record, self._now_hlc(now)) else None)
+        if record is not None and (record.tombstone or record.expires):
+            # Only a tombstone or a value with a TTL needs the clock (the common case not).
+            record = record if is_live(record, self._now_hlc(now)) else None
+        return Local(record)
 
     def read_stored(
         self, record: Record | None, *, meta: bool = False, now: float | None = None

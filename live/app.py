@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from rumordb.live.admin import add_member_routes
 from rumordb.live.asgi import Reply, read_body, send_reply
 from rumordb.live.auth import Gate, KeyStore, Role
-from rumordb.live.errors import ErrorBoundary, HttpError, translate
+from rumordb.live.errors import ErrorBoundary, HttpError, answer_exception, translate
 from rumordb.live.faults import FaultError, parse_request
 from rumordb.live.gossip_client import Envelope, EnvelopeError, open_envelope, seal_envelope
 from rumordb.live.keyring import ClusterKeyring, add_keyring_routes
@@ -86,8 +86,21 @@ class NodeApp(FastAPI):
     kv_handler: ASGIApp | None = None
     gossip_handler: ASGIApp | None = None
     _telemetry_on: bool | None = None
+    _kv_direct: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kv = self._kv_direct
+        if kv is not None and scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith("/kv/") or path == "/kv":  # the boundary and HotRoutes, folded
+                if self.root_path:
+                    scope["root_path"] = self.root_path
+                scope["app"] = self
+                try:
+                    await kv(scope, receive, send)
+                except Exception as exc:
+                    await answer_exception(exc, scope, send)
+                return
         # FastAPI asks OpenTelemetry on every request whether telemetry is on (environment
         # look-ups that cost as much as the whole /kv handler): ask once, at the first
         # request. Either way every request then runs through the one middleware stack.
@@ -103,6 +116,9 @@ class NodeApp(FastAPI):
         scope["app"] = self
         if self.middleware_stack is None:
             self.middleware_stack = self.build_middleware_stack()
+            # With no user middleware (and no telemetry), later ``/kv`` requests skip the
+            # boundary and HotRoutes layers: ``_kv`` does what they would, in one layer.
+            self._kv_direct = None if self.user_middleware else self.kv_handler
         await self.middleware_stack(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:

@@ -181,22 +181,38 @@ def presented_key(headers: RawHeaders) -> str | None:
     (400). A present but malformed ``Authorization`` header yields None: the client meant
     to authenticate and did it wrong, so nothing else is guessed.
     """
-    authorization: list[bytes] = []
-    api_key: list[bytes] = []
+    return credential(*credential_headers(headers))
+
+
+def credential_headers(headers: RawHeaders) -> tuple[bytes | None, bytes | None, bool]:
+    """The ``Authorization`` and ``X-API-Key`` values, and whether either came twice."""
+    authorization: bytes | None = None
+    api_key: bytes | None = None
+    duplicated = False
     for name, value in headers:
         lowered = name.lower()
         if lowered == b"authorization":
-            authorization.append(value)
+            duplicated = duplicated or authorization is not None
+            authorization = value
         elif lowered == b"x-api-key":
-            api_key.append(value)
-    if len(authorization) > 1 or len(api_key) > 1:
+            duplicated = duplicated or api_key is not None
+            api_key = value
+    return authorization, api_key, duplicated
+
+
+def credential(authorization: bytes | None, api_key: bytes | None, duplicated: bool) -> str | None:
+    """``presented_key`` for a caller that read the two headers in its own header pass.
+
+    ``duplicated``: either header was given more than once (400 ``duplicate_credentials``).
+    """
+    if duplicated:
         raise AuthRefused(
             400, "duplicate_credentials", "send one Authorization or one X-API-Key header"
         )
-    from_api_key = (api_key[0].decode("latin-1").strip() or None) if api_key else None
-    if not authorization:
+    from_api_key = (api_key.decode("latin-1").strip() or None) if api_key is not None else None
+    if authorization is None:
         return from_api_key
-    scheme, _, key = authorization[0].decode("latin-1").strip().partition(" ")
+    scheme, _, key = authorization.decode("latin-1").strip().partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key or " " in key:
         return None
@@ -304,9 +320,20 @@ class Gate:
 
     def check(self, headers: RawHeaders, client: str | None) -> Role:
         """The role of the request's key, or ``AuthRefused`` (400, 401 or 429)."""
+        return self.check_credentials(*credential_headers(headers), client)
+
+    def check_credentials(
+        self,
+        authorization: bytes | None,
+        api_key: bytes | None,
+        duplicated: bool,
+        client: str | None,
+    ) -> Role:
+        """``check`` for a caller that read the credential headers in its own header pass
+        (the ``/kv`` handler, see ``credential_headers``)."""
         address = client or "?"
         now_s = self._clock()
-        wait_s = self.limiter.retry_after_s(address, now_s)
+        wait_s = self.limiter.retry_after_s(address, now_s)  # before any key is looked at
         if wait_s is not None:
             self._failed(address, now_s, "throttled")
             raise AuthRefused(
@@ -315,7 +342,10 @@ class Gate:
                 "too many failed authentications from this address; retry later",
                 {"retry-after": str(max(1, math.ceil(wait_s)))},
             )
-        key = presented_key(headers)
+        if authorization is None and api_key is not None and not duplicated:
+            key = api_key.decode("latin-1").strip() or None  # ``credential``'s common case
+        else:
+            key = credential(authorization, api_key, duplicated)
         role = self.keystore.role_for(key) if key is not None else None
         if role is None and key is not None and self.keyring is not None:
             role = self.keyring.role_for(key)

@@ -94,11 +94,18 @@ class ErrorBoundary:
         except Exception as exc:
             if scope["type"] != "http":
                 raise
-            error = translate(exc, scope.get("path"))
-            try:
-                await send_error(send, error)
-            except Exception:  # the answer had already started: let the server close it
-                raise exc from None
+            await answer_exception(exc, scope, send)
+
+
+async def answer_exception(exc: Exception, scope: Scope, send: Send) -> None:
+    """The boundary's answer to ``exc`` escaping an HTTP request (also used by
+    ``live.app.NodeApp``, which calls ``/kv`` without the layers when it has no user
+    middleware): its JSON error, or ``exc`` again if the answer had already started."""
+    error = translate(exc, scope.get("path"))
+    try:
+        await send_error(send, error)
+    except Exception:  # the answer had already started: let the server close it
+        raise exc from None
 
 
 async def send_error(send: Send, error: HttpError) -> None:

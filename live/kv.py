@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from typing import NamedTuple
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 from rumordb.core import (
@@ -102,23 +103,24 @@ class KVRequest:
     """What the handler needs from one request, read in one pass over the headers."""
 
     __slots__ = (
+        "api_key",
+        "authorization",
         "body",
         "content_length",
         "content_type",
         "content_types",
+        "credentials_duplicated",
         "forwarded",
         "headers",
         "if_match",
         "method",
-        "path",
-        "query",
+        "scope",
     )
 
     def __init__(self, scope: Scope) -> None:
         # What forwarding relays (``live.forward.Relay``): this object is that relay.
         self.method: str = scope["method"]
-        self.path: bytes = scope.get("raw_path") or scope["path"].encode()
-        self.query: bytes = scope.get("query_string", b"")
+        self.scope = scope  # path and query are read from it only when a request is relayed
         self.headers: Headers = scope["headers"]
         self.body = b""
         self.content_type: bytes | None = None  # checked by _content_type on writes only
@@ -126,8 +128,21 @@ class KVRequest:
         self.content_length: bytes | None = None
         self.if_match: bytes | None = None
         self.forwarded = False
-        for name, value in self.headers:  # credentials: live.auth.Gate reads them
-            if name == b"content-type":
+        # The credentials too (``live.auth.Gate.check_credentials``): ASGI header names are
+        # lower-case, and a second Authorization or X-API-Key is remembered, never dropped.
+        self.authorization: bytes | None = None
+        self.api_key: bytes | None = None
+        self.credentials_duplicated = False
+        for name, value in self.headers:
+            if name == b"x-api-key":
+                if self.api_key is not None:
+                    self.credentials_duplicated = True
+                self.api_key = value
+            elif name == b"authorization":
+                if self.authorization is not None:
+                    self.credentials_duplicated = True
+                self.authorization = value
+            elif name == b"content-type":
                 self.content_type = value
                 self.content_types += 1
             elif name == b"content-length":
@@ -136,6 +151,17 @@ class KVRequest:
                 self.if_match = value
             elif name == _FORWARDED:
                 self.forwarded = True
+
+    @property
+    def path(self) -> bytes:
+        """The raw path, percent-encoding kept."""
+        raw: bytes | None = self.scope.get("raw_path")
+        return raw or self.scope["path"].encode()
+
+    @property
+    def query(self) -> bytes:
+        raw: bytes = self.scope.get("query_string", b"")
+        return raw
 
 
 class KVHandler:
@@ -154,10 +180,10 @@ class KVHandler:
         self.metrics = metrics
         self.max_value_bytes = max_value_bytes
         self.max_key_bytes = max_key_bytes
-        # key -> (hlc, clock, context) of the version answered last: a read gets a fresh
+        # key -> the version answered last (its hlc, clock, context): a read gets a fresh
         # copy of the stored record (core.record_table), so equal versions are found by
         # value; an HLC and a clock name one version, so they name its context.
-        self._contexts: dict[str, tuple[int, VClock, str]] = {}
+        self._contexts: dict[str, _Version] = {}
         self.bulk = Bulk(runner, max_value_bytes, max_key_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -184,7 +210,12 @@ class KVHandler:
     ) -> tuple[str, Reply | None]:
         request = KVRequest(scope)
         try:  # the one gate of every route (duplicates 400, failures 401/429)
-            role = self.gate.check(request.headers, (scope.get("client") or (None,))[0])
+            role = self.gate.check_credentials(
+                request.authorization,
+                request.api_key,
+                request.credentials_duplicated,
+                (scope.get("client") or (None,))[0],
+            )
         except HttpError as refused:
             return "kv", error_reply(refused)
         path: str = scope["path"]
@@ -201,7 +232,7 @@ class KVHandler:
             return await self._bulk(scope, receive, request, role)
         if method == "GET":
             key = self._key(scope)
-            meta = _flag(_query(scope).get("meta"))
+            meta = bool(scope.get("query_string")) and _flag(_query(scope).get("meta"))
             read = await self.runner.read(key, request, meta=meta)
             if meta:
                 return "kv_meta", self._meta_reply(key, read)
@@ -304,13 +335,9 @@ class KVHandler:
         record = answer.record
         if record is None:
             return _not_found(f"no value for key {key!r}")
-        context = self._context_of(key, record)
-        headers: Headers = [
-            (b"content-type", record.content_type.encode("latin-1")),
-            (b"etag", f'"{context}"'.encode()),
-            (b"x-rumor-context", context.encode()),
-        ]
-        return Reply(200, headers, record.value)
+        version = self._version_of(key, record)
+        content_type = (b"content-type", record.content_type.encode("latin-1"))
+        return Reply(200, [content_type, version.etag, version.context_header], record.value)
 
     def _meta_reply(self, key: str, answer: ReadAnswer) -> Reply:
         if not isinstance(answer, Local):
@@ -375,14 +402,33 @@ class KVHandler:
         return json_reply(201 if status is WriteStatus.CREATED else 200, data, etag)
 
     def _context_of(self, key: str, record: Record) -> str:
+        return self._version_of(key, record).context
+
+    def _version_of(self, key: str, record: Record) -> _Version:
         cached = self._contexts.get(key)
-        if cached is not None and cached[0] == record.hlc and cached[1] == record.clock:
-            return cached[2]
+        if cached is not None and cached.hlc == record.hlc and cached.clock == record.clock:
+            return cached
         context = encode_context(record.clock, record.hlc)
         if len(self._contexts) >= CONTEXT_CACHE_MAX:
             self._contexts.clear()
-        self._contexts[key] = (record.hlc, record.clock, context)
-        return context
+        version = self._contexts[key] = _Version(
+            record.hlc,
+            record.clock,
+            context,
+            (b"etag", f'"{context}"'.encode()),
+            (b"x-rumor-context", context.encode()),
+        )
+        return version
+
+
+class _Version(NamedTuple):
+    """The version of a key answered last, with its context and header pairs built once."""
+
+    hlc: int
+    clock: VClock
+    context: str
+    etag: tuple[bytes, bytes]
+    context_header: tuple[bytes, bytes]
 
 
 def _relayed(answer: Forwarded | Unforwarded) -> Reply:

@@ -1,0 +1,116 @@
+"""Python opcodes one ``GET /kv/{key}`` costs inside the app (no server, no sockets).
+
+Wall time and even CPU time swing with the machine's load; the number of bytecodes the
+app executes per request does not. This starts one in-memory node (``create_app``, its
+lifespan), puts a key, then calls the ASGI app directly with a raw scope and counts every
+opcode executed (``sys.settrace`` with ``f_trace_opcodes``) for one warm GET, grouped by
+function (or line). uvicorn's own share (parsing, the response send) is outside this count: see
+``bench.request_cost`` for the whole server's CPU per request.
+
+Run: ``python -m bench.get_opcodes [--top 15] [--lines]``. Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rumordb.live.app import create_app
+from rumordb.live.settings import Settings
+
+KEY = "bench-admin-key-0123456789abcdef"
+
+
+def _scope(method: str, path: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"x-api-key", KEY.encode()),
+            (b"content-type", b"application/octet-stream"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+async def _call(app: Any, method: str, path: str, body: bytes = b"") -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(_scope(method, path), receive, send)
+    return sent
+
+
+async def count(top: int, by_line: bool) -> None:
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            host="127.0.0.1",
+            port=8000,
+            node_id="bench",
+            data_dir=Path(tmp) / "bench",
+            durability="memory",
+            cluster_secret="bench-secret-0123456789abcdef",
+            admin_key=KEY,
+            broadcast="off",
+        )
+        app = create_app(settings, discovery=False)
+        async with app.router.lifespan_context(app):
+            put = await _call(app, "PUT", "/kv/key1", b"v" * 100)
+            assert put[0]["status"] in (200, 201), put
+            for _ in range(3):
+                await _call(app, "GET", "/kv/key1")
+            per_module: collections.Counter[str] = collections.Counter()
+
+            def tracer(frame: Any, event: str, arg: Any) -> Any:
+                frame.f_trace_opcodes = True
+                if event == "opcode" and frame.f_code.co_filename != __file__:  # not ours
+                    code = frame.f_code
+                    where = frame.f_lineno if by_line else code.co_name
+                    per_module[f"{Path(code.co_filename).name}:{where}"] += 1
+                return tracer
+
+            sys.settrace(tracer)
+            try:
+                got = await _call(app, "GET", "/kv/key1")
+            finally:
+                sys.settrace(None)
+            assert got[0]["status"] == 200, got
+    print(f"opcodes per GET (app only): {sum(per_module.values())}")
+    for name, n in per_module.most_common(top):
+        print(f"{n:6d}  {name}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--lines", action="store_true", help="group by line, not function")
+    args = parser.parse_args()
+    asyncio.run(count(args.top, args.lines))
+
+
+if __name__ == "__main__":
+    main()
