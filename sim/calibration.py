@@ -106,5 +106,15 @@ def describe(calibration: Calibration) -> dict[str, Any]:
     return {
         "constants": msgspec.structs.asdict(calibration.constants),
         "machine": calibration.machine,
-        "source": calibration.source,
+        "source": _shown(calibration.source),
     }
+
+
+def _shown(source: str) -> str:
+    """A file under the working directory by its relative path: reports are committed, and
+    a checkout's absolute path means nothing on another machine."""
+    path = Path(source)
+    try:
+        return str(path.relative_to(Path.cwd())) if path.is_absolute() else source
+    except ValueError:
+        return source

@@ -12,6 +12,7 @@ from rumordb.sim.calibration import (
     DEFAULT_CALIBRATION,
     Calibration,
     Constants,
+    describe,
     load_calibration,
     to_toml,
 )
@@ -58,7 +59,7 @@ def test_a_run_with_posts_records_its_posts_and_calibration() -> None:
     posts = metrics["posts"]
     assert 0 < posts["posts"] < posts["messages"] <= metrics["messages_sent"]
     assert posts["sealed_bytes"] > metrics["bytes_sent"] * 0.5
-    assert metrics["calibration"]["source"] == str(DEFAULT_CALIBRATION)
+    assert Path(metrics["calibration"]["source"]).resolve() == DEFAULT_CALIBRATION.resolve()
     assert msgspec.convert(metrics["calibration"]["constants"], Constants)
     again = Simulation(build(minimal_raw(), network__posts=True)).run()
     assert again["trace_hash"] == metrics["trace_hash"]
@@ -73,3 +74,18 @@ def test_the_run_report_names_the_constants_and_the_machine() -> None:
     text = run_markdown(metrics, [], "")
     assert "post_cost_us = " in text and metrics["calibration"]["machine"]["cpu"] in text
     assert f"{metrics['posts']['posts']} ({metrics['posts']['messages']}," in text
+
+
+def test_a_report_names_a_file_under_the_working_directory_by_its_relative_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "exp").mkdir()
+    path = tmp_path / "exp" / "c.toml"
+    path.write_text(to_toml(load_calibration(DEFAULT_CALIBRATION)))
+    monkeypatch.chdir(tmp_path)
+    assert describe(load_calibration(path.resolve()))["source"] == "exp/c.toml"
+    monkeypatch.chdir(tmp_path / "exp")
+    assert describe(load_calibration(Path("c.toml")))["source"] == "c.toml"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert describe(load_calibration(path))["source"] == str(path)  # outside: as it is
