@@ -225,14 +225,14 @@ class KVHandler:
             return "kv", _UNAVAILABLE
         if path in ("/kv", "/kv/") and scope["method"] == "GET":  # HEAD: no stream
             query = _query(scope)
-            if _flag(query.get("watch")):  # a reader key suffices
+            if _flag(query.get("watch"), "watch"):  # a reader key suffices
                 await self._watch(query, scope, receive, send)
                 return "kv_watch", None
         if path in ("/kv", "/kv/") and method in ("GET", "POST"):
             return await self._bulk(scope, receive, request, role)
         if method == "GET":
             key = self._key(scope)
-            meta = bool(scope.get("query_string")) and _flag(_query(scope).get("meta"))
+            meta = bool(scope.get("query_string")) and _flag(_query(scope).get("meta"), "meta")
             read = await self.runner.read(key, request, meta=meta)
             if meta:
                 return "kv_meta", self._meta_reply(key, read)
@@ -315,7 +315,7 @@ class KVHandler:
             reply = await self.bulk.batch(receive, request, content_type, request.content_length)
             return "kv_batch", reply
         query = _query(scope)
-        if not _flag(query.get("export")):
+        if not _flag(query.get("export"), "export"):
             return "kv_list", await self._list(scope, request)
         binary = any(n == b"accept" and is_msgpack(v.decode("latin-1")) for n, v in request.headers)
         limit = _limit(query.get("limit"))
@@ -474,8 +474,21 @@ def _content_type(raw: bytes | None, given: int) -> str:
     return raw.decode("ascii")
 
 
-def _flag(text: str | None) -> bool:
-    return text is not None and text.lower() in ("true", "1", "yes")
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no", "")
+
+
+def _flag(text: str | None, name: str) -> bool:
+    """A boolean query parameter; anything but true/1/yes or false/0/no is a 400, not a
+    silent "no" (``watch=ture`` would otherwise answer a listing)."""
+    if text is None:
+        return False
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise HttpError(400, "bad_request", f"{name} must be true or false")
 
 
 def _ttl_ms(text: str | None, method: str) -> int:

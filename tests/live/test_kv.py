@@ -152,6 +152,17 @@ async def test_a_local_read_answers_the_value_or_404(
     assert error_of(meta) == (404, "not_found")
 
 
+async def test_a_boolean_parameter_that_is_neither_true_nor_false_is_a_400(
+    http: httpx.AsyncClient, runner: ScriptedRunner
+) -> None:
+    """``watch=ture`` must not silently answer a listing, nor ``meta=yes please`` a value."""
+    for url in ("/kv?watch=ture", "/kv/k?meta=maybe", "/kv?export=2"):
+        answer = await http.get(url, headers=READER)
+        assert error_of(answer) == (400, "bad_request"), url
+        assert "must be true or false" in answer.json()["detail"]
+    assert (await http.get("/kv/k?meta=false", headers=READER)).status_code == 200
+
+
 async def test_a_version_s_context_is_encoded_once_and_a_new_version_gets_its_own(
     http: httpx.AsyncClient, runner: ScriptedRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
