@@ -217,11 +217,11 @@ async def test_a_restart_with_a_large_store_serves_reads_at_once_and_loads_the_r
 ) -> None:
     """Reads are answered (from the disk for keys not loaded yet) while the store loads;
     writes, listings and /health ok wait until every record is in memory."""
-    import rumordb.live.runner as runner_module
+    import rumordb.live.startup as startup_module
     from tests.live.harness import ADMIN, eventually, running_app
 
-    monkeypatch.setattr(runner_module, "LOAD_STEP_ROWS", 1)  # one record per loop turn
-    monkeypatch.setattr(runner_module, "LOAD_SLICE_S", 0.0)
+    monkeypatch.setattr(startup_module, "LOAD_STEP_ROWS", 1)  # one record per loop turn
+    monkeypatch.setattr(startup_module, "LOAD_SLICE_S", 0.0)
     keys = [f"k{i:05d}" for i in range(3000)]
     storage = Storage.open(tmp_path / "t1", "batch")
     now = time.time()

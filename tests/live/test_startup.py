@@ -1,0 +1,96 @@
+"""The start-up load: every stored record reaches the node, in slices that let the loop serve."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+
+from rumordb.core import Node, Record
+from rumordb.core.hlc import pack
+from rumordb.core.keyring import RESERVED_PREFIX
+from rumordb.live import startup
+from rumordb.live.startup import StartupLoader
+from rumordb.live.storage import Storage
+
+pytestmark = pytest.mark.anyio
+
+
+def rec(i: int) -> Record:
+    return Record(b"v%d" % i, "text/plain", {"old": i + 1}, pack(1_000 + i), "old")
+
+
+async def stored(tmp_path: Path, count: int, reserved: int = 0) -> Storage:
+    """A reopened data directory holding ``count`` user keys and ``reserved`` reserved ones."""
+    storage = Storage.open(tmp_path, "batch")
+    writes = [(f"k{i:04d}", rec(i)) for i in range(count)]
+    writes += [(f"{RESERVED_PREFIX}r{i}", rec(i)) for i in range(reserved)]
+    await storage.persist(writes, [])
+    await storage.close()
+    return Storage.open(tmp_path, "batch")
+
+
+def restarted(storage: Storage) -> Node:
+    """A node built as the runner builds it: the reserved keyspace first."""
+    records = storage.stream(within=RESERVED_PREFIX)
+    return Node("n1", rng=random.Random(1), now=10.0, records=records)
+
+
+async def test_a_small_store_loads_in_one_slice(tmp_path: Path) -> None:
+    storage = await stored(tmp_path, 450, reserved=3)
+    try:
+        node = restarted(storage)
+        loader = StartupLoader(node.startup, storage)
+        assert loader.load_slice() is False, "nothing is left for a second slice"
+        assert loader.keys == 453 and node.view.key_count() == (450, 0)
+        assert node.view.list_keys(limit=1000) == [f"k{i:04d}" for i in range(450)]
+    finally:
+        await storage.close()
+
+
+async def test_a_large_store_loads_slice_by_slice_and_the_loop_serves_in_between(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(startup, "LOAD_STEP_ROWS", 50)
+    monkeypatch.setattr(startup, "LOAD_SLICE_S", 0.0)  # one step per slice
+    storage = await stored(tmp_path, 500, reserved=2)
+    try:
+        node = restarted(storage)
+        loader = StartupLoader(node.startup, storage)
+        assert loader.load_slice() is True and loader.keys == 52
+        seen: list[int] = []  # what another task saw of the load at each of its turns
+        served = asyncio.Event()
+
+        async def reader() -> None:
+            while not served.is_set():
+                seen.append(loader.keys)
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(reader())
+        await loader.load_rest()
+        served.set()
+        await task
+        assert loader.keys == 502 and node.view.key_count() == (500, 0)
+        assert len(set(seen)) >= 5, "the loop ran between slices, not only after the load"
+        assert all(52 <= keys <= 502 for keys in seen)
+    finally:
+        await storage.close()
+
+
+async def test_a_record_that_cannot_be_read_stops_the_load(tmp_path: Path) -> None:
+    storage = await stored(tmp_path, 10)
+    try:
+        node = restarted(storage)
+        loader = StartupLoader(node.startup, storage)
+
+        def unreadable() -> object:
+            yield ("k", rec(1))
+            raise ValueError("a corrupt row")
+
+        loader._rows = unreadable()  # type: ignore[assignment]
+        with pytest.raises(ValueError, match="corrupt"):
+            await loader.load_rest()
+    finally:
+        await storage.close()
