@@ -36,8 +36,8 @@ single-key reads are served (a key not loaded yet is read from the disk:
 every key); writes, listings, peers' gossip and ticks wait for ``running``, which
 ``/health`` and ``/ready`` report only then.
 
-Incarnation: persisted in storage meta and bumped at every start, so a restarted node's
-heartbeats override whatever the cluster remembers of its previous life.
+Incarnation: persisted in storage meta and bumped at every start (``live.startup``), so
+a restarted node's heartbeats override whatever the cluster remembers of its previous life.
 
 Time: the core gets wall time (``now``: HLCs of writes) and monotonic time (``mono``:
 membership timeouts and timers), so a clock step never makes a peer look silent. After a
@@ -54,37 +54,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
 import structlog
 
 from rumordb.core import (
-    ClockVerdict,
-    InvalidMessage,
     Local,
     Node,
     NodeView,
     Output,
     Record,
-    Skew,
     WriteCommand,
     WriteResult,
     WriteStatus,
     merge_pages,
     read_stored,
-    restart_incarnation,
 )
 from rumordb.core.errors import DecodeError
 from rumordb.core.hlc import LOGICAL_BITS
-from rumordb.core.keyring import RESERVED_PREFIX
 from rumordb.core.tombstones import PURGED_MEMORY
+from rumordb.live.clock_report import ClockLog, clock_problem
 from rumordb.live.cluster import cluster_view
 from rumordb.live.faults import Faults
 from rumordb.live.forward import Forwarded, Forwarder, Relay, Unforwarded
@@ -92,9 +86,10 @@ from rumordb.live.gossip_client import GossipClient
 from rumordb.live.metrics import Metrics
 from rumordb.live.peers import Peers
 from rumordb.live.readiness import Progress, readiness
-from rumordb.live.settings import load_or_create_node_id
-from rumordb.live.startup import StartupLoader
+from rumordb.live.refusals import RefusalLog
+from rumordb.live.startup import StartupLoader, open_node
 from rumordb.live.storage import Storage
+from rumordb.live.tick_loop import TickLoop
 from rumordb.live.watch import WatchHub
 from rumordb.live.wire import signer_for
 
@@ -104,15 +99,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("rumor.node")
 
-MAX_TICK_SLEEP_S = 0.2  # bounded sleep: config changes and shutdown are noticed quickly
-MIN_TICK_SLEEP_S = 0.001
 MAX_WRITE_BATCH = 4096  # client writes applied per group commit
 MAX_PENDING_WRITES = 50_000  # client writes waiting for a batch; beyond: 503, try later
-STALL_FACTOR = 2.0  # a tick this many probe intervals late: the loop stalled
-DRAIN_AFTER_STALL_S = 0.05  # let the input that waited through a stall be read first
 LEAVE_POLL_S = 0.1
 LEAVE_FLUSH_S = 2.0
-REFUSED_LOG_INTERVAL_S = 10.0  # at most one warning per interval for refused peer messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,44 +137,6 @@ class ForwardedItem(NamedTuple):
 
 
 BatchAnswer = WriteResult | NotStored | ForwardedItem
-
-
-class RateLimitedLog:
-    """At most one line per ``interval_s``; the lines held back are counted into the next."""
-
-    __slots__ = ("_last_s", "_suppressed", "interval_s")
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self._last_s = float("-inf")
-        self._suppressed = 0
-
-    def allow(self, now_s: float) -> int | None:
-        """None: hold this line back; else how many were held back since the last one."""
-        if now_s - self._last_s < self.interval_s:
-            self._suppressed += 1
-            return None
-        self._last_s, suppressed, self._suppressed = now_s, self._suppressed, 0
-        return suppressed
-
-
-def clock_problem(verdict: ClockVerdict) -> str:
-    """The ``/health`` line of a clock outside the skew bound."""
-    side = "ahead of" if verdict.skew is Skew.AHEAD else "behind"
-    text = (
-        f"clock: {abs(verdict.ahead_ms)} ms {side} the median of {verdict.peers} peer(s), "
-        f"beyond the {verdict.bound_ms} ms skew bound"
-    )
-    if verdict.skew is Skew.AHEAD:
-        return text + "; client writes are refused (503) until it is fixed"
-    return text + "; versions from peers ahead of this clock are refused"
-
-
-def resolve_node_id(settings: Settings) -> str:
-    """The configured id, else the stable one kept in the data dir (created the first time)."""
-    if settings.node_id:
-        return settings.node_id
-    return load_or_create_node_id(Path(settings.data_dir))
 
 
 class Runner:
@@ -222,8 +174,8 @@ class Runner:
         self._write_wakeup = asyncio.Event()
         # The client batch being persisted; resolves to whether it was made durable.
         self._committing: asyncio.Future[bool] | None = None
-        self._clock_skew = Skew.OK  # last verdict logged (core.clock_watch)
-        self._refused_log = RateLimitedLog(REFUSED_LOG_INTERVAL_S)
+        self._clock_log = ClockLog()
+        self._refusals = RefusalLog()
         self._tick_due = False
         self._caught_up = False  # an anti-entropy exchange completed (a tick's counter deltas)
         self._watch: WatchHub | None = None
@@ -232,10 +184,9 @@ class Runner:
         self.incarnation = 0
         self.started_once = False
         self._started_mono = 0.0
-        self._last_tick_mono = 0.0
         self._leaving: asyncio.Task[dict[str, Any]] | None = None
         self._loader: asyncio.Task[None] | None = None  # the start-up load, while it runs
-        self.stalls = 0  # tick-loop stalls noticed (a pause, CPU starvation)
+        self._ticks: TickLoop | None = None  # once running
 
     # --- properties ----------------------------------------------------------------
     @property
@@ -276,6 +227,11 @@ class Runner:
     def loading(self) -> bool:
         """Records are still streaming from disk: only single-key reads are served."""
         return self._loader is not None
+
+    @property
+    def stalls(self) -> int:
+        """Tick-loop stalls noticed (a pause, CPU starvation: ``live.tick_loop``)."""
+        return self._ticks.stalls if self._ticks is not None else 0
 
     def now(self) -> float:
         return time.time() + self.settings.clock_offset_ms / 1000
@@ -327,10 +283,14 @@ class Runner:
     async def _begin(self) -> None:
         """Every record is loaded: run the tick loop and the writer, meet the peers."""
         s = self.settings
-        self._started_mono = self._last_tick_mono = self.mono()
+        self._started_mono = self.mono()
         self._running = True
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._tick_loop()), loop.create_task(self._writer())]
+        self._ticks = TickLoop(
+            s.probe_interval_ms, next_deadline=self.node.next_deadline, tick=self._safe_tick,
+            defer=self._defer_tick, running=lambda: self._running, mono=self.mono,
+        )  # fmt: skip
+        self._tasks = [loop.create_task(self._ticks.run()), loop.create_task(self._writer())]
         self._peers = Peers(
             s, self.node, self.url, client=self.gossip.client, running=lambda: self._running,
             now=self.now, on_stale=self.metrics.stale_frames.labels("discovery").inc,
@@ -348,28 +308,14 @@ class Runner:
         )
 
     def _open_node(self) -> None:
-        """Open the storage and build the node from the reserved keyspace (the keyring)
-        and the log; the rest of the stored records follow in slices (``live.startup``)."""
-        s = self.settings
-        storage = Storage.open(Path(s.data_dir), s.durability)
-        self._storage = storage
-        self.node_id = resolve_node_id(s)
-        storage.set_meta("node_id", self.node_id)
-        self.incarnation = restart_incarnation(int(storage.get_meta("incarnation") or "0"))
-        storage.set_meta("incarnation", str(self.incarnation))
-        self._started_mono = self._last_tick_mono = self.mono()
+        """Open the storage and build the node from it (``live.startup``): the rest of the
+        stored records follow in slices."""
+        self._started_mono = self.mono()
         self._caught_up = False  # this incarnation has synced nothing yet
-        self._node = Node(
-            self.node_id,
-            self.url,
-            rng=random.Random(int.from_bytes(os.urandom(8), "big")),
-            now=self.now(),
-            config=s.node_config(),
-            incarnation=self.incarnation,
-            records=storage.stream(within=RESERVED_PREFIX),  # packed into the store as read
-            mono=self._started_mono,
-            purged=storage.load_purged(),
+        self._storage, self._node = open_node(
+            self.settings, self.url, self.now(), self._started_mono
         )
+        self.node_id, self.incarnation = self._node.view.node_id, self._node.view.incarnation
 
     async def stop(self) -> None:
         loader, self._loader = self._loader, None
@@ -636,16 +582,7 @@ class Runner:
 
     def _refused(self, sender: str, exc: DecodeError) -> None:
         """A peer message dropped whole (counted by the core): logged, rate-limited."""
-        reason = exc.reason if isinstance(exc, InvalidMessage) else "undecodable"
-        suppressed = self._refused_log.allow(time.monotonic())
-        if suppressed is not None:
-            log.warning(
-                "gossip_message_refused",
-                sender=sender,
-                reason=reason,
-                error=str(exc)[:300],
-                suppressed_since_last=suppressed,
-            )
+        self._refusals.refused(sender, exc)
 
     def _persist_behind(self, persisting: Awaitable[None]) -> None:
         task = asyncio.ensure_future(persisting)
@@ -671,23 +608,13 @@ class Runner:
         )
 
     # --- tick path -----------------------------------------------------------------
-    async def _tick_loop(self) -> None:
-        stalled_after_s = STALL_FACTOR * self.settings.probe_interval_ms / 1000
-        while self._running:
-            delay = self.node.next_deadline() - self.mono()
-            await asyncio.sleep(min(MAX_TICK_SLEEP_S, max(MIN_TICK_SLEEP_S, delay)))
-            gap = self.mono() - self._last_tick_mono
-            if gap > stalled_after_s + MAX_TICK_SLEEP_S:
-                # We were away: read what waited (gossip, heartbeats) before judging peers.
-                self.stalls += 1
-                log.warning("loop_stalled", gap_s=round(gap, 3))
-                await asyncio.sleep(DRAIN_AFTER_STALL_S)
-            self._last_tick_mono = self.mono()
-            if self._committing is not None or self._pending:
-                self._tick_due = True  # the writer ticks right after its commit
-                self._write_wakeup.set()
-                continue
-            await self._safe_tick()
+    def _defer_tick(self) -> bool:
+        """A tick due while client writes commit: the writer runs it right after the commit."""
+        if self._committing is None and not self._pending:
+            return False
+        self._tick_due = True
+        self._write_wakeup.set()
+        return True
 
     async def _safe_tick(self) -> None:
         try:
@@ -701,7 +628,7 @@ class Runner:
         if out.counter_deltas.get("anti_entropy_completed"):
             self._caught_up = True
         self._log_transitions(out)
-        self._watch_clock()
+        self._clock_log.observe(self.node.view.clock())
         self._keep_incarnation()
         # Remember purged versions before the purge itself reaches the disk, and before
         # any await: a stop (or crash) in between must not leave a purged tombstone that
@@ -717,31 +644,10 @@ class Runner:
         if purged:  # the memory that refuses stale re-sends must outlive this process
             self.storage.remember_purged(purged, PURGED_MEMORY)
 
-    def _watch_clock(self) -> None:
-        """Log when this node's clock leaves (or re-enters) the skew bound of its peers'."""
-        verdict = self.node.view.clock()
-        if verdict.skew is self._clock_skew:
-            return
-        self._clock_skew = verdict.skew
-        if verdict.skew is Skew.OK:
-            log.info("clock_within_bound", ahead_ms=verdict.ahead_ms, peers=verdict.peers)
-            return
-        log.warning(
-            "clock_out_of_bound",
-            skew=verdict.skew.value,
-            ahead_ms=verdict.ahead_ms,
-            bound_ms=verdict.bound_ms,
-            peers=verdict.peers,
-            writes_refused=verdict.skew is Skew.AHEAD,
-        )
-
     def problems(self) -> list[str]:
         """Why this node is degraded (``/health``): its storage, its clock."""
-        problems = self.storage.problems()
-        verdict = self.node.view.clock()
-        if verdict.skew is not Skew.OK:
-            problems.append(clock_problem(verdict))
-        return problems
+        clock = clock_problem(self.node.view.clock())
+        return self.storage.problems() + ([clock] if clock is not None else [])
 
     def _keep_incarnation(self) -> None:
         """Persist an incarnation raised by a refutation, so a restart starts above it."""

@@ -136,15 +136,6 @@ async def test_a_batch_whose_commit_fails_is_undone_and_nothing_computed_meanwhi
         await runner.stop()
 
 
-def test_a_rate_limited_log_counts_the_lines_it_held_back() -> None:
-    from rumordb.live.runner import RateLimitedLog
-
-    limited = RateLimitedLog(10.0)
-    assert limited.allow(100.0) == 0
-    assert limited.allow(101.0) is None and limited.allow(109.9) is None
-    assert limited.allow(110.0) == 2
-
-
 # --- client requests: returned values, forwarding where the core says ----------------------
 def relay(method: str = "GET", path: bytes = b"/kv/k") -> Request:
     return Request(method, path, b"", [], b"")

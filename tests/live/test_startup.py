@@ -1,4 +1,5 @@
-"""The start-up load: every stored record reaches the node, in slices that let the loop serve."""
+"""A node's start: built from its data directory, then every stored record reaches it in
+slices that let the loop serve."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from rumordb.core import Node, Record
 from rumordb.core.hlc import pack
 from rumordb.core.keyring import RESERVED_PREFIX
 from rumordb.live import startup
-from rumordb.live.startup import StartupLoader
+from rumordb.live.startup import StartupLoader, open_node
 from rumordb.live.storage import Storage
+from tests.live.harness import settings_for
 
 pytestmark = pytest.mark.anyio
 
@@ -38,7 +40,10 @@ def restarted(storage: Storage) -> Node:
     return Node("n1", rng=random.Random(1), now=10.0, records=records)
 
 
-async def test_a_small_store_loads_in_one_slice(tmp_path: Path) -> None:
+async def test_a_store_loads_in_one_slice_while_its_time_lasts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(startup, "LOAD_SLICE_S", 60.0)  # three steps of 200 fit in it
     storage = await stored(tmp_path, 450, reserved=3)
     try:
         node = restarted(storage)
@@ -92,5 +97,33 @@ async def test_a_record_that_cannot_be_read_stops_the_load(tmp_path: Path) -> No
         loader._rows = unreadable()  # type: ignore[assignment]
         with pytest.raises(ValueError, match="corrupt"):
             await loader.load_rest()
+    finally:
+        await storage.close()
+
+
+async def test_a_reopened_data_dir_keeps_its_id_bumps_its_incarnation_and_its_memory(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path, durability="batch").model_copy(update={"node_id": None})
+    storage, node = open_node(settings, "http://127.0.0.1:9001", 10.0, 5.0)
+    first_id, first = node.view.node_id, node.view.incarnation
+    await storage.persist([(f"{RESERVED_PREFIX}key", rec(1)), ("user", rec(2))], [])
+    storage.remember_purged([("gone", (pack(1_000), "old"))], 10)
+    await storage.close()
+    storage, node = open_node(settings, "http://127.0.0.1:9001", 20.0, 6.0)
+    try:
+        assert node.view.node_id == first_id != "" and node.view.incarnation > first
+        assert storage.get_meta("incarnation") == str(node.view.incarnation), "persisted first"
+        assert list(node.view.records()) == [f"{RESERVED_PREFIX}key"], "the rest is streamed"
+        assert node.view.address(first_id) == "http://127.0.0.1:9001"
+        assert node.replica.tombstones.purged.get("gone") == (pack(1_000), "old")
+    finally:
+        await storage.close()
+
+
+async def test_a_configured_node_id_wins_over_the_kept_one(tmp_path: Path) -> None:
+    storage, node = open_node(settings_for(tmp_path, node_id="named"), "u", 10.0, 5.0)
+    try:
+        assert node.view.node_id == "named" and storage.get_meta("node_id") == "named"
     finally:
         await storage.close()
