@@ -83,6 +83,7 @@ from rumordb.live.cluster import cluster_view
 from rumordb.live.faults import Faults
 from rumordb.live.forward import Forwarded, Forwarder, Relay, Unforwarded
 from rumordb.live.gossip_client import GossipClient
+from rumordb.live.leaving import LEAVE_FLUSH_S, leave_report, wait_for_handoff
 from rumordb.live.metrics import Metrics
 from rumordb.live.peers import Peers
 from rumordb.live.readiness import Progress, readiness
@@ -101,8 +102,6 @@ log = structlog.get_logger("rumor.node")
 
 MAX_WRITE_BATCH = 4096  # client writes applied per group commit
 MAX_PENDING_WRITES = 50_000  # client writes waiting for a batch; beyond: 503, try later
-LEAVE_POLL_S = 0.1
-LEAVE_FLUSH_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -558,6 +557,8 @@ class Runner:
             self._observe_lag(out.writes, now)
             self.watch.publish(out.writes, replicated=True)
         if out.writes or out.purges:
+            if out.purges:  # remembered before the purge can reach the disk (as ``_tick``)
+                self._remember_purged()
             # Versions from peers: their origin holds them durably, so no fsync of our own.
             persisting = self.storage.persist(out.writes, out.purges, durable=False)
             if out.messages:
@@ -669,22 +670,14 @@ class Runner:
         held = node.view.handoff_remaining()
         self._log_transitions(out)
         self._keep_incarnation()
+        self._remember_purged()  # before the purge reaches the disk (as ``_tick``)
         if out.writes or out.purges:
             await self.storage.persist(out.writes, out.purges, durable=False)
         self._send(out.messages)
         deadline = started + self.settings.leave_timeout_s
-        while node.view.handoff_remaining() and self.mono() < deadline and self._running:
-            await asyncio.sleep(LEAVE_POLL_S)  # the tick loop hands off every interval
-        remaining = node.view.handoff_remaining()
+        remaining = await wait_for_handoff(node.view, deadline, lambda: self._running, mono=self.mono)  # fmt: skip
         await self.gossip.flush(LEAVE_FLUSH_S)  # the announcement reaches the peers
-        report = {
-            "node_id": self.node_id,
-            "state": "left",
-            "handed_off": held - remaining,
-            "remaining": remaining,
-            "waited_s": round(self.mono() - started, 3),
-            "timed_out": remaining > 0,
-        }
+        report = leave_report(self.node_id, held, remaining, self.mono() - started)
         log.info("node_left", **report)
         return report
 
