@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from rumordb.core import Node
+from rumordb.live.metrics import Metrics
 from rumordb.live.wire import signer_for
 
 if TYPE_CHECKING:
@@ -45,11 +46,11 @@ class Peers:
         client: httpx.AsyncClient,
         running: Callable[[], bool],
         now: Callable[[], float],
-        on_stale: Callable[[], None],
+        metrics: Metrics,
     ) -> None:
         self._settings, self._node, self._url = settings, node, url
         self._client = client  # the gossip client's: its TLS and limits
-        self._running, self._now, self._on_stale = running, now, on_stale
+        self._running, self._now, self._metrics = running, now, metrics
         self._discovery: Discovery | None = None
         self._seeding: asyncio.Task[None] | None = None
 
@@ -98,7 +99,8 @@ class Peers:
             url_fn=lambda: self._url,
             incarnation_fn=lambda: node.view.incarnation,
             signer=signer_for(s),  # its own replay window: datagrams are not gossip
-            on_stale=self._on_stale,
+            # The series exists once discovery runs (a node without it shows none).
+            on_stale=self._metrics.stale_frames.labels("discovery").inc,
             bind_host=s.host,
             port=s.discovery_port,
             broadcast_addr=broadcast,

@@ -292,7 +292,7 @@ class Runner:
         self._tasks = [loop.create_task(self._ticks.run()), loop.create_task(self._writer())]
         self._peers = Peers(
             s, self.node, self.url, client=self.gossip.client, running=lambda: self._running,
-            now=self.now, on_stale=self.metrics.stale_frames.labels("discovery").inc,
+            now=self.now, metrics=self.metrics,
         )  # fmt: skip
         await self._peers.start(discovery=self._discovery_enabled)
         self.started_once = True

@@ -10,6 +10,7 @@ import pytest
 
 from rumordb.core import Node
 from rumordb.live.discovery import Announcement
+from rumordb.live.metrics import Metrics
 from rumordb.live.peers import Peers
 from tests.live.harness import eventually, settings_for
 
@@ -35,7 +36,7 @@ def peers_of(
     settings = settings_for(tmp_path, seeds=list(seeds))
     peers = Peers(
         settings, node, "http://127.0.0.1:9001", client=client, running=lambda: running[0],
-        now=lambda: 100.0, on_stale=lambda: None,
+        now=lambda: 100.0, metrics=Metrics(),
     )  # fmt: skip
     return node, peers
 
@@ -80,6 +81,9 @@ async def test_seeds_are_contacted_while_running_and_no_more_once_closed(
     async with httpx.AsyncClient(transport=heartbeats(asked, answers)) as client:
         node, peers = peers_of(tmp_path, client, [True], seeds=("http://127.0.0.2:9001",))
         await peers.start(discovery=False)
+        text = peers._metrics.render().decode()
+        stale = [line for line in text.splitlines() if "stale_frames" in line]
+        assert not [line for line in stale if "discovery" in line and not line.startswith("#")]
 
         async def joined() -> bool:
             return node.view.is_alive("t2")
