@@ -49,21 +49,25 @@ def open_node(settings: Settings, url: str, now: float, mono: float) -> Opened:
     ``url``; wall time ``now``, monotonic ``mono``), holding the reserved keyspace."""
     s = settings
     storage = Storage.open(Path(s.data_dir), s.durability)
-    node_id = resolve_node_id(s)
-    storage.set_meta("node_id", node_id)
-    incarnation = restart_incarnation(int(storage.get_meta("incarnation") or "0"))
-    storage.set_meta("incarnation", str(incarnation))
-    node = Node(
-        node_id,
-        url,
-        rng=random.Random(int.from_bytes(os.urandom(8), "big")),
-        now=now,
-        config=s.node_config(),
-        incarnation=incarnation,
-        records=storage.stream(within=RESERVED_PREFIX),  # packed into the store as read
-        mono=mono,
-        purged=storage.load_purged(),
-    )
+    try:
+        node_id = resolve_node_id(s)
+        storage.set_meta("node_id", node_id)
+        incarnation = restart_incarnation(int(storage.get_meta("incarnation") or "0"))
+        storage.set_meta("incarnation", str(incarnation))
+        node = Node(
+            node_id,
+            url,
+            rng=random.Random(int.from_bytes(os.urandom(8), "big")),
+            now=now,
+            config=s.node_config(),
+            incarnation=incarnation,
+            records=storage.stream(within=RESERVED_PREFIX),  # packed into the store as read
+            mono=mono,
+            purged=storage.load_purged(),
+        )
+    except BaseException:
+        storage.close_sync()  # nobody else holds it yet: release the data directory
+        raise
     return Opened(storage, node)
 
 

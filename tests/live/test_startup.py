@@ -127,3 +127,18 @@ async def test_a_configured_node_id_wins_over_the_kept_one(tmp_path: Path) -> No
         assert node.view.node_id == "named" and storage.get_meta("node_id") == "named"
     finally:
         await storage.close()
+
+
+async def test_a_data_dir_that_cannot_be_read_is_released(tmp_path: Path) -> None:
+    """A failed start leaves the data directory free for the next attempt."""
+    settings = settings_for(tmp_path, durability="batch")
+    storage = Storage.open(Path(settings.data_dir), "batch")
+    storage.set_meta("incarnation", "not a number")
+    await storage.close()
+    with pytest.raises(ValueError):
+        open_node(settings, "u", 10.0, 5.0)
+    reopened = Storage.open(Path(settings.data_dir), "batch")  # not locked by the failure
+    try:
+        assert reopened.get_meta("incarnation") == "not a number"
+    finally:
+        await reopened.close()
