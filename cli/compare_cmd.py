@@ -27,8 +27,9 @@ CAUSES = {
     "starvation beyond that (the nodes, the driver and other work share 2 cores; the "
     "calibrating process slept most of the time, busy node processes wake later; the "
     "load is in the machine line and the driver's own write round trip in the header), "
-    "each node's watch stream to the driver and the driver's loop, which time the live "
-    "arrivals",
+    "and the driver's own work (its writes, watch streams and samples) on the same cores; "
+    "the live lag ends when the last node applied the version (its watch events' "
+    "applied_us), so the streams' delivery to the driver is no part of it",
     "heal_to_identical_s": "after a heal both sides wait for anti-entropy rounds, but live "
     "timers fire late on a starved CPU; after a restart the live clock starts when the new "
     "process serves, and it then rejoins through discovery before anti-entropy picks it",
@@ -161,6 +162,10 @@ def _result(
             "runs": live_runs,
             "fault_lateness_s": max((r["fault_lateness_s"] for r in live_runs), default=0.0),
             "ack_rtt_p50_s": _mean([r["ack_rtt_p50_s"] for r in live_runs]),
+            **{
+                name: _mean([r.get(name) for r in live_runs])
+                for name in ("watch_delivery_p50_s", "watch_delivery_p99_s")
+            },
         },
     }
 

@@ -13,7 +13,10 @@ ports. One asyncio driver then, from one instant ``t0``:
   node's ``POST /faults`` (direct HTTP, bodies built in advance), heal with ``DELETE
   /faults``, crash as SIGKILL, restart as a new process on the same port and data (the
   fault clears when that node answers again);
-* watches every node (``GET /kv?watch=true``): the instant each version arrives where;
+* watches every node (``GET /kv?watch=true``): the instant each version is applied
+  where (the node's ``applied_us``: its wall clock, which every node here shares with
+  the driver, so the stream's delivery and the driver's own loop are not in the lag;
+  how late the lines came is kept apart, ``delivery_s``);
 * samples every node's ``/metrics`` gossip counters (messages and sealed bytes out);
 * counts membership transitions from the nodes' logs (``member_state`` lines).
 
@@ -58,6 +61,9 @@ _COUNTER = re.compile(rb'^rumor_gossip_(messages|bytes)_total\{direction="out"\}
 _TRANSITION = re.compile(r'member_state\b.*?\bnew=(\w+)|"new": "(\w+)".*"event": "member_state"')
 
 
+Arrival = tuple[float, str, str, int, str]  # t (since t0), node, key, hlc, origin
+
+
 @dataclass
 class Observed:
     """What the driver saw, in seconds since ``t0`` (the workload's and faults' zero)."""
@@ -65,15 +71,31 @@ class Observed:
     nodes: list[str]
     # t (the origin's write instant: its HLC's physical part), key, hlc, origin
     acks: list[tuple[float, str, int, str]] = field(default_factory=list)
-    arrivals: list[tuple[float, str, str, int, str]] = field(default_factory=list)  # t, node, ...
+    arrivals: list[Arrival] = field(default_factory=list)
     traffic: list[tuple[float, int, int]] = field(default_factory=list)  # t, messages, bytes
     transitions: Counter[str] = field(default_factory=Counter)
     events: list[dict[str, Any]] = field(default_factory=list)  # faults as applied
     failed_ops: int = 0
     failures: Counter[str] = field(default_factory=Counter)  # why, for the report
     ack_rtt_s: list[float] = field(default_factory=list)  # request sent -> answer read
+    delivery_s: list[float] = field(default_factory=list)  # applied -> its watch line read
     fault_lateness_s: list[float] = field(default_factory=list)  # applied minus scheduled
     end_s: float = 0.0
+
+
+def timed(
+    node_id: str, event: dict[str, Any], read_s: float, wall0: float
+) -> tuple[Arrival, float | None]:
+    """A watch stream's change ``event`` as an arrival at the instant its node applied
+    it (``applied_us``), and how much later its line was read here (``read_s``, since
+    ``t0`` on the wall clock: the stream's and this loop's share). From a node too old
+    to say: the arrival at ``read_s``, and None."""
+    applied_us = event.get("applied_us")
+    at_s, late_s = read_s, None
+    if isinstance(applied_us, int):
+        at_s = applied_us / 1e6 - wall0
+        late_s = read_s - at_s
+    return (at_s, node_id, event["key"], event["hlc"], event["origin"]), late_s
 
 
 def free_tcp_port() -> int:
@@ -359,10 +381,10 @@ class Driver:
                                 await self._resync(node_id)
                             connected_before = True
                         elif event.get("type") == "change":
-                            t = self.wall()
-                            arrivals.append(
-                                (t, node_id, event["key"], event["hlc"], event["origin"])
-                            )
+                            arrival, late_s = timed(node_id, event, self.wall(), self.wall0)
+                            arrivals.append(arrival)
+                            if late_s is not None and arrival[0] >= 0:  # not set-up traffic
+                                self.observed.delivery_s.append(late_s)
             except (httpx.HTTPError, json.JSONDecodeError, KeyError):
                 pass
             await asyncio.sleep(0.02)  # a crashed node: watch it again once it is back

@@ -4,9 +4,11 @@ Figures (``FIGURES``), each from outside the nodes on both sides:
 
 * ``lag_p50_s`` .. ``lag_max_s``: acknowledged -> visible on every counted node (live:
   from the instant the origin took the write, its HLC's wall-clock part, to the version's
-  arrival in the last node's watch stream, both on the machine's one clock; sim: from the
-  write, acknowledged at once, to its storing on the last node), over versions that
-  reached every node up at their write before being overwritten;
+  applying on the last node, its ``applied_us`` in the watch stream, both on the
+  machine's one clock; sim: from the write to its storing on the last node, when that
+  node's loop has served the post that carried it), over versions that reached every
+  node up at their write before being overwritten. How late the live watch lines reached
+  the driver after that is kept apart (``watch_delivery_*``): it is no part of the lag;
 * ``heal_to_identical_s``: from the instant the last fault cleared (a restarted node
   clears when it serves again) to the instant from which every node held the same data;
 * ``messages``, ``bytes``: node-to-node messages and sealed bytes sent (live: the
@@ -107,7 +109,14 @@ def live_figures(observed: Mapping[str, Any], scenario: Mapping[str, Any]) -> di
         "failed_ops": observed["failed_ops"],
         "failures": dict(observed.get("failures") or {}),
         "ack_rtt_p50_s": _summary(list(observed.get("ack_rtt_s") or []))["p50"],
+        **_delivery_figures(list(observed.get("delivery_s") or [])),
     }
+
+
+def _delivery_figures(delivery_s: list[float]) -> dict[str, float | None]:
+    """How late the driver read the watch lines after their nodes applied them."""
+    found = _summary(delivery_s)
+    return {f"watch_delivery_{q}_s": found[q] for q in ("p50", "p99")}
 
 
 def _summary(values: list[float]) -> dict[str, float | None]:

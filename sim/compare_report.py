@@ -128,6 +128,10 @@ def markdown(result: Mapping[str, Any], images: Sequence[str]) -> str:
         f"{result['sim']['seeds']}, {len(result['live']['runs'])} live run(s) on loopback "
         f"(durability {result['live'].get('durability', 'sync')}; write -> acknowledged p50 "
         f"{_ms(result['live'].get('ack_rtt_p50_s'))} at the client).  ",
+        f"Live lags end when the last node applied the version (its watch events' "
+        f"`applied_us`); their lines reached the driver p50 "
+        f"{_ms(result['live'].get('watch_delivery_p50_s'))}, p99 "
+        f"{_ms(result['live'].get('watch_delivery_p99_s'))} later, which no lag includes.  ",
         f"Machine: {result['machine']}  ",
         f"Calibration: `{result['calibration']['source']}` "
         f"({_constants(result['calibration']['constants'])}), measured on "

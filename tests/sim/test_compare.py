@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from rumordb.cli.compare_live import timed
 from rumordb.cli.main import app
 from rumordb.sim.compare import FIGURES, compare, live_figures
 
@@ -37,6 +38,17 @@ def test_lag_runs_from_the_ack_to_the_last_node_that_shows_the_version() -> None
     assert figures["lag_max_s"] == pytest.approx(0.02)
     assert (figures["messages"], figures["bytes"]) == (30, 4000)
     assert figures["suspect"] == 1 and figures["dead"] == 0
+
+
+def test_a_live_arrival_is_when_its_node_applied_it_not_when_the_driver_read_it() -> None:
+    event = {"key": "k", "hlc": 5, "origin": "n1", "applied_us": 1_000_001_250_000}
+    arrival, late_s = timed("n2", event, read_s=1.3, wall0=1_000_000.0)
+    assert arrival == (pytest.approx(1.25), "n2", "k", 5, "n1")
+    assert late_s == pytest.approx(0.05)
+    older = {"key": "k", "hlc": 5, "origin": "n1"}  # a node from before applied_us
+    assert timed("n2", older, read_s=1.3, wall0=1_000_000.0) == ((1.3, "n2", "k", 5, "n1"), None)
+    figures = live_figures(observed(delivery_s=[0.05, 0.01, 0.02]), SCENARIO)
+    assert figures["watch_delivery_p50_s"] == 0.02 and figures["watch_delivery_p99_s"] == 0.05
 
 
 def test_a_version_overwritten_before_it_reached_every_node_has_no_lag() -> None:
