@@ -67,7 +67,7 @@ from rumordb.sim.metrics import Series, Traffic, collect
 from rumordb.sim.network import Fate, Network
 from rumordb.sim.posts import Posts, live_address
 from rumordb.sim.scenario import FaultSpec, Scenario
-from rumordb.sim.service import Servers, wakeup_sampler
+from rumordb.sim.service import Servers, spread_sampler, wakeup_sampler
 from rumordb.sim.workload import Op, OpStream, context_of
 
 MAX_EVENTS = 10_000  # fault and churn events kept for the report
@@ -213,7 +213,9 @@ class Simulation:
         name = self.scenario.network.calibration
         path = Path(self.scenario.base_dir) / name if name else None
         self.calibration = c = load_calibration(path)
-        wakeup = wakeup_sampler(c.constants.wakeup_us, random.Random(f"{self.scenario.seed}:loop"))
+        seed = self.scenario.seed
+        wakeup = wakeup_sampler(c.constants.wakeup_us, random.Random(f"{seed}:loop"))
+        spread = spread_sampler(c.constants.service_spread, random.Random(f"{seed}:service"))
         return Posts(
             self.env,
             self.network,
@@ -222,7 +224,7 @@ class Simulation:
             self.deliver_later,
             lambda node_id: self.nodes[node_id].up,
             self._record,
-            Servers(wakeup),
+            Servers(wakeup, spread),
             durable=self.scenario.network.durability == "sync",
         )
 
