@@ -155,6 +155,7 @@ def _result(
         "explanations": explanations(rows),
         "sim": {
             "seeds": [r["seed"] for r in sim_runs],
+            "node_cpu_s": _mean([r.get("node_cpu_s") for r in sim_runs]),
             "runs": sim_runs,
             "events": sim_metrics["events"],
         },
@@ -164,7 +165,12 @@ def _result(
             "ack_rtt_p50_s": _mean([r["ack_rtt_p50_s"] for r in live_runs]),
             **{
                 name: _mean([r.get(name) for r in live_runs])
-                for name in ("watch_delivery_p50_s", "watch_delivery_p99_s")
+                for name in (
+                    "watch_delivery_p50_s",
+                    "watch_delivery_p99_s",
+                    "node_cpu_s",
+                    "driver_cpu_s",
+                )
             },
         },
     }

@@ -17,6 +17,10 @@ Figures (``FIGURES``), each from outside the nodes on both sides:
   (which CPU starvation moves: late timers send fewer rounds);
 * ``suspect``, ``dead``, ``alive``: membership transitions into that state, all nodes.
 
+Beside them, not compared in the band: ``node_cpu_s``, the CPU the nodes used over the
+run (live: their processes'; sim: the service time the model charged their loops), and
+the live driver's own (``driver_cpu_s``), which shares the machine's cores with them.
+
 ``live_figures`` reads a live run's observations (``cli.compare_live.Observed`` as a
 dict); ``sim_figures`` a simulator run's metrics. ``compare`` summarises runs of both
 (mean, min, max) with the live/sim ratio of means and whether it is within ``BAND``.
@@ -59,6 +63,7 @@ def sim_figures(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {
         **_lag_figures(lag),
         "heal_to_identical_s": metrics["heal_to_converged_s"],
+        "node_cpu_s": posts.get("busy_s"),  # what the service model charged every loop
         "messages": posts.get("messages", metrics["messages_sent"]),
         "bytes": posts.get("sealed_bytes", metrics["bytes_sent"]),
         **{state: transitions.get(state, 0) for state in ("suspect", "dead", "alive")},
@@ -110,6 +115,8 @@ def live_figures(observed: Mapping[str, Any], scenario: Mapping[str, Any]) -> di
         "failures": dict(observed.get("failures") or {}),
         "ack_rtt_p50_s": _summary(list(observed.get("ack_rtt_s") or []))["p50"],
         **_delivery_figures(list(observed.get("delivery_s") or [])),
+        "node_cpu_s": observed.get("node_cpu_s"),
+        "driver_cpu_s": observed.get("driver_cpu_s"),
     }
 
 

@@ -137,7 +137,13 @@ def test_compare_runs_both_sides_and_writes_the_report(tmp_path: Path) -> None:
             rows[name]["live"]["mean"] / rows[name]["sim"]["mean"]
         )
     assert found["calibration"]["machine"]["cpu"] and found["live"]["fault_lateness_s"] < 0.5
+    live = found["live"]["runs"][0]
+    # the CPU both sides spent, beside the figures; lags end at the nodes' applied instants
+    assert live["node_cpu_s"] > 0 and live["driver_cpu_s"] > 0
+    assert found["sim"]["runs"][0]["node_cpu_s"] > 0 and found["sim"]["node_cpu_s"] > 0
+    assert live["watch_delivery_p50_s"] is not None and live["watch_delivery_p50_s"] >= 0
     report = (out / "report.md").read_text()
+    assert "CPU over a run: live nodes" in report and "`applied_us`" in report
     assert all(f"| {name} |" in report for name in FIGURES)
     for png in ("lag_cdf.png", "nodes_current.png", "traffic.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
