@@ -159,12 +159,16 @@ def _is_down(down: Mapping[str, list[tuple[float, float]]], node: str, t: float)
 
 
 def _identical_since(arrivals: Sequence[Sequence[Any]], nodes: Sequence[str]) -> float | None:
-    """The instant from which every node held the same versions (None: not at the end)."""
+    """The instant from which every node held the same versions (None: not at the end).
+
+    A node holds the newest version (LWW order) it has shown of each key: a restarted
+    node's versions read back after its restart (``compare_live``'s resync, stamped when
+    read) may come after a newer one its stream stamped when applied."""
     held: dict[str, dict[str, Version]] = {n: {} for n in nodes}
     differing: set[str] = set()  # keys on which the nodes differ
     since: float | None = 0.0
     for t, node, key, hlc, origin in arrivals:
-        held[node][key] = (hlc, origin)
+        held[node][key] = max(held[node].get(key, (hlc, origin)), (hlc, origin))
         versions = {held[n].get(key) for n in nodes}
         if len(versions) > 1:
             differing.add(key)

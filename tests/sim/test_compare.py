@@ -71,6 +71,20 @@ def test_heal_to_identical_counts_from_the_last_fault_cleared() -> None:
     assert figures["heal_to_identical_s"] == pytest.approx(1.02 - 0.5)
 
 
+def test_an_older_version_shown_after_a_newer_one_does_not_undo_the_heal() -> None:
+    # n2 applied version 6 at 1.02 (its stream's stamp); a resync read version 5 back at 1.05
+    arrivals = [
+        (0.99, "n1", "k", 5, "n1"),
+        (1.01, "n1", "k", 6, "n1"),
+        (1.02, "n2", "k", 6, "n1"),
+        (1.05, "n2", "k", 5, "n1"),
+    ]
+    acks = [(0.98, "k", 5, "n1"), (1.0, "k", 6, "n1")]
+    events = [{"at_s": 0.2, "action": "partition"}, {"at_s": 0.5, "action": "heal"}]
+    figures = live_figures(observed(arrivals=arrivals, acks=acks, events=events), SCENARIO)
+    assert figures["heal_to_identical_s"] == pytest.approx(1.02 - 0.5)
+
+
 def test_nodes_current_drops_at_the_ack_and_recovers_at_the_arrival() -> None:
     current = live_figures(observed(), SCENARIO)["current"]
     by_t = dict(zip(current["t_s"], current["fraction"], strict=True))
