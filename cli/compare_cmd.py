@@ -22,14 +22,16 @@ from rumordb.sim.scenario import Scenario, ScenarioError, load_scenario, to_dict
 # outside the band (the measured size of the gap is in the same sentence).
 CAUSES = {
     "lag": "the simulator models linger, link, each node's event loop as one server (the "
-    "calibrated send, receive and client-write service times; sync commits) and the "
-    "wake-up lateness the calibrating process measured on this machine; not modelled: "
-    "starvation beyond that (the nodes, the driver and other work share 2 cores; the "
-    "calibrating process slept most of the time, busy node processes wake later; the "
-    "load is in the machine line and the driver's own write round trip in the header), "
-    "and the driver's own work (its writes, watch streams and samples) on the same cores; "
-    "the live lag ends when the last node applied the version (its watch events' "
-    "applied_us), so the streams' delivery to the driver is no part of it",
+    "calibrated send, receive and client-write service times, each times a draw of the "
+    "calibrated spread; sync commits) and the wake-up lateness the calibrating process "
+    "measured on this machine; not modelled: the nodes' work besides the protocol "
+    "(serving the driver's watch streams and /metrics samples, probes, discovery, timers: "
+    "the CPU line above sets what the live nodes used beside what the model charged), "
+    "starvation beyond the measured wake-ups (the nodes, the driver and other work share "
+    "the machine's cores; the driver's CPU is in the same line), and a restarted live "
+    "node that announces itself as it starts; the live lag ends when the last node "
+    "applied the version (its watch events' applied_us), so the streams' delivery to the "
+    "driver is no part of it",
     "heal_to_identical_s": "after a heal both sides wait for anti-entropy rounds, but live "
     "timers fire late on a starved CPU; after a restart the live clock starts when the new "
     "process serves, and it then rejoins through discovery before anti-entropy picks it",

@@ -643,11 +643,23 @@ class Simulation:
                 name, sim_node.incarnation, sim_node.clock, list(sim_node.disk.items())
             )
             sim_node.wiped = False
+            self._announce(name)
         sim_node.up = True
         self._rows_changed = True
         self.checker.set_up(name, True, self.env.now)
         if sim_node.restarted is not None and not sim_node.restarted.triggered:
             sim_node.restarted.succeed()
+
+    def _announce(self, name: str) -> None:
+        """A new process announces itself as it starts, as live discovery does on a LAN:
+        every peer up hears its new incarnation at once (not a gossip round later)."""
+        if self.scenario.cluster.membership == "static":
+            return
+        sim_node = self.nodes[name]
+        address = self._address(name)
+        for other in self.nodes.values():
+            if other.up and other is not sim_node:
+                other.node.join(name, address, sim_node.incarnation, other.clock.now(self.env.now))
 
     def _set_clock(self, name: str, fault: FaultSpec) -> None:
         sim_node = self.nodes[name]
