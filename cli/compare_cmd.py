@@ -36,7 +36,7 @@ CAUSES = {
     "timers fire late on a starved CPU; after a restart the live clock starts when the new "
     "process serves, and it then rejoins through discovery before anti-entropy picks it",
     "messages": "live timers (gossip rounds, heartbeats) fire late under CPU load, so fewer "
-    "rounds happen in the same seconds; live replies ride in HTTP responses",
+    "rounds happen in the same seconds",
     "bytes_per_message": "live messages carry what the simulator's do not (refutations, "
     "discovery-learned entries) and live posts gather differently under load",
     "bytes": "live messages carry what the simulator's do not (refutations, discovery-"

@@ -65,7 +65,7 @@ from rumordb.sim.checks import Convergence, divergent_keys
 from rumordb.sim.clock import NodeClock
 from rumordb.sim.metrics import Series, Traffic, collect
 from rumordb.sim.network import Fate, Network
-from rumordb.sim.posts import Posts, live_address
+from rumordb.sim.posts import Posts, Via, live_address
 from rumordb.sim.scenario import FaultSpec, Scenario
 from rumordb.sim.service import Servers, spread_sampler, wakeup_sampler
 from rumordb.sim.workload import Op, OpStream, context_of
@@ -351,8 +351,10 @@ class Simulation:
         self._arm(sim_node)
 
     # --- carrying out outputs ----------------------------------------------------------
-    def _emit(self, sim_node: SimNode, out: Output) -> None:
-        """Persist, then send: the order the core's contract asks for."""
+    def _emit(self, sim_node: SimNode, out: Output, via: Via | None = None) -> None:
+        """Persist, then send: the order the core's contract asks for. ``via``: what
+        ``out`` answers came in a post (sender, link delay): messages back to its sender
+        ride in that post's HTTP response, as the live runner returns them."""
         if out.writes or out.purges:
             self._persist(sim_node, out)
         for change in out.transitions:
@@ -362,8 +364,15 @@ class Simulation:
             if len(messages) > 1:
                 messages = sorted(messages, key=itemgetter(0))
             src = sim_node.id
+            replies = []
             for dst, data in messages:
-                self._transmit(src, dst, data)
+                if via is not None and dst == via[0] and self.posts is not None:
+                    self._count_sent(data)
+                    replies.append(data)
+                else:
+                    self._transmit(src, dst, data)
+            if replies and self.posts is not None and via is not None:
+                self.posts.reply(src, via[0], replies, via[1])
         if self.checker.incomplete == 0 and self._workload_done and self._faults_done:
             self._maybe_stop()
 
@@ -387,7 +396,7 @@ class Simulation:
         self.traffic.persisted_writes += len(out.writes)
         self.traffic.persisted_purges += len(out.purges)
 
-    def _transmit(self, src: str, dst: str, data: bytes) -> None:
+    def _count_sent(self, data: bytes) -> None:
         traffic = self.traffic
         size = len(data)
         traffic.messages_sent += 1
@@ -395,6 +404,11 @@ class Simulation:
         traffic.by_kind[message_kind(data)] += 1
         self._sample_messages += 1
         self._sample_bytes += size
+
+    def _transmit(self, src: str, dst: str, data: bytes) -> None:
+        traffic = self.traffic
+        size = len(data)
+        self._count_sent(data)
         if self.posts is not None:
             self.posts.enqueue(src, dst, data)
             return
@@ -410,11 +424,11 @@ class Simulation:
         else:
             traffic.unreachable += 1
 
-    def deliver_later(self, dst: str, data: bytes, delay_s: float) -> None:
+    def deliver_later(self, dst: str, data: bytes, delay_s: float, via: Via | None = None) -> None:
         self._in_flight += 1
-        self.env.timeout(delay_s).callbacks.append(partial(self._deliver, dst, data))
+        self.env.timeout(delay_s).callbacks.append(partial(self._deliver, dst, data, via=via))
 
-    def _deliver(self, dst: str, data: bytes, _event: Event) -> None:
+    def _deliver(self, dst: str, data: bytes, _event: Event, via: Via | None = None) -> None:
         self._in_flight -= 1
         sim_node = self.nodes[dst]
         if not sim_node.up:
@@ -427,7 +441,7 @@ class Simulation:
         except DecodeError:
             self.traffic.decode_errors += 1
             return
-        self._emit(sim_node, out)
+        self._emit(sim_node, out, via)
 
     def _record(self, line: str, data: bytes = b"") -> None:
         text = f"{self.env.now!r} {line}\n"
