@@ -47,7 +47,10 @@ SCHEDULE = [
     (27.0, BUSY_POST_BYTES),
     (33.0, BUSY_POST_BYTES),
     (34.0, 10),
+    (38.0, BUSY_POST_BYTES),
     (40.0, 10),
+    (44.0, BUSY_POST_BYTES),  # the fourth large post in a row (BUSY_POSTS): load
+    (47.0, 10),
     (200.0, 10),
 ]
 Posted = list[tuple[float, list[int]]]  # (instant in ms, message sizes)
