@@ -4,9 +4,11 @@ Theory of operation. A node sends each peer its messages in *posts* (one ``POST 
 each, many messages per post), one post in flight per peer. The first message queued to
 an idle peer starts a *linger*: the post leaves ``linger_ms`` later (Kafka's
 ``linger.ms``), carrying everything queued by then, up to ``max_post_bytes``, so the
-pushes of a few write batches share one request. When a post completes and more is
-queued, the next linger starts at once; when nothing is queued the peer goes idle and
-forgets its history.
+pushes of a few write batches share one request. Messages queued while a post is in
+flight leave when it completes, or when their own linger (counted, as Kafka counts it,
+from the first of them) ends if that is later: they coalesced while they waited, so a
+slow post (a peer starved of CPU answers late) is not followed by a full linger more.
+When nothing is queued the peer goes idle and forgets its history.
 
 The linger is ``LINGER_MS`` unless the last ``BUSY_POSTS`` posts of this busy spell each
 carried ``BUSY_POST_BYTES`` or more: then it is ``LINGER_BUSY_MS``. That many large posts
@@ -24,7 +26,8 @@ States (per peer)::
                                                                        \\-> idle (empty)
 
 Pure: time comes in as ``now_ms``; the live gossip client and the simulator's network
-both drive one ``PeerSendPolicy`` per peer, so their batching cannot drift apart.
+both drive one ``PeerSendPolicy`` per peer (``on_enqueue`` for every message queued), so
+their batching cannot drift apart.
 """
 
 from __future__ import annotations
@@ -75,10 +78,15 @@ class PeerSendPolicy:
     phase: Phase = Phase.IDLE
     due_at_ms: float | None = None
     large_posts: int = 0  # the last posts of this busy spell that were large, in a row
+    waiting_since_ms: float | None = None  # the first message queued during this post
 
     def on_enqueue(self, now_ms: float) -> float | None:
         """A message was queued; the instant a post is due if a linger starts now (the
         driver arms a timer for it), else None (a linger or a post is under way)."""
+        if self.phase is Phase.POSTING:
+            if self.waiting_since_ms is None:
+                self.waiting_since_ms = now_ms
+            return None
         if self.phase is not Phase.IDLE:
             return None
         return self._linger(now_ms)
@@ -97,13 +105,16 @@ class PeerSendPolicy:
         the next post is due, or None when the peer goes idle."""
         if self.phase is not Phase.POSTING:
             raise ValueError(f"on_sent while {self.phase.value}")
+        since, self.waiting_since_ms = self.waiting_since_ms, None
         if queued:
-            return self._linger(now_ms)
+            # What the last post could not carry (its size bound) lingers from now.
+            return self._linger(now_ms, now_ms if since is None else since)
         self.phase = Phase.IDLE
         self.large_posts = 0
         return None
 
-    def _linger(self, now_ms: float) -> float:
+    def _linger(self, now_ms: float, since_ms: float | None = None) -> float:
+        start = now_ms if since_ms is None else since_ms
         self.phase = Phase.LINGERING
-        self.due_at_ms = now_ms + linger_ms(self.large_posts)
+        self.due_at_ms = max(now_ms, start + linger_ms(self.large_posts))
         return self.due_at_ms

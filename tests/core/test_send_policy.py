@@ -63,12 +63,30 @@ def test_the_first_message_to_an_idle_peer_starts_one_linger() -> None:
     assert policy.phase is Phase.LINGERING and policy.due_at_ms == 100.0 + LINGER_MS
 
 
-def test_messages_queued_during_a_post_wait_for_it_then_linger_again() -> None:
+def test_messages_queued_during_a_post_linger_from_their_own_arrival() -> None:
     policy = PeerSendPolicy()
     policy.on_enqueue(0.0)
     policy.on_due(100)
     assert policy.on_enqueue(6.0) is None  # one post in flight per peer
-    assert policy.on_sent(9.0, queued=1) == 9.0 + LINGER_MS
+    assert policy.on_enqueue(8.0) is None
+    assert policy.on_sent(9.0, queued=2) == 6.0 + LINGER_MS  # the first of them counts
+
+
+def test_after_a_slow_post_what_waited_leaves_at_once() -> None:
+    policy = PeerSendPolicy()
+    policy.on_enqueue(0.0)
+    policy.on_due(100)
+    policy.on_enqueue(6.0)
+    assert policy.on_sent(40.0, queued=1) == 40.0  # it lingered while the post was out
+
+
+def test_what_a_full_post_left_behind_lingers_from_its_end() -> None:
+    policy = PeerSendPolicy()
+    policy.on_enqueue(0.0)
+    policy.on_due(100)  # the size bound left messages queued, none arrived since
+    assert policy.on_sent(9.0, queued=3) == 9.0 + LINGER_MS
+    policy.on_due(100)
+    assert policy.waiting_since_ms is None  # a new post, nothing waiting for it yet
 
 
 def test_busy_posts_large_posts_in_a_row_make_the_next_linger_long() -> None:
