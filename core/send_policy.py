@@ -15,10 +15,10 @@ carried ``BUSY_POST_BYTES`` or more: then it is ``LINGER_BUSY_MS``. That many la
 in a row mean sustained load, where a post and a replica commit cost about 100 µs of CPU
 each whatever their size, so fewer, larger posts leave CPU for clients. A burst does not
 slow the writes behind it down: an anti-entropy step, or the backlog a stalled node
-(a pause, a starved CPU) flushes when it runs again, drains in a post or two, and with
-only two large posts counting as load, those writes waited ``LINGER_BUSY_MS`` more each
-(ack -> visible measured 25-28 ms for whole runs of writes at 200 writes/s on five
-loaded nodes, against ~6 ms for the others).
+(a pause, a starved CPU) flushes when it runs again, drains in two or three posts; when two
+large posts in a row counted as load, the writes behind them waited ``LINGER_BUSY_MS``
+more each (ack -> visible measured 25-28 ms for whole runs of writes at 200 writes/s on
+five loaded nodes, against ~6 ms for the others).
 
 States (per peer)::
 
