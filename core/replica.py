@@ -191,6 +191,19 @@ class Replica:
                     queue.push(key, incoming)
                 continue
             outcome = decide(local, incoming)
+            if outcome is Outcome.DESCENDANT:  # a newer write of a key held: most updates
+                counters.updates_applied += 1
+                self.put(key, incoming)
+                writes.append((key, incoming))
+                if relay:
+                    queue.push(key, incoming)
+                if (
+                    incoming.tombstone
+                    and self._holds(key, incoming, sender, update.holders)
+                    and sync
+                ):
+                    acks.append(update)  # (the holders are noted by _holds either way)
+                continue
             if outcome.concurrent:
                 self._discard(out, key, local if outcome is Outcome.LWW_WON else incoming)
             if outcome.applied:

@@ -26,7 +26,7 @@ import httpx
 import msgspec
 import structlog
 
-from rumordb.core.send_policy import MAX_POST_BYTES, PeerSendPolicy, has_room
+from rumordb.core.send_policy import MAX_POST_BYTES, PeerSendPolicy, Phase, has_room
 from rumordb.live.faults import Faults
 from rumordb.live.http_transport import PooledTransport
 from rumordb.live.metrics import Metrics
@@ -126,6 +126,7 @@ class GossipClient:
         self._mono = mono  # the send policy's clock (tests pass a fake one, with ``sleep``)
         self._sleep = sleep
         self._queues: dict[str, deque[bytes]] = {}
+        self._policies: dict[str, PeerSendPolicy] = {}  # told of every message queued
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._closed = False
         self.dropped = 0
@@ -143,12 +144,14 @@ class GossipClient:
         queue = self._queues.get(peer)
         if queue is None:
             queue = self._queues[peer] = deque()
+            self._policies[peer] = PeerSendPolicy()
         if len(queue) >= self._queue_max:
             queue.popleft()
             self._drop("overflow")
         queue.append(payload)
-        if peer not in self._workers:
-            self._workers[peer] = asyncio.get_running_loop().create_task(self._drain(peer))
+        due_ms = self._policies[peer].on_enqueue(self._mono() * 1000)
+        if due_ms is not None:  # the peer was idle: a worker posts at ``due_ms``
+            self._workers[peer] = asyncio.get_running_loop().create_task(self._drain(peer, due_ms))
 
     def queued(self, peer: str) -> int:
         queue = self._queues.get(peer)
@@ -175,11 +178,11 @@ class GossipClient:
         self.dropped += count
         self._metrics.gossip_dropped.labels(reason).inc(count)
 
-    async def _drain(self, peer: str) -> None:
-        policy = PeerSendPolicy()
+    async def _drain(self, peer: str, first_due_ms: float) -> None:
+        policy = self._policies[peer]
+        due_ms: float | None = first_due_ms
         try:
             queue = self._queues[peer]
-            due_ms = policy.on_enqueue(self._mono() * 1000)
             while due_ms is not None and not self._closed:
                 await self._sleep(max(0.0, due_ms / 1000 - self._mono()))
                 batch = self._take(peer, queue)
@@ -191,6 +194,8 @@ class GossipClient:
                 due_ms = policy.on_sent(self._mono() * 1000, len(queue))
         finally:
             self._workers.pop(peer, None)
+            if policy.phase is not Phase.IDLE:  # cancelled, or a bug: the next send restarts
+                self._policies[peer] = PeerSendPolicy()
 
     def _take(self, peer: str, queue: deque[bytes]) -> list[bytes]:
         batch: list[bytes] = []

@@ -6,6 +6,7 @@ import pytest
 
 from rumordb.core.send_policy import (
     BUSY_POST_BYTES,
+    BUSY_POSTS,
     LINGER_BUSY_MS,
     LINGER_MS,
     PeerSendPolicy,
@@ -16,20 +17,23 @@ from rumordb.core.send_policy import (
 
 
 @pytest.mark.parametrize(
-    ("previous", "last", "expected"),
+    ("large_posts", "expected"),
     [
-        (0, 0, LINGER_MS),  # the first post of a spell
-        (300, 300, LINGER_MS),  # small writes: visible within milliseconds
-        (300, 50_000, LINGER_MS),  # one burst (anti-entropy) is not load
-        (BUSY_POST_BYTES, BUSY_POST_BYTES, LINGER_BUSY_MS),  # sustained load
-        (50_000, 300, LINGER_MS),  # load is over
-        (BUSY_POST_BYTES - 1, 50_000, LINGER_MS),
+        (0, LINGER_MS),  # the first post of a spell, or small writes
+        (1, LINGER_MS),  # one burst (anti-entropy) is not load
+        (BUSY_POSTS - 1, LINGER_MS),  # nor a stalled node's backlog, drained in a few posts
+        (BUSY_POSTS, LINGER_BUSY_MS),  # sustained load
+        (10 * BUSY_POSTS, LINGER_BUSY_MS),
     ],
 )
 def test_linger_grows_under_load_and_stays_short_when_idle(
-    previous: int, last: int, expected: float
+    large_posts: int, expected: float
 ) -> None:
-    assert linger_ms(previous, last) == expected
+    assert linger_ms(large_posts) == expected
+
+
+def test_a_backlog_drained_in_a_few_large_posts_keeps_the_short_linger() -> None:
+    assert BUSY_POSTS >= 3  # a stalled node's catch-up takes two posts, often three
 
 
 def test_busy_linger_keeps_ack_to_visible_far_below_50_ms() -> None:
@@ -59,27 +63,58 @@ def test_the_first_message_to_an_idle_peer_starts_one_linger() -> None:
     assert policy.phase is Phase.LINGERING and policy.due_at_ms == 100.0 + LINGER_MS
 
 
-def test_messages_queued_during_a_post_wait_for_it_then_linger_again() -> None:
+def test_messages_queued_during_a_post_linger_from_their_own_arrival() -> None:
     policy = PeerSendPolicy()
     policy.on_enqueue(0.0)
     policy.on_due(100)
     assert policy.on_enqueue(6.0) is None  # one post in flight per peer
-    assert policy.on_sent(9.0, queued=1) == 9.0 + LINGER_MS
+    assert policy.on_enqueue(8.0) is None
+    assert policy.on_sent(9.0, queued=2) == 6.0 + LINGER_MS  # the first of them counts
 
 
-def test_two_large_posts_in_a_row_make_the_next_linger_long() -> None:
+def test_after_a_slow_post_what_waited_leaves_at_once() -> None:
     policy = PeerSendPolicy()
     policy.on_enqueue(0.0)
+    policy.on_due(100)
+    policy.on_enqueue(6.0)
+    assert policy.on_sent(40.0, queued=1) == 40.0  # it lingered while the post was out
+
+
+def test_what_a_full_post_left_behind_lingers_from_its_end() -> None:
+    policy = PeerSendPolicy()
+    policy.on_enqueue(0.0)
+    policy.on_due(100)  # the size bound left messages queued, none arrived since
+    assert policy.on_sent(9.0, queued=3) == 9.0 + LINGER_MS
+    policy.on_due(100)
+    assert policy.waiting_since_ms is None  # a new post, nothing waiting for it yet
+
+
+def test_busy_posts_large_posts_in_a_row_make_the_next_linger_long() -> None:
+    policy = PeerSendPolicy()
+    policy.on_enqueue(0.0)
+    for i in range(1, BUSY_POSTS):
+        policy.on_due(BUSY_POST_BYTES)
+        assert policy.on_sent(float(i), queued=5) == i + LINGER_MS  # a burst is not load
     policy.on_due(BUSY_POST_BYTES)
-    assert policy.on_sent(1.0, queued=5) == 1.0 + LINGER_MS  # one large post is not load
+    assert policy.on_sent(10.0, queued=5) == 10.0 + LINGER_BUSY_MS
+
+
+def test_a_small_post_ends_the_run_of_large_ones() -> None:
+    policy = PeerSendPolicy()
+    policy.on_enqueue(0.0)
+    for _ in range(BUSY_POSTS - 1):
+        policy.on_due(BUSY_POST_BYTES)
+        policy.on_sent(1.0, queued=5)
+    policy.on_due(BUSY_POST_BYTES - 1)
+    policy.on_sent(2.0, queued=5)
     policy.on_due(BUSY_POST_BYTES)
-    assert policy.on_sent(2.0, queued=5) == 2.0 + LINGER_BUSY_MS
+    assert policy.on_sent(3.0, queued=5) == 3.0 + LINGER_MS
 
 
 def test_an_idle_peer_forgets_its_busy_spell() -> None:
     policy = PeerSendPolicy()
     policy.on_enqueue(0.0)
-    for _ in range(2):
+    for _ in range(BUSY_POSTS):
         policy.on_due(10 * BUSY_POST_BYTES)
         policy.on_sent(1.0, queued=1)
     policy.on_due(10 * BUSY_POST_BYTES)
@@ -93,7 +128,7 @@ def test_a_post_whose_messages_were_all_dropped_does_not_count_as_load() -> None
     policy.on_due(BUSY_POST_BYTES)
     policy.on_sent(1.0, queued=1)
     policy.on_due(0)  # every queued message dropped by a fault
-    assert (policy.previous_bytes, policy.last_bytes) == (0, BUSY_POST_BYTES)
+    assert policy.large_posts == 1
 
 
 def test_calls_out_of_order_are_refused() -> None:

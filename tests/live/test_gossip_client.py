@@ -93,6 +93,35 @@ async def test_messages_queued_while_a_post_is_in_flight_share_the_next_post() -
         await client.close()
 
 
+async def test_a_peer_whose_worker_was_cancelled_mid_post_is_posted_to_again() -> None:
+    peer = Peer()
+    peer.gate = anyio.Event()
+    client, _, _ = make_client(peer)
+    try:
+        client.send("peer", b"first")
+
+        async def first_arrived() -> bool:
+            return len(peer.envelopes) == 1
+
+        await eventually(first_arrived, 2.0, 0.001)
+        client._workers["peer"].cancel()  # what a stop (or a bug) does to a post under way
+
+        async def worker_gone() -> bool:
+            return "peer" not in client._workers
+
+        await eventually(worker_gone, 2.0, 0.001)
+        peer.gate.set()
+        client.send("peer", b"second")  # the send policy starts afresh, not stuck posting
+
+        async def second_arrived() -> bool:
+            return len(peer.envelopes) == 2
+
+        await eventually(second_arrived, 2.0, 0.001)
+        assert peer.envelopes[1].messages == [b"second"]
+    finally:
+        await client.close()
+
+
 async def test_a_full_queue_drops_its_oldest_and_counts() -> None:
     peer = Peer()
     peer.gate = anyio.Event()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import io
-import itertools
 import random
 import time
 from collections import defaultdict
@@ -44,15 +43,16 @@ SCHEDULE = [
     (0.0, 100),
     (1.0, 100),
     (4.9, 100),
-    (5.5, 100),
+    (5.5, 100),  # queued during the first post: lingers from its own arrival
     (20.0, BUSY_POST_BYTES),
     (26.0, BUSY_POST_BYTES),
-    (27.0, BUSY_POST_BYTES),
-    (33.0, BUSY_POST_BYTES),
-    (34.0, 10),
-    (40.0, 10),
+    (32.0, BUSY_POST_BYTES),
+    (38.0, BUSY_POST_BYTES),
+    (38.5, 10),
+    (44.0, 10),  # after the fourth large post in a row (BUSY_POSTS): the long linger
     (200.0, 10),
 ]
+BUSY_AT_MS = 44.0 + LINGER_BUSY_MS
 Posted = list[tuple[float, list[int]]]  # (instant in ms, message sizes)
 
 
@@ -163,8 +163,8 @@ def test_the_live_client_and_the_simulator_post_the_same_batches_at_the_same_ins
     # And the schedule exercises the rule: a coalesced post, and a busy (long) linger.
     assert any(len(sizes) > 1 for _, sizes in live)
     instants = [at for at, _ in live]
-    gaps = {round(b - a - RTT_MS, 6) for a, b in itertools.pairwise(instants)}
-    assert LINGER_BUSY_MS in gaps and live[0][0] == LINGER_MS
+    assert BUSY_AT_MS in instants and live[0][0] == LINGER_MS
+    assert 5.5 + LINGER_MS in instants  # not a whole linger after the first post's end
 
 
 def test_a_partition_drops_whole_posts_and_the_peer_keeps_posting_after_heal() -> None:
