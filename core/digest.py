@@ -4,9 +4,12 @@ Theory of operation. Every key lands in a leaf chosen by the top ``leaf_bits`` b
 its 64-bit hash. A bucket is named by a *width* (how many top bits it fixes) and an index;
 its hash is the XOR of the entry hashes below it, where an entry hash mixes the key hash
 with its version's fingerprint. XOR makes every update cheap: the change ``old ^ new``
-is folded into each maintained ancestor, no rehashing of siblings. Levels are sparse
-dicts (an empty bucket is 0 and not stored), so a node with a handful of keys costs a
-handful of entries — the simulator runs thousands of them.
+is folded into each maintained ancestor, no rehashing of siblings. The leaves are a
+sparse dict (an empty leaf is not stored), so a node with a handful of keys costs a
+handful of leaves — the simulator runs thousands of them. The levels above the leaves
+are dense arrays of 8-byte buckets (2**width each; ~2 KB in all for the smallest shape):
+a level there holds 4 or more keys per bucket, where a dict of Python ints cost ~100 B
+a bucket and a hash lookup with a cache miss or three per update at 1M keys.
 
 The ancestors are lazy: a write changes its leaf and XORs its change into a small dict
 of dirty leaves; the levels above catch up, finest first and each touched bucket once,
@@ -120,6 +123,20 @@ def _leaf_items(leaf: Leaf) -> Iterable[tuple[str, int, int]]:
     return zip(_leaf_keys(leaf), pairs[0::2], pairs[1::2], strict=True)
 
 
+def _slot_of(leaf: Leaf, key: str, khash: int) -> int:
+    """Where ``key``'s entry hash is in its leaf's packed pairs (a byte offset), or -1.
+    Found by its key hash in the bytes: no key string is read (at 1M keys each would be
+    a cache miss) but the one that matches, to tell apart keys whose hashes collide."""
+    packed: bytes = leaf[0]  # type: ignore[assignment]
+    needle = _HASH.pack(khash)
+    at = packed.find(needle)
+    while at >= 0:
+        if at & 15 == 8 and leaf[1 + (at >> 4)] == key:
+            return at - 8
+        at = packed.find(needle, at + 1)
+    return -1
+
+
 def _make_leaf(pairs: Iterable[int], keys: Iterable[str]) -> Leaf:
     packed = array("Q", pairs).tobytes()
     return (packed, *keys)
@@ -174,11 +191,9 @@ class Digest:
             _group(grouped, leaf, leaf_shift)
         self._leaves = {i: _make_leaf(pairs, keys) for i, (pairs, keys) in grouped.items()}
         # _levels[width][i]: XOR of entry hashes under bucket i of that width (above leaves)
-        self._levels: dict[int, dict[int, int]] = {leaf_bits: self._leaf_level()}
-        for width in reversed(widths(leaf_bits)[:-1]):
-            self._levels[width] = _coarsen(self._levels, width, leaf_bits)
-        del self._levels[leaf_bits]
-        self._dirty = {}  # the levels were just built from the leaves
+        self._levels: dict[int, array[int]] = {w: _zeros(w) for w in widths(leaf_bits)[:-1]}
+        self._dirty = self._leaf_level()  # the levels are built as a catch-up of every leaf
+        self._catch_up()
 
     def _leaf_level(self) -> dict[int, int]:
         found = {i: _leaf_xor(leaf) for i, leaf in self._leaves.items()}
@@ -199,7 +214,7 @@ class Digest:
         self._old_leaves, self._leaves = self._leaves, {}
         self._old_order = list(self._old_leaves)
         self._old_bits, self.leaf_bits = self.leaf_bits, leaf_bits
-        self._levels = {w: self._levels.get(w, {}) for w in widths(leaf_bits)[:-1]}
+        self._levels = {w: self._levels.get(w) or _zeros(w) for w in widths(leaf_bits)[:-1]}
 
     def regrouping(self) -> int:
         """Old leaves still to split (0: the tree has its shape)."""
@@ -230,12 +245,7 @@ class Digest:
             for ehash in pairs[0::2]:
                 value ^= ehash
             for width, nodes in finer:
-                bucket = index >> (self.leaf_bits - width)
-                merged = nodes.get(bucket, 0) ^ value
-                if merged:
-                    nodes[bucket] = merged
-                else:
-                    nodes.pop(bucket, None)
+                nodes[index >> (self.leaf_bits - width)] ^= value
 
     def _settle(self, width: int, indices: Iterable[int]) -> None:
         """Split the old leaves under or above these buckets before they are read."""
@@ -296,12 +306,12 @@ class Digest:
         index = khash >> (64 - self.leaf_bits)
         leaves = self._leaves
         leaf = leaves.get(index)
-        if leaf is not None and key in leaf:  # leaf[0] is bytes: never equal to a key
-            slot = 16 * (leaf.index(key) - 1)
-            packed: bytes = leaf[0]  # type: ignore[assignment]
+        slot = -1 if leaf is None else _slot_of(leaf, key, khash)
+        if slot >= 0:
+            packed: bytes = leaf[0]  # type: ignore[index, assignment]
             delta = _HASH.unpack_from(packed, slot)[0] ^ ehash
             if delta:
-                leaves[index] = (packed[:slot] + _HASH.pack(ehash) + packed[slot + 8 :], *leaf[1:])
+                leaves[index] = (packed[:slot] + _HASH.pack(ehash) + packed[slot + 8 :], *leaf[1:])  # type: ignore[index]
                 dirty = self._dirty
                 dirty[index] = dirty.get(index, 0) ^ delta
             return
@@ -322,9 +332,10 @@ class Digest:
             self._split(khash >> (64 - self._old_bits))
         leaf_index = khash >> (64 - self.leaf_bits)
         leaf = self._leaves.get(leaf_index)
-        if leaf is None or key not in leaf:
+        slot = -1 if leaf is None else _slot_of(leaf, key, khash)
+        if leaf is None or slot < 0:
             return
-        position = leaf.index(key) - 1
+        position = slot >> 4
         pairs = list(_leaf_pairs(leaf))
         ehash = pairs[2 * position]
         del pairs[2 * position : 2 * position + 2]
@@ -341,34 +352,30 @@ class Digest:
             self._catch_up()
 
     def _catch_up(self) -> None:
-        """Fold the dirty leaves' changes into the levels above them, finest level first,
-        each touched bucket once (a coarse level sees one change per bucket, not per key)."""
+        """Fold the dirty leaves' changes into the levels above them: one array update per
+        dirty leaf and level (no hashing, contiguous memory), except that a level with
+        fewer buckets below it than dirty leaves is summed from the level below instead."""
         deltas = self._dirty
         if not deltas:
             return
         self._dirty = {}
-        below = self.leaf_bits
-        for width in sorted(self._levels, reverse=True):
-            shift = below - width
-            grouped: dict[int, int] = {}
-            for index, delta in deltas.items():
-                parent = index >> shift
-                grouped[parent] = grouped.get(parent, 0) ^ delta
-            nodes = self._levels[width]
-            for index, delta in grouped.items():
-                value = nodes.get(index, 0) ^ delta
-                if value:
-                    nodes[index] = value
-                else:
-                    nodes.pop(index, None)
-            deltas, below = grouped, width
+        changes = deltas.items()
+        finer: array[int] | None = None  # the level just below, already up to date
+        for width, nodes in reversed(self._levels.items()):
+            if finer is not None and len(finer) <= len(deltas):
+                _coarsen(nodes, finer)
+            else:
+                shift = self.leaf_bits - width
+                for index, delta in changes:
+                    nodes[index >> shift] ^= delta
+            finer = nodes
 
     @property
     def root(self) -> int:
         if not self.leaf_bits:
             return self._leaf_level().get(0, 0)
         self._catch_up()
-        return self._levels[0].get(0, 0)
+        return self._levels[0][0]
 
     def hashes(self, width: int, indices: Iterable[int]) -> dict[int, int]:
         """The non-zero hashes among ``indices`` at ``width`` (absent means empty)."""
@@ -378,7 +385,8 @@ class Digest:
         nodes = self._levels.get(width)
         if nodes is not None:
             self._catch_up()
-            return {i: nodes[i] for i in indices if i in nodes}
+            size = len(nodes)
+            return {i: nodes[i] for i in indices if 0 <= i < size and nodes[i]}
         found: dict[int, int] = {}
         for i in indices:
             if width == self.leaf_bits:
@@ -451,16 +459,20 @@ def _group(grouped: dict[int, tuple[list[int], list[str]]], leaf: Leaf, leaf_shi
         group[1].append(key)
 
 
-def _coarsen(levels: dict[int, dict[int, int]], width: int, leaf_bits: int) -> dict[int, int]:
-    """The level at ``width`` folded from the next maintained width below it."""
-    below = next_width(width, leaf_bits)
-    assert below is not None, "only levels above the leaves are folded"
-    shift = below - width
-    nodes: dict[int, int] = {}
-    for index, value in levels[below].items():
-        parent = index >> shift
-        nodes[parent] = nodes.get(parent, 0) ^ value
-    return {i: v for i, v in nodes.items() if v}
+def _coarsen(nodes: array[int], finer: array[int]) -> None:
+    """Set each bucket of ``nodes`` to the XOR of its children in ``finer``."""
+    fanout = len(finer) // len(nodes)
+    for index in range(len(nodes)):
+        value = 0
+        for child in finer[index * fanout : (index + 1) * fanout]:
+            value ^= child
+        nodes[index] = value
+
+
+def _zeros(width: int) -> array[int]:
+    """A level of ``2**width`` buckets, all empty: 8 bytes a bucket, in one block (a level
+    above the leaves has 4 or more keys a bucket, so a dense array costs less than a dict)."""
+    return array("Q", bytes(8 << width))
 
 
 def diff_entries(mine: dict[int, Entry], theirs: dict[int, int]) -> tuple[list[int], list[int]]:
