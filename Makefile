@@ -58,6 +58,11 @@ bench-volume: $(STAMP)
 bench-random-writes: $(STAMP)
 	$(BIN)/python -m bench.random_writes_bench
 
+## Digest.set and a batch fold at 10k and 1M keys (REF=<checkout> alternates with it).
+.PHONY: bench-digest
+bench-digest: $(STAMP)
+	$(BIN)/python -m bench.digest_bench $(if $(REF),--ref $(REF))
+
 ## The `rumor get/put/delete` start-up benchmark: median wall time of 20 runs each.
 .PHONY: bench-cli
 bench-cli: $(STAMP)

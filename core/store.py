@@ -26,12 +26,12 @@ slot in its leaf's tuple and 16 bytes of entry and key hash (``core.digest``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, ItemsView, Iterable, KeysView
+from collections.abc import Callable, ItemsView, Iterable, KeysView, Sequence
 
 from sortedcontainers import SortedList
 
-from rumordb.core.digest import KEYS_PER_LEAF, Digest, fingerprint
-from rumordb.core.hashing import key_hash
+from rumordb.core.digest import KEYS_PER_LEAF, Digest, entry_hashes, fingerprints
+from rumordb.core.hashing import key_hashes
 from rumordb.core.keyring import RESERVED_PREFIX
 from rumordb.core.record import Discarded, Record, is_live
 from rumordb.core.record_table import RecordTable
@@ -239,49 +239,66 @@ class Store:
         return self.pending_folds()
 
     def _fold_stale(self, stale: list[str], owners_of: OwnersOf, self_id: str) -> None:
-        """Fold the keys stored or dropped since the last fold into every digest."""
-        digest, records, scoped = self._digest, self.records, self._scoped
-        stashed = self._versions
-        for key in stale:
-            khash = key_hash(key)
-            version = stashed.pop(key, None)
-            if version is None:  # loaded (or dropped) since the last fold: read the store
-                version = records.version(key)
-                if version is None:
-                    digest.remove(key, khash)
-                    for _, peer_digest in scoped.values():
-                        peer_digest.remove(key, khash)
-                    continue
-            fp = fingerprint(*version)
-            digest.set(key, fp, khash)
-            if scoped:
-                _fold_scoped(scoped, owners_of(key), self_id, key, fp, khash)
+        """Fold the keys stored or dropped since the last fold into every digest, as one
+        batch: key and entry hashes computed in bulk, once for all the digests."""
+        stashed, version_of = self._versions, self.records.version
+        # A key loaded since the last fold has no stash (the store is read); one dropped
+        # has no version either: its entry goes (None), from the scoped digests too.
+        versions = [stashed.pop(key, None) or version_of(key) for key in stale]
+        khashes = key_hashes(stale)
+        stamps = [_NO_STAMP if version is None else version for version in versions]
+        ehashes: Sequence[int | None] = entry_hashes(khashes, fingerprints(stamps))
+        if None in versions:
+            ehashes = [None if v is None else e for v, e in zip(versions, ehashes, strict=True)]
+        self._digest.apply(stale, khashes, ehashes)
+        if self._scoped:
+            self._fold_scoped(stale, khashes, ehashes, owners_of, self_id)
+
+    def _fold_scoped(
+        self,
+        keys: list[str],
+        khashes: list[int],
+        ehashes: Sequence[int | None],
+        owners_of: OwnersOf,
+        self_id: str,
+    ) -> None:
+        """The same batch into each peer's digest: the keys both nodes own, and every
+        removal (a dropped key's owners no longer matter)."""
+        chosen: dict[str, list[int]] = {peer: [] for peer in self._scoped}
+        for position, (key, ehash) in enumerate(zip(keys, ehashes, strict=True)):
+            if ehash is None:
+                for positions in chosen.values():
+                    positions.append(position)
+                continue
+            owners = owners_of(key)
+            if self_id in owners:
+                for peer in owners:
+                    if peer in chosen:
+                        chosen[peer].append(position)
+        for peer, positions in chosen.items():
+            picked_keys = [keys[i] for i in positions]
+            picked_khashes = [khashes[i] for i in positions]
+            self._scoped[peer][1].apply(
+                picked_keys, picked_khashes, [ehashes[i] for i in positions]
+            )
 
     def _fold_into(
         self, digest: Digest, peer: str, keys: list[str], owners_of: OwnersOf, self_id: str
     ) -> None:
         """One slice of a scoped digest's first build (keys dropped since are skipped)."""
-        records = self.records
+        version_of = self.records.version
+        held: list[str] = []
+        stamps: list[Stamp] = []
         for key in keys:
-            record = records.get(key)
-            if record is None:
+            version = version_of(key)
+            if version is None:
                 continue
             owners = owners_of(key)
             if self_id in owners and peer in owners:
-                digest.set(key, fingerprint(record.hlc, record.origin, record.tombstone))
+                held.append(key)
+                stamps.append(version)
+        khashes = key_hashes(held)
+        digest.apply(held, khashes, entry_hashes(khashes, fingerprints(stamps)))
 
 
-def _fold_scoped(
-    scoped: dict[str, tuple[int, Digest]],
-    owners: Iterable[str],
-    self_id: str,
-    key: str,
-    fp: int,
-    khash: int,
-) -> None:
-    owners = list(owners)
-    if self_id not in owners:
-        return
-    for peer, (_, peer_digest) in scoped.items():
-        if peer in owners:
-            peer_digest.set(key, fp, khash)
+_NO_STAMP: Stamp = (0, "", False)  # stands in for a dropped key's version (never applied)

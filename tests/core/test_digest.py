@@ -1,12 +1,15 @@
 import copy
 import random
+from unittest import mock
 
 import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rumordb.core import anti_entropy
-from rumordb.core.digest import Digest, fingerprint, leaf_bits_for
+from rumordb.core import digest as digest_module
+from rumordb.core.digest import Digest, fingerprint, fingerprints, leaf_bits_for
+from rumordb.core.hashing import MASK64, key_hash, key_hashes, mix64, mix64_many
 from rumordb.core.messages import DigestStep, SyncRecords, encode
 
 
@@ -237,3 +240,90 @@ def test_a_buckets_pairs_are_its_entries_without_the_keys() -> None:
         for index in range(0, 1 << width, max(1, (1 << width) // 50)):
             entries = digest.entries(width, index)
             assert sorted(digest.pairs(width, index)) == sorted((kh, eh) for kh, (eh, _) in entries.items())  # fmt: skip
+
+
+def _oracle(entries: dict[str, int], width: int) -> dict[int, int]:
+    """Every non-empty bucket at ``width``, straight from the entries (no digest code)."""
+    buckets: dict[int, int] = {}
+    for key, fp in entries.items():
+        khash = key_hash(key)
+        index = khash >> (64 - width)
+        buckets[index] = buckets.get(index, 0) ^ mix64(khash, fp)
+    return {i: v for i, v in buckets.items() if v}
+
+
+_lazy_op = st.one_of(
+    st.tuples(st.just("set"), _keys, st.integers(0, 3)),
+    st.tuples(st.just("remove"), _keys),
+    st.tuples(st.just("set_many"), st.lists(st.tuples(_keys, st.integers(0, 3)), max_size=40)),
+    st.tuples(st.just("regroup"), st.integers(1, 5)),
+    st.tuples(st.just("read"), st.integers(0, 10)),  # 0: the root, else a width + 1
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_lazy_op, max_size=120), st.sampled_from([1, 3, 4096]))
+def test_lazy_ancestors_read_like_a_fresh_build_after_any_history(
+    ops: list[tuple[object, ...]], dirty_leaves: int
+) -> None:
+    """Writes change leaves only; the levels above catch up when read or when too many
+    leaves are dirty. A read at any moment, of the root or of any width, and every bucket
+    and leaf at the end, equal buckets computed straight from the entries."""
+    digest = Digest(min_leaf_bits=1)
+    entries: dict[str, int] = {}
+    with mock.patch.object(digest_module, "DIRTY_LEAVES", dirty_leaves):
+        for op in ops:
+            if op[0] == "set":
+                entries[op[1]] = fingerprint(op[2] + 1, "n1", False)  # type: ignore[operator]
+                digest.set(op[1], entries[op[1]])  # type: ignore[arg-type]
+            elif op[0] == "remove":
+                entries.pop(op[1], None)  # type: ignore[call-overload]
+                digest.remove(op[1])  # type: ignore[arg-type]
+            elif op[0] == "set_many":
+                batch = [(key, fingerprint(v + 1, "n2", False)) for key, v in op[1]]  # type: ignore[attr-defined]
+                entries.update(batch)
+                digest.set_many(batch)
+            elif op[0] == "regroup":
+                digest.regroup(op[1])  # type: ignore[arg-type]
+            elif op[1] == 0:
+                assert digest.root == _oracle(entries, 0).get(0, 0)
+            else:
+                width = op[1] - 1
+                assert digest.hashes(width, range(1 << width)) == _oracle(entries, width)  # type: ignore[arg-type, operator]
+            assert len(digest) == len(entries)
+    upto = digest.leaf_bits + 2
+    for width in range(upto + 1):
+        assert digest.hashes(width, range(1 << width)) == _oracle(entries, width)
+        for index in range(1 << width):
+            assert digest.entries(width, index) == Digest.of(entries.items(), 1).entries(width, index)  # fmt: skip
+
+
+def test_bulk_hashes_equal_the_scalar_ones() -> None:
+    rng = random.Random(5)
+    a = [0, MASK64, *(rng.getrandbits(64) for _ in range(500))]
+    b = [MASK64, 0, *(rng.getrandbits(64) for _ in range(500))]
+    for count in (0, 1, 3, 4, len(a)):
+        pairs = zip(a[:count], b[:count], strict=True)
+        assert mix64_many(a[:count], b[:count]) == [mix64(x, y) for x, y in pairs]
+    keys = ["", "a", "é", *(f"k{i}" for i in range(100))]
+    assert key_hashes(keys) == [key_hash(key) for key in keys]
+    stamps = [(rng.getrandbits(70), f"n{i % 3}", i % 2 == 1) for i in range(50)]
+    assert fingerprints(stamps) == [fingerprint(*stamp) for stamp in stamps]
+    digest, scalar = Digest(), Digest()
+    digest.set_many((key, fingerprint(1, "n1", False)) for key in keys)
+    for key in keys:
+        scalar.set(key, fingerprint(1, "n1", False))
+    assert digest.root == scalar.root != 0
+
+
+def test_a_batch_across_doublings_keeps_its_changes_at_their_width() -> None:
+    """Changes still dirty when the shape doubles are named at the old leaf width: the
+    levels catch up before the shape changes, in one batch or over many."""
+    entries = {f"k{i}": fingerprint(i + 1, "n1", False) for i in range(3_000)}
+    digest = Digest(min_leaf_bits=1)
+    items = list(entries.items())
+    digest.set_many(items[:1_000])
+    digest.set_many(items[1_000:])
+    assert digest.leaf_bits == leaf_bits_for(3_000, 1) == 10
+    for width in range(digest.leaf_bits + 1):
+        assert digest.hashes(width, range(1 << width)) == _oracle(entries, width)
