@@ -28,7 +28,7 @@ from rumordb.core.record import (
 )
 from rumordb.core.store import Store
 from rumordb.core.tombstones import Tombstones
-from rumordb.core.writes import WriteCommand, WriteStatus, new_version, refusal
+from rumordb.core.writes import WriteCommand, WriteStatus, expiry, new_version, refusal
 
 
 class Replica:
@@ -102,8 +102,19 @@ class Replica:
         records, node_id, stamp = self.store.records, self.node_id, self.hlc
         fresh: dict[str, Record] = {}  # versions of keys the store does not hold yet
         done: list[tuple[WriteStatus, Record, Record | None]] = []
+        new_key = WriteStatus.CREATED
         for command in commands:
             key = command.key
+            if key not in fresh and key not in records:
+                # A key nobody wrote here (most of an ingest): ``new_version`` over
+                # nothing, inlined: the HLC's next tick, a clock of this node alone.
+                stamp = now_hlc if now_hlc > stamp else stamp + 1
+                expires = expiry(stamp, command) if command.ttl_ms or command.expires else 0
+                record = Record(command.value, command.content_type, {node_id: stamp}, stamp,
+                                node_id, False, expires)  # fmt: skip
+                fresh[key] = record
+                done.append((new_key, record, None))
+                continue
             local = prior = fresh.get(key)
             held = local is None and key in records
             if held:
