@@ -200,8 +200,11 @@ def start_cluster(
     tls_dir: Path | None = None,
     nodes: int = 3,
     node_args: tuple[str, ...] = (),
+    pin: bool = True,
 ) -> list[str]:
-    """``nodes`` nodes on 127.0.0.21...; with ``tls_dir``, HTTPS with certificates from its CA."""
+    """``nodes`` nodes on 127.0.0.21...; with ``tls_dir``, HTTPS with certificates from its CA.
+
+    ``pin``: every node on CPU 0 (else the scheduler spreads them over every core)."""
     discovery_port = free_udp_port()
     urls = []
     name = "t" if tls_dir else "n"
@@ -212,13 +215,14 @@ def start_cluster(
             certs.ensure_node_files(tls_dir, f"{name}{i}", [host]).node_args() if tls_dir else []
         )
         log = open(work / f"{name}{i}.log", "wb")  # noqa: SIM115 - the child owns it
+        args = [RUMOR, "node", "--host", host, "--port", str(port),
+                "--node-id", f"{name}{i}", "--data-dir", str(work / f"{name}{i}"),
+                "--durability", "sync", "--cluster-secret", SECRET,
+                "--admin-key", KEY, "--discovery-port", str(discovery_port),
+                "--log-level", "warning", *tls_args, *node_args]  # fmt: skip
         procs.append(
             subprocess.Popen(
-                pinned(0, [RUMOR, "node", "--host", host, "--port", str(port),
-                           "--node-id", f"{name}{i}", "--data-dir", str(work / f"{name}{i}"),
-                           "--durability", "sync", "--cluster-secret", SECRET,
-                           "--admin-key", KEY, "--discovery-port", str(discovery_port),
-                           "--log-level", "warning", *tls_args, *node_args]),
+                pinned(0, args) if pin else args,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -20,6 +20,14 @@ prints the CPU per key of each node; with ``--origin-only`` every batch goes to 
 so its figure is an origin's and the other two a replica's. ``--single-keys 0`` skips
 the single PUT rounds.
 
+Pinned or free. By default the three nodes share CPU 0 (as in ``bench.http_bench``),
+so the wall keys/s is what ONE core does for the whole cluster. ``--free`` lets the
+scheduler spread them over every core (two here; the loader is light). The issue's
+target (50 000 keys/s into a 3-node cluster) is judged with ``--free``, and in CPU
+terms: a node that ingests 50 000 keys/s on a core of its own spends at most 20 us of
+CPU per key, the figure printed per node; the pinned run needs under 7 us per key per
+node for it, which no Python node here reaches. Report both runs.
+
 Run: ``make bench-ingest`` or ``python -m bench.ingest_bench``.
 """
 
@@ -145,6 +153,9 @@ def main() -> None:
     parser.add_argument("--random-keys", action="store_true", help="keys in random order")
     parser.add_argument("--preload", type=int, default=0, help="keys loaded first, untimed")
     parser.add_argument(
+        "--free", action="store_true", help="nodes not pinned to CPU 0: spread over every core"
+    )
+    parser.add_argument(
         "--origin-only", action="store_true",
         help="send every batch to node 1: its CPU is the origin's, the others' a replica's",
     )  # fmt: skip
@@ -153,7 +164,7 @@ def main() -> None:
     cpu_us: dict[str, list[float]] = {"batch": [], "single": []}
     batch_type = "application/msgpack" if args.msgpack else ""
     with tempfile.TemporaryDirectory(prefix="rumor-ingest-") as tmp, processes() as procs:
-        urls = start_cluster(Path(tmp), procs)
+        urls = start_cluster(Path(tmp), procs, pin=not args.free)
         pids = [proc.pid for proc in procs]
         targets = urls[:1] if args.origin_only else urls
 
@@ -197,6 +208,10 @@ def main() -> None:
     report(args, rates, cpu_us)
 
 
+def where(args: argparse.Namespace) -> str:
+    return f"free on {os.cpu_count()} CPUs" if args.free else "all on CPU 0"
+
+
 def report(
     args: argparse.Namespace, rates: dict[str, list[float]], cpu_us: dict[str, list[float]]
 ) -> None:
@@ -204,17 +219,19 @@ def report(
     body = "MessagePack" if args.msgpack else "JSON"
     keys = "random" if args.random_keys else "sequential"
     if not rates["single"]:
-        print(f"\ningest into 3 nodes (CPU 0), 100-byte values, {body} batches of {args.batch}, "
+        print(f"\ningest into 3 nodes ({where(args)}), 100-byte values, {body} batches of {args.batch}, "
               f"{args.concurrency} in flight, {keys} keys, {args.preload} preloaded: median "
-              f"{batch:,.0f} keys/s; node CPU per key (3 nodes) {batch_cpu:.0f} us")  # fmt: skip
+              f"{batch:,.0f} keys/s; node CPU per key (3 nodes) {batch_cpu:.0f} us, "
+              f"{batch_cpu / 3:.1f} us per node")  # fmt: skip
         return
     single, single_cpu = statistics.median(rates["single"]), statistics.median(cpu_us["single"])
     ratios = " ".join(f"{b / s:.1f}" for b, s in zip(rates["batch"], rates["single"], strict=True))
-    print(f"\ningest into 3 nodes (CPU 0), 100-byte values, {body} batches of {args.batch}, "
+    print(f"\ningest into 3 nodes ({where(args)}), 100-byte values, {body} batches of {args.batch}, "
           f"{args.concurrency} in flight, {keys} keys, {args.preload} preloaded: median "
           f"{batch:,.0f} keys/s; single PUTs {single:,.0f} keys/s; ratio {batch / single:.1f}x "
           f"(rounds: {ratios})")  # fmt: skip
     print(f"node CPU per key (3 nodes, all threads): batches {batch_cpu:.0f} us "
+          f"({batch_cpu / 3:.1f} us per node) "
           f"(= {1e6 / batch_cpu:,.0f} keys per CPU-second), single PUTs {single_cpu:.0f} us "
           f"(= {1e6 / single_cpu:,.0f}); ratio {single_cpu / batch_cpu:.1f}x")  # fmt: skip
 

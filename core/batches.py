@@ -41,10 +41,12 @@ def write_batch(
             continue
         run = commands[start:end]
         assert upsert_many is not None
-        for command, (status, record, prior) in zip(run, upsert_many(run, now), strict=True):
-            accept(command.key, record, prior)
-            out.writes.append((command.key, record))
-            results.append(WriteResult(status, record, out))
+        done = upsert_many(run, now)
+        keys = [command.key for command in run]
+        for key, (_, record, prior) in zip(keys, done, strict=True):
+            accept(key, record, prior)
+        out.writes.extend(zip(keys, [record for _, record, _ in done], strict=True))
+        results.extend([WriteResult(status, record, out) for status, record, _ in done])
         start = end
     return BatchWrite(results, out)
 

@@ -28,7 +28,7 @@ from rumordb.core.record import (
 )
 from rumordb.core.store import Store
 from rumordb.core.tombstones import Tombstones
-from rumordb.core.writes import WriteCommand, WriteStatus, new_version, refusal
+from rumordb.core.writes import WriteCommand, WriteStatus, expiry, new_version, refusal
 
 
 class Replica:
@@ -100,10 +100,22 @@ class Replica:
         now_ms = int(now * 1000)
         now_hlc = hlc.pack(now_ms)
         records, node_id, stamp = self.store.records, self.node_id, self.hlc
+        stored = records.keys()  # a view: membership tests in C
         fresh: dict[str, Record] = {}  # versions of keys the store does not hold yet
         done: list[tuple[WriteStatus, Record, Record | None]] = []
+        new_key = WriteStatus.CREATED
         for command in commands:
             key = command.key
+            if key not in fresh and key not in stored:
+                # A key nobody wrote here (most of an ingest): ``new_version`` over
+                # nothing, inlined: the HLC's next tick, a clock of this node alone.
+                stamp = now_hlc if now_hlc > stamp else stamp + 1
+                expires = expiry(stamp, command) if command.ttl_ms or command.expires else 0
+                record = Record(command.value, command.content_type, {node_id: stamp}, stamp,
+                                node_id, False, expires)  # fmt: skip
+                fresh[key] = record
+                done.append((new_key, record, None))
+                continue
             local = prior = fresh.get(key)
             held = local is None and key in records
             if held:
@@ -163,7 +175,7 @@ class Replica:
         """
         acks: list[Update] = []
         records, purged, counters = self.store.records, self.tombstones.purged, self.counters
-        writes, queue = out.writes, self.queue
+        writes, queue, stored = out.writes, self.queue, records.keys()
         # New values of keys not held (an ingest's push: nearly all of it) are stored in
         # bulk at the end (``Store.put_new``): what ``put`` would do for each, at once.
         fresh: dict[str, Record] = {}
@@ -182,7 +194,9 @@ class Replica:
             if key in fresh:  # the same key twice in one message: store the first now
                 self._put_fresh(fresh)
                 fresh = {}
-            local = records.get(key)
+            # A membership test of the keys' view (in C) first: decoding a record to
+            # learn that it is absent would cost a call per key of an ingest.
+            local = records.get(key) if key in stored else None
             if local is None and not incoming.tombstone and not incoming.expires:
                 counters.updates_applied += 1
                 fresh[key] = incoming

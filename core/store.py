@@ -32,6 +32,7 @@ from sortedcontainers import SortedList
 
 from rumordb.core.digest import KEYS_PER_LEAF, Digest, entry_hashes, fingerprints
 from rumordb.core.hashing import key_hashes
+from rumordb.core.key_index import add_new
 from rumordb.core.keyring import RESERVED_PREFIX
 from rumordb.core.record import Discarded, Record, is_live
 from rumordb.core.record_table import RecordTable
@@ -92,7 +93,7 @@ class Store:
         for key, record in items:
             if records.put(key, record):  # a key that came twice is indexed once
                 keys.append(key)
-        self._sorted_keys.update(keys)
+        add_new(self._sorted_keys, keys)
         self._stale.update(dict.fromkeys(keys))
         self.reserved += sum(key.startswith(RESERVED_PREFIX) for key in keys)
         return len(keys)
@@ -111,10 +112,8 @@ class Store:
     def put_new(self, fresh: dict[str, Record]) -> None:
         """``put`` of versions of keys NOT held yet, in bulk (a batch or push of new keys):
         one update of each index instead of one call per key."""
-        records = self.records
-        for key, record in fresh.items():
-            records.put(key, record)
-        self._sorted_keys.update(fresh)
+        self.records.put_new(fresh)
+        add_new(self._sorted_keys, fresh)
         self._stale.update(dict.fromkeys(fresh))
         self._versions.update(
             (key, (record.hlc, record.origin, record.tombstone)) for key, record in fresh.items()

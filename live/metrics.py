@@ -17,6 +17,7 @@ of a write's CPU). Rare events (drops, rejected messages, forwards) keep ordinar
 
 from __future__ import annotations
 
+import collections
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -212,11 +213,13 @@ class LoopHistogram:
         self.sum += value
 
     def observe_many(self, values: Iterable[float]) -> None:
+        """Many values at once: each distinct one bisected once (a replicated batch's
+        records share a few write milliseconds, so a few bisects cover a thousand)."""
         bounds, counts = self.bounds, self.counts
         total = 0.0
-        for value in values:
-            counts[bisect_left(bounds, value)] += 1
-            total += value
+        for value, times in collections.Counter(values).items():
+            counts[bisect_left(bounds, value)] += times
+            total += value * times
         self.sum += total
 
     @property

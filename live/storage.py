@@ -84,6 +84,8 @@ import collections
 import contextlib
 import fcntl
 import functools
+import itertools
+import operator
 import os
 import sqlite3
 import threading
@@ -662,14 +664,13 @@ class Storage:
             return
         with self._db_lock:
             unmerged, last_id = self._unmerged, self._last_log_id
-            upserts: list[str | bytes] = []  # key, record, key, record, ...
-            deletes: list[str] = []
-            for key in sorted(unmerged):  # B-tree order: each page is written once
-                blob = unmerged[key]
-                if blob is None:
-                    deletes.append(key)
-                else:
-                    upserts += (key, blob)
+            # B-tree order: each page is written once. Built by C-level passes (sort by
+            # key, filter, flatten): no Python statement per key.
+            pairs = sorted(unmerged.items(), key=operator.itemgetter(0))
+            deletes = [key for key, blob in pairs if blob is None]
+            upserts: list[str | bytes | None] = list(
+                itertools.chain.from_iterable(pair for pair in pairs if pair[1] is not None)
+            )  # key, record, key, record, ...
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:

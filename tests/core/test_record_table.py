@@ -82,3 +82,23 @@ def test_replace_stores_and_returns_the_version_it_replaced() -> None:
     assert table.replace("k", first) is None, "a new key"
     assert table.replace("k", second) == first
     assert table["k"] == second and len(table) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.text(max_size=12), records, max_size=20),
+    st.dictionaries(st.text(max_size=12), records, max_size=20),
+)
+def test_put_new_packs_the_same_bytes_as_one_put_per_key(
+    first: dict[str, Record], fresh: dict[str, Record]
+) -> None:
+    one, bulk = RecordTable(), RecordTable()
+    for key, record in first.items():
+        one.put(key, record)
+        bulk.put(key, record)
+    fresh = {key: record for key, record in fresh.items() if key not in first}
+    for key, record in fresh.items():
+        one.put(key, record)
+    bulk.put_new(fresh)
+    assert bulk._packed == one._packed  # interned types alike: byte for byte
+    assert dict(bulk) == {**first, **fresh}

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rumordb.core.record import Record
 from rumordb.live.storage import Storage, StorageError, StorageUsage
@@ -673,3 +675,59 @@ def test_the_start_up_stream_reads_in_chunks_every_latest_version_once(
         assert loaded["k3"] == record(b"old")
     finally:
         storage.close_sync()
+
+
+Item = tuple[str, int | None]  # (key, a version's counter, or None: a purge)
+items = st.lists(st.tuples(st.sampled_from("abcdef"), st.none() | st.integers(1, 40)), max_size=8)
+
+
+def _apply(data_dir: Path, jobs: list[list[Item]]) -> None:
+    """Each job as one ``persist`` (its writes, then its purges), awaited in order."""
+
+    async def scenario() -> None:
+        storage = Storage.open(data_dir, "sync")
+        for job in jobs:
+            writes = [(key, record(b"%d" % n, counter=n)) for key, n in job if n is not None]
+            await storage.persist(writes, [key for key, n in job if n is None])
+        await storage.close()
+
+    asyncio.run(scenario())
+
+
+def _rows(data_dir: Path) -> list[tuple[str, bytes]]:
+    with sqlite3.connect(data_dir / "rumor.sqlite3") as db:
+        return list(db.execute("SELECT key, record FROM records ORDER BY key"))
+
+
+@settings(max_examples=30, deadline=None)
+@given(jobs=st.lists(items, min_size=1, max_size=6), compact_rows=st.integers(1, 3))
+def test_batches_leave_the_disk_as_their_items_one_by_one(
+    tmp_path_factory: pytest.TempPathFactory, jobs: list[list[Item]], compact_rows: int
+) -> None:
+    """Whatever mix of writes, rewrites and purges a batch holds, and wherever compactions
+    fall, a restart reads what the items persisted one at a time leave, row for row."""
+    import rumordb.live.storage as live_storage
+
+    saved = live_storage.COMPACT_ROWS
+    live_storage.COMPACT_ROWS = compact_rows  # compactions between (and inside) the runs
+    try:
+        batched, single = tmp_path_factory.mktemp("batched"), tmp_path_factory.mktemp("single")
+        _apply(batched, jobs)
+        one_by_one = [[(k, n)] for job in jobs for k, n in sorted(job, key=lambda i: i[1] is None)]
+        _apply(single, one_by_one)
+    finally:
+        live_storage.COMPACT_ROWS = saved
+    expected: dict[str, Record] = {}
+    for key, n in (item for job in one_by_one for item in job):
+        if n is None:
+            expected.pop(key, None)
+        else:
+            expected[key] = record(b"%d" % n, counter=n)
+    assert _rows(batched) == _rows(single)
+    for data_dir in (batched, single):
+        assert _log_rows(data_dir) == 0  # close folded the whole log
+        storage = Storage.open(data_dir, "sync")
+        try:
+            assert dict(storage.load()) == expected
+        finally:
+            storage.close_sync()

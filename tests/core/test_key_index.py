@@ -1,0 +1,60 @@
+"""``add_new`` leaves the index exactly as adding each key with ``SortedList.add`` does."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sortedcontainers import SortedList
+
+from rumordb.core.key_index import add_new
+
+keys = st.text(alphabet="abcdefgh/0123", min_size=1, max_size=6)
+
+
+def index_of(keys: list[str] | set[str], load: int = 1000) -> SortedList[str]:
+    """A SortedList with a small load factor, so that few keys span many sublists."""
+    index: SortedList[str] = SortedList()
+    index._reset(load)
+    index.update(keys)
+    return index
+
+
+def check(index: SortedList[str]) -> None:
+    index._check()  # sortedcontainers' own invariant check: maxes, lengths, order
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    held=st.sets(keys, min_size=1, max_size=400),
+    batches=st.lists(st.sets(keys, max_size=40), max_size=4),  # mostly under a quarter
+    load=st.sampled_from((4, 8, 1000)),
+)
+def test_bulk_insert_equals_one_add_per_key(
+    held: set[str], batches: list[set[str]], load: int
+) -> None:
+    index = index_of(held, load)
+    expected = set(held)
+    for batch in batches:
+        fresh = batch - expected
+        add_new(index, fresh)
+        expected |= fresh
+        check(index)
+        assert list(index) == sorted(expected)
+        assert len(index) == len(expected)
+    if expected:  # positional access rebuilds the cleared index
+        assert index[len(expected) // 2] == sorted(expected)[len(expected) // 2]
+    assert list(index.irange("b", "d")) == [k for k in sorted(expected) if "b" <= k <= "d"]
+
+
+def test_keys_past_the_last_sublist_are_split_into_load_sized_sublists() -> None:
+    index = index_of([f"a{i:04d}" for i in range(100)], load=10)
+    add_new(index, [f"b{i:04d}" for i in range(20)])
+    check(index)
+    assert max(map(len, index._lists)) <= 20
+    assert index[-1] == "b0019" and len(index) == 120
+
+
+def test_nothing_to_add_changes_nothing() -> None:
+    index: SortedList[str] = SortedList(["a", "b"])
+    add_new(index, [])
+    assert list(index) == ["a", "b"]
