@@ -152,6 +152,11 @@ class ForwardedItem(NamedTuple):
 BatchAnswer = WriteResult | NotStored | ForwardedItem
 
 
+def _wake(nap: asyncio.Future[None]) -> None:
+    if not nap.done():
+        nap.set_result(None)
+
+
 class RateLimitedLog:
     """At most one line per ``interval_s``; the lines held back are counted into the next."""
 
@@ -239,6 +244,7 @@ class Runner:
         self._leaving: asyncio.Task[dict[str, Any]] | None = None
         self._loader: asyncio.Task[None] | None = None  # the start-up load, while it runs
         self.stalls = 0  # tick-loop stalls noticed (a pause, CPU starvation)
+        self._napping: asyncio.Future[None] | None = None  # the tick loop's sleep
 
     # --- properties ----------------------------------------------------------------
     @property
@@ -668,6 +674,7 @@ class Runner:
             except DecodeError as exc:
                 self._refused(sender, exc)
         committing = self._committing  # records of that batch may be in ``out``
+        self._wake_ticks()  # a step left in slices: the tick loop carries it on
         self._log_transitions(out)
         if out.writes:
             self._observe_lag(out.writes, now)
@@ -736,7 +743,7 @@ class Runner:
         stalled_after_s = STALL_FACTOR * self.settings.probe_interval_ms / 1000
         while self._running:
             delay = self.node.next_deadline() - self.mono()
-            await asyncio.sleep(min(MAX_TICK_SLEEP_S, max(MIN_TICK_SLEEP_S, delay)))
+            await self._nap(min(MAX_TICK_SLEEP_S, max(MIN_TICK_SLEEP_S, delay)))
             gap = self.mono() - self._last_tick_mono
             if gap > stalled_after_s + MAX_TICK_SLEEP_S:
                 # We were away: read what waited (gossip, heartbeats) before judging peers.
@@ -749,6 +756,23 @@ class Runner:
                 self._write_wakeup.set()
                 continue
             await self._safe_tick()
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep until the next tick, or until a receive brings work due sooner (an
+        anti-entropy step handled in slices on ticks: ``_wake_ticks``)."""
+        loop = asyncio.get_running_loop()
+        self._napping = nap = loop.create_future()
+        timer = loop.call_later(seconds, _wake, nap)
+        try:
+            await nap
+        finally:
+            timer.cancel()
+            self._napping = None
+
+    def _wake_ticks(self) -> None:
+        nap = self._napping
+        if nap is not None and self.node.next_deadline() <= self.mono():
+            _wake(nap)
 
     async def _safe_tick(self) -> None:
         try:
