@@ -223,15 +223,19 @@ def serve(settings: Any, server_ssl: ssl.SSLContext | None = None) -> None:
     import uvicorn
 
     from rumordb.live.app import create_app
+    from rumordb.live.heap import HeapFreezer
 
     log = structlog.get_logger("rumor.node")
     fastapi_app = create_app(settings)
     monitor = loop_monitor(settings.loop_monitor_ms, log)
+    freezing: list[asyncio.Task[None]] = []
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: Any = None) -> None:
             if monitor is not None:
                 monitor.stop()
+            for task in freezing:
+                task.cancel()
             # Watch streams never end on their own: end them, or stopping waits out the grace.
             runner = fastapi_app.state.runner
             if runner.running:
@@ -245,6 +249,8 @@ def serve(settings: Any, server_ssl: ssl.SSLContext | None = None) -> None:
                 if monitor is not None:  # from the moment it listens: stalls delay answers
                     monitor.start(asyncio.get_running_loop())
                 runner = fastapi_app.state.runner
+                freezer = HeapFreezer(lambda: len(runner.node.store))  # live.heap: why
+                freezing.append(asyncio.get_running_loop().create_task(freezer.run()))
                 log.info(
                     "node_ready",
                     node_id=runner.node_id,

@@ -47,6 +47,9 @@ from rumordb.core.rumors import DEFAULT_DIRECT_MAIL_MAX
 # keys, a width-18 step's 40 000 children took 110-140 ms of CPU in one piece (load 12);
 # 4 096 children or leaves, or 4 096 records, take ~2-12 ms.
 ANTI_ENTROPY_SLICE_ITEMS = 4096
+# Keys folded into the digest per tick (core.config): a restarted 1M-key node folds all of
+# them in slices; 2 000 a slice took 50-100 ms of CPU at load 15 (the loop monitor).
+DIGEST_FOLD_BATCH = 500
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[int, Field(ge=1)]
@@ -255,6 +258,7 @@ class Settings(BaseSettings):
             max_key_bytes=self.max_key_bytes,
             max_clock_skew_ms=self.max_clock_skew_ms,
             anti_entropy_slice_items=ANTI_ENTROPY_SLICE_ITEMS,
+            digest_fold_batch=DIGEST_FOLD_BATCH,
         )
 
     def require_cluster_secret(self) -> str:
