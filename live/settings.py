@@ -44,9 +44,10 @@ from rumordb.core.node import NodeConfig
 from rumordb.core.rumors import DEFAULT_DIRECT_MAIL_MAX
 
 # Work per slice of an anti-entropy step on the event loop (core.config): measured at 1M
-# keys, a width-18 step's 40 000 children took 110-140 ms of CPU in one piece (load 12);
-# 4 096 children or leaves, or 4 096 records, take ~2-12 ms.
-ANTI_ENTROPY_SLICE_ITEMS = 4096
+# keys with 1% missing, the widest step took 139 ms of CPU in one piece (load 12); in
+# slices of 4 096 items the longest slice took 20 ms, the longest first slice (a leaf
+# listing) 33 ms (load 21): half that for a margin.
+ANTI_ENTROPY_SLICE_ITEMS = 2048
 # Keys folded into the digest per tick (core.config): a restarted 1M-key node folds all of
 # them in slices; 2 000 a slice took 50-100 ms of CPU at load 15 (the loop monitor).
 DIGEST_FOLD_BATCH = 500
