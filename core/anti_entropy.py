@@ -159,10 +159,10 @@ def on_digest_work(
     differing: list[int] = []
     offset = done = 0  # children compared so far; in this slice
     for parents in pieces(step.parents, _parents_per_slice(slice_items, fan_bits)):
-        if slice_items and done >= slice_items:
+        indices = _children(step.above, step.width, parents)
+        if slice_items and done and done + len(indices) > slice_items:
             yield
             done = 0
-        indices = _children(step.above, step.width, parents)
         mine = digest.hashes(step.width, indices)
         aligned = theirs[offset : offset + len(indices)]
         differing.extend(i for i, h in zip(indices, aligned, strict=True) if mine.get(i, 0) != h)
@@ -176,10 +176,10 @@ def on_digest_work(
     parents = _window(differing, MAX_STEP_CHILDREN >> (below - step.width), rng)
     packed: list[bytes] = []
     for some in pieces(parents, _parents_per_slice(slice_items, below - step.width)):
-        if slice_items and done >= slice_items:
+        children = _children(step.width, below, some)
+        if slice_items and done and done + len(children) > slice_items:
             yield
             done = 0
-        children = _children(step.width, below, some)
         packed.append(_aligned_hashes(digest, below, children))
         done += len(children)
     return DigestStep(sender, step.session, step.width, below, parents, b"".join(packed), leaf_bits)

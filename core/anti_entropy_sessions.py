@@ -20,9 +20,11 @@ one piece (measured at 1M keys: 110-140 ms of CPU for one step). With
 that many items per slice: the first slice runs in the call that received the step
 (most steps need no more), the rest one slice per tick (``work``, due at once:
 ``due_at``), and the step's messages leave with the tick that ends it. At most
-``MAX_JOBS`` steps are in progress; beyond, the oldest is dropped (its session ends, the
-next interval starts another). The answer does not depend on the slicing; the digest may
-change between slices (writes keep arriving), as it may between the steps of a session.
+``MAX_JOBS`` steps are in progress; beyond, a new one is dropped (its session ends, the
+next interval starts another: dropping the oldest instead let sessions started every
+interval starve each other), and no session starts here while any is in progress. The
+answer does not depend on the slicing; the digest may change between slices (writes
+keep arriving), as it may between the steps of a session.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from rumordb.core.output import Output
 from rumordb.core.replica import Replica
 
 MAX_LISTINGS = 8  # peers with a resumable leaf phase (the oldest is dropped beyond)
-MAX_JOBS = 8  # steps handled in slices at once (the oldest is dropped beyond)
+MAX_JOBS = 8  # steps handled in slices at once (a new one is dropped beyond)
 STEP_SLICE_GAP_S = FOLD_SLICE_GAP_S  # between two slices of a step: the driver serves
 
 Step = DigestStep | LeafEntries | SyncRecords
@@ -78,6 +80,8 @@ class AntiEntropySessions:
         session would find missing."""
         if not self._pacing.due(self._counters.updates_applied + self._replica.versions_written):
             return
+        if self._jobs:  # still working off steps: a new session would only queue behind them
+            return
         sample = self._members.sample_peers(self._rng, 1)
         if not sample:
             return
@@ -104,8 +108,8 @@ class AntiEntropySessions:
         if _advance(job):  # one slice was enough (most steps: in-sync replicas, small repairs)
             out.extend(job_out)
             return
-        if len(self._jobs) >= MAX_JOBS:  # the oldest is dropped: its session just ends
-            self._jobs.popleft()
+        if len(self._jobs) >= MAX_JOBS:  # this one is dropped: its session just ends
+            return  # (not the oldest: that would let new sessions starve every old one)
         self._jobs.append((job_out, job))
         self.due_at = min(self.due_at, clock)
 

@@ -154,7 +154,7 @@ def test_resumable_leaf_phases_are_kept_for_at_most_max_listings_peers() -> None
 
 
 # --- steps handled in slices on ticks ------------------------------------------------------
-SLICED = NodeConfig(anti_entropy_slice_items=8)
+SLICED = NodeConfig(anti_entropy_slice_items=32)
 
 
 def _sliced_session(a: Node, b: Node, now: float) -> tuple[int, int]:
@@ -208,7 +208,7 @@ def _sent_on_ticks(node: Node, now: float) -> bytes:
     raise AssertionError("no step answered on ticks")
 
 
-def test_steps_in_slices_are_bounded_the_oldest_dropped() -> None:
+def test_steps_in_slices_are_bounded_the_newest_dropped() -> None:
     from rumordb.core.anti_entropy_sessions import MAX_JOBS
 
     peers = [_node(f"p{i}", "me", config=SLICED) for i in range(MAX_JOBS + 3)]
@@ -218,7 +218,7 @@ def test_steps_in_slices_are_bounded_the_oldest_dropped() -> None:
     for peer in peers:  # each session's third step (256 children) is wide for me
         out = Output()
         peer.anti_entropy.start(out)
-        children = me.receive(out.messages[0][1], 2.0).messages[0][1]  # 16: one slice
+        children = me.receive(out.messages[0][1], 2.0).messages[0][1]  # 1 + 16: one slice
         assert not peer.receive(children, 2.0).messages, "16 children to hash: sliced"
         me.receive(_sent_on_ticks(peer, 2.0), 2.0)
     assert me.anti_entropy.in_progress() == MAX_JOBS
