@@ -23,7 +23,12 @@ random stored key of each node every 10 ms throughout and logs each answer. Per 
 ``/health`` ok), ``repair`` (to every key held, plus ``SETTLE_S``)) and node, the table
 shows the answers, the p99 and max latency and the longest gap between two answers (a
 stalled node answers late and also starts the next probe late). A node that is down
-has no answers: its gaps count from its first answer in the phase. Figures only:
+has no answers: its gaps count from its first answer in the phase. Beside the wall
+figures, each node's loop monitor (``live.loop_monitor``, ``VOLUME_MONITOR_MS``, default
+20) logs every loop turn of that much CPU time, which holds on a loaded machine where
+wall latencies do not: ``busy_ms`` is the phase's longest turn (CPU ms), ``busy_gc_ms``
+the garbage collection in it (wall ms), ``busy_50`` the turns of 50 ms or more, and
+``where`` the stack sampled most often in the longest one. Figures only:
 nothing is asserted. Run: ``make bench-volume``, ``VOLUME_KEYS=100000 make bench-volume``
 for a quick check (a comma-separated list works too).
 """
