@@ -229,7 +229,7 @@ async def test_anti_entropy_steps_in_slices_are_carried_on_by_the_tick_loop(
         for runner in (holder, other):
             runner.node.anti_entropy.slice_items = 4
         records = [(f"only-here/{i}", Record(b"v", "text/plain", {"n1": i + 1}, i + 1, "n1")) for i in range(300)]  # fmt: skip
-        holder.node.load(records)
+        holder.node.replica.load_all(records)  # on disk, say: no rumor carries them
         sliced = 0
 
         async def converged() -> bool:
