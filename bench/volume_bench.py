@@ -23,7 +23,12 @@ random stored key of each node every 10 ms throughout and logs each answer. Per 
 ``/health`` ok), ``repair`` (to every key held, plus ``SETTLE_S``)) and node, the table
 shows the answers, the p99 and max latency and the longest gap between two answers (a
 stalled node answers late and also starts the next probe late). A node that is down
-has no answers: its gaps count from its first answer in the phase. Figures only:
+has no answers: its gaps count from its first answer in the phase. Beside the wall
+figures, each node's loop monitor (``live.loop_monitor``, ``VOLUME_MONITOR_MS``, default
+20) logs every loop turn of that much CPU time, which holds on a loaded machine where
+wall latencies do not: ``busy_ms`` is the phase's longest turn (CPU ms), ``busy_gc_ms``
+the garbage collection in it (wall ms), ``busy_50`` the turns of 50 ms or more, and
+``where`` the stack sampled most often in the longest one. Figures only:
 nothing is asserted. Run: ``make bench-volume``, ``VOLUME_KEYS=100000 make bench-volume``
 for a quick check (a comma-separated list works too).
 """
@@ -31,6 +36,7 @@ for a quick check (a comma-separated list works too).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -42,8 +48,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -61,6 +69,9 @@ SETTLE_S = 5.0  # after the repair: a few more anti-entropy intervals
 REFERENCE_KEYS = 10_000
 MISSED_SHARE = 0.01  # keys written while the restarted node is down
 MSGPACK = {"Content-Type": "application/msgpack"}
+# Each node logs every loop turn of at least this much CPU (``live.loop_monitor``); the
+# table shows each phase's longest turn (``busy_ms``) and the stack sampled in it.
+MONITOR_MS = int(os.environ.get("VOLUME_MONITOR_MS", "20"))
 
 
 def _key(i: int) -> str:
@@ -82,6 +93,7 @@ class Cluster:
 
     def start(self, i: int) -> None:
         env = {**os.environ, "RUMOR_CLUSTER_SECRET": self.secret, "RUMOR_ADMIN_KEY": self.key}
+        env["RUMOR_LOOP_MONITOR_MS"] = str(MONITOR_MS)
         argv = [
             RUMOR, "node", "--host", self.hosts[i], "--port", str(self.port),
             "--node-id", f"n{i + 1}", "--data-dir", str(self.root / f"n{i + 1}"),
@@ -170,8 +182,34 @@ class StallProbe:
         for name, start, end in self.phases:
             for node in sorted({a[0] for a in answers}):
                 mine = [a for a in answers if a[0] == node and start <= a[1] < end]
-                rows.append({"phase": name, "node": f"n{node + 1}", **phase_stats(mine)})
+                turns = [t for t in busy_turns(self.path.parent / f"n{node + 1}.log") if start <= t["mono"] < end]  # fmt: skip
+                rows.append({"phase": name, "node": f"n{node + 1}", **phase_stats(mine), **busy_stats(turns)})  # fmt: skip
         return rows
+
+
+def busy_turns(log: Path) -> list[dict[str, Any]]:
+    """The ``loop_busy`` lines a node logged (``live.loop_monitor``)."""
+    turns = []
+    for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
+        if '"loop_busy"' in line:
+            with contextlib.suppress(ValueError):
+                turns.append(json.loads(line))
+    return turns
+
+
+def busy_stats(turns: list[dict[str, Any]]) -> dict[str, object]:
+    """The longest loop turn (CPU ms), how many reached 50 ms, and where the longest was."""
+    worst = max(turns, key=lambda t: t["cpu_ms"], default=None)
+    where = ""
+    if worst is not None and worst["stacks"]:
+        stack = Counter(tuple(s) for s in worst["stacks"]).most_common(1)[0][0]
+        where = " < ".join(f.rsplit(":", 1)[0].removeprefix("rumordb.") for f in stack[:4])
+    return {
+        "busy_ms": worst["cpu_ms"] if worst else 0,
+        "busy_gc_ms": worst["gc_ms"] if worst else 0,
+        "busy_50": sum(t["cpu_ms"] >= 50 for t in turns),
+        "where": where,
+    }
 
 
 def phase_stats(answers: list[tuple[int, float, float, int]]) -> dict[str, object]:
@@ -191,10 +229,10 @@ def phase_stats(answers: list[tuple[int, float, float, int]]) -> dict[str, objec
 
 
 def print_table(rows: list[dict[str, object]]) -> None:
-    columns = ["phase", "node", "probes", "ok", "p99_ms", "max_ms", "gap_ms"]
-    print(" ".join(f"{c:>8}" for c in columns))
+    columns = ["phase", "node", "probes", "ok", "p99_ms", "max_ms", "gap_ms", "busy_ms", "busy_gc_ms", "busy_50"]  # fmt: skip
+    print(" ".join(f"{c:>8}" for c in columns), "  where (the longest turn)")
     for row in rows:
-        print(" ".join(f"{row[c]!s:>8}" for c in columns))
+        print(" ".join(f"{row[c]!s:>8}" for c in columns), " ", row["where"])
 
 
 # --- the workload ----------------------------------------------------------------------

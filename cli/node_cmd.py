@@ -7,16 +7,20 @@ and then to the settings default: one source of truth, ``live.settings.Settings`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rumordb.cli.members import leave
+
+if TYPE_CHECKING:
+    from rumordb.live.loop_monitor import Busy, LoopMonitor
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
@@ -105,6 +109,7 @@ NODE_OPTIONS: list[tuple[str, Any, str]] = [
     ("--auth-failure-refill-per-s", float, "Failed auths/s allowed."),
     ("--auth-failure-clients-max", int, "Client addresses tracked."),
     ("--clock-offset-ms", int, "Shift this node's wall clock."),
+    ("--loop-monitor-ms", int, "Log loop turns using this much CPU, with stacks (0: off)."),
     ("--max-clock-skew-ms", int, "Refuse HLCs further ahead of this clock."),
     ("--log-level", str, "debug | info | warning | error."),
     ("--tls-cert", click.Path(path_type=Path), "PEM certificate: serve HTTPS only."),
@@ -197,18 +202,40 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
 
 
+def loop_monitor(threshold_ms: int, log: Any) -> LoopMonitor | None:
+    """A monitor that logs each loop turn of ``threshold_ms`` of CPU or more (0: none)."""
+    if not threshold_ms:
+        return None
+    from rumordb.live.loop_monitor import LoopMonitor
+
+    def busy(turn: Busy) -> None:
+        log.warning(
+            "loop_busy", cpu_ms=turn.cpu_ms, wall_ms=turn.wall_ms, gc_ms=turn.gc_ms,
+            mono=round(turn.mono, 3), stacks=[list(stack) for stack in turn.stacks],
+        )  # fmt: skip
+
+    return LoopMonitor(threshold_ms, busy)
+
+
 def serve(settings: Any, server_ssl: ssl.SSLContext | None = None) -> None:
     """Run the node; with ``server_ssl`` it serves HTTPS only (a plain request is dropped)."""
     import structlog
     import uvicorn
 
     from rumordb.live.app import create_app
+    from rumordb.live.heap import HeapFreezer
 
     log = structlog.get_logger("rumor.node")
     fastapi_app = create_app(settings)
+    monitor = loop_monitor(settings.loop_monitor_ms, log)
+    freezing: list[asyncio.Task[None]] = []
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: Any = None) -> None:
+            if monitor is not None:
+                monitor.stop()
+            for task in freezing:
+                task.cancel()
             # Watch streams never end on their own: end them, or stopping waits out the grace.
             runner = fastapi_app.state.runner
             if runner.running:
@@ -219,7 +246,11 @@ def serve(settings: Any, server_ssl: ssl.SSLContext | None = None) -> None:
             await super().startup(sockets)
             if not self.should_exit:
                 tune_gc()
+                if monitor is not None:  # from the moment it listens: stalls delay answers
+                    monitor.start(asyncio.get_running_loop())
                 runner = fastapi_app.state.runner
+                freezer = HeapFreezer(lambda: len(runner.node.store))  # live.heap: why
+                freezing.append(asyncio.get_running_loop().create_task(freezer.run()))
                 log.info(
                     "node_ready",
                     node_id=runner.node_id,

@@ -12,35 +12,56 @@ A leaf phase bounded by ``max_entries``/``max_keys`` resumes: the node that list
 differing leaves keeps them (``anti_entropy.Listing``, one per peer, at most
 ``MAX_LISTINGS`` peers) and sends the next chunk when the peer's answer says where it
 stopped. Hostile answers cannot replay it: a listing only moves forward.
+
+Slices. A wide step (after a restart or an ingest: tens of thousands of children to
+compare and hash, thousands of leaves or records) is work the driver must not do in
+one piece (measured at 1M keys: 110-140 ms of CPU for one step). With
+``slice_items`` set, each step is a generator (``anti_entropy.Work``) doing at most about
+that many items per slice: the first slice runs in the call that received the step
+(most steps need no more), the rest one slice per tick (``work``, due at once:
+``due_at``), and the step's messages leave with the tick that ends it. At most
+``MAX_JOBS`` steps are in progress; beyond, a new one is dropped (its session ends, the
+next interval starts another: dropping the oldest instead let sessions started every
+interval starve each other), and no session starts here while any is in progress. The
+answer does not depend on the slicing; the digest may change between slices (writes
+keep arriving), as it may between the steps of a session.
 """
 
 from __future__ import annotations
 
+import math
 import random
+from collections import deque
 
 from rumordb.core import anti_entropy
+from rumordb.core.anti_entropy import Work
 from rumordb.core.counters import Counters
 from rumordb.core.digest import Digest
-from rumordb.core.digest_folding import DigestFolding
+from rumordb.core.digest_folding import FOLD_SLICE_GAP_S, DigestFolding
 from rumordb.core.membership import MemberTable
-from rumordb.core.messages import DigestStep, LeafEntries, SyncRecords
+from rumordb.core.messages import DigestStep, LeafEntries, SyncRecords, Update
 from rumordb.core.outbox import Outbox
 from rumordb.core.output import Output
 from rumordb.core.replica import Replica
 
 MAX_LISTINGS = 8  # peers with a resumable leaf phase (the oldest is dropped beyond)
+MAX_JOBS = 8  # steps handled in slices at once (a new one is dropped beyond)
+STEP_SLICE_GAP_S = FOLD_SLICE_GAP_S  # between two slices of a step: the driver serves
+
+Step = DigestStep | LeafEntries | SyncRecords
 
 
 class AntiEntropySessions:
     __slots__ = (
-        "_counters", "_folding", "_listings", "_members", "_outbox", "_pacing", "_replica",
-        "_rng", "max_entries", "max_keys", "node_id", "session",
+        "_counters", "_folding", "_jobs", "_listings", "_members", "_outbox", "_pacing",
+        "_replica", "_rng", "due_at", "max_entries", "max_keys", "node_id", "session",
+        "slice_items",
     )  # fmt: skip
 
     def __init__(
         self, node_id: str, members: MemberTable, folding: DigestFolding, replica: Replica,
         outbox: Outbox, counters: Counters, rng: random.Random, *, max_entries: int,
-        max_keys: int, pacing: anti_entropy.Pacing | None = None,
+        max_keys: int, pacing: anti_entropy.Pacing | None = None, slice_items: int = 0,
     ) -> None:  # fmt: skip
         self.node_id, self._members, self._folding = node_id, members, folding
         self._replica = replica
@@ -49,12 +70,17 @@ class AntiEntropySessions:
         self.session = 0  # sessions started here: each one's id
         self._pacing = pacing or anti_entropy.Pacing(0, 0)  # (0, 0): never waits
         self._listings: dict[str, anti_entropy.Listing] = {}  # peer -> its leaf phase
+        self.slice_items = slice_items  # work per slice of a step (0: each step at once)
+        self._jobs: deque[tuple[Output, Work[None]]] = deque()  # steps in slices, oldest first
+        self.due_at = math.inf  # when the next slice is due (a node deadline)
 
     def start(self, out: Output) -> None:
         """Open a session with one sampled peer (counted even if no digest is ready yet),
         unless an ingest is under way (``anti_entropy.Pacing``): the pushes carry what a
         session would find missing."""
         if not self._pacing.due(self._counters.updates_applied + self._replica.versions_written):
+            return
+        if self._jobs:  # still working off steps: a new session would only queue behind them
             return
         sample = self._members.sample_peers(self._rng, 1)
         if not sample:
@@ -71,18 +97,56 @@ class AntiEntropySessions:
         """Peers with a leaf phase this node may still resume (at most ``MAX_LISTINGS``)."""
         return len(self._listings)
 
-    def on_digest(self, out: Output, message: DigestStep) -> None:
+    def receive(self, out: Output, message: Step, clock: float) -> None:
+        """Handle one step: at once, or (``slice_items``) its first slice now and the rest
+        on ticks (``work``), whose output then carries its messages."""
+        if not self.slice_items:
+            anti_entropy.drain(self._handler(out, message))
+            return
+        job_out = Output()
+        job = self._handler(job_out, message)
+        if _advance(job):  # one slice was enough (most steps: in-sync replicas, small repairs)
+            out.extend(job_out)
+            return
+        if len(self._jobs) >= MAX_JOBS:  # this one is dropped: its session just ends
+            return  # (not the oldest: that would let new sessions starve every old one)
+        self._jobs.append((job_out, job))
+        self.due_at = min(self.due_at, clock)
+
+    def work(self, out: Output, clock: float) -> None:
+        """One slice of the oldest step in progress; its messages once it is done."""
+        if self._jobs:
+            job_out, job = self._jobs[0]
+            if _advance(job):
+                self._jobs.popleft()
+                out.extend(job_out)
+        self.due_at = clock + STEP_SLICE_GAP_S if self._jobs else math.inf
+
+    def in_progress(self) -> int:
+        """Steps being handled in slices (at most ``MAX_JOBS``)."""
+        return len(self._jobs)
+
+    def _handler(self, out: Output, message: Step) -> Work[None]:
+        if isinstance(message, DigestStep):
+            return self._on_digest(out, message)
+        if isinstance(message, LeafEntries):
+            return self._on_leaf_entries(out, message)
+        return self._on_records(out, message)
+
+    def _on_digest(self, out: Output, message: DigestStep) -> Work[None]:
         peer = message.sender
         digest = self._folding.digest_for(peer)
         reply = None
         if digest is not None:
-            reply = anti_entropy.on_digest(self.node_id, message, digest, self._rng)
+            reply = yield from anti_entropy.on_digest_work(
+                self.node_id, message, digest, self._rng, self.slice_items
+            )
         if isinstance(reply, anti_entropy.Listing):
             self._listings.pop(peer, None)  # the newest leaf phase with a peer, last
             while len(self._listings) >= MAX_LISTINGS:
                 del self._listings[next(iter(self._listings))]
             self._listings[peer] = reply
-            self._send_chunk(out, peer, reply, digest)
+            yield from self._send_chunk(out, peer, reply, digest)
         elif reply is not None:
             self._outbox.send(out, [peer], reply)
         else:  # our digests agree (or we are still folding): nothing left to repair
@@ -90,25 +154,27 @@ class AntiEntropySessions:
 
     def _send_chunk(
         self, out: Output, peer: str, listing: anti_entropy.Listing, digest: Digest | None
-    ) -> None:
+    ) -> Work[None]:
         if digest is None:  # still folding: the listing waits for the next answer
             return
-        chunk = anti_entropy.leaf_chunk(
-            self.node_id, listing, digest, self.max_entries, self.max_keys
+        chunk = yield from anti_entropy.leaf_chunk_work(
+            self.node_id, listing, digest, self.max_entries, self.max_keys, self.slice_items
         )
         self._outbox.send(out, [peer], chunk)
 
-    def on_leaf_entries(self, out: Output, message: LeafEntries) -> None:
+    def _on_leaf_entries(self, out: Output, message: LeafEntries) -> Work[None]:
         digest = self._folding.digest_for(message.sender)
         if digest is None:  # a half-built digest ends the session: not a wrong answer
             return
-        keys, want, next_leaf = anti_entropy.on_leaf_entries(message, digest, self.max_keys)
+        keys, want, next_leaf = yield from anti_entropy.on_leaf_entries_work(
+            message, digest, self.max_keys, self.slice_items
+        )
         peer, session = message.sender, message.session
         cut = bool(message.leaves) and next_leaf <= message.leaves[-1]
         answer_anyway = message.more or cut  # the lister waits for where to resume
-        self._send_records(out, peer, session, keys, want, next_leaf, answer_anyway)
+        yield from self._send_records(out, peer, session, keys, want, next_leaf, answer_anyway)
 
-    def on_records(self, out: Output, message: SyncRecords) -> None:
+    def _on_records(self, out: Output, message: SyncRecords) -> Work[None]:
         """After the records were merged: the exchange is complete; send what was wanted,
         then the next leaves of a resumable leaf phase with this peer, if any are left."""
         self._counters.anti_entropy_completed += 1
@@ -117,20 +183,35 @@ class AntiEntropySessions:
         more = listing is not None and anti_entropy.resume(listing, message)
         digest = self._folding.digest_for(peer) if message.want or more else None
         if digest is not None and message.want:
-            wanted = anti_entropy.wanted_keys(message.want, digest, self.max_keys)
-            self._send_records(out, peer, message.session, wanted, [])
+            wanted = yield from anti_entropy.wanted_keys_work(
+                message.want, digest, self.max_keys, self.slice_items
+            )
+            yield from self._send_records(out, peer, message.session, wanted, [])
         if listing is not None and more:
-            self._send_chunk(out, peer, listing, digest)
+            yield from self._send_chunk(out, peer, listing, digest)
         elif listing is not None and listing.start >= len(listing.leaves):
-            del self._listings[peer]
+            self._listings.pop(peer, None)
 
     def _send_records(
         self, out: Output, peer: str, session: int, keys: list[str], want: list[int],
         next_leaf: int = -1, answer_anyway: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> Work[None]:  # fmt: skip
         records, update = self._replica.store.records, self._replica.update
-        updates = [update(key) for key in keys if key in records]
+        updates: list[Update] = []
+        for number, some in enumerate(anti_entropy.pieces(keys, self.slice_items)):
+            if number:
+                yield
+            updates.extend(update(key) for key in some if key in records)
         if updates or want or answer_anyway:
             self._counters.anti_entropy_keys_sent += len(updates)
             sync = SyncRecords(self.node_id, session, updates, want, next_leaf)
             self._outbox.send(out, [peer], sync)
+
+
+def _advance(job: Work[None]) -> bool:
+    """One slice of ``job``; whether it is done."""
+    try:
+        next(job)
+    except StopIteration:
+        return True
+    return False

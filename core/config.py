@@ -42,6 +42,11 @@ class NodeConfig:
     # (core.anti_entropy.Pacing). 0 turns the waiting off.
     anti_entropy_busy_versions: int = 5_000
     anti_entropy_max_waits: int = 4
+    # Work per slice of an anti-entropy step (children compared or hashed, leaves and
+    # entries listed, records read): a wide step is handled in slices, the rest on
+    # ticks, so no step holds a driver long (core.anti_entropy_sessions). 0: each step
+    # at once, in the call that received it (the simulator: time does not pass in a call).
+    anti_entropy_slice_items: int = 0
     member_gossip: int = 6  # member entries piggybacked per message (besides our own)
     max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
@@ -73,6 +78,8 @@ class NodeConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.anti_entropy_slice_items < 0:
+            raise ValueError("anti_entropy_slice_items must be >= 0 (0: each step at once)")
         if self.anti_entropy_busy_versions < 0 or self.anti_entropy_max_waits < 0:
             raise ValueError("anti_entropy_busy_versions and anti_entropy_max_waits must be >= 0")
         if self.reap_dead_after_ms < 0:

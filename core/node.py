@@ -143,10 +143,11 @@ class Node:
             self.node_id, members, self.folding, replica, outbox, self.counters, rng,
             max_entries=c.sync_max_entries, max_keys=c.sync_max_keys,
             pacing=Pacing(c.anti_entropy_busy_versions, c.anti_entropy_max_waits),
+            slice_items=c.anti_entropy_slice_items,
         )  # fmt: skip
 
     def next_deadline(self) -> float:
-        return min(self.timers.next_deadline(), self.folding.due_at)
+        return min(self.timers.next_deadline(), self.folding.due_at, self.anti_entropy.due_at)
 
     # --- client commands -------------------------------------------------------------
     def read(
@@ -248,6 +249,7 @@ class Node:
         self._now = now
         clock = now if mono is None else mono  # member_time, inlined: every tick passes here
         self.folding.work(clock)
+        self.anti_entropy.work(out, clock)  # a slice of a step in progress, if any
         maintenance.expire_due(self.replica, out, now, self.config.maintenance_batch)
         due = self.timers.fire(clock)
         if due.probe and self.membership.detects_failures:
@@ -310,13 +312,11 @@ class Node:
                 self._ack(out, sender, message.updates)
         elif isinstance(message, PushAck):
             self.replica.acknowledged(sender, message.held, out)
-        elif isinstance(message, DigestStep):
-            self.anti_entropy.on_digest(out, message)
-        elif isinstance(message, LeafEntries):
-            self.anti_entropy.on_leaf_entries(out, message)
+        elif isinstance(message, (DigestStep, LeafEntries)):
+            self.anti_entropy.receive(out, message, member_time(now, mono))
         elif isinstance(message, SyncRecords):
             self._on_updates(out, sender, message.updates, relay=False, sync=True)
-            self.anti_entropy.on_records(out, message)
+            self.anti_entropy.receive(out, message, member_time(now, mono))
         return self._with_transitions(out)
 
     def join(

@@ -45,6 +45,7 @@ class Store:
     __slots__ = (
         "_building",
         "_digest",
+        "_loaded",
         "_scoped",
         "_sorted_keys",
         "_stale",
@@ -62,6 +63,10 @@ class Store:
         # set): a set's order follows the string hash seed, so folds, digests and the
         # simulator's traces would differ between processes.
         self._stale: dict[str, None] = {}
+        # Keys read back from disk and not folded yet, in load order: a list, as a dict of
+        # a restart's million keys grew in single resizes of ~50 ms (measured at 699k keys,
+        # the store's own table resizing in the same call: 94-106 ms of CPU, one loop turn).
+        self._loaded: list[str] = []
         # What names a stale key's stored version (hlc, origin, tombstone), stashed by its
         # write (a key loaded or dropped has none: the fold looks it up). A tuple of the
         # record's own objects: cheaper to make than the fingerprint. Bounded by _stale.
@@ -94,7 +99,7 @@ class Store:
             if records.put(key, record):  # a key that came twice is indexed once
                 keys.append(key)
         add_new(self._sorted_keys, keys)
-        self._stale.update(dict.fromkeys(keys))
+        self._loaded.extend(keys)
         self.reserved += sum(key.startswith(RESERVED_PREFIX) for key in keys)
         return len(keys)
 
@@ -167,7 +172,7 @@ class Store:
 
     def ready_digest(self, owners_of: OwnersOf, self_id: str, budget: int) -> Digest | None:
         """The whole digest if at most ``budget`` keys are left to fold, else None."""
-        if len(self._stale) > budget:
+        if len(self._stale) + len(self._loaded) > budget:
             return None
         return self.digest(owners_of, self_id)
 
@@ -181,7 +186,7 @@ class Store:
             # references, copied in C), while writes keep arriving through ``_stale``.
             self._scoped[peer] = (epoch, Digest())
             self._building[peer] = list(self.records)
-        left = len(self._stale) + len(self._building.get(peer, ()))
+        left = len(self._stale) + len(self._loaded) + len(self._building.get(peer, ()))
         if budget is not None and left > budget:
             return None
         self.fold(None, owners_of, self_id)
@@ -191,7 +196,7 @@ class Store:
         """Keys still to fold into some digest, or to regroup in one (0: all done)."""
         building = sum(len(keys) for keys in self._building.values())
         regrouping = sum(digest.regrouping() for digest in self._digests()) * KEYS_PER_LEAF
-        return len(self._stale) + building + regrouping
+        return len(self._stale) + len(self._loaded) + building + regrouping
 
     def _digests(self) -> list[Digest]:
         return [self._digest, *(digest for _, digest in self._scoped.values())]
@@ -207,8 +212,8 @@ class Store:
         The driver calls this on every tick with a bounded budget, so a restart with
         millions of stale keys, or a new ring epoch, never stalls its event loop.
         """
-        stale = self._stale
-        if budget is not None and len(stale) > budget:
+        stale, loaded = self._stale, self._loaded
+        if budget is not None and len(stale) + len(loaded) > budget:
             # A backlog (a restart): reshape the tree now, not at each doubling midway.
             self._digest.reserve(len(self.records))
         count = len(stale) if budget is None else min(budget, len(stale))
@@ -218,6 +223,13 @@ class Store:
             if not stale:
                 self._stale = {}  # an emptied dict keeps its table: ~80 B/key after a restart
         left = None if budget is None else budget - count
+        take = len(loaded) if left is None else min(left, len(loaded))
+        if take:  # then the loaded keys, newest first too (after every write: they are older)
+            self._fold_stale(loaded[len(loaded) - take :][::-1], owners_of, self_id)
+            del loaded[len(loaded) - take :]
+            if not loaded:
+                self._loaded = []
+            left = None if left is None else left - take
         # A regroup after a doubling, in slices of the driver's budget only: a digest in
         # mid-regroup answers like a regrouped one (``Digest.regroup``), so no read waits.
         for digest in self._digests():

@@ -138,6 +138,11 @@ class ForwardedItem(NamedTuple):
 BatchAnswer = WriteResult | NotStored | ForwardedItem
 
 
+def _wake(nap: asyncio.Future[None]) -> None:
+    if not nap.done():
+        nap.set_result(None)
+
+
 class Runner:
     """Owns the node, its storage, the gossip client and discovery."""
 
@@ -186,6 +191,7 @@ class Runner:
         self._leaving: asyncio.Task[dict[str, Any]] | None = None
         self._loader: asyncio.Task[None] | None = None  # the start-up load, while it runs
         self._ticks: TickLoop | None = None  # once running
+        self._napping: asyncio.Future[None] | None = None  # the tick loop's sleep
 
     # --- properties ----------------------------------------------------------------
     @property
@@ -289,6 +295,7 @@ class Runner:
         self._ticks = TickLoop(
             s.probe_interval_ms, next_deadline=self.node.next_deadline, tick=self._safe_tick,
             defer=self._defer_tick, running=lambda: self._running, mono=self.mono,
+            sleep=self._nap,  # woken early by a step left in slices (``_wake_ticks``)
         )  # fmt: skip
         self._tasks = [loop.create_task(self._ticks.run()), loop.create_task(self._writer())]
         self._peers = Peers(
@@ -556,6 +563,7 @@ class Runner:
                 self._refused(sender, exc)
         applied_s = self.now()
         committing = self._committing  # records of that batch may be in ``out``
+        self._wake_ticks()  # a step left in slices: the tick loop carries it on
         self._log_transitions(out)
         if out.writes:
             self._observe_lag(out.writes, now)
@@ -620,6 +628,23 @@ class Runner:
         self._tick_due = True
         self._write_wakeup.set()
         return True
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep until the next tick, or until a receive brings work due sooner (an
+        anti-entropy step handled in slices on ticks: ``_wake_ticks``)."""
+        loop = asyncio.get_running_loop()
+        self._napping = nap = loop.create_future()
+        timer = loop.call_later(seconds, _wake, nap)
+        try:
+            await nap
+        finally:
+            timer.cancel()
+            self._napping = None
+
+    def _wake_ticks(self) -> None:
+        nap = self._napping
+        if nap is not None and self.node.next_deadline() <= self.mono():
+            _wake(nap)
 
     async def _safe_tick(self) -> None:
         try:

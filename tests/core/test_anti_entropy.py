@@ -1,11 +1,17 @@
 """Anti-entropy steps: two digests walk down to the differing keys and nothing else."""
 
 import random
+from typing import TypeVar
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rumordb.core import anti_entropy, anti_entropy_wire
 from rumordb.core.digest import Digest
 from rumordb.core.hashing import key_hash
-from rumordb.core.messages import SyncRecords
+from rumordb.core.messages import DigestStep, SyncRecords
+
+_T = TypeVar("_T")
 
 
 def digest(entries: dict[str, int]) -> Digest:
@@ -113,3 +119,53 @@ def test_an_ingesting_node_holds_anti_entropy_back_for_at_most_max_waits_interva
     # Waits while busy, but a session at least every max_waits + 1 intervals; once the
     # ingest stops, the next interval syncs.
     assert sessions == [False, False, False, False, True, False, True]
+
+
+# --- steps in slices: the same answers, in bounded pieces --------------------------------
+_entries = st.dictionaries(st.integers(0, 300).map(lambda i: f"k{i}"), st.integers(1, 3), max_size=120)  # fmt: skip
+
+
+def _slices(work: anti_entropy.Work[_T]) -> tuple[_T, int]:
+    """``work``'s answer, and how many times it yielded to its driver."""
+    yields = 0
+    while True:
+        try:
+            next(work)
+        except StopIteration as done:
+            return done.value, yields
+        yields += 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(_entries, _entries, st.integers(1, 40))
+def test_a_step_in_slices_of_any_size_answers_what_the_whole_step_answers(
+    ours: dict[str, int], theirs: dict[str, int], slice_items: int
+) -> None:
+    """Every step of a descent and of the leaf phase: the same message, the same random
+    window, whatever the slice; and a step of more items than a slice is cut."""
+    a, b = Digest.of(ours.items(), min_leaf_bits=8), Digest.of(theirs.items(), min_leaf_bits=8)
+    step: DigestStep | anti_entropy.Listing | None = anti_entropy.start("a", 1, a)
+    sides = [b, a]
+    turn = 0
+    while isinstance(step, DigestStep):
+        side = sides[turn % 2]
+        whole = anti_entropy.on_digest("x", step, side, random.Random(turn))
+        work = anti_entropy.on_digest_work("x", step, side, random.Random(turn), slice_items)
+        sliced, yields = _slices(work)
+        assert sliced == whole
+        fan = 1 << (step.width - step.above)  # a parent's children are compared together
+        children = len(step.parents) * fan
+        assert yields >= (children - 1) // max(slice_items, fan), "a slice's children at most"
+        step, turn = whole, turn + 1
+    if step is None:
+        return
+    lister, receiver = sides[(turn - 1) % 2], sides[turn % 2]
+    copy = anti_entropy.Listing(step.session, step.width, step.leaves[:])
+    chunk = anti_entropy.leaf_chunk("x", step, lister, 50, 7)
+    chunk_work = anti_entropy.leaf_chunk_work("x", copy, lister, 50, 7, slice_items)
+    assert _slices(chunk_work)[0] == chunk and copy.end == step.end
+    answer = anti_entropy.on_leaf_entries(chunk, receiver, 5)
+    assert _slices(anti_entropy.on_leaf_entries_work(chunk, receiver, 5, slice_items))[0] == answer  # fmt: skip
+    want = answer[1]
+    wanted = anti_entropy.wanted_keys(want, lister, 5)
+    assert _slices(anti_entropy.wanted_keys_work(want, lister, 5, slice_items))[0] == wanted

@@ -151,3 +151,74 @@ def test_resumable_leaf_phases_are_kept_for_at_most_max_listings_peers() -> None
             out = (lister if target == "me" else peers[target]).receive(data, 0.0)
     assert listed_to == set(peers)
     assert lister.anti_entropy.resumable() == MAX_LISTINGS
+
+
+# --- steps handled in slices on ticks ------------------------------------------------------
+SLICED = NodeConfig(anti_entropy_slice_items=32)
+
+
+def _sliced_session(a: Node, b: Node, now: float) -> tuple[int, int]:
+    """One session from a, each node working off its sliced steps on ticks; returns the
+    steps answered in the receive call and those answered later, by a tick."""
+    out = Output()
+    a.anti_entropy.start(out)
+    nodes = {"a": a, "b": b}
+    queue = list(out.messages)
+    at_once = on_ticks = 0
+    for _ in range(2_000):
+        if not queue:
+            break
+        target, data = queue.pop(0)
+        if message_kind(data) not in AE_KINDS:
+            continue
+        node = nodes[target]
+        replies = [m for m in node.receive(data, now).messages if message_kind(m[1]) in AE_KINDS]  # fmt: skip
+        at_once += bool(replies)
+        while node.anti_entropy.in_progress():
+            assert node.next_deadline() <= now + 0.001, "a slice is due at once"
+            now += 0.001
+            ticked = [m for m in node.tick(now).messages if message_kind(m[1]) in AE_KINDS]
+            on_ticks += bool(ticked)
+            replies += ticked
+        queue.extend(replies)
+    assert not queue, "a session ends"
+    return at_once, on_ticks
+
+
+def test_a_wide_step_is_answered_in_slices_on_ticks_and_the_replicas_converge() -> None:
+    a, b = _node("a", "b", config=SLICED), _node("b", "a", config=SLICED)
+    for i in range(300):
+        a.put(f"only-a/{i}", b"v", "text/plain", 1.0)
+    b.put("only-b", b"v", "text/plain", 1.0)
+    at_once, on_ticks = _sliced_session(a, b, 2.0)
+    assert a.view.records() == b.view.records()
+    assert on_ticks > 0, "the wide steps went on on ticks"
+    assert at_once > 0, "a step of one slice (the root) is answered at once"
+    assert a.anti_entropy.in_progress() == b.anti_entropy.in_progress() == 0
+
+
+def _sent_on_ticks(node: Node, now: float) -> bytes:
+    """The step ``node`` answers on its ticks (a step it holds in slices)."""
+    for _ in range(1_000):
+        out = node.tick(now)
+        for _, data in out.messages:  # not the root of a session its timer started
+            message = decode(data)
+            if isinstance(message, DigestStep) and message.above > 0:
+                return data
+    raise AssertionError("no step answered on ticks")
+
+
+def test_steps_in_slices_are_bounded_the_newest_dropped() -> None:
+    from rumordb.core.anti_entropy_sessions import MAX_JOBS
+
+    peers = [_node(f"p{i}", "me", config=SLICED) for i in range(MAX_JOBS + 3)]
+    me = _node("me", *(p.node_id for p in peers), config=SLICED)
+    for i in range(200):
+        me.put(f"k{i}", b"v", "text/plain", 1.0)
+    for peer in peers:  # each session's third step (256 children) is wide for me
+        out = Output()
+        peer.anti_entropy.start(out)
+        children = me.receive(out.messages[0][1], 2.0).messages[0][1]  # 1 + 16: one slice
+        assert not peer.receive(children, 2.0).messages, "16 children to hash: sliced"
+        me.receive(_sent_on_ticks(peer, 2.0), 2.0)
+    assert me.anti_entropy.in_progress() == MAX_JOBS
