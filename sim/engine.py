@@ -2,13 +2,14 @@
 
 Theory of operation. Each node is a ``SimNode``: the core node, its clock, whether it is
 up, and its "disk" (the writes and purges it was told to persist). Each node has one
-pending SimPy timeout at its ``next_deadline`` whose callback calls ``tick`` and re-arms
+pending call (``sim.calendar``: a tuple in a heap beside SimPy's, run in the order an
+equal SimPy timeout would be) at its ``next_deadline`` that calls ``tick`` and re-arms
 it (a callback chain, not a process per node: less memory and work per wake-up); a client
 operation calls ``put``/``delete`` then ``flush``; a delivered message calls ``receive``.
 Whatever the core returns is carried out as the live runner does: persist (the disk
 dict), then send. Sending asks the ``Network`` for the message's fate and delay and
-schedules the delivery as a bare SimPy timeout with a callback (no process per message:
-a 10 000-node run carries hundreds of thousands of them).
+schedules the delivery as such a call too (no process or event per message: a 10
+000-node run carries hundreds of thousands of them).
 
 Determinism: every random draw comes from a ``random.Random`` seeded from the scenario
 seed and a fixed name (nodes, network, workload, churn). All nodes draw from ONE
@@ -60,6 +61,7 @@ from rumordb.core import (
     restart_incarnation,
 )
 from rumordb.core.counters import add_deltas
+from rumordb.sim.calendar import Calendar
 from rumordb.sim.calibration import Calibration, describe, load_calibration
 from rumordb.sim.checks import Convergence, divergent_keys
 from rumordb.sim.clock import NodeClock
@@ -130,7 +132,8 @@ class SimNode:
     # Simulation._on_wake, one bound method shared by every node (a partial per node
     # was 256 bytes: 3% of a node)
     on_wake: Callable[[SimNode, Event], None] = print
-    waiting: simpy.Event | None = None  # the one event whose firing wakes the node
+    # what wakes the node: its armed call's id, or the restart event while it is down
+    waiting: simpy.Event | int | None = None
     deadline: float = 0.0  # the node-clock deadline it waits for
     restarted: simpy.Event | None = None
     pending_state: str = "keep"  # how the current crash treats memory and disk
@@ -145,7 +148,7 @@ class SimNode:
 class Simulation:
     def __init__(self, scenario: Scenario, trace_out: IO[str] | None = None) -> None:
         self.scenario = s = scenario
-        self.env = simpy.Environment()
+        self.env = Calendar()
         self.ids = s.node_ids
         seed = s.seed
         self.network = Network(
@@ -324,12 +327,14 @@ class Simulation:
         sim_node.deadline = deadline
         wake = sim_node.clock.true_time(deadline)
         now = env.now
-        timeout = env.timeout(wake - now if wake > now else 0.0)
-        sim_node.waiting = timeout
-        timeout.callbacks.append(sim_node.wake)
+        delay = wake - now if wake > now else 0.0
+        sim_node.waiting = env.call_at(delay, self._woken, sim_node, None)
+
+    def _woken(self, sim_node: SimNode, _: None) -> None:
+        self._on_wake(sim_node, self.env.current_call)
 
     def _on_wake(self, sim_node: SimNode, event: Event) -> None:
-        if event is not sim_node.waiting:
+        if event != sim_node.waiting:
             return  # an interrupt re-armed the node: this wake-up was withdrawn
         if event is not sim_node.restarted:
             now = sim_node.clock.now(self.env.now, sim_node.deadline)
@@ -400,7 +405,7 @@ class Simulation:
         self._record(f"send {src} {dst} {size} {fate.value} {delay_s!r}", data)
         if fate is Fate.DELIVERED:
             self._in_flight += 1
-            self.env.timeout(delay_s).callbacks.append(partial(self._deliver, dst, data))
+            self.env.call_at(delay_s, self._deliver, dst, data)
         elif fate is Fate.LOST:
             traffic.lost += 1
         elif fate is Fate.PARTITIONED:
@@ -410,9 +415,9 @@ class Simulation:
 
     def deliver_later(self, dst: str, data: bytes, delay_s: float) -> None:
         self._in_flight += 1
-        self.env.timeout(delay_s).callbacks.append(partial(self._deliver, dst, data))
+        self.env.call_at(delay_s, self._deliver, dst, data)
 
-    def _deliver(self, dst: str, data: bytes, _event: Event) -> None:
+    def _deliver(self, dst: str, data: bytes) -> None:
         self._in_flight -= 1
         sim_node = self.nodes[dst]
         if not sim_node.up:
