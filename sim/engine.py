@@ -182,6 +182,7 @@ class Simulation:
         self._node_rng = random.Random(f"{seed}:nodes")  # shared: see the module docstring
         # every node's ticks' counter deltas, summed (one Counters per node was 2% of it)
         self.counts = Counters()
+        self._latest: dict[str, Record] = {}  # the version of each key persisted last
         self.nodes: dict[str, SimNode] = {}
         on_wake = self._on_wake
         with _fewer_collections():  # a cluster being built is all survivors: 2x faster
@@ -372,8 +373,15 @@ class Simulation:
 
     def _persist(self, sim_node: SimNode, out: Output) -> None:
         now, disk, checker = self.env.now, sim_node.disk, self.checker
-        purged = sim_node.purged
+        purged, latest = sim_node.purged, self._latest
         for key, record in out.writes:
+            # Every node decodes its own copy of a version; the disks share one (a
+            # million nodes' disks hold one key's version a million times otherwise).
+            shared = latest.get(key)
+            if shared is not None and shared == record:
+                record = shared
+            else:
+                latest[key] = record
             disk[key] = record
             purged.pop(key, None)
             checker.stored(sim_node.id, key, record, now)
