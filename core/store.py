@@ -3,7 +3,10 @@
 The store decides nothing about replication; it keeps the indexes consistent with the
 records. The sorted key index is a ``sortedcontainers.SortedList`` kept up to date on
 every new or dropped key (O(log n), flat in practice), so a listing page costs
-O(log n + page) and never copies or sorts the key list. The digest trees are lazy: they
+O(log n + page) and never copies or sorts the key list; a store of at most
+``SMALL_INDEX`` keys keeps none and sorts its few keys for a listing, and a store that
+folded no key shares one empty digest (both are most of an idle simulated node's
+memory). The digest trees are lazy: they
 fold the keys changed since their last read (measured: a third of a replica's CPU per
 replicated write went to eager digest updates), each with the version its write
 stashed (so a fold, which comes long after the write, does not look the record up and
