@@ -55,6 +55,8 @@ def main() -> None:
     cpu_started = time.process_time()
     simulation = Simulation(parse_scenario(scenario(args.nodes, args.seed)))
     build_s = time.perf_counter() - started
+    build_cpu_s = time.process_time() - cpu_started
+    build_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     metrics = simulation.run()
     wall_s = time.perf_counter() - started
     cpu_s = time.process_time() - cpu_started  # less sensitive to a busy machine
@@ -66,6 +68,8 @@ def main() -> None:
         "messages_sent": metrics["messages_sent"],
         "bytes_sent": metrics["bytes_sent"],
         "build_s": round(build_s, 2),
+        "build_cpu_s": round(build_cpu_s, 2),
+        "build_peak_rss_mib": round(build_rss_mib, 1),
         "wall_s": round(wall_s, 2),
         "cpu_s": round(cpu_s, 2),
         "messages_per_wall_s": round(metrics["messages_sent"] / wall_s),

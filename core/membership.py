@@ -413,6 +413,7 @@ class StaticMembership:
     anti-entropy code under test is the real one.
     """
 
+    __slots__ = ("_ids", "_index", "_self_index", "epoch", "self_id")  # one per node
     detects_failures = False
 
     def __init__(self, self_id: str, ids: tuple[str, ...], index: dict[str, int]) -> None:

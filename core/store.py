@@ -3,7 +3,10 @@
 The store decides nothing about replication; it keeps the indexes consistent with the
 records. The sorted key index is a ``sortedcontainers.SortedList`` kept up to date on
 every new or dropped key (O(log n), flat in practice), so a listing page costs
-O(log n + page) and never copies or sorts the key list. The digest trees are lazy: they
+O(log n + page) and never copies or sorts the key list; a store of at most
+``SMALL_INDEX`` keys keeps none and sorts its few keys for a listing, and a store that
+folded no key shares one empty digest (both are most of an idle simulated node's
+memory). The digest trees are lazy: they
 fold the keys changed since their last read (measured: a third of a replica's CPU per
 replicated write went to eager digest updates), each with the version its write
 stashed (so a fold, which comes long after the write, does not look the record up and
@@ -26,7 +29,8 @@ slot in its leaf's tuple and 16 bytes of entry and key hash (``core.digest``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, ItemsView, Iterable, KeysView, Sequence
+import bisect
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Sequence
 
 from sortedcontainers import SortedList
 
@@ -39,6 +43,13 @@ from rumordb.core.record_table import RecordTable
 
 OwnersOf = Callable[[str], list[str]]
 Stamp = tuple[int, str, bool]  # (hlc, origin, tombstone): what a fingerprint is made of
+
+# Below this many keys a listing sorts the keys it needs; above, the sorted index is kept
+# (an empty SortedList is ~700 B: a tenth of a node of a million-node simulation).
+SMALL_INDEX = 32
+# What a store that folded no key yet answers with: shared and never folded into (a
+# Digest is ~1 KB; it is made when the first key is folded, as the one of the store).
+_EMPTY_DIGEST = Digest()
 
 
 class Store:
@@ -58,7 +69,7 @@ class Store:
     def __init__(self) -> None:
         self.records = RecordTable()
         self.discarded: dict[str, Discarded] = {}  # key -> last version LWW threw away
-        self._digest = Digest()
+        self._digest: Digest | None = None  # made by the first fold (_EMPTY_DIGEST before)
         # Keys whose digest entries may be out of date, in insertion order (a dict, not a
         # set): a set's order follows the string hash seed, so folds, digests and the
         # simulator's traces would differ between processes.
@@ -71,7 +82,7 @@ class Store:
         # write (a key loaded or dropped has none: the fold looks it up). A tuple of the
         # record's own objects: cheaper to make than the fingerprint. Bounded by _stale.
         self._versions: dict[str, Stamp] = {}
-        self._sorted_keys: SortedList[str] = SortedList()
+        self._sorted_keys: SortedList[str] | None = None  # kept above SMALL_INDEX keys
         self._scoped: dict[str, tuple[int, Digest]] = {}  # peer -> (ring epoch, digest)
         self._building: dict[str, list[str]] = {}  # peer -> keys not yet in its new digest
         self.reserved = 0  # records of the reserved keyspace: not user keys (core.keyring)
@@ -98,7 +109,7 @@ class Store:
         for key, record in items:
             if records.put(key, record):  # a key that came twice is indexed once
                 keys.append(key)
-        add_new(self._sorted_keys, keys)
+        self._index(keys)
         self._loaded.extend(keys)
         self.reserved += sum(key.startswith(RESERVED_PREFIX) for key in keys)
         return len(keys)
@@ -107,7 +118,10 @@ class Store:
         """Store ``record`` as the version of ``key``; returns the one it replaced."""
         previous = self.records.replace(key, record)
         if previous is None:
-            self._sorted_keys.add(key)
+            if self._sorted_keys is not None:
+                self._sorted_keys.add(key)
+            else:
+                self._index((key,))
             if key.startswith(RESERVED_PREFIX):
                 self.reserved += 1
         self._stale[key] = None
@@ -118,7 +132,7 @@ class Store:
         """``put`` of versions of keys NOT held yet, in bulk (a batch or push of new keys):
         one update of each index instead of one call per key."""
         self.records.put_new(fresh)
-        add_new(self._sorted_keys, fresh)
+        self._index(fresh)
         self._stale.update(dict.fromkeys(fresh))
         self._versions.update(
             (key, (record.hlc, record.origin, record.tombstone)) for key, record in fresh.items()
@@ -130,7 +144,8 @@ class Store:
             return
         if key.startswith(RESERVED_PREFIX):
             self.reserved -= 1
-        self._sorted_keys.discard(key)
+        if self._sorted_keys is not None:
+            self._sorted_keys.discard(key)
         self._stale[key] = None
         self._versions.pop(key, None)
 
@@ -144,9 +159,9 @@ class Store:
         values expired by then are not live (0: no expiry is checked).
         """
         if after and after >= prefix:
-            keys = self._sorted_keys.irange(after, inclusive=(False, True))
+            keys = self._sorted_from(after, inclusive=False)
         else:
-            keys = self._sorted_keys.irange(prefix)
+            keys = self._sorted_from(prefix, inclusive=True)
         found: list[str] = []
         records = self.records
         for key in keys:
@@ -158,10 +173,31 @@ class Store:
                 found.append(key)
         return found
 
+    def _index(self, added: Iterable[str]) -> None:
+        """Keys just stored (not held before) enter the sorted index, made once needed."""
+        if self._sorted_keys is not None:
+            add_new(self._sorted_keys, added)
+        elif len(self.records) > SMALL_INDEX:
+            self._sorted_keys = SortedList(self.records.keys())
+
+    def _sorted_from(self, low: str, *, inclusive: bool) -> Iterator[str]:
+        """Every key from ``low`` on (``inclusive``: ``low`` too), in order."""
+        if self._sorted_keys is not None:
+            found: Iterator[str] = self._sorted_keys.irange(low, inclusive=(inclusive, True))
+            return found
+        keys = sorted(self.records.keys())  # a small store: sorted on the fly
+        start = (bisect.bisect_left if inclusive else bisect.bisect_right)(keys, low)
+        return iter(keys[start:])
+
     # --- digests -----------------------------------------------------------------------
     def digest(self, owners_of: OwnersOf, self_id: str) -> Digest:
         """The digest tree over every key held, brought up to date (unbounded work)."""
         self.fold(None, owners_of, self_id)
+        return _EMPTY_DIGEST if self._digest is None else self._digest
+
+    def _own_digest(self) -> Digest:
+        if self._digest is None:
+            self._digest = Digest()
         return self._digest
 
     def digest_for(self, peer: str, epoch: int, owners_of: OwnersOf, self_id: str) -> Digest:
@@ -194,12 +230,20 @@ class Store:
 
     def pending_folds(self) -> int:
         """Keys still to fold into some digest, or to regroup in one (0: all done)."""
-        building = sum(len(keys) for keys in self._building.values())
-        regrouping = sum(digest.regrouping() for digest in self._digests()) * KEYS_PER_LEAF
-        return len(self._stale) + len(self._loaded) + building + regrouping
+        pending = len(self._stale) + len(
+            self._loaded
+        )  # asked on every tick: the common case costs no list
+        if self._building:
+            pending += sum(len(keys) for keys in self._building.values())
+        if self._digest is not None:
+            pending += self._digest.regrouping() * KEYS_PER_LEAF
+        for _, digest in self._scoped.values():
+            pending += digest.regrouping() * KEYS_PER_LEAF
+        return pending
 
     def _digests(self) -> list[Digest]:
-        return [self._digest, *(digest for _, digest in self._scoped.values())]
+        scoped = [digest for _, digest in self._scoped.values()]
+        return scoped if self._digest is None else [self._digest, *scoped]
 
     def forget_scoped(self) -> None:
         """The ring changed: every scoped digest covers the wrong keys now."""
@@ -215,7 +259,7 @@ class Store:
         stale, loaded = self._stale, self._loaded
         if budget is not None and len(stale) + len(loaded) > budget:
             # A backlog (a restart): reshape the tree now, not at each doubling midway.
-            self._digest.reserve(len(self.records))
+            self._own_digest().reserve(len(self.records))
         count = len(stale) if budget is None else min(budget, len(stale))
         if count:
             pop = stale.popitem  # newest first: O(1), and the same order in every process
@@ -261,7 +305,7 @@ class Store:
         ehashes: Sequence[int | None] = entry_hashes(khashes, fingerprints(stamps))
         if None in versions:
             ehashes = [None if v is None else e for v, e in zip(versions, ehashes, strict=True)]
-        self._digest.apply(stale, khashes, ehashes)
+        self._own_digest().apply(stale, khashes, ehashes)
         if self._scoped:
             self._fold_scoped(stale, khashes, ehashes, owners_of, self_id)
 

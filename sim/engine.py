@@ -2,13 +2,14 @@
 
 Theory of operation. Each node is a ``SimNode``: the core node, its clock, whether it is
 up, and its "disk" (the writes and purges it was told to persist). Each node has one
-pending SimPy timeout at its ``next_deadline`` whose callback calls ``tick`` and re-arms
+pending call (``sim.calendar``: a tuple in a heap beside SimPy's, run in the order an
+equal SimPy timeout would be) at its ``next_deadline`` that calls ``tick`` and re-arms
 it (a callback chain, not a process per node: less memory and work per wake-up); a client
 operation calls ``put``/``delete`` then ``flush``; a delivered message calls ``receive``.
 Whatever the core returns is carried out as the live runner does: persist (the disk
 dict), then send. Sending asks the ``Network`` for the message's fate and delay and
-schedules the delivery as a bare SimPy timeout with a callback (no process per message:
-a 10 000-node run carries hundreds of thousands of them).
+schedules the delivery as such a call too (no process or event per message: a 10
+000-node run carries hundreds of thousands of them).
 
 Determinism: every random draw comes from a ``random.Random`` seeded from the scenario
 seed and a fixed name (nodes, network, workload, churn). All nodes draw from ONE
@@ -60,6 +61,7 @@ from rumordb.core import (
     restart_incarnation,
 )
 from rumordb.core.counters import add_deltas
+from rumordb.sim.calendar import Calendar
 from rumordb.sim.calibration import Calibration, describe, load_calibration
 from rumordb.sim.checks import Convergence, divergent_keys
 from rumordb.sim.clock import NodeClock
@@ -130,7 +132,8 @@ class SimNode:
     # Simulation._on_wake, one bound method shared by every node (a partial per node
     # was 256 bytes: 3% of a node)
     on_wake: Callable[[SimNode, Event], None] = print
-    waiting: simpy.Event | None = None  # the one event whose firing wakes the node
+    # what wakes the node: its armed call's id, or the restart event while it is down
+    waiting: simpy.Event | int | None = None
     deadline: float = 0.0  # the node-clock deadline it waits for
     restarted: simpy.Event | None = None
     pending_state: str = "keep"  # how the current crash treats memory and disk
@@ -145,7 +148,7 @@ class SimNode:
 class Simulation:
     def __init__(self, scenario: Scenario, trace_out: IO[str] | None = None) -> None:
         self.scenario = s = scenario
-        self.env = simpy.Environment()
+        self.env = Calendar()
         self.ids = s.node_ids
         seed = s.seed
         self.network = Network(
@@ -179,6 +182,7 @@ class Simulation:
         self._node_rng = random.Random(f"{seed}:nodes")  # shared: see the module docstring
         # every node's ticks' counter deltas, summed (one Counters per node was 2% of it)
         self.counts = Counters()
+        self._latest: dict[str, Record] = {}  # the version of each key persisted last
         self.nodes: dict[str, SimNode] = {}
         on_wake = self._on_wake
         with _fewer_collections():  # a cluster being built is all survivors: 2x faster
@@ -326,12 +330,25 @@ class Simulation:
         sim_node.deadline = deadline
         wake = sim_node.clock.true_time(deadline)
         now = env.now
-        timeout = env.timeout(wake - now if wake > now else 0.0)
-        sim_node.waiting = timeout
-        timeout.callbacks.append(sim_node.wake)
+        delay = wake - now if wake > now else 0.0
+        sim_node.waiting = env.call_at(delay, self._woken, sim_node, None)
+
+    def _woken(self, sim_node: SimNode, _: None) -> None:
+        """A node's deadline came: ``_on_wake`` inlined, the path of most calls of a run."""
+        env = self.env
+        if env.current_call != sim_node.waiting:
+            return  # an interrupt re-armed the node: this wake-up was withdrawn
+        out = sim_node.node.tick(sim_node.clock.now(env.now, sim_node.deadline))
+        if out.counter_deltas:
+            add_deltas(self.counts, out.counter_deltas)
+        if out.messages or out.writes or out.purges or out.transitions:
+            self._emit(sim_node, out)
+        elif self.checker.incomplete == 0 and self._workload_done and self._faults_done:
+            self._maybe_stop()  # what _emit ends with
+        self._arm(sim_node)
 
     def _on_wake(self, sim_node: SimNode, event: Event) -> None:
-        if event is not sim_node.waiting:
+        if event != sim_node.waiting:
             return  # an interrupt re-armed the node: this wake-up was withdrawn
         if event is not sim_node.restarted:
             now = sim_node.clock.now(self.env.now, sim_node.deadline)
@@ -378,8 +395,15 @@ class Simulation:
 
     def _persist(self, sim_node: SimNode, out: Output) -> None:
         now, disk, checker = self.env.now, sim_node.disk, self.checker
-        purged = sim_node.purged
+        purged, latest = sim_node.purged, self._latest
         for key, record in out.writes:
+            # Every node decodes its own copy of a version; the disks share one (a
+            # million nodes' disks hold one key's version a million times otherwise).
+            shared = latest.get(key)
+            if shared is not None and shared == record:
+                record = shared
+            else:
+                latest[key] = record
             disk[key] = record
             purged.pop(key, None)
             checker.stored(sim_node.id, key, record, now)
@@ -416,7 +440,7 @@ class Simulation:
         self._record(f"send {src} {dst} {size} {fate.value} {delay_s!r}", data)
         if fate is Fate.DELIVERED:
             self._in_flight += 1
-            self.env.timeout(delay_s).callbacks.append(partial(self._deliver, dst, data))
+            self.env.call_at(delay_s, self._deliver, dst, data)
         elif fate is Fate.LOST:
             traffic.lost += 1
         elif fate is Fate.PARTITIONED:
@@ -426,9 +450,12 @@ class Simulation:
 
     def deliver_later(self, dst: str, data: bytes, delay_s: float, via: Via | None = None) -> None:
         self._in_flight += 1
-        self.env.timeout(delay_s).callbacks.append(partial(self._deliver, dst, data, via=via))
+        if via is None:
+            self.env.call_at(delay_s, self._deliver, dst, data)
+        else:  # (posts only: a reply rides back in its post's response)
+            self.env.call_at(delay_s, partial(self._deliver, via=via), dst, data)
 
-    def _deliver(self, dst: str, data: bytes, _event: Event, via: Via | None = None) -> None:
+    def _deliver(self, dst: str, data: bytes, via: Via | None = None) -> None:
         self._in_flight -= 1
         sim_node = self.nodes[dst]
         if not sim_node.up:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rumordb.core.digest import Digest, fingerprint
 from rumordb.core.hlc import pack
 from rumordb.core.record import Record
-from rumordb.core.store import Store
+from rumordb.core.store import SMALL_INDEX, Store
 
 
 def rec(ms: int, tombstone: bool = False, origin: str = "a") -> Record:
@@ -222,7 +222,7 @@ _LEAF_ORDER = """
 import hashlib
 from rumordb.core.hlc import pack
 from rumordb.core.record import Record
-from rumordb.core.store import Store
+from rumordb.core.store import SMALL_INDEX, Store
 
 store = Store()
 for i in range(2000):
@@ -250,3 +250,48 @@ def test_folded_leaves_are_the_same_whatever_the_process_hash_seed() -> None:
         for seed in ("1", "2", "3")
     }
     assert len(outputs) == 1
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["put", "drop"]), st.text("abc", min_size=1, max_size=3)),
+        max_size=120,
+    ),
+    st.text("abc", max_size=2),
+    st.text("abc", max_size=3),
+)
+@settings(max_examples=60, deadline=None)
+def test_listings_are_the_same_below_and_above_the_small_index_bound(
+    ops: list[tuple[str, str]], prefix: str, after: str
+) -> None:
+    """Below SMALL_INDEX keys a listing sorts on the fly; above, the SortedList answers:
+    both give the keys a sorted scan of the records would."""
+    store = Store()
+    for op, key in ops:
+        if op == "put":
+            store.put(key, rec(1))
+        else:
+            store.drop(key)
+        expected = sorted(
+            k for k in store.records if k.startswith(prefix) and (not after or k > after)
+        )[:50]
+        assert store.list_live(prefix, 50, after) == expected
+
+
+def test_the_sorted_index_is_made_only_above_the_small_index_bound() -> None:
+    store = Store()
+    store.put_new({f"k{i:03}": rec(1) for i in range(SMALL_INDEX)})
+    assert store._sorted_keys is None  # a small store keeps no index
+    store.put("k999", rec(1))
+    assert store._sorted_keys is not None
+    assert list(store._sorted_keys) == sorted(store.keys())
+
+
+def test_a_store_that_folded_nothing_shares_the_empty_digest_and_never_changes_it() -> None:
+    first, second = Store(), Store()
+    assert first.digest(no_owners, "n1") is second.digest(no_owners, "n1")
+    first.put("k", rec(1))
+    own = first.digest(no_owners, "n1")
+    assert own is not second.digest(no_owners, "n1") and len(own) == 1
+    assert len(second.digest(no_owners, "n1")) == 0 and second.digest(no_owners, "n1").root == 0
+    assert own.root == _rebuilt(first).root
