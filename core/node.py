@@ -198,7 +198,7 @@ class Node:
             if out.writes and record is not None:
                 self.pending.accept(key, record, prior)  # pushed on flush like a write
             return WriteResult(status, record, out)
-        status, record = self.replica.write(command, now)
+        status, record = self.replica.write(command, now, prior)
         if status not in _APPLIED or record is None:
             return WriteResult(status, record, Output())
         self.pending.accept(key, record, prior)

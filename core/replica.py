@@ -67,9 +67,15 @@ class Replica:
             self.hlc = max(self.hlc, record.hlc)
             yield key, record
 
-    def write(self, command: WriteCommand, now: float) -> tuple[WriteStatus, Record | None]:
-        """A client write here: (status, the new version or the one that refused it)."""
-        local = self.store.records.get(command.key)
+    def write(
+        self, command: WriteCommand, now: float, *held: Record | None
+    ) -> tuple[WriteStatus, Record | None]:
+        """A client write here: (status, the new version or the one that refused it).
+
+        ``held``: the key's stored version when the caller read it already (each read
+        decodes a packed record, so the write path reads it once)."""
+        local = held[0] if held else self.store.records.get(command.key)
+        prior = local
         now_hlc = hlc.pack(int(now * 1000))
         if local is not None and is_expired(local, now_hlc):
             # Decide over what every node derives at expiry; the tick stores that later.
@@ -84,7 +90,7 @@ class Replica:
         record = new_version(self.node_id, command, local, self.hlc, int(now * 1000))
         self.hlc = record.hlc
         self.versions_written += 1
-        self.put(command.key, record)
+        self.put(command.key, record, prior)
         created = (local is None or local.tombstone) and not command.delete
         return WriteStatus.CREATED if created else WriteStatus.OK, record
 
@@ -125,7 +131,7 @@ class Replica:
             record = new_version(node_id, command, local, stamp, now_ms)
             stamp = record.hlc
             if held:
-                self.put(key, record)
+                self.put(key, record, prior)
             else:
                 fresh[key] = record
             created = local is None or local.tombstone
@@ -334,8 +340,14 @@ class Replica:
             return Update(key, record, self.tombstones.holders_of(key))
         return Update(key, record)
 
-    def put(self, key: str, record: Record) -> None:
-        previous = self.store.put(key, record)
+    def put(self, key: str, record: Record, *known: Record | None) -> None:
+        """Store ``record`` as ``key``'s version; ``known``: the version it replaces, when
+        the caller holds it (saves decoding it again)."""
+        if known:
+            previous = known[0]
+            self.store.put_over(key, record, previous is None)
+        else:
+            previous = self.store.put(key, record)
         replaced_tombstone = previous is not None and previous.tombstone
         if record.tombstone or replaced_tombstone:
             self.tombstones.stored(key, record.tombstone, replaced_tombstone)

@@ -117,7 +117,17 @@ class Store:
     def put(self, key: str, record: Record) -> Record | None:
         """Store ``record`` as the version of ``key``; returns the one it replaced."""
         previous = self.records.replace(key, record)
-        if previous is None:
+        self._stored(key, record, previous is None)
+        return previous
+
+    def put_over(self, key: str, record: Record, new: bool) -> None:
+        """``put`` when the caller knows the version it replaces (``new``: none): the old
+        packed record is not decoded again."""
+        self.records.put(key, record)
+        self._stored(key, record, new)
+
+    def _stored(self, key: str, record: Record, new: bool) -> None:
+        if new:
             if self._sorted_keys is not None:
                 self._sorted_keys.add(key)
             else:
@@ -126,7 +136,6 @@ class Store:
                 self.reserved += 1
         self._stale[key] = None
         self._versions[key] = (record.hlc, record.origin, record.tombstone)
-        return previous
 
     def put_new(self, fresh: dict[str, Record]) -> None:
         """``put`` of versions of keys NOT held yet, in bulk (a batch or push of new keys):
