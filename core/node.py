@@ -166,6 +166,10 @@ class Node:
         if record is not None and (record.tombstone or record.expires):
             # Only a tombstone or a value with a TTL needs the clock (the common case not).
             record = record if is_live(record, self._now_hlc(now)) else None
+        elif record is not None and not self.config.sharding:
+            # Unsharded, the answer follows from the stored version alone (no ring, no
+            # clock): name that version, so a driver can tell when it changes.
+            return Local(record, token=self.store.records.version_token(key))
         return Local(record)
 
     def read_stored(

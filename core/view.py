@@ -30,6 +30,7 @@ class NodeView:
         "_ring",
         "_store",
         "_tombstones",
+        "version_token",
     )
 
     def __init__(
@@ -51,6 +52,8 @@ class NodeView:
         self._owners = owners
         self._ring = ring
         self._clock_watch = clock_watch
+        # An object naming the stored version of a key (or None): ``core.reads.Local.token``.
+        self.version_token: Callable[[str], object | None] = store.records.version_token
 
     # --- data ------------------------------------------------------------------------
     def get(self, key: str) -> Record | None:

@@ -11,6 +11,12 @@ one function per kind of answer maps every result the runner can return to a ``R
 No protocol decision is made here: where to read, whom to ask, what a listing gathers
 come from the core through the runner. A bad input raises ``HttpError`` (4xx).
 
+Warm reads (``live.read_cache``): a plain ``GET``/``HEAD`` of a key whose last answer the
+core marked as depending only on the stored version (``Local.token``) is answered from
+that answer's rendered headers and value while the node still stores the same version;
+it is authenticated like any request (``Gate.check_asgi``) and counted as ``kv_get``.
+Anything else (a query, an escaped key, a stopped node, a changed version) goes the whole way.
+
 Value size is enforced while the body streams in (``live.asgi.read_body``): a declared
 or accumulated size above ``max_value_bytes`` answers 413 at once.
 """
@@ -55,7 +61,8 @@ from rumordb.live.auth import Gate, Role
 from rumordb.live.bulk import Bulk, is_msgpack, ttl_ms_of
 from rumordb.live.errors import HttpError
 from rumordb.live.forward import FORWARDED_HEADER, Forwarded, Unforwarded
-from rumordb.live.metrics import Metrics
+from rumordb.live.metrics import LoopCounter, LoopHistogram, Metrics
+from rumordb.live.read_cache import ReadCache, WarmRead
 from rumordb.live.runner import NotStored, ReadAnswer, Runner, WriteAnswer
 from rumordb.live.watch import stream
 
@@ -184,6 +191,8 @@ class KVHandler:
         # copy of the stored record (core.record_table), so equal versions are found by
         # value; an HLC and a clock name one version, so they name its context.
         self._contexts: dict[str, _Version] = {}
+        self._reads = ReadCache()  # answers of plain reads, kept while their version is
+        self._warm_meter: tuple[LoopCounter, LoopHistogram] | None = None
         self.bulk = Bulk(runner, max_value_bytes, max_key_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -192,6 +201,21 @@ class KVHandler:
         head = method == "HEAD"  # answered like GET, without the body (RFC 9110 9.3.2)
         if head:
             method = "GET"
+        if method == "GET" and (warm := self._warm(scope)) is not None:
+            try:  # a key that can read this one: the gate is the same as on the full path
+                self.gate.check_asgi(scope["headers"], scope.get("client"))
+            except HttpError as refused:
+                refusal = error_reply(refused)
+                await send_reply(send, refusal, head=head)
+                self.metrics.observe_request("kv", refusal.status, time.perf_counter() - started)
+                return
+            start = {"type": "http.response.start", "status": 200, "headers": [*warm.headers]}
+            await send(start)
+            await send({"type": "http.response.body", "body": b"" if head else warm.body})
+            count, latency = self._warm_meter or self._meter()
+            count.value += 1
+            latency.observe(time.perf_counter() - started)
+            return
         route = "kv_list" if scope["path"] in ("/kv", "/kv/") and method == "GET" else "kv"
         try:
             route, reply = await self._dispatch(scope, receive, method, send)
@@ -204,6 +228,28 @@ class KVHandler:
             return
         await send_reply(send, reply, head=head)
         self.metrics.observe_request(route, reply.status, time.perf_counter() - started)
+
+    def _meter(self) -> tuple[LoopCounter, LoopHistogram]:
+        """What a warm read counts, as ``observe_request("kv_get", 200, ...)`` would (made
+        at the first warm read: a slow read answered 200 before, so nothing new shows)."""
+        self._warm_meter = self.metrics.request_meter("kv_get", 200)
+        return self._warm_meter
+
+    def _warm(self, scope: Scope) -> WarmRead | None:
+        """The kept answer to this plain read, if the node still stores its version
+        (``live.read_cache``); None sends the request the whole way. A key given with
+        percent-escapes or a query string always goes the whole way (it is parsed there)."""
+        if scope.get("query_string"):
+            return None
+        raw_path: bytes | None = scope.get("raw_path")
+        if raw_path is not None and b"%" in raw_path:
+            return None
+        key = scope["path"][4:]  # as ``_key`` reads it; only checked keys are ever kept
+        warm = self._reads.get(key)
+        runner = self.runner
+        if warm is None or warm.token is not runner.version_token(key) or not runner.running:
+            return None
+        return warm
 
     async def _dispatch(
         self, scope: Scope, receive: Receive, method: str, send: Send
@@ -337,7 +383,11 @@ class KVHandler:
             return _not_found(f"no value for key {key!r}")
         version = self._version_of(key, record)
         content_type = (b"content-type", record.content_type.encode("latin-1"))
-        return Reply(200, [content_type, version.etag, version.context_header], record.value)
+        headers = [content_type, version.etag, version.context_header]
+        if answer.token is not None:  # the core says it stays the answer until a write
+            length = (b"content-length", str(len(record.value)).encode())
+            self._reads.put(key, answer.token, [*headers, length], record.value)
+        return Reply(200, headers, record.value)
 
     def _meta_reply(self, key: str, answer: ReadAnswer) -> Reply:
         if not isinstance(answer, Local):

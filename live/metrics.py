@@ -341,14 +341,20 @@ class Metrics:
         r.register(HotPathCollector(self))
 
     def observe_request(self, route: str, status: int, elapsed_s: float) -> None:
+        counter, hist = self.request_meter(route, status)
+        counter.value += 1
+        hist.observe(elapsed_s)
+
+    def request_meter(self, route: str, status: int) -> tuple[LoopCounter, LoopHistogram]:
+        """The count of ``route``'s answers with ``status`` and the route's latencies, made
+        on first use (exported from then on): a hot path may keep them and count itself."""
         counter = self.request_counts.get((route, status))
         if counter is None:
             counter = self.request_counts[(route, status)] = LoopCounter()
-        counter.value += 1
         hist = self.request_latency.get(route)
         if hist is None:
             hist = self.request_latency[route] = LoopHistogram(LATENCY_BUCKETS_S)
-        hist.observe(elapsed_s)
+        return counter, hist
 
     def count_node(self, deltas: Mapping[str, int]) -> None:
         """Add one tick's counter deltas (``Output.counter_deltas``)."""

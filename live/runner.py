@@ -190,6 +190,11 @@ def resolve_node_id(settings: Settings) -> str:
     return load_or_create_node_id(Path(settings.data_dir))
 
 
+def _no_version(key: str) -> object | None:
+    """``Runner.version_token`` before a node is built: nothing is stored."""
+    return None
+
+
 class Runner:
     """Owns the node, its storage, the gossip client and discovery."""
 
@@ -214,6 +219,9 @@ class Runner:
         self._transport = transport
         self._discovery_enabled = discovery
         self._node: Node | None = None
+        # The current node's ``NodeView.version_token`` (``live.read_cache``), bound when
+        # the node is built: the warm-read check is then one call, not three look-ups.
+        self.version_token: Callable[[str], object | None] = _no_version
         self._storage: Storage | None = None
         self._gossip: GossipClient | None = None
         self._discovery: Discovery | None = None
@@ -383,6 +391,7 @@ class Runner:
             mono=self._started_mono,
             purged=storage.load_purged(),
         )
+        self.version_token = self._node.view.version_token
         return storage.stream(without=RESERVED_PREFIX, chunk_rows=LOAD_STEP_ROWS)
 
     async def _start_discovery(self) -> None:

@@ -1,0 +1,85 @@
+"""Warm reads: the rendered answer of a ``GET /kv/{key}``, kept while its version is stored.
+
+Why. A plain read of a hot key used to decode the packed record (``core.record_table``),
+build its context and headers, and count a reply, every time, for bytes that only change
+when the key is written: about a third of the server's work per GET.
+
+Validity. An entry is made only from a core answer that says it depends on nothing but the
+stored version (``core.reads.Local.token``: a live value without a TTL, sharding off), and
+it is used only while the node still stores that very object (``version_token(key) is
+entry.token``). Any write, merge, delete, purge or restart stores another object (or none),
+so the next read misses and goes the whole way. The entry holds its token, so the token's
+identity cannot be reused by another object while the entry lives. Nothing else is
+assumed: the caller still authenticates every request first.
+
+Bounds. At most ``max_entries`` entries and ``max_bytes`` of their bodies (values larger than
+``max_value_bytes`` are never kept); when one more would exceed either bound the whole
+cache is dropped (one clear every so many inserts: O(1) per insert, and no dict left
+scanning its deleted front slots as a first-in-first-out eviction would).
+"""
+
+from __future__ import annotations
+
+from rumordb.live.asgi import Headers
+
+DEFAULT_MAX_ENTRIES = 4096
+DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_VALUE_BYTES = 64 * 1024
+ENTRY_OVERHEAD_BYTES = 256  # the entry, its header tuples and its dict slot, roughly
+
+
+class WarmRead:
+    """One rendered 200 answer: every header (Content-Length included) and the value."""
+
+    __slots__ = ("body", "headers", "token")
+
+    def __init__(self, token: object, headers: Headers, body: bytes) -> None:
+        self.token = token
+        self.headers = headers  # never sent as is: senders copy it (middleware may mutate)
+        self.body = body
+
+
+class ReadCache:
+    """Key -> ``WarmRead``; bounded in entries and bytes (see the module doc)."""
+
+    __slots__ = ("_bytes", "_entries", "get", "max_bytes", "max_entries", "max_value_bytes")
+
+    def __init__(
+        self,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_value_bytes = max_value_bytes
+        self._entries: dict[str, WarmRead] = {}
+        self._bytes = 0
+        self.get = self._entries.get  # the hot path's lookup: one C call
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        """What the kept bodies and their entries take, as counted against ``max_bytes``."""
+        return self._bytes
+
+    def put(self, key: str, token: object, headers: Headers, body: bytes) -> None:
+        """Keep the answer rendered from the version ``token`` names (if it fits)."""
+        if len(body) > self.max_value_bytes:
+            return
+        size = len(body) + ENTRY_OVERHEAD_BYTES
+        entries = self._entries
+        replaced = entries.pop(key, None)
+        if replaced is not None:
+            self._bytes -= len(replaced.body) + ENTRY_OVERHEAD_BYTES
+        if len(entries) >= self.max_entries or self._bytes + size > self.max_bytes:
+            entries.clear()
+            self._bytes = 0
+        entries[key] = WarmRead(token, headers, body)
+        self._bytes += size
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
