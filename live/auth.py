@@ -81,6 +81,7 @@ CACHE_MAX = 256
 ROLE_NAMES = ("reader", "admin")
 LOG_INTERVAL_S = 10.0  # at most one failed-authentication log line per address per interval
 RawHeaders = Iterable[tuple[bytes, bytes]]
+_CREDENTIAL_HEADERS = frozenset((b"x-api-key", b"authorization"))  # ASGI names: lower-case
 
 
 class Role(enum.Enum):
@@ -339,7 +340,7 @@ class Gate:
         found: tuple[bytes, bytes] | None = None
         given = 0
         for name, value in headers:
-            if name == b"x-api-key" or name == b"authorization":
+            if name in _CREDENTIAL_HEADERS:
                 found, given = (name, value), given + 1
         address = (client and client[0]) or "?"
         if given == 1 and address not in self.limiter.buckets:

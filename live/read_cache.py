@@ -12,8 +12,10 @@ so the next read misses and goes the whole way. The entry holds its token, so th
 identity cannot be reused by another object while the entry lives. Nothing else is
 assumed: the caller still authenticates every request first.
 
-Bounds. At most ``max_entries`` entries and ``max_bytes`` of their bodies (values larger than
-``max_value_bytes`` are never kept); when one more would exceed either bound the whole
+Bounds. At most ``max_entries`` entries and ``max_bytes`` of memory, counted as twice the
+value per entry (the kept body, and the packed version its token keeps alive even after
+the key is written again) plus ``ENTRY_OVERHEAD_BYTES``; values larger than
+``max_value_bytes`` are never kept. When one more would exceed either bound the whole
 cache is dropped (one clear every so many inserts: O(1) per insert, and no dict left
 scanning its deleted front slots as a first-in-first-out eviction would).
 """
@@ -25,7 +27,7 @@ from rumordb.live.asgi import Headers
 DEFAULT_MAX_ENTRIES = 4096
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_VALUE_BYTES = 64 * 1024
-ENTRY_OVERHEAD_BYTES = 256  # the entry, its header tuples and its dict slot, roughly
+ENTRY_OVERHEAD_BYTES = 512  # the entry, its header list and tuples, its dict slot, roughly
 
 
 class WarmRead:
@@ -69,11 +71,11 @@ class ReadCache:
         """Keep the answer rendered from the version ``token`` names (if it fits)."""
         if len(body) > self.max_value_bytes:
             return
-        size = len(body) + ENTRY_OVERHEAD_BYTES
+        size = _cost(body)
         entries = self._entries
         replaced = entries.pop(key, None)
         if replaced is not None:
-            self._bytes -= len(replaced.body) + ENTRY_OVERHEAD_BYTES
+            self._bytes -= _cost(replaced.body)
         if len(entries) >= self.max_entries or self._bytes + size > self.max_bytes:
             entries.clear()
             self._bytes = 0
@@ -83,3 +85,8 @@ class ReadCache:
     def clear(self) -> None:
         self._entries.clear()
         self._bytes = 0
+
+
+def _cost(body: bytes) -> int:
+    """What one entry is counted as against ``max_bytes`` (see the module doc)."""
+    return 2 * len(body) + ENTRY_OVERHEAD_BYTES

@@ -28,18 +28,18 @@ pytestmark = pytest.mark.anyio
 
 # --- the cache alone --------------------------------------------------------------------
 def test_the_cache_is_bounded_in_entries_and_bytes_and_skips_large_values() -> None:
-    cache = ReadCache(max_entries=2, max_bytes=2 * (10 + ENTRY_OVERHEAD_BYTES), max_value_bytes=10)
+    cache = ReadCache(max_entries=2, max_bytes=2 * (20 + ENTRY_OVERHEAD_BYTES), max_value_bytes=10)
     token = object()
     cache.put("a", token, [], b"1" * 10)
     cache.put("b", token, [], b"2" * 10)
-    assert len(cache) == 2 and cache.size_bytes == 2 * (10 + ENTRY_OVERHEAD_BYTES)
+    assert len(cache) == 2 and cache.size_bytes == 2 * (20 + ENTRY_OVERHEAD_BYTES)
     cache.put("c", token, [], b"3")  # a third entry: the cache starts over
     assert len(cache) == 1 and cache.get("a") is None and cache.get("c") is not None
     cache.put("c", token, [], b"4" * 10)  # replacing an entry frees what it counted
-    assert len(cache) == 1 and cache.size_bytes == 10 + ENTRY_OVERHEAD_BYTES
+    assert len(cache) == 1 and cache.size_bytes == 20 + ENTRY_OVERHEAD_BYTES
     cache.put("big", token, [], b"x" * 11)
     assert cache.get("big") is None, "a value above max_value_bytes is never kept"
-    small = ReadCache(max_entries=100, max_bytes=ENTRY_OVERHEAD_BYTES + 15, max_value_bytes=10)
+    small = ReadCache(max_entries=100, max_bytes=ENTRY_OVERHEAD_BYTES + 30, max_value_bytes=10)
     small.put("a", token, [], b"1" * 10)
     small.put("b", token, [], b"2" * 10)  # over the byte budget: starts over
     assert len(small) == 1 and small.get("b") is not None
