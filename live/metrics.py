@@ -341,8 +341,13 @@ class Metrics:
         r.register(HotPathCollector(self))
 
     def observe_request(self, route: str, status: int, elapsed_s: float) -> None:
-        counter, hist = self.request_meter(route, status)
+        counter = self.request_counts.get((route, status))
+        if counter is None:
+            counter = self.request_counts[(route, status)] = LoopCounter()
         counter.value += 1
+        hist = self.request_latency.get(route)
+        if hist is None:
+            hist = self.request_latency[route] = LoopHistogram(LATENCY_BUCKETS_S)
         hist.observe(elapsed_s)
 
     def request_meter(self, route: str, status: int) -> tuple[LoopCounter, LoopHistogram]:

@@ -33,18 +33,19 @@ ENTRY_OVERHEAD_BYTES = 512  # the entry, its header list and tuples, its dict sl
 class WarmRead:
     """One rendered 200 answer: every header (Content-Length included) and the value."""
 
-    __slots__ = ("body", "headers", "token")
+    __slots__ = ("body", "cost", "headers", "token")
 
-    def __init__(self, token: object, headers: Headers, body: bytes) -> None:
+    def __init__(self, token: object, headers: Headers, body: bytes, cost: int) -> None:
         self.token = token
         self.headers = headers  # never sent as is: senders copy it (middleware may mutate)
         self.body = body
+        self.cost = cost  # what it counts against ``max_bytes``
 
 
 class ReadCache:
     """Key -> ``WarmRead``; bounded in entries and bytes (see the module doc)."""
 
-    __slots__ = ("_bytes", "_entries", "get", "max_bytes", "max_entries", "max_value_bytes")
+    __slots__ = ("_bytes", "_entries", "_max_cost", "get", "max_bytes", "max_entries")
 
     def __init__(
         self,
@@ -54,7 +55,7 @@ class ReadCache:
     ) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self.max_value_bytes = max_value_bytes
+        self._max_cost = 2 * max_value_bytes + ENTRY_OVERHEAD_BYTES
         self._entries: dict[str, WarmRead] = {}
         self._bytes = 0
         self.get = self._entries.get  # the hot path's lookup: one C call
@@ -64,29 +65,25 @@ class ReadCache:
 
     @property
     def size_bytes(self) -> int:
-        """What the kept bodies and their entries take, as counted against ``max_bytes``."""
+        """What the kept entries count against ``max_bytes`` (see the module doc)."""
         return self._bytes
 
     def put(self, key: str, token: object, headers: Headers, body: bytes) -> None:
         """Keep the answer rendered from the version ``token`` names (if it fits)."""
-        if len(body) > self.max_value_bytes:
+        cost = 2 * len(body) + ENTRY_OVERHEAD_BYTES
+        if cost > self._max_cost:
             return
-        size = _cost(body)
         entries = self._entries
-        replaced = entries.pop(key, None)
+        replaced = entries.get(key)
         if replaced is not None:
-            self._bytes -= _cost(replaced.body)
-        if len(entries) >= self.max_entries or self._bytes + size > self.max_bytes:
-            entries.clear()
-            self._bytes = 0
-        entries[key] = WarmRead(token, headers, body)
-        self._bytes += size
+            self._bytes -= replaced.cost
+        elif len(entries) >= self.max_entries:
+            self.clear()
+        if self._bytes + cost > self.max_bytes:
+            self.clear()
+        entries[key] = WarmRead(token, headers, body, cost)
+        self._bytes += cost
 
     def clear(self) -> None:
         self._entries.clear()
         self._bytes = 0
-
-
-def _cost(body: bytes) -> int:
-    """What one entry is counted as against ``max_bytes`` (see the module doc)."""
-    return 2 * len(body) + ENTRY_OVERHEAD_BYTES
