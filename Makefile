@@ -152,7 +152,7 @@ bench-request-cost: $(STAMP)
 ## LINES=1 by line. Stable under any load, unlike wall or CPU time.
 .PHONY: bench-get-opcodes
 bench-get-opcodes: $(STAMP)
-	$(BIN)/python -m bench.get_opcodes --top 40 $(if $(LINES),--lines)
+	$(BIN)/python -m bench.get_opcodes --top 40 $(if $(LINES),--lines) $(if $(COLD),--cold)
 
 ## TLS cost: one cluster with TLS, one without, alternating wrk rounds (ratios TLS/plain).
 .PHONY: bench-tls
