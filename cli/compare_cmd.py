@@ -22,18 +22,21 @@ from rumordb.sim.scenario import Scenario, ScenarioError, load_scenario, to_dict
 # outside the band (the measured size of the gap is in the same sentence).
 CAUSES = {
     "lag": "the simulator models linger, link, each node's event loop as one server (the "
-    "calibrated send, receive and client-write service times; sync commits) and the "
-    "wake-up lateness the calibrating process measured on this machine; not modelled: "
-    "starvation beyond that (the nodes, the driver and other work share 2 cores; the "
-    "calibrating process slept most of the time, busy node processes wake later; the "
-    "load is in the machine line and the driver's own write round trip in the header), "
-    "each node's watch stream to the driver and the driver's loop, which time the live "
-    "arrivals",
+    "calibrated send, receive and client-write service times, each times a draw of the "
+    "calibrated spread; sync commits) and the wake-up lateness the calibrating process "
+    "measured on this machine; not modelled: the nodes' work besides the protocol "
+    "(serving the driver's watch streams and /metrics samples, probes, discovery, timers: "
+    "the CPU line above sets what the live nodes used beside what the model charged), "
+    "starvation beyond the measured wake-ups (the nodes, the driver and other work share "
+    "the machine's cores; the driver's CPU is in the same line), and a restarted live "
+    "node that announces itself as it starts; the live lag ends when the last node "
+    "applied the version (its watch events' applied_us), so the streams' delivery to the "
+    "driver is no part of it",
     "heal_to_identical_s": "after a heal both sides wait for anti-entropy rounds, but live "
     "timers fire late on a starved CPU; after a restart the live clock starts when the new "
     "process serves, and it then rejoins through discovery before anti-entropy picks it",
     "messages": "live timers (gossip rounds, heartbeats) fire late under CPU load, so fewer "
-    "rounds happen in the same seconds; live replies ride in HTTP responses",
+    "rounds happen in the same seconds",
     "bytes_per_message": "live messages carry what the simulator's do not (refutations, "
     "discovery-learned entries) and live posts gather differently under load",
     "bytes": "live messages carry what the simulator's do not (refutations, discovery-"
@@ -154,6 +157,7 @@ def _result(
         "explanations": explanations(rows),
         "sim": {
             "seeds": [r["seed"] for r in sim_runs],
+            "node_cpu_s": _mean([r.get("node_cpu_s") for r in sim_runs]),
             "runs": sim_runs,
             "events": sim_metrics["events"],
         },
@@ -161,6 +165,15 @@ def _result(
             "runs": live_runs,
             "fault_lateness_s": max((r["fault_lateness_s"] for r in live_runs), default=0.0),
             "ack_rtt_p50_s": _mean([r["ack_rtt_p50_s"] for r in live_runs]),
+            **{
+                name: _mean([r.get(name) for r in live_runs])
+                for name in (
+                    "watch_delivery_p50_s",
+                    "watch_delivery_p99_s",
+                    "node_cpu_s",
+                    "driver_cpu_s",
+                )
+            },
         },
     }
 

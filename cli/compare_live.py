@@ -13,9 +13,15 @@ ports. One asyncio driver then, from one instant ``t0``:
   node's ``POST /faults`` (direct HTTP, bodies built in advance), heal with ``DELETE
   /faults``, crash as SIGKILL, restart as a new process on the same port and data (the
   fault clears when that node answers again);
-* watches every node (``GET /kv?watch=true``): the instant each version arrives where;
+* watches every node (``GET /kv?watch=true``): the instant each version is applied
+  where (the node's ``applied_us``: its wall clock, which every node here shares with
+  the driver, so the stream's delivery and the driver's own loop are not in the lag;
+  how late the lines came is kept apart, ``delivery_s``);
 * samples every node's ``/metrics`` gossip counters (messages and sealed bytes out);
-* counts membership transitions from the nodes' logs (``member_state`` lines).
+* counts membership transitions from the nodes' logs (``member_state`` lines);
+* takes the CPU the nodes' processes used from ``t0`` to the end (a crashed process's
+  up to its crash, a restarted one's from when it serves) and its own: what the
+  simulator's service model charges its loops is set beside it.
 
 ``Observed`` holds the raw observations; ``cli.compare_figures`` turns them into figures.
 """
@@ -36,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from rumordb.cli import credentials
 from rumordb.cli.cluster import (
@@ -58,6 +65,9 @@ _COUNTER = re.compile(rb'^rumor_gossip_(messages|bytes)_total\{direction="out"\}
 _TRANSITION = re.compile(r'member_state\b.*?\bnew=(\w+)|"new": "(\w+)".*"event": "member_state"')
 
 
+Arrival = tuple[float, str, str, int, str]  # t (since t0), node, key, hlc, origin
+
+
 @dataclass
 class Observed:
     """What the driver saw, in seconds since ``t0`` (the workload's and faults' zero)."""
@@ -65,15 +75,33 @@ class Observed:
     nodes: list[str]
     # t (the origin's write instant: its HLC's physical part), key, hlc, origin
     acks: list[tuple[float, str, int, str]] = field(default_factory=list)
-    arrivals: list[tuple[float, str, str, int, str]] = field(default_factory=list)  # t, node, ...
+    arrivals: list[Arrival] = field(default_factory=list)
     traffic: list[tuple[float, int, int]] = field(default_factory=list)  # t, messages, bytes
     transitions: Counter[str] = field(default_factory=Counter)
     events: list[dict[str, Any]] = field(default_factory=list)  # faults as applied
     failed_ops: int = 0
     failures: Counter[str] = field(default_factory=Counter)  # why, for the report
     ack_rtt_s: list[float] = field(default_factory=list)  # request sent -> answer read
+    delivery_s: list[float] = field(default_factory=list)  # applied -> its watch line read
     fault_lateness_s: list[float] = field(default_factory=list)  # applied minus scheduled
     end_s: float = 0.0
+    node_cpu_s: float = 0.0  # CPU of every node process, from t0 to the end
+    driver_cpu_s: float = 0.0  # this driver's own CPU over the same time
+
+
+def timed(
+    node_id: str, event: dict[str, Any], read_s: float, wall0: float
+) -> tuple[Arrival, float | None]:
+    """A watch stream's change ``event`` as an arrival at the instant its node applied
+    it (``applied_us``), and how much later its line was read here (``read_s``, since
+    ``t0`` on the wall clock: the stream's and this loop's share). From a node too old
+    to say: the arrival at ``read_s``, and None."""
+    applied_us = event.get("applied_us")
+    at_s, late_s = read_s, None
+    if isinstance(applied_us, int):
+        at_s = applied_us / 1e6 - wall0
+        late_s = read_s - at_s
+    return (at_s, node_id, event["key"], event["hlc"], event["origin"]), late_s
 
 
 def free_tcp_port() -> int:
@@ -133,6 +161,14 @@ class LiveCluster:
         self.nodes[node_id] = node
         return node
 
+    def cpu_s(self, node_id: str) -> float:
+        """CPU time (user and system, every thread) of the node's process so far."""
+        try:
+            times = psutil.Process(self.nodes[node_id].pid).cpu_times()
+        except psutil.NoSuchProcess:
+            return 0.0
+        return float(times.user + times.system)
+
     def log_offsets(self) -> dict[str, int]:
         return {n: Path(p.log).stat().st_size for n, p in self.nodes.items()}
 
@@ -173,6 +209,7 @@ class Driver:
         self.t0 = 0.0
         self.wall0 = 0.0  # time.time() at t0: nodes on this machine share that clock
         self._watch_ready: dict[str, asyncio.Event] = {n: asyncio.Event() for n in s.node_ids}
+        self._cpu_from: dict[str, float] = {}  # each node process's CPU when counting began
         self._tasks: set[asyncio.Task[None]] = set()
 
     def now(self) -> float:
@@ -199,6 +236,8 @@ class Driver:
         offsets = self.cluster.log_offsets()
         self.t0 = loop.time() + 0.2
         self.wall0 = time.time() + 0.2
+        self._cpu_from = {n: self.cluster.cpu_s(n) for n in self.scenario.node_ids}
+        driver_cpu_s = time.process_time()
         sampler = loop.create_task(self._sample())
         try:
             await asyncio.gather(self._workload(), self._faults())
@@ -207,6 +246,9 @@ class Driver:
                 await asyncio.wait(self._tasks, timeout=5.0)
         finally:
             self.observed.end_s = self.now()
+            for name in list(self._cpu_from):
+                self._count_cpu(name)
+            self.observed.driver_cpu_s = time.process_time() - driver_cpu_s
             for task in (*watchers, sampler, *self._tasks):
                 task.cancel()
             await asyncio.gather(*watchers, sampler, *self._tasks, return_exceptions=True)
@@ -287,6 +329,7 @@ class Driver:
         elif fault.action == "crash":
             for name in nodes:
                 self.up[name] = False
+                self._count_cpu(name)
                 await asyncio.to_thread(self.cluster.kill, name)
         elif fault.action == "restart":
             for name in nodes:
@@ -294,10 +337,17 @@ class Driver:
             await self._ready(nodes)
             for name in nodes:
                 self.up[name] = True
+                self._cpu_from[name] = self.cluster.cpu_s(name)  # not its start-up
             at_s = self.now()  # the fault clears when the node serves again
         else:
             raise ValueError(f"compare cannot apply a {fault.action!r} fault live")
         self.observed.events.append({"at_s": at_s, "action": fault.action, "nodes": nodes})
+
+    def _count_cpu(self, node_id: str) -> None:
+        """Add what the node's process used since counting began (it stops now)."""
+        if node_id in self._cpu_from:
+            used_s = self.cluster.cpu_s(node_id) - self._cpu_from.pop(node_id)
+            self.observed.node_cpu_s += max(0.0, used_s)
 
     def _partition_bodies(self, groups: list[list[str]]) -> dict[str, dict[str, Any]]:
         group_of = {node: i for i, group in enumerate(groups) for node in group}
@@ -359,10 +409,10 @@ class Driver:
                                 await self._resync(node_id)
                             connected_before = True
                         elif event.get("type") == "change":
-                            t = self.wall()
-                            arrivals.append(
-                                (t, node_id, event["key"], event["hlc"], event["origin"])
-                            )
+                            arrival, late_s = timed(node_id, event, self.wall(), self.wall0)
+                            arrivals.append(arrival)
+                            if late_s is not None and arrival[0] >= 0:  # not set-up traffic
+                                self.observed.delivery_s.append(late_s)
             except (httpx.HTTPError, json.JSONDecodeError, KeyError):
                 pass
             await asyncio.sleep(0.02)  # a crashed node: watch it again once it is back

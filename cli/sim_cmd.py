@@ -246,11 +246,16 @@ def calibrate(out: Path, rounds: int, node_process: bool) -> None:
         f"{out}: receive {c.post_cost_us} µs/post + {c.message_cost_us} µs/message + "
         f"{c.update_cost_us} µs/version; send {c.send_post_cost_us} µs/post + "
         f"{c.send_message_cost_us} µs/message; write {c.write_cost_us} µs; commit "
-        f"{c.commit_cost_us} µs; wake-up p50 {c.wakeup_us[len(c.wakeup_us) // 2]} µs"
+        f"{c.commit_cost_us} µs; wake-up p50 {c.wakeup_us[len(c.wakeup_us) // 2]} µs; "
+        f"service time p90/p50 {_p90(c.service_spread)}"
     )
 
 
-def _node_costs(rounds: int) -> dict[str, float]:
+def _p90(quantiles: list[float]) -> str:
+    return f"{quantiles[int(0.9 * len(quantiles))]}" if quantiles else "n/a"
+
+
+def _node_costs(rounds: int) -> dict[str, Any]:
     """Service times measured on one node process started (and stopped) here."""
     import asyncio
     import tempfile

@@ -17,6 +17,11 @@ parts per post, per message and per version (``_split``). Two ways:
   ``httpx.ASGITransport`` minus a null app that only reads the body (the sender's
   share). No HTTP server, so cheaper than a node pays.
 
+The spread of one post's service time (``service_spread``): the node's CPU for each of
+``SPREAD_POSTS`` narrow posts on its own (a node process: its threads' CPU around each
+post, after its post-response work, less its idle CPU over that time; in-process: this
+process's CPU per post of the real app), as quantiles over their mean.
+
 CPU time, not wall time, so other load on the machine matters less. Two figures are
 wall time on purpose: ``commit_cost_us``, one ``sync`` group commit (its fsync) on the
 disk under the temporary directory live compare runs use; ``wakeup_us``, how late a
@@ -55,6 +60,8 @@ from rumordb.live.wire import Signer
 
 WIDE = 16  # messages per post (versions per message) in the wide rounds
 WAKEUP_QUANTILES = 50  # the wake-up distribution's resolution (the 1st to 99th percentile)
+SPREAD_POSTS = 300  # posts timed one by one for the service time's spread
+SETTLE_S = 0.002  # after a post's answer, for the node's work after it (persist) to end
 VALUE_BYTES = 100
 HOST = "127.0.0.1:18001"  # a typical loopback netloc, for the head's length
 
@@ -80,7 +87,7 @@ Shape = tuple[int, int]  # (messages in a post, versions in each message)
 SHAPES: tuple[Shape, ...] = ((1, 1), (WIDE, 1), (1, WIDE))
 
 
-async def service_costs_us(rounds: int = 9, posts: int = 60) -> dict[str, float]:
+async def service_costs_us(rounds: int = 9, posts: int = 60) -> dict[str, Any]:
     """Each node's event-loop work, in microseconds of CPU: a received post (per post,
     message, version: the real app minus a null app that only reads the body), a sent
     post (the null app's rounds: seal, HTTP client, transport), a client PUT."""
@@ -111,7 +118,9 @@ async def service_costs_us(rounds: int = 9, posts: int = 60) -> dict[str, float]
                         )
                     put = partial(_put, http, counter)
                     samples.setdefault((name, "put"), []).append(await _cpu_us(put, posts))
-    return _split(samples)
+            narrow = partial(_post, real, signer, counter, SHAPES[0])
+            spread = [await _cpu_us(narrow, 1) for _ in range(SPREAD_POSTS)]
+    return {**_split(samples), "service_spread": spread_quantiles(spread)}
 
 
 def _split(samples: dict[tuple[str, str], list[float]]) -> dict[str, float]:
@@ -132,6 +141,17 @@ def _split(samples: dict[tuple[str, str], list[float]]) -> dict[str, float]:
         "send_message_cost_us": round(send_message, 1),
         "write_cost_us": round(max(0.0, cost[("real", "put")] - cost[("null", "put")]), 1),
     }
+
+
+def spread_quantiles(costs: list[float]) -> list[float]:
+    """``WAKEUP_QUANTILES`` equally spaced quantiles of ``costs`` over their mean (the
+    constants are means: CPU per round over its posts, so a draw keeps them on average)."""
+    ordered = sorted(max(0.0, cost) for cost in costs)
+    mean = statistics.fmean(ordered) if ordered else 0.0
+    if mean <= 0:
+        return []
+    picks = ((i + 0.5) / WAKEUP_QUANTILES for i in range(WAKEUP_QUANTILES))
+    return [round(ordered[int(q * len(ordered))] / mean, 3) for q in picks]
 
 
 async def _cpu_us(job: Callable[[], Awaitable[None]], times: int) -> float:
@@ -259,7 +279,7 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-async def constants(rounds: int, costs: dict[str, float] | None = None) -> dict[str, Any]:
+async def constants(rounds: int, costs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything ``rumor sim calibrate`` writes under ``[constants]``; ``costs``: the
     service times measured on a node process (``node_costs_us``), else in-process."""
     return {
@@ -297,7 +317,7 @@ class NodeTarget(msgspec.Struct, frozen=True):
     admin_key: str
 
 
-async def node_costs_us(node: NodeTarget, rounds: int = 5) -> dict[str, float]:
+async def node_costs_us(node: NodeTarget, rounds: int = 5) -> dict[str, Any]:
     """Each service time as a live node process pays it: the node's CPU (every thread:
     uvicorn's parsing, the app, the writer thread) per post of each shape and per PUT,
     less its idle CPU over the same wall time; the sender's CPU (this process) per post
@@ -318,9 +338,24 @@ async def node_costs_us(node: NodeTarget, rounds: int = 5) -> dict[str, float]:
                 samples.setdefault(("real", str(shape)), []).append(
                     (node_s - idle_per_s * wall_s) * per + cpu_s * per
                 )
+        narrow = partial(_node_request, transport, node, signer, counter, SHAPES[0])
+        spread = await _node_spread_us(narrow, node.pid)
     finally:
         await transport.aclose()
-    return _split(samples)
+    return {**_split(samples), "service_spread": spread_quantiles(spread)}
+
+
+async def _node_spread_us(post: Callable[[], Awaitable[None]], pid: int) -> list[float]:
+    """The node's CPU for each of ``SPREAD_POSTS`` posts, one at a time (microseconds)."""
+    idle_per_s = await _idle_cpu_per_s(pid)
+    costs = []
+    for _ in range(SPREAD_POSTS):
+        node, wall = thread_cpu_s(pid), time.monotonic()
+        await post()
+        await asyncio.sleep(SETTLE_S)
+        used_s = thread_cpu_s(pid) - node - idle_per_s * (time.monotonic() - wall)
+        costs.append(used_s * 1e6)
+    return costs
 
 
 async def _idle_cpu_per_s(pid: int, wall_s: float = 0.3) -> float:

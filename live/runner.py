@@ -306,6 +306,7 @@ class Runner:
             ring_bytes=s.watch_ring_bytes,
             max_lag_events=s.watch_max_lag_events,
             max_watchers=s.watch_max_watchers,
+            clock=self.now,
         )
         address = self.node.view.address
         self._gossip = GossipClient(
@@ -616,10 +617,12 @@ class Runner:
         writes: list[tuple[str, Record]] = []
         durable = False  # until the batch is persisted (an exception in between: undone)
         failed = NotStored("unavailable", "the write was not stored (an error, logged)")
+        applied_s = now
         self._committing = asyncio.get_running_loop().create_future()
         try:
             commands = [c for waiting in batch for c in waiting.commands]
             written = node.write_batch(commands, now)
+            applied_s = self.now()  # readers here see the batch from now on (watch)
             results, writes = written.results, written.output.writes
             if writes:
                 try:
@@ -632,7 +635,7 @@ class Runner:
         finally:
             if durable:  # never send a version that is not on disk
                 self._send(node.flush(self.now()).messages)
-                self.watch.publish(writes, replicated=False)
+                self.watch.publish(writes, replicated=False, applied_s=applied_s)
             else:  # nothing stays applied of a refused request
                 node.abort()
                 results = []
@@ -676,11 +679,12 @@ class Runner:
                 out.extend(node.receive(payload, now, mono))
             except DecodeError as exc:
                 self._refused(sender, exc)
+        applied_s = self.now()
         committing = self._committing  # records of that batch may be in ``out``
         self._log_transitions(out)
         if out.writes:
             self._observe_lag(out.writes, now)
-            self.watch.publish(out.writes, replicated=True)
+            self.watch.publish(out.writes, replicated=True, applied_s=applied_s)
         if out.writes or out.purges:
             # Versions from peers: their origin holds them durably, so no fsync of our own.
             persisting = self.storage.persist(out.writes, out.purges, durable=False)
@@ -767,6 +771,7 @@ class Runner:
 
     async def _tick(self) -> None:
         out = self.node.tick(self.now(), mono=self.mono())
+        applied_s = self.now()
         self.metrics.count_node(out.counter_deltas)
         if out.counter_deltas.get("anti_entropy_completed"):
             self._caught_up = True
@@ -779,7 +784,8 @@ class Runner:
         self._remember_purged()
         if out.writes or out.purges:
             await self.storage.persist(out.writes, out.purges, durable=False)
-            self.watch.publish(out.writes, replicated=False)  # values whose TTL ran out
+            # values whose TTL ran out
+            self.watch.publish(out.writes, replicated=False, applied_s=applied_s)
         self._send(out.messages)
 
     def _remember_purged(self) -> None:

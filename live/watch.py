@@ -21,6 +21,13 @@ that ring: when it falls more than ``max_lag_events`` behind the newest change (
 change it has not read leaves the ring) it gets a final ``overflow`` event and is
 disconnected; it may resume from the position in that event while the ring holds it.
 At most ``max_watchers`` streams are open at once (503 ``too_many_watchers`` beyond).
+
+Applied instants. Every change carries ``applied_us``: the node's wall clock (the one its
+HLCs come from), in Unix microseconds, when the runner applied the change to the node
+(a client batch, a peer's post, a tick), before any watcher is woken. It is what a
+reader of that node could see from then on, without the stream's own delivery; with the
+HLC's ``hlc_ms`` of the write it gives the replication lag to this node (exact when both
+nodes share a clock, as the nodes of ``rumor sim compare`` do).
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 
@@ -50,12 +58,15 @@ class _Chunk:
     """The changes of one ``publish`` in the ring (one object per batch, not per key);
     each line is encoded at its first read, then shared by every watcher."""
 
-    __slots__ = ("changes", "cost", "first", "lines", "replicated", "start")
+    __slots__ = ("applied_us", "changes", "cost", "first", "lines", "replicated", "start")
 
-    def __init__(self, first: int, changes: list[tuple[str, Record]], replicated: bool) -> None:
+    def __init__(
+        self, first: int, changes: list[tuple[str, Record]], replicated: bool, applied_us: int
+    ) -> None:
         self.first = first  # the sequence number of changes[0]
         self.start = 0  # changes before this index have left the ring
         self.changes, self.replicated = changes, replicated
+        self.applied_us = applied_us  # the node's wall clock when they were applied
         self.cost = _cost(changes)  # of the changes from ``start`` on
         self.lines: list[bytes | None] | None = None
 
@@ -67,7 +78,8 @@ class _Chunk:
         if line is None:
             key, record = self.changes[index]
             line = lines[index] = (
-                _encode(change_event(position, key, record, self.replicated)) + b"\n"
+                _encode(change_event(position, key, record, self.replicated, self.applied_us))
+                + b"\n"
             )
         return line
 
@@ -77,7 +89,9 @@ def _cost(changes: list[tuple[str, Record]]) -> int:
     return ENTRY_OVERHEAD_BYTES * len(changes) + sum(len(k) + len(r.value) for k, r in changes)
 
 
-def change_event(position: str, key: str, record: Record, replicated: bool) -> dict[str, object]:
+def change_event(
+    position: str, key: str, record: Record, replicated: bool, applied_us: int
+) -> dict[str, object]:
     """The JSON object of one change (a tombstone has ``value`` and ``encoding`` null)."""
     value: str | None = None
     encoding: str | None = None
@@ -100,6 +114,7 @@ def change_event(position: str, key: str, record: Record, replicated: bool) -> d
         "origin": record.origin,
         "expires_ms": physical_ms(record.expires) if record.expires else None,
         "replicated": replicated,
+        "applied_us": applied_us,
     }
 
 
@@ -124,8 +139,10 @@ class WatchHub:
         ring_bytes: int = 16 * 1024 * 1024,
         max_lag_events: int = 1024,
         max_watchers: int = 64,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.stream = stream
+        self._clock = clock  # the node's wall clock, seconds (``applied_us``)
         self.ring_events, self.ring_bytes = ring_events, ring_bytes
         self.max_lag_events = min(max_lag_events, ring_events)
         self.max_watchers = max_watchers
@@ -149,14 +166,21 @@ class WatchHub:
         ring = self._ring
         return ring[0].first + ring[0].start if ring else self.seq + 1
 
-    def publish(self, writes: Iterable[tuple[str, Record]], replicated: bool) -> None:
+    def publish(
+        self,
+        writes: Iterable[tuple[str, Record]],
+        replicated: bool,
+        applied_s: float | None = None,
+    ) -> None:
         """Records the node applied, in order: append them to the ring, wake the watchers.
+        ``applied_s``: the clock's reading when they were applied (None: now).
 
         One ring entry per call (a client batch or a peer's push: up to thousands of
         records), so what this costs per record is little more than its size."""
         changes = list(writes)
         if changes:
-            chunk = _Chunk(self.seq + 1, changes, replicated)
+            at_s = self._clock() if applied_s is None else applied_s
+            chunk = _Chunk(self.seq + 1, changes, replicated, round(at_s * 1e6))
             self._ring.append(chunk)
             self.seq += len(changes)
             self.size_bytes += chunk.cost

@@ -426,6 +426,7 @@ def change(event: dict[str, object], node: str) -> Change:
     if isinstance(raw, str):
         value = base64.b64decode(raw) if event.get("encoding") == "base64" else raw.encode()
     expires = event.get("expires_ms")
+    applied = event.get("applied_us")
     return Change(
         key=str(_field(event, "key", str, node)),
         value=value,
@@ -438,4 +439,5 @@ def change(event: dict[str, object], node: str) -> Change:
         position=str(_field(event, "position", str, node)),
         expires_ms=expires if isinstance(expires, int) else None,
         node=node,
+        applied_us=applied if isinstance(applied, int) else None,
     )

@@ -91,7 +91,9 @@ class Change(NamedTuple):
 
     ``value`` is None for a tombstone (a delete, or a TTL that ran out); ``replicated``:
     it came from another node (gossip or anti-entropy) rather than a client of this one;
-    ``position``: where to resume after it (``watch(..., position=...)``).
+    ``position``: where to resume after it (``watch(..., position=...)``);
+    ``applied_us``: the node's wall clock when it applied the change, Unix microseconds
+    (None from a node too old to say).
     """
 
     key: str
@@ -105,6 +107,7 @@ class Change(NamedTuple):
     position: str
     expires_ms: int | None = None
     node: str = ""
+    applied_us: int | None = None
 
 
 class Op(NamedTuple):

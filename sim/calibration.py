@@ -8,6 +8,8 @@ its node ``write_cost_us``. Under ``sync`` durability a client write also waits 
 group commit of ``commit_cost_us`` (the disk's, not the loop's). ``wakeup_us`` are
 quantiles of how late a sleeping event loop gets the CPU on the machine at hand (0 on an
 idle one): a server that was idle starts its next work one draw of them late.
+``service_spread`` are quantiles of one post's CPU on the node over their mean: every
+job's cost is its constant times one draw of them (none: the constant, every time).
 
 Framing: a post carries bytes around its messages' bytes: the ``Envelope`` (a fixed part
 and a part per message), the seal (header, ids, MAC) and the HTTP request head.
@@ -38,6 +40,8 @@ class Constants(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     write_cost_us: float = 0.0  # CPU of one client write (PUT) at its node
     commit_cost_us: float = 0.0  # one durable group commit (sync durability: fsync)
     wakeup_us: list[float] = msgspec.field(default_factory=list)  # loop lateness quantiles
+    # one job's cost over the mean cost, quantiles (files from before it: none)
+    service_spread: list[float] = msgspec.field(default_factory=list)
     envelope_post_bytes: int  # the Envelope's own bytes (array head, sender, list head)
     envelope_message_bytes: int  # per message: its msgpack bin head
     seal_bytes: int  # the seal's header and MAC, without the two node ids

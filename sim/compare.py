@@ -4,9 +4,11 @@ Figures (``FIGURES``), each from outside the nodes on both sides:
 
 * ``lag_p50_s`` .. ``lag_max_s``: acknowledged -> visible on every counted node (live:
   from the instant the origin took the write, its HLC's wall-clock part, to the version's
-  arrival in the last node's watch stream, both on the machine's one clock; sim: from the
-  write, acknowledged at once, to its storing on the last node), over versions that
-  reached every node up at their write before being overwritten;
+  applying on the last node, its ``applied_us`` in the watch stream, both on the
+  machine's one clock; sim: from the write to its storing on the last node, when that
+  node's loop has served the post that carried it), over versions that reached every
+  node up at their write before being overwritten. How late the live watch lines reached
+  the driver after that is kept apart (``watch_delivery_*``): it is no part of the lag;
 * ``heal_to_identical_s``: from the instant the last fault cleared (a restarted node
   clears when it serves again) to the instant from which every node held the same data;
 * ``messages``, ``bytes``: node-to-node messages and sealed bytes sent (live: the
@@ -14,6 +16,10 @@ Figures (``FIGURES``), each from outside the nodes on both sides:
 * ``bytes_per_message``: their ratio, the framing and message sizes without the counts
   (which CPU starvation moves: late timers send fewer rounds);
 * ``suspect``, ``dead``, ``alive``: membership transitions into that state, all nodes.
+
+Beside them, not compared in the band: ``node_cpu_s``, the CPU the nodes used over the
+run (live: their processes'; sim: the service time the model charged their loops), and
+the live driver's own (``driver_cpu_s``), which shares the machine's cores with them.
 
 ``live_figures`` reads a live run's observations (``cli.compare_live.Observed`` as a
 dict); ``sim_figures`` a simulator run's metrics. ``compare`` summarises runs of both
@@ -57,6 +63,7 @@ def sim_figures(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {
         **_lag_figures(lag),
         "heal_to_identical_s": metrics["heal_to_converged_s"],
+        "node_cpu_s": posts.get("busy_s"),  # what the service model charged every loop
         "messages": posts.get("messages", metrics["messages_sent"]),
         "bytes": posts.get("sealed_bytes", metrics["bytes_sent"]),
         **{state: transitions.get(state, 0) for state in ("suspect", "dead", "alive")},
@@ -107,7 +114,16 @@ def live_figures(observed: Mapping[str, Any], scenario: Mapping[str, Any]) -> di
         "failed_ops": observed["failed_ops"],
         "failures": dict(observed.get("failures") or {}),
         "ack_rtt_p50_s": _summary(list(observed.get("ack_rtt_s") or []))["p50"],
+        **_delivery_figures(list(observed.get("delivery_s") or [])),
+        "node_cpu_s": observed.get("node_cpu_s"),
+        "driver_cpu_s": observed.get("driver_cpu_s"),
     }
+
+
+def _delivery_figures(delivery_s: list[float]) -> dict[str, float | None]:
+    """How late the driver read the watch lines after their nodes applied them."""
+    found = _summary(delivery_s)
+    return {f"watch_delivery_{q}_s": found[q] for q in ("p50", "p99")}
 
 
 def _summary(values: list[float]) -> dict[str, float | None]:
@@ -143,12 +159,16 @@ def _is_down(down: Mapping[str, list[tuple[float, float]]], node: str, t: float)
 
 
 def _identical_since(arrivals: Sequence[Sequence[Any]], nodes: Sequence[str]) -> float | None:
-    """The instant from which every node held the same versions (None: not at the end)."""
+    """The instant from which every node held the same versions (None: not at the end).
+
+    A node holds the newest version (LWW order) it has shown of each key: a restarted
+    node's versions read back after its restart (``compare_live``'s resync, stamped when
+    read) may come after a newer one its stream stamped when applied."""
     held: dict[str, dict[str, Version]] = {n: {} for n in nodes}
     differing: set[str] = set()  # keys on which the nodes differ
     since: float | None = 0.0
     for t, node, key, hlc, origin in arrivals:
-        held[node][key] = (hlc, origin)
+        held[node][key] = max(held[node].get(key, (hlc, origin)), (hlc, origin))
         versions = {held[n].get(key) for n in nodes}
         if len(versions) > 1:
             differing.add(key)

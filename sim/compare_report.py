@@ -128,6 +128,13 @@ def markdown(result: Mapping[str, Any], images: Sequence[str]) -> str:
         f"{result['sim']['seeds']}, {len(result['live']['runs'])} live run(s) on loopback "
         f"(durability {result['live'].get('durability', 'sync')}; write -> acknowledged p50 "
         f"{_ms(result['live'].get('ack_rtt_p50_s'))} at the client).  ",
+        f"Live lags end when the last node applied the version (its watch events' "
+        f"`applied_us`); their lines reached the driver p50 "
+        f"{_ms(result['live'].get('watch_delivery_p50_s'))}, p99 "
+        f"{_ms(result['live'].get('watch_delivery_p99_s'))} later, which no lag includes.  ",
+        f"CPU over a run: live nodes {_s(result['live'].get('node_cpu_s'))} (the simulator "
+        f"charged their loops {_s(result['sim'].get('node_cpu_s'))}), the live driver "
+        f"{_s(result['live'].get('driver_cpu_s'))}, on the same cores.  ",
         f"Machine: {result['machine']}  ",
         f"Calibration: `{result['calibration']['source']}` "
         f"({_constants(result['calibration']['constants'])}), measured on "
@@ -155,6 +162,10 @@ def markdown(result: Mapping[str, Any], images: Sequence[str]) -> str:
     lines += [f"- {text}" for text in result["explanations"]] or ["- none"]
     lines += ["", *[f"![{name[:-4]}]({name})" for name in images], ""]
     return "\n".join(lines)
+
+
+def _s(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
 
 
 def _ms(value: float | None) -> str:

@@ -65,9 +65,9 @@ from rumordb.sim.checks import Convergence, divergent_keys
 from rumordb.sim.clock import NodeClock
 from rumordb.sim.metrics import Series, Traffic, collect
 from rumordb.sim.network import Fate, Network
-from rumordb.sim.posts import Posts, live_address
+from rumordb.sim.posts import Posts, Via, live_address
 from rumordb.sim.scenario import FaultSpec, Scenario
-from rumordb.sim.service import Servers, wakeup_sampler
+from rumordb.sim.service import Servers, spread_sampler, wakeup_sampler
 from rumordb.sim.workload import Op, OpStream, context_of
 
 MAX_EVENTS = 10_000  # fault and churn events kept for the report
@@ -213,7 +213,9 @@ class Simulation:
         name = self.scenario.network.calibration
         path = Path(self.scenario.base_dir) / name if name else None
         self.calibration = c = load_calibration(path)
-        wakeup = wakeup_sampler(c.constants.wakeup_us, random.Random(f"{self.scenario.seed}:loop"))
+        seed = self.scenario.seed
+        wakeup = wakeup_sampler(c.constants.wakeup_us, random.Random(f"{seed}:loop"))
+        spread = spread_sampler(c.constants.service_spread, random.Random(f"{seed}:service"))
         return Posts(
             self.env,
             self.network,
@@ -222,7 +224,7 @@ class Simulation:
             self.deliver_later,
             lambda node_id: self.nodes[node_id].up,
             self._record,
-            Servers(wakeup),
+            Servers(wakeup, spread),
             durable=self.scenario.network.durability == "sync",
         )
 
@@ -349,8 +351,10 @@ class Simulation:
         self._arm(sim_node)
 
     # --- carrying out outputs ----------------------------------------------------------
-    def _emit(self, sim_node: SimNode, out: Output) -> None:
-        """Persist, then send: the order the core's contract asks for."""
+    def _emit(self, sim_node: SimNode, out: Output, via: Via | None = None) -> None:
+        """Persist, then send: the order the core's contract asks for. ``via``: what
+        ``out`` answers came in a post (sender, link delay): messages back to its sender
+        ride in that post's HTTP response, as the live runner returns them."""
         if out.writes or out.purges:
             self._persist(sim_node, out)
         for change in out.transitions:
@@ -360,8 +364,15 @@ class Simulation:
             if len(messages) > 1:
                 messages = sorted(messages, key=itemgetter(0))
             src = sim_node.id
+            replies = []
             for dst, data in messages:
-                self._transmit(src, dst, data)
+                if via is not None and dst == via[0] and self.posts is not None:
+                    self._count_sent(data)
+                    replies.append(data)
+                else:
+                    self._transmit(src, dst, data)
+            if replies and self.posts is not None and via is not None:
+                self.posts.reply(src, via[0], replies, via[1])
         if self.checker.incomplete == 0 and self._workload_done and self._faults_done:
             self._maybe_stop()
 
@@ -385,7 +396,7 @@ class Simulation:
         self.traffic.persisted_writes += len(out.writes)
         self.traffic.persisted_purges += len(out.purges)
 
-    def _transmit(self, src: str, dst: str, data: bytes) -> None:
+    def _count_sent(self, data: bytes) -> None:
         traffic = self.traffic
         size = len(data)
         traffic.messages_sent += 1
@@ -393,6 +404,11 @@ class Simulation:
         traffic.by_kind[message_kind(data)] += 1
         self._sample_messages += 1
         self._sample_bytes += size
+
+    def _transmit(self, src: str, dst: str, data: bytes) -> None:
+        traffic = self.traffic
+        size = len(data)
+        self._count_sent(data)
         if self.posts is not None:
             self.posts.enqueue(src, dst, data)
             return
@@ -408,11 +424,11 @@ class Simulation:
         else:
             traffic.unreachable += 1
 
-    def deliver_later(self, dst: str, data: bytes, delay_s: float) -> None:
+    def deliver_later(self, dst: str, data: bytes, delay_s: float, via: Via | None = None) -> None:
         self._in_flight += 1
-        self.env.timeout(delay_s).callbacks.append(partial(self._deliver, dst, data))
+        self.env.timeout(delay_s).callbacks.append(partial(self._deliver, dst, data, via=via))
 
-    def _deliver(self, dst: str, data: bytes, _event: Event) -> None:
+    def _deliver(self, dst: str, data: bytes, _event: Event, via: Via | None = None) -> None:
         self._in_flight -= 1
         sim_node = self.nodes[dst]
         if not sim_node.up:
@@ -425,7 +441,7 @@ class Simulation:
         except DecodeError:
             self.traffic.decode_errors += 1
             return
-        self._emit(sim_node, out)
+        self._emit(sim_node, out, via)
 
     def _record(self, line: str, data: bytes = b"") -> None:
         text = f"{self.env.now!r} {line}\n"
@@ -641,11 +657,23 @@ class Simulation:
                 name, sim_node.incarnation, sim_node.clock, list(sim_node.disk.items())
             )
             sim_node.wiped = False
+            self._announce(name)
         sim_node.up = True
         self._rows_changed = True
         self.checker.set_up(name, True, self.env.now)
         if sim_node.restarted is not None and not sim_node.restarted.triggered:
             sim_node.restarted.succeed()
+
+    def _announce(self, name: str) -> None:
+        """A new process announces itself as it starts, as live discovery does on a LAN:
+        every peer up hears its new incarnation at once (not a gossip round later)."""
+        if self.scenario.cluster.membership == "static":
+            return
+        sim_node = self.nodes[name]
+        address = self._address(name)
+        for other in self.nodes.values():
+            if other.up and other is not sim_node:
+                other.node.join(name, address, sim_node.incarnation, other.clock.now(self.env.now))
 
     def _set_clock(self, name: str, fault: FaultSpec) -> None:
         sim_node = self.nodes[name]

@@ -13,7 +13,11 @@ rule) decides when a post leaves with what. A post then
   per node, in arrival order) and costs it per post, per message and per version
   (``sim.calibration``); its messages are delivered when that work is done;
 * completes (the sender may post again) one link delay after that, as its HTTP response
-  comes back; a post to a node that is down fails after one link delay.
+  comes back; a post to a node that is down fails after one link delay;
+* carries back, in that response, the receiver's replies to its sender (``reply``: an
+  anti-entropy digest's answer, a sync's): no linger and no loss (the live loss fault
+  drops only posted messages), counted as sent, served by the sender's loop when the
+  response arrives; a reply to a reply is posted (the live runner sends those).
 
 A client write takes its node's loop too (``client_write``), and under ``sync``
 durability a group commit of the node's disk (``sim.service.Commits``).
@@ -49,7 +53,9 @@ def live_address(index: int) -> str:
     return f"http://127.0.0.1:{LIVE_PORT_BASE + index}"
 
 
-Deliver = Callable[[str, bytes, float], None]  # (dst, data, delay_s): the engine delivers
+Via = tuple[str, float]  # a post's sender and its link delay: where replies go, how late
+# (dst, data, delay_s, via): the engine delivers (via: the post it came in, if any)
+Deliver = Callable[[str, bytes, float, Via | None], None]
 
 
 @dataclass(slots=True)
@@ -154,9 +160,30 @@ class Posts:
             cost_s = self.constants.receive_s(len(batch), sum(map(update_count, batch)))
             done_s = self.servers.serve(dst, now, cost_s)
             for data in batch:
-                self._deliver(dst, data, done_s - now)
+                self._deliver(dst, data, done_s - now, (src, delay_s))
             done_s += delay_s
         self.env.timeout(done_s - now).callbacks.append(partial(self._sent, src, dst, peer))
+
+    def reply(self, src: str, dst: str, batch: list[bytes], delay_s: float) -> None:
+        """``src``'s replies to a post from ``dst``, in its response (one link delay)."""
+        c, stats = self.constants, self.stats
+        sealed = c.sealed_bytes(sum(map(len, batch)), len(batch), src, dst)
+        stats.messages += len(batch)
+        stats.sealed_bytes += sealed
+        self.sample_bytes += sealed
+        self._record(f"reply {src} {dst} {len(batch)} {delay_s!r}")
+        self.env.timeout(delay_s).callbacks.append(partial(self._replied, dst, batch))
+
+    def _replied(self, dst: str, batch: list[bytes], _event: Any) -> None:
+        """A response with replies reaches the post's sender: its loop reads them."""
+        now = self.env.now
+        if not self._is_up(dst):
+            self.traffic.to_down_node += len(batch)
+            return
+        cost_s = self.constants.receive_s(len(batch), sum(map(update_count, batch)))
+        done_s = self.servers.serve(dst, now, cost_s)
+        for data in batch:
+            self._deliver(dst, data, done_s - now, None)
 
     def client_write(self, node_id: str) -> None:
         """A client write at ``node_id`` now: its loop's work, and under ``sync`` durability

@@ -7,6 +7,12 @@ in one transaction: a write that arrives during a commit waits for the end of th
 commit and is part of the next one, together with every write that arrived meanwhile
 (``Commits``; only ``sync`` durability makes anyone wait for it: ``live.storage``).
 
+A job's service time is its calibrated cost (``sim.calibration``, a mean) times a draw
+of ``spread``: the same work does not cost a live node the same CPU every time (its
+garbage collector, caches, a timer's work that runs in between), which the calibration
+measures as quantiles of one post's CPU over their mean (none: every job costs its
+constant, and nothing is drawn).
+
 Both are a busy-until instant per node: work is served in the order the callers hand it
 in, which they do at the instant it arrives (a FIFO queue without a queue object), so a
 node costs one float here (two for the disk), not a SimPy ``Resource`` and its event per
@@ -24,15 +30,21 @@ def no_wakeup() -> float:
     return 0.0
 
 
+def no_spread() -> float:
+    return 1.0
+
+
 @dataclass(slots=True)
 class Servers:
     """One FIFO server per node: ``serve`` returns the instant the work is done.
 
     ``wakeup_s`` is drawn when work finds its server idle: how late a sleeping process
     gets the CPU back (a loaded machine's scheduler; 0 on an idle one). Work queued
-    behind other work needs no wake-up: the loop is running."""
+    behind other work needs no wake-up: the loop is running. ``spread`` is drawn for
+    every job: its cost's multiplier."""
 
     wakeup_s: Callable[[], float] = no_wakeup
+    spread: Callable[[], float] = no_spread
     _busy_until: dict[str, float] = field(default_factory=dict)
     busy_s: float = 0.0  # service time handed out, all nodes (utilisation = / nodes / run)
     waited_s: float = 0.0  # time work spent queued behind other work or waking up
@@ -40,6 +52,7 @@ class Servers:
     def serve(self, node_id: str, arrival_s: float, cost_s: float) -> float:
         free_s = self._busy_until.get(node_id, 0.0)
         start_s = arrival_s + self.wakeup_s() if arrival_s > free_s else free_s
+        cost_s *= self.spread()
         done_s = start_s + cost_s
         self._busy_until[node_id] = done_s
         self.busy_s += cost_s
@@ -78,11 +91,23 @@ def wakeup_sampler(quantiles_us: Sequence[float], rng: random.Random) -> Callabl
     calibration's ``wakeup_us``), in seconds; none: no wake-up, and no draw."""
     if not quantiles_us:
         return no_wakeup
-    table = [q / 1e6 for q in sorted(quantiles_us)]
+    return _sampler([q / 1e6 for q in quantiles_us], rng)
+
+
+def spread_sampler(quantiles: Sequence[float], rng: random.Random) -> Callable[[], float]:
+    """Draws a job's cost multiplier from equally spaced quantiles (the calibration's
+    ``service_spread``, 1.0 on average); none: 1.0, and no draw."""
+    if not quantiles:
+        return no_spread
+    return _sampler(list(quantiles), rng)
+
+
+def _sampler(table: list[float], rng: random.Random) -> Callable[[], float]:
+    table = sorted(table)
     size = len(table)
     draw = rng.random
 
-    def wakeup_s() -> float:
+    def sample() -> float:
         return table[int(draw() * size)]
 
-    return wakeup_s
+    return sample

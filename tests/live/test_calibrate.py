@@ -48,6 +48,10 @@ def test_calibrate_measures_service_times_on_a_node_process_and_the_machine_now(
     assert c.post_cost_us + c.message_cost_us > 0 and c.write_cost_us > 0
     assert c.send_post_cost_us > 0 and c.commit_cost_us > 0
     assert len(c.wakeup_us) == WAKEUP_QUANTILES and c.wakeup_us == sorted(c.wakeup_us)
+    # one post's CPU varies: quantiles over their mean, so the constants stay the mean
+    spread = c.service_spread
+    assert len(spread) == WAKEUP_QUANTILES and spread == sorted(spread)
+    assert spread[0] < 1.0 < spread[-1] and 0.8 < sum(spread) / len(spread) < 1.2
 
 
 def test_a_process_cpu_time_counts_every_live_thread() -> None:

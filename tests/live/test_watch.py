@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,6 +89,9 @@ def test_a_change_on_node_1_arrives_on_a_watcher_of_node_3(trio: Cluster) -> Non
         change = arrived.get(timeout=10)
     assert change.key == "w1/a" and change.value is None and change.replicated
     assert change.origin == "n1" and change.node == n3.url
+    # n3 applied it after n1 wrote it (one machine, one clock) and before it was read here.
+    assert change.applied_us is not None
+    assert hlc.physical_ms(change.hlc) * 1000 <= change.applied_us <= time.time() * 1e6
 
 
 def _put_then_seen(cluster: Cluster, node: NodeProcess, arrived: queue.Queue[Change]) -> bool:
@@ -238,6 +242,16 @@ def test_the_hub_gives_each_watcher_its_prefix_in_order() -> None:
     assert [(e["key"], e["position"]) for e in events] == [("p/1", "7:1"), ("p/2", "7:3")]
     assert events[1]["encoding"] == "base64" and events[1]["value"] == "/w=="
     assert watcher.cursor == 3 and hub.take(watcher) == []
+
+
+def test_a_change_carries_the_instant_its_batch_was_applied_on_the_nodes_clock() -> None:
+    readings = iter([12.5, 99.0])
+    hub = WatchHub(1, clock=lambda: next(readings))
+    watcher = hub.open("", None)
+    hub.publish([("a", _record()), ("b", _record())], True)  # read from the clock
+    hub.publish([("c", _record())], False, applied_s=7.25)  # given by the runner
+    events = [json.loads(line) for line in hub.take(watcher)]
+    assert [e["applied_us"] for e in events] == [12_500_000, 12_500_000, 7_250_000]
 
 
 def test_the_ring_is_bounded_by_count_and_bytes_and_a_lagging_watcher_overflows() -> None:

@@ -43,6 +43,18 @@ def test_a_written_file_reads_back_the_same(tmp_path: Path) -> None:
     assert read.constants == constants and read.machine == written.machine
 
 
+def test_a_file_from_before_the_service_spread_loads_with_none(tmp_path: Path) -> None:
+    # experiments/compare's calibrations were written before ``service_spread`` existed
+    for path in sorted(Path("experiments/compare").glob("*/calibration.toml")):
+        constants = load_calibration(path).constants
+        assert constants.service_spread == [] and constants.wakeup_us, path
+    spread = [0.5, 1.0, 1.5]
+    constants = msgspec.structs.replace(load_calibration().constants, service_spread=spread)
+    path = tmp_path / "spread.toml"
+    path.write_text(to_toml(Calibration(constants=constants, machine={"cores": 2})))
+    assert load_calibration(path).constants.service_spread == spread
+
+
 @pytest.mark.parametrize(
     "text", ["[constants]\npost_cost_us = 1\n", "not toml [", "[constants]\nwhat = 1\n"]
 )

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from rumordb.cli.compare_live import timed
 from rumordb.cli.main import app
 from rumordb.sim.compare import FIGURES, compare, live_figures
 
@@ -39,6 +40,17 @@ def test_lag_runs_from_the_ack_to_the_last_node_that_shows_the_version() -> None
     assert figures["suspect"] == 1 and figures["dead"] == 0
 
 
+def test_a_live_arrival_is_when_its_node_applied_it_not_when_the_driver_read_it() -> None:
+    event = {"key": "k", "hlc": 5, "origin": "n1", "applied_us": 1_000_001_250_000}
+    arrival, late_s = timed("n2", event, read_s=1.3, wall0=1_000_000.0)
+    assert arrival == (pytest.approx(1.25), "n2", "k", 5, "n1")
+    assert late_s == pytest.approx(0.05)
+    older = {"key": "k", "hlc": 5, "origin": "n1"}  # a node from before applied_us
+    assert timed("n2", older, read_s=1.3, wall0=1_000_000.0) == ((1.3, "n2", "k", 5, "n1"), None)
+    figures = live_figures(observed(delivery_s=[0.05, 0.01, 0.02]), SCENARIO)
+    assert figures["watch_delivery_p50_s"] == 0.02 and figures["watch_delivery_p99_s"] == 0.05
+
+
 def test_a_version_overwritten_before_it_reached_every_node_has_no_lag() -> None:
     figures = live_figures(observed(arrivals=[(0.99, "n1", "k", 5, "n1")]), SCENARIO)
     assert figures["lag_p50_s"] is None and figures["lag_cdf_s"] == []
@@ -56,6 +68,20 @@ def test_heal_to_identical_counts_from_the_last_fault_cleared() -> None:
         {"at_s": 0.5, "action": "heal", "nodes": []},
     ]
     figures = live_figures(observed(events=events), SCENARIO)
+    assert figures["heal_to_identical_s"] == pytest.approx(1.02 - 0.5)
+
+
+def test_an_older_version_shown_after_a_newer_one_does_not_undo_the_heal() -> None:
+    # n2 applied version 6 at 1.02 (its stream's stamp); a resync read version 5 back at 1.05
+    arrivals = [
+        (0.99, "n1", "k", 5, "n1"),
+        (1.01, "n1", "k", 6, "n1"),
+        (1.02, "n2", "k", 6, "n1"),
+        (1.05, "n2", "k", 5, "n1"),
+    ]
+    acks = [(0.98, "k", 5, "n1"), (1.0, "k", 6, "n1")]
+    events = [{"at_s": 0.2, "action": "partition"}, {"at_s": 0.5, "action": "heal"}]
+    figures = live_figures(observed(arrivals=arrivals, acks=acks, events=events), SCENARIO)
     assert figures["heal_to_identical_s"] == pytest.approx(1.02 - 0.5)
 
 
@@ -125,7 +151,13 @@ def test_compare_runs_both_sides_and_writes_the_report(tmp_path: Path) -> None:
             rows[name]["live"]["mean"] / rows[name]["sim"]["mean"]
         )
     assert found["calibration"]["machine"]["cpu"] and found["live"]["fault_lateness_s"] < 0.5
+    live = found["live"]["runs"][0]
+    # the CPU both sides spent, beside the figures; lags end at the nodes' applied instants
+    assert live["node_cpu_s"] > 0 and live["driver_cpu_s"] > 0
+    assert found["sim"]["runs"][0]["node_cpu_s"] > 0 and found["sim"]["node_cpu_s"] > 0
+    assert live["watch_delivery_p50_s"] is not None and live["watch_delivery_p50_s"] >= 0
     report = (out / "report.md").read_text()
+    assert "CPU over a run: live nodes" in report and "`applied_us`" in report
     assert all(f"| {name} |" in report for name in FIGURES)
     for png in ("lag_cdf.png", "nodes_current.png", "traffic.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

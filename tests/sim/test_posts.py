@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import io
 import itertools
 import random
 import time
@@ -21,10 +22,12 @@ from rumordb.live.gossip_client import GossipClient, open_envelope
 from rumordb.live.metrics import Metrics
 from rumordb.live.wire import Signer
 from rumordb.sim.calibration import Constants
+from rumordb.sim.engine import Simulation
 from rumordb.sim.metrics import Traffic
 from rumordb.sim.network import Network
 from rumordb.sim.posts import Posts
 from rumordb.sim.scenario import NetworkSpec
+from tests.sim.helpers import build, minimal_raw
 
 SECRET = "posts-test-secret"
 RTT_MS = 2.0  # one post's round trip on both sides (no receive cost)
@@ -76,7 +79,7 @@ class Sim:
             durable=durable,
         )
 
-    def _deliver(self, dst: str, data: bytes, delay_s: float) -> None:
+    def _deliver(self, dst: str, data: bytes, delay_s: float, _via: object = None) -> None:
         # Called as the post arrives: it left one link delay (and the sender's work) ago.
         self.delivered[round((self.env.now - self.link_s) * 1000, 6)].append(len(data))
         self.arrived.append((round((self.env.now + delay_s) * 1000, 6), len(data)))
@@ -205,3 +208,22 @@ def test_with_posts_members_announce_live_length_addresses() -> None:
     members = {m.id: m.address for m in live.nodes["n1"].node.view.members()}
     assert members["n2"] == live_address(1) and members["n1"] == live_address(0)
     assert {m.address for m in plain.nodes["n1"].node.view.members()} == set(plain.ids)
+
+
+def test_replies_ride_back_in_the_response_without_linger_or_loss() -> None:
+    sim = Sim(loss=1.0)  # every posted message is lost on these links
+    sim.env.timeout(0).callbacks.append(
+        lambda _e: sim.posts.reply("b", "a", [b"r" * 10, b"s" * 20], sim.link_s)
+    )
+    sim.env.run()
+    at_ms = round(sim.link_s * 1000, 6)  # one link delay back, no linger
+    assert sim.arrived == [(at_ms, 10), (at_ms, 20)] and sim.traffic.lost == 0
+    assert sim.posts.stats.messages == 2 and sim.posts.stats.posts == 0
+
+
+def test_a_node_answers_a_post_in_its_response_as_the_live_runner_does() -> None:
+    trace = io.StringIO()
+    Simulation(build(minimal_raw(), network__posts=True), trace_out=trace).run()
+    lines = trace.getvalue().splitlines()
+    # anti-entropy digests are answered in the digest post's response
+    assert any(" reply " in line for line in lines)

@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
+import msgspec
 import pytest
 
+from rumordb.sim.calibration import Calibration, load_calibration, to_toml
 from rumordb.sim.engine import Simulation
-from rumordb.sim.service import Commits, Servers, wakeup_sampler
+from rumordb.sim.service import Commits, Servers, spread_sampler, wakeup_sampler
 from tests.sim.helpers import build, minimal_raw
 from tests.sim.test_posts import FREE, Sim
 
@@ -60,6 +63,47 @@ def test_wake_ups_are_drawn_from_the_quantiles_and_none_draws_nothing() -> None:
     untouched = random.Random(3)
     assert wakeup_sampler([], untouched)() == 0.0
     assert untouched.random() == random.Random(3).random()
+
+
+def test_every_job_costs_its_constant_times_a_draw_of_the_spread() -> None:
+    draws = iter([0.5, 3.0])
+    servers = Servers(spread=lambda: next(draws))
+    assert servers.serve("a", 1.0, 0.2) == pytest.approx(1.1)  # a cheap one
+    assert servers.serve("a", 1.0, 0.2) == pytest.approx(1.7)  # a slow one, queued behind
+    assert servers.busy_s == pytest.approx(0.7)
+
+
+def test_spreads_are_drawn_from_the_quantiles_and_none_draws_nothing() -> None:
+    draw = spread_sampler([1.5, 0.5, 1.0], random.Random(4))
+    assert {draw() for _ in range(200)} == {0.5, 1.0, 1.5}
+    untouched = random.Random(4)
+    assert spread_sampler([], untouched)() == 1.0
+    assert untouched.random() == random.Random(4).random()
+
+
+def test_a_spread_makes_the_lag_tail_longer_and_keeps_a_run_reproducible(
+    tmp_path: Path,
+) -> None:
+    def lag(spread: list[float]) -> tuple[str, dict[str, float]]:
+        default = load_calibration()
+        constants = msgspec.structs.replace(default.constants, service_spread=spread)
+        path = tmp_path / f"spread{len(spread)}.toml"
+        path.write_text(to_toml(Calibration(constants=constants, machine=default.machine)))
+        raw = minimal_raw() | {"faults": []}  # no partition: the lags are the send path's
+        scenario = build(
+            raw,
+            network__posts=True,
+            network__calibration=str(path),
+            network__jitter_ms=0,
+            network__latency_ms=0.2,
+        )
+        metrics = Simulation(scenario).run()
+        return metrics["trace_hash"], metrics["dissemination_s"]
+
+    flat_hash, flat = lag([])
+    spread_hash, spread = lag([0.25, 0.25, 0.25, 0.25, 4.0])
+    assert lag([0.25, 0.25, 0.25, 0.25, 4.0])[0] == spread_hash != flat_hash
+    assert spread["p99"] - spread["p50"] > flat["p99"] - flat["p50"]
 
 
 def test_a_sender_works_through_its_posts_before_they_leave() -> None:
