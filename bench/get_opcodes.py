@@ -4,7 +4,8 @@ Wall time and even CPU time swing with the machine's load; the number of bytecod
 app executes per request does not. This starts one in-memory node (``create_app``, its
 lifespan), puts a key, then calls the ASGI app directly with a raw scope and counts every
 opcode executed (``sys.settrace`` with ``f_trace_opcodes``) for one warm GET (``--cold``:
-the GET right after a PUT of its key, which ``live.read_cache`` cannot answer), grouped by
+the GET right after a PUT of its key, which ``live.read_cache`` cannot answer; ``--miss``:
+the first GET of a key never read), grouped by
 function (or line). uvicorn's own share (parsing, the response send) is outside this count: see
 ``bench.request_cost`` for the whole server's CPU per request.
 
@@ -61,7 +62,7 @@ async def _call(app: Any, method: str, path: str, body: bytes = b"") -> list[dic
     return sent
 
 
-async def count(top: int, by_line: bool, cold: bool = False) -> None:
+async def count(top: int, by_line: bool, cold: bool = False, miss: bool = False) -> None:
     import logging
 
     import structlog
@@ -96,9 +97,14 @@ async def count(top: int, by_line: bool, cold: bool = False) -> None:
 
             if cold:  # a new version: the read cache (live.read_cache) misses once
                 await _call(app, "PUT", "/kv/key1", b"w" * 100)
+            path = "/kv/key1"
+            if miss:  # a key never read before: what most reads over many keys are
+                path = "/kv/key2"
+                put = await _call(app, "PUT", path, b"x" * 100)
+                assert put[0]["status"] in (200, 201), put
             sys.settrace(tracer)
             try:
-                got = await _call(app, "GET", "/kv/key1")
+                got = await _call(app, "GET", path)
             finally:
                 sys.settrace(None)
             assert got[0]["status"] == 200, got
@@ -114,8 +120,9 @@ def main() -> None:
     parser.add_argument(
         "--cold", action="store_true", help="the GET right after a PUT of its key (no warm read)"
     )
+    parser.add_argument("--miss", action="store_true", help="the GET of a key never read")
     args = parser.parse_args()
-    asyncio.run(count(args.top, args.lines, args.cold))
+    asyncio.run(count(args.top, args.lines, args.cold, args.miss))
 
 
 if __name__ == "__main__":

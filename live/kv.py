@@ -75,6 +75,9 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 CONTEXT_CACHE_MAX = 65_536
 _FORWARDED = FORWARDED_HEADER.encode()
+_READ_HEADERS = frozenset(
+    (b"x-api-key", b"authorization", b"content-type", b"content-length", b"if-match", _FORWARDED)
+)
 # Answers given often enough to build once (replies are never mutated once built).
 _FORBIDDEN = error_reply(HttpError(403, "forbidden", "a reader key cannot write; use an admin key"))
 _UNAVAILABLE = error_reply(HttpError(503, "unavailable", "the node is starting or stopping"))
@@ -141,6 +144,8 @@ class KVRequest:
         self.api_key: bytes | None = None
         self.credentials_duplicated = False
         for name, value in self.headers:
+            if name not in _READ_HEADERS:  # host, user-agent, accept...: one test each
+                continue
             if name == b"x-api-key":
                 if self.api_key is not None:
                     self.credentials_duplicated = True
@@ -226,8 +231,20 @@ class KVHandler:
             raise
         if reply is None:  # a watch stream, answered as it went
             return
+        if isinstance(reply, WarmRead):  # a read just kept: sent once, as it will be again
+            await self._send_warm(send, reply, head, started)
+            return
         await send_reply(send, reply, head=head)
         self.metrics.observe_request(route, reply.status, time.perf_counter() - started)
+
+    async def _send_warm(self, send: Send, warm: WarmRead, head: bool, started: float) -> None:
+        """A kept answer (``live.read_cache``), counted as ``kv_get`` 200 as any read is."""
+        start = {"type": "http.response.start", "status": 200, "headers": [*warm.headers]}
+        await send(start)
+        await send({"type": "http.response.body", "body": b"" if head else warm.body})
+        count, latency = self._warm_meter or self._meter()
+        count.value += 1
+        latency.observe(time.perf_counter() - started)
 
     def _meter(self) -> tuple[LoopCounter, LoopHistogram]:
         """What a warm read counts, as ``observe_request("kv_get", 200, ...)`` would (made
@@ -239,21 +256,20 @@ class KVHandler:
         """The kept answer to this plain read, if the node still stores its version
         (``live.read_cache``); None sends the request the whole way. A key given with
         percent-escapes or a query string always goes the whole way (it is parsed there)."""
-        if scope.get("query_string"):
+        key = scope["path"][4:]  # as ``_key`` reads it; only checked keys are ever kept
+        warm = self._reads.get(key)  # first: a key never kept costs this lookup only
+        if warm is None or warm.token is not self.runner.version_token(key):
+            return None
+        if scope.get("query_string") or not self.runner.running:
             return None
         raw_path: bytes | None = scope.get("raw_path")
         if raw_path is not None and b"%" in raw_path:
-            return None
-        key = scope["path"][4:]  # as ``_key`` reads it; only checked keys are ever kept
-        warm = self._reads.get(key)
-        runner = self.runner
-        if warm is None or warm.token is not runner.version_token(key) or not runner.running:
             return None
         return warm
 
     async def _dispatch(
         self, scope: Scope, receive: Receive, method: str, send: Send
-    ) -> tuple[str, Reply | None]:
+    ) -> tuple[str, Reply | WarmRead | None]:
         request = KVRequest(scope)
         try:  # the one gate of every route (duplicates 400, failures 401/429)
             role = self.gate.check_credentials(
@@ -375,7 +391,7 @@ class KVHandler:
         return json_reply(200, {"keys": keys, "next": keys[-1] if len(keys) == limit else None})
 
     # --- answers: every result the runner returns, mapped to a reply -----------------
-    def _read_reply(self, key: str, answer: ReadAnswer) -> Reply:
+    def _read_reply(self, key: str, answer: ReadAnswer) -> Reply | WarmRead:
         if not isinstance(answer, Local):
             return _relayed(answer)
         record = answer.record
@@ -383,11 +399,18 @@ class KVHandler:
             return _not_found(f"no value for key {key!r}")
         version = self._version_of(key, record)
         content_type = (b"content-type", record.content_type.encode("latin-1"))
-        headers = [content_type, version.etag, version.context_header]
-        if answer.token is not None:  # the core says it stays the answer until a write
-            length = (b"content-length", str(len(record.value)).encode())
-            self._reads.put(key, answer.token, [*headers, length], record.value)
-        return Reply(200, headers, record.value)
+        value = record.value
+        token = answer.token  # not None: the core says it stays the answer until a write
+        if token is not None and self._reads.admit(key, token):  # this version read before
+            # Rendered once, Content-Length included: kept, and sent as it is kept.
+            length = (b"content-length", str(len(value)).encode())
+            headers = [content_type, version.etag, version.context_header, length]
+            warm = self._reads.put(key, token, headers, value)
+            if warm is not None:
+                return warm
+            headers.pop()  # too large to keep: send_reply adds the length
+            return Reply(200, headers, value)
+        return Reply(200, [content_type, version.etag, version.context_header], value)
 
     def _meta_reply(self, key: str, answer: ReadAnswer) -> Reply:
         if not isinstance(answer, Local):

@@ -12,6 +12,12 @@ so the next read misses and goes the whole way. The entry holds its token, so th
 identity cannot be reused by another object while the entry lives. Nothing else is
 assumed: the caller still authenticates every request first.
 
+Admission. A version's answer is kept at its second read, never its first (``admit``:
+a dict remembers the ``id`` of the version read once, at most ``max_entries`` keys,
+dropped whole when full; an id, so it keeps no value alive and costs no bytes bound). With millions of keys most reads are the first of their version since
+the last write or clear; they cost a lookup and a dict store, not a rendering to keep, so
+the miss path costs what it did without the cache.
+
 Bounds. At most ``max_entries`` entries and ``max_bytes`` of memory, counted as twice the
 value per entry (the kept body, and the packed version its token keeps alive even after
 the key is written again) plus ``ENTRY_OVERHEAD_BYTES``; values larger than
@@ -45,7 +51,15 @@ class WarmRead:
 class ReadCache:
     """Key -> ``WarmRead``; bounded in entries and bytes (see the module doc)."""
 
-    __slots__ = ("_bytes", "_entries", "_max_cost", "get", "max_bytes", "max_entries")
+    __slots__ = (
+        "_bytes",
+        "_entries",
+        "_max_cost",
+        "_seen",
+        "get",
+        "max_bytes",
+        "max_entries",
+    )
 
     def __init__(
         self,
@@ -58,6 +72,7 @@ class ReadCache:
         self._max_cost = 2 * max_value_bytes + ENTRY_OVERHEAD_BYTES
         self._entries: dict[str, WarmRead] = {}
         self._bytes = 0
+        self._seen: dict[str, int] = {}  # key -> id of the version read once (not kept yet)
         self.get = self._entries.get  # the hot path's lookup: one C call
 
     def __len__(self) -> int:
@@ -68,11 +83,27 @@ class ReadCache:
         """What the kept entries count against ``max_bytes`` (see the module doc)."""
         return self._bytes
 
-    def put(self, key: str, token: object, headers: Headers, body: bytes) -> None:
-        """Keep the answer rendered from the version ``token`` names (if it fits)."""
+    def admit(self, key: str, token: object) -> bool:
+        """Whether to keep the answer to this read of the version ``token`` names: only
+        when that version was read before (a doorkeeper, see the module doc). The first
+        read of a version is only remembered, so a key read once per write, or a scan of
+        keys read once, never pays for rendering an entry it will not use."""
+        seen = self._seen
+        version = id(token)  # not the token: that would keep every value read once alive
+        if seen.get(key) == version:  # (an id reused by a later version: one early fill)
+            del seen[key]
+            return True
+        if len(seen) >= self.max_entries:
+            seen.clear()
+        seen[key] = version
+        return False
+
+    def put(self, key: str, token: object, headers: Headers, body: bytes) -> WarmRead | None:
+        """Keep the answer rendered from the version ``token`` names, and return it (None:
+        too large to keep)."""
         cost = 2 * len(body) + ENTRY_OVERHEAD_BYTES
         if cost > self._max_cost:
-            return
+            return None
         entries = self._entries
         replaced = entries.get(key)
         if replaced is not None:
@@ -81,9 +112,11 @@ class ReadCache:
             self.clear()
         if self._bytes + cost > self.max_bytes:
             self.clear()
-        entries[key] = WarmRead(token, headers, body, cost)
+        entries[key] = warm = WarmRead(token, headers, body, cost)
         self._bytes += cost
+        return warm
 
     def clear(self) -> None:
+        """Drop every entry (what ``admit`` remembers stays: it is bounded on its own)."""
         self._entries.clear()
         self._bytes = 0

@@ -86,18 +86,35 @@ async def test_a_kept_answer_is_the_full_answer_byte_for_byte_until_the_version_
 ) -> None:
     stored(runner, "k", RECORD)
     cold = await http.get("/kv/k", headers=READER)
+    kept = await http.get("/kv/k", headers=READER)  # the version's second read: kept
     warm = await http.get("/kv/k", headers=READER)
-    assert reads(runner) == 1, "the second read was answered from the kept rendering"
-    assert warm.headers.raw == cold.headers.raw and warm.content == cold.content == b"v"
+    assert reads(runner) == 2, "the third read was answered from the kept rendering"
+    assert kept.headers.raw == warm.headers.raw == cold.headers.raw
+    assert warm.content == kept.content == cold.content == b"v"
     head = await http.head("/kv/k", headers=READER)
-    assert head.headers.raw == cold.headers.raw and head.content == b"" and reads(runner) == 1
+    assert head.headers.raw == cold.headers.raw and head.content == b"" and reads(runner) == 2
     stored(runner, "k", Record(b"w", "text/plain", {"n1": 2}, 78, "n1"))  # a write here
     newer = await http.get("/kv/k", headers=READER)
     assert newer.content == b"w" and newer.headers["etag"] != cold.headers["etag"]
-    assert reads(runner) == 2
+    assert reads(runner) == 3
     stored(runner, "k", None)  # deleted (or purged, or a restarted node without it)
     assert (await http.get("/kv/k", headers=READER)).status_code == 404
-    assert reads(runner) == 3
+    assert reads(runner) == 4
+
+
+async def test_only_a_version_read_twice_is_kept(
+    http: httpx.AsyncClient, runner: ScriptedRunner, handler: KVHandler
+) -> None:
+    for key in ("a", "b", "c"):  # a scan: each key read once
+        stored(runner, key, RECORD)
+        await http.get(f"/kv/{key}", headers=READER)
+    assert len(handler._reads) == 0, "a first read keeps nothing"
+    stored(runner, "a", RECORD)  # a's version changed since its read: a first read again
+    await http.get("/kv/a", headers=READER)
+    assert len(handler._reads) == 0
+    await http.get("/kv/a", headers=READER)  # the same version, read again: kept
+    assert len(handler._reads) == 1 and reads(runner) == 5
+    assert (await http.get("/kv/a", headers=READER)).content == b"v" and reads(runner) == 5
 
 
 async def test_an_answer_without_a_token_is_never_kept(
@@ -122,6 +139,7 @@ async def test_a_kept_answer_still_needs_a_good_key_and_a_running_node(
 ) -> None:
     stored(runner, "k", RECORD)
     await http.get("/kv/k", headers=ADMIN)
+    await http.get("/kv/k", headers=ADMIN)  # the second read of the version: kept
     assert (await http.get("/kv/k")).status_code == 401
     assert (await http.get("/kv/k", headers={"x-api-key": "nope"})).status_code == 401
     both = {"x-api-key": READER_KEY, "authorization": f"Bearer {ADMIN_KEY}"}
@@ -137,7 +155,7 @@ async def test_a_kept_answer_still_needs_a_good_key_and_a_running_node(
     limiter.buckets.clear()
     runner.running = False
     assert (await http.get("/kv/k", headers=READER)).json()["error"] == "unavailable"
-    assert reads(runner) == 1, "every other answer was the kept one, or refused before it"
+    assert reads(runner) == 2, "every other answer was the kept one, or refused before it"
 
 
 async def test_kept_answers_are_counted_as_every_read_is(
