@@ -110,39 +110,28 @@ _REFUSED = {
 
 
 class KVRequest:
-    """What the handler needs from one request, read in one pass over the headers."""
+    """What the handler needs from one request, read in one pass over the headers.
 
-    __slots__ = (
-        "api_key",
-        "authorization",
-        "body",
-        "content_length",
-        "content_type",
-        "content_types",
-        "credentials_duplicated",
-        "forwarded",
-        "headers",
-        "if_match",
-        "method",
-        "scope",
-    )
+    No ``__slots__``: the fields a request does not send keep their class defaults
+    (immutable), so a plain GET stores only what it has (the miss path's cost)."""
+
+    body = b""
+    content_type: bytes | None = None  # checked by _content_type on writes only
+    content_types = 0
+    content_length: bytes | None = None
+    if_match: bytes | None = None
+    forwarded = False
+    # The credentials too (``live.auth.Gate.check_credentials``): ASGI header names are
+    # lower-case, and a second Authorization or X-API-Key is remembered, never dropped.
+    authorization: bytes | None = None
+    api_key: bytes | None = None
+    credentials_duplicated = False
 
     def __init__(self, scope: Scope) -> None:
         # What forwarding relays (``live.forward.Relay``): this object is that relay.
         self.method: str = scope["method"]
         self.scope = scope  # path and query are read from it only when a request is relayed
         self.headers: Headers = scope["headers"]
-        self.body = b""
-        self.content_type: bytes | None = None  # checked by _content_type on writes only
-        self.content_types = 0
-        self.content_length: bytes | None = None
-        self.if_match: bytes | None = None
-        self.forwarded = False
-        # The credentials too (``live.auth.Gate.check_credentials``): ASGI header names are
-        # lower-case, and a second Authorization or X-API-Key is remembered, never dropped.
-        self.authorization: bytes | None = None
-        self.api_key: bytes | None = None
-        self.credentials_duplicated = False
         for name, value in self.headers:
             if name not in _READ_HEADERS:  # host, user-agent, accept...: one test each
                 continue
@@ -214,31 +203,24 @@ class KVHandler:
                 await send_reply(send, refusal, head=head)
                 self.metrics.observe_request("kv", refusal.status, time.perf_counter() - started)
                 return
-            start = {"type": "http.response.start", "status": 200, "headers": [*warm.headers]}
-            await send(start)
-            await send({"type": "http.response.body", "body": b"" if head else warm.body})
-            count, latency = self._warm_meter or self._meter()
-            count.value += 1
-            latency.observe(time.perf_counter() - started)
-            return
-        route = "kv_list" if scope["path"] in ("/kv", "/kv/") and method == "GET" else "kv"
-        try:
-            route, reply = await self._dispatch(scope, receive, method, send)
-        except HttpError as exc:
-            reply = error_reply(exc)
-        except Exception:  # a bug: the boundary answers 500; count it here, then let it go
-            self.metrics.observe_request(route, 500, time.perf_counter() - started)
-            raise
-        if reply is None:  # a watch stream, answered as it went
-            return
-        if isinstance(reply, WarmRead):  # a read just kept: sent once, as it will be again
-            await self._send_warm(send, reply, head, started)
-            return
-        await send_reply(send, reply, head=head)
-        self.metrics.observe_request(route, reply.status, time.perf_counter() - started)
-
-    async def _send_warm(self, send: Send, warm: WarmRead, head: bool, started: float) -> None:
-        """A kept answer (``live.read_cache``), counted as ``kv_get`` 200 as any read is."""
+        else:
+            route = "kv_list" if scope["path"] in ("/kv", "/kv/") and method == "GET" else "kv"
+            try:
+                route, reply = await self._dispatch(scope, receive, method, send)
+            except HttpError as exc:
+                reply = error_reply(exc)
+            except Exception:  # a bug: the boundary answers 500; count it here, let it go
+                self.metrics.observe_request(route, 500, time.perf_counter() - started)
+                raise
+            if reply is None:  # a watch stream, answered as it went
+                return
+            if not isinstance(reply, WarmRead):
+                await send_reply(send, reply, head=head)
+                self.metrics.observe_request(route, reply.status, time.perf_counter() - started)
+                return
+            warm = reply  # a value read here (kept or not): sent as a kept answer is
+        # A rendered read (``live.read_cache.WarmRead``), counted as ``kv_get`` 200 as
+        # ``observe_request`` would.
         start = {"type": "http.response.start", "status": 200, "headers": [*warm.headers]}
         await send(start)
         await send({"type": "http.response.body", "body": b"" if head else warm.body})
@@ -399,18 +381,15 @@ class KVHandler:
             return _not_found(f"no value for key {key!r}")
         version = self._version_of(key, record)
         content_type = (b"content-type", record.content_type.encode("latin-1"))
-        value = record.value
+        value = record.value  # rendered once, Content-Length included, as a kept answer is
+        length = (b"content-length", str(len(value)).encode())
+        headers = [content_type, version.etag, version.context_header, length]
         token = answer.token  # not None: the core says it stays the answer until a write
         if token is not None and self._reads.admit(key, token):  # this version read before
-            # Rendered once, Content-Length included: kept, and sent as it is kept.
-            length = (b"content-length", str(len(value)).encode())
-            headers = [content_type, version.etag, version.context_header, length]
             warm = self._reads.put(key, token, headers, value)
             if warm is not None:
                 return warm
-            headers.pop()  # too large to keep: send_reply adds the length
-            return Reply(200, headers, value)
-        return Reply(200, [content_type, version.etag, version.context_header], value)
+        return WarmRead(None, headers, value, 0)  # sent as a kept answer is, but not kept
 
     def _meta_reply(self, key: str, answer: ReadAnswer) -> Reply:
         if not isinstance(answer, Local):

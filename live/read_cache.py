@@ -37,11 +37,12 @@ ENTRY_OVERHEAD_BYTES = 512  # the entry, its header list and tuples, its dict sl
 
 
 class WarmRead:
-    """One rendered 200 answer: every header (Content-Length included) and the value."""
+    """One rendered 200 answer: every header (Content-Length included) and the value (a
+    read not kept is sent as one too, with no token)."""
 
     __slots__ = ("body", "cost", "headers", "token")
 
-    def __init__(self, token: object, headers: Headers, body: bytes, cost: int) -> None:
+    def __init__(self, token: object | None, headers: Headers, body: bytes, cost: int) -> None:
         self.token = token
         self.headers = headers  # never sent as is: senders copy it (middleware may mutate)
         self.body = body
