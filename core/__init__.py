@@ -15,6 +15,9 @@ The driver-facing API (``live.runner`` and ``sim.engine`` use nothing else):
   log or count its events (``transitions``, ``discards``);
 * ask where to answer a read: ``read(key) -> Local | AskOwners``, and a listing:
   ``plan_list(...) -> ListPlan``, joined with ``merge_pages``;
+* after a restart, stream the stored versions in with ``Node.startup.load`` (a
+  ``StartupLoad``) a slice at a time, answering a read of a key not loaded yet with
+  ``read_stored``;
 * read state only through ``Node.view`` (a ``NodeView``); ``message_kind`` names an
   encoded message's type without decoding it.
 * a ``write`` that could not be persisted is undone with ``abort()`` (instead of
@@ -46,6 +49,7 @@ from rumordb.core.output import Output
 from rumordb.core.reads import AskOwners, ListPlan, Local, ReadPlan, merge_pages
 from rumordb.core.record import Discarded, Record
 from rumordb.core.ring import Ring
+from rumordb.core.startup import StartupLoad, read_stored
 from rumordb.core.vclock import Order, compare
 from rumordb.core.view import NodeView
 from rumordb.core.writes import BatchWrite, WriteCommand, WriteResult, WriteStatus
@@ -82,6 +86,7 @@ __all__ = [
     "Ring",
     "RumorError",
     "Skew",
+    "StartupLoad",
     "State",
     "StaticMembership",
     "Transition",
@@ -99,5 +104,6 @@ __all__ = [
     "merge",
     "merge_pages",
     "message_kind",
+    "read_stored",
     "restart_incarnation",
 ]

@@ -68,6 +68,7 @@ from rumordb.core.reads import AskOwners, ListPlan, Local, ReadPlan
 from rumordb.core.record import Record, is_live
 from rumordb.core.replica import Replica
 from rumordb.core.ring import Ring
+from rumordb.core.startup import StartupLoad
 from rumordb.core.timers import Timers
 from rumordb.core.tombstones import Version
 from rumordb.core.view import NodeView
@@ -121,11 +122,12 @@ class Node:
         self._add_protocol_parts(c, rng)
         self.replica.load_all(records)
         self.replica.tombstones.restore(purged)
+        self.startup = StartupLoad(self.replica)  # the rest of the disk, in slices
         self.timers = Timers(c.probe_interval_ms, c.gossip_interval_ms, c.anti_entropy_interval_ms)
         self.timers.start(clock, rng if c.jitter_timers else None)
         self.view = NodeView(
             self.store, self.replica.tombstones, self.membership, self.queue, self.counters,
-            self.owners, self.ring, self.clock_watch,
+            self.owners, self.ring, self.clock_watch, c.sharding,
         )  # fmt: skip
 
     def _add_protocol_parts(self, c: NodeConfig, rng: random.Random) -> None:
@@ -171,22 +173,6 @@ class Node:
             # clock): name that version, so a driver can tell when it changes.
             return Local(record, token=self.store.records.version_token(key))
         return Local(record)
-
-    def read_stored(
-        self, record: Record | None, *, meta: bool = False, now: float | None = None
-    ) -> Local:
-        """A read of a version the driver read from disk itself, while the start-up
-        ``load`` has not reached its key yet (nothing else changes the store meanwhile)."""
-        if meta:
-            return Local(record, None)
-        return Local(record if is_live(record, self._now_hlc(now)) else None)
-
-    def load(self, records: Iterable[tuple[str, Record]]) -> int:
-        """More versions read back from disk at start (keys not loaded yet), a slice at a
-        time, so a driver serves reads in between; before any write, message or tick.
-        Returns the keys held now."""
-        self.replica.load_all(records)
-        return len(self.store)
 
     def plan_list(
         self, prefix: str = "", limit: int = 100, after: str = "", *, forwarded: bool = False,
@@ -346,7 +332,7 @@ class Node:
     # --- leaving and forgetting ------------------------------------------------------
     def leave(self, now: float, mono: float | None = None) -> Output:
         """Announce to every peer that this node leaves; sharded, start handing off
-        (``core.lifecycle``: done when ``handoff_remaining()`` is 0)."""
+        (``core.lifecycle``: done when ``view.handoff_remaining()`` is 0)."""
         self.membership.leave(member_time(now, mono))
         out = Output()
         peers = lifecycle.leave_targets(self.membership)
@@ -354,15 +340,6 @@ class Node:
             self.outbox.send(out, peers, Heartbeat(self.node_id, self._entries(), int(now * 1000)))
         self._maintain(out)
         return self._with_transitions(out)
-
-    @property
-    def leaving(self) -> bool:
-        return lifecycle.is_leaving(self.membership)
-
-    def handoff_remaining(self) -> int:
-        """Keys held here that still wait for their owners to hold them (sharded)."""
-        sharding = self.config.sharding
-        return lifecycle.handoff_remaining(self.store.records, self.owners, self.node_id, sharding)
 
     def forget(self, member_id: str, now: float, mono: float | None = None) -> bool:
         """Forget a dead or left member (``Membership.forget``); purge stops waiting for it."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, ItemsView, Mapping
 
+from rumordb.core import lifecycle
 from rumordb.core.broadcast import BroadcastQueue
 from rumordb.core.clock_watch import ClockVerdict, ClockWatch
 from rumordb.core.counters import Counters
@@ -28,6 +29,7 @@ class NodeView:
         "_owners",
         "_queue",
         "_ring",
+        "_sharding",
         "_store",
         "_tombstones",
         "version_token",
@@ -43,6 +45,7 @@ class NodeView:
         owners: Callable[[str], list[str]],
         ring: Callable[[], Ring],
         clock_watch: ClockWatch,
+        sharding: bool = False,
     ) -> None:
         self._store = store
         self._tombstones = tombstones
@@ -54,6 +57,7 @@ class NodeView:
         self._clock_watch = clock_watch
         # An object naming the stored version of a key (or None): ``core.reads.Local.token``.
         self.version_token: Callable[[str], object | None] = store.records.version_token
+        self._sharding = sharding
 
     # --- data ------------------------------------------------------------------------
     def get(self, key: str) -> Record | None:
@@ -135,6 +139,17 @@ class NodeView:
     def ownership(self) -> dict[str, float]:
         """Each ring member's share of the key space."""
         return self._ring().ownership()
+
+    @property
+    def leaving(self) -> bool:
+        """This node announced that it leaves (``Node.leave``; until it restarts)."""
+        return lifecycle.is_leaving(self._members)
+
+    def handoff_remaining(self) -> int:
+        """Keys held here that still wait for their owners to hold them (sharded:
+        ``core.lifecycle``; a leaving node is done when it is 0)."""
+        records, node_id = self._store.records, self._members.self_id
+        return lifecycle.handoff_remaining(records, self._owners, node_id, self._sharding)
 
     def clock(self) -> ClockVerdict:
         """Whether this node's clock is within the skew bound of its peers' (and by how much)."""

@@ -29,15 +29,15 @@ batch stays to be read or spread; a receive that waited for it sends nothing (go
 retried anyway, and what it computed may hold the undone versions).
 
 Start-up load: the reserved keyspace (the keyring: the gate needs it) and the log are
-loaded before the node serves anything; the rest streams from SQLite in slices of
-``LOAD_SLICE_S`` on the event loop, with the node already listening, so a restart
-with millions of keys answers at once. While it loads, only single-key reads are served
-(a key not loaded yet is read from the disk: ``Storage.read``; nothing else changes the
-store meanwhile, so memory and disk agree on every key); writes, listings, peers' gossip
-and ticks wait for ``running``, which ``/health`` and ``/ready`` report only then.
+loaded before the node serves anything; the rest streams from SQLite in slices on the
+event loop (``live.startup``), with the node already listening. While it loads, only
+single-key reads are served (a key not loaded yet is read from the disk:
+``Storage.read``; nothing else changes the store meanwhile, so memory and disk agree on
+every key); writes, listings, peers' gossip and ticks wait for ``running``, which
+``/health`` and ``/ready`` report only then.
 
-Incarnation: persisted in storage meta and bumped at every start, so a restarted node's
-heartbeats override whatever the cluster remembers of its previous life.
+Incarnation: persisted in storage meta and bumped at every start (``live.startup``), so
+a restarted node's heartbeats override whatever the cluster remembers of its previous life.
 
 Time: the core gets wall time (``now``: HLCs of writes) and monotonic time (``mono``:
 membership timeouts and timers), so a clock step never makes a peer look silent. After a
@@ -53,69 +53,55 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
-import random
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
 import structlog
 
 from rumordb.core import (
-    ClockVerdict,
-    InvalidMessage,
     Local,
     Node,
     NodeView,
     Output,
     Record,
-    Skew,
     WriteCommand,
     WriteResult,
     WriteStatus,
     merge_pages,
-    restart_incarnation,
+    read_stored,
 )
 from rumordb.core.errors import DecodeError
 from rumordb.core.hlc import LOGICAL_BITS
-from rumordb.core.keyring import RESERVED_PREFIX
 from rumordb.core.tombstones import PURGED_MEMORY
+from rumordb.live.clock_report import ClockLog, clock_problem
+from rumordb.live.cluster import cluster_view
 from rumordb.live.faults import Faults
 from rumordb.live.forward import Forwarded, Forwarder, Relay, Unforwarded
 from rumordb.live.gossip_client import GossipClient
+from rumordb.live.leaving import LEAVE_FLUSH_S, leave_report, wait_for_handoff
 from rumordb.live.metrics import Metrics
-from rumordb.live.settings import load_or_create_node_id
+from rumordb.live.peers import Peers
+from rumordb.live.readiness import Progress, readiness
+from rumordb.live.refusals import RefusalLog
+from rumordb.live.startup import StartupLoader, open_node
 from rumordb.live.storage import Storage
+from rumordb.live.tick_loop import TickLoop
 from rumordb.live.watch import WatchHub
 from rumordb.live.wire import signer_for
 
 if TYPE_CHECKING:
-    from rumordb.live.discovery import Announcement, Discovery
+    from rumordb.live.discovery import Announcement
     from rumordb.live.settings import Settings
 
 log = structlog.get_logger("rumor.node")
 
-MAX_TICK_SLEEP_S = 0.2  # bounded sleep: config changes and shutdown are noticed quickly
-MIN_TICK_SLEEP_S = 0.001
-SEED_RETRY_S = 2.0
 MAX_WRITE_BATCH = 4096  # client writes applied per group commit
 MAX_PENDING_WRITES = 50_000  # client writes waiting for a batch; beyond: 503, try later
-STALL_FACTOR = 2.0  # a tick this many probe intervals late: the loop stalled
-DRAIN_AFTER_STALL_S = 0.05  # let the input that waited through a stall be read first
-LEAVE_POLL_S = 0.1
-LEAVE_FLUSH_S = 2.0
-REFUSED_LOG_INTERVAL_S = 10.0  # at most one warning per interval for refused peer messages
-# The start-up load runs in steps of LOAD_STEP_ROWS records (read, decoded, indexed:
-# ~1 ms) until LOAD_SLICE_S has passed, then lets the loop serve: a read waits at most
-# about that long behind the load, also when the machine is busy (2 000-row slices took
-# ~100 ms of wall time each at load average 9, and a read from disk waits for 3 turns).
-LOAD_STEP_ROWS = 200
-LOAD_SLICE_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,44 +138,6 @@ class ForwardedItem(NamedTuple):
 BatchAnswer = WriteResult | NotStored | ForwardedItem
 
 
-class RateLimitedLog:
-    """At most one line per ``interval_s``; the lines held back are counted into the next."""
-
-    __slots__ = ("_last_s", "_suppressed", "interval_s")
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self._last_s = float("-inf")
-        self._suppressed = 0
-
-    def allow(self, now_s: float) -> int | None:
-        """None: hold this line back; else how many were held back since the last one."""
-        if now_s - self._last_s < self.interval_s:
-            self._suppressed += 1
-            return None
-        self._last_s, suppressed, self._suppressed = now_s, self._suppressed, 0
-        return suppressed
-
-
-def clock_problem(verdict: ClockVerdict) -> str:
-    """The ``/health`` line of a clock outside the skew bound."""
-    side = "ahead of" if verdict.skew is Skew.AHEAD else "behind"
-    text = (
-        f"clock: {abs(verdict.ahead_ms)} ms {side} the median of {verdict.peers} peer(s), "
-        f"beyond the {verdict.bound_ms} ms skew bound"
-    )
-    if verdict.skew is Skew.AHEAD:
-        return text + "; client writes are refused (503) until it is fixed"
-    return text + "; versions from peers ahead of this clock are refused"
-
-
-def resolve_node_id(settings: Settings) -> str:
-    """The configured id, else the stable one kept in the data dir (created the first time)."""
-    if settings.node_id:
-        return settings.node_id
-    return load_or_create_node_id(Path(settings.data_dir))
-
-
 def _no_version(key: str) -> object | None:
     """``Runner.version_token`` before a node is built: nothing is stored."""
     return None
@@ -224,7 +172,7 @@ class Runner:
         self.version_token: Callable[[str], object | None] = _no_version
         self._storage: Storage | None = None
         self._gossip: GossipClient | None = None
-        self._discovery: Discovery | None = None
+        self._peers: Peers | None = None  # discovery and seeds, once running
         self._tasks: list[asyncio.Task[None]] = []
         self._behind: set[asyncio.Future[None]] = set()  # replica persists nobody awaits
         self._forwarder: Forwarder | None = None
@@ -233,8 +181,8 @@ class Runner:
         self._write_wakeup = asyncio.Event()
         # The client batch being persisted; resolves to whether it was made durable.
         self._committing: asyncio.Future[bool] | None = None
-        self._clock_skew = Skew.OK  # last verdict logged (core.clock_watch)
-        self._refused_log = RateLimitedLog(REFUSED_LOG_INTERVAL_S)
+        self._clock_log = ClockLog()
+        self._refusals = RefusalLog()
         self._tick_due = False
         self._caught_up = False  # an anti-entropy exchange completed (a tick's counter deltas)
         self._watch: WatchHub | None = None
@@ -243,10 +191,9 @@ class Runner:
         self.incarnation = 0
         self.started_once = False
         self._started_mono = 0.0
-        self._last_tick_mono = 0.0
         self._leaving: asyncio.Task[dict[str, Any]] | None = None
         self._loader: asyncio.Task[None] | None = None  # the start-up load, while it runs
-        self.stalls = 0  # tick-loop stalls noticed (a pause, CPU starvation)
+        self._ticks: TickLoop | None = None  # once running
 
     # --- properties ----------------------------------------------------------------
     @property
@@ -288,6 +235,11 @@ class Runner:
         """Records are still streaming from disk: only single-key reads are served."""
         return self._loader is not None
 
+    @property
+    def stalls(self) -> int:
+        """Tick-loop stalls noticed (a pause, CPU starvation: ``live.tick_loop``)."""
+        return self._ticks.stalls if self._ticks is not None else 0
+
     def now(self) -> float:
         return time.time() + self.settings.clock_offset_ms / 1000
 
@@ -299,7 +251,7 @@ class Runner:
     # --- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
-        rest = self._open_node()
+        self._open_node()
         self._watch = WatchHub(
             self.incarnation,
             ring_events=s.watch_ring_events,
@@ -319,26 +271,15 @@ class Runner:
             transport=self._transport,
         )
         self._forwarder = Forwarder(self.node_id, address, self.metrics, transport=self._transport)
-        if self._load_slice(rest):  # more than one slice: load the rest while serving
-            self._loader = asyncio.get_running_loop().create_task(self._load_rest(rest))
+        loader = StartupLoader(self.node.startup, self.storage)
+        if loader.load_slice():  # more than one slice: load the rest while serving
+            self._loader = asyncio.get_running_loop().create_task(self._load_rest(loader))
         else:
             await self._begin()
 
-    def _load_slice(self, rows: Iterator[tuple[str, Record]]) -> bool:
-        """Load steps of the stored records for ``LOAD_SLICE_S``; True while more may follow."""
-        until = time.perf_counter() + LOAD_SLICE_S
-        while True:
-            chunk = list(itertools.islice(rows, LOAD_STEP_ROWS))
-            self.node.load(chunk)
-            if len(chunk) < LOAD_STEP_ROWS:
-                return False
-            if time.perf_counter() >= until:
-                return True
-
-    async def _load_rest(self, rows: Iterator[tuple[str, Record]]) -> None:
+    async def _load_rest(self, loader: StartupLoader) -> None:
         try:
-            while self._load_slice(rows):
-                await asyncio.sleep(0)  # reads (and probes) are served between slices
+            await loader.load_rest()
         except Exception as exc:  # the node cannot serve what it cannot read: stop it
             log.exception("load_failed", error=repr(exc))
             self._loader = None
@@ -350,14 +291,19 @@ class Runner:
     async def _begin(self) -> None:
         """Every record is loaded: run the tick loop and the writer, meet the peers."""
         s = self.settings
-        self._started_mono = self._last_tick_mono = self.mono()
+        self._started_mono = self.mono()
         self._running = True
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._tick_loop()), loop.create_task(self._writer())]
-        if s.seeds:
-            self._tasks.append(loop.create_task(self._seed_loop()))
-        if self._discovery_enabled:
-            await self._start_discovery()
+        self._ticks = TickLoop(
+            s.probe_interval_ms, next_deadline=self.node.next_deadline, tick=self._safe_tick,
+            defer=self._defer_tick, running=lambda: self._running, mono=self.mono,
+        )  # fmt: skip
+        self._tasks = [loop.create_task(self._ticks.run()), loop.create_task(self._writer())]
+        self._peers = Peers(
+            s, self.node, self.url, client=self.gossip.client, running=lambda: self._running,
+            now=self.now, metrics=self.metrics,
+        )  # fmt: skip
+        await self._peers.start(discovery=self._discovery_enabled)
         self.started_once = True
         log.debug(
             "node_started",
@@ -369,52 +315,16 @@ class Runner:
             sharding=s.sharding,
         )
 
-    def _open_node(self) -> Iterator[tuple[str, Record]]:
-        """Open the storage and build the node from the reserved keyspace (the keyring)
-        and the log; returns the rest of the stored records, to ``load`` in slices."""
-        s = self.settings
-        storage = Storage.open(Path(s.data_dir), s.durability)
-        self._storage = storage
-        self.node_id = resolve_node_id(s)
-        storage.set_meta("node_id", self.node_id)
-        self.incarnation = restart_incarnation(int(storage.get_meta("incarnation") or "0"))
-        storage.set_meta("incarnation", str(self.incarnation))
-        self._started_mono = self._last_tick_mono = self.mono()
+    def _open_node(self) -> None:
+        """Open the storage and build the node from it (``live.startup``): the rest of the
+        stored records follow in slices."""
+        self._started_mono = self.mono()
         self._caught_up = False  # this incarnation has synced nothing yet
-        self._node = Node(
-            self.node_id,
-            self.url,
-            rng=random.Random(int.from_bytes(os.urandom(8), "big")),
-            now=self.now(),
-            config=s.node_config(),
-            incarnation=self.incarnation,
-            records=storage.stream(within=RESERVED_PREFIX),  # packed into the store as read
-            mono=self._started_mono,
-            purged=storage.load_purged(),
+        self._storage, self._node = open_node(
+            self.settings, self.url, self.now(), self._started_mono
         )
         self.version_token = self._node.view.version_token
-        return storage.stream(without=RESERVED_PREFIX, chunk_rows=LOAD_STEP_ROWS)
-
-    async def _start_discovery(self) -> None:
-        from rumordb.live.discovery import Discovery, resolve_broadcast
-
-        s = self.settings
-        broadcast = resolve_broadcast(s.host, s.broadcast)
-        if broadcast is None:
-            return
-        self._discovery = Discovery(
-            node_id=self.node_id,
-            url_fn=lambda: self.url,
-            incarnation_fn=lambda: self.node.view.incarnation,
-            signer=signer_for(s),
-            on_stale=self.metrics.stale_frames.labels("discovery").inc,
-            bind_host=s.host,
-            port=s.discovery_port,
-            broadcast_addr=broadcast,
-            interval_ms=s.discovery_interval_ms,
-            on_peer=self.on_peer,
-        )
-        await self._discovery.start()
+        self.node_id, self.incarnation = self._node.view.node_id, self._node.view.incarnation
 
     async def stop(self) -> None:
         loader, self._loader = self._loader, None
@@ -433,9 +343,8 @@ class Runner:
             except Exception as exc:  # leaving is a courtesy: stopping must go on
                 log.exception("leave_failed", error=repr(exc))
         self._running = False
-        if self._discovery is not None:
-            self._discovery.close()
-            await self._discovery.wait_closed()
+        if self._peers is not None:
+            await self._peers.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -463,38 +372,13 @@ class Runner:
 
     @property
     def discovery_rejected(self) -> int:
-        return self._discovery.rejected if self._discovery is not None else 0
+        return self._peers.rejected if self._peers is not None else 0
 
     # --- peers ---------------------------------------------------------------------
     def on_peer(self, announcement: Announcement) -> None:
-        """Discovery heard a peer: join it (no-op for members we know at that address)."""
-        if not self._running or announcement.node_id == self.node_id:
-            return
-        self.node.join(
-            announcement.node_id, announcement.url, announcement.incarnation, self.now(),
-            mono=self.mono(),
-        )  # fmt: skip
-
-    async def _seed_loop(self) -> None:
-        """Contact seeds until each is a live member; re-contact one that dies."""
-        from rumordb.live.discovery import expand_seeds, seed_peers
-
-        seeds = seed_peers(self.settings.seeds, self.url)
-        while self._running:
-            for seed in await expand_seeds(seeds):  # a DNS seed: each of its addresses
-                await self._contact_seed(seed)
-            await asyncio.sleep(SEED_RETRY_S)
-
-    async def _contact_seed(self, url: str) -> None:
-        from rumordb.live.discovery import announcement_from_heartbeat
-
-        try:
-            response = await self.gossip.client.get(url + "/heartbeat", timeout=1.0)
-            announcement = announcement_from_heartbeat(url, response.json())
-        except (httpx.HTTPError, ValueError):
-            return
-        if not self.node.view.is_alive(announcement.node_id):
-            self.on_peer(announcement)
+        """Discovery (or a seed) heard a peer: join it while running (``live.peers``)."""
+        if self._peers is not None:
+            self._peers.on_peer(announcement)
 
     # --- client requests -----------------------------------------------------------
     async def write(self, command: WriteCommand, relay: Relay) -> WriteAnswer:
@@ -560,7 +444,7 @@ class Runner:
         if self._loader is not None and self.view.version(key) is None:
             stored = await self.storage.read(key)  # not loaded yet (or not stored at all)
             if self._loader is not None:  # still loading: the store has not changed since
-                return self.node.read_stored(stored, meta=meta, now=self.now())
+                return read_stored(stored, self.now(), meta=meta)
         plan = self.node.read(key, forwarded=relay.forwarded, meta=meta, now=self.now())
         if isinstance(plan, Local):
             return plan
@@ -686,6 +570,8 @@ class Runner:
             self._observe_lag(out.writes, now)
             self.watch.publish(out.writes, replicated=True, applied_s=applied_s)
         if out.writes or out.purges:
+            if out.purges:  # remembered before the purge can reach the disk (as ``_tick``)
+                self._remember_purged()
             # Versions from peers: their origin holds them durably, so no fsync of our own.
             persisting = self.storage.persist(out.writes, out.purges, durable=False)
             if out.messages:
@@ -710,16 +596,7 @@ class Runner:
 
     def _refused(self, sender: str, exc: DecodeError) -> None:
         """A peer message dropped whole (counted by the core): logged, rate-limited."""
-        reason = exc.reason if isinstance(exc, InvalidMessage) else "undecodable"
-        suppressed = self._refused_log.allow(time.monotonic())
-        if suppressed is not None:
-            log.warning(
-                "gossip_message_refused",
-                sender=sender,
-                reason=reason,
-                error=str(exc)[:300],
-                suppressed_since_last=suppressed,
-            )
+        self._refusals.refused(sender, exc)
 
     def _persist_behind(self, persisting: Awaitable[None]) -> None:
         task = asyncio.ensure_future(persisting)
@@ -745,23 +622,13 @@ class Runner:
         )
 
     # --- tick path -----------------------------------------------------------------
-    async def _tick_loop(self) -> None:
-        stalled_after_s = STALL_FACTOR * self.settings.probe_interval_ms / 1000
-        while self._running:
-            delay = self.node.next_deadline() - self.mono()
-            await asyncio.sleep(min(MAX_TICK_SLEEP_S, max(MIN_TICK_SLEEP_S, delay)))
-            gap = self.mono() - self._last_tick_mono
-            if gap > stalled_after_s + MAX_TICK_SLEEP_S:
-                # We were away: read what waited (gossip, heartbeats) before judging peers.
-                self.stalls += 1
-                log.warning("loop_stalled", gap_s=round(gap, 3))
-                await asyncio.sleep(DRAIN_AFTER_STALL_S)
-            self._last_tick_mono = self.mono()
-            if self._committing is not None or self._pending:
-                self._tick_due = True  # the writer ticks right after its commit
-                self._write_wakeup.set()
-                continue
-            await self._safe_tick()
+    def _defer_tick(self) -> bool:
+        """A tick due while client writes commit: the writer runs it right after the commit."""
+        if self._committing is None and not self._pending:
+            return False
+        self._tick_due = True
+        self._write_wakeup.set()
+        return True
 
     async def _safe_tick(self) -> None:
         try:
@@ -776,7 +643,7 @@ class Runner:
         if out.counter_deltas.get("anti_entropy_completed"):
             self._caught_up = True
         self._log_transitions(out)
-        self._watch_clock()
+        self._clock_log.observe(self.node.view.clock())
         self._keep_incarnation()
         # Remember purged versions before the purge itself reaches the disk, and before
         # any await: a stop (or crash) in between must not leave a purged tombstone that
@@ -793,31 +660,10 @@ class Runner:
         if purged:  # the memory that refuses stale re-sends must outlive this process
             self.storage.remember_purged(purged, PURGED_MEMORY)
 
-    def _watch_clock(self) -> None:
-        """Log when this node's clock leaves (or re-enters) the skew bound of its peers'."""
-        verdict = self.node.view.clock()
-        if verdict.skew is self._clock_skew:
-            return
-        self._clock_skew = verdict.skew
-        if verdict.skew is Skew.OK:
-            log.info("clock_within_bound", ahead_ms=verdict.ahead_ms, peers=verdict.peers)
-            return
-        log.warning(
-            "clock_out_of_bound",
-            skew=verdict.skew.value,
-            ahead_ms=verdict.ahead_ms,
-            bound_ms=verdict.bound_ms,
-            peers=verdict.peers,
-            writes_refused=verdict.skew is Skew.AHEAD,
-        )
-
     def problems(self) -> list[str]:
         """Why this node is degraded (``/health``): its storage, its clock."""
-        problems = self.storage.problems()
-        verdict = self.node.view.clock()
-        if verdict.skew is not Skew.OK:
-            problems.append(clock_problem(verdict))
-        return problems
+        clock = clock_problem(self.node.view.clock())
+        return self.storage.problems() + ([clock] if clock is not None else [])
 
     def _keep_incarnation(self) -> None:
         """Persist an incarnation raised by a refutation, so a restart starts above it."""
@@ -836,25 +682,17 @@ class Runner:
     async def _leave(self) -> dict[str, Any]:
         node, started = self.node, self.mono()
         out = node.leave(self.now(), mono=started)
-        held = node.handoff_remaining()
+        held = node.view.handoff_remaining()
         self._log_transitions(out)
         self._keep_incarnation()
+        self._remember_purged()  # before the purge reaches the disk (as ``_tick``)
         if out.writes or out.purges:
             await self.storage.persist(out.writes, out.purges, durable=False)
         self._send(out.messages)
         deadline = started + self.settings.leave_timeout_s
-        while node.handoff_remaining() and self.mono() < deadline and self._running:
-            await asyncio.sleep(LEAVE_POLL_S)  # the tick loop hands off every interval
-        remaining = node.handoff_remaining()
+        remaining = await wait_for_handoff(node.view, deadline, lambda: self._running, mono=self.mono)  # fmt: skip
         await self.gossip.flush(LEAVE_FLUSH_S)  # the announcement reaches the peers
-        report = {
-            "node_id": self.node_id,
-            "state": "left",
-            "handed_off": held - remaining,
-            "remaining": remaining,
-            "waited_s": round(self.mono() - started, 3),
-            "timed_out": remaining > 0,
-        }
+        report = leave_report(self.node_id, held, remaining, self.mono() - started)
         log.info("node_left", **report)
         return report
 
@@ -871,21 +709,16 @@ class Runner:
 
     def readiness(self) -> tuple[bool, str]:
         """Loaded, joined (a peer, or alone for ``ready_alone_after_s``) and caught up."""
-        if self._loader is not None:
-            return False, f"loading: {len(self.node.store)} keys read from disk so far"
-        if not self._running:
-            return False, "the node is starting or stopping"
-        if self._leaving is not None:
-            return False, "the node is leaving the cluster"
-        view = self.node.view
-        if view.peers():
-            if not self._caught_up:
-                return False, "catching up: no anti-entropy exchange completed yet"
-            return True, "joined and caught up"
-        alone_s = self.mono() - self._started_mono
-        if alone_s < self.settings.ready_alone_after_s:
-            return False, f"joining: no peer yet ({alone_s:.1f} s)"
-        return True, "alone: no peer found"
+        node = self._node
+        progress = Progress(
+            loaded_keys=len(node.store) if self._loader is not None and node is not None else None,
+            running=self._running,
+            leaving=self._leaving is not None,
+            peers=len(node.view.peers()) if node is not None else 0,
+            caught_up=self._caught_up,
+            alone_s=self.mono() - self._started_mono,
+        )
+        return readiness(progress, self.settings.ready_alone_after_s)
 
     def _log_transitions(self, out: Output) -> None:
         for change in out.transitions:
@@ -899,39 +732,10 @@ class Runner:
             gossip.send(target, data)
 
     # --- views ---------------------------------------------------------------------
-    def _storage_view(self) -> dict[str, Any] | None:
-        """The database's size on disk (None in memory mode), as ``/metrics`` shows it."""
-        usage = self._storage.usage() if self._storage is not None else None
-        return None if usage is None else asdict(usage)
-
     def cluster_view(self) -> dict[str, Any]:
-        view = self.node.view
-        now = self.mono()  # members' last progress is monotonic time
-        members = []
-        for member in view.members():
-            members.append(
-                {
-                    "id": member.id,
-                    "url": member.address,
-                    "state": member.state.value,
-                    "incarnation": member.incarnation,
-                    "heartbeat": member.heartbeat,
-                    "last_heartbeat_age_s": 0.0
-                    if member.id == self.node_id
-                    else round(max(0.0, now - member.last_progress), 3),
-                }
-            )
-        members.sort(key=lambda m: m["id"])
-        live, tombstones = view.key_count()
-        sharding = self.settings.sharding
-        return {
-            "node_id": self.node_id,
-            "url": self.url,
-            "sharding": sharding,
-            "replicas": self.settings.replicas,
-            "keys": live,
-            "tombstones": tombstones,
-            "storage": self._storage_view(),
-            "members": members,
-            "ownership": view.ownership() if sharding else None,
-        }
+        """What ``GET /cluster`` answers (``live.cluster``)."""
+        s, usage = self.settings, self._storage.usage() if self._storage is not None else None
+        return cluster_view(
+            self.node.view, self.url, sharding=s.sharding, replicas=s.replicas, usage=usage,
+            now_mono=self.mono(),  # members' last progress is monotonic time
+        )  # fmt: skip

@@ -104,11 +104,11 @@ def test_sharded_leave_hands_every_key_to_its_new_owners_before_dropping_it() ->
         c.put(c.nodes["n1"].owners(f"k{i}")[0], f"k{i}", b"v%d" % i)  # as forwarded
     c.run(3.0)
     leaver = c.nodes["n4"]
-    assert leaver.handoff_remaining() == 0 and len(leaver.view.records()) > 0
+    assert leaver.view.handoff_remaining() == 0 and len(leaver.view.records()) > 0
     c.send("n4", leaver.leave(c.now))
-    assert leaver.leaving and leaver.handoff_remaining() == len(leaver.view.records())
+    assert leaver.view.leaving and leaver.view.handoff_remaining() == len(leaver.view.records())
     c.run(5.0)
-    assert leaver.handoff_remaining() == 0 and len(leaver.view.records()) == 0
+    assert leaver.view.handoff_remaining() == 0 and len(leaver.view.records()) == 0
     held = {k for nid in ("n1", "n2", "n3") for k in c.nodes[nid].view.records()}
     assert held == {f"k{i}" for i in range(60)}
     for i in range(60):

@@ -96,6 +96,39 @@ async def test_replies_still_wait_for_the_commit(
         await runner.stop()
 
 
+async def test_a_purge_a_peer_asks_for_is_remembered_before_it_can_reach_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The purged-version memory must outlive a crash right after the purge is stored:
+    without it, a stale re-send of the key would be taken after a restart."""
+    from rumordb.core.messages import Held, PushAck, encode
+
+    runner = Runner(settings_for(tmp_path, durability="batch"), discovery=False)
+    await runner.start()
+    try:
+        now = time.time()
+        await runner.receive("n2", pushes_from_n2(1, now))  # t1 now holds k0
+        held = runner.view.version("k0")
+        assert held is not None
+        remembered_at_persist: list[list[str]] = []
+        persist = runner.storage.persist
+
+        def watching_persist(
+            writes: list[tuple[str, object]], purges: list[str], durable: bool = True
+        ) -> object:
+            remembered_at_persist.append([key for key, _ in runner.storage.load_purged()])
+            return persist(writes, purges, durable)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(runner.storage, "persist", watching_persist)
+        # n2 purged a delete of k0 newer than what t1 holds: t1's copy is stale everywhere.
+        purged = Held("k0", held.hlc + 1, "n2", ["n2", "t1"], purged=True)
+        await runner.receive("n2", [encode(PushAck("n2", [], [purged]))])
+        assert runner.view.version("k0") is None
+        assert remembered_at_persist == [["k0"]]
+    finally:
+        await runner.stop()
+
+
 async def test_a_batch_whose_commit_fails_is_undone_and_nothing_computed_meanwhile_leaves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -134,15 +167,6 @@ async def test_a_batch_whose_commit_fails_is_undone_and_nothing_computed_meanwhi
         assert runner.view.version("k") is None
     finally:
         await runner.stop()
-
-
-def test_a_rate_limited_log_counts_the_lines_it_held_back() -> None:
-    from rumordb.live.runner import RateLimitedLog
-
-    limited = RateLimitedLog(10.0)
-    assert limited.allow(100.0) == 0
-    assert limited.allow(101.0) is None and limited.allow(109.9) is None
-    assert limited.allow(110.0) == 2
 
 
 # --- client requests: returned values, forwarding where the core says ----------------------
@@ -217,11 +241,11 @@ async def test_a_restart_with_a_large_store_serves_reads_at_once_and_loads_the_r
 ) -> None:
     """Reads are answered (from the disk for keys not loaded yet) while the store loads;
     writes, listings and /health ok wait until every record is in memory."""
-    import rumordb.live.runner as runner_module
+    import rumordb.live.startup as startup_module
     from tests.live.harness import ADMIN, eventually, running_app
 
-    monkeypatch.setattr(runner_module, "LOAD_STEP_ROWS", 1)  # one record per loop turn
-    monkeypatch.setattr(runner_module, "LOAD_SLICE_S", 0.0)
+    monkeypatch.setattr(startup_module, "LOAD_STEP_ROWS", 1)  # one record per loop turn
+    monkeypatch.setattr(startup_module, "LOAD_SLICE_S", 0.0)
     keys = [f"k{i:05d}" for i in range(3000)]
     storage = Storage.open(tmp_path / "t1", "batch")
     now = time.time()
