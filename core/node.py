@@ -110,6 +110,8 @@ class Node:
         self._reported = Reported()  # the totals the last tick's deltas brought up to
         self.replica = Replica(node_id, self.counters, self.queue, c.max_key_bytes, now)
         self.store = self.replica.store
+        # A plain read's ``Local.token`` (``core.record_table``), bound once: reads are hot.
+        self._version_token = self.store.records.version_token
         self.outbox = Outbox(node_id, self.counters, self._entries, c.max_batch)
         self.placement = Placement(
             self.membership, sharding=c.sharding, replicas=c.replicas, vnodes=c.vnodes,
@@ -171,7 +173,7 @@ class Node:
         elif record is not None and not self.config.sharding:
             # Unsharded, the answer follows from the stored version alone (no ring, no
             # clock): name that version, so a driver can tell when it changes.
-            return Local(record, token=self.store.records.version_token(key))
+            return Local(record, None, self._version_token(key))
         return Local(record)
 
     def plan_list(

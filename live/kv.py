@@ -195,7 +195,8 @@ class KVHandler:
         head = method == "HEAD"  # answered like GET, without the body (RFC 9110 9.3.2)
         if head:
             method = "GET"
-        if method == "GET" and (warm := self._warm(scope)) is not None:
+        warm = self._reads.get(scope["path"][4:]) if method == "GET" else None
+        if warm is not None and self._still(warm, scope):
             try:  # a key that can read this one: the gate is the same as on the full path
                 self.gate.check_asgi(scope["headers"], scope.get("client"))
             except HttpError as refused:
@@ -234,20 +235,17 @@ class KVHandler:
         self._warm_meter = self.metrics.request_meter("kv_get", 200)
         return self._warm_meter
 
-    def _warm(self, scope: Scope) -> WarmRead | None:
-        """The kept answer to this plain read, if the node still stores its version
-        (``live.read_cache``); None sends the request the whole way. A key given with
-        percent-escapes or a query string always goes the whole way (it is parsed there)."""
-        key = scope["path"][4:]  # as ``_key`` reads it; only checked keys are ever kept
-        warm = self._reads.get(key)  # first: a key never kept costs this lookup only
-        if warm is None or warm.token is not self.runner.version_token(key):
-            return None
+    def _still(self, warm: WarmRead, scope: Scope) -> bool:
+        """Whether the kept answer ``warm`` (looked up by ``scope["path"][4:]``, as ``_key``
+        reads it; only checked keys are ever kept) answers this plain read: the node
+        still stores its version (``live.read_cache``). A key given with percent-escapes
+        or a query string always goes the whole way (it is parsed there)."""
+        if warm.token is not self.runner.version_token(scope["path"][4:]):
+            return False
         if scope.get("query_string") or not self.runner.running:
-            return None
+            return False
         raw_path: bytes | None = scope.get("raw_path")
-        if raw_path is not None and b"%" in raw_path:
-            return None
-        return warm
+        return raw_path is None or b"%" not in raw_path
 
     async def _dispatch(
         self, scope: Scope, receive: Receive, method: str, send: Send
@@ -262,17 +260,17 @@ class KVHandler:
             )
         except HttpError as refused:
             return "kv", error_reply(refused)
-        path: str = scope["path"]
+        listing = scope["path"] in ("/kv", "/kv/")
         if not self.runner.running and not (
-            self.runner.loading and method == "GET" and path not in ("/kv", "/kv/")
+            self.runner.loading and method == "GET" and not listing
         ):  # while the start-up load runs, single-key reads are served (``live.runner``)
             return "kv", _UNAVAILABLE
-        if path in ("/kv", "/kv/") and scope["method"] == "GET":  # HEAD: no stream
+        if listing and scope["method"] == "GET":  # HEAD: no stream
             query = _query(scope)
             if _flag(query.get("watch"), "watch"):  # a reader key suffices
                 await self._watch(query, scope, receive, send)
                 return "kv_watch", None
-        if path in ("/kv", "/kv/") and method in ("GET", "POST"):
+        if listing and method in ("GET", "POST"):
             return await self._bulk(scope, receive, request, role)
         if method == "GET":
             key = self._key(scope)

@@ -28,6 +28,8 @@ scanning its deleted front slots as a first-in-first-out eviction would).
 
 from __future__ import annotations
 
+import msgspec
+
 from rumordb.live.asgi import Headers
 
 DEFAULT_MAX_ENTRIES = 4096
@@ -36,17 +38,15 @@ DEFAULT_MAX_VALUE_BYTES = 64 * 1024
 ENTRY_OVERHEAD_BYTES = 512  # the entry, its header list and tuples, its dict slot, roughly
 
 
-class WarmRead:
+class WarmRead(msgspec.Struct, frozen=True, gc=False):
     """One rendered 200 answer: every header (Content-Length included) and the value (a
-    read not kept is sent as one too, with no token)."""
+    read not kept is sent as one too, with no token). A frozen Struct: built in C, as
+    every read that answers a value here builds one."""
 
-    __slots__ = ("body", "cost", "headers", "token")
-
-    def __init__(self, token: object | None, headers: Headers, body: bytes, cost: int) -> None:
-        self.token = token
-        self.headers = headers  # never sent as is: senders copy it (middleware may mutate)
-        self.body = body
-        self.cost = cost  # what it counts against ``max_bytes``
+    token: object | None
+    headers: Headers  # never sent as is: senders copy it (middleware may mutate)
+    body: bytes
+    cost: int  # what it counts against ``max_bytes``
 
 
 class ReadCache:
@@ -91,8 +91,7 @@ class ReadCache:
         keys read once, never pays for rendering an entry it will not use."""
         seen = self._seen
         version = id(token)  # not the token: that would keep every value read once alive
-        if seen.get(key) == version:  # (an id reused by a later version: one early fill)
-            del seen[key]
+        if seen.pop(key, None) == version:  # (an id reused by a later version: one early fill)
             return True
         if len(seen) >= self.max_entries:
             seen.clear()
