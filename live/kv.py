@@ -195,8 +195,13 @@ class KVHandler:
         head = method == "HEAD"  # answered like GET, without the body (RFC 9110 9.3.2)
         if head:
             method = "GET"
-        warm = self._reads.get(scope["path"][4:]) if method == "GET" else None
-        if warm is not None and self._still(warm, scope):
+        key = scope["path"][4:]  # as ``_key`` reads it; only checked keys are ever kept
+        warm = self._reads.get(key) if method == "GET" else None
+        if (  # kept, the node still stores its version (``live.read_cache``), a plain read
+            warm is not None
+            and warm.token is self.runner.version_token(key)
+            and self._plain_read(scope)
+        ):
             try:  # a key that can read this one: the gate is the same as on the full path
                 self.gate.check_asgi(scope["headers"], scope.get("client"))
             except HttpError as refused:
@@ -205,13 +210,17 @@ class KVHandler:
                 self.metrics.observe_request("kv", refusal.status, time.perf_counter() - started)
                 return
         else:
-            route = "kv_list" if scope["path"] in ("/kv", "/kv/") and method == "GET" else "kv"
             try:
                 route, reply = await self._dispatch(scope, receive, method, send)
             except HttpError as exc:
-                reply = error_reply(exc)
+                route, reply = "kv", error_reply(exc)
+                if scope["path"] in ("/kv", "/kv/") and method == "GET":
+                    route = "kv_list"
             except Exception:  # a bug: the boundary answers 500; count it here, let it go
-                self.metrics.observe_request(route, 500, time.perf_counter() - started)
+                listing = scope["path"] in ("/kv", "/kv/") and method == "GET"
+                self.metrics.observe_request(
+                    "kv_list" if listing else "kv", 500, time.perf_counter() - started
+                )
                 raise
             if reply is None:  # a watch stream, answered as it went
                 return
@@ -235,13 +244,9 @@ class KVHandler:
         self._warm_meter = self.metrics.request_meter("kv_get", 200)
         return self._warm_meter
 
-    def _still(self, warm: WarmRead, scope: Scope) -> bool:
-        """Whether the kept answer ``warm`` (looked up by ``scope["path"][4:]``, as ``_key``
-        reads it; only checked keys are ever kept) answers this plain read: the node
-        still stores its version (``live.read_cache``). A key given with percent-escapes
-        or a query string always goes the whole way (it is parsed there)."""
-        if warm.token is not self.runner.version_token(scope["path"][4:]):
-            return False
+    def _plain_read(self, scope: Scope) -> bool:
+        """Whether a kept answer may answer this read: a running node, no query string,
+        no percent-escapes (such a key or query is parsed the whole way)."""
         if scope.get("query_string") or not self.runner.running:
             return False
         raw_path: bytes | None = scope.get("raw_path")
@@ -274,7 +279,9 @@ class KVHandler:
             return await self._bulk(scope, receive, request, role)
         if method == "GET":
             key = self._key(scope)
-            meta = bool(scope.get("query_string")) and _flag(_query(scope).get("meta"), "meta")
+            meta = False
+            if scope.get("query_string"):
+                meta = _flag(_query(scope).get("meta"), "meta")
             read = await self.runner.read(key, request, meta=meta)
             if meta:
                 return "kv_meta", self._meta_reply(key, read)
