@@ -298,6 +298,7 @@ class KVHandler:
             return route, _FORBIDDEN
         command = await self._command(scope, receive, request)
         answer = await self.runner.write(command, request)
+        self._reads.forget(command.key)  # its kept answer is dead: free it (and its version)
         return route, self._write_reply(command, answer)
 
     # --- parsing -------------------------------------------------------------------

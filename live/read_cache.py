@@ -116,6 +116,13 @@ class ReadCache:
         self._bytes += cost
         return warm
 
+    def forget(self, key: str) -> None:
+        """Drop ``key``'s entry, if any (a write through this node: the entry can never be
+        used again, and would keep the old version's bytes alive until a clear)."""
+        warm = self._entries.pop(key, None)
+        if warm is not None:
+            self._bytes -= warm.cost
+
     def clear(self) -> None:
         """Drop every entry (what ``admit`` remembers stays: it is bounded on its own)."""
         self._entries.clear()

@@ -155,6 +155,7 @@ class Runner:
         discovery: bool = True,
     ) -> None:
         self.settings = settings
+        self._clock_offset_s = settings.clock_offset_ms / 1000  # now() runs on every request
         self.url = settings.advertised_url()
         self.metrics = metrics or Metrics(
             lambda: self._node,
@@ -241,7 +242,7 @@ class Runner:
         return self._ticks.stalls if self._ticks is not None else 0
 
     def now(self) -> float:
-        return time.time() + self.settings.clock_offset_ms / 1000
+        return time.time() + self._clock_offset_s
 
     @staticmethod
     def mono() -> float:

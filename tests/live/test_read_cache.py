@@ -43,6 +43,10 @@ def test_the_cache_is_bounded_in_entries_and_bytes_and_skips_large_values() -> N
     small.put("a", token, [], b"1" * 10)
     small.put("b", token, [], b"2" * 10)  # over the byte budget: starts over
     assert len(small) == 1 and small.get("b") is not None
+    small.forget("b")  # gone, and what it counted with it
+    assert len(small) == 0 and small.size_bytes == 0
+    small.forget("b")
+    small.put("a", token, [], b"1" * 10)
     small.clear()
     assert len(small) == 0 and small.size_bytes == 0
 
