@@ -154,10 +154,11 @@ bench-request-cost: $(STAMP)
 	$(BIN)/python -m bench.request_cost $(REF) . --method $(or $(METHOD),GET)
 
 ## Python opcodes one warm GET /kv/{key} executes inside the app (no server), by function;
-## LINES=1 by line. Stable under any load, unlike wall or CPU time.
+## LINES=1 by line; COLD=1 the read right after a write, MISS=1 a key never read. Stable
+## under any load, unlike wall or CPU time.
 .PHONY: bench-get-opcodes
 bench-get-opcodes: $(STAMP)
-	$(BIN)/python -m bench.get_opcodes --top 40 $(if $(LINES),--lines)
+	$(BIN)/python -m bench.get_opcodes --top 40 $(if $(LINES),--lines) $(if $(COLD),--cold) $(if $(MISS),--miss)
 
 ## TLS cost: one cluster with TLS, one without, alternating wrk rounds (ratios TLS/plain).
 .PHONY: bench-tls

@@ -3,7 +3,9 @@
 Wall time and even CPU time swing with the machine's load; the number of bytecodes the
 app executes per request does not. This starts one in-memory node (``create_app``, its
 lifespan), puts a key, then calls the ASGI app directly with a raw scope and counts every
-opcode executed (``sys.settrace`` with ``f_trace_opcodes``) for one warm GET, grouped by
+opcode executed (``sys.settrace`` with ``f_trace_opcodes``) for one warm GET (``--cold``:
+the GET right after a PUT of its key, which ``live.read_cache`` cannot answer; ``--miss``:
+the first GET of a key never read), grouped by
 function (or line). uvicorn's own share (parsing, the response send) is outside this count: see
 ``bench.request_cost`` for the whole server's CPU per request.
 
@@ -60,7 +62,7 @@ async def _call(app: Any, method: str, path: str, body: bytes = b"") -> list[dic
     return sent
 
 
-async def count(top: int, by_line: bool) -> None:
+async def count(top: int, by_line: bool, cold: bool = False, miss: bool = False) -> None:
     import logging
 
     import structlog
@@ -93,9 +95,16 @@ async def count(top: int, by_line: bool) -> None:
                     per_module[f"{Path(code.co_filename).name}:{where}"] += 1
                 return tracer
 
+            if cold:  # a new version: the read cache (live.read_cache) misses once
+                await _call(app, "PUT", "/kv/key1", b"w" * 100)
+            path = "/kv/key1"
+            if miss:  # a key never read before: what most reads over many keys are
+                path = "/kv/key2"
+                put = await _call(app, "PUT", path, b"x" * 100)
+                assert put[0]["status"] in (200, 201), put
             sys.settrace(tracer)
             try:
-                got = await _call(app, "GET", "/kv/key1")
+                got = await _call(app, "GET", path)
             finally:
                 sys.settrace(None)
             assert got[0]["status"] == 200, got
@@ -108,8 +117,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--lines", action="store_true", help="group by line, not function")
+    parser.add_argument(
+        "--cold", action="store_true", help="the GET right after a PUT of its key (no warm read)"
+    )
+    parser.add_argument("--miss", action="store_true", help="the GET of a key never read")
     args = parser.parse_args()
-    asyncio.run(count(args.top, args.lines))
+    asyncio.run(count(args.top, args.lines, args.cold, args.miss))
 
 
 if __name__ == "__main__":

@@ -110,6 +110,8 @@ class Node:
         self._reported = Reported()  # the totals the last tick's deltas brought up to
         self.replica = Replica(node_id, self.counters, self.queue, c.max_key_bytes, now)
         self.store = self.replica.store
+        # A plain read's ``Local.token`` (``core.record_table``), bound once: reads are hot.
+        self._version_token = self.store.records.version_token
         self.outbox = Outbox(node_id, self.counters, self._entries, c.max_batch)
         self.placement = Placement(
             self.membership, sharding=c.sharding, replicas=c.replicas, vnodes=c.vnodes,
@@ -169,6 +171,10 @@ class Node:
         if record is not None and (record.tombstone or record.expires):
             # Only a tombstone or a value with a TTL needs the clock (the common case not).
             record = record if is_live(record, self._now_hlc(now)) else None
+        elif record is not None and not self.config.sharding:
+            # Unsharded, the answer follows from the stored version alone (no ring, no
+            # clock): name that version, so a driver can tell when it changes.
+            return Local(record, None, self._version_token(key))
         return Local(record)
 
     def plan_list(

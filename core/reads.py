@@ -29,10 +29,15 @@ class Local(msgspec.Struct, frozen=True, gc=False):
     """Answer here. ``record`` None: not found (a plain read also maps tombstones to None).
 
     ``discarded``: the last concurrent version LWW threw away (filled for meta reads).
+    ``token``: set when this answer depends on nothing but the stored version (a plain
+    read of a live value without a TTL, sharding off): it stays the answer to the same
+    read for as long as ``NodeView.version_token(key) is token`` (``core.record_table``),
+    so a driver may keep what it rendered from it and skip the read until then.
     """
 
     record: Record | None
     discarded: Discarded | None = None
+    token: object | None = None
 
 
 class AskOwners(msgspec.Struct, frozen=True, gc=False):

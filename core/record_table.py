@@ -14,11 +14,17 @@ per GiB.
 
 The table is a read-only ``Mapping[str, Record]`` for the rest of the core; only the
 store writes to it (``put``, ``pop``).
+
+Version tokens. ``version_token(key)`` is the stored bytes object itself: every ``put``
+stores a new one (msgspec encodes into a fresh object), so while a caller keeps a token
+alive, ``version_token(key) is token`` holds exactly as long as the key's version has not
+changed (a kept object's identity cannot be reused). It is a dict lookup, no decode: what
+lets a driver reuse an answer it rendered from that version (``core.reads.Local.token``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, KeysView, Mapping
+from collections.abc import Callable, Iterator, KeysView, Mapping
 
 import msgspec
 
@@ -58,12 +64,15 @@ _decode_version = msgspec.msgpack.Decoder(_Version).decode
 class RecordTable(Mapping[str, Record]):
     """Key -> packed record; reads decode a fresh ``Record``."""
 
-    __slots__ = ("_packed", "_type_ids", "_types")
+    __slots__ = ("_packed", "_type_ids", "_types", "version_token")
 
     def __init__(self) -> None:
         self._packed: dict[str, bytes] = {}
         self._types: list[str] = []  # interned content types, by index
         self._type_ids: dict[str, int] = {}
+        # The stored object of a key (see the module doc), or None: the dict's own lookup,
+        # bound once, so a warm read's validity check costs one C call.
+        self.version_token: Callable[[str], object | None] = self._packed.get
 
     def __getitem__(self, key: str) -> Record:
         return self._unpack(self._packed[key])

@@ -32,6 +32,7 @@ class NodeView:
         "_sharding",
         "_store",
         "_tombstones",
+        "version_token",
     )
 
     def __init__(
@@ -54,6 +55,8 @@ class NodeView:
         self._owners = owners
         self._ring = ring
         self._clock_watch = clock_watch
+        # An object naming the stored version of a key (or None): ``core.reads.Local.token``.
+        self.version_token: Callable[[str], object | None] = store.records.version_token
         self._sharding = sharding
 
     # --- data ------------------------------------------------------------------------

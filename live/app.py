@@ -116,9 +116,11 @@ class NodeApp(FastAPI):
         scope["app"] = self
         if self.middleware_stack is None:
             self.middleware_stack = self.build_middleware_stack()
-            # With no user middleware (and no telemetry), later ``/kv`` requests skip the
-            # boundary and HotRoutes layers: ``_kv`` does what they would, in one layer.
-            self._kv_direct = None if self.user_middleware else self.kv_handler
+        # With no user middleware (and no telemetry), later ``/kv`` requests skip the
+        # boundary and HotRoutes layers: ``_kv`` does what they would, in one layer. Set
+        # here, not where the stack is built: a server's lifespan (uvicorn's) builds it
+        # first, through Starlette, and the fold was then never switched on.
+        self._kv_direct = None if self.user_middleware else self.kv_handler
         await self.middleware_stack(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:

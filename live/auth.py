@@ -15,6 +15,11 @@ bounded cache of recently accepted keys skips even that on the hot path (a dict 
 ``str`` is keyed by a per-process randomised hash, so it leaks nothing useful). Unknown keys
 are never cached, so junk cannot grow or flush the cache.
 
+The hot path (``Gate.check_asgi``, the ``/kv`` warm reads) also keeps the raw credential
+header of an accepted bootstrap key -> its role (bounded, the same ``CACHE_MAX``): those
+keys cannot change while the node runs, and an address that ever failed still takes the
+whole check (its bucket may refuse it).
+
 Keys sold at run time live in the replicated keyring (``live.keyring``, rules in
 ``core.keyring``): the gate asks it when the static keys above (the bootstrap keys) do
 not know a key. Its answers are never cached here, so a revocation or an expiry takes
@@ -76,6 +81,7 @@ CACHE_MAX = 256
 ROLE_NAMES = ("reader", "admin")
 LOG_INTERVAL_S = 10.0  # at most one failed-authentication log line per address per interval
 RawHeaders = Iterable[tuple[bytes, bytes]]
+_CREDENTIAL_HEADERS = frozenset((b"x-api-key", b"authorization"))  # ASGI names: lower-case
 
 
 class Role(enum.Enum):
@@ -240,33 +246,34 @@ class FailureLimiter:
         self.burst = burst
         self.refill_per_s = refill_per_s
         self.clients_max = clients_max
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        # Address -> its bucket; an address not in it has never failed (or was forgotten).
+        self.buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._buckets)
+        return len(self.buckets)
 
     def retry_after_s(self, client: str, now_s: float) -> float | None:
         """Seconds until ``client`` may try again, or None if it may try now."""
-        bucket = self._buckets.get(client)  # the only cost for a client that never failed
+        bucket = self.buckets.get(client)  # the only cost for a client that never failed
         if bucket is None:
             return None
         self._refill(bucket, now_s)
         return None if bucket.tokens >= 1 else (1 - bucket.tokens) / self.refill_per_s
 
     def failed(self, client: str, now_s: float) -> _Bucket:
-        bucket = self._buckets.get(client)
+        bucket = self.buckets.get(client)
         if bucket is None:
-            bucket = self._buckets[client] = _Bucket(float(self.burst), now_s)
-            if len(self._buckets) > self.clients_max:
-                self._buckets.popitem(last=False)  # the least recently failed address
+            bucket = self.buckets[client] = _Bucket(float(self.burst), now_s)
+            if len(self.buckets) > self.clients_max:
+                self.buckets.popitem(last=False)  # the least recently failed address
         else:
-            self._buckets.move_to_end(client)
+            self.buckets.move_to_end(client)
             self._refill(bucket, now_s)
         bucket.tokens = max(0.0, bucket.tokens - 1)
         return bucket
 
     def bucket(self, client: str) -> _Bucket | None:
-        return self._buckets.get(client)
+        return self.buckets.get(client)
 
     def _refill(self, bucket: _Bucket, now_s: float) -> None:
         elapsed_s = max(0.0, now_s - bucket.updated_s)
@@ -302,6 +309,8 @@ class Gate:
         self.limiter = limiter
         self._metrics = metrics
         self._clock = clock
+        # (credential header, raw value) -> role, for bootstrap keys only (``check_asgi``).
+        self._static_roles: dict[tuple[bytes, bytes], Role] = {}
 
     @classmethod
     def from_settings(
@@ -321,6 +330,37 @@ class Gate:
     def check(self, headers: RawHeaders, client: str | None) -> Role:
         """The role of the request's key, or ``AuthRefused`` (400, 401 or 429)."""
         return self.check_credentials(*credential_headers(headers), client)
+
+    def check_asgi(self, headers: RawHeaders, client: tuple[str, int] | None) -> Role:
+        """``check`` for an ASGI request's own headers (names are lower-case there) and
+        its ``client`` pair, the hot path's door: a request with one credential header
+        naming a bootstrap key from an address that never failed is answered from
+        ``_static_roles`` (those keys never change while the node runs, and nothing else
+        this check does could refuse it); anything else takes ``check`` whole."""
+        found: tuple[bytes, bytes] | None = None
+        given = 0
+        for name, value in headers:
+            if name in _CREDENTIAL_HEADERS:
+                found, given = (name, value), given + 1
+        address = (client and client[0]) or "?"
+        if given == 1 and address not in self.limiter.buckets:
+            role = self._static_roles.get(found)  # type: ignore[arg-type]  # given == 1
+            if role is not None:
+                return role
+        role = self.check(headers, address)
+        if found is not None and given == 1:
+            self._remember(found, role)
+        return role
+
+    def _remember(self, header: tuple[bytes, bytes], role: Role) -> None:
+        """Keep ``header -> role`` if the header names a bootstrap key (never a keyring
+        key: revocations there must be seen at once); bounded like the key store's cache."""
+        key = credential(*credential_headers([header]))
+        if key is None or self.keystore.role_for(key) is not role:
+            return
+        if len(self._static_roles) >= CACHE_MAX:
+            self._static_roles.clear()
+        self._static_roles[header] = role
 
     def check_credentials(
         self,

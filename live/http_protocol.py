@@ -142,8 +142,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         heads = self._heads
-        self._received += len(data)
-        self._read_size = len(data)
+        self._read_size = size = len(data)
+        self._received += size
         super().data_received(data)
         if not self._in_head or self.transport.is_closing():
             return
@@ -164,7 +164,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head, self._head_bytes = True, 0
         self._head_began_at = self._received - self._read_size
-        self._arm(self.limits.head_timeout_s, "head")
+        # ``_arm``, inline here and below: three calls per request were ~15% of this class
+        self._due_at, self._part = self.loop.time() + self.limits.head_timeout_s, "head"
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -174,7 +175,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._received - self._head_began_at > self.limits.max_head_bytes:
             self._check_head_size()
         super().on_headers_complete()
-        self._arm(self.limits.body_timeout_s, "body")  # disarmed when the message ends
+        # ``_arm``, inline; disarmed when the message ends
+        self._due_at, self._part = self.loop.time() + self.limits.body_timeout_s, "body"
 
     def _check_head_size(self) -> None:
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
@@ -197,8 +199,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
-        elif self._due_at is None:
-            self._arm(self.timeout_keep_alive, "idle")
+        elif self._due_at is None:  # ``_arm``, inline
+            self._due_at, self._part = self.loop.time() + self.timeout_keep_alive, "idle"
 
     # --- the deadline and refusals -------------------------------------------------------
     def _arm(self, delay_s: float, part: str) -> None:

@@ -11,6 +11,12 @@ one function per kind of answer maps every result the runner can return to a ``R
 No protocol decision is made here: where to read, whom to ask, what a listing gathers
 come from the core through the runner. A bad input raises ``HttpError`` (4xx).
 
+Warm reads (``live.read_cache``): a plain ``GET``/``HEAD`` of a key whose last answer the
+core marked as depending only on the stored version (``Local.token``) is answered from
+that answer's rendered headers and value while the node still stores the same version;
+it is authenticated like any request (``Gate.check_asgi``) and counted as ``kv_get``.
+Anything else (a query, an escaped key, a stopped node, a changed version) goes the whole way.
+
 Value size is enforced while the body streams in (``live.asgi.read_body``): a declared
 or accumulated size above ``max_value_bytes`` answers 413 at once.
 """
@@ -55,7 +61,8 @@ from rumordb.live.auth import Gate, Role
 from rumordb.live.bulk import Bulk, is_msgpack, ttl_ms_of
 from rumordb.live.errors import HttpError
 from rumordb.live.forward import FORWARDED_HEADER, Forwarded, Unforwarded
-from rumordb.live.metrics import Metrics
+from rumordb.live.metrics import LoopCounter, LoopHistogram, Metrics
+from rumordb.live.read_cache import ReadCache, WarmRead
 from rumordb.live.runner import NotStored, ReadAnswer, Runner, WriteAnswer
 from rumordb.live.watch import stream
 
@@ -68,6 +75,9 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 CONTEXT_CACHE_MAX = 65_536
 _FORWARDED = FORWARDED_HEADER.encode()
+_READ_HEADERS = frozenset(
+    (b"x-api-key", b"authorization", b"content-type", b"content-length", b"if-match", _FORWARDED)
+)
 # Answers given often enough to build once (replies are never mutated once built).
 _FORBIDDEN = error_reply(HttpError(403, "forbidden", "a reader key cannot write; use an admin key"))
 _UNAVAILABLE = error_reply(HttpError(503, "unavailable", "the node is starting or stopping"))
@@ -100,40 +110,31 @@ _REFUSED = {
 
 
 class KVRequest:
-    """What the handler needs from one request, read in one pass over the headers."""
+    """What the handler needs from one request, read in one pass over the headers.
 
-    __slots__ = (
-        "api_key",
-        "authorization",
-        "body",
-        "content_length",
-        "content_type",
-        "content_types",
-        "credentials_duplicated",
-        "forwarded",
-        "headers",
-        "if_match",
-        "method",
-        "scope",
-    )
+    No ``__slots__``: the fields a request does not send keep their class defaults
+    (immutable), so a plain GET stores only what it has (the miss path's cost)."""
+
+    body = b""
+    content_type: bytes | None = None  # checked by _content_type on writes only
+    content_types = 0
+    content_length: bytes | None = None
+    if_match: bytes | None = None
+    forwarded = False
+    # The credentials too (``live.auth.Gate.check_credentials``): ASGI header names are
+    # lower-case, and a second Authorization or X-API-Key is remembered, never dropped.
+    authorization: bytes | None = None
+    api_key: bytes | None = None
+    credentials_duplicated = False
 
     def __init__(self, scope: Scope) -> None:
         # What forwarding relays (``live.forward.Relay``): this object is that relay.
         self.method: str = scope["method"]
         self.scope = scope  # path and query are read from it only when a request is relayed
         self.headers: Headers = scope["headers"]
-        self.body = b""
-        self.content_type: bytes | None = None  # checked by _content_type on writes only
-        self.content_types = 0
-        self.content_length: bytes | None = None
-        self.if_match: bytes | None = None
-        self.forwarded = False
-        # The credentials too (``live.auth.Gate.check_credentials``): ASGI header names are
-        # lower-case, and a second Authorization or X-API-Key is remembered, never dropped.
-        self.authorization: bytes | None = None
-        self.api_key: bytes | None = None
-        self.credentials_duplicated = False
         for name, value in self.headers:
+            if name not in _READ_HEADERS:  # host, user-agent, accept...: one test each
+                continue
             if name == b"x-api-key":
                 if self.api_key is not None:
                     self.credentials_duplicated = True
@@ -184,6 +185,8 @@ class KVHandler:
         # copy of the stored record (core.record_table), so equal versions are found by
         # value; an HLC and a clock name one version, so they name its context.
         self._contexts: dict[str, _Version] = {}
+        self._reads = ReadCache()  # answers of plain reads, kept while their version is
+        self._warm_meter: tuple[LoopCounter, LoopHistogram] | None = None
         self.bulk = Bulk(runner, max_value_bytes, max_key_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -192,22 +195,66 @@ class KVHandler:
         head = method == "HEAD"  # answered like GET, without the body (RFC 9110 9.3.2)
         if head:
             method = "GET"
-        route = "kv_list" if scope["path"] in ("/kv", "/kv/") and method == "GET" else "kv"
-        try:
-            route, reply = await self._dispatch(scope, receive, method, send)
-        except HttpError as exc:
-            reply = error_reply(exc)
-        except Exception:  # a bug: the boundary answers 500; count it here, then let it go
-            self.metrics.observe_request(route, 500, time.perf_counter() - started)
-            raise
-        if reply is None:  # a watch stream, answered as it went
-            return
-        await send_reply(send, reply, head=head)
-        self.metrics.observe_request(route, reply.status, time.perf_counter() - started)
+        key = scope["path"][4:]  # as ``_key`` reads it; only checked keys are ever kept
+        warm = self._reads.get(key) if method == "GET" else None
+        if (  # kept, the node still stores its version (``live.read_cache``), a plain read
+            warm is not None
+            and warm.token is self.runner.version_token(key)
+            and self._plain_read(scope)
+        ):
+            try:  # a key that can read this one: the gate is the same as on the full path
+                self.gate.check_asgi(scope["headers"], scope.get("client"))
+            except HttpError as refused:
+                refusal = error_reply(refused)
+                await send_reply(send, refusal, head=head)
+                self.metrics.observe_request("kv", refusal.status, time.perf_counter() - started)
+                return
+        else:
+            try:
+                route, reply = await self._dispatch(scope, receive, method, send)
+            except HttpError as exc:
+                route, reply = "kv", error_reply(exc)
+                if scope["path"] in ("/kv", "/kv/") and method == "GET":
+                    route = "kv_list"
+            except Exception:  # a bug: the boundary answers 500; count it here, let it go
+                listing = scope["path"] in ("/kv", "/kv/") and method == "GET"
+                self.metrics.observe_request(
+                    "kv_list" if listing else "kv", 500, time.perf_counter() - started
+                )
+                raise
+            if reply is None:  # a watch stream, answered as it went
+                return
+            if not isinstance(reply, WarmRead):
+                await send_reply(send, reply, head=head)
+                self.metrics.observe_request(route, reply.status, time.perf_counter() - started)
+                return
+            warm = reply  # a value read here (kept or not): sent as a kept answer is
+        # A rendered read (``live.read_cache.WarmRead``), counted as ``kv_get`` 200 as
+        # ``observe_request`` would.
+        start = {"type": "http.response.start", "status": 200, "headers": [*warm.headers]}
+        await send(start)
+        await send({"type": "http.response.body", "body": b"" if head else warm.body})
+        count, latency = self._warm_meter or self._meter()
+        count.value += 1
+        latency.observe(time.perf_counter() - started)
+
+    def _meter(self) -> tuple[LoopCounter, LoopHistogram]:
+        """What a warm read counts, as ``observe_request("kv_get", 200, ...)`` would (made
+        at the first warm read: a slow read answered 200 before, so nothing new shows)."""
+        self._warm_meter = self.metrics.request_meter("kv_get", 200)
+        return self._warm_meter
+
+    def _plain_read(self, scope: Scope) -> bool:
+        """Whether a kept answer may answer this read: a running node, no query string,
+        no percent-escapes (such a key or query is parsed the whole way)."""
+        if scope.get("query_string") or not self.runner.running:
+            return False
+        raw_path: bytes | None = scope.get("raw_path")
+        return raw_path is None or b"%" not in raw_path
 
     async def _dispatch(
         self, scope: Scope, receive: Receive, method: str, send: Send
-    ) -> tuple[str, Reply | None]:
+    ) -> tuple[str, Reply | WarmRead | None]:
         request = KVRequest(scope)
         try:  # the one gate of every route (duplicates 400, failures 401/429)
             role = self.gate.check_credentials(
@@ -218,21 +265,23 @@ class KVHandler:
             )
         except HttpError as refused:
             return "kv", error_reply(refused)
-        path: str = scope["path"]
+        listing = scope["path"] in ("/kv", "/kv/")
         if not self.runner.running and not (
-            self.runner.loading and method == "GET" and path not in ("/kv", "/kv/")
+            self.runner.loading and method == "GET" and not listing
         ):  # while the start-up load runs, single-key reads are served (``live.runner``)
             return "kv", _UNAVAILABLE
-        if path in ("/kv", "/kv/") and scope["method"] == "GET":  # HEAD: no stream
+        if listing and scope["method"] == "GET":  # HEAD: no stream
             query = _query(scope)
             if _flag(query.get("watch"), "watch"):  # a reader key suffices
                 await self._watch(query, scope, receive, send)
                 return "kv_watch", None
-        if path in ("/kv", "/kv/") and method in ("GET", "POST"):
+        if listing and method in ("GET", "POST"):
             return await self._bulk(scope, receive, request, role)
         if method == "GET":
             key = self._key(scope)
-            meta = bool(scope.get("query_string")) and _flag(_query(scope).get("meta"), "meta")
+            meta = False
+            if scope.get("query_string"):
+                meta = _flag(_query(scope).get("meta"), "meta")
             read = await self.runner.read(key, request, meta=meta)
             if meta:
                 return "kv_meta", self._meta_reply(key, read)
@@ -249,6 +298,7 @@ class KVHandler:
             return route, _FORBIDDEN
         command = await self._command(scope, receive, request)
         answer = await self.runner.write(command, request)
+        self._reads.forget(command.key)  # its kept answer is dead: free it (and its version)
         return route, self._write_reply(command, answer)
 
     # --- parsing -------------------------------------------------------------------
@@ -329,7 +379,7 @@ class KVHandler:
         return json_reply(200, {"keys": keys, "next": keys[-1] if len(keys) == limit else None})
 
     # --- answers: every result the runner returns, mapped to a reply -----------------
-    def _read_reply(self, key: str, answer: ReadAnswer) -> Reply:
+    def _read_reply(self, key: str, answer: ReadAnswer) -> Reply | WarmRead:
         if not isinstance(answer, Local):
             return _relayed(answer)
         record = answer.record
@@ -337,7 +387,15 @@ class KVHandler:
             return _not_found(f"no value for key {key!r}")
         version = self._version_of(key, record)
         content_type = (b"content-type", record.content_type.encode("latin-1"))
-        return Reply(200, [content_type, version.etag, version.context_header], record.value)
+        value = record.value  # rendered once, Content-Length included, as a kept answer is
+        length = (b"content-length", str(len(value)).encode())
+        headers = [content_type, version.etag, version.context_header, length]
+        token = answer.token  # not None: the core says it stays the answer until a write
+        if token is not None and self._reads.admit(key, token):  # this version read before
+            warm = self._reads.put(key, token, headers, value)
+            if warm is not None:
+                return warm
+        return WarmRead(None, headers, value, 0)  # sent as a kept answer is, but not kept
 
     def _meta_reply(self, key: str, answer: ReadAnswer) -> Reply:
         if not isinstance(answer, Local):

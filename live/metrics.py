@@ -353,6 +353,17 @@ class Metrics:
             hist = self.request_latency[route] = LoopHistogram(LATENCY_BUCKETS_S)
         hist.observe(elapsed_s)
 
+    def request_meter(self, route: str, status: int) -> tuple[LoopCounter, LoopHistogram]:
+        """The count of ``route``'s answers with ``status`` and the route's latencies, made
+        on first use (exported from then on): a hot path may keep them and count itself."""
+        counter = self.request_counts.get((route, status))
+        if counter is None:
+            counter = self.request_counts[(route, status)] = LoopCounter()
+        hist = self.request_latency.get(route)
+        if hist is None:
+            hist = self.request_latency[route] = LoopHistogram(LATENCY_BUCKETS_S)
+        return counter, hist
+
     def count_node(self, deltas: Mapping[str, int]) -> None:
         """Add one tick's counter deltas (``Output.counter_deltas``)."""
         if deltas:

@@ -143,6 +143,11 @@ def _wake(nap: asyncio.Future[None]) -> None:
         nap.set_result(None)
 
 
+def _no_version(key: str) -> object | None:
+    """``Runner.version_token`` before a node is built: nothing is stored."""
+    return None
+
+
 class Runner:
     """Owns the node, its storage, the gossip client and discovery."""
 
@@ -155,6 +160,7 @@ class Runner:
         discovery: bool = True,
     ) -> None:
         self.settings = settings
+        self._clock_offset_s = settings.clock_offset_ms / 1000  # now() runs on every request
         self.url = settings.advertised_url()
         self.metrics = metrics or Metrics(
             lambda: self._node,
@@ -167,6 +173,9 @@ class Runner:
         self._transport = transport
         self._discovery_enabled = discovery
         self._node: Node | None = None
+        # The current node's ``NodeView.version_token`` (``live.read_cache``), bound when
+        # the node is built: the warm-read check is then one call, not three look-ups.
+        self.version_token: Callable[[str], object | None] = _no_version
         self._storage: Storage | None = None
         self._gossip: GossipClient | None = None
         self._peers: Peers | None = None  # discovery and seeds, once running
@@ -239,7 +248,7 @@ class Runner:
         return self._ticks.stalls if self._ticks is not None else 0
 
     def now(self) -> float:
-        return time.time() + self.settings.clock_offset_ms / 1000
+        return time.time() + self._clock_offset_s
 
     @staticmethod
     def mono() -> float:
@@ -322,6 +331,7 @@ class Runner:
         self._storage, self._node = open_node(
             self.settings, self.url, self.now(), self._started_mono
         )
+        self.version_token = self._node.view.version_token
         self.node_id, self.incarnation = self._node.view.node_id, self._node.view.incarnation
 
     async def stop(self) -> None:

@@ -300,10 +300,41 @@ def test_read_answers_locally_and_maps_tombstones_to_not_found() -> None:
     n = node()
     assert n.read("k") == Local(None)
     record = n.write(WriteCommand("k", b"1"), 100.0).record
-    assert n.read("k") == Local(record)
+    assert n.read("k").record == record  # type: ignore[union-attr]  # (and a token: below)
     tombstone = n.write(WriteCommand("k", delete=True), 100.1).record
     assert n.read("k") == Local(None)
     assert n.read("k", meta=True) == Local(tombstone)
+
+
+def test_a_plain_read_names_its_version_until_a_write_replaces_it() -> None:
+    n = node()
+    n.write(WriteCommand("k", b"1"), 100.0)
+    first, again = n.read("k"), n.read("k")
+    assert isinstance(first, Local) and isinstance(again, Local)
+    assert first.token is not None and first.token is again.token
+    assert first.token is n.view.version_token("k"), "valid while the node stores it"
+    n.write(WriteCommand("k", b"1"), 100.1)  # the same bytes again: another version
+    assert n.view.version_token("k") is not first.token
+    n.write(WriteCommand("k", delete=True), 100.2)
+    assert n.view.version_token("k") is not first.token and n.read("k") == Local(None)
+
+
+def test_reads_that_depend_on_more_than_the_stored_version_carry_no_token() -> None:
+    n = node()
+    n.write(WriteCommand("ttl", b"1", ttl_ms=5_000), 100.0)
+    plan = n.read("ttl", now=100.0)
+    assert isinstance(plan, Local) and plan.record is not None, "live until it expires"
+    assert plan.token is None, "the clock decides when it goes: no answer to keep"
+    assert n.read("ttl", now=106.0) == Local(None)
+    n.write(WriteCommand("k", b"1"), 100.0)
+    meta = n.read("k", meta=True)
+    assert isinstance(meta, Local) and meta.token is None
+    sharded = _sharded()
+    mine = next(f"k{i}" for i in range(100) if "n1" in sharded.owners(f"k{i}"))
+    sharded.write(WriteCommand(mine, b"v"), 100.0)
+    plan = sharded.read(mine)
+    assert isinstance(plan, Local) and plan.record is not None
+    assert plan.token is None, "the ring may move the key away without a write"
 
 
 def test_meta_read_and_the_output_carry_the_version_lww_discarded() -> None:

@@ -102,3 +102,19 @@ def test_put_new_packs_the_same_bytes_as_one_put_per_key(
     bulk.put_new(fresh)
     assert bulk._packed == one._packed  # interned types alike: byte for byte
     assert dict(bulk) == {**first, **fresh}
+
+
+def test_every_put_stores_a_new_version_token_and_pop_leaves_none() -> None:
+    table = RecordTable()
+    record = Record(b"1", "text/plain", {"n1": 5}, 5, "n1")
+    assert table.version_token("k") is None
+    table.put("k", record)
+    token = table.version_token("k")
+    assert token is not None and table.version_token("k") is token, "stable between writes"
+    table.put("k", record)  # an equal record, stored again: still a new version
+    assert table.version_token("k") is not token
+    replaced = table.version_token("k")
+    table.replace("k", Record(b"2", "text/plain", {"n1": 6}, 6, "n1"))
+    assert table.version_token("k") is not replaced
+    table.pop("k")
+    assert table.version_token("k") is None

@@ -365,6 +365,43 @@ async def test_kv_and_gossip_run_through_the_app_middleware_stack(tmp_path: Path
     assert seen == ["/kv/k", "/gossip", "/health"]
 
 
+async def test_kv_skips_the_stack_layers_also_when_a_server_ran_the_lifespan(
+    tmp_path: Path,
+) -> None:
+    """uvicorn starts the app through its ASGI entry, where Starlette builds the middleware
+    stack; with no user middleware, ``/kv`` must still be served without its layers."""
+    from rumordb.live.app import create_app
+
+    app = create_app(settings_for(tmp_path), discovery=False)
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    lifespan = asyncio.ensure_future(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, outbox.put)
+    )
+    assert (await outbox.get())["type"] == "lifespan.startup.complete"
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            assert (await http.put("/kv/k", content=b"v", headers=ADMIN)).status_code == 201
+            layered: list[str] = []
+            stack = app.middleware_stack
+
+            async def recording(scope: Any, receive: Any, send: Any) -> None:
+                layered.append(scope["path"])
+                assert stack is not None
+                await stack(scope, receive, send)
+
+            app.middleware_stack = recording
+            assert (await http.get("/kv/k", headers=READER)).content == b"v"
+            assert (await http.get("/health")).status_code == 200
+            assert layered == ["/health"], "/kv went through the layers it folds"
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
+        await lifespan
+
+
 async def test_gossip_from_a_client_that_disconnects_mid_body_is_400_not_unauthenticated(
     tmp_path: Path,
 ) -> None:

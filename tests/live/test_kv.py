@@ -37,6 +37,10 @@ class ScriptedRunner:
         self.node_id = "n1"
         self.answer: Any = Local(RECORD)
         self.calls: list[tuple[Any, ...]] = []
+        self.tokens: dict[str, object] = {}  # what ``version_token`` says is stored
+
+    def version_token(self, key: str) -> object | None:
+        return self.tokens.get(key)
 
     async def write(self, command: WriteCommand, relay: Relay) -> Any:
         self.calls.append(("write", command, relay))
