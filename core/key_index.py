@@ -45,7 +45,11 @@ def add_new(index: SortedList[str], keys: Iterable[str]) -> None:
     for pos in reversed(touched):  # right to left: the positions to the left stay valid
         sublist = lists[pos]
         if len(sublist) > 2 * load:
-            pieces = [sublist[i : i + load] for i in range(0, len(sublist), load)]
+            # n near-equal pieces of load..1.5*load keys: none shorter than half the load
+            # (SortedList's invariant; a short last piece of a load-sized cut broke it)
+            n = len(sublist) // load
+            cuts = [len(sublist) * i // n for i in range(n + 1)]
+            pieces = [sublist[cuts[i] : cuts[i + 1]] for i in range(n)]
             lists[pos : pos + 1] = pieces
             maxes[pos : pos + 1] = [piece[-1] for piece in pieces]
     index._len += count

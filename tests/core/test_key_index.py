@@ -58,3 +58,12 @@ def test_nothing_to_add_changes_nothing() -> None:
     index: SortedList[str] = SortedList(["a", "b"])
     add_new(index, [])
     assert list(index) == ["a", "b"]
+
+
+def test_a_split_leaves_no_sublist_shorter_than_half_the_load() -> None:
+    # 21 keys into one middle sublist of 10 (load 10): load-sized cuts left a piece of 1
+    # between full ones (found by hypothesis: SortedList._check refuses it)
+    index = index_of([f"a{i:03d}" for i in range(100)], load=10)
+    add_new(index, [f"a050_{i:02d}" for i in range(21)])
+    check(index)
+    assert min(map(len, index._lists[:-1])) >= 5 and len(index) == 121
