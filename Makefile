@@ -154,11 +154,12 @@ bench-request-cost: $(STAMP)
 	$(BIN)/python -m bench.request_cost $(REF) . --method $(or $(METHOD),GET)
 
 ## Python opcodes one warm GET /kv/{key} executes inside the app (no server), by function;
-## LINES=1 by line; COLD=1 the read right after a write, MISS=1 a key never read. Stable
+## LINES=1 by line; COLD=1 the read right after a write, MISS=1 a key never read; PUT=1
+## warm PUTs instead, BATCH=16 at once (one group commit, the storage thread counted). Stable
 ## under any load, unlike wall or CPU time.
 .PHONY: bench-get-opcodes
 bench-get-opcodes: $(STAMP)
-	$(BIN)/python -m bench.get_opcodes --top 40 $(if $(LINES),--lines) $(if $(COLD),--cold) $(if $(MISS),--miss)
+	$(BIN)/python -m bench.get_opcodes --top 40 $(if $(LINES),--lines) $(if $(COLD),--cold) $(if $(MISS),--miss) $(if $(PUT),--put --batch $(or $(BATCH),16))
 
 ## TLS cost: one cluster with TLS, one without, alternating wrk rounds (ratios TLS/plain).
 .PHONY: bench-tls

@@ -9,7 +9,14 @@ the first GET of a key never read), grouped by
 function (or line). uvicorn's own share (parsing, the response send) is outside this count: see
 ``bench.request_cost`` for the whole server's CPU per request.
 
-Run: ``python -m bench.get_opcodes [--top 15] [--lines]``. Figures are printed, never asserted.
+``--put``: the same count for warm ``PUT /kv/{key}`` requests instead (keys written
+before), ``--batch N`` of them at once so that they share one group commit as concurrent
+clients do; opcodes per PUT, the event loop's and the storage writer thread's
+(``--durability``, default ``sync`` as a node runs) together, from the first request's
+start until every client has its answer.
+
+Run: ``python -m bench.get_opcodes [--top 15] [--lines] [--put [--batch 8]]``. Figures
+are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import asyncio
 import collections
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +121,60 @@ async def count(top: int, by_line: bool, cold: bool = False, miss: bool = False)
         print(f"{n:6d}  {name}")
 
 
+async def count_put(top: int, by_line: bool, batch: int, durability: str) -> None:
+    """Opcodes per PUT of ``batch`` concurrent PUTs of warm keys (one group commit)."""
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    per_module: collections.Counter[str] = collections.Counter()
+    counting = threading.Event()
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if not counting.is_set():
+            return tracer if event != "call" else None
+        frame.f_trace_opcodes = True
+        if event == "opcode" and frame.f_code.co_filename != __file__:  # not ours
+            code = frame.f_code
+            where = frame.f_lineno if by_line else code.co_name
+            per_module[f"{Path(code.co_filename).name}:{where}"] += 1
+        return tracer
+
+    threading.settrace(tracer)  # the storage writer thread, started by the lifespan
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            host="127.0.0.1",
+            port=8000,
+            node_id="bench",
+            data_dir=Path(tmp) / "bench",
+            durability=durability,  # type: ignore[arg-type]
+            cluster_secret="bench-secret-0123456789abcdef",
+            admin_key=KEY,
+            broadcast="off",
+        )
+        app = create_app(settings, discovery=False)
+        async with app.router.lifespan_context(app):
+            paths = [f"/kv/key{i}" for i in range(batch)]
+            for _ in range(3):  # warm: every key held, every cache filled
+                done = await asyncio.gather(*(_call(app, "PUT", p, b"v" * 100) for p in paths))
+                assert all(d[0]["status"] in (200, 201) for d in done), done
+            await asyncio.sleep(0.05)
+            counting.set()
+            sys.settrace(tracer)
+            try:
+                done = await asyncio.gather(*(_call(app, "PUT", p, b"w" * 100) for p in paths))
+            finally:
+                sys.settrace(None)
+                counting.clear()
+            assert all(d[0]["status"] == 200 for d in done), done
+    threading.settrace(None)  # type: ignore[arg-type]
+    total = sum(per_module.values())
+    print(f"opcodes per PUT (app and storage thread, {batch} at once): {total / batch:.0f}")
+    for name, n in per_module.most_common(top):
+        print(f"{n / batch:8.1f}  {name}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--top", type=int, default=15)
@@ -121,7 +183,18 @@ def main() -> None:
         "--cold", action="store_true", help="the GET right after a PUT of its key (no warm read)"
     )
     parser.add_argument("--miss", action="store_true", help="the GET of a key never read")
+    parser.add_argument("--put", action="store_true", help="count warm PUTs, not a GET")
+    parser.add_argument("--batch", type=int, default=1, help="--put: PUTs sent at once")
+    parser.add_argument(
+        "--durability", choices=("sync", "batch", "memory"), default="sync", help="--put"
+    )
     args = parser.parse_args()
+    if args.put:  # on uvloop, as ``rumor node`` runs: asyncio's own loop is Python code
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(count_put(args.top, args.lines, args.batch, args.durability))
+        return
     asyncio.run(count(args.top, args.lines, args.cold, args.miss))
 
 

@@ -17,6 +17,7 @@ from rumordb.core.broadcast import BroadcastQueue, retransmit_limit
 from rumordb.core.config import NodeConfig
 from rumordb.core.counters import Counters
 from rumordb.core.membership import MemberTable
+from rumordb.core.messages import Update
 from rumordb.core.outbox import Outbox
 from rumordb.core.output import Output
 from rumordb.core.placement import Placement
@@ -44,14 +45,22 @@ class Mongering:
             grouped = by_target(pairs, self._placement.replica_targets)
             self._outbox.push_each(out, grouped, relay=False)
             return
-        peers = len(self._members.peers())
+        members = self._members
+        peers = len(members.peers())
+        if not peers:
+            return  # alone: nobody to push to, nothing to relay (one node serving writes)
         width = push_width(c.fanout, peers, c.direct_mail_max)
-        targets = self._members.sample_peers(self._rng, width)
+        targets = members.sample_peers(self._rng, width)
         relay = not is_direct_mail(len(targets), peers)
         if relay:
             for key, record in fresh.items():
                 self._queue.push(key, record, transmits=len(targets))
-        updates = [update_of(key, record) for key, record in fresh.items()]
+        # A value's update is the record alone (``Replica.update_of``: a tombstone also
+        # carries its holders): built here without a call per write.
+        updates = [
+            update_of(key, record) if record.tombstone else Update(key, record)
+            for key, record in fresh.items()
+        ]
         self._outbox.push(out, targets, updates, relay=relay)
 
     def round(self, out: Output) -> None:

@@ -74,8 +74,6 @@ from rumordb.core.tombstones import Version
 from rumordb.core.view import NodeView
 from rumordb.core.writes import BatchWrite, WriteCommand, WriteResult, WriteStatus
 
-_APPLIED = frozenset((WriteStatus.OK, WriteStatus.CREATED))
-
 __all__ = ["Node", "NodeConfig", "Output", "WriteCommand", "WriteResult", "WriteStatus"]
 
 
@@ -101,6 +99,7 @@ class Node:
         timers (``core.local_health``), so ``next_deadline()`` is then a monotonic time."""
         self.node_id, self.rng = node_id, rng
         self.config = c = config or NodeConfig()
+        self._sharding = c.sharding  # read on every write
         clock = member_time(now, mono)
         self.membership: MemberTable = membership or Membership(
             node_id, address, clock, incarnation, c.suspicion_mult, c.probe_interval_ms,
@@ -191,12 +190,15 @@ class Node:
         """Apply a client write; its key was checked by the driver (``check_key``)."""
         key = command.key
         self._now = now
-        owners = None if command.coordinate else self.route(key)
-        if owners is not None:
-            return WriteResult(WriteStatus.NOT_OWNER, None, Output(), tuple(owners))
-        refused = write_refusal(command, self.clock_watch.verdict, now, self._bounds)
-        if refused is not None:
-            return WriteResult(refused, None, Output())
+        if self._sharding and not command.coordinate:  # unsharded, this node serves every key
+            owners = self.route(key)
+            if owners is not None:
+                return WriteResult(WriteStatus.NOT_OWNER, None, Output(), tuple(owners))
+        verdict = self.clock_watch.verdict
+        if command.context is not None or verdict.skew is Skew.AHEAD:  # else none refuses
+            refused = write_refusal(command, verdict, now, self._bounds)
+            if refused is not None:
+                return WriteResult(refused, None, Output())
         prior = self.store.records.get(key)
         if command.version is not None:  # a client-given version, merged by LWW
             out = Output()
@@ -205,7 +207,8 @@ class Node:
                 self.pending.accept(key, record, prior)  # pushed on flush like a write
             return WriteResult(status, record, out)
         status, record = self.replica.write(command, now, prior)
-        if status not in _APPLIED or record is None:
+        # identity, not ``in`` a set: an enum's hash is a Python-level call
+        if record is None or (status is not WriteStatus.OK and status is not WriteStatus.CREATED):
             return WriteResult(status, record, Output())
         self.pending.accept(key, record, prior)
         return WriteResult(status, record, Output(writes=[(key, record)]))

@@ -37,10 +37,12 @@ class Outbox:
         if not targets:
             return
         data = encode(message)
+        messages = out.messages
         for target in targets:
-            out.messages.append((target, data))
-        self._counters.messages_sent += len(targets)
-        self._counters.bytes_sent += len(data) * len(targets)
+            messages.append((target, data))
+        counters, sent = self._counters, len(targets)
+        counters.messages_sent += sent
+        counters.bytes_sent += len(data) * sent
 
     def push(
         self,
@@ -52,6 +54,11 @@ class Outbox:
         ack: bool = False,
     ) -> None:
         """``updates`` to ``targets`` in Pushes of at most ``max_batch`` updates each."""
+        if not targets or not updates:
+            return  # nothing to build: a message for nobody (or of nothing) is not sent
+        if len(updates) <= self.max_batch:  # one message (nearly every push): no slicing
+            self.send(out, targets, Push(self.node_id, self._entries(), updates, ack, relay))
+            return
         for chunk in chunks(updates, self.max_batch):
             self.send(out, targets, Push(self.node_id, self._entries(), chunk, ack, relay))
 

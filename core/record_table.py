@@ -149,8 +149,11 @@ class RecordTable(Mapping[str, Record]):
         return len(self._packed[key])
 
     def _pack(self, record: Record) -> bytes:
+        r = record
+        type_id = self._type_ids.get(r.content_type)
+        if type_id is not None:  # interned already (nearly every write): as ``put_new`` packs
+            return _encode((r.value, type_id, r.clock, r.hlc, r.origin, r.tombstone, r.expires))
         content_type: int | str = record.content_type
-        type_id = self._type_ids.get(record.content_type)
         if type_id is None and len(self._types) < MAX_INTERNED_TYPES:
             type_id = self._type_ids[record.content_type] = len(self._types)
             self._types.append(record.content_type)

@@ -76,23 +76,23 @@ class Replica:
         decodes a packed record, so the write path reads it once)."""
         local = held[0] if held else self.store.records.get(command.key)
         prior = local
-        now_hlc = hlc.pack(int(now * 1000))
-        if local is not None and is_expired(local, now_hlc):
+        now_ms = int(now * 1000)
+        # (only a value with an expiry needs the clock: ``is_expired`` is false without)
+        if local is not None and local.expires and is_expired(local, hlc.pack(now_ms)):
             # Decide over what every node derives at expiry; the tick stores that later.
             local = expired_tombstone(local)
         # A plain upsert (no create, delete or If-Match) is never refused: skip the call.
-        conditional = (
-            command.create or command.delete or command.context is not None or command.if_changed
-        )
-        refused = refusal(command, local) if conditional else None
-        if refused is not None:
-            return refused, local
-        record = new_version(self.node_id, command, local, self.hlc, int(now * 1000))
+        if command.create or command.delete or command.context is not None or command.if_changed:
+            refused = refusal(command, local)
+            if refused is not None:
+                return refused, local
+        record = new_version(self.node_id, command, local, self.hlc, now_ms)
         self.hlc = record.hlc
         self.versions_written += 1
         self.put(command.key, record, prior)
-        created = (local is None or local.tombstone) and not command.delete
-        return WriteStatus.CREATED if created else WriteStatus.OK, record
+        if local is None or local.tombstone:
+            return (WriteStatus.OK if command.delete else WriteStatus.CREATED), record
+        return WriteStatus.OK, record
 
     def upsert_many(
         self, commands: list[WriteCommand], now: float

@@ -1,18 +1,32 @@
 """The write decisions: when a write is refused, and the version it builds."""
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rumordb.core import hlc
 from rumordb.core.bounds import bounds_at
 from rumordb.core.context import Context
 from rumordb.core.hlc import pack
 from rumordb.core.record import MAX_TTL_S, Record, expires_at, is_expired, valid_expiry
-from rumordb.core.vclock import descends
+from rumordb.core.vclock import advance, descends, merge
 from rumordb.core.writes import (
     TOMBSTONE_CONTENT_TYPE,
     WriteCommand,
     WriteStatus,
     context_refusal,
+    expiry,
     new_version,
     refusal,
 )
+
+
+def _local(clock: dict[str, int], stamp: int, tombstone: bool) -> Record:
+    return Record(b"" if tombstone else b"old", "text/plain", clock, stamp, "a", tombstone)
+
+
+def _context(clock: dict[str, int], stamp: int) -> Context:
+    return Context(sorted(clock.items()), stamp)
+
 
 LIVE = Record(b"v", "text/plain", {"a": pack(1)}, pack(1), "a")
 TOMBSTONE = Record(b"", TOMBSTONE_CONTENT_TYPE, {"a": pack(2)}, pack(2), "a", True)
@@ -41,6 +55,37 @@ def test_a_new_version_descends_from_the_local_one_and_the_context() -> None:
     assert descends(record.clock, LIVE.clock) and descends(record.clock, context.clock)
     assert record.hlc > max(pack(5), pack(3), LIVE.hlc) and record.origin == "me"
     assert (record.value, record.content_type, record.tombstone) == (b"2", "text/csv", False)
+
+
+_clocks = st.dictionaries(st.sampled_from(["a", "me", "z"]), st.integers(0, 2**40), max_size=3)
+_stamps = st.integers(0, 2**40)
+
+
+@given(
+    st.one_of(st.none(), st.builds(_local, _clocks, _stamps, st.booleans())),
+    st.one_of(st.none(), st.builds(_context, _clocks, _stamps)),
+    st.booleans(),
+    st.integers(0, 3) | st.just(0),
+    _stamps,
+    st.integers(0, 2**24),
+)
+def test_a_new_version_is_the_hlc_send_and_clock_advance_it_inlines(
+    local: Record | None, context: Context | None, delete: bool, ttl_s: int, last: int,
+    now_ms: int,
+) -> None:  # fmt: skip
+    command = WriteCommand("k", b"v", "text/plain", context, delete=delete, ttl_ms=ttl_s * 1000)
+    record = new_version("me", command, local, last, now_ms)
+    clock = dict(local.clock) if local is not None else {}
+    floor = local.hlc if local is not None else 0
+    if context is not None:
+        clock = merge(clock, context.clock)
+        floor = max(floor, context.hlc)
+    stamp = hlc.send(max(last, floor), now_ms)
+    assert record.hlc == stamp and record.clock == advance(clock, "me", stamp)
+    assert record.tombstone is delete and record.origin == "me"
+    assert record.expires == (0 if delete else expiry(stamp, command))
+    if local is not None:
+        assert record.clock is not local.clock, "the stored version's clock is never changed"
 
 
 def test_a_delete_builds_an_empty_tombstone() -> None:
