@@ -36,7 +36,7 @@ from rumordb.live.settings import Settings
 KEY = "bench-admin-key-0123456789abcdef"
 
 
-def _scope(method: str, path: str) -> dict[str, Any]:
+def _scope(method: str, path: str, body: bytes = b"") -> dict[str, Any]:
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -51,6 +51,7 @@ def _scope(method: str, path: str) -> dict[str, Any]:
             (b"host", b"127.0.0.1:8000"),
             (b"x-api-key", KEY.encode()),
             (b"content-type", b"application/octet-stream"),
+            *([(b"content-length", str(len(body)).encode())] if method == "PUT" else []),
         ],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
@@ -66,7 +67,7 @@ async def _call(app: Any, method: str, path: str, body: bytes = b"") -> list[dic
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    await app(_scope(method, path), receive, send)
+    await app(_scope(method, path, body), receive, send)
     return sent
 
 

@@ -109,7 +109,7 @@ class Replica:
         stored = records.keys()  # a view: membership tests in C
         fresh: dict[str, Record] = {}  # versions of keys the store does not hold yet
         done: list[tuple[WriteStatus, Record, Record | None]] = []
-        new_key = WriteStatus.CREATED
+        new_key, ok = WriteStatus.CREATED, WriteStatus.OK
         for command in commands:
             key = command.key
             if key not in fresh and key not in stored:
@@ -122,12 +122,10 @@ class Replica:
                 fresh[key] = record
                 done.append((new_key, record, None))
                 continue
-            local = prior = fresh.get(key)
-            held = local is None and key in records
-            if held:
-                local = prior = records[key]
-                if is_expired(local, now_hlc):
-                    local = expired_tombstone(local)
+            held = key not in fresh  # then the store holds it (tested above)
+            local = prior = records.get(key) if held else fresh[key]
+            if local is not None and local.expires and is_expired(local, now_hlc):
+                local = expired_tombstone(local)
             record = new_version(node_id, command, local, stamp, now_ms)
             stamp = record.hlc
             if held:
@@ -135,7 +133,7 @@ class Replica:
             else:
                 fresh[key] = record
             created = local is None or local.tombstone
-            done.append((WriteStatus.CREATED if created else WriteStatus.OK, record, prior))
+            done.append((new_key if created else ok, record, prior))
         self.hlc = stamp
         self.versions_written += len(done)
         if fresh:
@@ -346,6 +344,14 @@ class Replica:
         if known:
             previous = known[0]
             self.store.put_over(key, record, previous is None)
+            if (
+                previous is not None
+                and not self.handoff.acks
+                and not (
+                    record.tombstone or record.expires or previous.tombstone or previous.expires
+                )
+            ):
+                return  # a value over a value, no TTL either side (most writes): nothing else
         else:
             previous = self.store.put(key, record)
         replaced_tombstone = previous is not None and previous.tombstone

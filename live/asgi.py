@@ -74,10 +74,15 @@ async def read_body(
             raise HttpError(400, "bad_request", "Content-Length is not a number") from None
         if declared > limit:
             raise _too_large(limit, too_large)
+    message = await receive()
+    if not message.get("more_body", False) and message["type"] != "http.disconnect":
+        body: bytes = message.get("body", b"")  # all of it at once: a small value's case
+        if len(body) > limit:
+            raise _too_large(limit, too_large)
+        return body
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
         if message["type"] == "http.disconnect":
             raise HttpError(400, "client_disconnected", "the client went away mid-body")
         chunk = message.get("body", b"")
@@ -87,6 +92,7 @@ async def read_body(
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        message = await receive()
 
 
 def _too_large(limit: int, what: tuple[str, str]) -> HttpError:

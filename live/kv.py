@@ -29,6 +29,8 @@ import time
 from typing import NamedTuple
 from urllib.parse import parse_qsl, unquote_to_bytes
 
+import msgspec
+
 from rumordb.core import (
     InvalidContext,
     InvalidKey,
@@ -47,6 +49,7 @@ from rumordb.core.keyring import RESERVED_PREFIX, is_reserved
 from rumordb.core.record import is_expired
 from rumordb.core.vclock import VClock
 from rumordb.live.asgi import (
+    JSON_TYPE,
     Headers,
     Receive,
     Reply,
@@ -75,6 +78,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 CONTEXT_CACHE_MAX = 65_536
 _FORWARDED = FORWARDED_HEADER.encode()
+_json_encode = msgspec.json.Encoder().encode
 _READ_HEADERS = frozenset(
     (b"x-api-key", b"authorization", b"content-type", b"content-length", b"if-match", _FORWARDED)
 )
@@ -309,9 +313,11 @@ class KVHandler:
         method = request.method
         content_type = DEFAULT_CONTENT_TYPE
         if method != "DELETE":
-            content_type = _content_type(request.content_type, request.content_types)
+            # A Content-Type seen before was checked then (one given: the common case).
+            known = _KNOWN_TYPES.get(request.content_type) if request.content_types == 1 else None
+            content_type = known or _content_type(request.content_type, request.content_types)
             request.body = await read_body(receive, self.max_value_bytes, request.content_length)
-        ttl_ms = _ttl_ms(_query(scope).get("ttl"), method)
+        ttl_ms = _ttl_ms(_query(scope).get("ttl"), method) if scope.get("query_string") else 0
         return WriteCommand(
             key,
             request.body,
@@ -431,6 +437,10 @@ class KVHandler:
         return json_reply(200, data, [(b"etag", f'"{context}"'.encode())])
 
     def _write_reply(self, command: WriteCommand, answer: WriteAnswer) -> Reply:
+        if isinstance(answer, WriteResult):  # applied (nearly every write): answered first
+            status, record = answer.status, answer.record
+            if record is not None and (status is WriteStatus.OK or status is WriteStatus.CREATED):
+                return self._written(command, status, record)
         if isinstance(answer, NotStored):
             retry = ((b"retry-after", b"1"),) if answer.error == "overloaded" else ()
             return error_reply(HttpError(503, answer.error, answer.detail, retry))
@@ -459,6 +469,17 @@ class KVHandler:
         data |= {"context": context, "hlc": record.hlc, "origin": record.origin}
         return json_reply(201 if status is WriteStatus.CREATED else 200, data, etag)
 
+    def _written(self, command: WriteCommand, status: WriteStatus, record: Record) -> Reply:
+        """200 (201: created) with the new version's context, also as its ETag."""
+        key = command.key
+        version = self._new_version(key, record)
+        data: dict[str, object] = {"key": key, "deleted": True} if command.delete else {"key": key}
+        data["context"] = version.context
+        data["hlc"] = record.hlc
+        data["origin"] = record.origin
+        code = 201 if status is WriteStatus.CREATED else 200
+        return Reply(code, [JSON_TYPE, version.etag], _json_encode(data))
+
     def _context_of(self, key: str, record: Record) -> str:
         return self._version_of(key, record).context
 
@@ -466,6 +487,10 @@ class KVHandler:
         cached = self._contexts.get(key)
         if cached is not None and cached.hlc == record.hlc and cached.clock == record.clock:
             return cached
+        return self._new_version(key, record)
+
+    def _new_version(self, key: str, record: Record) -> _Version:
+        """``_version_of`` a version not answered yet (a write's: no look-up first)."""
         context = encode_context(record.clock, record.hlc)
         if len(self._contexts) >= CONTEXT_CACHE_MAX:
             self._contexts.clear()
@@ -529,7 +554,16 @@ def _content_type(raw: bytes | None, given: int) -> str:
     if not _CONTENT_TYPE_CHARS.match(raw):
         detail = "Content-Type must be printable ASCII (no control characters)"
         raise HttpError(400, "invalid_content_type", detail)
-    return raw.decode("ascii")
+    content_type = raw.decode("ascii")
+    if len(_KNOWN_TYPES) >= MAX_KNOWN_TYPES:  # bounded: a client sending many types
+        _KNOWN_TYPES.clear()
+    _KNOWN_TYPES[raw] = content_type
+    return content_type
+
+
+# Content-Type header values that passed ``_content_type`` -> what it returned for them.
+MAX_KNOWN_TYPES = 256
+_KNOWN_TYPES: dict[bytes | None, str] = {}
 
 
 _TRUE = ("true", "1", "yes")

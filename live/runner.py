@@ -58,6 +58,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
@@ -121,7 +122,8 @@ class _Waiting(NamedTuple):
 
     ``done`` resolves to one result per command (or one ``NotStored`` for them all). A
     batch is one entry, so a group commit never cuts it in two, and its thousand items
-    cost one future. A named tuple: the cheapest object to build per request.
+    cost one future. A named tuple: the cheapest object to build per request, built by
+    ``tuple.__new__`` (its generated ``__new__`` is a Python-level call per write).
     """
 
     commands: list[WriteCommand]
@@ -442,7 +444,7 @@ class Runner:
     ) -> asyncio.Future[list[WriteResult] | NotStored]:
         done: asyncio.Future[list[WriteResult] | NotStored]
         done = asyncio.get_running_loop().create_future()
-        self._pending.append(_Waiting(commands, done))
+        self._pending.append(tuple.__new__(_Waiting, (commands, done)))
         self._pending_writes += len(commands)
         self._write_wakeup.set()
         return done
@@ -491,6 +493,9 @@ class Runner:
         """The next group commit: up to ``MAX_WRITE_BATCH`` writes (at least one entry),
         never half a client batch."""
         pending = self._pending
+        if self._pending_writes <= MAX_WRITE_BATCH:  # all of it (the usual case): no walk
+            self._pending, self._pending_writes = [], 0
+            return pending
         end = taken = 0
         while end < len(pending) and (
             not end or taken + len(pending[end].commands) <= MAX_WRITE_BATCH
@@ -512,7 +517,7 @@ class Runner:
         applied_s = now
         self._committing = asyncio.get_running_loop().create_future()
         try:
-            commands = [c for waiting in batch for c in waiting.commands]
+            commands = list(chain.from_iterable([waiting.commands for waiting in batch]))
             written = node.write_batch(commands, now)
             applied_s = self.now()  # readers here see the batch from now on (watch)
             results, writes = written.results, written.output.writes
@@ -538,11 +543,11 @@ class Runner:
     @staticmethod
     def _answer(batch: list[_Waiting], results: list[WriteResult], failed: NotStored) -> None:
         """Each entry its slice of ``results`` (``failed`` for all if they are missing)."""
-        start = 0
-        for waiting in batch:
-            end = start + len(waiting.commands)
-            if not waiting.done.done():
-                waiting.done.set_result(results[start:end] if end <= len(results) else failed)
+        start, count = 0, len(results)
+        for commands, done in batch:
+            end = start + len(commands)
+            if not done.done():
+                done.set_result(results[start:end] if end <= count else failed)
             start = end
 
     def _fail_pending(self, detail: str) -> None:

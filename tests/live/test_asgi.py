@@ -60,6 +60,19 @@ async def test_a_bad_content_length_is_400() -> None:
     assert caught.value.status == 400
 
 
+async def test_a_body_in_one_message_is_read_once_and_bounded_too() -> None:
+    receive, read = receiver(chunk(b"abc", more=False))
+    assert await read_body(receive, 5) == b"abc" and read[0] == 1
+    receive, _ = receiver(chunk(b"abcdef", more=False))  # no Content-Length declared
+    with pytest.raises(HttpError) as caught:
+        await read_body(receive, 5)
+    assert (caught.value.status, caught.value.error) == (413, "value_too_large")
+    receive, _ = receiver({"type": "http.disconnect"})  # gone before any body
+    with pytest.raises(HttpError) as caught:
+        await read_body(receive, 5)
+    assert (caught.value.status, caught.value.error) == (400, "client_disconnected")
+
+
 async def test_a_client_that_disconnects_mid_body_is_400_client_disconnected() -> None:
     receive, _ = receiver(chunk(b"ab"), {"type": "http.disconnect"})
     with pytest.raises(HttpError) as caught:

@@ -228,3 +228,27 @@ async def test_auth_role_body_and_state_are_refused_before_the_runner(
     assert error_of(await http.get("/kv/k", headers=READER)) == (503, "unavailable")
     assert runner.calls == []
     assert json.loads((await http.get("/kv/k")).content)["error"] == "unauthorized"
+
+
+async def test_a_content_type_checked_once_is_stored_as_given_and_still_given_once(
+    http: httpx.AsyncClient, runner: ScriptedRunner
+) -> None:
+    from rumordb.live import kv
+
+    runner.answer = WriteResult(WriteStatus.OK, RECORD, Output())
+    for _ in range(2):  # the second time from the checked types (``kv._KNOWN_TYPES``)
+        response = await http.put(
+            "/kv/k", content=b"v", headers={**ADMIN, "content-type": "text/csv"}
+        )
+        assert response.status_code == 200
+        assert response.headers["etag"] == f'"{response.json()["context"]}"'
+    assert [call[1].content_type for call in runner.calls] == ["text/csv", "text/csv"]
+    assert kv._KNOWN_TYPES[b"text/csv"] == "text/csv"
+    twice = [("x-api-key", ADMIN_KEY), ("content-type", "text/csv"), ("content-type", "text/csv")]
+    refused = await http.put("/kv/k", content=b"v", headers=twice)
+    assert error_of(refused) == (400, "invalid_content_type")
+    bad = await http.put("/kv/k", content=b"v", headers={**ADMIN, "content-type": "a\x7fb"})
+    assert error_of(bad) == (400, "invalid_content_type") and b"a\x7fb" not in kv._KNOWN_TYPES
+    for i in range(kv.MAX_KNOWN_TYPES + 5):  # bounded: a client sending many types
+        await http.put("/kv/k", content=b"v", headers={**ADMIN, "content-type": f"t/{i}"})
+    assert len(kv._KNOWN_TYPES) <= kv.MAX_KNOWN_TYPES
