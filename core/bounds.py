@@ -20,6 +20,7 @@ its shape is malformed (``core.anti_entropy_wire``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 
 import msgspec
 
@@ -95,8 +96,10 @@ def check_updates(updates: Sequence[Update], bounds: Bounds, max_key_bytes: int)
     skips the detailed checks; only an update that might fail takes them, in order, so
     the first bad update is named as before.
     """
-    keys_ok = first_bad_key([update.key for update in updates], max_key_bytes) is None
+    keys_ok = first_bad_key(list(map(_KEY, updates)), max_key_bytes) is None
     max_hlc, max_entries = bounds.max_hlc, bounds.max_entries
+    if keys_ok and _all_plainly_valid(list(map(_RECORD, updates)), max_hlc, max_entries):
+        return
     for update in updates:
         if keys_ok and _plainly_valid(update.record, max_hlc, max_entries):
             continue
@@ -110,6 +113,33 @@ def check_updates(updates: Sequence[Update], bounds: Bounds, max_key_bytes: int)
             raise InvalidMessage(detail, CLOCK_AHEAD)
         if problem is not None:
             raise InvalidMessage(f"key {update.key!r}: {problem}")
+
+
+def _all_plainly_valid(records: list[Record], max_hlc: int, max_entries: int) -> bool:
+    """``_plainly_valid`` of every record, in C-level passes over the whole list (no
+    Python frame per record: a replica checks every update of every push it receives)."""
+    if not records:
+        return True
+    clocks = list(map(_CLOCK, records))
+    sizes = list(map(len, clocks))
+    if min(sizes) <= 0 or max(sizes) > max_entries:
+        return False  # (an empty clock: the detailed checks name it)
+    hlcs = list(map(_HLC, records))
+    entries = list(map(dict.values, clocks))
+    return (
+        min(hlcs) >= 0
+        and max(hlcs) <= max_hlc
+        and not any(map(_EXPIRES, records))
+        and not any(map(_TOMBSTONE, records))
+        and max(map(max, entries)) <= max_hlc
+        and min(map(min, entries)) >= 0
+        and max(map(len, map(_CONTENT_TYPE, records))) <= MAX_CONTENT_TYPE_BYTES // 4
+    )
+
+
+_KEY, _RECORD = attrgetter("key"), attrgetter("record")
+_CLOCK, _HLC, _EXPIRES = attrgetter("clock"), attrgetter("hlc"), attrgetter("expires")
+_TOMBSTONE, _CONTENT_TYPE = attrgetter("tombstone"), attrgetter("content_type")
 
 
 def _plainly_valid(record: Record, max_hlc: int, max_entries: int) -> bool:

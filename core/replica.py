@@ -211,7 +211,7 @@ class Replica:
             outcome = decide(local, incoming)
             if outcome is Outcome.DESCENDANT:  # a newer write of a key held: most updates
                 counters.updates_applied += 1
-                self.put(key, incoming)
+                self.put(key, incoming, local)  # the version it replaces: not decoded again
                 writes.append((key, incoming))
                 if relay:
                     queue.push(key, incoming)
@@ -226,7 +226,7 @@ class Replica:
                 self._discard(out, key, local if outcome is Outcome.LWW_WON else incoming)
             if outcome.applied:
                 counters.updates_applied += 1
-                self.put(key, incoming)
+                self.put(key, incoming, local)
                 out.writes.append((key, incoming))
                 if relay:
                     self.queue.push(key, incoming)

@@ -1,11 +1,15 @@
 """What a context or a peer message may claim: HLCs, clock widths, keys, content types."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rumordb.core.bounds import (
     CLOCK_AHEAD,
     MAX_CONTENT_TYPE_BYTES,
     InvalidMessage,
+    _all_plainly_valid,
+    _plainly_valid,
     bounds_at,
     check_message,
     clock_problem,
@@ -106,3 +110,23 @@ def test_a_bad_record_after_many_plain_ones_is_found_and_named(bad: Record) -> N
     with pytest.raises(InvalidMessage) as refused:
         check_message(Push("p", [], [*good, Update("bad", bad), *good]), BOUNDS, 64)
     assert "'bad'" in str(refused.value)
+
+
+_records = st.builds(
+    Record,
+    st.just(b"v"),
+    st.sampled_from(["text/plain", "t" * 70]),
+    st.dictionaries(st.sampled_from("abcd"), st.integers(-1, 12), max_size=4),
+    st.integers(-1, 12),
+    st.just("a"),
+    st.booleans(),
+    st.sampled_from([0, 0, 5]),
+)
+
+
+@given(st.lists(_records, max_size=6), st.integers(0, 11), st.integers(0, 4))
+def test_a_whole_batch_is_plainly_valid_exactly_when_each_record_is(
+    records: list[Record], max_hlc: int, max_entries: int
+) -> None:
+    each = all(_plainly_valid(record, max_hlc, max_entries) for record in records)
+    assert _all_plainly_valid(records, max_hlc, max_entries) is each
