@@ -11,6 +11,7 @@ the driver persists once and flushes once; each applied write is accepted as pen
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 
 from rumordb.core.output import Output
 from rumordb.core.record import Record
@@ -52,7 +53,25 @@ def write_batch(
 
 
 def _plain_run_end(commands: list[WriteCommand], start: int) -> int:
+    if start == 0 and _all_plain(commands):  # a batch of plain PUTs (the usual one): at once
+        return len(commands)
     end = start
     while end < len(commands) and is_plain(commands[end]):
         end += 1
     return end
+
+
+def _all_plain(commands: list[WriteCommand]) -> bool:
+    """``is_plain`` of every command, in C-level passes (no Python call per command)."""
+    count = len(commands)
+    return not (
+        any(map(_CREATE, commands))
+        or any(map(_DELETE, commands))
+        or any(map(_IF_CHANGED, commands))
+        or list(map(_CONTEXT, commands)).count(None) != count
+        or list(map(_VERSION, commands)).count(None) != count
+    )
+
+
+_CREATE, _DELETE, _IF_CHANGED = attrgetter("create"), attrgetter("delete"), attrgetter("if_changed")
+_CONTEXT, _VERSION = attrgetter("context"), attrgetter("version")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from rumordb.core.batches import write_batch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rumordb.core.batches import _all_plain, write_batch
+from rumordb.core.context import Context
 from rumordb.core.output import Output
 from rumordb.core.record import Record
-from rumordb.core.writes import WriteCommand, WriteResult, WriteStatus
+from rumordb.core.writes import WriteCommand, WriteResult, WriteStatus, is_plain
 
 
 def _record(key: str, hlc: int) -> Record:
@@ -69,3 +73,20 @@ def test_without_a_bulk_loop_every_command_is_a_single_write() -> None:
     assert calls.bulk == []
     assert calls.single == ["a", "b", "c", "d", "e"]
     assert len(batch.results) == 5
+
+
+_flags = st.booleans()
+_any_commands = st.builds(
+    WriteCommand,
+    st.just("k"),
+    create=_flags,
+    delete=_flags,
+    if_changed=_flags,
+    context=st.none() | st.just(Context([("a", 1)], 1)),
+    version=st.none() | st.just(Record(b"v", "t", {"a": 1}, 1, "a")),
+)
+
+
+@given(st.lists(_any_commands, max_size=5))
+def test_a_batch_is_all_plain_exactly_when_each_command_is(commands: list[WriteCommand]) -> None:
+    assert _all_plain(commands) is all(is_plain(command) for command in commands)

@@ -290,3 +290,33 @@ def test_cli_refuses_an_unknown_role(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code != 0
     assert not keys_file.exists()
+
+
+class Ring:
+    """A keyring stand-in: ``roles`` is what it holds now (a revocation deletes one)."""
+
+    def __init__(self) -> None:
+        self.roles = {"ring-key": Role.READER}
+
+    def role_for(self, presented_key: str) -> Role | None:
+        return self.roles.get(presented_key)
+
+
+def test_only_a_bootstrap_key_s_header_is_kept_and_never_for_an_address_that_failed() -> None:
+    ring = Ring()
+    store = KeyStore([(hashlib.sha256(b"good-key").hexdigest(), Role.ADMIN)])
+    gate = Gate(store, FailureLimiter(1, 0.5, 100), clock=Clock(), keyring=ring)
+    good, ringed = (b"x-api-key", b"good-key"), (b"authorization", b"Bearer ring-key")
+    assert gate.check_credentials(None, good[1], False, "c") is Role.ADMIN
+    assert gate.check_credentials(ringed[1], None, False, "c") is Role.READER
+    assert gate._static_roles == {good: Role.ADMIN}, "a keyring key is looked up every time"
+    del ring.roles["ring-key"]  # revoked: refused at once
+    with pytest.raises(AuthRefused) as revoked:
+        gate.check_credentials(ringed[1], None, False, "c")
+    assert revoked.value.status == 401
+    with pytest.raises(AuthRefused) as throttled:  # "c" spent its burst: even the kept key waits
+        gate.check_credentials(None, good[1], False, "c")
+    assert throttled.value.status == 429
+    with pytest.raises(AuthRefused) as both:  # two credentials: never the kept answer
+        gate.check_credentials(b"Bearer ring-key", good[1], False, "d")
+    assert both.value.status == 400
