@@ -448,23 +448,46 @@ class LagRun:
     load: tuple[float, float, float]  # os.getloadavg() at the end
     began_mono: float  # the phase's span on the host's monotonic clock
     ended_mono: float
+    sent: dict[str, float]  # ``TRAFFIC`` over the phase
     busy_turns: list[dict[str, float]]  # ``loop_busy`` lines in the span (``--loop-monitor-ms``)
+
+
+TRAFFIC = {  # what a lag phase counts of the nodes' traffic (sums over every node)
+    "posts": "rumor_gossip_posts_total",
+    "messages": 'rumor_gossip_messages_total{direction="out"}',
+    "bytes": 'rumor_gossip_bytes_total{direction="out"}',
+}
+
+
+def traffic(urls: list[str]) -> dict[str, float]:
+    """``TRAFFIC`` summed over the nodes' ``/metrics`` (posts, replies and rounds alike)."""
+    totals = dict.fromkeys(TRAFFIC, 0.0)
+    for url in urls:
+        text = httpx.get(url + "/metrics", headers={"X-API-Key": KEY}, timeout=10.0).text
+        for line in text.splitlines():
+            for name, sample in TRAFFIC.items():
+                if line.startswith(sample + " "):
+                    totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals
 
 
 def lag_phase(
     urls: list[str], pids: list[int], rate: int, duration_s: float, observe: str
 ) -> LagRun:
-    """``ack_to_visible`` with /proc samples of the nodes and the driver around it."""
+    """``ack_to_visible`` with /proc samples of the nodes and the driver around it, and
+    the nodes' traffic counters."""
     me = os.getpid()
+    traffic_before = traffic(urls)
     nodes_before, driver_before = [ProcSample.read(p) for p in pids], ProcSample.read(me)
     pressure_before, began = cpu_pressure_us(), time.monotonic()
     observed = asyncio.run(ack_to_visible(urls, rate, duration_s, observe))
     wall_s = time.monotonic() - began
     pressure_after = cpu_pressure_us()
+    sent = {k: v - traffic_before[k] for k, v in traffic(urls).items()}
     nodes = [ProcSample.read(p).since(b) for p, b in zip(pids, nodes_before, strict=True)]
     pressure = None if pressure_before is None or pressure_after is None else pressure_after - pressure_before  # fmt: skip
     return LagRun(observed, wall_s, nodes, ProcSample.read(me).since(driver_before), pressure,
-                  os.getloadavg(), began, began + wall_s, [])  # fmt: skip
+                  os.getloadavg(), began, began + wall_s, sent, [])  # fmt: skip
 
 
 def busy_turns(log: Path) -> list[dict[str, float]]:
@@ -617,9 +640,12 @@ def print_cpu(lag: LagRun) -> None:
     )
     print(f"CPU over the lag phase ({wall:.1f} s, load {' '.join(f'{x:.1f}' for x in lag.load)}"
           f"{pressure}):")  # fmt: skip
-    print(
-        f"  nodes: {cpu * 1000 / writes:.2f} ms CPU per write (all nodes), {cpu / wall:.0%} of a core"
-    )
+    print(f"  nodes: {cpu * 1000 / writes:.2f} ms CPU per write (all nodes), "
+          f"{cpu / wall:.0%} of a core")  # fmt: skip
+    sent = lag.sent
+    print(f"  node-to-node per write: {sent['posts'] / writes:.2f} posts, "
+          f"{sent['messages'] / writes:.2f} messages, {sent['bytes'] / writes:.0f} bytes "
+          f"(every node's, gossip rounds and replies included)")  # fmt: skip
     for i, n in enumerate(lag.nodes):
         print(f"    n{i + 1}: loop on CPU {n.run_s / wall:.0%}, waited for one {n.wait_s / wall:.0%} "
               f"of the wall time, {n.wait_per_slice_ms():.2f} ms per wake-up ({n.slices} wake-ups)")  # fmt: skip
