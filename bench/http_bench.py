@@ -604,6 +604,8 @@ LAG_ROWS = (
     ("driver", "ack read -> change read on all (driver)"),
     ("nodes", "ack read -> applied on all (applied_us)"),
     ("cluster", "applied on n1 -> applied on all"),
+    ("first", "applied on n1 -> applied on the first other"),
+    ("spread", "applied on the first other -> on the last"),
     ("commit", "applied on n1 -> ack read (commit, answer)"),
     ("delivery", "applied -> read by the driver (watch)"),
 )

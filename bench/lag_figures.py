@@ -11,6 +11,9 @@ every instant is on one clock, so a write's lag splits into:
   stream delivery; the ack is still read by the driver, so a starved driver shortens it);
 * ``cluster``: applied on the origin -> applied on every other node (the cluster alone:
   the origin's group commit, the push's linger and post, the receivers' loops);
+* ``first``: applied on the origin -> applied on the first other node (the commit, the
+  linger, one post), and ``spread``: the first other node -> the last (the origin's posts
+  one after another, the receivers' loops);
 * ``commit``: applied on the origin -> the ack read (its commit and the answer);
 * ``delivery``: applied -> read by the driver, every change on every node.
 
@@ -48,7 +51,8 @@ def lag_figures(observed: Observed) -> dict[str, list[float]]:
     """Milliseconds per write for each figure, over the writes seen (``driver``) or
     applied (the others) on every node; ``never``: writes acknowledged but not seen on
     some node. A run without applied instants (polling) has ``driver`` only."""
-    figures: dict[str, list[float]] = {k: [] for k in ("driver", "nodes", "cluster", "commit")}
+    names = ("driver", "nodes", "cluster", "first", "spread", "commit")
+    figures: dict[str, list[float]] = {name: [] for name in names}
     figures["never"] = []
     applied, seen = observed.applied, observed.seen
     for i, acked in sorted(observed.acked.items()):
@@ -59,8 +63,11 @@ def lag_figures(observed: Observed) -> dict[str, list[float]]:
         if any(i not in node for node in applied):
             continue
         last_applied = max(node[i] for node in applied[1:])
+        first_applied = min(node[i] for node in applied[1:])
         figures["nodes"].append((last_applied - acked) * 1000)
         figures["cluster"].append((last_applied - applied[0][i]) * 1000)
+        figures["first"].append((first_applied - applied[0][i]) * 1000)
+        figures["spread"].append((last_applied - first_applied) * 1000)
         figures["commit"].append((acked - applied[0][i]) * 1000)
     figures["delivery"] = [
         (seen_at - applied[n][i]) * 1000

@@ -25,6 +25,8 @@ def test_each_figure_is_taken_between_its_own_instants() -> None:
     assert figures["driver"] == pytest.approx([9.0])  # ack read -> read from n3's stream
     assert figures["nodes"] == pytest.approx([6.0])  # ack read -> applied on n3
     assert figures["cluster"] == pytest.approx([9.0])  # applied on n1 -> applied on n3
+    assert figures["first"] == pytest.approx([4.0])  # applied on n1 -> applied on n2
+    assert figures["spread"] == pytest.approx([5.0])  # applied on n2 -> applied on n3
     assert figures["commit"] == pytest.approx([3.0])
     assert figures["never"] == [1.0]
     assert sorted(figures["delivery"]) == pytest.approx([1.0, 1.0, 2.0, 2.0, 3.0])
