@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,14 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI, Header, HTTPException, Request, Response
 
+from bench.lag_figures import (
+    Observed,
+    ProcSample,
+    cpu_pressure_us,
+    lag_figures,
+    last_to_apply,
+    percentile,
+)
 from rumordb.live import certs
 from rumordb.live.tls import client_context
 
@@ -292,25 +300,50 @@ class RawHTTP:
                 await writer.wait_closed()
 
 
+async def watch_lines(url: str, path: str) -> AsyncIterator[bytes]:
+    """The lines of a chunked NDJSON answer (a watch stream), read straight off the socket.
+
+    httpx's line iterator costs the driver about as much CPU per change as the node spends
+    sending it; with one stream per node of a 7-node cluster the driver fell behind and
+    its own delay became most of the figure. This reads the chunked framing by hand."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {KEY}\r\n\r\n".encode())
+        status = await reader.readline()
+        if int(status.split()[1]) != 200:
+            raise OSError(f"watch answered {status!r}")
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass  # the headers: the answer is chunked NDJSON
+        pending = b""
+        while size := int((await reader.readline()).split(b";")[0], 16):
+            pending += (await reader.readexactly(size + 2))[:-2]
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line
+    finally:
+        writer.close()
+
+
 async def ack_to_visible(
     urls: list[str], rate: int, duration_s: float, observe: str = "watch"
-) -> list[float]:
-    """Milliseconds from each PUT's ack on urls[0] to its arrival on all other nodes.
+) -> Observed:
+    """Each PUT's ack on urls[0], and its arrival on every node (``bench.lag_figures``).
 
-    ``observe="watch"`` (the default): one watch stream per observer node
+    ``observe="watch"`` (the default): one watch stream per node, the origin's included
     (``GET /kv?watch=true&prefix=lag``); a node writes each change to it as it applies it,
-    so the observation costs the nodes one small write per change, not a request. With
-    ``"poll"``, one poller per observer lists the keys written so far every ``POLL_S``
-    (the measurement used before watch existed: at 5+ nodes on one CPU its thousands of
-    listings a second compete with the replication it measures). Keys are unique per
-    write, so seen means replicated.
+    so the observation costs the nodes one small write per change, not a request, and
+    each change carries the node's ``applied_us``. With ``"poll"``, one poller per
+    observer lists the keys written so far every ``POLL_S`` (the measurement used before
+    watch existed: at 5+ nodes on one CPU its thousands of listings a second compete with
+    the replication it measures; it has no applied instants). Keys are unique per write,
+    so seen means replicated. Every instant is the host's wall clock (``applied_us``'s).
     """
     clients = [RawHTTP(url) for url in urls]
     count = int(rate * duration_s)
-    acked: dict[int, float] = {}
-    seen: list[dict[int, float]] = [{} for _ in urls[1:]]
+    observed = Observed(count, len(urls))
     failed = 0
-    streams_ready = [asyncio.Event() for _ in urls[1:]]
+    streams_ready = [asyncio.Event() for _ in urls]
 
     async def writer() -> None:
         await asyncio.gather(*(ready.wait() for ready in streams_ready))
@@ -325,7 +358,7 @@ async def ack_to_visible(
         nonlocal failed
         status, _ = await clients[0].request("PUT", f"/kv/lag{i:06d}", VALUE)
         if status in (200, 201):
-            acked[i] = time.perf_counter()
+            observed.acked[i] = time.time()
         else:
             failed += 1
 
@@ -341,61 +374,56 @@ async def ack_to_visible(
                 oldest += 1
             after = f"lag{oldest - 1:06d}" if oldest else ""
             status, body = await client.request("GET", f"/kv?prefix=lag&after={after}&limit=1000")
-            now = time.perf_counter()
+            now = time.time()
             if status == 200:
                 for key in json.loads(body)["keys"]:
                     found.setdefault(int(key[3:]), now)
             await asyncio.sleep(POLL_S)
 
-    async def watcher(url: str, found: dict[int, float], ready: asyncio.Event) -> None:
-        timeout = httpx.Timeout(10.0, read=duration_s + 30.0)
-        async with (
-            httpx.AsyncClient(timeout=timeout, trust_env=False) as client,
-            client.stream(
-                "GET", url + "/kv?watch=true&prefix=lag", headers={"X-API-Key": KEY}
-            ) as response,
-        ):
-            async for line in response.aiter_lines():
-                event = json.loads(line)
-                if event["type"] == "start":
-                    ready.set()
-                elif event["type"] == "change":
-                    found.setdefault(int(event["key"][3:]), time.perf_counter())
-                if done(found) and time.perf_counter() > acked.get(count - 1, 0.0) > 0.0:
-                    return
+    async def watcher(n: int, ready: asyncio.Event) -> None:
+        found, applied = observed.seen[n], observed.applied[n]
+        async for line in watch_lines(urls[n], "/kv?watch=true&prefix=lag"):
+            event = json.loads(line)
+            if event["type"] == "start":
+                ready.set()
+            elif event["type"] == "change":
+                i = int(event["key"][3:])
+                found.setdefault(i, time.time())
+                applied.setdefault(i, event["applied_us"] / 1e6)
+            if done(found) and len(observed.acked) + failed >= count:
+                return
 
-    async def observer(i: int) -> None:
+    async def observer(n: int) -> None:
         if observe == "poll":
-            await poller(clients[i + 1], seen[i], streams_ready[i])
+            if n:  # the origin's applied instants come from watch only
+                await poller(clients[n], observed.seen[n], streams_ready[n])
+            streams_ready[n].set()
             return
-        with contextlib.suppress(httpx.HTTPError):
-            await asyncio.wait_for(
-                watcher(urls[i + 1], seen[i], streams_ready[i]), duration_s + 30.0
-            )
-        streams_ready[i].set()
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError, TimeoutError):
+            await asyncio.wait_for(watcher(n, streams_ready[n]), duration_s + 30.0)
+        streams_ready[n].set()
 
     async def observers() -> None:
-        await asyncio.gather(*(observer(i) for i in range(len(urls) - 1)))
+        await asyncio.gather(*(observer(n) for n in range(len(urls))))
 
     try:
         watching = asyncio.create_task(observers())
         await writer()
         deadline = time.perf_counter() + 30.0
-        while not all(done(found) for found in seen) and time.perf_counter() < deadline:
+        while (
+            not all(done(found) for found in observed.seen[1:]) and time.perf_counter() < deadline
+        ):
             await asyncio.sleep(0.05)
+        if observe == "watch":  # the origin's stream too, for its applied instants
+            while not done(observed.seen[0]) and time.perf_counter() < deadline:
+                await asyncio.sleep(0.05)
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watching
     finally:
         for client in clients:
             await client.close()
-    latencies = []
-    for i in range(count):
-        if i not in acked or any(i not in found for found in seen):
-            latencies.append(float("inf"))
-            continue
-        latencies.append(max(0.0, max(found[i] for found in seen) - acked[i]) * 1000)
-    return latencies
+    return observed
 
 
 Results = dict[str, list[dict[str, float]]]
@@ -405,6 +433,72 @@ Results = dict[str, list[dict[str, float]]]
 class Cluster:
     nodes: int = 3
     node_args: tuple[str, ...] = ()
+    pin: bool = True  # every node on CPU 0 (else wherever the scheduler puts them)
+
+
+@dataclass
+class LagRun:
+    """One lag phase: what the driver observed, and the CPU the processes had meanwhile."""
+
+    observed: Observed
+    wall_s: float
+    nodes: list[ProcSample]  # deltas over the phase, n1 first
+    driver: ProcSample
+    pressure_us: int | None  # PSI cpu "some" over the phase (None without PSI)
+    load: tuple[float, float, float]  # os.getloadavg() at the end
+    began_mono: float  # the phase's span on the host's monotonic clock
+    ended_mono: float
+    sent: dict[str, float]  # ``TRAFFIC`` over the phase
+    busy_turns: list[dict[str, float]]  # ``loop_busy`` lines in the span (``--loop-monitor-ms``)
+
+
+TRAFFIC = {  # what a lag phase counts of the nodes' traffic (sums over every node)
+    "posts": "rumor_gossip_posts_total",
+    "messages": 'rumor_gossip_messages_total{direction="out"}',
+    "bytes": 'rumor_gossip_bytes_total{direction="out"}',
+}
+
+
+def traffic(urls: list[str]) -> dict[str, float]:
+    """``TRAFFIC`` summed over the nodes' ``/metrics`` (posts, replies and rounds alike)."""
+    totals = dict.fromkeys(TRAFFIC, 0.0)
+    for url in urls:
+        text = httpx.get(url + "/metrics", headers={"X-API-Key": KEY}, timeout=10.0).text
+        for line in text.splitlines():
+            for name, sample in TRAFFIC.items():
+                if line.startswith(sample + " "):
+                    totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+def lag_phase(
+    urls: list[str], pids: list[int], rate: int, duration_s: float, observe: str
+) -> LagRun:
+    """``ack_to_visible`` with /proc samples of the nodes and the driver around it, and
+    the nodes' traffic counters."""
+    me = os.getpid()
+    traffic_before = traffic(urls)
+    nodes_before, driver_before = [ProcSample.read(p) for p in pids], ProcSample.read(me)
+    pressure_before, began = cpu_pressure_us(), time.monotonic()
+    observed = asyncio.run(ack_to_visible(urls, rate, duration_s, observe))
+    wall_s = time.monotonic() - began
+    pressure_after = cpu_pressure_us()
+    sent = {k: v - traffic_before[k] for k, v in traffic(urls).items()}
+    nodes = [ProcSample.read(p).since(b) for p, b in zip(pids, nodes_before, strict=True)]
+    pressure = None if pressure_before is None or pressure_after is None else pressure_after - pressure_before  # fmt: skip
+    return LagRun(observed, wall_s, nodes, ProcSample.read(me).since(driver_before), pressure,
+                  os.getloadavg(), began, began + wall_s, sent, [])  # fmt: skip
+
+
+def busy_turns(log: Path) -> list[dict[str, float]]:
+    """The CPU and wall ms of each ``loop_busy`` line a node logged (``live.loop_monitor``)."""
+    turns = []
+    for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
+        if '"loop_busy"' in line:
+            with contextlib.suppress(ValueError, KeyError):
+                event = json.loads(line)
+                turns.append({k: event[k] for k in ("cpu_ms", "wall_ms", "mono")})
+    return turns
 
 
 def bench_rounds(
@@ -415,12 +509,16 @@ def bench_rounds(
     rate: int,
     cluster: Cluster,
     observe: str = "watch",
-) -> tuple[Results, list[float], int]:
+    lag_s: float = 5.0,
+) -> tuple[Results, LagRun, int]:
     """Both servers stay up; their wrk runs alternate, so a noisy moment hits both alike."""
     runs: Results = {name: [] for name in ("bare GET", "bare PUT", "node GET", "node PUT")}
     with processes() as procs:
-        bare = start_bare(work, procs)
-        urls = start_cluster(work, procs, nodes=cluster.nodes, node_args=cluster.node_args)
+        bare = start_bare(work, procs) if rounds else ""
+        first = len(procs)
+        urls = start_cluster(work, procs, nodes=cluster.nodes, node_args=cluster.node_args,
+                             pin=cluster.pin)  # fmt: skip
+        pids = [proc.pid for proc in procs[first:]]  # taskset execs: the nodes' own pids
         populate(urls[0])
         for _ in range(rounds):
             runs["bare GET"].append(wrk(bare, LUA_GET, work, duration_s, connections))
@@ -429,13 +527,16 @@ def bench_rounds(
             runs["node PUT"].append(wrk(urls[0], LUA_PUT, work, duration_s, connections))
         if hasattr(os, "sched_setaffinity"):  # the load generator takes wrk's CPU
             os.sched_setaffinity(0, {1})
-        lags = asyncio.run(ack_to_visible(urls, rate, 5.0, observe))
-    log_errors = sum(
-        line.count(b'"level": "error"')
+        lag = lag_phase(urls, pids, rate, lag_s, observe)
+    logs = [(work / f"n{i}.log").read_bytes() for i in range(1, cluster.nodes + 1)]
+    log_errors = sum(line.count(b'"level": "error"') for log in logs for line in log.splitlines())
+    lag.busy_turns = [
+        turn
         for i in range(1, cluster.nodes + 1)
-        for line in (work / f"n{i}.log").read_bytes().splitlines()
-    )
-    return runs, lags, log_errors
+        for turn in busy_turns(work / f"n{i}.log")
+        if lag.began_mono <= turn["mono"] <= lag.ended_mono
+    ]
+    return runs, lag, log_errors
 
 
 def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -443,19 +544,18 @@ def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
     return sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rate", type=int, default=200, help="writes/s for ack -> visible")
+    parser.add_argument(
+        "--lag-s", type=float, default=5.0, help="seconds of writes for ack -> visible"
+    )
     parser.add_argument("--rounds", type=int, default=5, help="alternating wrk runs per server")
     parser.add_argument("--nodes", type=int, default=3, help="cluster size (up to 9)")
     parser.add_argument("--lag-only", action="store_true", help="only ack -> visible")
+    parser.add_argument("--no-pin", action="store_true", help="nodes on any CPU, not all on CPU 0")
     parser.add_argument("--node-arg", action="append", default=[], help="flag for every node")
     parser.add_argument("--observe", choices=("watch", "poll"), default="watch",
                         help="how ack -> visible sees a key arrive on the other nodes")  # fmt: skip
@@ -466,12 +566,19 @@ def main() -> None:
         args.rounds = 0
     elif shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk (make bench-http does it)")
-    cluster = Cluster(args.nodes, tuple(args.node_arg))
+    cluster = Cluster(args.nodes, tuple(args.node_arg), pin=not args.no_pin)
     with tempfile.TemporaryDirectory(prefix="rumor-bench-") as tmp:
-        runs, lags, log_errors = bench_rounds(
+        runs, lag, log_errors = bench_rounds(
             Path(tmp), args.duration, args.connections, args.rounds, args.rate, cluster,
-            args.observe,
+            args.observe, args.lag_s,
         )  # fmt: skip
+    if args.rounds:
+        print_wrk(runs, args)
+    print_lag(lag, args)
+    print(f"error lines in the node logs: {log_errors}")
+
+
+def print_wrk(runs: Results, args: argparse.Namespace) -> None:
     print(f"\nHTTP benchmark: servers on CPU 0, wrk on CPU 1, {args.connections} connections, "
           f"{args.duration} s x {args.rounds} alternating rounds, 100-byte values over {KEYS} "
           f"keys (cpus: {os.cpu_count()}); medians, and every round's ratio")  # fmt: skip
@@ -482,7 +589,7 @@ def main() -> None:
         (f"node GET ({args.nodes}-node cluster)", "node GET", "bare GET"),
         (f"node PUT (sync, replicated x{args.nodes})", "node PUT", "bare PUT"),
     ]
-    for name, kind, base in rows if args.rounds else []:
+    for name, kind, base in rows:
         result, baseline = median_run(runs[kind]), median_run(runs[base])
         per_round = " ".join(
             f"{run['rps'] / ref['rps']:.2f}"
@@ -491,11 +598,66 @@ def main() -> None:
         print(f"{name:<34}{result['rps']:>10.0f}{result['p99_ms']:>10.1f}"
               f"{sum(r['non2xx'] for r in runs[kind]):>10.0f}"
               f"{result['rps'] / baseline['rps']:>7.2f}x  {per_round}")  # fmt: skip
-    finite = [x for x in lags if x != float("inf")]
-    print(f"\nack -> visible on all {args.nodes - 1} other nodes ({args.observe}), {args.rate} writes/s, {len(lags)} writes: "
-          f"p50 {percentile(finite, 0.5):.1f} ms, p99 {percentile(finite, 0.99):.1f} ms, "
-          f"max {max(finite):.1f} ms, never visible {len(lags) - len(finite)}")  # fmt: skip
-    print(f"error lines in the node logs: {log_errors}; mean lag {statistics.fmean(finite):.1f} ms")
+
+
+LAG_ROWS = (
+    ("driver", "ack read -> change read on all (driver)"),
+    ("nodes", "ack read -> applied on all (applied_us)"),
+    ("cluster", "applied on n1 -> applied on all"),
+    ("first", "applied on n1 -> applied on the first other"),
+    ("spread", "applied on the first other -> on the last"),
+    ("commit", "applied on n1 -> ack read (commit, answer)"),
+    ("delivery", "applied -> read by the driver (watch)"),
+)
+
+
+def print_lag(lag: LagRun, args: argparse.Namespace) -> None:
+    """Ack -> visible taken apart (``bench.lag_figures``), then the CPU each process had."""
+    figures = lag_figures(lag.observed)
+    where = "all on CPU 0" if not args.no_pin else "unpinned"
+    print(f"\nack -> visible on all {args.nodes - 1} other nodes ({args.observe}), {args.rate} "
+          f"writes/s, {lag.observed.count} writes, nodes {where}, driver on CPU 1; "
+          f"never visible {len(figures['never'])}")  # fmt: skip
+    print(f"  {'ms':<46}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}{'mean':>8}")
+    for name, label in LAG_ROWS:
+        values = figures[name]
+        if not values:
+            continue
+        cells = "".join(f"{percentile(values, q):>8.1f}" for q in (0.5, 0.9, 0.99, 1.0))
+        print(f"  {label:<46}{cells}{statistics.fmean(values):>8.1f}")
+    if figures["cluster"]:
+        last = last_to_apply(lag.observed, 0.01)
+        print("  last to apply, slowest 1% (cluster): "
+              + ", ".join(f"n{n + 1} x{k}" for n, k in sorted(last.items())))  # fmt: skip
+    print_cpu(lag)
+
+
+def print_cpu(lag: LagRun) -> None:
+    """What part of the lag the CPU explains: the nodes' CPU per write, and how long their
+    event loops (main threads) waited for a CPU while runnable (none on an idle machine)."""
+    wall, writes = lag.wall_s, max(1, lag.observed.count)
+    cpu = sum(n.cpu_s for n in lag.nodes)
+    pressure = (
+        "" if lag.pressure_us is None else f", PSI cpu some {lag.pressure_us / 1e4 / wall:.0f}%"
+    )
+    print(f"CPU over the lag phase ({wall:.1f} s, load {' '.join(f'{x:.1f}' for x in lag.load)}"
+          f"{pressure}):")  # fmt: skip
+    print(f"  nodes: {cpu * 1000 / writes:.2f} ms CPU per write (all nodes), "
+          f"{cpu / wall:.0%} of a core")  # fmt: skip
+    sent = lag.sent
+    print(f"  node-to-node per write: {sent['posts'] / writes:.2f} posts, "
+          f"{sent['messages'] / writes:.2f} messages, {sent['bytes'] / writes:.0f} bytes "
+          f"(every node's, gossip rounds and replies included)")  # fmt: skip
+    for i, n in enumerate(lag.nodes):
+        print(f"    n{i + 1}: loop on CPU {n.run_s / wall:.0%}, waited for one {n.wait_s / wall:.0%} "
+              f"of the wall time, {n.wait_per_slice_ms():.2f} ms per wake-up ({n.slices} wake-ups)")  # fmt: skip
+    d = lag.driver
+    print(f"  driver: on CPU {d.run_s / wall:.0%}, waited {d.wait_s / wall:.0%}, "
+          f"{d.wait_per_slice_ms():.2f} ms per wake-up")  # fmt: skip
+    if lag.busy_turns:
+        worst = max(lag.busy_turns, key=lambda t: t["cpu_ms"])
+        print(f"  loop turns over --loop-monitor-ms: {len(lag.busy_turns)}, longest "
+              f"{worst['cpu_ms']:.1f} ms CPU ({worst['wall_ms']:.1f} ms wall)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -222,6 +222,7 @@ class GossipClient:
             self._drop("error", len(batch))
             log.debug("gossip_send_failed", peer=peer, error=type(exc).__name__)
             return
+        self._metrics.posts_out.inc()
         self._metrics.messages_out.inc(len(batch))
         self._metrics.bytes_out.inc(len(body))
         if status == 200 and content:

@@ -275,6 +275,7 @@ class HotPathCollector(Collector):
         gossip_bytes.add_metric(["in"], m.bytes_in.value)
         gossip_bytes.add_metric(["out"], m.bytes_out.value)
         yield gossip_bytes
+        yield _counter("rumor_gossip_posts", "POST /gossip requests sent.", m.posts_out.value)
         lag = HistogramMetricFamily(
             "rumor_replication_lag_seconds",
             "Time from a version's creation (its HLC) to its arrival at this node.",
@@ -301,6 +302,7 @@ class Metrics:
         self.messages_out = LoopCounter()
         self.bytes_in = LoopCounter()
         self.bytes_out = LoopCounter()
+        self.posts_out = LoopCounter()  # each carries many messages (``core.send_policy``)
         self.replication_lag = LoopHistogram(LAG_BUCKETS_S)
         self.gossip_dropped = Counter(
             "rumor_gossip_dropped",

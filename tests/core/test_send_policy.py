@@ -56,35 +56,50 @@ def test_a_post_takes_messages_oldest_first_up_to_the_bound(
     assert post_count(sizes, bound) == expected
 
 
-def test_the_first_message_to_an_idle_peer_starts_one_linger() -> None:
+def test_the_first_message_to_an_idle_peer_leaves_at_once() -> None:
     policy = PeerSendPolicy()
-    assert policy.on_enqueue(100.0) == 100.0 + LINGER_MS
-    assert policy.on_enqueue(101.0) is None  # the same post will carry it
-    assert policy.phase is Phase.LINGERING and policy.due_at_ms == 100.0 + LINGER_MS
+    assert LINGER_MS == 0.0
+    assert policy.on_enqueue(100.0) == 100.0  # due now: the next loop turn posts it
+    assert policy.on_enqueue(100.0) is None  # queued in the same turn: the same post
+    assert policy.phase is Phase.LINGERING and policy.due_at_ms == 100.0
 
 
-def test_messages_queued_during_a_post_linger_from_their_own_arrival() -> None:
+def test_messages_queued_during_a_post_leave_when_it_completes() -> None:
     policy = PeerSendPolicy()
     policy.on_enqueue(0.0)
     policy.on_due(100)
+    assert policy.on_enqueue(0.5) is None  # one post in flight per peer
+    assert policy.on_enqueue(1.0) is None
+    assert policy.on_sent(2.0, queued=2) == 2.0  # both in the next post, at once
+
+
+def busy_policy() -> PeerSendPolicy:
+    """A peer whose last ``BUSY_POSTS`` posts were large, a post in flight."""
+    policy = PeerSendPolicy()
+    policy.on_enqueue(0.0)
+    for _ in range(BUSY_POSTS):
+        policy.on_due(BUSY_POST_BYTES)
+        policy.on_sent(0.0, queued=1)
+    policy.on_due(BUSY_POST_BYTES)
+    return policy
+
+
+def test_messages_queued_during_a_busy_post_linger_from_their_own_arrival() -> None:
+    policy = busy_policy()
     assert policy.on_enqueue(6.0) is None  # one post in flight per peer
     assert policy.on_enqueue(8.0) is None
-    assert policy.on_sent(9.0, queued=2) == 6.0 + LINGER_MS  # the first of them counts
+    assert policy.on_sent(9.0, queued=2) == 6.0 + LINGER_BUSY_MS  # the first of them counts
 
 
 def test_after_a_slow_post_what_waited_leaves_at_once() -> None:
-    policy = PeerSendPolicy()
-    policy.on_enqueue(0.0)
-    policy.on_due(100)
+    policy = busy_policy()
     policy.on_enqueue(6.0)
     assert policy.on_sent(40.0, queued=1) == 40.0  # it lingered while the post was out
 
 
-def test_what_a_full_post_left_behind_lingers_from_its_end() -> None:
-    policy = PeerSendPolicy()
-    policy.on_enqueue(0.0)
-    policy.on_due(100)  # the size bound left messages queued, none arrived since
-    assert policy.on_sent(9.0, queued=3) == 9.0 + LINGER_MS
+def test_what_a_full_busy_post_left_behind_lingers_from_its_end() -> None:
+    policy = busy_policy()  # the size bound left messages queued, none arrived since
+    assert policy.on_sent(9.0, queued=3) == 9.0 + LINGER_BUSY_MS
     policy.on_due(100)
     assert policy.waiting_since_ms is None  # a new post, nothing waiting for it yet
 

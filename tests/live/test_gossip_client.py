@@ -158,7 +158,7 @@ async def test_replies_go_back_to_the_node() -> None:
 
         await eventually(replied, 2.0, 0.001)
         assert replies == [("peer", [b"r1", b"r2"])]
-        assert metrics.messages_out.value == 1
+        assert metrics.messages_out.value == 1 and metrics.posts_out.value == 1
         assert metrics.messages_in.value == 2
     finally:
         await client.close()
@@ -270,7 +270,7 @@ async def test_posts_over_the_pooled_transport_are_well_formed_http() -> None:
         client.send("peer", b"again")
 
         async def both_sent() -> bool:
-            return len(scripted.requests) == 2 and metrics.messages_out.value == 2
+            return len(scripted.requests) == 2 and metrics.posts_out.value == 2
 
         await eventually(both_sent, 2.0, 0.001)
     finally:

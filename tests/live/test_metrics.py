@@ -38,6 +38,7 @@ def test_request_and_lag_metrics_parse_as_prometheus_text() -> None:
     metrics.replication_lag.observe_many([0.002, 0.03])
     metrics.messages_in.inc(3)
     metrics.bytes_out.inc(100)
+    metrics.posts_out.inc(2)
     found = samples(metrics)
     put = (("route", "kv_put"), ("status", "201"))
     assert found[("rumor_http_requests_total", put)] == 2
@@ -55,6 +56,7 @@ def test_request_and_lag_metrics_parse_as_prometheus_text() -> None:
     )
     assert found[("rumor_gossip_messages_total", (("direction", "in"),))] == 3
     assert found[("rumor_gossip_bytes_total", (("direction", "out"),))] == 100
+    assert found[("rumor_gossip_posts_total", ())] == 2
 
 
 def test_the_core_counts_come_from_the_tick_deltas_the_runner_adds_up() -> None:

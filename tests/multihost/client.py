@@ -9,7 +9,9 @@ Commands: ``probe`` (one HTTP GET), ``udp-send`` / ``udp-listen`` (datagram reac
 ``live.checker``; history to ``--out``), ``converge`` (poll until identical data; snapshot
 and seconds to ``--out``), ``watch`` (member-state changes seen by each node over time),
 ``clusters`` (every node's ``GET /cluster``), ``round-trips`` (a TCP handshake's time and
-a kept-alive ``GET`` response's time, the fastest of ``--count`` each).
+a kept-alive ``GET`` response's time, the fastest of ``--count`` each),
+``client-round-trips`` (the same for a PUT and a GET through the client library's
+transports).
 """
 
 from __future__ import annotations
@@ -86,6 +88,41 @@ def round_trips(args: argparse.Namespace) -> int:
             responses.append(time.perf_counter() - start)
     status = int(head.split()[1])
     print(json.dumps({"status": status, "rtt_s": min(handshakes), "response_s": min(responses)}))
+    return 0
+
+
+def client_round_trips(args: argparse.Namespace) -> int:
+    """Seconds of a TCP handshake and of a PUT and a GET on ``/kv`` sent by the client
+    library's transports (kept-alive connections, Nagle as they leave it), the fastest of
+    ``--count`` each: a request whose head and body wait for an ACK costs two."""
+    from rumordb.api import Request
+    from rumordb.transport import HttpxTransport, StdlibTransport
+
+    node = f"http://{args.host}:{args.port}"
+    value = b"v" * args.value_bytes
+    put = Request("PUT", "/kv/nodelay", (("content-type", "application/octet-stream"),), value)
+    get = Request("GET", "/kv/nodelay")
+    handshakes = []
+    for _ in range(args.count):
+        start = time.perf_counter()
+        socket.create_connection((args.host, args.port), timeout=10).close()
+        handshakes.append(time.perf_counter() - start)
+    measured: dict[str, Any] = {"rtt_s": min(handshakes)}
+    for name, kind in (("httpx", HttpxTransport), ("stdlib", StdlibTransport)):
+        pool = kind(_auth(args.api_key), 10.0)
+        try:
+            for label, request in (("put", put), ("get", get)):
+                answers, times = [], []
+                pool.send(node, request)  # warm: the connection opened, the code paged in
+                for _ in range(args.count):
+                    start = time.perf_counter()
+                    answers.append(pool.send(node, request))
+                    times.append(time.perf_counter() - start)
+                measured[f"{name}_{label}_s"] = min(times)
+                measured[f"{name}_{label}_status"] = getattr(answers[-1], "status", None)
+        finally:
+            pool.close()
+    print(json.dumps(measured))
     return 0
 
 
@@ -289,6 +326,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--path", default="/health")
     p.add_argument("--count", type=int, default=5)
+    p = sub.add_parser("client-round-trips")
+    p.add_argument("--host", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--count", type=int, default=5)
+    p.add_argument("--value-bytes", type=int, default=8192)
+    p.add_argument("--api-key")
     p = sub.add_parser("udp-send")
     p.add_argument("--to", required=True)
     p.add_argument("--port", type=int, required=True)
@@ -332,6 +375,7 @@ def parser() -> argparse.ArgumentParser:
 COMMANDS = {
     "probe": probe,
     "round-trips": round_trips,
+    "client-round-trips": client_round_trips,
     "udp-send": udp_send,
     "udp-listen": udp_listen,
     "wait-ready": wait_ready,

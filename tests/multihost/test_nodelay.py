@@ -37,3 +37,23 @@ def test_get_health_over_a_delayed_link_takes_one_round_trip(
     assert measured["rtt_s"] >= DELAY_MS / 1000 * 0.9, "the delay is in place"
     ratio = measured["response_s"] / measured["rtt_s"]
     assert ratio < 1.3, f"a response took {ratio:.2f} round trips: {measured}"
+
+
+def test_client_library_writes_and_reads_over_a_delayed_link_take_one_round_trip(
+    make_lab: Callable[[int], Lab], tmp_path: Path
+) -> None:
+    """The client side too: ``rumordb``'s transports send a PUT's head and 8 KiB body,
+    and the node answers a GET of it (``/kv``, not FastAPI), without waiting for an ACK."""
+    cluster = LabCluster(make_lab(1), tmp_path)
+    cluster.start_all(["h1"])
+    cluster.lab.delay("h1", DELAY_MS)
+    address = cluster.lab.hosts["h1"].address
+    done = cluster.client("client-round-trips", "--host", address, "--port", str(HTTP_PORT))
+    measured = json.loads(done.stdout)
+    assert measured["rtt_s"] >= DELAY_MS / 1000 * 0.9, "the delay is in place"
+    for transport in ("httpx", "stdlib"):
+        assert measured[f"{transport}_put_status"] in (200, 201), measured
+        assert measured[f"{transport}_get_status"] == 200, measured
+        for request in ("put", "get"):
+            ratio = measured[f"{transport}_{request}_s"] / measured["rtt_s"]
+            assert ratio < 1.3, f"{transport} {request} took {ratio:.2f} round trips: {measured}"

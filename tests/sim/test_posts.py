@@ -40,19 +40,18 @@ FREE = Constants(
 )
 # (instant in ms, message size): idle writes, a busy spell of large posts, idle again.
 SCHEDULE = [
-    (0.0, 100),
+    (0.0, 100),  # to an idle peer: at once (its post is out until 2.0)
     (1.0, 100),
+    (1.5, 100),  # both queued during the first post: one post when it completes
     (4.9, 100),
-    (5.5, 100),  # queued during the first post: lingers from its own arrival
     (20.0, BUSY_POST_BYTES),
-    (26.0, BUSY_POST_BYTES),
-    (32.0, BUSY_POST_BYTES),
-    (38.0, BUSY_POST_BYTES),
-    (38.5, 10),
-    (44.0, 10),  # after the fourth large post in a row (BUSY_POSTS): the long linger
+    (21.0, BUSY_POST_BYTES),  # each queued during the previous large post
+    (23.0, BUSY_POST_BYTES),
+    (25.0, BUSY_POST_BYTES),
+    (27.0, 10),  # after the fourth large post in a row (BUSY_POSTS): the long linger
     (200.0, 10),
 ]
-BUSY_AT_MS = 44.0 + LINGER_BUSY_MS
+BUSY_AT_MS = 27.0 + LINGER_BUSY_MS
 Posted = list[tuple[float, list[int]]]  # (instant in ms, message sizes)
 
 
@@ -163,8 +162,8 @@ def test_the_live_client_and_the_simulator_post_the_same_batches_at_the_same_ins
     # And the schedule exercises the rule: a coalesced post, and a busy (long) linger.
     assert any(len(sizes) > 1 for _, sizes in live)
     instants = [at for at, _ in live]
-    assert BUSY_AT_MS in instants and live[0][0] == LINGER_MS
-    assert 5.5 + LINGER_MS in instants  # not a whole linger after the first post's end
+    assert BUSY_AT_MS in instants and live[0][0] == LINGER_MS == 0.0
+    assert (RTT_MS, [100, 100]) in live  # what waited for the first post left as it ended
 
 
 def test_a_partition_drops_whole_posts_and_the_peer_keeps_posting_after_heal() -> None:
@@ -172,7 +171,7 @@ def test_a_partition_drops_whole_posts_and_the_peer_keeps_posting_after_heal() -
     sim.network.partition([["a"], ["b"]])
     sim.env.timeout(0.050).callbacks.append(lambda _e: sim.network.heal())
     posted = sim.run([(0.0, 10), (1.0, 10), (60.0, 10)])
-    assert posted == [(65.0, [10])]
+    assert posted == [(60.0, [10])]  # the first two were dropped whole
     assert sim.traffic.partitioned == 2 and sim.posts.stats.posts == 1
 
 
@@ -194,8 +193,8 @@ def test_a_receiver_works_through_posts_one_at_a_time() -> None:
     )
     sim = Sim(slow)
     sim.run([(0.0, 10), (0.0, 10)])
-    # Linger 5 ms, link 1 ms, then 4 ms + 2 x 1 ms of the receiver's CPU.
-    assert sim.arrived == [(12.0, 10), (12.0, 10)]
+    # No linger (an idle peer), link 1 ms, then 4 ms + 2 x 1 ms of the receiver's CPU.
+    assert sim.arrived == [(7.0, 10), (7.0, 10)]
 
 
 def test_with_posts_members_announce_live_length_addresses() -> None:
