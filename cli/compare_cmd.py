@@ -1,7 +1,9 @@
 """``rumor sim compare``: one scenario in the simulator and on a live local cluster.
 
 The simulator runs with the live send path modelled (``[network] posts = true``, the
-calibration given or the committed default); the live side is ``cli.compare_live``.
+calibration given or the committed default) and the live driver's observing modelled
+(``observer_sample_ms``: its watch streams and ``/metrics`` samples, on the machine's
+shared cores); the live side is ``cli.compare_live``.
 Both are reduced to ``sim.compare.FIGURES`` and written by ``sim.compare_report``.
 """
 
@@ -70,7 +72,14 @@ def compare_cmd(
     calibration: Path | None,
 ) -> None:
     """Run SCENARIO in the simulator and on a live loopback cluster; compare the figures."""
-    overrides: dict[str, Any] = {"network.posts": True, "network.durability": durability}
+    from rumordb.cli.compare_live import SAMPLE_S
+
+    # The simulator's observer costs what the live driver's watch streams and samples do.
+    overrides: dict[str, Any] = {
+        "network.posts": True,
+        "network.durability": durability,
+        "network.observer_sample_ms": round(SAMPLE_S * 1000),
+    }
     if calibration is not None:
         overrides["network.calibration"] = str(calibration.resolve())
     try:

@@ -63,7 +63,7 @@ def sim_figures(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {
         **_lag_figures(lag),
         "heal_to_identical_s": metrics["heal_to_converged_s"],
-        "node_cpu_s": posts.get("busy_s"),  # what the service model charged every loop
+        **_charged_cpu(posts),
         "messages": posts.get("messages", metrics["messages_sent"]),
         "bytes": posts.get("sealed_bytes", metrics["bytes_sent"]),
         **{state: transitions.get(state, 0) for state in ("suspect", "dead", "alive")},
@@ -73,6 +73,15 @@ def sim_figures(metrics: Mapping[str, Any]) -> dict[str, Any]:
             "t_s": series["t_s"],
             "messages_per_s": [m / interval for m in series["messages"]],
         },
+    }
+
+
+def _charged_cpu(posts: Mapping[str, Any]) -> dict[str, float | None]:
+    """What the service model charged the nodes' loops, and the observer's apart."""
+    busy, observer = posts.get("busy_s"), posts.get("observer_s") or 0.0
+    return {
+        "node_cpu_s": None if busy is None else busy - observer,
+        "driver_cpu_s": observer if busy is not None else None,
     }
 
 
