@@ -66,6 +66,7 @@ WAKEUP_QUANTILES = 50  # the wake-up distribution's resolution (the 1st to 99th 
 SPREAD_POSTS = 300  # posts timed one by one for the service time's spread
 SETTLE_S = 0.002  # after a post's answer, for the node's work after it (persist) to end
 VALUE_BYTES = 100
+STARTUP_POLL_S = 0.005  # how often a starting node is asked whether it serves
 HOST = "127.0.0.1:18001"  # a typical loopback netloc, for the head's length
 
 
@@ -450,6 +451,19 @@ async def _node_request(
     )
     if status not in (200, 201, 204):
         raise RuntimeError(f"calibration request refused: {status} {content[:200]!r}")
+
+
+async def startup_ms(url: str, since_s: float, wait_s: float = 60.0) -> float:
+    """Milliseconds from ``since_s`` (``time.monotonic()`` when the node process was
+    started) to its first ``GET /health`` answer: what a restart keeps a node down."""
+    deadline = since_s + wait_s
+    async with httpx.AsyncClient(trust_env=False, timeout=1.0) as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"{url}/health")).status_code == 200:
+                    return round((time.monotonic() - since_s) * 1000, 1)
+            await asyncio.sleep(STARTUP_POLL_S)
+    raise RuntimeError(f"the node at {url} did not answer in {wait_s:.0f} s")
 
 
 # --- what an observer costs: the compare driver's watch stream and /metrics samples -----

@@ -19,7 +19,9 @@ driver) costs each node ``watch_cost_us`` per version it applies (its watch line
 ``metrics_cost_us`` per ``/metrics`` sample, and itself ``observer_event_cost_us`` per
 watch line read, ``observer_sample_cost_us`` per sample and ``observer_write_cost_us``
 per client write it sends. ``cores``: the machine's cores, which every node and the
-observer share (``sim.service``; 0: a core per node).
+observer share (``sim.service``; 0: a core per node). ``startup_ms``: how long a new
+node process takes to serve (Python, imports, the disk loaded): a restarted node is up
+that much after its restart's instant (0: at once).
 
 Framing: a post carries bytes around its messages' bytes: the ``Envelope`` (a fixed part
 and a part per message), the seal (header, ids, MAC) and the HTTP request head.
@@ -60,6 +62,7 @@ class Constants(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     observer_sample_cost_us: float = 0.0  # observer CPU per /metrics sample it takes
     observer_write_cost_us: float = 0.0  # observer CPU per client write it sends
     cores: int = 0  # the machine's cores, shared by every node and the observer
+    startup_ms: float = 0.0  # wall time from a node's exec to its first answer (restarts)
     envelope_post_bytes: int  # the Envelope's own bytes (array head, sender, list head)
     envelope_message_bytes: int  # per message: its msgpack bin head
     seal_bytes: int  # the seal's header and MAC, without the two node ids

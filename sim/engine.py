@@ -610,10 +610,18 @@ class Simulation:
 
     # --- faults ------------------------------------------------------------------------
     def _faults(self) -> Process:
+        starting: list[Event] = []  # restarts whose new processes are starting up
+        startup_s = self.calibration.constants.startup_ms / 1000 if self.calibration else 0.0
         for fault in sorted(self.scenario.faults, key=lambda f: f.at_s):
             if fault.at_s > self.env.now:
                 yield self.env.timeout(fault.at_s - self.env.now)
+            if fault.action == "restart" and startup_s > 0:  # live: up once it serves
+                starting.append(self.env.timeout(startup_s, fault))
+                starting[-1].callbacks.append(lambda event: self._apply_fault(event.value))
+                continue
             self._apply_fault(fault)
+        if starting:
+            yield self.env.all_of(starting)
         self._faults_done = True
         self._check_done()
 
