@@ -62,6 +62,9 @@ LAG_TIMED = ("lag", "heal_to_identical_s", "messages")  # figures that starved C
               help="The live nodes' durability (the simulator's too: sync waits for commits).")  # fmt: skip
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Send-path constants (default: the scenario's, else sim/calibration.toml).")  # fmt: skip
+@click.option("--loop-monitor-ms", type=click.IntRange(0, 10_000), default=0, show_default=True,
+              help="Live nodes log loop turns of this much CPU (their --loop-monitor-ms); "
+              "the report counts them (0: off).")  # fmt: skip
 def compare_cmd(
     scenario: Path,
     out: Path,
@@ -69,6 +72,7 @@ def compare_cmd(
     runs: int,
     durability: str,
     calibration: Path | None,
+    loop_monitor_ms: int,
 ) -> None:
     """Run SCENARIO in the simulator and on a live loopback cluster; compare the figures."""
     from rumordb.cli.compare_live import SAMPLE_S
@@ -88,10 +92,12 @@ def compare_cmd(
         raise click.exceptions.Exit(2) from None
     _check_live(spec)
     sim_runs, sim_metrics = _simulate(scenario, overrides, spec.seed, seeds)
-    live_runs = [_live(spec, i, durability) for i in range(runs)]
+    live_runs = [_live(spec, i, durability, loop_monitor_ms) for i in range(runs)]
     result = _result(spec, sim_runs, sim_metrics, live_runs)
-    result["explanations"] = explanations(result["rows"], facts_of(result))
     result["live"]["durability"] = durability
+    result["live"]["loop_monitor_ms"] = loop_monitor_ms
+    result["facts"] = facts_of(result)
+    result["explanations"] = explanations(result["rows"], result["facts"])
     from rumordb.sim.compare_report import write_compare_report
 
     write_compare_report(result, out)
@@ -132,12 +138,12 @@ def _simulate(
     return found, first
 
 
-def _live(spec: Scenario, index: int, durability: str) -> dict[str, Any]:
+def _live(spec: Scenario, index: int, durability: str, loop_monitor_ms: int) -> dict[str, Any]:
     from rumordb.cli.compare_live import run_live
     from rumordb.sim.compare import live_figures
 
     with tempfile.TemporaryDirectory(prefix=f"rumor-compare-{index}-") as root:
-        observed = run_live(spec, Path(root), durability)
+        observed = run_live(spec, Path(root), durability, loop_monitor_ms)
     raw = dataclasses.asdict(observed)
     # asdict rebuilds a Counter from (key, count) pairs, counting the pairs: take dicts.
     raw["transitions"], raw["failures"] = dict(observed.transitions), dict(observed.failures)
@@ -168,12 +174,17 @@ def _result(
             "seeds": [r["seed"] for r in sim_runs],
             "node_cpu_s": _mean([r.get("node_cpu_s") for r in sim_runs]),
             "driver_cpu_s": _mean([r.get("driver_cpu_s") for r in sim_runs]),
+            "longest_job_s": max((r.get("longest_job_s") or 0.0 for r in sim_runs), default=0.0),
             "runs": sim_runs,
             "events": sim_metrics["events"],
         },
         "live": {
             "runs": live_runs,
             "fault_lateness_s": max((r["fault_lateness_s"] for r in live_runs), default=0.0),
+            **{
+                name: max((r.get(name) or 0.0 for r in live_runs), default=0.0)
+                for name in ("loop_busy_max_cpu_ms", "loop_busy_max_wall_ms")
+            },
             "ack_rtt_p50_s": _mean([r["ack_rtt_p50_s"] for r in live_runs]),
             **{
                 name: _mean([r.get(name) for r in live_runs])
@@ -182,6 +193,7 @@ def _result(
                     "watch_delivery_p99_s",
                     "node_cpu_s",
                     "driver_cpu_s",
+                    "loop_busy_turns",
                 )
             },
         },
@@ -228,7 +240,7 @@ def _facts_for(kind: str, membership: bool) -> tuple[str, ...]:
     if membership:
         return ("silence", "load")
     if kind in LAG_TIMED:
-        return ("cpu", "load", "restart") if kind != "lag" else ("cpu", "load")
+        return ("cpu", "load", "restart") if kind != "lag" else ("cpu", "load", "stalls")
     return ()
 
 
@@ -271,6 +283,7 @@ def facts_of(result: dict[str, Any]) -> dict[str, str]:
             f"{calibrated['load_1m'] / cores:.1f}): the wake-ups drawn are the calibration's"
         )
     found.update(_restart_fact(result))
+    found.update(_stalls_fact(result))
     found.update(_silence_fact(result["scenario"], result["sim"]["events"]))
     return found
 
@@ -284,6 +297,20 @@ def _restart_fact(result: dict[str, Any]) -> dict[str, str]:
     return {
         "restart": f"a live restart served {late_s:.2f} s after its instant at the latest; the "
         f"model's start-up is {startup_ms / 1000:.2f} s"
+    }
+
+
+def _stalls_fact(result: dict[str, Any]) -> dict[str, str]:
+    """The live loops' busy turns (with a loop monitor) against the model's longest job."""
+    live, threshold = result["live"], result["live"].get("loop_monitor_ms") or 0
+    if not threshold:
+        return {}
+    longest_ms = (result["sim"].get("longest_job_s") or 0.0) * 1000
+    return {
+        "stalls": f"live loops logged {live.get('loop_busy_turns') or 0:.0f} turns of "
+        f"{threshold} ms CPU or more per run (longest {live['loop_busy_max_cpu_ms']:.1f} ms "
+        f"CPU, {live['loop_busy_max_wall_ms']:.1f} ms wall); the model's longest job was "
+        f"{longest_ms:.1f} ms"
     }
 
 

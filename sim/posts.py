@@ -78,6 +78,7 @@ class PostStats:
     busy_s: float = 0.0  # service time of every node's loop (sim.service)
     observer_s: float = 0.0  # the observer's (its share of busy_s)
     core_waited_s: float = 0.0  # time work waited for one of the machine's cores
+    longest_job_s: float = 0.0  # the longest single job of any node's loop
     waited_s: float = 0.0  # time work waited for a busy or sleeping loop
     commits: int = 0  # durable group commits (sync durability)
 
@@ -277,6 +278,9 @@ class Posts:
         stats.busy_s, stats.waited_s = servers.busy_s, servers.waited_s
         stats.observer_s = servers.busy_of.get(OBSERVER, 0.0)
         stats.core_waited_s = servers.core_waited_s
+        stats.longest_job_s = max(
+            (s for node, s in servers.longest_of.items() if node != OBSERVER), default=0.0
+        )
         stats.commits = self.commits.commits
         return stats
 

@@ -61,6 +61,7 @@ class Servers:
     _cores_free: list[float] = field(default_factory=list)  # each core's free instant, sorted
     busy_s: float = 0.0  # service time handed out, all nodes (utilisation = / nodes / run)
     busy_of: dict[str, float] = field(default_factory=dict)  # the same, by server
+    longest_of: dict[str, float] = field(default_factory=dict)  # the longest job, by server
     waited_s: float = 0.0  # time work spent queued behind other work or waking up
     core_waited_s: float = 0.0  # of which waiting for a core (the machine's, shared)
 
@@ -77,6 +78,8 @@ class Servers:
         self._busy_until[node_id] = done_s
         self.busy_s += cost_s
         self.busy_of[node_id] = self.busy_of.get(node_id, 0.0) + cost_s
+        if cost_s > self.longest_of.get(node_id, 0.0):
+            self.longest_of[node_id] = cost_s
         self.waited_s += start_s - arrival_s
         return done_s
 

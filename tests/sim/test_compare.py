@@ -184,7 +184,20 @@ def test_compare_runs_both_sides_and_writes_the_report(tmp_path: Path) -> None:
     scenario.write_text(TINY)
     out = tmp_path / "out"
     result = CliRunner().invoke(
-        app, ["sim", "compare", str(scenario), "--out", str(out), "--seeds", "1", "--runs", "1"]
+        app,
+        [
+            "sim",
+            "compare",
+            str(scenario),
+            "--out",
+            str(out),
+            "--seeds",
+            "1",
+            "--runs",
+            "1",
+            "--loop-monitor-ms",
+            "1",
+        ],
     )
     assert result.exit_code == 0, result.output
     found = json.loads((out / "compare.json").read_text())
@@ -206,8 +219,13 @@ def test_compare_runs_both_sides_and_writes_the_report(tmp_path: Path) -> None:
     assert live["node_cpu_s"] > 0 and live["driver_cpu_s"] > 0
     assert found["sim"]["runs"][0]["node_cpu_s"] > 0 and found["sim"]["node_cpu_s"] > 0
     assert live["watch_delivery_p50_s"] is not None and live["watch_delivery_p50_s"] >= 0
+    # the nodes' loop monitors logged their busy turns; the model says its longest job
+    assert live["loop_busy_turns"] >= 0 and found["live"]["loop_monitor_ms"] == 1
+    assert found["sim"]["longest_job_s"] > 0  # (the default calibration has no observer)
+    assert found["sim"]["runs"][0]["driver_cpu_s"] is not None
     report = (out / "report.md").read_text()
     assert "CPU over a run: live nodes" in report and "`applied_us`" in report
+    assert "Loop stalls: live loops logged" in report and "the model's longest job" in report
     assert all(f"| {name} |" in report for name in FIGURES)
     for png in ("lag_cdf.png", "nodes_current.png", "traffic.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -228,6 +246,27 @@ def test_membership_transitions_are_read_from_json_and_text_log_lines(tmp_path: 
     cluster.nodes = {"n1": NodeProcess("n1", "", 0, 0, 0.0, "", str(log))}
     assert cluster.transitions_since({"n1": 0}) == {"suspect": 1, "dead": 1}
     assert cluster.transitions_since({"n1": log.stat().st_size}) == {}
+
+
+def test_busy_loop_turns_are_read_from_the_nodes_logs(tmp_path: Path) -> None:
+    from rumordb.cli.cluster import NodeProcess
+    from rumordb.cli.compare_live import LiveCluster
+
+    log = tmp_path / "n1.log"
+    log.write_text(
+        '{"cpu_ms": 6.3, "wall_ms": 16.0, "gc_ms": 0.0, "stacks": [], "event": "loop_busy"}\n'
+    )
+    offset = log.stat().st_size
+    with log.open("a") as more:
+        more.write('{"cpu_ms": 2.5, "wall_ms": 3.0, "gc_ms": 0.0, "event": "loop_busy"}\n')
+        more.write('{"event": "node_ready"}\n')
+    cluster = LiveCluster.__new__(LiveCluster)
+    cluster.nodes = {"n1": NodeProcess("n1", "", 0, 0, 0.0, "", str(log))}
+    assert cluster.busy_since({"n1": 0}) == [(6.3, 16.0), (2.5, 3.0)]
+    assert cluster.busy_since({"n1": offset}) == [(2.5, 3.0)]
+    figures = live_figures(observed(loop_busy=[(6.3, 16.0), (2.5, 30.0)]), SCENARIO)
+    assert figures["loop_busy_turns"] == 2
+    assert (figures["loop_busy_max_cpu_ms"], figures["loop_busy_max_wall_ms"]) == (6.3, 30.0)
 
 
 def test_the_report_explains_figures_outside_the_band_and_warns_of_load() -> None:
