@@ -223,7 +223,7 @@ class Posts:
         a group commit that the node's next sends wait for (``_due``)."""
         now = self.env.now
         if self._observed:  # the observer sends the request
-            self.servers.serve(OBSERVER, now, self.constants.observer_write_cost_us / 1e6)
+            self._side_job(OBSERVER, self.constants.observer_write_cost_us)
         done_s = self.servers.serve(node_id, now, self.constants.write_s())
         if self._durable:
             self.commits.commit(node_id, done_s, self.constants.commit_cost_us / 1e6)
@@ -234,18 +234,25 @@ class Posts:
         observer reads."""
         if not self._observed or versions <= 0:
             return
-        c, now = self.constants, self.env.now
-        self.servers.serve(node_id, now, c.watch_cost_us * versions / 1e6)
-        self.servers.serve(OBSERVER, now, c.observer_event_cost_us * versions / 1e6)
+        c = self.constants
+        self._side_job(node_id, c.watch_cost_us * versions)
+        self._side_job(OBSERVER, c.observer_event_cost_us * versions)
+
+    def _side_job(self, server: str, cost_us: float) -> None:
+        """Work beside the protocol, now; none (a constant the calibration has not
+        measured) takes no server, so it draws no wake-up either."""
+        if cost_us > 0:
+            self.servers.serve(server, self.env.now, cost_us / 1e6)
 
     def _start_side_work(self, side: SideWork) -> None:
         count = max(1, len(side.node_ids))
-        background_s = self.constants.background_cost_us_per_s / 1e6 * side.tick_s
-        if background_s > 0 and side.tick_s > 0:
+        background_us = self.constants.background_cost_us_per_s * side.tick_s
+        if background_us > 0:
             for i, node_id in enumerate(side.node_ids):
                 first_s = side.tick_s * i / count
-                self._every(first_s, side.tick_s, partial(self._background, node_id, background_s))
-        if side.sample_s > 0:
+                self._every(first_s, side.tick_s, partial(self._background, node_id, background_us))
+        observer_costs = self.constants.metrics_cost_us + self.constants.observer_sample_cost_us
+        if side.sample_s > 0 and observer_costs > 0:
             self._every(side.sample_s, side.sample_s, partial(self._sample, side.node_ids))
 
     def _every(self, first_s: float, period_s: float, job: Callable[[], None]) -> None:
@@ -255,17 +262,17 @@ class Posts:
 
         self.env.timeout(first_s).callbacks.append(again)
 
-    def _background(self, node_id: str, cost_s: float) -> None:
+    def _background(self, node_id: str, cost_us: float) -> None:
         if self._is_up(node_id):
-            self.servers.serve(node_id, self.env.now, cost_s)
+            self._side_job(node_id, cost_us)
 
     def _sample(self, node_ids: Sequence[str]) -> None:
         """The observer asks every up node for its ``/metrics``; each renders them."""
-        c, now = self.constants, self.env.now
+        c = self.constants
         for node_id in node_ids:
             if self._is_up(node_id):
-                self.servers.serve(OBSERVER, now, c.observer_sample_cost_us / 1e6)
-                self.servers.serve(node_id, now, c.metrics_cost_us / 1e6)
+                self._side_job(OBSERVER, c.observer_sample_cost_us)
+                self._side_job(node_id, c.metrics_cost_us)
 
     def crashed(self, node_id: str) -> None:
         """Its process is gone: the work its loop had queued with it."""

@@ -314,3 +314,12 @@ def test_a_calibrated_start_up_keeps_a_restarted_node_down_until_it_serves(
 
     assert restarted_at(network__posts=True, network__calibration=str(path)) == 3.5
     assert restarted_at() == 2.0  # the simulator without the send path: at once
+
+
+def test_an_observer_the_calibration_never_measured_changes_nothing() -> None:
+    # the committed default predates the observer's constants: no job, no wake-up drawn
+    raw = minimal_raw() | {"faults": []}
+    plain = Simulation(build(raw, network__posts=True)).run()
+    watched = Simulation(build(raw, network__posts=True, network__observer_sample_ms=250)).run()
+    assert watched["trace_hash"] == plain["trace_hash"]
+    assert watched["posts"]["busy_s"] == plain["posts"]["busy_s"]
