@@ -228,7 +228,7 @@ class Simulation:
             self.deliver_later,
             lambda node_id: self.nodes[node_id].up,
             self._record,
-            Servers(wakeup, spread, c.constants.cores),
+            Servers(wakeup, spread, c.constants.cores, c.constants.receive_s(1, 1)),
             durable=self.scenario.network.durability == "sync",
             side=SideWork(
                 self.ids,

@@ -323,3 +323,11 @@ def test_an_observer_the_calibration_never_measured_changes_nothing() -> None:
     watched = Simulation(build(raw, network__posts=True, network__observer_sample_ms=250)).run()
     assert watched["trace_hash"] == plain["trace_hash"]
     assert watched["posts"]["busy_s"] == plain["posts"]["busy_s"]
+
+
+def test_a_job_of_many_posts_work_varies_by_as_much_as_one_post_not_in_proportion() -> None:
+    servers = Servers(spread=lambda: 3.0, spread_unit_s=0.1)
+    assert servers.serve("a", 0.0, 0.05) == pytest.approx(0.15)  # under the unit: x3
+    assert servers.serve("b", 0.0, 1.0) == pytest.approx(1.2)  # 1 s of work + 2 x 0.1 s
+    cheap = Servers(spread=lambda: 0.5, spread_unit_s=0.1)
+    assert cheap.serve("a", 0.0, 1.0) == pytest.approx(0.95)
