@@ -92,7 +92,7 @@ experiments-compare: $(STAMP)
 		$(BIN)/rumor sim calibrate --rounds 5 \
 			--out experiments/compare/$$name/calibration.toml || exit 1; \
 		$(BIN)/rumor sim compare experiments/compare/$$name.toml \
-			--out experiments/compare/$$name --seeds 3 --runs 2 \
+			--out experiments/compare/$$name --seeds 10 --runs 2 \
 			--calibration experiments/compare/$$name/calibration.toml || exit 1; \
 	done
 

@@ -18,7 +18,9 @@ ports. One asyncio driver then, from one instant ``t0``:
   the driver, so the stream's delivery and the driver's own loop are not in the lag;
   how late the lines came is kept apart, ``delivery_s``);
 * samples every node's ``/metrics`` gossip counters (messages and sealed bytes out);
-* counts membership transitions from the nodes' logs (``member_state`` lines);
+* counts membership transitions from the nodes' logs (``member_state`` lines), and with
+  ``loop_monitor_ms`` the loop turns each node logged as busy (``loop_busy``: its loop
+  monitor, ``--loop-monitor-ms``: CPU and wall time of turns of that much CPU or more);
 * takes the CPU the nodes' processes used from ``t0`` to the end (a crashed process's
   up to its crash, a restarted one's from when it serves) and its own: what the
   simulator's service model charges its loops is set beside it.
@@ -37,6 +39,7 @@ import signal
 import socket
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,7 @@ JOIN_WAIT_S = 60.0
 SAMPLE_S = 0.25  # /metrics sampling interval
 _COUNTER = re.compile(rb'^rumor_gossip_(messages|bytes)_total\{direction="out"\} (\S+)$', re.M)
 # A node logs ``member_state`` with the new state, as JSON or as key=value text.
+_BUSY = re.compile(r'"cpu_ms": ([\d.]+), "wall_ms": ([\d.]+).*"event": "loop_busy"')
 _TRANSITION = re.compile(r'member_state\b.*?\bnew=(\w+)|"new": "(\w+)".*"event": "member_state"')
 
 
@@ -78,6 +82,7 @@ class Observed:
     arrivals: list[Arrival] = field(default_factory=list)
     traffic: list[tuple[float, int, int]] = field(default_factory=list)  # t, messages, bytes
     transitions: Counter[str] = field(default_factory=Counter)
+    loop_busy: list[tuple[float, float]] = field(default_factory=list)  # cpu, wall ms
     events: list[dict[str, Any]] = field(default_factory=list)  # faults as applied
     failed_ops: int = 0
     failures: Counter[str] = field(default_factory=Counter)  # why, for the report
@@ -110,7 +115,7 @@ def free_tcp_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def settings_env(scenario: Scenario, durability: str) -> dict[str, str]:
+def settings_env(scenario: Scenario, durability: str, loop_monitor_ms: int = 0) -> dict[str, str]:
     g = scenario.gossip
     values = {
         "fanout": g.fanout,
@@ -122,6 +127,7 @@ def settings_env(scenario: Scenario, durability: str) -> dict[str, str]:
         "retransmit_mult": g.retransmit_mult,
         "log_level": "info",
         "durability": durability,
+        "loop_monitor_ms": loop_monitor_ms,
     }
     return {f"RUMOR_{name.upper()}": str(value) for name, value in values.items()}
 
@@ -129,7 +135,9 @@ def settings_env(scenario: Scenario, durability: str) -> dict[str, str]:
 class LiveCluster:
     """The nodes of one live run; ``close`` stops every process it started."""
 
-    def __init__(self, scenario: Scenario, root: Path, durability: str = "batch") -> None:
+    def __init__(
+        self, scenario: Scenario, root: Path, durability: str = "batch", loop_monitor_ms: int = 0
+    ) -> None:
         self.scenario = scenario
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
@@ -138,7 +146,7 @@ class LiveCluster:
             scenario.cluster.sharding, scenario.cluster.replicas, self.secrets.discovery_port, []
         )
         self.nodes: dict[str, NodeProcess] = {}
-        self._env = settings_env(scenario, durability)
+        self._env = settings_env(scenario, durability, loop_monitor_ms)
 
     def start(self) -> None:
         for node_id in self.scenario.node_ids:
@@ -174,15 +182,29 @@ class LiveCluster:
 
     def transitions_since(self, offsets: dict[str, int]) -> Counter[str]:
         found: Counter[str] = Counter()
+        for line in self._lines_since(offsets):
+            match = _TRANSITION.search(line)
+            state = match and (match.group(1) or match.group(2))
+            if state in ("suspect", "dead", "alive"):
+                found[state] += 1
+        return found
+
+    def busy_since(self, offsets: dict[str, int]) -> list[tuple[float, float]]:
+        """The loop turns the nodes logged as busy: (CPU, wall) milliseconds each."""
+        found = []
+        for line in self._lines_since(offsets):
+            match = _BUSY.search(line)
+            if match:
+                found.append((float(match.group(1)), float(match.group(2))))
+        return found
+
+    def _lines_since(self, offsets: dict[str, int]) -> Iterator[str]:
+        """Every log line each node wrote after its offset (a restarted node's log goes
+        on in the same file)."""
         for node_id, node in self.nodes.items():
             with open(node.log, encoding="utf-8", errors="replace") as log:
                 log.seek(offsets.get(node_id, 0))
-                for line in log:
-                    match = _TRANSITION.search(line)
-                    state = match and (match.group(1) or match.group(2))
-                    if state in ("suspect", "dead", "alive"):
-                        found[state] += 1
-        return found
+                yield from log
 
     def close(self) -> None:
         stop_nodes(list(self.nodes.values()))
@@ -255,6 +277,7 @@ class Driver:
             await self.http.aclose()
             await self.faults_http.aclose()
         self.observed.transitions = self.cluster.transitions_since(offsets)
+        self.observed.loop_busy = self.cluster.busy_since(offsets)
         return self.observed
 
     # --- the workload ------------------------------------------------------------------
@@ -468,9 +491,11 @@ class Driver:
         return node_id, (values["messages"], values.get("bytes", 0))
 
 
-def run_live(scenario: Scenario, root: Path, durability: str = "batch") -> Observed:
+def run_live(
+    scenario: Scenario, root: Path, durability: str = "batch", loop_monitor_ms: int = 0
+) -> Observed:
     """One live run of ``scenario`` with its nodes under ``root``; every process stopped."""
-    cluster = LiveCluster(scenario, root, durability)
+    cluster = LiveCluster(scenario, root, durability, loop_monitor_ms)
     try:
         cluster.start()
         return asyncio.run(Driver(cluster).run())

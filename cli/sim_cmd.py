@@ -259,23 +259,26 @@ def _node_costs(rounds: int) -> dict[str, Any]:
     """Service times measured on one node process started (and stopped) here."""
     import asyncio
     import tempfile
+    import time
 
     from rumordb.cli import credentials
     from rumordb.cli.cluster import ClusterState, spawn_node, stop_nodes, wait_until_joined
     from rumordb.cli.compare_live import free_tcp_port
-    from rumordb.live.calibrate import NodeTarget, node_costs_us
+    from rumordb.live.calibrate import NodeTarget, node_costs_us, startup_ms
 
     with tempfile.TemporaryDirectory(prefix="rumor-calibrate-node-") as tmp:
         root = Path(tmp)
         secrets, _ = credentials.load_or_create(root)
         state = ClusterState(False, 3, secrets.discovery_port, [])
         env = {"RUMOR_DURABILITY": "batch", "RUMOR_LOG_LEVEL": "warning"}
+        started_s = time.monotonic()
         node = spawn_node("c0", free_tcp_port(), root, secrets, state, env)
         try:
+            startup = asyncio.run(startup_ms(node.url, started_s))
             wait_until_joined([node], secrets.reader_key, 30.0)
             target = NodeTarget(
                 "127.0.0.1", node.port, node.pid, secrets.cluster_secret, secrets.admin_key
             )
-            return asyncio.run(node_costs_us(target, rounds))
+            return {**asyncio.run(node_costs_us(target, rounds)), "startup_ms": startup}
         finally:
             stop_nodes([node])

@@ -31,7 +31,9 @@ sleeping event loop gets the CPU back, which is what other load does to every no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import json
 import os
 import platform
 import secrets
@@ -50,6 +52,7 @@ from starlette.types import Receive, Scope, Send
 
 from rumordb.core import Record, encode
 from rumordb.core.hlc import pack
+from rumordb.core.membership import MemberEntry
 from rumordb.core.messages import Push, Update
 from rumordb.live.app import create_app
 from rumordb.live.gossip_client import GOSSIP_PATH, Envelope, post_head, seal_envelope
@@ -63,6 +66,7 @@ WAKEUP_QUANTILES = 50  # the wake-up distribution's resolution (the 1st to 99th 
 SPREAD_POSTS = 300  # posts timed one by one for the service time's spread
 SETTLE_S = 0.002  # after a post's answer, for the node's work after it (persist) to end
 VALUE_BYTES = 100
+STARTUP_POLL_S = 0.005  # how often a starting node is asked whether it serves
 HOST = "127.0.0.1:18001"  # a typical loopback netloc, for the head's length
 
 
@@ -83,8 +87,14 @@ def framing_bytes() -> dict[str, int]:
     }
 
 
-Shape = tuple[int, int]  # (messages in a post, versions in each message)
-SHAPES: tuple[Shape, ...] = ((1, 1), (WIDE, 1), (1, WIDE))
+Shape = tuple[int, int, int]  # (messages in a post, versions each, members each)
+# narrow; wide in messages, in versions, in membership entries (a live message carries
+# its sender's view of every member: ``MEMBERS`` entries of live-length addresses)
+SHAPES: tuple[Shape, ...] = ((1, 1, 0), (WIDE, 1, 0), (1, WIDE, 0))
+# Last, as the receiver keeps the members it learns (then they are known, as in a
+# cluster): narrow posts against posts whose message carries ``WIDE`` entries.
+MEMBER_SHAPES: tuple[Shape, ...] = ((1, 1, 0), (1, 1, WIDE))
+MEMBERS = "members "  # the key prefix of the member rounds' samples
 
 
 async def service_costs_us(rounds: int = 9, posts: int = 60) -> dict[str, Any]:
@@ -120,6 +130,13 @@ async def service_costs_us(rounds: int = 9, posts: int = 60) -> dict[str, Any]:
                     samples.setdefault((name, "put"), []).append(await _cpu_us(put, posts))
             narrow = partial(_post, real, signer, counter, SHAPES[0])
             spread = [await _cpu_us(narrow, 1) for _ in range(SPREAD_POSTS)]
+            for _ in range(rounds):
+                for name, http in (("real", real), ("null", null)):
+                    for shape in MEMBER_SHAPES:
+                        post = partial(_post, http, signer, counter, shape)
+                        samples.setdefault((name, MEMBERS + str(shape)), []).append(
+                            await _cpu_us(post, posts)
+                        )
     return {**_split(samples), "service_spread": spread_quantiles(spread)}
 
 
@@ -131,12 +148,18 @@ def _split(samples: dict[tuple[str, str], list[float]]) -> dict[str, float]:
     )
     message = max(0.0, (wide_messages - narrow) / (WIDE - 1))
     update = max(0.0, (wide_updates - narrow) / (WIDE - 1))
+    bare, wide_members = (
+        cost[("real", MEMBERS + str(shape))] - cost[("null", MEMBERS + str(shape))]
+        for shape in MEMBER_SHAPES
+    )
+    member = max(0.0, (wide_members - bare) / WIDE)  # the narrow post carries none
     sent, sent_wide = cost[("null", str(SHAPES[0]))], cost[("null", str(SHAPES[1]))]
     send_message = max(0.0, (sent_wide - sent) / (WIDE - 1))
     return {
         "post_cost_us": round(max(0.0, narrow - message - update), 1),
         "message_cost_us": round(message, 1),
         "update_cost_us": round(update, 1),
+        "member_cost_us": round(member, 1),
         "send_post_cost_us": round(max(0.0, sent - send_message), 1),
         "send_message_cost_us": round(send_message, 1),
         "write_cost_us": round(max(0.0, cost[("real", "put")] - cost[("null", "put")]), 1),
@@ -220,8 +243,9 @@ async def _post(
 
 def _sealed_post(signer: Signer, counter: Iterator[int], shape: Shape, recipient: str) -> bytes:
     """One sealed post from ``c1`` of real ``Push`` messages: ``shape`` = (messages,
-    versions each), every version of a new key."""
-    messages, versions = shape
+    versions each, members each), every version of a new key."""
+    messages, versions, member_count = shape
+    members = [_member(i) for i in range(member_count)]
     stamp = pack(int(time.time() * 1000))
     value = b"v" * VALUE_BYTES
     updates = []
@@ -231,8 +255,14 @@ def _sealed_post(signer: Signer, counter: Iterator[int], shape: Shape, recipient
             Record(value, "text/plain", {"c1": stamp + i}, stamp + i, "c1") for i in range(versions)
         ]
         batch = [Update(f"k{n}.{i}", r) for i, r in enumerate(records)]
-        updates.append(encode(Push("c1", [], batch)))
+        updates.append(encode(Push("c1", members, batch)))
     return seal_envelope(signer, Envelope("c1", updates), time.time(), recipient)
+
+
+def _member(index: int) -> MemberEntry:
+    """A member as a live node gossips it (an address as long as a local node's); ids
+    unlike any real node's, so the receiver learns them once and then only compares."""
+    return MemberEntry(f"m{index}", f"http://127.0.0.1:{41000 + index}", 1, 100 + index)
 
 
 async def _put(http: httpx.AsyncClient, counter: Iterator[int]) -> None:
@@ -287,6 +317,7 @@ async def constants(rounds: int, costs: dict[str, Any] | None = None) -> dict[st
         **(costs if costs is not None else await service_costs_us(rounds)),
         "commit_cost_us": await commit_cost_us(),
         "wakeup_us": await wakeup_us(),
+        "cores": os.cpu_count() or 1,
     }
 
 
@@ -326,23 +357,43 @@ async def node_costs_us(node: NodeTarget, rounds: int = 5) -> dict[str, Any]:
     signer = Signer(node.cluster_secret)
     counter = itertools.count()
     samples: dict[tuple[str, str], list[float]] = {}
+    at_rest: list[float] = []  # the lone node's CPU per second with nothing to do
+    request = partial(_node_request, transport, node, signer, counter)
     try:
         for _ in range(rounds):
-            idle_per_s = await _idle_cpu_per_s(node.pid)
-            kinds: tuple[Shape | str, ...] = (*SHAPES, "put")
-            for shape in kinds:
-                job = partial(_node_request, transport, node, signer, counter, shape)
-                cpu_s, node_s, wall_s = await _measured(job, node.pid, NODE_POSTS)
-                per = 1e6 / NODE_POSTS
-                samples.setdefault(("null", str(shape)), []).append(cpu_s * per)
-                samples.setdefault(("real", str(shape)), []).append(
-                    (node_s - idle_per_s * wall_s) * per + cpu_s * per
-                )
-        narrow = partial(_node_request, transport, node, signer, counter, SHAPES[0])
-        spread = await _node_spread_us(narrow, node.pid)
+            at_rest.append(await _node_round(request, node.pid, (*SHAPES, "put"), "", samples))
+        spread = await _node_spread_us(partial(request, SHAPES[0]), node.pid)
+        observer = await observer_costs_us(node, rounds)  # before it learns more members
+        for _ in range(rounds):
+            await _node_round(request, node.pid, MEMBER_SHAPES, MEMBERS, samples)
     finally:
         await transport.aclose()
-    return {**_split(samples), "service_spread": spread_quantiles(spread)}
+    return {
+        **_split(samples),
+        "service_spread": spread_quantiles(spread),
+        "background_cost_us_per_s": round(statistics.median(at_rest) * 1e6, 1),
+        **observer,
+    }
+
+
+async def _node_round(
+    request: Callable[[Shape | str], Awaitable[None]],
+    pid: int,
+    kinds: tuple[Shape | str, ...],
+    prefix: str,
+    samples: dict[tuple[str, str], list[float]],
+) -> float:
+    """``NODE_POSTS`` requests of each kind: samples of this process's CPU ("null") and
+    of both processes' less the node's idle CPU ("real"), per request; the idle rate."""
+    idle_per_s = await _idle_cpu_per_s(pid)
+    per = 1e6 / NODE_POSTS
+    for kind in kinds:
+        cpu_s, node_s, wall_s = await _measured(partial(request, kind), pid, NODE_POSTS)
+        samples.setdefault(("null", prefix + str(kind)), []).append(cpu_s * per)
+        samples.setdefault(("real", prefix + str(kind)), []).append(
+            (node_s - idle_per_s * wall_s) * per + cpu_s * per
+        )
+    return idle_per_s
 
 
 async def _node_spread_us(post: Callable[[], Awaitable[None]], pid: int) -> list[float]:
@@ -400,3 +451,117 @@ async def _node_request(
     )
     if status not in (200, 201, 204):
         raise RuntimeError(f"calibration request refused: {status} {content[:200]!r}")
+
+
+async def startup_ms(url: str, since_s: float, wait_s: float = 60.0) -> float:
+    """Milliseconds from ``since_s`` (``time.monotonic()`` when the node process was
+    started) to its first ``GET /health`` answer: what a restart keeps a node down."""
+    deadline = since_s + wait_s
+    async with httpx.AsyncClient(trust_env=False, timeout=1.0) as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"{url}/health")).status_code == 200:
+                    return round((time.monotonic() - since_s) * 1000, 1)
+            await asyncio.sleep(STARTUP_POLL_S)
+    raise RuntimeError(f"the node at {url} did not answer in {wait_s:.0f} s")
+
+
+# --- what an observer costs: the compare driver's watch stream and /metrics samples -----
+class _WatchReader:
+    """A watch stream read as the compare driver reads it (``httpx`` lines, JSON)."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
+        self.lines = 0
+        self.ready = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._read(http, url))
+
+    async def _read(self, http: httpx.AsyncClient, url: str) -> None:
+        async with http.stream("GET", url, timeout=None) as response:
+            async for line in response.aiter_lines():
+                if not line:
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "start":
+                    self.ready.set()
+                elif event.get("type") == "change":
+                    self.lines += 1
+
+    async def caught_up(self, lines: int, wait_s: float = 10.0) -> None:
+        deadline = time.monotonic() + wait_s
+        while self.lines < lines and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+            await self._task
+
+
+async def observer_costs_us(node: NodeTarget, rounds: int = 5) -> dict[str, float]:
+    """What one observer adds, in microseconds of CPU: per version the node applies, the
+    node's fan-out of its watch line (``watch_cost_us``) and the observer's reading of it
+    (``observer_event_cost_us``); per ``GET /metrics`` sample, the node's rendering
+    (``metrics_cost_us``) and the observer's request (``observer_sample_cost_us``); per
+    client write it sends, the observer's request (``observer_write_cost_us``, ``httpx``
+    as the driver). Rounds of narrow posts without and with a watch stream open (the
+    difference is the stream's), of samples and of writes; medians of the rounds."""
+    transport = PooledTransport()
+    signer = Signer(node.cluster_secret)
+    counter = itertools.count()
+    base = f"http://{node.host}:{node.port}"
+    headers = {"Authorization": f"Bearer {node.admin_key}"}
+    found: dict[str, list[float]] = {}
+    post = partial(_node_request, transport, node, signer, counter, SHAPES[0])
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, trust_env=False, timeout=10.0
+    ) as http:
+        try:
+            for _ in range(rounds):
+                for name, value in (await _observer_round(node.pid, http, post, counter)).items():
+                    found.setdefault(name, []).append(value)
+        finally:
+            await transport.aclose()
+    return {name: round(max(0.0, statistics.median(v)), 1) for name, v in found.items()}
+
+
+async def _observer_round(
+    pid: int,
+    http: httpx.AsyncClient,
+    post: Callable[[], Awaitable[None]],
+    counter: Iterator[int],
+) -> dict[str, float]:
+    idle_per_s = await _idle_cpu_per_s(pid)
+    cpu_s, node_s, wall_s = await _measured(post, pid, NODE_POSTS)
+    alone_us = (node_s - idle_per_s * wall_s) / NODE_POSTS * 1e6
+    sender_us = cpu_s / NODE_POSTS * 1e6
+    reader = _WatchReader(http, "/kv?watch=true")
+    try:
+        await asyncio.wait_for(reader.ready.wait(), 10.0)
+        cpu, node_cpu, wall = time.process_time(), thread_cpu_s(pid), time.monotonic()
+        lines = reader.lines
+        for _ in range(NODE_POSTS):
+            await post()
+        await reader.caught_up(lines + NODE_POSTS)
+        cpu_s, node_s, wall_s = (
+            time.process_time() - cpu, thread_cpu_s(pid) - node_cpu, time.monotonic() - wall
+        )  # fmt: skip
+        lines = max(1, reader.lines - lines)
+    finally:
+        await reader.close()
+    watched_us = (node_s - idle_per_s * wall_s) / NODE_POSTS * 1e6
+    cpu_m, node_m, wall_m = await _measured(partial(_metrics_sample, http), pid, NODE_POSTS)
+    cpu_w, _, _ = await _measured(partial(_put, http, counter), pid, NODE_POSTS)
+    return {
+        "watch_cost_us": watched_us - alone_us,
+        "observer_event_cost_us": (cpu_s * 1e6 - sender_us * NODE_POSTS) / lines,
+        "metrics_cost_us": (node_m - idle_per_s * wall_m) / NODE_POSTS * 1e6,
+        "observer_sample_cost_us": cpu_m / NODE_POSTS * 1e6,
+        "observer_write_cost_us": cpu_w / NODE_POSTS * 1e6,
+    }
+
+
+async def _metrics_sample(http: httpx.AsyncClient) -> None:
+    """One ``/metrics`` sample, as the compare driver takes it."""
+    response = await http.get("/metrics")
+    if response.status_code != 200:
+        raise RuntimeError(f"calibration /metrics refused: {response.status_code}")

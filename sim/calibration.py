@@ -10,6 +10,18 @@ quantiles of how late a sleeping event loop gets the CPU on the machine at hand 
 idle one): a server that was idle starts its next work one draw of them late.
 ``service_spread`` are quantiles of one post's CPU on the node over their mean: every
 job's cost is its constant times one draw of them (none: the constant, every time).
+A post's receiver also pays ``member_cost_us`` per membership entry its messages carry
+(a live message piggybacks the sender's view of every member).
+
+Beside the protocol (``sim.posts.SideWork``): a node's own timers and discovery cost its
+loop ``background_cost_us_per_s`` (a lone node's CPU at rest); an observer (the compare
+driver) costs each node ``watch_cost_us`` per version it applies (its watch line) and
+``metrics_cost_us`` per ``/metrics`` sample, and itself ``observer_event_cost_us`` per
+watch line read, ``observer_sample_cost_us`` per sample and ``observer_write_cost_us``
+per client write it sends. ``cores``: the machine's cores, which every node and the
+observer share (``sim.service``; 0: a core per node). ``startup_ms``: how long a new
+node process takes to serve (Python, imports, the disk loaded): a restarted node is up
+that much after its restart's instant (0: at once).
 
 Framing: a post carries bytes around its messages' bytes: the ``Envelope`` (a fixed part
 and a part per message), the seal (header, ids, MAC) and the HTTP request head.
@@ -42,6 +54,15 @@ class Constants(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     wakeup_us: list[float] = msgspec.field(default_factory=list)  # loop lateness quantiles
     # one job's cost over the mean cost, quantiles (files from before it: none)
     service_spread: list[float] = msgspec.field(default_factory=list)
+    member_cost_us: float = 0.0  # receiver CPU per membership entry the messages carry
+    background_cost_us_per_s: float = 0.0  # a node's CPU per second at rest (timers)
+    watch_cost_us: float = 0.0  # node CPU per version applied, per watch stream open
+    metrics_cost_us: float = 0.0  # node CPU per GET /metrics
+    observer_event_cost_us: float = 0.0  # observer CPU per watch line it reads
+    observer_sample_cost_us: float = 0.0  # observer CPU per /metrics sample it takes
+    observer_write_cost_us: float = 0.0  # observer CPU per client write it sends
+    cores: int = 0  # the machine's cores, shared by every node and the observer
+    startup_ms: float = 0.0  # wall time from a node's exec to its first answer (restarts)
     envelope_post_bytes: int  # the Envelope's own bytes (array head, sender, list head)
     envelope_message_bytes: int  # per message: its msgpack bin head
     seal_bytes: int  # the seal's header and MAC, without the two node ids
@@ -55,10 +76,10 @@ class Constants(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
         envelope = self.envelope_post_bytes + self.envelope_message_bytes * messages
         return payload_bytes + envelope + self.seal_bytes + ids
 
-    def receive_s(self, messages: int, updates: int) -> float:
+    def receive_s(self, messages: int, updates: int, members: int = 0) -> float:
         """The receiver's service time for one post."""
         us = self.post_cost_us + self.message_cost_us * messages + self.update_cost_us * updates
-        return us / 1e6
+        return (us + self.member_cost_us * members) / 1e6
 
     def send_s(self, messages: int) -> float:
         """The sender's service time for one post."""

@@ -18,8 +18,10 @@ Figures (``FIGURES``), each from outside the nodes on both sides:
 * ``suspect``, ``dead``, ``alive``: membership transitions into that state, all nodes.
 
 Beside them, not compared in the band: ``node_cpu_s``, the CPU the nodes used over the
-run (live: their processes'; sim: the service time the model charged their loops), and
-the live driver's own (``driver_cpu_s``), which shares the machine's cores with them.
+run (live: their processes'; sim: the service time the model charged their loops), the
+live driver's own (``driver_cpu_s``; sim: what its observer was charged), which shares
+the machine's cores with them, and the loops' longest stalls (live, with a loop monitor:
+``loop_busy_*``, the turns the nodes logged; sim: ``longest_job_s``).
 
 ``live_figures`` reads a live run's observations (``cli.compare_live.Observed`` as a
 dict); ``sim_figures`` a simulator run's metrics. ``compare`` summarises runs of both
@@ -63,7 +65,7 @@ def sim_figures(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {
         **_lag_figures(lag),
         "heal_to_identical_s": metrics["heal_to_converged_s"],
-        "node_cpu_s": posts.get("busy_s"),  # what the service model charged every loop
+        **_charged_cpu(posts),
         "messages": posts.get("messages", metrics["messages_sent"]),
         "bytes": posts.get("sealed_bytes", metrics["bytes_sent"]),
         **{state: transitions.get(state, 0) for state in ("suspect", "dead", "alive")},
@@ -73,6 +75,16 @@ def sim_figures(metrics: Mapping[str, Any]) -> dict[str, Any]:
             "t_s": series["t_s"],
             "messages_per_s": [m / interval for m in series["messages"]],
         },
+    }
+
+
+def _charged_cpu(posts: Mapping[str, Any]) -> dict[str, float | None]:
+    """What the service model charged the nodes' loops, and the observer's apart."""
+    busy, observer = posts.get("busy_s"), posts.get("observer_s") or 0.0
+    return {
+        "node_cpu_s": None if busy is None else busy - observer,
+        "driver_cpu_s": observer if busy is not None else None,
+        "longest_job_s": posts.get("longest_job_s"),
     }
 
 
@@ -117,6 +129,16 @@ def live_figures(observed: Mapping[str, Any], scenario: Mapping[str, Any]) -> di
         **_delivery_figures(list(observed.get("delivery_s") or [])),
         "node_cpu_s": observed.get("node_cpu_s"),
         "driver_cpu_s": observed.get("driver_cpu_s"),
+        **_busy_figures(observed.get("loop_busy") or []),
+    }
+
+
+def _busy_figures(turns: Sequence[Sequence[float]]) -> dict[str, float | int]:
+    """The busy loop turns the nodes logged (their loop monitors): count and the longest."""
+    return {
+        "loop_busy_turns": len(turns),
+        "loop_busy_max_cpu_ms": max((cpu for cpu, _ in turns), default=0.0),
+        "loop_busy_max_wall_ms": max((wall for _, wall in turns), default=0.0),
     }
 
 

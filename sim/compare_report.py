@@ -134,7 +134,9 @@ def markdown(result: Mapping[str, Any], images: Sequence[str]) -> str:
         f"{_ms(result['live'].get('watch_delivery_p99_s'))} later, which no lag includes.  ",
         f"CPU over a run: live nodes {_s(result['live'].get('node_cpu_s'))} (the simulator "
         f"charged their loops {_s(result['sim'].get('node_cpu_s'))}), the live driver "
-        f"{_s(result['live'].get('driver_cpu_s'))}, on the same cores.  ",
+        f"{_s(result['live'].get('driver_cpu_s'))} (its observer "
+        f"{_s(result['sim'].get('driver_cpu_s'))}), on the same cores.  ",
+        *_stalls(result),
         f"Machine: {result['machine']}  ",
         f"Calibration: `{result['calibration']['source']}` "
         f"({_constants(result['calibration']['constants'])}), measured on "
@@ -162,6 +164,12 @@ def markdown(result: Mapping[str, Any], images: Sequence[str]) -> str:
     lines += [f"- {text}" for text in result["explanations"]] or ["- none"]
     lines += ["", *[f"![{name[:-4]}]({name})" for name in images], ""]
     return "\n".join(lines)
+
+
+def _stalls(result: Mapping[str, Any]) -> list[str]:
+    """With live loop monitors: their busy turns against the model's longest job."""
+    stalls = (result.get("facts") or {}).get("stalls")
+    return [f"Loop stalls: {stalls}.  "] if stalls else []
 
 
 def _s(value: float | None) -> str:

@@ -67,7 +67,7 @@ from rumordb.sim.checks import Convergence, divergent_keys
 from rumordb.sim.clock import NodeClock
 from rumordb.sim.metrics import Series, Traffic, collect
 from rumordb.sim.network import Fate, Network
-from rumordb.sim.posts import Posts, Via, live_address
+from rumordb.sim.posts import Posts, SideWork, Via, live_address
 from rumordb.sim.scenario import FaultSpec, Scenario
 from rumordb.sim.service import Servers, spread_sampler, wakeup_sampler
 from rumordb.sim.workload import Op, OpStream, context_of
@@ -228,8 +228,13 @@ class Simulation:
             self.deliver_later,
             lambda node_id: self.nodes[node_id].up,
             self._record,
-            Servers(wakeup, spread),
+            Servers(wakeup, spread, c.constants.cores, c.constants.receive_s(1, 1)),
             durable=self.scenario.network.durability == "sync",
+            side=SideWork(
+                self.ids,
+                self.scenario.gossip.interval_ms / 1000,
+                self.scenario.network.observer_sample_ms / 1000,
+            ),
         )
 
     # --- building nodes ----------------------------------------------------------------
@@ -409,6 +414,8 @@ class Simulation:
             checker.stored(sim_node.id, key, record, now)
             if record.tombstone:
                 self._tombstones_stored = True
+        if self.posts is not None:
+            self.posts.stored(sim_node.id, len(out.writes))
         self._rows_max = max(self._rows_max, len(disk))
         if out.purges:
             self._rows_changed = True
@@ -603,10 +610,18 @@ class Simulation:
 
     # --- faults ------------------------------------------------------------------------
     def _faults(self) -> Process:
+        starting: list[Event] = []  # restarts whose new processes are starting up
+        startup_s = self.calibration.constants.startup_ms / 1000 if self.calibration else 0.0
         for fault in sorted(self.scenario.faults, key=lambda f: f.at_s):
             if fault.at_s > self.env.now:
                 yield self.env.timeout(fault.at_s - self.env.now)
+            if fault.action == "restart" and startup_s > 0:  # live: up once it serves
+                starting.append(self.env.timeout(startup_s, fault))
+                starting[-1].callbacks.append(lambda event: self._apply_fault(event.value))
+                continue
             self._apply_fault(fault)
+        if starting:
+            yield self.env.all_of(starting)
         self._faults_done = True
         self._check_done()
 

@@ -22,6 +22,15 @@ rule) decides when a post leaves with what. A post then
 A client write takes its node's loop too (``client_write``), and under ``sync``
 durability a group commit of the node's disk (``sim.service.Commits``).
 
+Beside the protocol (``SideWork``, from the scenario): each node's loop spends its
+background CPU (its own timers, discovery) in one job per timer period, its first
+offset by its place in the node list (live nodes start one after the other); and with
+an observer (``[network] observer_sample_ms``, the compare driver), each version a node
+stores costs it its watch line and the observer the reading of it, each client write
+costs the observer its request, and every sample period each node renders ``/metrics``
+for the observer. The observer is a server of its own (one event loop) on the machine's
+shared cores. None of it draws a random number.
+
 Members' addresses are URLs as long as a local live node's (``live_address``): membership
 entries ride on every gossip message. Bytes are counted as ``/metrics`` counts them: the sealed body (payload, envelope, seal);
 the HTTP heads apart. Every random draw is the network's, in event order: reproducible.
@@ -30,7 +39,7 @@ the HTTP heads apart. Every random draw is the network's, in event order: reprod
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -45,7 +54,8 @@ from rumordb.sim.metrics import Traffic
 from rumordb.sim.network import Fate, Network
 from rumordb.sim.service import Commits, Servers
 
-LIVE_PORT_BASE = 40000  # the free ports a local live cluster gets are about this long
+LIVE_PORT_BASE = 40000
+OBSERVER = "(observer)"  # the observer's server (no node id has parentheses)  # the free ports a local live cluster gets are about this long
 
 
 def live_address(index: int) -> str:
@@ -66,8 +76,21 @@ class PostStats:
     head_bytes: int = 0  # HTTP request heads
     failed: int = 0  # posts to a node that was down
     busy_s: float = 0.0  # service time of every node's loop (sim.service)
+    observer_s: float = 0.0  # the observer's (its share of busy_s)
+    core_waited_s: float = 0.0  # time work waited for one of the machine's cores
+    longest_job_s: float = 0.0  # the longest single job of any node's loop
     waited_s: float = 0.0  # time work waited for a busy or sleeping loop
     commits: int = 0  # durable group commits (sync durability)
+
+
+@dataclass(frozen=True, slots=True)
+class SideWork:
+    """What runs beside the protocol: the nodes, their timer period, how often an
+    observer samples them (0: no observer, so no watch streams either)."""
+
+    node_ids: Sequence[str]
+    tick_s: float
+    sample_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -88,6 +111,7 @@ class Posts:
         record: Callable[[str], None],
         servers: Servers | None = None,
         durable: bool = False,
+        side: SideWork | None = None,
     ) -> None:
         self.env = env
         self.network = network
@@ -102,6 +126,9 @@ class Posts:
         self.commits = Commits()  # each node's disk, when ``durable`` (sync)
         self._durable = durable
         self.sample_bytes = 0  # sealed bytes since the sampler last took them
+        self._observed = side is not None and side.sample_s > 0
+        if side is not None:
+            self._start_side_work(side)
 
     def enqueue(self, src: str, dst: str, data: bytes) -> None:
         peer = self._peers.get((src, dst))
@@ -157,8 +184,7 @@ class Posts:
             self.traffic.to_down_node += len(batch)
             done_s = now + delay_s
         else:
-            cost_s = self.constants.receive_s(len(batch), sum(map(update_count, batch)))
-            done_s = self.servers.serve(dst, now, cost_s)
+            done_s = self.servers.serve(dst, now, self._receive_s(batch))
             for data in batch:
                 self._deliver(dst, data, done_s - now, (src, delay_s))
             done_s += delay_s
@@ -180,17 +206,73 @@ class Posts:
         if not self._is_up(dst):
             self.traffic.to_down_node += len(batch)
             return
-        cost_s = self.constants.receive_s(len(batch), sum(map(update_count, batch)))
-        done_s = self.servers.serve(dst, now, cost_s)
+        done_s = self.servers.serve(dst, now, self._receive_s(batch))
         for data in batch:
             self._deliver(dst, data, done_s - now, None)
+
+    def _receive_s(self, batch: list[bytes]) -> float:
+        updates = members = 0
+        for data in batch:
+            carried = carried_counts(data)
+            updates += carried[0]
+            members += carried[1]
+        return self.constants.receive_s(len(batch), updates, members)
 
     def client_write(self, node_id: str) -> None:
         """A client write at ``node_id`` now: its loop's work, and under ``sync`` durability
         a group commit that the node's next sends wait for (``_due``)."""
-        done_s = self.servers.serve(node_id, self.env.now, self.constants.write_s())
+        now = self.env.now
+        if self._observed:  # the observer sends the request
+            self._side_job(OBSERVER, self.constants.observer_write_cost_us)
+        done_s = self.servers.serve(node_id, now, self.constants.write_s())
         if self._durable:
             self.commits.commit(node_id, done_s, self.constants.commit_cost_us / 1e6)
+
+    def stored(self, node_id: str, versions: int) -> None:
+        """``node_id`` stored ``versions`` now: under an observer, each is a watch line
+        the node writes (after the apply: it delays what its loop does next) and the
+        observer reads."""
+        if not self._observed or versions <= 0:
+            return
+        c = self.constants
+        self._side_job(node_id, c.watch_cost_us * versions)
+        self._side_job(OBSERVER, c.observer_event_cost_us * versions)
+
+    def _side_job(self, server: str, cost_us: float) -> None:
+        """Work beside the protocol, now; none (a constant the calibration has not
+        measured) takes no server, so it draws no wake-up either."""
+        if cost_us > 0:
+            self.servers.serve(server, self.env.now, cost_us / 1e6)
+
+    def _start_side_work(self, side: SideWork) -> None:
+        count = max(1, len(side.node_ids))
+        background_us = self.constants.background_cost_us_per_s * side.tick_s
+        if background_us > 0:
+            for i, node_id in enumerate(side.node_ids):
+                first_s = side.tick_s * i / count
+                self._every(first_s, side.tick_s, partial(self._background, node_id, background_us))
+        observer_costs = self.constants.metrics_cost_us + self.constants.observer_sample_cost_us
+        if side.sample_s > 0 and observer_costs > 0:
+            self._every(side.sample_s, side.sample_s, partial(self._sample, side.node_ids))
+
+    def _every(self, first_s: float, period_s: float, job: Callable[[], None]) -> None:
+        def again(_event: Any) -> None:
+            job()
+            self.env.timeout(period_s).callbacks.append(again)
+
+        self.env.timeout(first_s).callbacks.append(again)
+
+    def _background(self, node_id: str, cost_us: float) -> None:
+        if self._is_up(node_id):
+            self._side_job(node_id, cost_us)
+
+    def _sample(self, node_ids: Sequence[str]) -> None:
+        """The observer asks every up node for its ``/metrics``; each renders them."""
+        c = self.constants
+        for node_id in node_ids:
+            if self._is_up(node_id):
+                self._side_job(OBSERVER, c.observer_sample_cost_us)
+                self._side_job(node_id, c.metrics_cost_us)
 
     def crashed(self, node_id: str) -> None:
         """Its process is gone: the work its loop had queued with it."""
@@ -199,7 +281,13 @@ class Posts:
     def finish(self) -> PostStats:
         """The stats, with the service model's totals."""
         stats = self.stats
-        stats.busy_s, stats.waited_s = self.servers.busy_s, self.servers.waited_s
+        servers = self.servers
+        stats.busy_s, stats.waited_s = servers.busy_s, servers.waited_s
+        stats.observer_s = servers.busy_of.get(OBSERVER, 0.0)
+        stats.core_waited_s = servers.core_waited_s
+        stats.longest_job_s = max(
+            (s for node, s in servers.longest_of.items() if node != OBSERVER), default=0.0
+        )
         stats.commits = self.commits.commits
         return stats
 
@@ -213,10 +301,21 @@ class Posts:
             self.traffic.unreachable += count
 
 
-def update_count(data: bytes) -> int:
-    """How many versions an encoded message carries (a ``push`` or a ``sync``: their
-    fourth field), read without building them; other messages carry none."""
-    if message_kind(data) not in ("push", "sync"):
-        return 0
+_MEMBER_KINDS = frozenset(("push", "ack", "hb"))  # messages whose third field is members
+
+
+def carried_counts(data: bytes) -> tuple[int, int]:
+    """(versions, membership entries) an encoded message carries, read without building
+    them: a ``push``'s or a ``sync``'s versions (fourth field), a ``push``'s, an
+    ``ack``'s or a heartbeat's members (third field)."""
+    kind = message_kind(data)
+    if kind not in _MEMBER_KINDS and kind != "sync":
+        return 0, 0
     _, message = msgspec.msgpack.decode(data, type=tuple[int, list[msgspec.Raw]])
-    return len(msgspec.msgpack.decode(message[3], type=list[msgspec.Raw]))
+    versions = 0
+    if kind in ("push", "sync"):
+        versions = len(msgspec.msgpack.decode(message[3], type=list[msgspec.Raw]))
+    members = 0
+    if kind in _MEMBER_KINDS:
+        members = len(msgspec.msgpack.decode(message[2], type=list[msgspec.Raw]))
+    return versions, members

@@ -80,6 +80,9 @@ class NetworkSpec(_Spec):
     # With posts: the live nodes' --durability; under "sync" a client write's sends wait
     # for its group commit (the calibration's commit_cost_us). "batch"/"memory": none.
     durability: Literal["batch", "sync", "memory"] = "batch"
+    # With posts: an observer (the compare driver) watches every node and samples its
+    # /metrics this often (sim.posts.SideWork: what that costs the nodes); 0: none.
+    observer_sample_ms: int = 0
 
 
 class GossipSpec(_Spec):
@@ -330,7 +333,7 @@ def _validate_cluster(c: ClusterSpec) -> None:
 
 
 def _validate_network(n: NetworkSpec, nodes: int, base_dir: Path) -> None:
-    for name in ("latency_ms", "jitter_ms", "wan_latency_ms", "wan_jitter_ms"):
+    for name in ("latency_ms", "jitter_ms", "wan_latency_ms", "wan_jitter_ms", "observer_sample_ms"):  # fmt: skip
         _check(getattr(n, name) >= 0, f"network.{name}", "must be >= 0")
     for name in ("loss", "wan_loss"):
         _check(0 <= getattr(n, name) < 1, f"network.{name}", "must be in [0, 1)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -52,10 +53,14 @@ def test_calibrate_measures_service_times_on_a_node_process_and_the_machine_now(
     spread = c.service_spread
     assert len(spread) == WAKEUP_QUANTILES and spread == sorted(spread)
     assert spread[0] < 1.0 < spread[-1] and 0.8 < sum(spread) / len(spread) < 1.2
+    # beside the protocol: a node at rest, the observer's streams and samples, start-up
+    assert c.background_cost_us_per_s > 0 and c.metrics_cost_us > 0
+    assert c.observer_event_cost_us > 0 and c.observer_sample_cost_us > 0
+    assert c.observer_write_cost_us > 0 and c.member_cost_us >= 0 and c.watch_cost_us >= 0
+    assert c.cores == (os.cpu_count() or 1) and 0 < c.startup_ms < 60_000
 
 
 def test_a_process_cpu_time_counts_every_live_thread() -> None:
-    import os
     import threading
 
     spun, leave = threading.Event(), threading.Event()
@@ -76,3 +81,19 @@ def test_a_process_cpu_time_counts_every_live_thread() -> None:
     finally:
         leave.set()
         worker.join()
+
+
+def test_the_parts_per_membership_entry_come_from_the_member_rounds() -> None:
+    from rumordb.live.calibrate import MEMBER_SHAPES, MEMBERS, SHAPES, WIDE, _split
+
+    cost = {SHAPES[0]: 100.0, SHAPES[1]: 100.0 + 15 * 10, SHAPES[2]: 100.0 + 15 * 4}
+    samples = {("real", str(k)): [v + 7.0] for k, v in cost.items()}
+    samples |= {("null", str(k)): [7.0] for k in cost}  # the sender's share, taken off
+    members = {MEMBER_SHAPES[0]: 120.0, MEMBER_SHAPES[1]: 120.0 + WIDE * 3}
+    samples |= {("real", MEMBERS + str(k)): [v] for k, v in members.items()}
+    samples |= {("null", MEMBERS + str(k)): [0.0] for k in members}
+    samples |= {("real", "put"): [50.0], ("null", "put"): [10.0]}
+    parts = _split(samples)
+    assert (parts["message_cost_us"], parts["update_cost_us"]) == (10.0, 4.0)
+    assert parts["member_cost_us"] == 3.0 and parts["post_cost_us"] == 86.0
+    assert parts["write_cost_us"] == 40.0

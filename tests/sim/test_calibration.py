@@ -106,3 +106,35 @@ def test_a_report_names_a_file_under_the_working_directory_by_its_relative_path(
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert describe(load_calibration(path))["source"] == str(path)  # outside: as it is
+
+
+def test_a_file_from_before_the_work_beside_the_protocol_charges_none_of_it() -> None:
+    # the committed compare calibrations predate member entries, the observer, the
+    # machine's cores and the start-up: they load with all of them 0
+    for path in sorted(Path("experiments/compare").glob("*/calibration.toml")):
+        text = path.read_text()
+        if "cores =" in text:
+            continue
+        c = load_calibration(path).constants
+        assert (c.member_cost_us, c.background_cost_us_per_s, c.watch_cost_us) == (0, 0, 0)
+        assert (c.metrics_cost_us, c.observer_event_cost_us, c.cores, c.startup_ms) == (
+            0,
+            0,
+            0,
+            0,
+        )
+
+
+def test_a_receiver_pays_per_post_message_version_and_membership_entry() -> None:
+    constants = Constants(
+        post_cost_us=100.0,
+        message_cost_us=10.0,
+        update_cost_us=5.0,
+        member_cost_us=2.0,
+        envelope_post_bytes=3,
+        envelope_message_bytes=2,
+        seal_bytes=51,
+        http_head_bytes=124,
+    )
+    assert constants.receive_s(2, 3) == pytest.approx(135e-6)
+    assert constants.receive_s(2, 3, members=10) == pytest.approx(155e-6)

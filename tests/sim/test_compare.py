@@ -91,6 +91,56 @@ def test_nodes_current_drops_at_the_ack_and_recovers_at_the_arrival() -> None:
     assert by_t[0.5] == 1.0 and by_t[1.0] == 0.5 and by_t[1.1] == 1.0
 
 
+def test_the_observer_is_charged_apart_from_the_nodes_loops() -> None:
+    from rumordb.sim.compare import sim_figures
+
+    metrics = {
+        "dissemination_s": {"p50": 0.01},
+        "posts": {"busy_s": 3.0, "observer_s": 1.0, "messages": 5, "sealed_bytes": 50},
+        "heal_to_converged_s": None,
+        "messages_sent": 5,
+        "bytes_sent": 50,
+        "lag_cdf_s": [],
+        "series": {"t_s": [0.0], "nodes_current": [1.0], "messages": [0]},
+        "scenario": {"sample_interval_ms": 100},
+    }
+    figures = sim_figures(metrics)
+    assert (figures["node_cpu_s"], figures["driver_cpu_s"]) == (2.0, 1.0)
+    metrics["posts"] = {}  # without the send path: nothing charged
+    assert sim_figures(metrics)["node_cpu_s"] is None
+
+
+def test_an_explanation_gives_the_runs_measured_gaps() -> None:
+    from rumordb.cli.compare_cmd import explanations, facts_of
+
+    live = [{"dead": 11.0, "lag_p99_s": 0.02}, {"dead": 11.0, "lag_p99_s": 0.02}]
+    sim = [{"dead": 5.0, "lag_p99_s": 0.01}, {"dead": 12.0, "lag_p99_s": 0.01}]
+    rows = compare(live, sim)
+    scenario = {
+        "gossip": {"suspicion_mult": 3, "probe_interval_ms": 1000},
+        "cluster": {"nodes": 5},
+        "faults": [{"at_s": 4.0, "action": "partition"}, {"at_s": 10.0, "action": "heal"}],
+        "duration_s": 16,
+    }
+    result = {
+        "scenario": scenario,
+        "sim": {"node_cpu_s": 2.0, "driver_cpu_s": 1.0, "events": [
+            {"at_s": 4.0, "action": "partition", "nodes": []},
+            {"at_s": 10.0, "action": "heal", "nodes": []},
+        ]},
+        "live": {"node_cpu_s": 3.0, "driver_cpu_s": 1.5, "fault_lateness_s": 0.0},
+        "calibration": {"constants": {}, "machine": {"cores": 2, "load_1m": 1.0}},
+        "load_per_core": 0.6,
+    }  # fmt: skip
+    texts = {t.split("`")[1]: t for t in explanations(rows, facts_of(result))}
+    assert "1.50x the CPU the model charged their loops (3.00 against 2.00 s)" in texts["lag_p99_s"]
+    assert "load was 0.6 per core (at calibration 0.5)" in texts["lag_p99_s"]
+    dead = texts["dead"]
+    assert "marked dead 3.0 s later (6.0 s), and the faults lasted 6.0-6.0 s" in dead
+    assert "within the simulator's 2 seeds (5-12)" in dead
+    assert "within the simulator" not in texts["lag_p99_s"]  # 0.02 is no sim run's
+
+
 def test_rows_give_the_ratio_of_means_and_the_band() -> None:
     live = [{"messages": 110.0, "bytes": 200.0}, {"messages": 130.0, "bytes": 200.0}]
     sim = [{"messages": 100.0, "bytes": 100.0}]
@@ -134,7 +184,20 @@ def test_compare_runs_both_sides_and_writes_the_report(tmp_path: Path) -> None:
     scenario.write_text(TINY)
     out = tmp_path / "out"
     result = CliRunner().invoke(
-        app, ["sim", "compare", str(scenario), "--out", str(out), "--seeds", "1", "--runs", "1"]
+        app,
+        [
+            "sim",
+            "compare",
+            str(scenario),
+            "--out",
+            str(out),
+            "--seeds",
+            "1",
+            "--runs",
+            "1",
+            "--loop-monitor-ms",
+            "1",
+        ],
     )
     assert result.exit_code == 0, result.output
     found = json.loads((out / "compare.json").read_text())
@@ -156,8 +219,13 @@ def test_compare_runs_both_sides_and_writes_the_report(tmp_path: Path) -> None:
     assert live["node_cpu_s"] > 0 and live["driver_cpu_s"] > 0
     assert found["sim"]["runs"][0]["node_cpu_s"] > 0 and found["sim"]["node_cpu_s"] > 0
     assert live["watch_delivery_p50_s"] is not None and live["watch_delivery_p50_s"] >= 0
+    # the nodes' loop monitors logged their busy turns; the model says its longest job
+    assert live["loop_busy_turns"] >= 0 and found["live"]["loop_monitor_ms"] == 1
+    assert found["sim"]["longest_job_s"] > 0  # (the default calibration has no observer)
+    assert found["sim"]["runs"][0]["driver_cpu_s"] is not None
     report = (out / "report.md").read_text()
     assert "CPU over a run: live nodes" in report and "`applied_us`" in report
+    assert "Loop stalls: live loops logged" in report and "the model's longest job" in report
     assert all(f"| {name} |" in report for name in FIGURES)
     for png in ("lag_cdf.png", "nodes_current.png", "traffic.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -178,6 +246,27 @@ def test_membership_transitions_are_read_from_json_and_text_log_lines(tmp_path: 
     cluster.nodes = {"n1": NodeProcess("n1", "", 0, 0, 0.0, "", str(log))}
     assert cluster.transitions_since({"n1": 0}) == {"suspect": 1, "dead": 1}
     assert cluster.transitions_since({"n1": log.stat().st_size}) == {}
+
+
+def test_busy_loop_turns_are_read_from_the_nodes_logs(tmp_path: Path) -> None:
+    from rumordb.cli.cluster import NodeProcess
+    from rumordb.cli.compare_live import LiveCluster
+
+    log = tmp_path / "n1.log"
+    log.write_text(
+        '{"cpu_ms": 6.3, "wall_ms": 16.0, "gc_ms": 0.0, "stacks": [], "event": "loop_busy"}\n'
+    )
+    offset = log.stat().st_size
+    with log.open("a") as more:
+        more.write('{"cpu_ms": 2.5, "wall_ms": 3.0, "gc_ms": 0.0, "event": "loop_busy"}\n')
+        more.write('{"event": "node_ready"}\n')
+    cluster = LiveCluster.__new__(LiveCluster)
+    cluster.nodes = {"n1": NodeProcess("n1", "", 0, 0, 0.0, "", str(log))}
+    assert cluster.busy_since({"n1": 0}) == [(6.3, 16.0), (2.5, 3.0)]
+    assert cluster.busy_since({"n1": offset}) == [(2.5, 3.0)]
+    figures = live_figures(observed(loop_busy=[(6.3, 16.0), (2.5, 30.0)]), SCENARIO)
+    assert figures["loop_busy_turns"] == 2
+    assert (figures["loop_busy_max_cpu_ms"], figures["loop_busy_max_wall_ms"]) == (6.3, 30.0)
 
 
 def test_the_report_explains_figures_outside_the_band_and_warns_of_load() -> None:

@@ -24,8 +24,9 @@ from rumordb.sim.calibration import Constants
 from rumordb.sim.engine import Simulation
 from rumordb.sim.metrics import Traffic
 from rumordb.sim.network import Network
-from rumordb.sim.posts import Posts
+from rumordb.sim.posts import Posts, SideWork
 from rumordb.sim.scenario import NetworkSpec
+from rumordb.sim.service import Servers
 from tests.sim.helpers import build, minimal_raw
 
 SECRET = "posts-test-secret"
@@ -58,7 +59,14 @@ Posted = list[tuple[float, list[int]]]  # (instant in ms, message sizes)
 class Sim:
     """``sim.posts`` for one sender and its peers on links of half the round trip."""
 
-    def __init__(self, constants: Constants = FREE, durable: bool = False, **link: float) -> None:
+    def __init__(
+        self,
+        constants: Constants = FREE,
+        durable: bool = False,
+        side: SideWork | None = None,
+        servers: Servers | None = None,
+        **link: float,
+    ) -> None:
         self.env = simpy.Environment()
         spec = NetworkSpec(latency_ms=link.pop("latency_ms", RTT_MS / 2), **link)  # type: ignore[arg-type]
         self.link_s = spec.latency_ms / 1000  # no jitter here: every post's link delay
@@ -75,7 +83,9 @@ class Sim:
             self._deliver,
             self.up.__getitem__,
             lambda line: None,
+            servers=servers,
             durable=durable,
+            side=side,
         )
 
     def _deliver(self, dst: str, data: bytes, delay_s: float, _via: object = None) -> None:
@@ -83,12 +93,12 @@ class Sim:
         self.delivered[round((self.env.now - self.link_s) * 1000, 6)].append(len(data))
         self.arrived.append((round((self.env.now + delay_s) * 1000, 6), len(data)))
 
-    def run(self, schedule: list[tuple[float, int]]) -> Posted:
+    def run(self, schedule: list[tuple[float, int]], until_s: float | None = None) -> Posted:
         for at_ms, size in schedule:
             self.env.timeout(at_ms / 1000).callbacks.append(
                 lambda _e, size=size: self.posts.enqueue("a", "b", b"x" * size)
             )
-        self.env.run()
+        self.env.run(until=until_s)
         return sorted(self.delivered.items())
 
 

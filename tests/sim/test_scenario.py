@@ -125,3 +125,10 @@ def test_command_line_values_read_as_toml_literals() -> None:
     assert parse_value("true") is True
     assert parse_value('"static"') == "static"
     assert parse_value("static") == "static"
+
+
+def test_an_observer_samples_at_a_period_of_zero_or_more() -> None:
+    assert parse_scenario(minimal_raw(), {"network.observer_sample_ms": 250}).network.observer_sample_ms == 250  # fmt: skip
+    assert parse_scenario(minimal_raw()).network.observer_sample_ms == 0  # none by default
+    error = _error(minimal_raw(), {"network.observer_sample_ms": -1})
+    assert error == "network.observer_sample_ms: must be >= 0"
