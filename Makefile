@@ -180,6 +180,22 @@ multihost: $(STAMP)
 repair-bench: $(STAMP)
 	$(BIN)/python -m bench.repair_bench both
 
+## Live repair at scale (issue 14): 3 loopback nodes with REPAIR_KEYS (default 1M) keys,
+## 1% new keys missed by one cut-off node: heal to every key held, bytes on the wire
+## against the missing records' own (~10 min at 1M, ~2 GiB).
+REPAIR_KEYS ?= 1000000
+.PHONY: repair-live
+repair-live: $(STAMP)
+	$(BIN)/python -m bench.repair_live --keys $(REPAIR_KEYS)
+
+## Full scans (issue 14): SCAN_KEYS (default 10M) keys in process (Node.plan_list pages)
+## and through GET /kv pages on one live node started on a pre-written data dir, with the
+## stall probe (~15 min and ~5 GiB at 10M).
+SCAN_KEYS ?= 10000000
+.PHONY: bench-scan
+bench-scan: $(STAMP)
+	$(BIN)/python -m bench.scan_bench both --keys $(SCAN_KEYS)
+
 ## Acknowledged writes lost per kill -9: batch vs sync on one node (~1 min), then the
 ## crashed node of a 3-node cluster before and after repair, memory mode too (~2 min).
 .PHONY: bench-durability

@@ -8,11 +8,25 @@ the rumors about them have run out (they went into the partition). Then the faul
 and we time until n3 holds every rewritten version, and count the node-to-node bytes sent
 by all nodes meanwhile (``rumor_gossip_bytes_total{direction="out"}``), against the size
 of the whole data set as loaded. Every process is stopped at the end, also on failure.
+
+``missing`` (issue 14: 1 % missing keys on a node with 1M keys, at most 3x the missing
+records' bytes, under 5 s): the N keys are loaded through ``POST /kv`` batches
+(``bench.volume_bench.load``), and while n3 is cut off 1 % *new* keys are written
+through n1, so n3 lacks them. From the heal we time until n3 holds every key (its
+``/cluster`` count, then every missing key read back) and count the node-to-node bytes
+of every node meanwhile (heartbeats and gossip rounds included: an upper bound of the
+repair's own; ``over_record_bytes_net`` takes off what the idle cluster sent in as long
+before the cut), against the missing records' bytes, each encoded alone as anti-entropy
+ships it (``SyncRecords``; same key, value and metadata sizes). Run:
+``make repair-live`` (``REPAIR_KEYS``, default 1 000 000) or
+``.venv/bin/python -m bench.repair_live --keys N [--nodes 2]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import os
 import random
 import secrets
@@ -27,11 +41,17 @@ from typing import Any
 
 import httpx
 
+from bench.volume_bench import _key, load
+from rumordb.core.messages import SyncRecords, Update, encode
+from rumordb.core.record import Record
+
 RUMOR = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "rumor")
 VALUE_BYTES = 100
 LOAD_CONCURRENCY = 16
 RUMOR_DRAIN_S = 1.5  # 4 retransmits x 200 ms gossip rounds, with margin
 TIMEOUT_S = 120.0
+MISSING_SHARE = 0.01
+QUIET_S = 3.0  # the background traffic of an idle cluster in sync, measured this long
 
 
 def _free_port(host: str) -> int:
@@ -186,3 +206,109 @@ def live(keys: int, interval_ms: int) -> dict[str, object]:
         return asyncio.run(measure(cluster, keys))
     finally:
         cluster.stop()
+
+
+async def _key_count(client: httpx.AsyncClient, url: str) -> int:
+    return int((await client.get(f"{url}/cluster")).json()["keys"])
+
+
+def missing_record_bytes(keys: list[str], hlc: int) -> int:
+    """The missing records as anti-entropy ships them, each in a message of its own
+    (key, 100-byte value, content type, a one-entry clock, HLC and origin: their sizes)."""
+    total = 0
+    for i, key in enumerate(keys):
+        record = Record(b"x" * VALUE_BYTES, "application/octet-stream", {"n1": 10**6 + i}, hlc + i, "n1")  # fmt: skip
+        total += len(encode(SyncRecords("n1", 1, [Update(key, record)], [])))
+    return total
+
+
+async def measure_missing(cluster: LiveCluster, keys: int) -> dict[str, object]:
+    headers = {"Authorization": f"Bearer {cluster.key}"}
+    async with httpx.AsyncClient(headers=headers, timeout=120.0, trust_env=False) as client:
+        urls = [cluster.url(i) for i in range(len(cluster.hosts))]
+
+        async def all_members() -> bool:
+            views = [(await client.get(f"{u}/cluster")).json() for u in urls]
+            return all(sum(m["state"] == "alive" for m in v["members"]) == len(urls) for v in views)
+
+        await _poll(all_members, TIMEOUT_S, 0.3)
+        began = time.monotonic()
+        await load(client, urls[0], 0, keys)
+        load_s = time.monotonic() - began
+
+        async def replicated() -> bool:
+            return all([await _key_count(client, u) >= keys for u in urls])
+
+        replicated_s = await _poll(replicated, 1200.0, 1.0)
+        await asyncio.sleep(2 * cluster.interval_ms / 1000)  # sessions in sync: one message
+        quiet_began, quiet_before = time.monotonic(), await _bytes_out(client, cluster)
+        await asyncio.sleep(QUIET_S)  # heartbeats, gossip rounds, in-sync sessions
+        background = (await _bytes_out(client, cluster) - quiet_before) / (time.monotonic() - quiet_began)  # fmt: skip
+        missing = max(1, int(keys * MISSING_SHARE))
+        peers = [f"n{i + 1}" for i in range(len(urls) - 1)]
+        (await client.post(f"{urls[-1]}/faults", json={"block": peers})).raise_for_status()
+        cut_at = time.monotonic()
+        first = 10 * keys  # keys no node holds yet
+        await load(client, urls[0], first, missing)
+        await asyncio.sleep(RUMOR_DRAIN_S)
+        held = await _key_count(client, urls[-1])
+        wanted = await _key_count(client, urls[0])
+        before = await _bytes_out(client, cluster)
+        (await client.delete(f"{urls[-1]}/faults")).raise_for_status()
+        healed_at = time.monotonic()
+
+        async def repaired() -> bool:
+            return await _key_count(client, urls[-1]) >= wanted
+
+        await _poll(repaired, TIMEOUT_S, 0.05)
+        took_s = time.monotonic() - healed_at
+        after = await _bytes_out(client, cluster)
+        absent = 0
+        for i in range(first, first + missing):
+            reply = await client.get(f"{urls[-1]}/kv/{_key(i)}")
+            absent += reply.status_code != 200
+    record_bytes = missing_record_bytes([_key(i) for i in range(first, first + missing)], 1 << 50)
+    sent = after - before
+    return {
+        "mode": "live-missing",
+        "nodes": len(urls),
+        "keys": keys,
+        "load_s": round(load_s, 1),
+        "replicated_s": round(replicated_s, 1),
+        "missing": missing,
+        "missing_on_cut_node_at_heal": wanted - held,
+        "partition_s": round(healed_at - cut_at, 2),
+        "anti_entropy_interval_ms": cluster.interval_ms,
+        "heal_to_every_key_s": round(took_s, 2),
+        "missing_keys_unreadable_after": absent,
+        "bytes_out_all_nodes": int(sent),
+        "missing_record_bytes": record_bytes,
+        "bytes_per_missing_key": round(sent / missing),
+        "over_record_bytes": round(sent / record_bytes, 2),
+        # less what an idle cluster in sync sends in as long (heartbeats, gossip rounds)
+        "background_bytes_per_s": round(background),
+        "over_record_bytes_net": round((sent - background * took_s) / record_bytes, 2),
+    }
+
+
+def live_missing(keys: int, nodes: int, interval_ms: int) -> dict[str, object]:
+    cluster = LiveCluster(nodes, interval_ms)
+    try:
+        cluster.start()
+        return asyncio.run(measure_missing(cluster, keys))
+    finally:
+        cluster.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.repair_live")
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--interval-ms", type=int, default=1000)
+    args = parser.parse_args(argv)
+    print(json.dumps(live_missing(args.keys, args.nodes, args.interval_ms)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -73,7 +73,9 @@ class Pacing:
 class Listing:
     """The differing leaves one session still lists to its peer: resumable state.
 
-    ``start``: the first leaf the peer has not handled; ``end``: past the last one sent.
+    ``start``: the first leaf the peer has not handled; ``end``: past the last one sent;
+    ``moved``: the interval (the lister's count, ``AntiEntropySessions``) it was made in or
+    last moved forward in.
     """
 
     session: int
@@ -81,6 +83,7 @@ class Listing:
     leaves: array[int]
     start: int = 0
     end: int = field(default=0)
+    moved: int = 0
 
 
 def start(sender: str, session: int, digest: Digest) -> DigestStep:

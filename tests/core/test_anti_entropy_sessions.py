@@ -144,6 +144,8 @@ def test_resumable_leaf_phases_are_kept_for_at_most_max_listings_peers() -> None
         out = Output()
         lister.anti_entropy.start(out)
         for _ in range(6):
+            if not out.messages:  # a listing to the sampled peer is still moving
+                break
             target, data = out.messages[0]
             if isinstance(decode(data), LeafEntries):
                 listed_to.add(target)
@@ -151,6 +153,42 @@ def test_resumable_leaf_phases_are_kept_for_at_most_max_listings_peers() -> None
             out = (lister if target == "me" else peers[target]).receive(data, 0.0)
     assert listed_to == set(peers)
     assert lister.anti_entropy.resumable() == MAX_LISTINGS
+
+
+def _deliver_until(a: Node, b: Node, stop: type, now: float, out: Output) -> object:
+    """Deliver anti-entropy messages between a and b from ``out`` until one of type
+    ``stop`` is about to be delivered; returns it (undelivered)."""
+    nodes = {"a": a, "b": b}
+    queue = [m for m in out.messages if message_kind(m[1]) in AE_KINDS]
+    while queue:
+        target, data = queue.pop(0)
+        message = decode(data)
+        if isinstance(message, stop):
+            return target, data
+        queue.extend(m for m in nodes[target].receive(data, now).messages if message_kind(m[1]) in AE_KINDS)  # fmt: skip
+    raise AssertionError(f"no {stop.__name__} came")
+
+
+def test_a_leaf_phase_under_way_is_not_restarted_by_new_sessions_until_it_stops_moving() -> None:
+    """A new session (from either side) would replace the listing and begin the repair
+    again from the first leaf: while the listing moves, none starts and none is answered."""
+    a, b = _node("a", "b", config=SMALL), _node("b", "a", config=SMALL)
+    for i in range(40):
+        a.put(f"only-a/{i}", b"v", "text/plain", 0.0)
+    out = Output()
+    a.anti_entropy.start(out)  # 2**12 leaves: the leaves are listed by a (3 steps)
+    _deliver_until(a, b, SyncRecords, 0.0, out)  # a listed its first chunk: it is moving
+    assert a.anti_entropy.resumable() == 1
+    started = a.counters.anti_entropy_sessions
+    out = Output()
+    a.anti_entropy.start(out)  # the next interval: the leaf phase with b is under way
+    assert not out.messages and a.counters.anti_entropy_sessions == started
+    b.anti_entropy.start(out)  # b's own new session: its root step goes unanswered by a
+    root = [data for _, data in out.messages if isinstance(decode(data), DigestStep)]
+    assert root and not a.receive(root[0], 0.0).messages
+    out = Output()
+    a.anti_entropy.start(out)  # a whole interval without moving: no longer protected
+    assert out.messages and a.counters.anti_entropy_sessions == started + 1
 
 
 # --- steps handled in slices on ticks ------------------------------------------------------
