@@ -68,6 +68,7 @@ from rumordb.core import (
     InvalidKey,
     Record,
     WriteCommand,
+    WriteResult,
     WriteStatus,
     check_key,
     decode_context,
@@ -177,7 +178,7 @@ class Bulk:
             assert isinstance(first, NotStored)
             retry = ((b"retry-after", b"1"),) if first.error == "overloaded" else ()
             return error_reply(HttpError(503, first.error, first.detail, retry))
-        results = [self.result(c, a) for c, a in zip(commands, answers, strict=True)]
+        results = self.results(commands, answers)
         applied = sum(1 for r in results if r.get("result") in ("ok", "created", "deleted"))
         return encoded(200, {"results": results, "applied": applied}, binary)
 
@@ -261,6 +262,25 @@ class Bulk:
                 f"content_type is printable ASCII of at most {MAX_CONTENT_TYPE_CHARS} characters"
             )
         return value, content_type
+
+    def results(
+        self, commands: list[WriteCommand], answers: list[BatchAnswer]
+    ) -> list[dict[str, object]]:
+        """``result`` of each item, in order; a value written here (most of an ingest) is
+        answered inline, without the call and the checks ``result`` makes (~1 us an item)."""
+        found: list[dict[str, object]] = []
+        append, created, ok = found.append, WriteStatus.CREATED, WriteStatus.OK
+        for command, answer in zip(commands, answers, strict=True):
+            if type(answer) is WriteResult and (record := answer.record) is not None:
+                status = answer.status
+                if status is created or (status is ok and not record.tombstone):
+                    code, name = (201, "created") if status is created else (200, "ok")
+                    append({"key": command.key, "status": code, "result": name,
+                            "context": encode_context(record.clock, record.hlc),
+                            "hlc": record.hlc, "origin": record.origin})  # fmt: skip
+                    continue
+            append(self.result(command, answer))
+        return found
 
     def result(self, command: WriteCommand, answer: BatchAnswer) -> dict[str, object]:
         key = command.key

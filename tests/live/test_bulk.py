@@ -323,3 +323,29 @@ def test_a_sharded_batch_forwards_items_to_their_owners(tmp_path: Path) -> None:
         assert exported == sorted(i["key"] for i in items), "export gathers every owner's keys"
     finally:
         nodes.close()
+
+
+def test_the_inline_results_of_a_batch_are_those_of_result_item_by_item() -> None:
+    """``Bulk.results`` answers applied values inline: the same items ``result`` makes."""
+    from rumordb.core import Output, Record, WriteCommand, WriteResult, WriteStatus
+    from rumordb.live.bulk import Bulk
+    from rumordb.live.runner import NotStored
+
+    out = Output()
+    value = Record(b"v", "text/plain", {"n1": 7, "n2": 3}, 7, "n1")
+    tombstone = Record(b"", "application/x-rumor-tombstone", {"n1": 8}, 8, "n1", True)
+    commands = [WriteCommand(f"k{i}") for i in range(6)]
+    answers = [
+        WriteResult(WriteStatus.CREATED, value, out),
+        WriteResult(WriteStatus.OK, value, out),
+        WriteResult(WriteStatus.OK, tombstone, out),  # a delete: "deleted"
+        WriteResult(WriteStatus.PRECONDITION_FAILED, value, out),
+        WriteResult(WriteStatus.STALE, value, out),
+        NotStored("unavailable", "the write was not stored"),
+    ]
+    bulk = Bulk(None, 1024, 1024)  # type: ignore[arg-type]  # no runner: nothing is sent
+    expected = [bulk.result(c, a) for c, a in zip(commands, answers, strict=True)]
+    assert bulk.results(commands, answers) == expected
+    assert [r["result"] for r in expected] == [
+        "created", "ok", "deleted", "precondition_failed", "stale", "unavailable"
+    ]  # fmt: skip

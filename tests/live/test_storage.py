@@ -579,6 +579,34 @@ def test_a_mass_purge_gives_the_file_back_and_usage_shows_it(
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def test_a_busy_writer_keeps_freed_pages_for_its_next_commits_and_gives_them_back_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between group commits a compaction's freed pages are reused, not given back (a
+    vacuum then only made the file shrink and grow again); once idle, they are."""
+    import rumordb.live.storage as live_storage
+
+    monkeypatch.setattr(live_storage, "COMPACT_ROWS", 1)  # every commit compacts (busy path)
+    monkeypatch.setattr(live_storage, "COMPACT_AFTER_S", 3600.0)  # never idle meanwhile
+    value = b"z" * 1000
+    keys = [f"k{i}" for i in range(3000)]
+
+    async def scenario() -> tuple[int, int, Storage]:
+        storage = Storage.open(tmp_path, "sync")
+        await storage.persist([(key, record(value)) for key in keys], [])
+        await storage.persist([], keys)  # a mass purge: most of the file is free now
+        await _until(lambda: storage.stats.compactions >= 2)
+        # Measured after the purge's compaction: nearly the whole file is free, and kept.
+        await _until(lambda: (u := storage.usage()) is not None and u.free_bytes > 0.8 * u.db_bytes)
+        busy = storage.stats.pages_reclaimed
+        await storage.close()  # the stopping writer takes its idle steps
+        return busy, storage.stats.pages_reclaimed, storage
+
+    busy, idle, storage = asyncio.run(scenario())
+    assert busy == 0
+    assert idle * 4096 > len(keys) * len(value) / 2, storage.stats
+
+
 def test_a_database_made_without_auto_vacuum_reuses_its_free_pages(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
