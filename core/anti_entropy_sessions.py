@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections import deque
 
 from rumordb.core import anti_entropy
 from rumordb.core.anti_entropy import Work
@@ -80,7 +79,8 @@ class AntiEntropySessions:
         self._pacing = pacing or anti_entropy.Pacing(0, 0)  # (0, 0): never waits
         self._listings: dict[str, anti_entropy.Listing] = {}  # peer -> its leaf phase
         self.slice_items = slice_items  # work per slice of a step (0: each step at once)
-        self._jobs: deque[tuple[Output, Work[None]]] = deque()  # steps in slices, oldest first
+        # steps in slices, oldest first (at most MAX_JOBS: a list, not a 600-byte deque)
+        self._jobs: list[tuple[Output, Work[None]]] = []
         self.due_at = math.inf  # when the next slice is due (a node deadline)
 
     def start(self, out: Output) -> None:
@@ -135,7 +135,7 @@ class AntiEntropySessions:
         if self._jobs:
             job_out, job = self._jobs[0]
             if _advance(job):
-                self._jobs.popleft()
+                del self._jobs[0]
                 out.extend(job_out)
         self.due_at = clock + STEP_SLICE_GAP_S if self._jobs else math.inf
 

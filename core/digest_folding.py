@@ -31,10 +31,14 @@ class DigestFolding:
         self.batch = batch
         self.due_at = math.inf  # when the next slice is due (a node deadline)
 
+    def backlogged(self) -> bool:
+        """Whether more keys wait than anti-entropy folds itself: ticks work them off."""
+        return self._store.pending_folds() > self.batch // 2
+
     def work(self, now: float) -> None:
         """One slice of folding if a backlog is pending; schedules the next one."""
         store = self._store
-        if store.pending_folds() <= self.batch // 2:  # every tick: the common, cheap case
+        if not self.backlogged():  # every tick: the common, cheap case
             self.due_at = math.inf
             return
         placement = self._placement

@@ -37,6 +37,11 @@ class Expiry:
             self._heap = [(at, k) for k, at in self._due.items()]
             heapq.heapify(self._heap)
 
+    def next_due(self) -> int | None:
+        """The earliest expiry instant held (perhaps a stale entry's: never later than
+        the first real one), or None."""
+        return self._heap[0][0] if self._heap else None
+
     def take_due(self, now_hlc: int, budget: int) -> list[str]:
         """Up to ``budget`` keys whose expiry instant is at or before ``now_hlc``."""
         heap, due = self._heap, self._due

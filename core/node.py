@@ -29,6 +29,7 @@ input goes where, and in what order the output is built.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable
 
@@ -271,6 +272,35 @@ class Node:
                 self._maintain(out)
         out.counter_deltas = self._reported.take_deltas(self.counters)
         return self._with_transitions(out)
+
+    def idle_until(self) -> float:
+        """The earliest ``now`` at which ``tick`` (given no ``mono``) may have work to do
+        (``-inf``: the next tick may). A tick at an earlier ``now`` sends, stores and draws
+        nothing: it only moves on the timers of jobs with nothing to do (a rumor round
+        with an empty queue, a probe that detects nothing), which ``pass_idle`` does alone.
+        A driver may sleep until then (the simulator does: ``sim.engine``)."""
+        if self.folding.due_at != math.inf or self.anti_entropy.due_at != math.inf:
+            return -math.inf
+        if self.folding.backlogged():
+            return -math.inf
+        timers = self.timers
+        until = timers.next_anti_entropy  # a session starts, or maintenance runs
+        if len(self.queue):
+            until = min(until, timers.next_gossip)
+        if self.membership.detects_failures:
+            until = min(until, timers.next_probe)
+        expires = self.replica.expiry.next_due()
+        if expires is not None:  # a millisecond early: the HLC's logical part, rounding
+            until = min(until, (hlc.physical_ms(expires) - 1) / 1000)
+        return until
+
+    def pass_idle(self, now: float) -> dict[str, int]:
+        """What ``tick(now)`` does at a ``now`` before ``idle_until()``: the idle timers
+        move on. Returns its ``counter_deltas`` (the counts inputs made since the last
+        tick), so that summed deltas stay what ticks alone report."""
+        self._now = now
+        self.timers.fire(now)
+        return self._reported.take_deltas(self.counters)
 
     def _probe(self, out: Output, now: float, mono: float) -> None:
         """``mono`` judges members; ``now`` (wall time) is what the clock watch compares."""

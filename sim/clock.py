@@ -35,6 +35,17 @@ class NodeClock:
         self.last_s = value
         return value
 
+    def tick_at(self, deadline_s: float, floor_true_s: float) -> tuple[float, float]:
+        """When a timer set for ``deadline_s`` fires, not before ``floor_true_s``: the true
+        time, and the reading then (without reading it). On time, that is the deadline
+        itself: the reading at ``true_time`` may be a rounding off it, and a node that
+        sleeps until a deadline must know exactly which tick comes first. Late (the
+        deadline passed before ``floor_true_s``), the clock is read then."""
+        at = self.true_time(deadline_s)
+        if at >= floor_true_s:
+            return at, max(deadline_s, self.last_s)
+        return floor_true_s, max(self.reading(floor_true_s), self.last_s, deadline_s)
+
     def true_time(self, node_s: float) -> float:
         """The true time at which this clock reads ``node_s`` (ignoring a freeze)."""
         return self.anchor_true_s + (node_s - self.anchor_reading_s) / (1.0 + self.drift)

@@ -2,23 +2,26 @@
 
 Theory of operation. Each node is a ``SimNode``: the core node, its clock, whether it is
 up, and its "disk" (the writes and purges it was told to persist). Each node has one
-pending call (``sim.calendar``: a tuple in a heap beside SimPy's, run in the order an
-equal SimPy timeout would be) at its ``next_deadline`` that calls ``tick`` and re-arms
-it (a callback chain, not a process per node: less memory and work per wake-up); a client
-operation calls ``put``/``delete`` then ``flush``; a delivered message calls ``receive``.
-Whatever the core returns is carried out as the live runner does: persist (the disk
-dict), then send. Sending asks the ``Network`` for the message's fate and delay and
-schedules the delivery as such a call too (no process or event per message: a 10
-000-node run carries hundreds of thousands of them).
+pending call (``sim.calendar``: a tuple in a heap beside SimPy's) for its next tick that
+may have work; a tick re-arms it (a callback chain, not a process per node: less memory
+and work per wake-up). Ticks that can have nothing to do (``Node.idle_until``: a rumor
+round with an empty queue, a probe that detects nothing) are not woken for: they are
+passed (``Node.pass_idle``, with the reading each would have had) when anything reaches
+the node. A client operation calls ``put``/``delete`` then ``flush``; a delivered message
+calls ``receive``. Whatever the core returns is carried out as the live runner does:
+persist (the disk dict), then send. Sending asks the ``Network`` for the message's fate
+and delay and schedules the delivery as such a call too (no process or event per
+message: a 10 000-node run carries hundreds of thousands of them).
 
-Determinism: every random draw comes from a ``random.Random`` seeded from the scenario
-seed and a fixed name (nodes, network, workload, churn). All nodes draw from ONE
-generator: a ``random.Random`` is 2.9 KB (its Mersenne Twister state), 30% of a node, and
-the nodes run one at a time in a fixed order, so their draws come in a fixed order too
-(restarted nodes included); SimPy runs simultaneous
-events in scheduling order; the messages of one output are sent in destination order;
-nothing iterates a set of strings. Every send, drop, delivery-time, client operation and
-fault is folded into a BLAKE2b hash (the *trace hash*): same scenario and seed, same hash.
+Determinism: every random draw comes from a stream seeded from the scenario seed and a
+fixed name (nodes, network, workload, churn). Each node draws from its own stream
+(``sim.streams``: a counter per node, not a generator), so what a node picks depends on
+the seed and on its own history only, never on when other nodes woke; at one instant
+SimPy's events run first, then ticks in node order, then deliveries in the order sent;
+the messages of one output are sent in destination order; nothing iterates a set of
+strings. Skipping idle ticks or waking every node at every deadline (``skip_idle=False``)
+is then the same run. Every send, drop, delivery-time, client operation and fault is
+folded into a BLAKE2b hash (the *trace hash*): same scenario and seed, same hash.
 
 The ``Convergence`` checker is told of every stored version, so metrics are exact.
 """
@@ -70,6 +73,7 @@ from rumordb.sim.network import Fate, Network
 from rumordb.sim.posts import Posts, SideWork, Via, live_address
 from rumordb.sim.scenario import FaultSpec, Scenario
 from rumordb.sim.service import Servers, spread_sampler, wakeup_sampler
+from rumordb.sim.streams import NodeStreams
 from rumordb.sim.workload import Op, OpStream, context_of
 
 MAX_EVENTS = 10_000  # fault and churn events kept for the report
@@ -124,6 +128,7 @@ class Urgent(simpy.Event):
 @dataclass(slots=True)
 class SimNode:
     id: str
+    index: int  # its place in the node order: its random stream, its place at an instant
     node: Node
     clock: NodeClock
     up: bool = True
@@ -134,7 +139,11 @@ class SimNode:
     on_wake: Callable[[SimNode, Event], None] = print
     # what wakes the node: its armed call's id, or the restart event while it is down
     waiting: simpy.Event | int | None = None
-    deadline: float = 0.0  # the node-clock deadline it waits for
+    wake_at: float = 0.0  # the true time of its armed call
+    next_at: float = 0.0  # the true time of its next tick (idle or not)
+    # The true time of its last input or tick: no tick of its comes before (a deadline
+    # already passed then is kept at once).
+    armed_at: float = 0.0
     restarted: simpy.Event | None = None
     pending_state: str = "keep"  # how the current crash treats memory and disk
     wiped: bool = False  # crashed with its disk: holds nothing until rebuilt
@@ -146,8 +155,13 @@ class SimNode:
 
 
 class Simulation:
-    def __init__(self, scenario: Scenario, trace_out: IO[str] | None = None) -> None:
+    def __init__(
+        self, scenario: Scenario, trace_out: IO[str] | None = None, *, skip_idle: bool = True
+    ) -> None:
+        """``skip_idle``: nodes sleep through their idle ticks (the same run, faster);
+        False wakes every node at every deadline (what the tests compare it with)."""
         self.scenario = s = scenario
+        self.skip_idle = skip_idle
         self.env = Calendar()
         self.ids = s.node_ids
         seed = s.seed
@@ -179,16 +193,21 @@ class Simulation:
         self._trace_out = trace_out
         self._ops = OpStream(s.workload, self.ids, s.duration_s, seed)
         self._churn_rng = random.Random(f"{seed}:churn")
-        self._node_rng = random.Random(f"{seed}:nodes")  # shared: see the module docstring
+        self._streams = NodeStreams(f"{seed}:nodes", len(self.ids))  # one per node, selected
+        # At an instant, ticks run in node order, then deliveries in the order sent.
+        self._deliveries = 0
+        self._delivery_order = len(self.ids)
         # every node's ticks' counter deltas, summed (one Counters per node was 2% of it)
         self.counts = Counters()
         self._latest: dict[str, Record] = {}  # the version of each key persisted last
         self.nodes: dict[str, SimNode] = {}
         on_wake = self._on_wake
         with _fewer_collections():  # a cluster being built is all survivors: 2x faster
-            for node_id, clock in zip(self.ids, self._initial_clocks(), strict=True):
+            for i, (node_id, clock) in enumerate(
+                zip(self.ids, self._initial_clocks(), strict=True)
+            ):
                 node = self._new_node(node_id, 0, clock, ())
-                self.nodes[node_id] = SimNode(node_id, node, clock, on_wake=on_wake)
+                self.nodes[node_id] = SimNode(node_id, i, node, clock, on_wake=on_wake)
         self.checker = Convergence(self.ids, self._records_of, self._owners_fn())
         self.last_disturbance_s = 0.0
         self.events: list[dict[str, Any]] = []  # faults and churn, for the plots
@@ -258,10 +277,11 @@ class Simulation:
         now = clock.now(self.env.now)
         static = self.scenario.cluster.membership == "static"
         membership = StaticMembership(node_id, self._ids_tuple, self._index) if static else None
+        self._streams.select(self._index[node_id])  # the timers' jitter: its own stream
         node = Node(
             node_id,
             self._address(node_id),
-            rng=self._node_rng,
+            rng=self._streams,
             now=now,
             config=self.config,
             incarnation=incarnation,
@@ -300,12 +320,16 @@ class Simulation:
         self._armed = True
         env.process(self._workload())
         env.process(self._faults())
-        if self.scenario.churn.interval_s > 0:
+        churn = self.scenario.churn
+        if churn.interval_s > 0:
             env.process(self._churn())
+            if churn.stop_s is not None:  # converged during churn: stop once it is over
+                env.timeout(churn.stop_s).callbacks.append(lambda _e: self._check_done())
         env.process(self._sampler())
         env.timeout(self.scenario.duration_s).callbacks.append(self._finish)
         with _collector_off_the_cluster():
             env.run(until=self._stop)
+        self._catch_up_all()
         self._take_sample()
         return self._metrics(time.perf_counter() - started)
 
@@ -319,48 +343,116 @@ class Simulation:
             self._arm(sim_node)
         yield from ()
 
+    # --- waking nodes ------------------------------------------------------------------
+    # A node ticks at each of its deadlines: at the true time its clock reads the
+    # deadline, or at once if that passed before its last input (``armed_at``). Skipping
+    # idle ticks (``skip_idle``), it sleeps until ``Node.idle_until()`` instead: until
+    # then its ticks only move idle timers on (``Node.pass_idle``), which is done, with
+    # the very readings those ticks would have had, as soon as anything reaches the node
+    # (``_enter``), when it wakes, and at the end. Its draws come from its own stream and
+    # the calls at an instant run in a fixed order, so the run is the one every tick
+    # gives (tests/sim/test_determinism.py compares them).
+
     def _arm(self, sim_node: SimNode) -> None:
-        """Wait for the node's next deadline, or for its restart if it is down.
+        """Wait for the node's next tick that may work, or for its restart if it is down.
 
         A callback chain, not a SimPy process per node: no generator frame or process
-        object per node, one call per wake-up. It schedules the very events the former
-        process did, in the same order, so traces are unchanged.
-        """
+        object per node, one call per wake-up."""
         env = self.env
         if not sim_node.up:
             sim_node.restarted = sim_node.waiting = env.event()
             sim_node.waiting.callbacks.append(sim_node.wake)
             return
-        deadline = sim_node.node.next_deadline()
-        sim_node.deadline = deadline
-        wake = sim_node.clock.true_time(deadline)
-        now = env.now
-        delay = wake - now if wake > now else 0.0
-        sim_node.waiting = env.call_at(delay, self._woken, sim_node, None)
+        node, clock = sim_node.node, sim_node.clock
+        at, reading = clock.tick_at(node.next_deadline(), sim_node.armed_at)
+        sim_node.next_at = at
+        armed = isinstance(sim_node.waiting, int)
+        if armed and sim_node.wake_at == at:
+            return  # armed for its very next tick already
+        if self.skip_idle:
+            until = node.idle_until()
+            if reading < until:
+                # Idle: every later tick reads its deadline (``tick_at``), so the first
+                # that may work comes at or after the true time its clock reads ``until``.
+                at = clock.true_time(until)
+                if armed and sim_node.wake_at == at:
+                    return
+        sim_node.wake_at = at
+        sim_node.waiting = env.call_at(at, self._woken, sim_node, None, sim_node.index)
 
     def _woken(self, sim_node: SimNode, _: None) -> None:
-        """A node's deadline came: ``_on_wake`` inlined, the path of most calls of a run."""
+        """A node's armed call came: its tick, the path of most calls of a run."""
         env = self.env
         if env.current_call != sim_node.waiting:
-            return  # an interrupt re-armed the node: this wake-up was withdrawn
-        out = sim_node.node.tick(sim_node.clock.now(env.now, sim_node.deadline))
+            return  # re-armed since: this wake-up was withdrawn
+        sim_node.waiting = None
+        now = env.now
+        node, clock = sim_node.node, sim_node.clock
+        if self.skip_idle:
+            busy = self._pass_idle(sim_node, now, True)
+            if busy is None:
+                self._arm(sim_node)  # its next tick that may work is still to come
+                return
+            assert busy == now, f"{sim_node.id} slept through a tick that may work"
+        reading = clock.tick_at(node.next_deadline(), sim_node.armed_at)[1]
+        clock.last_s = reading
+        self._streams.select(sim_node.index)
+        out = node.tick(reading)
         if out.counter_deltas:
             add_deltas(self.counts, out.counter_deltas)
         if out.messages or out.writes or out.purges or out.transitions:
             self._emit(sim_node, out)
-        elif self.checker.incomplete == 0 and self._workload_done and self._faults_done:
-            self._maybe_stop()  # what _emit ends with
+        sim_node.armed_at = now
         self._arm(sim_node)
 
+    def _pass_idle(self, sim_node: SimNode, until_s: float, inclusive: bool) -> float | None:
+        """Pass the node's idle ticks due before ``until_s`` (at it too, if ``inclusive``);
+        returns the true time of the tick due by then that may work, if one is."""
+        node, clock, floor = sim_node.node, sim_node.clock, sim_node.armed_at
+        idle_until = node.idle_until()
+        while True:
+            at, reading = clock.tick_at(node.next_deadline(), floor)
+            sim_node.next_at = at
+            if at > until_s or (at == until_s and not inclusive):
+                return None
+            if reading >= idle_until:
+                return at
+            clock.last_s = reading  # what reading the clock at that tick did
+            deltas = node.pass_idle(reading)
+            if deltas:
+                add_deltas(self.counts, deltas)
+
+    def _enter(self, sim_node: SimNode, inclusive: bool = False) -> Node:
+        """The core node, brought up to now, its stream the one drawn from: what every
+        input to a node goes through. ``inclusive``: its ticks at this instant come first
+        (a delivery: calls at an instant run ticks first; SimPy's events run before both)."""
+        if self.skip_idle and sim_node.up:
+            now = self.env.now
+            next_at = sim_node.next_at
+            if next_at < now or (next_at == now and inclusive):
+                busy = self._pass_idle(sim_node, now, inclusive)
+                assert busy is None, f"{sim_node.id} slept through a tick that may work"
+        self._streams.select(sim_node.index)
+        return sim_node.node
+
+    def _entered(self, sim_node: SimNode) -> None:
+        """After an input: the node's next tick counts from now (re-armed if it moved)."""
+        sim_node.armed_at = self.env.now
+        if sim_node.up and self._armed and not isinstance(sim_node.waiting, simpy.Event):
+            self._arm(sim_node)
+
+    def _catch_up_all(self) -> None:
+        """At the end: every node's idle ticks before it, so the counts are complete."""
+        if self.skip_idle:
+            for sim_node in self.nodes.values():
+                if sim_node.up:
+                    self._pass_idle(sim_node, self.env.now, False)
+
     def _on_wake(self, sim_node: SimNode, event: Event) -> None:
+        """The node's restart event: it is up again, its next tick counts from now."""
         if event != sim_node.waiting:
-            return  # an interrupt re-armed the node: this wake-up was withdrawn
-        if event is not sim_node.restarted:
-            now = sim_node.clock.now(self.env.now, sim_node.deadline)
-            out = sim_node.node.tick(now)
-            if out.counter_deltas:
-                add_deltas(self.counts, out.counter_deltas)
-            self._emit(sim_node, out)
+            return
+        sim_node.armed_at = self.env.now
         self._arm(sim_node)
 
     def _interrupt(self, sim_node: SimNode) -> None:
@@ -447,7 +539,9 @@ class Simulation:
         self._record(f"send {src} {dst} {size} {fate.value} {delay_s!r}", data)
         if fate is Fate.DELIVERED:
             self._in_flight += 1
-            self.env.call_at(delay_s, self._deliver, dst, data)
+            self._deliveries += 1
+            order = self._delivery_order + self._deliveries
+            self.env.call_at(self.env.now + delay_s, self._deliver, dst, data, order)
         elif fate is Fate.LOST:
             traffic.lost += 1
         elif fate is Fate.PARTITIONED:
@@ -457,10 +551,12 @@ class Simulation:
 
     def deliver_later(self, dst: str, data: bytes, delay_s: float, via: Via | None = None) -> None:
         self._in_flight += 1
+        self._deliveries += 1
+        order, at = self._delivery_order + self._deliveries, self.env.now + delay_s
         if via is None:
-            self.env.call_at(delay_s, self._deliver, dst, data)
+            self.env.call_at(at, self._deliver, dst, data, order)
         else:  # (posts only: a reply rides back in its post's response)
-            self.env.call_at(delay_s, partial(self._deliver, via=via), dst, data)
+            self.env.call_at(at, partial(self._deliver, via=via), dst, data, order)
 
     def _deliver(self, dst: str, data: bytes, via: Via | None = None) -> None:
         self._in_flight -= 1
@@ -469,12 +565,15 @@ class Simulation:
             self.traffic.to_down_node += 1
             return
         self.traffic.delivered += 1
+        node = self._enter(sim_node, inclusive=True)
         now = sim_node.clock.now(self.env.now)
         try:
-            out = sim_node.node.receive(data, now)
+            out = node.receive(data, now)
         except DecodeError:
             self.traffic.decode_errors += 1
             return
+        finally:
+            self._entered(sim_node)
         self._emit(sim_node, out, via)
 
     def _record(self, line: str, data: bytes = b"") -> None:
@@ -545,12 +644,13 @@ class Simulation:
         else:
             self.last_disturbance_s = self.env.now
         out = result.output
-        out.extend(origin.node.flush(origin.clock.now(self.env.now)))
+        out.extend(self._enter(origin).flush(origin.clock.now(self.env.now)))
+        self._entered(origin)
         self._emit(origin, out)
 
     def read_server(self, node_id: str, key: str) -> str:
         """The node whose answer a client reading ``key`` at ``node_id`` gets (``Node.read``)."""
-        plan = self.nodes[node_id].node.read(key)
+        plan = self._enter(self.nodes[node_id]).read(key)
         if isinstance(plan, Local):
             return node_id
         up = [owner for owner in plan.owners if self.nodes[owner].up]
@@ -558,16 +658,16 @@ class Simulation:
             return up[0] if up else node_id  # an owner answers
         # This owner never saw the key (ranges moving): a co-owner's value counts.
         for owner in up:
-            answer = self.nodes[owner].node.read(key, forwarded=True)
+            answer = self._enter(self.nodes[owner]).read(key, forwarded=True)
             if isinstance(answer, Local) and answer.record is not None:
                 return owner
         return node_id
 
     def list_keys(self, node_id: str, limit: int) -> list[str]:
         """A listing at ``node_id``: its page, merged with its peers' when sharded."""
-        plan = self.nodes[node_id].node.plan_list("", limit)
+        plan = self._enter(self.nodes[node_id]).plan_list("", limit)
         pages = [
-            self.nodes[peer].node.plan_list("", limit, forwarded=True).keys
+            self._enter(self.nodes[peer]).plan_list("", limit, forwarded=True).keys
             for peer in plan.gather
             if self.nodes[peer].up
         ]
@@ -584,7 +684,7 @@ class Simulation:
         return self._apply(owner, op), owner
 
     def _apply(self, sim_node: SimNode, op: Op) -> WriteResult | None:
-        node = sim_node.node
+        node = self._enter(sim_node)
         now = sim_node.clock.now(self.env.now)
         # What the client saw there: the stored version, or the tombstone purged here.
         stored = node.view.version(op.key)
@@ -602,6 +702,7 @@ class Simulation:
         if result.status in (WriteStatus.OK, WriteStatus.CREATED):
             assert result.record is not None
             self.checker.issued(op.key, result.record, had, self.env.now)
+        self._entered(sim_node)
         return result
 
     def _pick_origin(self, op: Op) -> SimNode | None:
@@ -620,6 +721,7 @@ class Simulation:
                 starting[-1].callbacks.append(lambda event: self._apply_fault(event.value))
                 continue
             self._apply_fault(fault)
+            self._check_done()  # a crash or a leave may leave no node missing anything
         if starting:
             yield self.env.all_of(starting)
         self._faults_done = True
@@ -655,9 +757,12 @@ class Simulation:
         sim_node = self.nodes[name]
         if not sim_node.up:
             return
+        node = self._enter(sim_node)
         now = sim_node.clock.now(self.env.now)
         self.checker.set_up(name, False, self.env.now)
-        self._emit(sim_node, sim_node.node.leave(now))
+        out = node.leave(now)
+        self._entered(sim_node)
+        self._emit(sim_node, out)
 
     def forget(self, names: list[str]) -> None:
         """Every running node forgets ``names`` (an operator's ``rumor cluster forget``);
@@ -665,16 +770,19 @@ class Simulation:
         for sim_node in self.nodes.values():
             if not sim_node.up:
                 continue
+            node = self._enter(sim_node)
             now = sim_node.clock.now(self.env.now)
             for name in names:
                 if name != sim_node.id:
                     with contextlib.suppress(ForgetRefused):
-                        sim_node.node.forget(name, now)
+                        node.forget(name, now)
+            self._entered(sim_node)
 
     def crash(self, name: str, state: str) -> None:
         sim_node = self.nodes[name]
         if not sim_node.up:
             return
+        self._enter(sim_node)  # its idle ticks until now, as ticking would have passed them
         sim_node.up = False
         self._rows_changed = True
         sim_node.pending_state = state
@@ -701,6 +809,7 @@ class Simulation:
             sim_node.wiped = False
             self._announce(name)
         sim_node.up = True
+        sim_node.armed_at = self.env.now  # no tick while it was down
         self._rows_changed = True
         self.checker.set_up(name, True, self.env.now)
         if sim_node.restarted is not None and not sim_node.restarted.triggered:
@@ -715,12 +824,16 @@ class Simulation:
         address = self._address(name)
         for other in self.nodes.values():
             if other.up and other is not sim_node:
-                other.node.join(name, address, sim_node.incarnation, other.clock.now(self.env.now))
+                node = self._enter(other)
+                node.join(name, address, sim_node.incarnation, other.clock.now(self.env.now))
+                self._entered(other)
 
     def _set_clock(self, name: str, fault: FaultSpec) -> None:
         sim_node = self.nodes[name]
         offset_s = fault.offset_ms / 1000 if fault.offset_ms is not None else None
+        self._enter(sim_node)  # its idle ticks until now, on the clock they were read on
         sim_node.clock.set(self.env.now, offset_s, fault.drift)
+        sim_node.armed_at = self.env.now
         if sim_node.up:
             self._interrupt(sim_node)  # its next deadline now falls at another true time
 
@@ -738,6 +851,7 @@ class Simulation:
             self._record(f"churn crash {name} {churn.state}")
             self._disturbed("crash", [name])
             self.crash(name, churn.state)
+            self._check_done()
             self.env.timeout(churn.down_s).callbacks.append(partial(self._churn_restart, name))
 
     def _churn_restart(self, name: str, _event: Event) -> None:

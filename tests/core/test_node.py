@@ -25,6 +25,7 @@ from rumordb.core import (
     encode_context,
 )
 from rumordb.core.hlc import pack
+from rumordb.core.membership import StaticMembership
 from rumordb.core.messages import Heartbeat, Push, Update, decode, encode
 
 
@@ -512,3 +513,80 @@ def test_abort_undoes_the_writes_since_the_last_flush() -> None:
     assert not n.flush(100.2).messages, "nothing aborted is pushed"
     assert n.view.queue_length() == 0
     assert n.put("new", b"again", "text/plain", 100.3).status is WriteStatus.CREATED
+
+
+class _CountingRandom(random.Random):
+    """A seeded source that counts its draws (every method draws through ``random``)."""
+
+    def __init__(self, seed: int) -> None:
+        self.draws = 0
+        super().__init__(seed)
+
+    def random(self) -> float:
+        self.draws += 1
+        return super().random()
+
+    def getrandbits(self, k: int) -> int:
+        self.draws += 1
+        return super().getrandbits(k)
+
+
+def _twin(static: bool) -> tuple[Node, _CountingRandom]:
+    ids = ("n1", "n2", "n3", "n4", "n5", "n6", "n7")
+    rng = _CountingRandom(7)
+    membership = StaticMembership("n1", ids, {m: i for i, m in enumerate(ids)}) if static else None
+    n = Node(
+        "n1", "mem://n1", rng=rng, now=100.0, membership=membership,
+        config=NodeConfig(direct_mail_max=0, probe_interval_ms=700),
+    )  # fmt: skip
+    if not static:
+        for peer in ids[1:]:
+            n.join(peer, f"mem://{peer}", 0, 100.0)
+    return n, rng
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    static=st.booleans(),
+    steps=st.lists(
+        st.tuples(st.floats(0.001, 0.4), st.sampled_from(["tick", "put", "ttl", "none"])),
+        min_size=1,
+        max_size=40,
+    ),
+)
+def test_a_node_that_passes_its_idle_ticks_is_the_node_that_ticks(
+    static: bool, steps: list[tuple[float, str]]
+) -> None:
+    """Ticks before ``idle_until()`` send, store and draw nothing, and ``pass_idle`` leaves
+    the node as such a tick does (timers, counts): a driver may sleep until then."""
+    ticking, ticking_rng = _twin(static)
+    passing, passing_rng = _twin(static)
+    now, written = 100.0, 0
+    for gap, step in steps:
+        now += gap
+        if step in ("put", "ttl"):  # a rumor to relay (direct mail is off), or an expiry
+            written += 1
+            for n in (ticking, passing):
+                n.write(WriteCommand(f"k{written}", b"v", ttl_ms=300 if step == "ttl" else 0), now)
+                assert n.flush(now).messages
+        idle = now < passing.idle_until()
+        draws = ticking_rng.draws
+        out = ticking.tick(now)
+        if idle:
+            assert not (out.messages or out.writes or out.purges or out.transitions)
+            assert ticking_rng.draws == draws, "an idle tick draws nothing"
+            assert passing.pass_idle(now) == out.counter_deltas
+        else:
+            assert passing.tick(now) == out
+        assert passing.timers == ticking.timers and passing_rng.draws == ticking_rng.draws
+        assert passing.view.counters() == ticking.view.counters()
+
+
+def test_an_idle_node_may_sleep_until_its_anti_entropy_or_its_next_rumor_round() -> None:
+    n, _rng = _twin(static=True)
+    assert n.idle_until() == n.timers.next_anti_entropy  # probes detect nothing here
+    n.put("k", b"v", "text/plain", 100.0)
+    n.flush(100.0)
+    assert len(n.queue) and n.idle_until() == min(n.timers.next_gossip, n.timers.next_anti_entropy)
+    dynamic, _rng = _twin(static=False)
+    assert dynamic.idle_until() == min(dynamic.timers.next_probe, dynamic.timers.next_anti_entropy)

@@ -19,3 +19,15 @@ def test_clock_offsets_drift_and_never_run_backwards() -> None:
     assert clock.now(5.0) == EPOCH_S + 4.0
     assert abs(clock.now(105.0) - (EPOCH_S + 105.0)) < 1e-6
     assert abs(clock.true_time(EPOCH_S + 105.0) - 105.0) < 1e-6
+
+
+def test_a_timer_on_time_reads_its_deadline_and_a_late_one_reads_the_clock() -> None:
+    clock = NodeClock()
+    clock.set(0.0, offset_s=0.0, drift=3e-6)  # a drifting clock: the inverse rounds
+    deadline = EPOCH_S + 12.345678
+    at, reading = clock.tick_at(deadline, floor_true_s=0.0)
+    assert at == clock.true_time(deadline) and reading == deadline
+    late_at, late_reading = clock.tick_at(deadline, floor_true_s=20.0)
+    assert late_at == 20.0 and late_reading == clock.reading(20.0) > deadline
+    clock.last_s = EPOCH_S + 30.0  # a reading taken since: never read below it
+    assert clock.tick_at(deadline, 0.0)[1] == EPOCH_S + 30.0

