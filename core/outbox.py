@@ -38,7 +38,7 @@ class Outbox:
             return
         data = encode(message)
         sent = len(targets)
-        out.messages.extend(zip(targets, [data] * sent))  # (target, data) pairs, built in C
+        out.messages.extend(zip(targets, [data] * sent, strict=True))  # (target, data), in C
         counters = self._counters
         counters.messages_sent += sent
         counters.bytes_sent += len(data) * sent
