@@ -53,12 +53,15 @@ def write_batch(
 
 
 def _plain_run_end(commands: list[WriteCommand], start: int) -> int:
-    if start == 0 and _all_plain(commands):  # a batch of plain PUTs (the usual one): at once
+    if start == 0 and len(commands) > _FEW and _all_plain(commands):  # a batch of PUTs
         return len(commands)
     end = start
     while end < len(commands) and is_plain(commands[end]):
         end += 1
     return end
+
+
+_FEW = 4  # up to this many commands, a call each costs less than the passes over all
 
 
 def _all_plain(commands: list[WriteCommand]) -> bool:

@@ -39,8 +39,9 @@ class Mongering:
 
     def push_fresh(self, out: Output, fresh: dict[str, Record]) -> None:
         """Push the client writes of one flush (key -> version), batched per peer."""
-        c, update_of = self._config, self._replica.update_of
+        c = self._config
         if c.sharding:
+            update_of = self._replica.update_of
             pairs = [(key, update_of(key, record)) for key, record in fresh.items()]
             grouped = by_target(pairs, self._placement.replica_targets)
             self._outbox.push_each(out, grouped, relay=False)
@@ -57,6 +58,7 @@ class Mongering:
                 self._queue.push(key, record, transmits=len(targets))
         # A value's update is the record alone (``Replica.update_of``: a tombstone also
         # carries its holders): built here without a call per write.
+        update_of = self._replica.update_of
         updates = [
             update_of(key, record) if record.tombstone else Update(key, record)
             for key, record in fresh.items()

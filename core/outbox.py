@@ -37,10 +37,9 @@ class Outbox:
         if not targets:
             return
         data = encode(message)
-        messages = out.messages
-        for target in targets:
-            messages.append((target, data))
-        counters, sent = self._counters, len(targets)
+        sent = len(targets)
+        out.messages.extend(zip(targets, [data] * sent, strict=True))  # (target, data), in C
+        counters = self._counters
         counters.messages_sent += sent
         counters.bytes_sent += len(data) * sent
 

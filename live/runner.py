@@ -397,7 +397,12 @@ class Runner:
             return NotStored("unavailable", "the node is starting or stopping")
         if self._pending_writes >= MAX_PENDING_WRITES:
             return NotStored("overloaded", f"{self._pending_writes} writes are already waiting")
-        done = self._queue_writes([command])
+        # ``_queue_writes([command])``, inlined: every client write passes here.
+        done: asyncio.Future[list[WriteResult] | NotStored]
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append(tuple.__new__(_Waiting, ([command], done)))
+        self._pending_writes += 1
+        self._write_wakeup.set()
         results = await done
         if isinstance(results, NotStored):
             return results
