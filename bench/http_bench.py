@@ -634,7 +634,9 @@ def print_lag(lag: LagRun, args: argparse.Namespace) -> None:
 
 def print_cpu(lag: LagRun) -> None:
     """What part of the lag the CPU explains: the nodes' CPU per write, and how long their
-    event loops (main threads) waited for a CPU while runnable (none on an idle machine)."""
+    event loops (main threads) waited for a CPU while runnable (``schedstat``'s run delay:
+    none on an idle machine; compare it between runs, as a Firecracker guest's kernel was
+    seen to count more of it than the wall time for a thread of a busy process)."""
     wall, writes = lag.wall_s, max(1, lag.observed.count)
     cpu = sum(n.cpu_s for n in lag.nodes)
     pressure = (
@@ -649,7 +651,7 @@ def print_cpu(lag: LagRun) -> None:
           f"{sent['messages'] / writes:.2f} messages, {sent['bytes'] / writes:.0f} bytes "
           f"(every node's, gossip rounds and replies included)")  # fmt: skip
     for i, n in enumerate(lag.nodes):
-        print(f"    n{i + 1}: loop on CPU {n.run_s / wall:.0%}, waited for one {n.wait_s / wall:.0%} "
+        print(f"    n{i + 1}: loop on CPU {n.run_s / wall:.0%}, runnable but waiting {n.wait_s / wall:.0%} "
               f"of the wall time, {n.wait_per_slice_ms():.2f} ms per wake-up ({n.slices} wake-ups)")  # fmt: skip
     d = lag.driver
     print(f"  driver: on CPU {d.run_s / wall:.0%}, waited {d.wait_s / wall:.0%}, "

@@ -113,10 +113,10 @@ def test_a_sender_works_through_its_posts_before_they_leave() -> None:
     sim = Sim(sending)
     sim.env.timeout(0).callbacks.append(lambda _e: sim.posts.enqueue("a", "c", b"y" * 10))
     sim.run([(0.0, 10), (0.0, 10)])
-    # Both posts are due after the 5 ms linger; a's loop sends the one to c first (queued
-    # first: 1.5 ms), then the one to b (two messages: 2 ms); each arrives 1 ms after it
-    # left, so b's waits for c's.
-    assert sorted(sim.arrived) == [(7.5, 10), (9.5, 10), (9.5, 10)]
+    # Both posts are due at once (idle peers, no linger); a's loop sends the one to c
+    # first (queued first: 1.5 ms), then the one to b (two messages: 2 ms); each arrives
+    # 1 ms after it left, so b's waits for c's.
+    assert sorted(sim.arrived) == [(2.5, 10), (4.5, 10), (4.5, 10)]
     assert sim.posts.finish().busy_s == pytest.approx(3.5e-3)
 
 
@@ -130,7 +130,7 @@ def test_a_receiver_pays_per_version_as_well_as_per_message() -> None:
     sim = Sim(costly)
     sim.env.timeout(0).callbacks.append(lambda _e: sim.posts.enqueue("a", "b", push))
     sim.run([])
-    assert sim.arrived == [(9.0, len(push))]  # linger 5, link 1, 3 versions x 1 ms
+    assert sim.arrived == [(4.0, len(push))]  # no linger, link 1, 3 versions x 1 ms
 
 
 def test_under_sync_durability_a_client_write_holds_the_nodes_sends_until_its_commit() -> None:
@@ -138,11 +138,11 @@ def test_under_sync_durability_a_client_write_holds_the_nodes_sends_until_its_co
     sim = Sim(committing, durable=True)
     sim.env.timeout(0).callbacks.append(lambda _e: sim.posts.client_write("a"))
     sim.run([(0.0, 10)])
-    assert sim.arrived == [(9.0, 10)]  # due at 5 ms, on disk at 8 ms, link 1 ms
+    assert sim.arrived == [(9.0, 10)]  # due at once, on disk at 8 ms, link 1 ms
     batch = Sim(committing)
     batch.env.timeout(0).callbacks.append(lambda _e: batch.posts.client_write("a"))
     batch.run([(0.0, 10)])
-    assert batch.arrived == [(6.0, 10)]  # batch durability: nobody waits for the disk
+    assert batch.arrived == [(1.0, 10)]  # batch durability: nobody waits for the disk
 
 
 def test_the_service_model_keeps_a_run_reproducible_and_reports_its_load() -> None:
