@@ -629,10 +629,10 @@ def print_lag(lag: LagRun, args: argparse.Namespace) -> None:
         last = last_to_apply(lag.observed, 0.01)
         print("  last to apply, slowest 1% (cluster): "
               + ", ".join(f"n{n + 1} x{k}" for n, k in sorted(last.items())))  # fmt: skip
-    print_cpu(lag)
+    print_cpu(lag, any("--loop-monitor-ms" in arg for arg in args.node_arg))
 
 
-def print_cpu(lag: LagRun) -> None:
+def print_cpu(lag: LagRun, monitored: bool) -> None:
     """What part of the lag the CPU explains: the nodes' CPU per write, and how long their
     event loops (main threads) waited for a CPU while runnable (``schedstat``'s run delay:
     none on an idle machine; compare it between runs, as a Firecracker guest's kernel was
@@ -656,10 +656,10 @@ def print_cpu(lag: LagRun) -> None:
     d = lag.driver
     print(f"  driver: on CPU {d.run_s / wall:.0%}, waited {d.wait_s / wall:.0%}, "
           f"{d.wait_per_slice_ms():.2f} ms per wake-up")  # fmt: skip
-    if lag.busy_turns:
-        worst = max(lag.busy_turns, key=lambda t: t["cpu_ms"])
-        print(f"  loop turns over --loop-monitor-ms: {len(lag.busy_turns)}, longest "
-              f"{worst['cpu_ms']:.1f} ms CPU ({worst['wall_ms']:.1f} ms wall)")  # fmt: skip
+    if monitored:
+        worst = max(lag.busy_turns, key=lambda t: t["cpu_ms"], default=None)
+        longest = f", longest {worst['cpu_ms']:.1f} ms CPU ({worst['wall_ms']:.1f} ms wall)" if worst else ""  # fmt: skip
+        print(f"  loop turns over --loop-monitor-ms, all nodes: {len(lag.busy_turns)}{longest}")
 
 
 if __name__ == "__main__":
