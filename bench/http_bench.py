@@ -8,10 +8,15 @@ CPU 1, 64 connections, 100-byte values over 1 000 keys, loopback only.
 * ``node GET``: GET on one node of a 3-node cluster;
 * ``node PUT``: PUT on the same cluster, ``--durability sync``, replication on (each write
   group-committed to SQLite and pushed to both peers before its acknowledgement);
-* ack -> visible: at ``--rate`` writes/s, the time from a PUT's acknowledgement on n1 until
-  a GET on *every* other node returns the value (p50 / p99 / max). ``--nodes 5`` (or 7)
-  runs it on a larger cluster; ``--lag-only`` skips the wrk rounds; ``--node-arg`` passes
-  a flag to every node (e.g. ``--node-arg=--direct-mail-max=0`` for the sampled push).
+* ack -> visible: at ``--rate`` writes/s for ``--lag-s`` seconds, from a PUT's
+  acknowledgement on n1 until *every* other node applied it, taken apart by the nodes'
+  applied instants (``bench.lag_figures``: the driver's view, the nodes' own, commit,
+  fan-out, watch delivery), with the nodes' CPU per write, their traffic per write and
+  how long their event loops waited for a CPU (starvation). ``--nodes 5`` (or 7) runs it
+  on a larger cluster; ``--lag-only`` skips the wrk rounds; ``--no-pin`` lets the nodes
+  use every CPU; ``--node-arg`` passes a flag to every node (e.g.
+  ``--node-arg=--direct-mail-max=0`` for the sampled push, ``--node-arg=--durability=batch``
+  to take the fsync out, ``--node-arg=--loop-monitor-ms=5`` to count long loop turns).
 
 Run: ``make bench-http`` (installs wrk if missing) or ``python -m bench.http_bench``.
 Figures are printed, never asserted: the machine may be shared.
