@@ -8,10 +8,15 @@ CPU 1, 64 connections, 100-byte values over 1 000 keys, loopback only.
 * ``node GET``: GET on one node of a 3-node cluster;
 * ``node PUT``: PUT on the same cluster, ``--durability sync``, replication on (each write
   group-committed to SQLite and pushed to both peers before its acknowledgement);
-* ack -> visible: at ``--rate`` writes/s, the time from a PUT's acknowledgement on n1 until
-  a GET on *every* other node returns the value (p50 / p99 / max). ``--nodes 5`` (or 7)
-  runs it on a larger cluster; ``--lag-only`` skips the wrk rounds; ``--node-arg`` passes
-  a flag to every node (e.g. ``--node-arg=--direct-mail-max=0`` for the sampled push).
+* ack -> visible: at ``--rate`` writes/s for ``--lag-s`` seconds, from a PUT's
+  acknowledgement on n1 until *every* other node applied it, taken apart by the nodes'
+  applied instants (``bench.lag_figures``: the driver's view, the nodes' own, commit,
+  fan-out, watch delivery), with the nodes' CPU per write, their traffic per write and
+  how long their event loops waited for a CPU (starvation). ``--nodes 5`` (or 7) runs it
+  on a larger cluster; ``--lag-only`` skips the wrk rounds; ``--no-pin`` lets the nodes
+  use every CPU; ``--node-arg`` passes a flag to every node (e.g.
+  ``--node-arg=--direct-mail-max=0`` for the sampled push, ``--node-arg=--durability=batch``
+  to take the fsync out, ``--node-arg=--loop-monitor-ms=5`` to count long loop turns).
 
 Run: ``make bench-http`` (installs wrk if missing) or ``python -m bench.http_bench``.
 Figures are printed, never asserted: the machine may be shared.
@@ -629,12 +634,14 @@ def print_lag(lag: LagRun, args: argparse.Namespace) -> None:
         last = last_to_apply(lag.observed, 0.01)
         print("  last to apply, slowest 1% (cluster): "
               + ", ".join(f"n{n + 1} x{k}" for n, k in sorted(last.items())))  # fmt: skip
-    print_cpu(lag)
+    print_cpu(lag, any("--loop-monitor-ms" in arg for arg in args.node_arg))
 
 
-def print_cpu(lag: LagRun) -> None:
+def print_cpu(lag: LagRun, monitored: bool) -> None:
     """What part of the lag the CPU explains: the nodes' CPU per write, and how long their
-    event loops (main threads) waited for a CPU while runnable (none on an idle machine)."""
+    event loops (main threads) waited for a CPU while runnable (``schedstat``'s run delay:
+    none on an idle machine; compare it between runs, as a Firecracker guest's kernel was
+    seen to count more of it than the wall time for a thread of a busy process)."""
     wall, writes = lag.wall_s, max(1, lag.observed.count)
     cpu = sum(n.cpu_s for n in lag.nodes)
     pressure = (
@@ -649,15 +656,15 @@ def print_cpu(lag: LagRun) -> None:
           f"{sent['messages'] / writes:.2f} messages, {sent['bytes'] / writes:.0f} bytes "
           f"(every node's, gossip rounds and replies included)")  # fmt: skip
     for i, n in enumerate(lag.nodes):
-        print(f"    n{i + 1}: loop on CPU {n.run_s / wall:.0%}, waited for one {n.wait_s / wall:.0%} "
+        print(f"    n{i + 1}: loop on CPU {n.run_s / wall:.0%}, runnable but waiting {n.wait_s / wall:.0%} "
               f"of the wall time, {n.wait_per_slice_ms():.2f} ms per wake-up ({n.slices} wake-ups)")  # fmt: skip
     d = lag.driver
     print(f"  driver: on CPU {d.run_s / wall:.0%}, waited {d.wait_s / wall:.0%}, "
           f"{d.wait_per_slice_ms():.2f} ms per wake-up")  # fmt: skip
-    if lag.busy_turns:
-        worst = max(lag.busy_turns, key=lambda t: t["cpu_ms"])
-        print(f"  loop turns over --loop-monitor-ms: {len(lag.busy_turns)}, longest "
-              f"{worst['cpu_ms']:.1f} ms CPU ({worst['wall_ms']:.1f} ms wall)")  # fmt: skip
+    if monitored:
+        worst = max(lag.busy_turns, key=lambda t: t["cpu_ms"], default=None)
+        longest = f", longest {worst['cpu_ms']:.1f} ms CPU ({worst['wall_ms']:.1f} ms wall)" if worst else ""  # fmt: skip
+        print(f"  loop turns over --loop-monitor-ms, all nodes: {len(lag.busy_turns)}{longest}")
 
 
 if __name__ == "__main__":
