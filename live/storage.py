@@ -50,7 +50,8 @@ Failures stay with the batch that caused them. A job whose records cannot be enc
 (e.g. an integer MessagePack cannot hold) fails alone with ``StorageError``; a
 transaction that fails (disk full, I/O error) fails every job of that group commit. In
 both cases nothing of theirs was acknowledged, and the writer goes on with the next
-batch: no single input, and no passing disk error, stops a node's writes. While the last
+batch: no single input, and no passing disk error, stops a node's writes (nor a log
+line that cannot be written: the writer's logging never raises). While the last
 transaction failed the node is degraded (``problems()``, shown on ``/health``); failures
 are counted in ``StorageStats`` (``/metrics``). Any other exception in the writer thread
 is logged and fails the batch at hand, never the thread.
@@ -582,9 +583,9 @@ class Storage:
             try:
                 self._commit(jobs)
             except Exception as error:  # a bug: fail this batch, keep the writer
-                log.exception("storage_commit_crashed", error=repr(error))
                 for job in jobs:
                     job.error = job.error or StorageError(f"commit failed: {error!r}")
+                _say(log.exception, "storage_commit_crashed", error=repr(error))
             finally:  # whatever happened, every caller gets an answer
                 for loop in {job.loop for job in jobs}:
                     _call_soon(loop, _resolve, [job for job in jobs if job.loop is loop])
@@ -600,7 +601,7 @@ class Storage:
         try:
             step()
         except Exception as error:
-            log.exception("storage_writer_step_failed", step=step.__name__, error=repr(error))
+            _say(log.exception, "storage_writer_step_failed", step=step.__name__, error=repr(error))
 
     def _commit(self, jobs: list[_Job]) -> None:
         """Append the jobs as one log row, in one transaction; failed jobs get ``error``."""
@@ -628,7 +629,7 @@ class Storage:
             except Exception as error:  # OverflowError, TypeError: this job's input only
                 job.error = StorageError(f"a record cannot be stored: {error!r}")
                 self.stats.encode_failures += 1
-                log.error("record_not_encodable", error=str(error), writes=len(job.writes))
+                _say(log.error, "record_not_encodable", error=str(error), writes=len(job.writes))
                 continue
             latest.update(encoded)
             for key in job.purges:
@@ -657,11 +658,10 @@ class Storage:
         stats.commit_failures += 1
         stats.failing_commits += 1
         self.last_commit_error = repr(error)
-        log.error(
-            "commit_failed", error=repr(error), jobs=len(jobs), in_a_row=stats.failing_commits
-        )
         for job in jobs:
             job.error = StorageError(f"commit failed: {error!r}")
+        _say(log.error, "commit_failed", error=repr(error), jobs=len(jobs),
+             in_a_row=stats.failing_commits)  # fmt: skip
 
     def _compact(self) -> None:
         """Fold the log into ``records`` and drop the log rows it covered (one transaction)."""
@@ -749,6 +749,13 @@ class Storage:
         stats.records_written += written
         stats.records_purged += purged
         stats.largest_commit_jobs = max(stats.largest_commit_jobs, len(jobs))
+
+
+def _say(method: Callable[..., object], event: str, **fields: object) -> None:
+    """Log from the writer thread: a log that cannot be written (a closed stdout pipe)
+    must not end the thread, which would leave every later write waiting forever."""
+    with contextlib.suppress(Exception):
+        method(event, **fields)
 
 
 def _settled(

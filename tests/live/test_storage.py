@@ -529,6 +529,52 @@ def test_an_unexpected_exception_in_the_writer_answers_its_callers(tmp_path: Pat
     asyncio.run(scenario())
 
 
+def test_a_log_line_that_cannot_be_written_neither_ends_the_writer_nor_acks_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A closed stdout pipe made the writer's log call raise: the thread ended, and every
+    later persist waited forever; a crashed commit logged before failing its jobs."""
+    import rumordb.live.storage as live_storage
+
+    class BrokenLog:
+        def __getattr__(self, name: str) -> Callable[..., None]:
+            def write(*args: object, **kwargs: object) -> None:
+                raise BrokenPipeError(32, "Broken pipe")
+
+            return write
+
+    monkeypatch.setattr(live_storage, "log", BrokenLog())
+
+    async def scenario() -> None:
+        storage = Storage.open(tmp_path, "sync")
+        inject_commit_failures(storage, failures=1)
+        with pytest.raises(StorageError, match="disk is full"):
+            await asyncio.wait_for(storage.persist([("lost", record(b"x"))], []), 10)
+        original = storage._encode
+        calls = 0
+
+        def broken_once(jobs: list[object]) -> object:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("a bug in the writer")
+            return original(jobs)  # type: ignore[arg-type]
+
+        storage._encode = broken_once  # type: ignore[method-assign,assignment]
+        with pytest.raises(StorageError, match="a bug in the writer"):
+            await asyncio.wait_for(storage.persist([("crashed", record(b"c"))], []), 10)
+        await asyncio.wait_for(storage.persist([("kept", record(b"y"))], []), 10)
+        assert storage._thread is not None and storage._thread.is_alive()
+        await storage.close()
+
+    asyncio.run(scenario())
+    storage = Storage.open(tmp_path, "sync")
+    try:
+        assert dict(storage.load()) == {"kept": record(b"y")}
+    finally:
+        storage.close_sync()
+
+
 def _fast_measurements(monkeypatch: pytest.MonkeyPatch) -> None:
     import rumordb.live.storage as live_storage
 
