@@ -140,6 +140,11 @@ bench-sim-1m: $(STAMP)
 bench-ingest: $(STAMP)
 	$(BIN)/python -m bench.ingest_bench $(ARGS)
 
+## Where one node's share of a batch ingest goes, stage by stage (in process, no HTTP).
+.PHONY: bench-ingest-stages
+bench-ingest-stages: $(STAMP)
+	$(BIN)/python -m bench.ingest_stages $(ARGS)
+
 ## HTTP benchmark: bare FastAPI vs a 3-node cluster (wrk pinned to CPU 1, servers to CPU 0).
 .PHONY: bench-http
 bench-http: $(STAMP)
