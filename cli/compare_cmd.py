@@ -82,6 +82,7 @@ def compare_cmd(
         "network.posts": True,
         "network.durability": durability,
         "network.observer_sample_ms": round(SAMPLE_S * 1000),
+        "network.one_machine": True,  # the live nodes and the driver share this machine
     }
     if calibration is not None:
         overrides["network.calibration"] = str(calibration.resolve())

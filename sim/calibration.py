@@ -20,8 +20,9 @@ driver) costs each node ``watch_cost_us`` per version it applies (its watch line
 watch line read, ``observer_sample_cost_us`` per sample and ``observer_write_cost_us``
 per client write it sends. ``cores``: the machine's cores, which every node and the
 observer share (``sim.service``; 0: a core per node). ``startup_ms``: how long a new
-node process takes to serve (Python, imports, the disk loaded): a restarted node is up
-that much after its restart's instant (0: at once).
+node process takes to serve (Python, imports, the disk loaded): a node restarted by a
+``restart`` fault is up that much after the fault's instant (0: at once; churn, which
+has no live twin, restarts at once).
 
 Framing: a post carries bytes around its messages' bytes: the ``Envelope`` (a fixed part
 and a part per message), the seal (header, ids, MAC) and the HTTP request head.

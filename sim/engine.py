@@ -239,6 +239,7 @@ class Simulation:
         seed = self.scenario.seed
         wakeup = wakeup_sampler(c.constants.wakeup_us, random.Random(f"{seed}:loop"))
         spread = spread_sampler(c.constants.service_spread, random.Random(f"{seed}:service"))
+        cores = c.constants.cores if self.scenario.network.one_machine else 0
         return Posts(
             self.env,
             self.network,
@@ -247,7 +248,7 @@ class Simulation:
             self.deliver_later,
             lambda node_id: self.nodes[node_id].up,
             self._record,
-            Servers(wakeup, spread, c.constants.cores, c.constants.receive_s(1, 1)),
+            Servers(wakeup, spread, cores, c.constants.receive_s(1, 1)),
             durable=self.scenario.network.durability == "sync",
             side=SideWork(
                 self.ids,

@@ -83,6 +83,9 @@ class NetworkSpec(_Spec):
     # With posts: an observer (the compare driver) watches every node and samples its
     # /metrics this often (sim.posts.SideWork: what that costs the nodes); 0: none.
     observer_sample_ms: int = 0
+    # With posts: every node runs on one machine, sharing its cores (the calibration's
+    # ``cores``), as a local live cluster and its driver do; false: a core per node.
+    one_machine: bool = False
 
 
 class GossipSpec(_Spec):

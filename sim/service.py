@@ -23,7 +23,8 @@ When a write's push reaches four peers at once and the observer reads their watc
 lines, two cores serve them two at a time, not all together: the tail of a lag is made
 there. A job takes the core that freed last before it can start (its gap before the job
 is lost: work is booked in hand-in order, never fitted into a gap earlier), else the
-first to free up. ``cores = 0``: a core per node, never waited for.
+first to free up. ``cores = 0`` (a scenario not on one machine, ``[network]
+one_machine``): a core per node, never waited for.
 
 Both are a busy-until instant per node: work is served in the order the callers hand it
 in, which they do at the instant it arrives (a FIFO queue without a queue object), so a

@@ -132,3 +132,8 @@ def test_an_observer_samples_at_a_period_of_zero_or_more() -> None:
     assert parse_scenario(minimal_raw()).network.observer_sample_ms == 0  # none by default
     error = _error(minimal_raw(), {"network.observer_sample_ms": -1})
     assert error == "network.observer_sample_ms: must be >= 0"
+
+
+def test_a_cluster_is_on_one_machine_only_when_the_scenario_says_so() -> None:
+    assert parse_scenario(minimal_raw()).network.one_machine is False
+    assert parse_scenario(minimal_raw(), {"network.one_machine": True}).network.one_machine

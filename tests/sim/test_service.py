@@ -270,7 +270,7 @@ def test_a_receiver_pays_per_membership_entry_its_messages_carry() -> None:
 
 
 def test_the_observer_and_the_shared_cores_lengthen_the_lag_tail(tmp_path: Path) -> None:
-    def run(cores: int, observer_ms: int) -> dict[str, float]:
+    def run(cores: int, observer_ms: int, one_machine: bool) -> dict[str, float]:
         default = load_calibration()
         constants = msgspec.structs.replace(
             default.constants,
@@ -286,13 +286,17 @@ def test_the_observer_and_the_shared_cores_lengthen_the_lag_tail(tmp_path: Path)
             network__posts=True,
             network__calibration=str(path),
             network__observer_sample_ms=observer_ms,
+            network__one_machine=one_machine,
         )
         metrics = Simulation(scenario).run()
         return {**metrics["dissemination_s"], "driver": metrics["posts"]["observer_s"]}
 
-    alone, watched, shared = run(0, 0), run(0, 250), run(1, 250)
+    alone, watched = run(0, 0, one_machine=True), run(0, 250, one_machine=True)
+    shared = run(1, 250, one_machine=True)
     assert alone["driver"] == 0.0 < watched["driver"]
     assert shared["p99"] > watched["p99"] >= alone["p99"]
+    # a scenario not on one machine keeps a core per node, whatever the calibration says
+    assert run(1, 250, one_machine=False) == watched
 
 
 def test_a_calibrated_start_up_keeps_a_restarted_node_down_until_it_serves(
