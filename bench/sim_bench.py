@@ -5,7 +5,9 @@ under 15 min and 8 GiB, with static (shared) membership so that N member tables 
 needed. Prints wall and CPU time, simulated messages per wall second and peak RSS;
 asserts nothing (the figures go to the closing notes). Run with ``make bench-sim``
 (10 000 and 100 000 nodes), ``make bench-sim-1m`` or
-``python -m bench.sim_bench [--nodes N] [--seed S]``.
+``python -m bench.sim_bench [--nodes N] [--seed S] [--every-tick]`` (``--every-tick``:
+every node woken at every deadline, the same run as sleeping through idle ticks: the
+figure to compare with).
 """
 
 from __future__ import annotations
