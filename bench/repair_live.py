@@ -55,6 +55,7 @@ LOAD_CONCURRENCY = 16
 RUMOR_DRAIN_S = 1.5  # 4 retransmits x 200 ms gossip rounds, with margin
 TIMEOUT_S = 120.0
 MISSING_SHARE = 0.01
+REPAIR_TIMEOUT_S = 900.0  # from the heal (a restarted 1M-key node may still be folding)
 QUIET_S = 3.0  # the background traffic of an idle cluster in sync, measured this long
 
 
@@ -289,7 +290,7 @@ async def measure_missing(
         async def repaired() -> bool:
             return await _key_count(client, urls[-1]) >= wanted
 
-        await _poll(repaired, TIMEOUT_S, 0.05)
+        await _poll(repaired, REPAIR_TIMEOUT_S, 0.05)
         took_s = time.monotonic() - healed_at
         after = await _bytes_out(client, cluster)
         absent = 0
