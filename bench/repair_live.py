@@ -19,7 +19,13 @@ repair's own; ``over_record_bytes_net`` takes off what the idle cluster sent in 
 before the cut), against the missing records' bytes, each encoded alone as anti-entropy
 ships it (``SyncRecords``; same key, value and metadata sizes). Run:
 ``make repair-live`` (``REPAIR_KEYS``, default 1 000 000) or
-``.venv/bin/python -m bench.repair_live --keys N [--nodes 2]``.
+``.venv/bin/python -m bench.repair_live --keys N [--nodes 2] [--load]``. By default every
+node starts on a copy of one pre-written data directory (``bench.scan_bench``: the same
+records everywhere); ``--load`` loads them through the API instead (many minutes at 1M
+on a busy host, and pushes dropped under load leave anti-entropy a backlog first).
+Either way the bench waits until anti-entropy sends no key over 3 intervals, then
+repairs one key the same way (``warmup_one_key_s``: sessions also run, sending nothing,
+while a restarted node still folds its digest) before the 1 % are cut off.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ LOAD_CONCURRENCY = 16
 RUMOR_DRAIN_S = 1.5  # 4 retransmits x 200 ms gossip rounds, with margin
 TIMEOUT_S = 120.0
 MISSING_SHARE = 0.01
+REPAIR_TIMEOUT_S = 900.0  # from the heal (a restarted 1M-key node may still be folding)
 QUIET_S = 3.0  # the background traffic of an idle cluster in sync, measured this long
 
 
@@ -151,7 +158,9 @@ async def measure(cluster: LiveCluster, keys: int) -> dict[str, object]:
 
         async def all_members() -> bool:
             views = [(await client.get(f"{u}/cluster")).json() for u in urls]
-            return all(sum(m["state"] == "alive" for m in v["members"]) == len(urls) for v in views)
+            return all(
+                sum(m["state"] == "alive" for m in v.get("members", [])) == len(urls) for v in views
+            )
 
         await _poll(all_members, TIMEOUT_S, 0.3)
         rng = random.Random(7)
@@ -222,25 +231,72 @@ def missing_record_bytes(keys: list[str], hlc: int) -> int:
     return total
 
 
-async def measure_missing(cluster: LiveCluster, keys: int) -> dict[str, object]:
+async def _counter(client: httpx.AsyncClient, url: str, name: str) -> float:
+    for line in (await client.get(f"{url}/metrics")).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def in_sync(client: httpx.AsyncClient, cluster: LiveCluster) -> bool:
+    """Every node started anti-entropy sessions over a few intervals and sent no key
+    (identical records: nothing to send once the digests are folded and compare)."""
+    urls = [cluster.url(i) for i in range(len(cluster.hosts))]
+    names = ("rumor_anti_entropy_sessions_total", "rumor_anti_entropy_keys_sent_total")
+    before = [[await _counter(client, u, n) for n in names] for u in urls]
+    await asyncio.sleep(3 * cluster.interval_ms / 1000)
+    after = [[await _counter(client, u, n) for n in names] for u in urls]
+    return all(a[0] > b[0] and a[1] == b[1] for a, b in zip(after, before, strict=True))
+
+
+async def _cut_write_heal(
+    client: httpx.AsyncClient, cluster: LiveCluster, first: int, count: int
+) -> float:
+    """Cut the last node off, write ``count`` new keys through the first, heal; the
+    seconds from the heal until the last node holds as many keys as the first."""
+    urls = [cluster.url(i) for i in range(len(cluster.hosts))]
+    peers = [f"n{i + 1}" for i in range(len(urls) - 1)]
+    (await client.post(f"{urls[-1]}/faults", json={"block": peers})).raise_for_status()
+    await load(client, urls[0], first, count)
+    await asyncio.sleep(RUMOR_DRAIN_S)
+    wanted = await _key_count(client, urls[0])
+    (await client.delete(f"{urls[-1]}/faults")).raise_for_status()
+    healed_at = time.monotonic()
+
+    async def repaired() -> bool:
+        return await _key_count(client, urls[-1]) >= wanted
+
+    await _poll(repaired, REPAIR_TIMEOUT_S, 0.05)
+    return time.monotonic() - healed_at
+
+
+async def measure_missing(
+    cluster: LiveCluster, keys: int, *, prewritten: bool
+) -> dict[str, object]:
     headers = {"Authorization": f"Bearer {cluster.key}"}
     async with httpx.AsyncClient(headers=headers, timeout=120.0, trust_env=False) as client:
         urls = [cluster.url(i) for i in range(len(cluster.hosts))]
 
         async def all_members() -> bool:
             views = [(await client.get(f"{u}/cluster")).json() for u in urls]
-            return all(sum(m["state"] == "alive" for m in v["members"]) == len(urls) for v in views)
+            return all(
+                sum(m["state"] == "alive" for m in v.get("members", [])) == len(urls) for v in views
+            )
 
-        await _poll(all_members, TIMEOUT_S, 0.3)
+        await _poll(all_members, TIMEOUT_S if not prewritten else 1200.0, 0.3)
         began = time.monotonic()
-        await load(client, urls[0], 0, keys)
+        if not prewritten:
+            await load(client, urls[0], 0, keys)
         load_s = time.monotonic() - began
 
         async def replicated() -> bool:
             return all([await _key_count(client, u) >= keys for u in urls])
 
         replicated_s = await _poll(replicated, 1200.0, 1.0)
-        await asyncio.sleep(2 * cluster.interval_ms / 1000)  # sessions in sync: one message
+        await _poll(lambda: in_sync(client, cluster), 1200.0, 0.5)
+        # A warm-up repair of one key: sessions run while a restarted node still folds
+        # (no key sent, but nothing compared either); one key repaired proves they compare.
+        warmup_s = await _cut_write_heal(client, cluster, 20 * keys, 1)
         quiet_began, quiet_before = time.monotonic(), await _bytes_out(client, cluster)
         await asyncio.sleep(QUIET_S)  # heartbeats, gossip rounds, in-sync sessions
         background = (await _bytes_out(client, cluster) - quiet_before) / (time.monotonic() - quiet_began)  # fmt: skip
@@ -260,7 +316,7 @@ async def measure_missing(cluster: LiveCluster, keys: int) -> dict[str, object]:
         async def repaired() -> bool:
             return await _key_count(client, urls[-1]) >= wanted
 
-        await _poll(repaired, TIMEOUT_S, 0.05)
+        await _poll(repaired, REPAIR_TIMEOUT_S, 0.05)
         took_s = time.monotonic() - healed_at
         after = await _bytes_out(client, cluster)
         absent = 0
@@ -268,9 +324,10 @@ async def measure_missing(cluster: LiveCluster, keys: int) -> dict[str, object]:
             reply = await client.get(f"{urls[-1]}/kv/{_key(i)}")
             absent += reply.status_code != 200
     record_bytes = missing_record_bytes([_key(i) for i in range(first, first + missing)], 1 << 50)
+    row_warmup = {"warmup_one_key_s": round(warmup_s, 1)}
     sent = after - before
     return {
-        "mode": "live-missing",
+        "mode": "live-missing" + ("-prewritten" if prewritten else ""),
         "nodes": len(urls),
         "keys": keys,
         "load_s": round(load_s, 1),
@@ -279,6 +336,7 @@ async def measure_missing(cluster: LiveCluster, keys: int) -> dict[str, object]:
         "missing_on_cut_node_at_heal": wanted - held,
         "partition_s": round(healed_at - cut_at, 2),
         "anti_entropy_interval_ms": cluster.interval_ms,
+        **row_warmup,
         "heal_to_every_key_s": round(took_s, 2),
         "missing_keys_unreadable_after": absent,
         "bytes_out_all_nodes": int(sent),
@@ -291,11 +349,17 @@ async def measure_missing(cluster: LiveCluster, keys: int) -> dict[str, object]:
     }
 
 
-def live_missing(keys: int, nodes: int, interval_ms: int) -> dict[str, object]:
+def live_missing(keys: int, nodes: int, interval_ms: int, *, prewritten: bool) -> dict[str, object]:
     cluster = LiveCluster(nodes, interval_ms)
     try:
+        if prewritten:  # the same records on every node, as a compaction leaves them
+            from bench.scan_bench import write_data_dir
+
+            write_data_dir(cluster.dir / "n1", keys)
+            for i in range(1, nodes):
+                shutil.copytree(cluster.dir / "n1", cluster.dir / f"n{i + 1}")
         cluster.start()
-        return asyncio.run(measure_missing(cluster, keys))
+        return asyncio.run(measure_missing(cluster, keys, prewritten=prewritten))
     finally:
         cluster.stop()
 
@@ -305,8 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--interval-ms", type=int, default=1000)
+    parser.add_argument(
+        "--load", action="store_true",
+        help="load the keys through POST /kv (default: every node starts on the same "
+        "pre-written data directory: loading 1M keys takes many minutes on a busy host)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    print(json.dumps(live_missing(args.keys, args.nodes, args.interval_ms)))
+    row = live_missing(args.keys, args.nodes, args.interval_ms, prewritten=not args.load)
+    print(json.dumps(row))
     return 0
 
 
