@@ -195,7 +195,7 @@ class GossipClient:
         finally:
             self._workers.pop(peer, None)
             if policy.phase is not Phase.IDLE:  # cancelled, or a bug: the next send restarts
-                self._policies[peer] = PeerSendPolicy()
+                self._policies[peer] = PeerSendPolicy(last_post_ms=policy.last_post_ms)
 
     def _take(self, peer: str, queue: deque[bytes]) -> list[bytes]:
         batch: list[bytes] = []

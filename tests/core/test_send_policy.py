@@ -9,6 +9,7 @@ from rumordb.core.send_policy import (
     BUSY_POSTS,
     LINGER_BUSY_MS,
     LINGER_MS,
+    POST_SPACING_MS,
     PeerSendPolicy,
     Phase,
     linger_ms,
@@ -70,7 +71,27 @@ def test_messages_queued_during_a_post_leave_when_it_completes() -> None:
     policy.on_due(100)
     assert policy.on_enqueue(0.5) is None  # one post in flight per peer
     assert policy.on_enqueue(1.0) is None
-    assert policy.on_sent(2.0, queued=2) == 2.0  # both in the next post, at once
+    assert policy.on_sent(2.0, queued=2) == POST_SPACING_MS  # both in the next post
+    policy.on_due(200)
+    assert policy.on_enqueue(6.0) is None
+    assert policy.on_sent(12.0, queued=1) == 12.0  # out longer than the spacing: at once
+
+
+def test_posts_to_one_peer_leave_at_least_the_spacing_apart() -> None:
+    policy = PeerSendPolicy()
+    assert policy.on_enqueue(0.0) == 0.0
+    policy.on_due(100)
+    assert policy.on_sent(1.0, queued=0) is None  # idle again; its last post is kept
+    assert policy.on_enqueue(2.0) == POST_SPACING_MS  # a write right behind it waits
+    policy.on_due(100)
+    assert policy.on_sent(6.0, queued=0) is None
+    later = POST_SPACING_MS * 2 + 1.0  # idle for longer than the spacing: at once
+    assert policy.on_enqueue(later) == later
+
+
+def test_a_restarted_policy_keeps_the_instant_of_the_last_post() -> None:
+    policy = PeerSendPolicy(last_post_ms=10.0)  # the live client after a cancelled post
+    assert policy.on_enqueue(11.0) == 10.0 + POST_SPACING_MS
 
 
 def busy_policy() -> PeerSendPolicy:
@@ -109,21 +130,22 @@ def test_busy_posts_large_posts_in_a_row_make_the_next_linger_long() -> None:
     policy.on_enqueue(0.0)
     for i in range(1, BUSY_POSTS):
         policy.on_due(BUSY_POST_BYTES)
-        assert policy.on_sent(float(i), queued=5) == i + LINGER_MS  # a burst is not load
+        now = i * 10.0  # each post out for longer than the spacing
+        assert policy.on_sent(now, queued=5) == now + LINGER_MS  # a burst is not load
     policy.on_due(BUSY_POST_BYTES)
-    assert policy.on_sent(10.0, queued=5) == 10.0 + LINGER_BUSY_MS
+    assert policy.on_sent(100.0, queued=5) == 100.0 + LINGER_BUSY_MS
 
 
 def test_a_small_post_ends_the_run_of_large_ones() -> None:
     policy = PeerSendPolicy()
     policy.on_enqueue(0.0)
-    for _ in range(BUSY_POSTS - 1):
+    for i in range(1, BUSY_POSTS):
         policy.on_due(BUSY_POST_BYTES)
-        policy.on_sent(1.0, queued=5)
+        policy.on_sent(i * 10.0, queued=5)
     policy.on_due(BUSY_POST_BYTES - 1)
-    policy.on_sent(2.0, queued=5)
+    policy.on_sent(100.0, queued=5)
     policy.on_due(BUSY_POST_BYTES)
-    assert policy.on_sent(3.0, queued=5) == 3.0 + LINGER_MS
+    assert policy.on_sent(200.0, queued=5) == 200.0 + LINGER_MS
 
 
 def test_an_idle_peer_forgets_its_busy_spell() -> None:

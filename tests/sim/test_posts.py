@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import simpy
 
-from rumordb.core.send_policy import BUSY_POST_BYTES, LINGER_BUSY_MS, LINGER_MS
+from rumordb.core.send_policy import BUSY_POST_BYTES, LINGER_BUSY_MS, LINGER_MS, POST_SPACING_MS
 from rumordb.live.faults import Faults
 from rumordb.live.gossip_client import GossipClient, open_envelope
 from rumordb.live.metrics import Metrics
@@ -43,16 +43,16 @@ FREE = Constants(
 SCHEDULE = [
     (0.0, 100),  # to an idle peer: at once (its post is out until 2.0)
     (1.0, 100),
-    (1.5, 100),  # both queued during the first post: one post when it completes
-    (4.9, 100),
+    (1.5, 100),  # both queued during the first post: one post, POST_SPACING_MS after it
+    (4.9, 100),  # queued before that post left: in it too
     (20.0, BUSY_POST_BYTES),
     (21.0, BUSY_POST_BYTES),  # each queued during the previous large post
-    (23.0, BUSY_POST_BYTES),
-    (25.0, BUSY_POST_BYTES),
-    (27.0, 10),  # after the fourth large post in a row (BUSY_POSTS): the long linger
+    (26.0, BUSY_POST_BYTES),
+    (31.0, BUSY_POST_BYTES),
+    (36.0, 10),  # after the fourth large post in a row (BUSY_POSTS): the long linger
     (200.0, 10),
 ]
-BUSY_AT_MS = 27.0 + LINGER_BUSY_MS
+BUSY_AT_MS = 36.0 + LINGER_BUSY_MS
 Posted = list[tuple[float, list[int]]]  # (instant in ms, message sizes)
 
 
@@ -173,7 +173,7 @@ def test_the_live_client_and_the_simulator_post_the_same_batches_at_the_same_ins
     assert any(len(sizes) > 1 for _, sizes in live)
     instants = [at for at, _ in live]
     assert BUSY_AT_MS in instants and live[0][0] == LINGER_MS == 0.0
-    assert (RTT_MS, [100, 100]) in live  # what waited for the first post left as it ended
+    assert (POST_SPACING_MS, [100, 100, 100]) in live  # what waited: one post, spaced
 
 
 def test_a_partition_drops_whole_posts_and_the_peer_keeps_posting_after_heal() -> None:
