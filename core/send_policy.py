@@ -8,13 +8,14 @@ in flight coalesce and leave when it completes (Nagle's rule: the round trip is 
 batching window, so batches grow with load by themselves), or when their own linger
 (counted, as Kafka counts it, from the first of them) ends if that is later. When
 nothing is queued the peer goes idle and forgets its history, all but the instant its
-last post left: posts to one peer leave at least ``POST_SPACING_MS`` apart.
+last post ended: a post to a peer starts at least ``POST_SPACING_MS`` after the last
+one to it ended (so what is queued during a post leaves that long after it completes).
 
 Why the spacing: on loopback a post completes in about a millisecond, so under a stream
 of writes (wrk, 64 connections, ``sync``) each group commit found its peers idle again
 and sent a post of its own; a post and its receipt cost ~100 µs of CPU whatever their
-size. Spacing posts 5 ms apart keeps a peer's post rate at most 200/s, so writes
-coalesce under load (replicated durable PUT, 3 nodes, ``bench.request_cost --method PUT
+size. Starting each post 5 ms after the last one ended keeps a peer's post rate under
+200/s, so writes coalesce under load (replicated durable PUT, 3 nodes, ``bench.request_cost --method PUT
 --nodes 3``: 261 µs of CPU per PUT without it, ~208 with a 5 ms linger), while a write
 that finds a peer idle for 5 ms or more still leaves at once (200 writes/s: most do).
 
@@ -55,7 +56,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 LINGER_MS = 0.0  # an idle peer: its first message leaves at once
-POST_SPACING_MS = 5.0  # posts to one peer leave at least this far apart
+POST_SPACING_MS = 5.0  # a post starts at least this long after the last one ended
 LINGER_BUSY_MS = 20.0
 BUSY_POST_BYTES = 2048
 BUSY_POSTS = 4  # large posts in a row that mean sustained load

@@ -65,16 +65,16 @@ def test_the_first_message_to_an_idle_peer_leaves_at_once() -> None:
     assert policy.phase is Phase.LINGERING and policy.due_at_ms == 100.0
 
 
-def test_messages_queued_during_a_post_leave_when_it_completes() -> None:
+def test_messages_queued_during_a_post_leave_a_spacing_after_it_completes() -> None:
     policy = PeerSendPolicy()
     policy.on_enqueue(0.0)
     policy.on_due(100)
     assert policy.on_enqueue(0.5) is None  # one post in flight per peer
     assert policy.on_enqueue(1.0) is None
-    assert policy.on_sent(2.0, queued=2) == POST_SPACING_MS  # both in the next post
+    assert policy.on_sent(2.0, queued=2) == 2.0 + POST_SPACING_MS  # both in the next post
     policy.on_due(200)
-    assert policy.on_enqueue(6.0) is None
-    assert policy.on_sent(12.0, queued=1) == 12.0  # out longer than the spacing: at once
+    assert policy.on_enqueue(8.0) is None
+    assert policy.on_sent(12.0, queued=1) == 12.0 + POST_SPACING_MS
 
 
 def test_posts_to_one_peer_leave_at_least_the_spacing_apart() -> None:
@@ -82,10 +82,10 @@ def test_posts_to_one_peer_leave_at_least_the_spacing_apart() -> None:
     assert policy.on_enqueue(0.0) == 0.0
     policy.on_due(100)
     assert policy.on_sent(1.0, queued=0) is None  # idle again; its last post is kept
-    assert policy.on_enqueue(2.0) == POST_SPACING_MS  # a write right behind it waits
+    assert policy.on_enqueue(2.0) == 1.0 + POST_SPACING_MS  # a write right behind it waits
     policy.on_due(100)
-    assert policy.on_sent(6.0, queued=0) is None
-    later = POST_SPACING_MS * 2 + 1.0  # idle for longer than the spacing: at once
+    assert policy.on_sent(7.0, queued=0) is None
+    later = 7.0 + POST_SPACING_MS + 1.0  # idle for longer than the spacing: at once
     assert policy.on_enqueue(later) == later
 
 
@@ -115,7 +115,7 @@ def test_messages_queued_during_a_busy_post_linger_from_their_own_arrival() -> N
 def test_after_a_slow_post_what_waited_leaves_at_once() -> None:
     policy = busy_policy()
     policy.on_enqueue(6.0)
-    assert policy.on_sent(40.0, queued=1) == 40.0  # it lingered while the post was out
+    assert policy.on_sent(40.0, queued=1) == 40.0 + POST_SPACING_MS  # not 6 + 20: it waited
 
 
 def test_what_a_full_busy_post_left_behind_lingers_from_its_end() -> None:
@@ -131,7 +131,7 @@ def test_busy_posts_large_posts_in_a_row_make_the_next_linger_long() -> None:
     for i in range(1, BUSY_POSTS):
         policy.on_due(BUSY_POST_BYTES)
         now = i * 10.0  # each post out for longer than the spacing
-        assert policy.on_sent(now, queued=5) == now + LINGER_MS  # a burst is not load
+        assert policy.on_sent(now, queued=5) == now + POST_SPACING_MS  # a burst is not load
     policy.on_due(BUSY_POST_BYTES)
     assert policy.on_sent(100.0, queued=5) == 100.0 + LINGER_BUSY_MS
 
@@ -145,7 +145,7 @@ def test_a_small_post_ends_the_run_of_large_ones() -> None:
     policy.on_due(BUSY_POST_BYTES - 1)
     policy.on_sent(100.0, queued=5)
     policy.on_due(BUSY_POST_BYTES)
-    assert policy.on_sent(200.0, queued=5) == 200.0 + LINGER_MS
+    assert policy.on_sent(200.0, queued=5) == 200.0 + POST_SPACING_MS
 
 
 def test_an_idle_peer_forgets_its_busy_spell() -> None:

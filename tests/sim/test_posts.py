@@ -47,12 +47,12 @@ SCHEDULE = [
     (4.9, 100),  # queued before that post left: in it too
     (20.0, BUSY_POST_BYTES),
     (21.0, BUSY_POST_BYTES),  # each queued during the previous large post
-    (26.0, BUSY_POST_BYTES),
-    (31.0, BUSY_POST_BYTES),
-    (36.0, 10),  # after the fourth large post in a row (BUSY_POSTS): the long linger
+    (28.0, BUSY_POST_BYTES),
+    (35.0, BUSY_POST_BYTES),
+    (42.0, 10),  # during the fourth large post in a row (BUSY_POSTS): the long linger
     (200.0, 10),
 ]
-BUSY_AT_MS = 36.0 + LINGER_BUSY_MS
+BUSY_AT_MS = 42.0 + LINGER_BUSY_MS
 Posted = list[tuple[float, list[int]]]  # (instant in ms, message sizes)
 
 
@@ -173,7 +173,7 @@ def test_the_live_client_and_the_simulator_post_the_same_batches_at_the_same_ins
     assert any(len(sizes) > 1 for _, sizes in live)
     instants = [at for at, _ in live]
     assert BUSY_AT_MS in instants and live[0][0] == LINGER_MS == 0.0
-    assert (POST_SPACING_MS, [100, 100, 100]) in live  # what waited: one post, spaced
+    assert (RTT_MS + POST_SPACING_MS, [100, 100, 100]) in live  # what waited: one post
 
 
 def test_a_partition_drops_whole_posts_and_the_peer_keeps_posting_after_heal() -> None:
