@@ -16,7 +16,9 @@ from collections.abc import Callable
 
 from rumordb.core import hlc
 from rumordb.core.membership import MemberTable
+from rumordb.core.outbox import Outbox
 from rumordb.core.output import Output
+from rumordb.core.placement import Placement
 from rumordb.core.replica import Replica
 
 KeysByTarget = dict[str, list[str]]
@@ -51,3 +53,13 @@ def maintain(
     if sharding:
         pushes.append(replica.hand_off(out, budget, owners, members.is_alive))
     return pushes
+
+
+def run(out: Output, replica: Replica, placement: Placement, outbox: Outbox, budget: int) -> None:
+    """One window of ``maintain``, its pushes sent (each target its keys' versions, asking
+    for an acknowledgement: purge confirmations first, then handoffs) into ``out``."""
+    members, update = placement.members, replica.update
+    pushes = maintain(out, replica, members, placement.owners, placement.sharding, budget)
+    for keys_by_target in pushes:
+        grouped = {t: [update(k) for k in keys] for t, keys in keys_by_target.items()}
+        outbox.push_each(out, grouped, ack=True)

@@ -29,11 +29,10 @@ input goes where, and in what order the output is built.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Iterable
 
-from rumordb.core import batches, hlc, lifecycle, maintenance
+from rumordb.core import batches, lifecycle, maintenance
 from rumordb.core.admission import admit, bounds_for, write_refusal
 from rumordb.core.anti_entropy import Pacing
 from rumordb.core.anti_entropy_sessions import AntiEntropySessions
@@ -45,6 +44,7 @@ from rumordb.core.context import Context
 from rumordb.core.counters import Counters, Reported
 from rumordb.core.digest_folding import DigestFolding
 from rumordb.core.errors import DecodeError
+from rumordb.core.idling import Idling
 from rumordb.core.keys import check_key
 from rumordb.core.local_health import member_time
 from rumordb.core.membership import MemberEntry, Membership, MemberTable
@@ -65,8 +65,8 @@ from rumordb.core.output import Output
 from rumordb.core.pending_writes import PendingWrites
 from rumordb.core.placement import Placement
 from rumordb.core.probe import Prober
-from rumordb.core.reads import AskOwners, ListPlan, Local, ReadPlan
-from rumordb.core.record import Record, is_live
+from rumordb.core.reads import Reader
+from rumordb.core.record import Record
 from rumordb.core.replica import Replica
 from rumordb.core.ring import Ring
 from rumordb.core.startup import StartupLoad
@@ -110,8 +110,6 @@ class Node:
         self._reported = Reported()  # the totals the last tick's deltas brought up to
         self.replica = Replica(node_id, self.counters, self.queue, c.max_key_bytes, now)
         self.store = self.replica.store
-        # A plain read's ``Local.token`` (``core.record_table``), bound once: reads are hot.
-        self._version_token = self.store.records.version_token
         self.outbox = Outbox(node_id, self.counters, self._entries, c.max_batch)
         self.placement = Placement(
             self.membership, sharding=c.sharding, replicas=c.replicas, vnodes=c.vnodes,
@@ -121,12 +119,18 @@ class Node:
             self.placement.owners, self.placement.route, self.placement.ring,
         )  # fmt: skip
         self._now = now  # the latest time a call brought: reads without one use it
+        reader = Reader(self.store, self.placement, lambda: self._now)
+        self.read, self.plan_list = reader.read, reader.plan_list  # ``core.reads``
         self._add_protocol_parts(c, rng)
         self.replica.load_all(records)
         self.replica.tombstones.restore(purged)
         self.startup = StartupLoad(self.replica)  # the rest of the disk, in slices
         self.timers = Timers(c.probe_interval_ms, c.gossip_interval_ms, c.anti_entropy_interval_ms)
         self.timers.start(clock, rng if c.jitter_timers else None)
+        self.idle_until = Idling(
+            self.timers, self.folding, self.anti_entropy, self.queue, self.membership,
+            self.replica.expiry,
+        ).until  # fmt: skip
         self.view = NodeView(
             self.store, self.replica.tombstones, self.membership, self.queue, self.counters,
             self.owners, self.ring, self.clock_watch, c.sharding,
@@ -152,41 +156,6 @@ class Node:
         return min(self.timers.next_deadline(), self.folding.due_at, self.anti_entropy.due_at)
 
     # --- client commands -------------------------------------------------------------
-    def read(
-        self, key: str, *, forwarded: bool = False, meta: bool = False, now: float | None = None
-    ) -> ReadPlan:
-        """Where to answer a read of ``key`` (``core.reads``); ``meta``: tombstones too;
-        ``now``: a value expired by then reads as absent (default: the latest call's time)."""
-        owners = self.route(key)
-        if owners is not None:
-            return AskOwners(tuple(owners))
-        record = self.store.get(key)
-        if meta:
-            return Local(record, self.store.discarded.get(key))
-        if record is None and self.config.sharding and not forwarded:
-            # A new owner may not hold the key yet while ranges move: ask the others.
-            others = tuple(m for m in self.owners(key) if m != self.node_id)
-            if others:
-                return AskOwners(others, fallback=True)
-        if record is not None and (record.tombstone or record.expires):
-            # Only a tombstone or a value with a TTL needs the clock (the common case not).
-            record = record if is_live(record, self._now_hlc(now)) else None
-        elif record is not None and not self.config.sharding:
-            # Unsharded, the answer follows from the stored version alone (no ring, no
-            # clock): name that version, so a driver can tell when it changes.
-            return Local(record, None, self._version_token(key))
-        return Local(record)
-
-    def plan_list(
-        self, prefix: str = "", limit: int = 100, after: str = "", *, forwarded: bool = False,
-        now: float | None = None,
-    ) -> ListPlan:  # fmt: skip
-        """This node's page of live keys; sharded, also the peers holding the other ranges."""
-        keys = self.store.list_live(prefix, limit, after, self._now_hlc(now))
-        if not self.config.sharding or forwarded:
-            return ListPlan(keys)
-        return ListPlan(keys, tuple(self.membership.peers()))
-
     def write(self, command: WriteCommand, now: float) -> WriteResult:
         """Apply a client write; its key was checked by the driver (``check_key``)."""
         key = command.key
@@ -271,35 +240,16 @@ class Node:
         if due.anti_entropy:
             self.anti_entropy.start(out)
             if maintenance.is_due(self.membership, self.replica):
-                self._maintain(out)
+                maintenance.run(
+                    out, self.replica, self.placement, self.outbox, self.config.maintenance_batch
+                )
         out.counter_deltas = self._reported.take_deltas(self.counters)
         return self._with_transitions(out)
 
-    def idle_until(self) -> float:
-        """The earliest ``now`` at which ``tick`` (given no ``mono``) may have work to do
-        (``-inf``: the next tick may). A tick at an earlier ``now`` sends, stores and draws
-        nothing: it only moves on the timers of jobs with nothing to do (a rumor round
-        with an empty queue, a probe that detects nothing), which ``pass_idle`` does alone.
-        A driver may sleep until then (the simulator does: ``sim.engine``)."""
-        if self.folding.due_at != math.inf or self.anti_entropy.due_at != math.inf:
-            return -math.inf
-        if self.folding.backlogged():
-            return -math.inf
-        timers = self.timers
-        until = timers.next_anti_entropy  # a session starts, or maintenance runs
-        if len(self.queue):
-            until = min(until, timers.next_gossip)
-        if self.membership.detects_failures:
-            until = min(until, timers.next_probe)
-        expires = self.replica.expiry.next_due()
-        if expires is not None:  # a millisecond early: the HLC's logical part, rounding
-            until = min(until, (hlc.physical_ms(expires) - 1) / 1000)
-        return until
-
     def pass_idle(self, now: float) -> dict[str, int]:
-        """What ``tick(now)`` does at a ``now`` before ``idle_until()``: the idle timers
-        move on. Returns its ``counter_deltas`` (the counts inputs made since the last
-        tick), so that summed deltas stay what ticks alone report."""
+        """What ``tick(now)`` does at a ``now`` before ``idle_until()`` (``core.idling``):
+        the idle timers move on. Returns its ``counter_deltas`` (the counts inputs made
+        since the last tick), so that summed deltas stay what ticks alone report."""
         self._now = now
         self.timers.fire(now)
         return self._reported.take_deltas(self.counters)
@@ -307,22 +257,9 @@ class Node:
     def _probe(self, out: Output, now: float, mono: float) -> None:
         """``mono`` judges members; ``now`` (wall time) is what the clock watch compares."""
         c = self.config
-        members, reap_ms = self.membership, c.reap_dead_after_ms
-        targets = self.prober.round(members, self.rng, c.fanout, mono, reap_ms)
-        if targets:
-            beat = Heartbeat(self.node_id, self._entries(), int(now * 1000))
-            self.outbox.send(out, targets, beat)
+        targets = self.prober.round(self.membership, self.rng, c.fanout, mono, c.reap_dead_after_ms)
+        self.outbox.beat(out, targets, now)
         self.clock_watch.judge(int(now * 1000))  # peers gone quiet stop counting
-
-    def _maintain(self, out: Output) -> None:
-        """Purge tombstones every required member holds; hand off keys not owned here."""
-        c, update = self.config, self.replica.update
-        pushes = maintenance.maintain(
-            out, self.replica, self.membership, self.owners, c.sharding, c.maintenance_batch
-        )
-        for keys_by_target in pushes:  # each target its keys' versions, asking for an ack
-            grouped = {t: [update(k) for k in keys] for t, keys in keys_by_target.items()}
-            self.outbox.push_each(out, grouped, ack=True)
 
     # --- receiving -------------------------------------------------------------------
     def receive(self, data: bytes, now: float, mono: float | None = None) -> Output:
@@ -372,10 +309,10 @@ class Node:
         (``core.lifecycle``: done when ``view.handoff_remaining()`` is 0)."""
         self.membership.leave(member_time(now, mono))
         out = Output()
-        peers = lifecycle.leave_targets(self.membership)
-        if peers:
-            self.outbox.send(out, peers, Heartbeat(self.node_id, self._entries(), int(now * 1000)))
-        self._maintain(out)
+        self.outbox.beat(out, lifecycle.leave_targets(self.membership), now)
+        maintenance.run(
+            out, self.replica, self.placement, self.outbox, self.config.maintenance_batch
+        )
         return self._with_transitions(out)
 
     def forget(self, member_id: str, now: float, mono: float | None = None) -> bool:
@@ -406,9 +343,6 @@ class Node:
 
     def _bounds(self, now: float) -> Bounds:
         return bounds_for(now, self.config, len(self.membership), self.replica.widest_loaded)
-
-    def _now_hlc(self, now: float | None) -> int:
-        return hlc.pack(int((self._now if now is None else now) * 1000))
 
     # --- what to send ----------------------------------------------------------------
     def _entries(self) -> list[MemberEntry]:

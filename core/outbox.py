@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from rumordb.core.counters import Counters
 from rumordb.core.membership import MemberEntry
-from rumordb.core.messages import Message, Push, Update, encode
+from rumordb.core.messages import Heartbeat, Message, Push, Update, encode
 from rumordb.core.output import Output
 from rumordb.core.rumors import chunks
 
@@ -42,6 +42,12 @@ class Outbox:
         counters = self._counters
         counters.messages_sent += sent
         counters.bytes_sent += len(data) * sent
+
+    def beat(self, out: Output, targets: list[str], now: float) -> None:
+        """This node's heartbeat, stamped with wall time ``now``, to ``targets`` (none:
+        nothing is built, so the member sample draws nothing)."""
+        if targets:
+            self.send(out, targets, Heartbeat(self.node_id, self._entries(), int(now * 1000)))
 
     def push(
         self,

@@ -10,17 +10,22 @@ A request that was itself forwarded is never forwarded again (a driver answers
 ``AskOwners`` for it with "not owner"): two nodes whose ring views differ could
 otherwise bounce it between them.
 
+``Reader`` makes both decisions for a node (``Node.read``, ``Node.plan_list``).
+
 ``Node.plan_list`` returns a ``ListPlan``: this node's page and, when sharded, the peers
 whose pages complete it (each holds only its ranges); ``merge_pages`` joins them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 
-from rumordb.core.record import Discarded, Record
+from rumordb.core import hlc
+from rumordb.core.placement import Placement
+from rumordb.core.record import Discarded, Record, is_live
+from rumordb.core.store import Store
 
 
 # Frozen msgspec Structs: one is built per client read, and they cost a tenth of a
@@ -59,3 +64,54 @@ def merge_pages(local: Iterable[str], pages: Iterable[Iterable[str]], limit: int
     for page in pages:
         found.update(page)
     return sorted(found)[:limit]
+
+
+class Reader:
+    """A node's reads and listings (``Node.read``, ``Node.plan_list`` are these methods),
+    decided over its store and where keys live. ``latest``: the latest time a call
+    brought the node, for a read given no ``now``."""
+
+    __slots__ = ("_latest", "_placement", "_store", "_token")
+
+    def __init__(self, store: Store, placement: Placement, latest: Callable[[], float]) -> None:
+        self._store, self._placement, self._latest = store, placement, latest
+        # A plain read's ``Local.token`` (``core.record_table``), bound once: reads are hot.
+        self._token = store.records.version_token
+
+    def read(
+        self, key: str, *, forwarded: bool = False, meta: bool = False, now: float | None = None
+    ) -> ReadPlan:
+        """Where to answer a read of ``key``; ``meta``: tombstones too; ``now``: a value
+        expired by then reads as absent (default: the latest call's time)."""
+        placement = self._placement
+        owners = placement.route(key)
+        if owners is not None:
+            return AskOwners(tuple(owners))
+        record = self._store.get(key)
+        if meta:
+            return Local(record, self._store.discarded.get(key))
+        if record is None and placement.sharding and not forwarded:
+            # A new owner may not hold the key yet while ranges move: ask the others.
+            others = tuple(m for m in placement.owners(key) if m != placement.node_id)
+            if others:
+                return AskOwners(others, fallback=True)
+        if record is not None and (record.tombstone or record.expires):
+            # Only a tombstone or a value with a TTL needs the clock (the common case not).
+            at = self._latest() if now is None else now
+            record = record if is_live(record, hlc.pack(int(at * 1000))) else None
+        elif record is not None and not placement.sharding:
+            # Unsharded, the answer follows from the stored version alone (no ring, no
+            # clock): name that version, so a driver can tell when it changes.
+            return Local(record, None, self._token(key))
+        return Local(record)
+
+    def plan_list(
+        self, prefix: str = "", limit: int = 100, after: str = "", *, forwarded: bool = False,
+        now: float | None = None,
+    ) -> ListPlan:  # fmt: skip
+        """This node's page of live keys; sharded, also the peers holding the other ranges."""
+        at = self._latest() if now is None else now
+        keys = self._store.list_live(prefix, limit, after, hlc.pack(int(at * 1000)))
+        if not self._placement.sharding or forwarded:
+            return ListPlan(keys)
+        return ListPlan(keys, tuple(self._placement.members.peers()))

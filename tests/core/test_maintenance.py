@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 
 from rumordb.core import Node, NodeConfig, Output, StaticMembership, WriteCommand
-from rumordb.core.maintenance import expire_due, is_due, maintain
+from rumordb.core.maintenance import expire_due, is_due, maintain, run
+from rumordb.core.messages import Push, decode
 
 
 def _node(peers: int = 2, **config: object) -> Node:
@@ -62,3 +63,16 @@ def test_sharded_maintenance_hands_off_keys_this_node_does_not_own() -> None:
     handoff = pushes[-1]
     assert foreign and {key for keys in handoff.values() for key in keys} == foreign
     assert all(n.owners(key) == [target] for target, keys in handoff.items() for key in keys)
+
+
+def test_run_pushes_each_target_its_keys_asking_for_an_acknowledgement() -> None:
+    n = _node()
+    n.put("k", b"v", "text/plain", 0.0)
+    n.delete("k", 0.1)
+    out = Output()
+    run(out, n.replica, n.placement, n.outbox, 512)
+    sent = {target: decode(data) for target, data in out.messages}
+    assert set(sent) == {"n2", "n3"}
+    for message in sent.values():
+        assert isinstance(message, Push) and message.ack
+        assert [u.key for u in message.updates] == ["k"] and message.updates[0].record.tombstone

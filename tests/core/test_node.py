@@ -580,13 +580,3 @@ def test_a_node_that_passes_its_idle_ticks_is_the_node_that_ticks(
             assert passing.tick(now) == out
         assert passing.timers == ticking.timers and passing_rng.draws == ticking_rng.draws
         assert passing.view.counters() == ticking.view.counters()
-
-
-def test_an_idle_node_may_sleep_until_its_anti_entropy_or_its_next_rumor_round() -> None:
-    n, _rng = _twin(static=True)
-    assert n.idle_until() == n.timers.next_anti_entropy  # probes detect nothing here
-    n.put("k", b"v", "text/plain", 100.0)
-    n.flush(100.0)
-    assert len(n.queue) and n.idle_until() == min(n.timers.next_gossip, n.timers.next_anti_entropy)
-    dynamic, _rng = _twin(static=False)
-    assert dynamic.idle_until() == min(dynamic.timers.next_probe, dynamic.timers.next_anti_entropy)

@@ -2,7 +2,8 @@
 
 from rumordb.core.counters import Counters
 from rumordb.core.hlc import pack
-from rumordb.core.messages import Push, Update, decode
+from rumordb.core.membership import MemberEntry
+from rumordb.core.messages import Heartbeat, Push, Update, decode
 from rumordb.core.outbox import Outbox
 from rumordb.core.output import Output
 from rumordb.core.record import Record
@@ -35,3 +36,21 @@ def test_push_each_sends_each_target_its_own_updates_asking_for_acks() -> None:
     decoded = {target: decode(data) for target, data in out.messages}
     assert [len(m.updates) for m in decoded.values()] == [1, 4]  # type: ignore[union-attr]
     assert all(m.ack for m in decoded.values())  # type: ignore[union-attr]
+
+
+def test_a_heartbeat_is_stamped_with_the_wall_clock_and_built_only_for_targets() -> None:
+    sampled: list[int] = []
+
+    def entries() -> list[MemberEntry]:
+        sampled.append(1)  # a member sample draws from the node's random source
+        return []
+
+    out, outbox = Output(), Outbox("me", Counters(), entries, 10)
+    outbox.beat(out, [], 12.5)
+    assert not out.messages and not sampled, "no target: nothing built, nothing drawn"
+    outbox.beat(out, ["x", "y"], 12.5)
+    beats = [decode(data) for _, data in out.messages]
+    assert [target for target, _ in out.messages] == ["x", "y"] and len(sampled) == 1
+    assert all(
+        isinstance(b, Heartbeat) and b.clock_ms == 12_500 and b.sender == "me" for b in beats
+    )
