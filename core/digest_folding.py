@@ -37,14 +37,21 @@ class DigestFolding:
 
     def work(self, now: float) -> None:
         """One slice of folding if a backlog is pending; schedules the next one."""
-        store = self._store
         if not self.backlogged():  # every tick: the common, cheap case
             self.due_at = math.inf
             return
+        left = self.fold_slice()
+        self.due_at = now + FOLD_SLICE_GAP_S if left else math.inf
+
+    def fold_slice(self) -> int:
+        """Fold one slice (``batch`` keys) now; returns how many keys are left."""
         placement = self._placement
         owners_of = placement.shared_owners() if placement.sharding else placement.owners
-        left = store.fold(self.batch, owners_of, placement.node_id)
-        self.due_at = now + FOLD_SLICE_GAP_S if left else math.inf
+        return self._store.fold(self.batch, owners_of, placement.node_id)
+
+    def pending(self) -> int:
+        """Keys still to fold into some digest (``Store.pending_folds``)."""
+        return self._store.pending_folds()
 
     def digest_for(self, peer: str) -> Digest | None:
         """The whole digest, or (sharded) one over the keys both nodes own; None while

@@ -7,8 +7,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rumordb.core import Node, NodeConfig, Output, message_kind
-from rumordb.core.messages import DigestStep, LeafEntries, SyncRecords, decode
+from rumordb.core import Node, NodeConfig, Output, anti_entropy, message_kind
+from rumordb.core.messages import DigestStep, LeafEntries, SyncRecords, decode, encode
 
 
 def _node(node_id: str, *peers: str, config: NodeConfig | None = None) -> Node:
@@ -183,9 +183,12 @@ def test_a_leaf_phase_under_way_is_not_restarted_by_new_sessions_until_it_stops_
     out = Output()
     a.anti_entropy.start(out)  # the next interval: the leaf phase with b is under way
     assert not out.messages and a.counters.anti_entropy_sessions == started
-    b.anti_entropy.start(out)  # b's own new session: its root step goes unanswered by a
-    root = [data for _, data in out.messages if isinstance(decode(data), DigestStep)]
-    assert root and not a.receive(root[0], 0.0).messages
+    b.anti_entropy.start(out)  # b answers a's long leaf phase: it starts none itself
+    assert not [data for _, data in out.messages if isinstance(decode(data), DigestStep)]
+    digest = b.folding.digest_for("a")
+    assert digest is not None
+    root = encode(anti_entropy.start("b", 99, digest))  # a root from b all the same
+    assert not a.receive(root, 0.0).messages, "unanswered while the leaf phase moves"
     out = Output()
     a.anti_entropy.start(out)  # a whole interval without moving: no longer protected
     assert out.messages and a.counters.anti_entropy_sessions == started + 1
@@ -260,3 +263,79 @@ def test_steps_in_slices_are_bounded_the_newest_dropped() -> None:
         assert not peer.receive(children, 2.0).messages, "16 children to hash: sliced"
         me.receive(_sent_on_ticks(peer, 2.0), 2.0)
     assert me.anti_entropy.in_progress() == MAX_JOBS
+
+
+# A fold slice smaller than a step's records, as live runs (500 against 2 000).
+FOLD_SMALLER = NodeConfig(sync_max_keys=20, sync_max_entries=400, digest_fold_batch=5)
+
+
+def _folded(*nodes: Node) -> None:
+    for node in nodes:
+        while node.folding.pending():
+            node.folding.fold_slice()
+
+
+def test_a_leaf_phase_goes_on_after_records_that_outnumber_a_fold_slice() -> None:
+    """Each step brings up to 20 records, more than one fold slice (5): the step folds
+    them itself before it answers, so one session repairs everything (it used to end
+    after the first chunk, the digest not being ready)."""
+    a, b = _node("a", "b", config=FOLD_SMALLER), _node("b", "a", config=FOLD_SMALLER)
+    for i in range(120):
+        a.put(f"only-a/{i}", b"v", "text/plain", 0.0)
+    for i in range(60):
+        b.put(f"only-b/{i}", b"v", "text/plain", 0.0)
+    _folded(a, b)
+    seen = _session(a, b, 0.0)
+    assert a.view.records() == b.view.records()
+    assert a.counters.anti_entropy_sessions == 1 and b.counters.anti_entropy_sessions == 0
+    assert sum(isinstance(m, LeafEntries) for m in seen) >= 6
+
+
+def test_a_sliced_step_folds_the_records_it_brought_a_slice_at_a_time() -> None:
+    config = NodeConfig(
+        sync_max_keys=20, sync_max_entries=400, digest_fold_batch=5, anti_entropy_slice_items=8
+    )
+    a, b = _node("a", "b", config=config), _node("b", "a", config=config)
+    for i in range(120):
+        a.put(f"only-a/{i}", b"v", "text/plain", 0.0)
+    _folded(a, b)
+    _sliced_session(a, b, 1.0)
+    assert a.view.records() == b.view.records()
+    assert a.counters.anti_entropy_sessions == 1
+
+
+def test_a_backlog_larger_than_one_step_still_ends_the_session_for_ticks_to_fold() -> None:
+    a, b = _node("a", "b", config=FOLD_SMALLER), _node("b", "a", config=FOLD_SMALLER)
+    a.put("only-a", b"v", "text/plain", 0.0)
+    _folded(a)
+    for i in range(40):  # a restart's worth: more than max_keys (20) plus a slice (5)
+        b.put(f"b/{i}", b"v", "text/plain", 0.0)
+    out = Output()
+    a.anti_entropy.start(out)
+    reply = b.receive(out.messages[0][1], 0.0)
+    assert not reply.messages and b.folding.pending() == 40, "nothing folded by the step"
+
+
+def test_one_long_repair_at_a_time_no_session_with_a_third_node_meanwhile() -> None:
+    """A node listing or answering a leaf phase of several chunks starts no session and
+    answers no new root from another peer while it moves: two peers repairing the same
+    missing keys at once would send each record twice."""
+    a, b, c = (_node(i, *(p for p in "abc" if p != i), config=SMALL) for i in "abc")
+    for i in range(40):
+        for node in (a, c):
+            node.put(f"only-ac/{i}", b"v", "text/plain", 0.0)
+    out = Output()
+    a.anti_entropy.start(out)
+    while not any(isinstance(decode(d), DigestStep) and t == "b" for t, d in out.messages):
+        out = Output()
+        a.anti_entropy.start(out)  # until a samples b
+    _deliver_until(
+        a, b, SyncRecords, 0.0, Output(messages=[m for m in out.messages if m[0] == "b"])
+    )
+    for node in (a, b):  # each in a long leaf phase with the other: no session with c
+        out = Output()
+        node.anti_entropy.start(out)
+        assert not out.messages
+        digest = c.folding.digest_for(node.node_id)
+        assert digest is not None
+        assert not node.receive(encode(anti_entropy.start("c", 7, digest)), 0.0).messages
