@@ -34,7 +34,9 @@ One long repair at a time. While a leaf phase of more than one chunk, listed her
 answered here, moved in this interval or the last, this node starts no session and
 answers no new session's root, from any peer: two peers repairing the same missing keys
 at once sent each record twice (a 1 % repair at 1M keys on 3 nodes: 3.6x the missing
-records' bytes). A phase of one chunk, the common case, blocks nothing.
+records' bytes). A phase of one chunk, the common case, blocks nothing. A peer's long phases keep the
+others out for at most ``MAX_REPAIR_INTERVALS`` of every twice that many intervals, so a
+peer that paces a phase forever (or starts one after another) cannot shut them out.
 
 Slices. A wide step (after a restart or an ingest: tens of thousands of children to
 compare and hash, thousands of leaves or records) is work the driver must not do in
@@ -68,6 +70,8 @@ from rumordb.core.replica import Replica
 
 MAX_LISTINGS = 8  # peers with a resumable leaf phase (the oldest is dropped beyond)
 MAX_JOBS = 8  # steps handled in slices at once (a new one is dropped beyond)
+MAX_REPAIR_INTERVALS = 30  # a peer's long leaf phases keep others out this long at most
+MAX_PHASES = 64  # peers whose long leaf phases are remembered (the oldest dropped beyond)
 STEP_SLICE_GAP_S = FOLD_SLICE_GAP_S  # between two slices of a step: the driver serves
 
 Step = DigestStep | LeafEntries | SyncRecords
@@ -75,10 +79,9 @@ Step = DigestStep | LeafEntries | SyncRecords
 
 class AntiEntropySessions:
     __slots__ = (
-        "_answering", "_counters", "_folding", "_interval", "_jobs", "_listings", "_members",
-        "_outbox",
-        "_pacing", "_replica", "_rng", "due_at", "max_entries", "max_keys", "node_id",
-        "session", "slice_items",
+        "_counters", "_folding", "_interval", "_jobs", "_listings", "_members", "_outbox",
+        "_pacing", "_phases", "_replica", "_rng", "due_at", "max_entries", "max_keys",
+        "node_id", "session", "slice_items",
     )  # fmt: skip
 
     def __init__(
@@ -94,7 +97,7 @@ class AntiEntropySessions:
         self._interval = 0  # intervals so far (``start`` calls): a listing's age
         self._pacing = pacing or anti_entropy.Pacing(0, 0)  # (0, 0): never waits
         self._listings: dict[str, anti_entropy.Listing] = {}  # peer -> its leaf phase
-        self._answering: dict[str, int] = {}  # peer -> interval its long leaf phase moved
+        self._phases: dict[str, list[int]] = {}  # peer -> [began, moved]: long leaf phases
         self.slice_items = slice_items  # work per slice of a step (0: each step at once)
         # steps in slices, oldest first (at most MAX_JOBS: a list, not a 600-byte deque)
         self._jobs: list[tuple[Output, Work[None]]] = []
@@ -131,16 +134,33 @@ class AntiEntropySessions:
 
     def _repairing(self) -> bool:
         """Whether a leaf phase of more than one chunk, listed here or answered here,
-        moved forward in this interval or the last (with any peer)."""
-        recent = self._interval - 1
-        for peer, moved in list(self._answering.items()):
-            if moved >= recent:
-                return True
-            del self._answering[peer]  # stopped moving: forgotten
+        moved forward in this interval or the last, within its peer's protected share."""
+        now = self._interval
+        for peer, (began, moved) in list(self._phases.items()):
+            if began <= now - 2 * MAX_REPAIR_INTERVALS and moved < now - 1:
+                del self._phases[peer]  # long over: forgotten
         return any(
-            listing.moved >= recent and (listing.start or listing.end < len(listing.leaves))
-            for listing in self._listings.values()
+            moved >= now - 1 and began > now - MAX_REPAIR_INTERVALS
+            for began, moved in self._phases.values()
         )
+
+    def _phase_moved(self, peer: str) -> None:
+        """A long leaf phase with ``peer`` moved. It keeps other sessions out for at most
+        ``MAX_REPAIR_INTERVALS`` of every twice that many intervals, however the peer
+        paces it: a peer that never ends its phases cannot keep the others out."""
+        now = self._interval
+        phase = self._phases.get(peer)
+        if phase is None or phase[0] <= now - 2 * MAX_REPAIR_INTERVALS:
+            self._phases.pop(peer, None)
+            while len(self._phases) >= MAX_PHASES:
+                del self._phases[next(iter(self._phases))]
+            self._phases[peer] = phase = [now, now]
+        phase[1] = now
+
+    def _phase_ended(self, peer: str) -> None:
+        phase = self._phases.get(peer)
+        if phase is not None:
+            phase[1] = -1  # protects nothing more; when it began still counts
 
     def resumable(self) -> int:
         """Peers with a leaf phase this node may still resume (at most ``MAX_LISTINGS``)."""
@@ -213,6 +233,8 @@ class AntiEntropySessions:
             reply.moved = self._interval
             self._listings[peer] = reply
             yield from self._send_chunk(out, peer, reply, digest)
+            if reply.end < len(reply.leaves):  # more than one chunk: a long phase
+                self._phase_moved(peer)
         elif reply is not None:
             self._outbox.send(out, [peer], reply)
         else:  # our digests agree (or we are still folding): nothing left to repair
@@ -237,9 +259,9 @@ class AntiEntropySessions:
         )
         peer, session = message.sender, message.session
         if message.more:  # a long leaf phase: no other session runs here meanwhile
-            self._answering[peer] = self._interval
+            self._phase_moved(peer)
         else:
-            self._answering.pop(peer, None)
+            self._phase_ended(peer)
         cut = bool(message.leaves) and next_leaf <= message.leaves[-1]
         answer_anyway = message.more or cut  # the lister waits for where to resume
         yield from self._send_records(out, peer, session, keys, want, next_leaf, answer_anyway)
@@ -253,6 +275,7 @@ class AntiEntropySessions:
         more = listing is not None and anti_entropy.resume(listing, message)
         if more and listing is not None:
             listing.moved = self._interval
+            self._phase_moved(peer)
         digest = (yield from self._digest_for(peer)) if message.want or more else None
         if digest is not None and message.want:
             wanted = yield from anti_entropy.wanted_keys_work(
@@ -263,6 +286,7 @@ class AntiEntropySessions:
             yield from self._send_chunk(out, peer, listing, digest)
         elif listing is not None and listing.start >= len(listing.leaves):
             self._listings.pop(peer, None)
+            self._phase_ended(peer)
 
     def _send_records(
         self, out: Output, peer: str, session: int, keys: list[str], want: list[int],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -339,3 +340,29 @@ def test_one_long_repair_at_a_time_no_session_with_a_third_node_meanwhile() -> N
         digest = c.folding.digest_for(node.node_id)
         assert digest is not None
         assert not node.receive(encode(anti_entropy.start("c", 7, digest)), 0.0).messages
+
+
+@pytest.mark.parametrize("ends_every", [0, 7])
+def test_a_peer_that_never_ends_its_leaf_phase_keeps_other_sessions_out_only_for_a_while(
+    ends_every: int,
+) -> None:
+    """A long phase protects itself for MAX_REPAIR_INTERVALS of every twice that many
+    intervals, however its peer paces it (a hostile or stuck peer cannot shut out the
+    others), and ending a phase and starting another wins no fresh share."""
+    from rumordb.core.anti_entropy_sessions import MAX_REPAIR_INTERVALS as CAP
+
+    a = _node("a", "b", "c")
+    digest = a.folding.digest_for("b")
+    assert digest is not None
+    started: list[bool] = []
+    for interval in range(4 * CAP):
+        more = not ends_every or interval % ends_every != ends_every - 1
+        a.receive(encode(LeafEntries("b", 1, digest.leaf_bits, [], [], more=more)), 0.0)
+        before = a.counters.anti_entropy_sessions
+        a.anti_entropy.start(Output())
+        started.append(a.counters.anti_entropy_sessions > before)
+    assert all(started[CAP + 1 : 2 * CAP]), "the share is spent: the others get their turn"
+    assert not any(started[2 * CAP + 1 : 3 * CAP - 1] if not ends_every else [])
+    assert started.count(False) <= 2 * (CAP + 1), "out for at most half the intervals"
+    if not ends_every:
+        assert not any(started[: CAP - 1]), "a long phase under way keeps the others out"

@@ -327,3 +327,23 @@ def test_a_batch_across_doublings_keeps_its_changes_at_their_width() -> None:
     assert digest.leaf_bits == leaf_bits_for(3_000, 1) == 10
     for width in range(digest.leaf_bits + 1):
         assert digest.hashes(width, range(1 << width)) == _oracle(entries, width)
+
+
+def test_a_growing_tree_splits_a_few_old_leaves_per_write_never_the_whole_regroup() -> None:
+    """Each write during a regroup splits its own old leaf and one more, so the regroup
+    ends long before the next doubling, which never has to finish one at once (that was
+    a 0.9 s event-loop turn of a node folding 10M keys after a restart)."""
+    digest, most, doublings, left_at_doubling = Digest(), 0, 0, []
+    entries = full(6 * 16_384)
+    for key, fp in entries.items():
+        before, bits = digest.regrouping(), digest.leaf_bits
+        digest.set(key, fp)
+        if digest.leaf_bits != bits:  # a doubling: the regroup before it must be over
+            doublings += 1
+            left_at_doubling.append(before)
+        else:  # a write that started no regroup: what it split
+            most = max(most, before - digest.regrouping())
+    assert left_at_doubling == [0, 0, 0], "no regroup is finished at once"
+    assert doublings == 3 and digest.leaf_bits == leaf_bits_for(len(entries)) == 15
+    assert 1 <= most <= 4
+    assert digest.root == Digest.of(entries.items()).root

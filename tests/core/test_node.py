@@ -568,7 +568,9 @@ def test_a_node_that_passes_its_idle_ticks_is_the_node_that_ticks(
             written += 1
             for n in (ticking, passing):
                 n.write(WriteCommand(f"k{written}", b"v", ttl_ms=300 if step == "ttl" else 0), now)
-                assert n.flush(now).messages
+                pushed = n.flush(now).messages
+                # Dynamic peers that never beat back are dead a few seconds in: no target.
+                assert pushed or not n.membership.peers()
         idle = now < passing.idle_until()
         draws = ticking_rng.draws
         out = ticking.tick(now)
