@@ -48,6 +48,7 @@ STEP_BITS = 4  # maintained widths are 4 bits apart (fanout 16) down to the leav
 MIN_LEAF_BITS = 12
 MAX_LEAF_BITS = 24
 KEYS_PER_LEAF = 4  # few keys per leaf: a differing leaf ships few entries
+REGROUP_LOOKS = 64  # old leaves a regroup step looks at per leaf it may split
 DIRTY_LEAVES = 4096  # leaves changed before the levels above catch up (bounds a read)
 
 Entry = tuple[int, str]  # (entry hash, key), as ``entries`` lists them
@@ -227,11 +228,14 @@ class Digest:
 
     def regroup(self, budget: int | None) -> int:
         """Split at most ``budget`` old leaves (None: all); returns how many are left.
-        Old leaves that writes split already are passed over, not counted."""
+        Old leaves that writes split already are passed over, not counted, but at most
+        ``REGROUP_LOOKS`` a leaf of the budget are looked at: near its end, most of a
+        regroup's order is leaves split already (one call went through millions)."""
         order, old = self._old_order, self._old_leaves
-        done = 0
-        while order and (budget is None or done < budget):
+        done, looks = 0, 0 if budget is None else REGROUP_LOOKS * budget
+        while order and (budget is None or (done < budget and looks > 0)):
             index = order.pop()
+            looks -= 1
             if index in old:
                 self._split(index)
                 done += 1
