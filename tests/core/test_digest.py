@@ -347,3 +347,24 @@ def test_a_growing_tree_splits_a_few_old_leaves_per_write_never_the_whole_regrou
     assert doublings == 3 and digest.leaf_bits == leaf_bits_for(len(entries)) == 15
     assert 1 <= most <= 4
     assert digest.root == Digest.of(entries.items()).root
+
+
+def test_a_regroup_step_looks_at_a_bounded_number_of_old_leaves() -> None:
+    """Near a regroup's end most of its order is leaves that writes split already: a
+    step passes over at most REGROUP_LOOKS of them per leaf it may split."""
+    from rumordb.core.digest import REGROUP_LOOKS
+
+    digest = Digest()
+    entries = full(4 * 4096)
+    for key, fp in entries.items():
+        digest.set(key, fp)  # the last one doubles: a regroup of 4 096 old leaves starts
+    assert digest.regrouping() > 3_000
+    order = digest._old_order
+    for index in order[1:]:  # split every old leaf but the one the order pops last...
+        digest._split(index)  # ...as writes landing in them would
+    left = len(order)
+    digest.regroup(1)
+    assert left - len(order) <= REGROUP_LOOKS, "a bounded look, not the whole order"
+    while digest.regroup(1):
+        pass
+    assert digest.regrouping() == 0 and digest.root == Digest.of(entries.items()).root
