@@ -273,8 +273,9 @@ class Store:
         if count:
             pop = stale.popitem  # newest first: O(1), and the same order in every process
             self._fold_stale([pop()[0] for _ in range(count)], owners_of, self_id)
-            if not stale:
-                self._stale = {}  # an emptied dict keeps its table: ~80 B/key after a restart
+            if not stale:  # an emptied dict keeps its table: ~80 B/key after a restart
+                self._stale = {}
+                self._versions = {}  # empty too (bounded by _stale): ~38 B/key after a backlog
         left = None if budget is None else budget - count
         take = len(loaded) if left is None else min(left, len(loaded))
         if take:  # then the loaded keys, newest first too (after every write: they are older)
