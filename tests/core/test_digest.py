@@ -368,3 +368,41 @@ def test_a_regroup_step_looks_at_a_bounded_number_of_old_leaves() -> None:
     while digest.regroup(1):
         pass
     assert digest.regrouping() == 0 and digest.root == Digest.of(entries.items()).root
+
+
+# (key, its version: None removes it). A quarter of the keys share 7 hashes: key hashes
+# that collide, which the inline placement must leave to ``_place``.
+_batch_entry = st.tuples(_keys, st.one_of(st.none(), st.integers(1, 3)))
+
+
+def _colliding_hash(key: str) -> int:
+    number = int(key[1:])
+    return key_hash(key) if number % 4 else (number % 7 * 0x9E3779B97F4A7C15) & MASK64
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.lists(_batch_entry, max_size=60), max_size=12))
+def test_a_batch_applies_exactly_as_placing_its_keys_one_by_one(
+    batches: list[list[tuple[str, int | None]]],
+) -> None:
+    """``apply`` places new keys inline (no regroup under way, no doubling due); the
+    leaves (their entries in the same order), the shape and the root are those of
+    ``_place`` and ``remove`` called key by key, across doublings, regroups and key
+    hashes that collide."""
+    batched, single = Digest(min_leaf_bits=1), Digest(min_leaf_bits=1)
+    for batch in batches:
+        keys = [key for key, _ in batch]
+        khashes = [_colliding_hash(key) for key in keys]
+        versions = [version for _, version in batch]
+        ehashes = [
+            None if v is None else mix64(kh, v) for kh, v in zip(khashes, versions, strict=True)
+        ]
+        batched.apply(keys, khashes, ehashes)
+        for key, khash, ehash in zip(keys, khashes, ehashes, strict=True):
+            if ehash is None:
+                single.remove(key, khash)
+            else:
+                single._place(key, khash, ehash)
+        assert batched.leaf_bits == single.leaf_bits and len(batched) == len(single)
+        assert batched._leaves == single._leaves and batched._old_leaves == single._old_leaves
+        assert batched.root == single.root
