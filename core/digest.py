@@ -42,7 +42,7 @@ from array import array
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
-from rumordb.core.hashing import MASK64, hash64, key_hashes, mix64, mix64_many
+from rumordb.core.hashing import MASK64, hash64, key_hashes, mix64, mix64_many, mix64_nested
 
 STEP_BITS = 4  # maintained widths are 4 bits apart (fanout 16) down to the leaves
 MIN_LEAF_BITS = 12
@@ -64,14 +64,28 @@ def fingerprint(hlc: int, origin: str, tombstone: bool) -> int:
 
 def fingerprints(stamps: Sequence[tuple[int, str, bool]]) -> list[int]:
     """``fingerprint(*stamp)`` of each (hlc, origin, tombstone), for a batch at once."""
-    hlcs = [hlc & MASK64 for hlc, _, _ in stamps]
-    origin_hash = _origin_hash
-    return mix64_many(hlcs, [origin_hash(origin) ^ tomb for _, origin, tomb in stamps])
+    return mix64_many(*_stamp_parts(stamps))
 
 
 def entry_hashes(khashes: Sequence[int], fps: Sequence[int]) -> list[int]:
     """The entry hash of each (key hash, fingerprint): what a leaf holds and XORs."""
     return mix64_many(khashes, fps)
+
+
+def stamp_entry_hashes(
+    khashes: Sequence[int], stamps: Sequence[tuple[int, str, bool]]
+) -> list[int]:
+    """``entry_hashes(khashes, fingerprints(stamps))`` in one pass (a fold's hashes)."""
+    return mix64_nested(khashes, *_stamp_parts(stamps))
+
+
+def _stamp_parts(stamps: Sequence[tuple[int, str, bool]]) -> tuple[list[int], list[int]]:
+    """What ``fingerprint`` mixes, for each stamp: the HLC and the origin's hash with the
+    tombstone bit. A batch has few origins: each is hashed (looked up) once."""
+    origin_hash = _origin_hash
+    origins = {origin: origin_hash(origin) for origin in {origin for _, origin, _ in stamps}}
+    hlcs = [hlc & MASK64 for hlc, _, _ in stamps]
+    return hlcs, [origins[origin] ^ tomb for _, origin, tomb in stamps]
 
 
 @lru_cache(maxsize=4096)

@@ -8,8 +8,15 @@ from hypothesis import strategies as st
 
 from rumordb.core import anti_entropy
 from rumordb.core import digest as digest_module
-from rumordb.core.digest import Digest, fingerprint, fingerprints, leaf_bits_for
-from rumordb.core.hashing import MASK64, key_hash, key_hashes, mix64, mix64_many
+from rumordb.core.digest import (
+    Digest,
+    entry_hashes,
+    fingerprint,
+    fingerprints,
+    leaf_bits_for,
+    stamp_entry_hashes,
+)
+from rumordb.core.hashing import MASK64, key_hash, key_hashes, mix64, mix64_many, mix64_nested
 from rumordb.core.messages import DigestStep, SyncRecords, encode
 
 
@@ -309,6 +316,14 @@ def test_bulk_hashes_equal_the_scalar_ones() -> None:
     assert key_hashes(keys) == [key_hash(key) for key in keys]
     stamps = [(rng.getrandbits(70), f"n{i % 3}", i % 2 == 1) for i in range(50)]
     assert fingerprints(stamps) == [fingerprint(*stamp) for stamp in stamps]
+    c = [rng.getrandbits(64) for _ in a]
+    for count in (0, 1, 3, 4, len(a)):
+        nested = [mix64(x, mix64(y, z)) for x, y, z in zip(a, b, c, strict=False)][:count]
+        assert mix64_nested(a[:count], b[:count], c[:count]) == nested
+    khashes = key_hashes([f"k{i}" for i in range(len(stamps))])
+    for count in (0, 2, len(stamps)):
+        folded = stamp_entry_hashes(khashes[:count], stamps[:count])
+        assert folded == entry_hashes(khashes[:count], fingerprints(stamps[:count]))
     digest, scalar = Digest(), Digest()
     digest.set_many((key, fingerprint(1, "n1", False)) for key in keys)
     for key in keys:
