@@ -42,7 +42,7 @@ from array import array
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
-from rumordb.core.hashing import MASK64, hash64, key_hashes, mix64, mix64_many
+from rumordb.core.hashing import MASK64, hash64, key_hashes, mix64, mix64_many, mix64_nested
 
 STEP_BITS = 4  # maintained widths are 4 bits apart (fanout 16) down to the leaves
 MIN_LEAF_BITS = 12
@@ -64,14 +64,28 @@ def fingerprint(hlc: int, origin: str, tombstone: bool) -> int:
 
 def fingerprints(stamps: Sequence[tuple[int, str, bool]]) -> list[int]:
     """``fingerprint(*stamp)`` of each (hlc, origin, tombstone), for a batch at once."""
-    hlcs = [hlc & MASK64 for hlc, _, _ in stamps]
-    origin_hash = _origin_hash
-    return mix64_many(hlcs, [origin_hash(origin) ^ tomb for _, origin, tomb in stamps])
+    return mix64_many(*_stamp_parts(stamps))
 
 
 def entry_hashes(khashes: Sequence[int], fps: Sequence[int]) -> list[int]:
     """The entry hash of each (key hash, fingerprint): what a leaf holds and XORs."""
     return mix64_many(khashes, fps)
+
+
+def stamp_entry_hashes(
+    khashes: Sequence[int], stamps: Sequence[tuple[int, str, bool]]
+) -> list[int]:
+    """``entry_hashes(khashes, fingerprints(stamps))`` in one pass (a fold's hashes)."""
+    return mix64_nested(khashes, *_stamp_parts(stamps))
+
+
+def _stamp_parts(stamps: Sequence[tuple[int, str, bool]]) -> tuple[list[int], list[int]]:
+    """What ``fingerprint`` mixes, for each stamp: the HLC and the origin's hash with the
+    tombstone bit. A batch has few origins: each is hashed (looked up) once."""
+    origin_hash = _origin_hash
+    origins = {origin: origin_hash(origin) for origin in {origin for _, origin, _ in stamps}}
+    hlcs = [hlc & MASK64 for hlc, _, _ in stamps]
+    return hlcs, [origins[origin] ^ tomb for _, origin, tomb in stamps]
 
 
 @lru_cache(maxsize=4096)
@@ -249,16 +263,14 @@ class Digest:
         leaf = self._old_leaves.pop(old_index, None)
         if leaf is None:
             return
-        grouped: dict[int, tuple[list[int], list[str]]] = {}
-        _group(grouped, leaf, 64 - self.leaf_bits)
+        leaves, leaf_bits = self._leaves, self.leaf_bits
         finer = [(w, nodes) for w, nodes in self._levels.items() if w >= self._old_bits]
-        for index, (pairs, keys) in grouped.items():
-            self._leaves[index] = _make_leaf(pairs, keys)
-            value = 0
-            for ehash in pairs[0::2]:
-                value ^= ehash
-            for width, nodes in finer:
-                nodes[index >> (self.leaf_bits - width)] ^= value
+        for index, part in _parts(leaf, 64 - leaf_bits):
+            leaves[index] = part
+            if finer:
+                value = _leaf_xor(part)
+                for width, nodes in finer:
+                    nodes[index >> (leaf_bits - width)] ^= value
 
     def _settle(self, width: int, indices: Iterable[int]) -> None:
         """Split the old leaves under or above these buckets before they are read."""
@@ -302,15 +314,44 @@ class Digest:
     ) -> None:
         """Give each key, in order, its entry hash (``entry_hashes``; None: remove it).
         ``khashes`` are the keys' hashes (``core.hashing.key_hashes``). The store's fold
-        computes both once for the digest and every scoped one."""
-        place = self._place
+        computes both once for the digest and every scoped one.
+
+        A key new to its leaf, with no regroup under way and no doubling due (most of an
+        ingest), is placed inline, as ``_place`` would (a call and a lookup less a key);
+        anything else goes through ``_place`` or ``remove``."""
+        pack_pair, pack_hash = _PAIR.pack, _HASH.pack
+        fast = self._fast_state()
         for key, khash, ehash in zip(keys, khashes, ehashes, strict=True):
+            if fast is not None and ehash is not None and self._count < fast[3]:
+                leaves, dirty, shift = fast[:3]
+                index = khash >> shift
+                leaf = leaves.get(index)
+                if leaf is None:
+                    leaves[index] = (pack_pair(ehash, khash), key)
+                elif leaf[0].find(pack_hash(khash)) < 0:  # type: ignore[attr-defined]
+                    leaves[index] = (leaf[0] + pack_pair(ehash, khash), *leaf[1:], key)  # type: ignore[operator]
+                else:  # its hash is in the leaf: this key's entry, or another key's
+                    self._place(key, khash, ehash)
+                    continue  # no doubling was due, so none happened: the state holds
+                dirty[index] = dirty.get(index, 0) ^ ehash
+                self._count += 1
+                continue
             if ehash is None:
                 self.remove(key, khash)
             else:
-                place(key, khash, ehash)
+                self._place(key, khash, ehash)
+            fast = self._fast_state()
         if len(self._dirty) > DIRTY_LEAVES:
             self._catch_up()
+
+    def _fast_state(self) -> tuple[dict[int, Leaf], dict[int, int], int, int] | None:
+        """What ``apply``'s inline placement needs: the leaves, the dirty leaves, the leaf
+        shift and the key count below which no doubling is due (``_place``'s rule: at that
+        count it grows); None while a regroup is under way."""
+        if self._old_leaves:
+            return None
+        due = KEYS_PER_LEAF << self.leaf_bits if self.leaf_bits < MAX_LEAF_BITS else 1 << 62
+        return self._leaves, self._dirty, 64 - self.leaf_bits, due - 1
 
     def _place(self, key: str, khash: int, ehash: int) -> None:
         """Put one entry in its leaf and mark the leaf dirty (the hot path of a fold)."""
@@ -474,6 +515,26 @@ def _group(grouped: dict[int, tuple[list[int], list[str]]], leaf: Leaf, leaf_shi
             group = grouped[khash >> leaf_shift] = ([], [])
         group[0].extend((ehash, khash))
         group[1].append(key)
+
+
+def _parts(leaf: Leaf, leaf_shift: int) -> Iterable[tuple[int, Leaf]]:
+    """``leaf`` cut into the finer leaves its entries fall in (index ``khash >> leaf_shift``),
+    each keeping the entries' order, as ``_group`` would make them; a leaf whose entries all
+    land in one finer leaf is reused as it is. Each part is a slice of the packed pairs
+    per entry and a tuple of keys, with no list of integers rebuilt and packed again."""
+    packed: bytes = leaf[0]  # type: ignore[assignment]
+    indices = [khash >> leaf_shift for khash in _leaf_pairs(leaf)[1::2]]
+    first = indices[0]
+    if indices.count(first) == len(indices):
+        return ((first, leaf),)
+    parts: dict[int, tuple[list[bytes], list[object]]] = {}
+    for position, index in enumerate(indices):
+        part = parts.get(index)
+        if part is None:
+            part = parts[index] = ([], [])
+        part[0].append(packed[16 * position : 16 * position + 16])
+        part[1].append(leaf[1 + position])
+    return [(index, (b"".join(pairs), *keys)) for index, (pairs, keys) in parts.items()]
 
 
 def _coarsen(nodes: array[int], finer: array[int]) -> None:

@@ -34,7 +34,7 @@ from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, S
 
 from sortedcontainers import SortedList
 
-from rumordb.core.digest import KEYS_PER_LEAF, Digest, entry_hashes, fingerprints
+from rumordb.core.digest import KEYS_PER_LEAF, Digest, stamp_entry_hashes
 from rumordb.core.hashing import key_hashes
 from rumordb.core.key_index import add_new
 from rumordb.core.keyring import RESERVED_PREFIX
@@ -270,12 +270,13 @@ class Store:
             # A backlog (a restart): reshape the tree now, not at each doubling midway.
             self._own_digest().reserve(len(self.records))
         count = len(stale) if budget is None else min(budget, len(stale))
-        if count:
+        if count == len(stale) and count:  # all of them (an ingest's fold): in one list
+            self._stale = {}  # a fresh dict: an emptied one keeps its table (~80 B/key)
+            self._fold_stale(list(reversed(stale)), owners_of, self_id)  # newest first
+            self._versions = {}  # emptied by the fold (bounded by _stale): ~38 B/key
+        elif count:
             pop = stale.popitem  # newest first: O(1), and the same order in every process
             self._fold_stale([pop()[0] for _ in range(count)], owners_of, self_id)
-            if not stale:  # an emptied dict keeps its table: ~80 B/key after a restart
-                self._stale = {}
-                self._versions = {}  # empty too (bounded by _stale): ~38 B/key after a backlog
         left = None if budget is None else budget - count
         take = len(loaded) if left is None else min(left, len(loaded))
         if take:  # then the loaded keys, newest first too (after every write: they are older)
@@ -312,7 +313,7 @@ class Store:
         versions = [stashed.pop(key, None) or version_of(key) for key in stale]
         khashes = key_hashes(stale)
         stamps = [_NO_STAMP if version is None else version for version in versions]
-        ehashes: Sequence[int | None] = entry_hashes(khashes, fingerprints(stamps))
+        ehashes: Sequence[int | None] = stamp_entry_hashes(khashes, stamps)
         if None in versions:
             ehashes = [None if v is None else e for v, e in zip(versions, ehashes, strict=True)]
         self._own_digest().apply(stale, khashes, ehashes)
@@ -363,7 +364,7 @@ class Store:
                 held.append(key)
                 stamps.append(version)
         khashes = key_hashes(held)
-        digest.apply(held, khashes, entry_hashes(khashes, fingerprints(stamps)))
+        digest.apply(held, khashes, stamp_entry_hashes(khashes, stamps))
 
 
 _NO_STAMP: Stamp = (0, "", False)  # stands in for a dropped key's version (never applied)

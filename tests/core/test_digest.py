@@ -8,8 +8,15 @@ from hypothesis import strategies as st
 
 from rumordb.core import anti_entropy
 from rumordb.core import digest as digest_module
-from rumordb.core.digest import Digest, fingerprint, fingerprints, leaf_bits_for
-from rumordb.core.hashing import MASK64, key_hash, key_hashes, mix64, mix64_many
+from rumordb.core.digest import (
+    Digest,
+    entry_hashes,
+    fingerprint,
+    fingerprints,
+    leaf_bits_for,
+    stamp_entry_hashes,
+)
+from rumordb.core.hashing import MASK64, key_hash, key_hashes, mix64, mix64_many, mix64_nested
 from rumordb.core.messages import DigestStep, SyncRecords, encode
 
 
@@ -309,6 +316,14 @@ def test_bulk_hashes_equal_the_scalar_ones() -> None:
     assert key_hashes(keys) == [key_hash(key) for key in keys]
     stamps = [(rng.getrandbits(70), f"n{i % 3}", i % 2 == 1) for i in range(50)]
     assert fingerprints(stamps) == [fingerprint(*stamp) for stamp in stamps]
+    c = [rng.getrandbits(64) for _ in a]
+    for count in (0, 1, 3, 4, len(a)):
+        nested = [mix64(x, mix64(y, z)) for x, y, z in zip(a, b, c, strict=False)][:count]
+        assert mix64_nested(a[:count], b[:count], c[:count]) == nested
+    khashes = key_hashes([f"k{i}" for i in range(len(stamps))])
+    for count in (0, 2, len(stamps)):
+        folded = stamp_entry_hashes(khashes[:count], stamps[:count])
+        assert folded == entry_hashes(khashes[:count], fingerprints(stamps[:count]))
     digest, scalar = Digest(), Digest()
     digest.set_many((key, fingerprint(1, "n1", False)) for key in keys)
     for key in keys:
@@ -368,3 +383,41 @@ def test_a_regroup_step_looks_at_a_bounded_number_of_old_leaves() -> None:
     while digest.regroup(1):
         pass
     assert digest.regrouping() == 0 and digest.root == Digest.of(entries.items()).root
+
+
+# (key, its version: None removes it). A quarter of the keys share 7 hashes: key hashes
+# that collide, which the inline placement must leave to ``_place``.
+_batch_entry = st.tuples(_keys, st.one_of(st.none(), st.integers(1, 3)))
+
+
+def _colliding_hash(key: str) -> int:
+    number = int(key[1:])
+    return key_hash(key) if number % 4 else (number % 7 * 0x9E3779B97F4A7C15) & MASK64
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.lists(_batch_entry, max_size=60), max_size=12))
+def test_a_batch_applies_exactly_as_placing_its_keys_one_by_one(
+    batches: list[list[tuple[str, int | None]]],
+) -> None:
+    """``apply`` places new keys inline (no regroup under way, no doubling due); the
+    leaves (their entries in the same order), the shape and the root are those of
+    ``_place`` and ``remove`` called key by key, across doublings, regroups and key
+    hashes that collide."""
+    batched, single = Digest(min_leaf_bits=1), Digest(min_leaf_bits=1)
+    for batch in batches:
+        keys = [key for key, _ in batch]
+        khashes = [_colliding_hash(key) for key in keys]
+        versions = [version for _, version in batch]
+        ehashes = [
+            None if v is None else mix64(kh, v) for kh, v in zip(khashes, versions, strict=True)
+        ]
+        batched.apply(keys, khashes, ehashes)
+        for key, khash, ehash in zip(keys, khashes, ehashes, strict=True):
+            if ehash is None:
+                single.remove(key, khash)
+            else:
+                single._place(key, khash, ehash)
+        assert batched.leaf_bits == single.leaf_bits and len(batched) == len(single)
+        assert batched._leaves == single._leaves and batched._old_leaves == single._old_leaves
+        assert batched.root == single.root
