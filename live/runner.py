@@ -103,6 +103,7 @@ log = structlog.get_logger("rumor.node")
 
 MAX_WRITE_BATCH = 4096  # client writes applied per group commit
 MAX_PENDING_WRITES = 50_000  # client writes waiting for a batch; beyond: 503, try later
+RECEIVE_SLICE_S = 0.01  # applying a post's messages: the loop serves others this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,6 +491,11 @@ class Runner:
                 if self._tick_due:  # between batches, so sustained load never starves it
                     self._tick_due = False
                     await self._safe_tick()
+                if self._pending:
+                    # A persist in batch mode is settled at once, so awaiting it does not
+                    # yield: without a turn here a backlog of group commits ran in one
+                    # loop turn (180 ms at 1M keys), with every read waiting behind it.
+                    await asyncio.sleep(0)
             if self._tick_due:
                 self._tick_due = False
                 await self._safe_tick()
@@ -572,16 +578,47 @@ class Runner:
 
     # --- receive path --------------------------------------------------------------
     async def receive(self, sender: str, payloads: Iterable[bytes]) -> list[bytes]:
-        """Apply messages from ``sender``; returns the replies addressed to it."""
+        """Apply messages from ``sender``; returns the replies addressed to it.
+
+        A post may carry up to ``MAX_POST_BYTES`` of messages (tens of thousands of
+        records while a peer ingests), so they are applied in slices of about
+        ``RECEIVE_SLICE_S`` each, every slice persisted (queued in order) and sent on as
+        one step was, with a loop turn between slices: a large post no longer holds the
+        loop for hundreds of ms (measured at 1M keys: 450-620 ms turns on the replicas
+        of a loading node), and requests that wait are served in between.
+        """
+        messages = payloads if isinstance(payloads, list) else list(payloads)
+        replies: list[bytes] = []
+        start = 0
+        while True:
+            start, out, now, applied_s = self._apply_slice(sender, messages, start)
+            replies.extend(await self._settle(sender, out, now, applied_s))
+            if start >= len(messages):
+                return replies
+            await asyncio.sleep(0)  # a loop turn: what waits runs before the next slice
+
+    def _apply_slice(
+        self, sender: str, messages: list[bytes], start: int
+    ) -> tuple[int, Output, float, float]:
+        """Apply ``messages[start:]`` for about ``RECEIVE_SLICE_S`` (one message at least):
+        (where the next slice starts, the output, when they arrived, when they applied)."""
         node = self.node
         now, mono = self.now(), self.mono()
         out = Output()
-        for payload in payloads:
+        deadline = time.perf_counter() + RECEIVE_SLICE_S
+        end = len(messages)
+        while start < end:
             try:  # each message is checked whole by the core before any of it is applied
-                out.extend(node.receive(payload, now, mono))
+                out.extend(node.receive(messages[start], now, mono))
             except DecodeError as exc:
                 self._refused(sender, exc)
-        applied_s = self.now()
+            start += 1
+            if time.perf_counter() >= deadline:
+                break
+        return start, out, now, self.now()
+
+    async def _settle(self, sender: str, out: Output, now: float, applied_s: float) -> list[bytes]:
+        """Persist a slice's writes, publish them, send its messages; its replies."""
         committing = self._committing  # records of that batch may be in ``out``
         self._wake_ticks()  # a step left in slices: the tick loop carries it on
         self._log_transitions(out)

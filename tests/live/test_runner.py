@@ -62,6 +62,80 @@ async def test_a_push_is_answered_before_the_replica_commits_and_still_persisted
         storage.close_sync()
 
 
+async def test_a_large_post_is_applied_in_slices_with_loop_turns_between(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A post of many pushes does not hold the loop: others run between its slices, and
+    every slice is applied and persisted."""
+    import rumordb.live.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "RECEIVE_SLICE_S", 0.0)  # one message a slice
+    settings = settings_for(tmp_path, durability="sync", anti_entropy_interval_ms=600_000)
+    runner = Runner(settings, discovery=False)
+    await runner.start()
+    try:
+        now = time.time()
+        pushes = pushes_from_n2(2_000, now)
+        assert len(pushes) >= 4  # max_batch updates a message
+        seen: list[int] = []
+
+        async def reader() -> None:  # a request that arrives while the post is applied
+            for _ in range(len(pushes)):
+                seen.append(sum(runner.node.view.get(f"k{i}") is not None for i in range(2_000)))
+                await anyio.sleep(0)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(reader)
+            await anyio.sleep(0)
+            assert await runner.receive("n2", pushes) == []
+        assert any(0 < held < 2_000 for held in seen), seen  # served mid-post
+        assert all(runner.node.view.get(f"k{i}") is not None for i in range(2_000))
+    finally:
+        await runner.stop()
+    storage = Storage.open(tmp_path / "t1", "sync")
+    try:
+        assert len({key for key, _ in storage.load()}) == 2_000
+    finally:
+        storage.close_sync()
+
+
+async def test_a_backlog_of_group_commits_gives_the_loop_a_turn_between_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In batch mode a persist is settled at once: the writer still lets waiting requests
+    run between two group commits, instead of applying a whole backlog in one turn."""
+    import rumordb.live.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "MAX_WRITE_BATCH", 10)  # a group commit a batch
+    settings = settings_for(tmp_path, durability="batch", anti_entropy_interval_ms=600_000)
+    runner = Runner(settings, discovery=False)
+    await runner.start()
+    try:
+        seen: list[int] = []
+        done = False
+
+        async def reader() -> None:  # reads that wait while the backlog is written
+            while not done:
+                seen.append(sum(runner.node.view.get(f"k{i}") is not None for i in range(40)))
+                await anyio.sleep(0)
+
+        async def batch(first: int) -> None:
+            commands = [WriteCommand(f"k{i}", b"v", "text/plain") for i in range(first, first + 10)]
+            answers = await runner.write_batch(commands, lambda _: relay("POST"))
+            assert all(isinstance(a, WriteResult) for a in answers)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(reader)
+            async with anyio.create_task_group() as writers:
+                for first in range(0, 40, 10):
+                    writers.start_soon(batch, first)
+            done = True
+        assert any(0 < held < 40 for held in seen), seen  # served between commits
+        assert seen[-1] == 40
+    finally:
+        await runner.stop()
+
+
 async def test_replies_still_wait_for_the_commit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
