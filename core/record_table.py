@@ -24,7 +24,7 @@ lets a driver reuse an answer it rendered from that version (``core.reads.Local.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, KeysView, Mapping
+from collections.abc import Callable, Iterable, Iterator, KeysView, Mapping
 
 import msgspec
 
@@ -56,9 +56,22 @@ class _Version(msgspec.Struct, frozen=True, array_like=True, gc=False):
     tombstone: bool = False
 
 
+class _Liveness(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """What a listing needs of a packed record: whether it is a tombstone or expires."""
+
+    value: msgspec.Raw
+    content_type: msgspec.Raw
+    clock: msgspec.Raw
+    hlc: msgspec.Raw
+    origin: msgspec.Raw
+    tombstone: bool = False
+    expires: int = 0
+
+
 _encode = msgspec.msgpack.Encoder().encode
 _decode_fields = msgspec.msgpack.Decoder().decode  # a packed record's seven fields, as a list
 _decode_version = msgspec.msgpack.Decoder(_Version).decode
+_decode_liveness = msgspec.msgpack.Decoder(_Liveness).decode
 
 
 class RecordTable(Mapping[str, Record]):
@@ -143,6 +156,16 @@ class RecordTable(Mapping[str, Record]):
             return None
         v = _decode_version(blob)
         return v.hlc, v.origin, v.tombstone
+
+    def live_of(self, keys: Iterable[str], now_hlc: int) -> Iterator[str]:
+        """The keys of ``keys`` (each held) whose value is live at ``now_hlc`` (-1: none
+        expired), in order: ``is_live(self[key], now_hlc)`` without building the records
+        (a listing checks every key of its page: 0.54 -> 0.24 ms a page of 1 000)."""
+        packed, decode = self._packed, _decode_liveness
+        for key in keys:
+            v = decode(packed[key])
+            if not v.tombstone and not (v.expires and now_hlc >= v.expires):
+                yield key
 
     def packed_bytes(self, key: str) -> int:
         """The bytes ``key``'s packed record takes (its value included)."""

@@ -38,7 +38,7 @@ from rumordb.core.digest import KEYS_PER_LEAF, Digest, stamp_entry_hashes
 from rumordb.core.hashing import key_hashes
 from rumordb.core.key_index import add_new
 from rumordb.core.keyring import RESERVED_PREFIX
-from rumordb.core.record import Discarded, Record, is_live
+from rumordb.core.record import Discarded, Record
 from rumordb.core.record_table import RecordTable
 
 OwnersOf = Callable[[str], list[str]]
@@ -172,12 +172,9 @@ class Store:
         else:
             keys = self._sorted_from(prefix, inclusive=True)
         found: list[str] = []
-        records = self.records
-        for key in keys:
-            if not key.startswith(prefix) or len(found) >= limit:
+        for key in self.records.live_of(_while_prefixed(keys, prefix), now_hlc or -1):
+            if len(found) >= limit:
                 break
-            if not is_live(records[key], now_hlc or -1):
-                continue
             if reserved or not key.startswith(RESERVED_PREFIX):
                 found.append(key)
         return found
@@ -368,3 +365,11 @@ class Store:
 
 
 _NO_STAMP: Stamp = (0, "", False)  # stands in for a dropped key's version (never applied)
+
+
+def _while_prefixed(keys: Iterator[str], prefix: str) -> Iterator[str]:
+    """``keys`` (in order) up to the first that does not start with ``prefix``."""
+    for key in keys:
+        if not key.startswith(prefix):
+            return
+        yield key

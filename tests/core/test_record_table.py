@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rumordb.core.record import Record
+from rumordb.core.record import Record, is_live
 from rumordb.core.record_table import MAX_INTERNED_TYPES, RecordTable
 
 records = st.builds(
@@ -30,6 +30,30 @@ def test_every_record_reads_back_equal(stored: dict[str, Record]) -> None:
         assert key in table and table[key] == record == table.get(key)
         assert table.version(key) == (record.hlc, record.origin, record.tombstone)
     assert table.version("\x00 not stored") is None or "\x00 not stored" in stored
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.text(max_size=12), records, max_size=20),
+    st.sampled_from([-1, 0, 2**62, 2**63]),
+    st.booleans(),
+    st.booleans(),
+)
+def test_live_of_keeps_the_keys_is_live_keeps_in_order(
+    stored: dict[str, Record], now_hlc: int, bulk: bool, inline: bool
+) -> None:
+    """Either packing (``put_new``'s tuples, ``put``'s struct with defaults omitted, a
+    content type inline past the interned bound), tombstones and expiries at any instant."""
+    table = RecordTable()
+    for i in range(MAX_INTERNED_TYPES if inline else 0):  # later content types: inline
+        table.put(f"\x00filler{i}", Record(b"", f"type/{i}", {}, 0, "o"))
+    if bulk:
+        table.put_new(stored)
+    else:
+        for key, record in stored.items():
+            table.put(key, record)
+    keys = sorted(stored)
+    assert list(table.live_of(keys, now_hlc)) == [k for k in keys if is_live(stored[k], now_hlc)]
 
 
 def test_put_says_new_pop_says_held_and_get_defaults() -> None:
