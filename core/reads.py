@@ -77,6 +77,10 @@ class Reader:
         self._store, self._placement, self._latest = store, placement, latest
         # A plain read's ``Local.token`` (``core.record_table``), bound once: reads are hot.
         self._token = store.records.version_token
+        store.records.on_split.append(self._token_changed)
+
+    def _token_changed(self) -> None:
+        self._token = self._store.records.version_token
 
     def read(
         self, key: str, *, forwarded: bool = False, meta: bool = False, now: float | None = None

@@ -20,6 +20,12 @@ stores a new one (msgspec encodes into a fresh object), so while a caller keeps 
 alive, ``version_token(key) is token`` holds exactly as long as the key's version has not
 changed (a kept object's identity cannot be reused). It is a dict lookup, no decode: what
 lets a driver reuse an answer it rendered from that version (``core.reads.Local.token``).
+
+Growth. Past ``SPLIT_KEYS`` keys the one dict becomes the base of a
+``core.packed_shards.PackedShards`` (why: a dict grows by rehashing everything in one
+call). ``version_token`` is then that mapping's lookup: whoever bound it is told through
+``on_split``. (One still bound to the old dict's ``get`` stays safe, only slower: a key
+stored since the split has no token there, so an answer kept for it is never reused.)
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, KeysView, Mapping
 
 import msgspec
 
+from rumordb.core.packed_shards import SPLIT_KEYS, PackedShards
 from rumordb.core.record import Record
 
 MAX_INTERNED_TYPES = 256  # distinct content types stored as a table index; others inline
@@ -77,15 +84,25 @@ _decode_liveness = msgspec.msgpack.Decoder(_Liveness).decode
 class RecordTable(Mapping[str, Record]):
     """Key -> packed record; reads decode a fresh ``Record``."""
 
-    __slots__ = ("_packed", "_type_ids", "_types", "version_token")
+    __slots__ = ("_packed", "_split_at", "_type_ids", "_types", "on_split", "version_token")
 
-    def __init__(self) -> None:
-        self._packed: dict[str, bytes] = {}
+    def __init__(self, split_at: int = SPLIT_KEYS) -> None:
+        self._packed: dict[str, bytes] | PackedShards = {}
+        self._split_at = split_at
         self._types: list[str] = []  # interned content types, by index
         self._type_ids: dict[str, int] = {}
         # The stored object of a key (see the module doc), or None: the dict's own lookup,
         # bound once, so a warm read's validity check costs one C call.
         self.version_token: Callable[[str], object | None] = self._packed.get
+        self.on_split: list[Callable[[], None]] = []  # told when ``version_token`` changes
+
+    def _split(self) -> None:
+        """The one dict holds ``split_at`` keys: it becomes the base of shards."""
+        if self._packed.__class__ is dict:
+            self._packed = PackedShards(self._packed)
+            self.version_token = self._packed.get
+            for told in self.on_split:
+                told()
 
     def __getitem__(self, key: str) -> Record:
         return self._unpack(self._packed[key])
@@ -120,6 +137,8 @@ class RecordTable(Mapping[str, Record]):
         packed = self._packed
         new = key not in packed
         packed[key] = self._pack(record)
+        if new and packed.__class__ is dict and len(packed) >= self._split_at:
+            self._split()
         return new
 
     def put_new(self, fresh: dict[str, Record]) -> None:
@@ -135,14 +154,24 @@ class RecordTable(Mapping[str, Record]):
             else pack(r)
             for key, r in fresh.items()
         }  # fmt: skip
-        self._packed.update(packed)
+        table = self._packed
+        if isinstance(table, PackedShards):
+            table.add_new(packed)
+        else:
+            table.update(packed)
+            if len(table) >= self._split_at:
+                self._split()
 
     def replace(self, key: str, record: Record) -> Record | None:
         """``put``, returning the version it replaced (None: the key is new): one lookup."""
         packed = self._packed
         previous = packed.get(key)
         packed[key] = self._pack(record)
-        return None if previous is None else self._unpack(previous)
+        if previous is None:
+            if packed.__class__ is dict and len(packed) >= self._split_at:
+                self._split()
+            return None
+        return self._unpack(previous)
 
     def pop(self, key: str) -> bool:
         """Drop ``key``; True when it was held."""

@@ -334,8 +334,11 @@ class Runner:
         self._storage, self._node = open_node(
             self.settings, self.url, self.now(), self._started_mono
         )
-        self.version_token = self._node.view.version_token
+        self._node.view.follow_version_token(self._bind_version_token)
         self.node_id, self.incarnation = self._node.view.node_id, self._node.view.incarnation
+
+    def _bind_version_token(self, version_token: Callable[[str], object | None]) -> None:
+        self.version_token = version_token
 
     async def stop(self) -> None:
         loader, self._loader = self._loader, None

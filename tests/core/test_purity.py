@@ -18,6 +18,7 @@ ALLOWED = {
     "functools",
     "hashlib",
     "heapq",
+    "itertools",  # chain: a split record table iterates its base, then its shards
     "math",
     "msgspec",
     "operator",  # attrgetter: a tick reads every counter in one call (core.counters)

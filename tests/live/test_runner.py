@@ -413,3 +413,22 @@ async def test_a_restart_after_batches_reloads_every_version_they_acknowledged(
         )
     finally:
         await again.stop()
+
+
+async def test_the_warm_read_check_follows_the_record_table_when_it_splits(
+    tmp_path: Path,
+) -> None:
+    """Past ``SPLIT_KEYS`` the table's lookup is another object: the runner's bound
+    ``version_token`` (every warm read checks it) must be that one."""
+    runner = Runner(settings_for(tmp_path, anti_entropy_interval_ms=600_000), discovery=False)
+    await runner.start()
+    try:
+        runner.node.store.records._split_at = 3
+        for i in range(5):
+            assert isinstance(
+                await runner.write(WriteCommand(f"k{i}", b"v"), relay("PUT")), WriteResult
+            )
+        assert runner.version_token == runner.node.view.version_token
+        assert runner.version_token("k4") is not None  # stored since the split: in a shard
+    finally:
+        await runner.stop()
