@@ -43,6 +43,7 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 from rumordb.core.hashing import MASK64, hash64, key_hashes, mix64, mix64_many, mix64_nested
+from rumordb.core.leaf_shards import SPLIT_LEAVES, LeafShards
 
 STEP_BITS = 4  # maintained widths are 4 bits apart (fanout 16) down to the leaves
 MIN_LEAF_BITS = 12
@@ -120,6 +121,14 @@ def children(width: int, index: int, below: int) -> range:
 # listing a leaf a C unpack instead of a BLAKE2b per key: a 20 000-entry anti-entropy step
 # took 157 ms of CPU recomputing them, over the 50 ms stall budget.
 Leaf = tuple[object, ...]
+Leaves = dict[int, Leaf] | LeafShards[Leaf]  # one dict, or shards for a large shape
+
+
+def _leaf_table(leaf_bits: int, items: Iterable[tuple[int, Leaf]] = ()) -> Leaves:
+    """An empty (or filled) leaf table for a shape of ``2**leaf_bits`` leaves."""
+    if 1 << leaf_bits > SPLIT_LEAVES:
+        return LeafShards(items)
+    return dict(items)
 
 
 def _leaf_keys(leaf: Leaf) -> tuple[str, ...]:
@@ -185,10 +194,10 @@ class Digest:
         # _leaves[leaf] = (entry hashes, *keys); a leaf is an index at width leaf_bits. The
         # key is the store's own string; a key hash is recomputed when a leaf is listed.
         # The leaves' own XORs are computed from their entries when asked (few per step).
-        self._leaves: dict[int, Leaf] = {}
+        self._leaves: Leaves = {}
         # A growing regroup in progress: leaves still at the previous, coarser width, split
         # into the new leaves in slices (``regroup``) or when one of their keys is touched.
-        self._old_leaves: dict[int, Leaf] = {}
+        self._old_leaves: Leaves = {}
         self._old_order: list[int] = []  # the old leaves' indices, split from the end
         self._old_bits = 0
         # Leaf index -> XOR of its changes not yet folded into the levels (lazy ancestors).
@@ -204,7 +213,9 @@ class Digest:
         leaf_shift = 64 - leaf_bits
         for leaf in self._leaves.values():
             _group(grouped, leaf, leaf_shift)
-        self._leaves = {i: _make_leaf(pairs, keys) for i, (pairs, keys) in grouped.items()}
+        self._leaves = _leaf_table(
+            leaf_bits, ((i, _make_leaf(pairs, keys)) for i, (pairs, keys) in grouped.items())
+        )
         # _levels[width][i]: XOR of entry hashes under bucket i of that width (above leaves)
         self._levels: dict[int, array[int]] = {w: _zeros(w) for w in widths(leaf_bits)[:-1]}
         self._dirty = self._leaf_level()  # the levels are built as a catch-up of every leaf
@@ -231,7 +242,7 @@ class Digest:
         if self._old_leaves:
             return
         self._catch_up()  # the dirty leaves are named at the old width
-        self._old_leaves, self._leaves = self._leaves, {}
+        self._old_leaves, self._leaves = self._leaves, _leaf_table(leaf_bits)
         self._old_order = list(self._old_leaves)
         self._old_bits, self.leaf_bits = self.leaf_bits, leaf_bits
         self._levels = {w: self._levels.get(w) or _zeros(w) for w in widths(leaf_bits)[:-1]}
@@ -344,7 +355,7 @@ class Digest:
         if len(self._dirty) > DIRTY_LEAVES:
             self._catch_up()
 
-    def _fast_state(self) -> tuple[dict[int, Leaf], dict[int, int], int, int] | None:
+    def _fast_state(self) -> tuple[Leaves, dict[int, int], int, int] | None:
         """What ``apply``'s inline placement needs: the leaves, the dirty leaves, the leaf
         shift and the key count below which no doubling is due (``_place``'s rule: at that
         count it grows); None while a regroup is under way."""

@@ -17,6 +17,7 @@ from rumordb.core.digest import (
     stamp_entry_hashes,
 )
 from rumordb.core.hashing import MASK64, key_hash, key_hashes, mix64, mix64_many, mix64_nested
+from rumordb.core.leaf_shards import LeafShards
 from rumordb.core.messages import DigestStep, SyncRecords, encode
 
 
@@ -421,3 +422,42 @@ def test_a_batch_applies_exactly_as_placing_its_keys_one_by_one(
         assert batched.leaf_bits == single.leaf_bits and len(batched) == len(single)
         assert batched._leaves == single._leaves and batched._old_leaves == single._old_leaves
         assert batched.root == single.root
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(_keys, st.integers(0, 3), st.booleans()), max_size=40), max_size=12
+    ),
+    st.sampled_from([1 << 2, 1 << 4]),
+)
+def test_a_digest_with_sharded_leaves_equals_one_with_a_dict_of_them(
+    batches: list[list[tuple[str, int, bool]]], split_leaves: int
+) -> None:
+    """``core.leaf_shards`` past ``SPLIT_LEAVES`` (made tiny here): folds (``apply``),
+    regroups and shrinks give the buckets and entries of a fresh build with one dict."""
+    entries: dict[str, int] = {}
+    with mock.patch.object(digest_module, "SPLIT_LEAVES", split_leaves):
+        digest, sharded = Digest(min_leaf_bits=1), False
+        for batch in batches:
+            keys = [key for key, _, _ in batch]
+            ehashes: list[int | None] = []
+            for key, version, remove in batch:
+                if remove:
+                    entries.pop(key, None)
+                    ehashes.append(None)
+                else:
+                    entries[key] = fingerprint(version + 1, "n1", False)
+                    ehashes.append(mix64(key_hash(key), entries[key]))
+            digest.apply(keys, key_hashes(keys), ehashes)
+            sharded |= isinstance(digest._leaves, LeafShards)
+    fresh = Digest.of(entries.items(), min_leaf_bits=1)
+    assert not isinstance(fresh._leaves, LeafShards)
+    assert len(digest) == len(fresh) == len(entries)
+    upto = max(digest.leaf_bits, fresh.leaf_bits) + 2
+    assert _all_buckets(digest, upto) == _all_buckets(fresh, upto)
+    for width in range(upto + 1):
+        for index in range(1 << width):
+            assert digest.entries(width, index) == fresh.entries(width, index)
+    if len(entries) > 4 * split_leaves:
+        assert sharded, "a shape past the split took shards"
