@@ -104,14 +104,31 @@ def _collector_off_the_cluster() -> Generator[None, None, None]:
 
     A built cluster lives as long as the run, so scanning it on every full collection is
     wasted work (``gc.freeze``); garbage cycles made during the run are still collected.
+    No collection comes first: the build made next to no garbage (65 objects at 30 000
+    nodes), and one pass over the cluster cost 0.5-0.7 s of CPU there (~2.5 s at 100 000).
     """
-    gc.collect()
     gc.freeze()
     try:
         with _fewer_collections():
             yield
     finally:
         gc.unfreeze()
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Generator[None, None, None]:
+    """No cyclic collection while a cluster is built: it is all survivors, so a pass only
+    moves it to an older generation (measured, 30 000 nodes: 1.1 s of CPU, 0.5 s paused).
+    What it built is then frozen (``gc.freeze``) until ``run`` ends: otherwise the first
+    young collection after the build would scan all of it once more."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 class Urgent(simpy.Event):
@@ -202,7 +219,7 @@ class Simulation:
         self._latest: dict[str, Record] = {}  # the version of each key persisted last
         self.nodes: dict[str, SimNode] = {}
         on_wake = self._on_wake
-        with _fewer_collections():  # a cluster being built is all survivors: 2x faster
+        with _collector_paused():
             for i, (node_id, clock) in enumerate(
                 zip(self.ids, self._initial_clocks(), strict=True)
             ):
