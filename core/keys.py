@@ -31,6 +31,12 @@ def check_key(key: str, max_key_bytes: int = DEFAULT_MAX_KEY_BYTES) -> None:
         raise InvalidKey("a key must be valid UTF-8 text without control characters")
 
 
+def plain_key(key: str, max_key_bytes: int = DEFAULT_MAX_KEY_BYTES) -> bool:
+    """True for a key ``check_key`` passes for sure (not empty, short, no forbidden
+    character), as a test: False may still be a valid key (a long one, to measure)."""
+    return bool(key) and len(key) * 4 <= max_key_bytes and not _BAD_KEY_CHAR.search(key)
+
+
 def first_bad_key(keys: Sequence[str], max_key_bytes: int = DEFAULT_MAX_KEY_BYTES) -> int | None:
     """The index of the first key ``check_key`` refuses, or None when every key passes."""
     # A forbidden character in the joined text is one in some key (none spans two: the

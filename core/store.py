@@ -48,7 +48,7 @@ Stamp = tuple[int, str, bool]  # (hlc, origin, tombstone): what a fingerprint is
 # (an empty SortedList is ~700 B: a tenth of a node of a million-node simulation).
 SMALL_INDEX = 32
 # What a store that folded no key yet answers with: shared and never folded into (a
-# Digest is ~1 KB; it is made when the first key is folded, as the one of the store).
+# store's own Digest is made when the first key is folded).
 _EMPTY_DIGEST = Digest()
 
 

@@ -270,16 +270,22 @@ _lazy_op = st.one_of(
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(_lazy_op, max_size=120), st.sampled_from([1, 3, 4096]))
+@given(st.lists(_lazy_op, max_size=120), st.sampled_from([1, 3, 4096]), st.sampled_from([0, 5, 64]))
 def test_lazy_ancestors_read_like_a_fresh_build_after_any_history(
-    ops: list[tuple[object, ...]], dirty_leaves: int
+    ops: list[tuple[object, ...]], dirty_leaves: int, dense_keys: int
 ) -> None:
     """Writes change leaves only; the levels above catch up when read or when too many
     leaves are dirty. A read at any moment, of the root or of any width, and every bucket
-    and leaf at the end, equal buckets computed straight from the entries."""
+    and leaf at the end, equal buckets computed straight from the entries: with levels
+    from the start (``dense_keys`` 0), built midway (5) or mostly none (64: sparse)."""
     digest = Digest(min_leaf_bits=1)
     entries: dict[str, int] = {}
-    with mock.patch.object(digest_module, "DIRTY_LEAVES", dirty_leaves):
+    with (
+        mock.patch.object(digest_module, "DIRTY_LEAVES", dirty_leaves),
+        mock.patch.object(digest_module, "DENSE_KEYS", dense_keys),
+    ):
+        if not dense_keys:
+            digest = Digest(min_leaf_bits=1)  # dense from the start
         for op in ops:
             if op[0] == "set":
                 entries[op[1]] = fingerprint(op[2] + 1, "n1", False)  # type: ignore[operator]
@@ -461,3 +467,18 @@ def test_a_digest_with_sharded_leaves_equals_one_with_a_dict_of_them(
             assert digest.entries(width, index) == fresh.entries(width, index)
     if len(entries) > 4 * split_leaves:
         assert sharded, "a shape past the split took shards"
+
+
+def test_a_small_tree_keeps_no_levels_and_answers_like_a_dense_one() -> None:
+    """Below ``DENSE_KEYS`` keys no level above the leaves is kept (a one-key digest was
+    2.4 KB of empty buckets); its root and buckets are those of a tree that keeps them."""
+    entries = full(digest_module.DENSE_KEYS - 1)
+    small = Digest.of(entries.items())
+    with mock.patch.object(digest_module, "DENSE_KEYS", 0):
+        dense = Digest.of(entries.items())
+    assert small._levels == {} and dense._levels
+    assert small.root == dense.root != 0
+    for width in (0, 4, 8, small.leaf_bits):
+        assert small.hashes(width, range(1 << width)) == dense.hashes(width, range(1 << width))
+    small.set("one more", fingerprint(7, "n2", False))
+    assert small._levels and small.root == Digest.of([*entries.items(), ("one more", fingerprint(7, "n2", False))]).root  # fmt: skip

@@ -3,6 +3,7 @@
 import pytest
 
 from rumordb.core import InvalidKey, check_key, first_bad_key
+from rumordb.core.keys import plain_key
 
 
 @pytest.mark.parametrize("key", ["a", "users/42", "ключ", "🙂" * 256, "a b", "~!@#$%^&*()"])
@@ -47,3 +48,22 @@ def test_first_bad_key_names_the_first_key_check_key_refuses(
     keys: list[str], first_bad: int | None
 ) -> None:
     assert first_bad_key(keys, 1024) == first_bad
+
+
+@pytest.mark.parametrize(
+    ("key", "plain"),
+    [
+        ("users/42", True),
+        ("ключ", True),
+        ("é" * 256, True),  # 256 characters: 1024 bytes at most, no need to measure
+        ("é" * 257, False),  # valid (514 bytes), but only measuring tells
+        ("", False),
+        ("a\x00b", False),
+        ("del\x7f", False),
+        ("lone\ud800", False),
+    ],
+)
+def test_a_plain_key_is_one_check_key_passes_for_sure(key: str, plain: bool) -> None:
+    assert plain_key(key, 1024) is plain
+    if plain:
+        check_key(key, 1024)

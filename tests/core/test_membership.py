@@ -1,3 +1,5 @@
+import random
+
 import pytest
 
 from rumordb.core.membership import (
@@ -5,6 +7,7 @@ from rumordb.core.membership import (
     Membership,
     State,
     StaticMembership,
+    sample_below,
     suspicion_timeout_ms,
 )
 
@@ -93,7 +96,15 @@ def test_static_membership_samples_without_self() -> None:
     ids = tuple(f"n{i}" for i in range(100))
     index = {n: i for i, n in enumerate(ids)}
     view = StaticMembership("n42", ids, index)
-    rng = __import__("random").Random(3)
+    rng = random.Random(3)
     for _ in range(200):
         sample = view.sample_peers(rng, 3)
         assert len(set(sample)) == 3 and "n42" not in sample
+
+
+@pytest.mark.parametrize(("n", "k"), [(22, 5), (23, 3), (100_000, 3), (30, 1), (21, 3), (50, 6)])
+def test_sample_below_picks_what_random_sample_picks_from_the_same_draws(n: int, k: int) -> None:
+    for seed in range(300):
+        ours, stdlib = random.Random(seed), random.Random(seed)
+        assert sample_below(ours, n, k) == stdlib.sample(range(n), k)
+        assert ours.random() == stdlib.random()  # as many draws made

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import heapq
+import random
+
 import simpy
 from simpy.events import URGENT
 
-from rumordb.sim.calendar import Calendar
+from rumordb.sim.calendar import BUCKET_S, Calendar
 
 
 def _logger(log: list[str]) -> object:
@@ -77,3 +80,58 @@ def test_a_call_returns_its_id_and_runs_with_it_as_the_current_call() -> None:
     assert calendar.peek() == 0.1 and calendar.pending_calls == 2
     calendar.run()
     assert seen == [first, second] and first != second and calendar.now == 0.1
+
+
+class _HeapCalendar(Calendar):
+    """The calendar as it was: every call in one heap (the order the buckets must keep)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._heap: list[tuple[float, int, int, object, object, object]] = []
+
+    def call_at(self, at_s, fn, first, second, order):  # type: ignore[no-untyped-def]
+        cid = next(self._call_ids)
+        heapq.heappush(self._heap, (max(at_s, self._now), order, cid, fn, first, second))
+        return cid
+
+    def step(self) -> None:
+        heap, queue = self._heap, self._queue
+        if heap and (not queue or heap[0][0] < queue[0][0]):
+            call = heapq.heappop(heap)
+            self._now, self.current_call = call[0], call[2]
+            call[3](call[4], call[5])  # type: ignore[operator]
+            return
+        simpy.Environment.step(self)
+
+
+def _busy_run(calendar: Calendar, seed: int) -> list[tuple[float, int, str]]:
+    """Calls over many buckets that schedule more (same instant, same bucket, later, and
+    back into earlier buckets from SimPy events), logged as they run."""
+    rng = random.Random(seed)
+    log: list[tuple[float, int, str]] = []
+
+    def call(name: str, depth: int) -> None:
+        log.append((calendar.now, calendar.current_call, name))
+        if depth < 3:
+            for i in range(rng.randrange(3)):
+                delay_s = rng.choice((0.0, 0.0001, BUCKET_S / 3, 0.005, rng.random() / 50))
+                calendar.call_at(
+                    calendar.now + delay_s, call, f"{name}.{i}", depth + 1, rng.randrange(4)
+                )
+
+    def from_event(_event: object) -> None:
+        log.append((calendar.now, -1, "event"))
+        calendar.call_at(calendar.now, call, "after event", 2, 0)
+
+    for i in range(200):
+        calendar.call_at(rng.random() / 20, call, f"c{i}", 0, rng.randrange(4))
+    for _ in range(20):
+        calendar.timeout(rng.random() / 20).callbacks.append(from_event)
+    calendar.run()
+    return log
+
+
+def test_bucketed_calls_run_in_the_order_one_heap_gives() -> None:
+    for seed in range(5):
+        bucketed, heap = _busy_run(Calendar(), seed), _busy_run(_HeapCalendar(), seed)
+        assert len(bucketed) > 400 and bucketed == heap
