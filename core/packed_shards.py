@@ -92,8 +92,8 @@ class PackedShards:
         return ItemsView(self)
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, (dict, PackedShards)) or len(other) != len(self):
-            return NotImplemented if not isinstance(other, (dict, PackedShards)) else False
-        return all(other.get(key) == blob for key, blob in self.items())
+        if not isinstance(other, (dict, PackedShards)):
+            return NotImplemented
+        return len(other) == len(self) and all(other.get(k) == v for k, v in self.items())
 
     __hash__ = None  # type: ignore[assignment]  # mutable

@@ -71,16 +71,10 @@ class Reader:
     decided over its store and where keys live. ``latest``: the latest time a call
     brought the node, for a read given no ``now``."""
 
-    __slots__ = ("_latest", "_placement", "_store", "_token")
+    __slots__ = ("_latest", "_placement", "_store")
 
     def __init__(self, store: Store, placement: Placement, latest: Callable[[], float]) -> None:
         self._store, self._placement, self._latest = store, placement, latest
-        # A plain read's ``Local.token`` (``core.record_table``), bound once: reads are hot.
-        self._token = store.records.version_token
-        store.records.on_split.append(self._token_changed)
-
-    def _token_changed(self) -> None:
-        self._token = self._store.records.version_token
 
     def read(
         self, key: str, *, forwarded: bool = False, meta: bool = False, now: float | None = None
@@ -106,7 +100,7 @@ class Reader:
         elif record is not None and not placement.sharding:
             # Unsharded, the answer follows from the stored version alone (no ring, no
             # clock): name that version, so a driver can tell when it changes.
-            return Local(record, None, self._token(key))
+            return Local(record, None, self._store.records.version_token(key))
         return Local(record)
 
     def plan_list(

@@ -94,7 +94,9 @@ class RecordTable(Mapping[str, Record]):
         # The stored object of a key (see the module doc), or None: the dict's own lookup,
         # bound once, so a warm read's validity check costs one C call.
         self.version_token: Callable[[str], object | None] = self._packed.get
-        self.on_split: list[Callable[[], None]] = []  # told when ``version_token`` changes
+        # Told when ``version_token`` changes (a driver that bound it); a tuple: nothing
+        # allocated for the tables of a million simulated nodes, which never split.
+        self.on_split: tuple[Callable[[], None], ...] = ()
 
     def _split(self) -> None:
         """The one dict holds ``split_at`` keys: it becomes the base of shards."""

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Sequence
+from itertools import takewhile
+from operator import methodcaller
 
 from sortedcontainers import SortedList
 
@@ -172,7 +174,8 @@ class Store:
         else:
             keys = self._sorted_from(prefix, inclusive=True)
         found: list[str] = []
-        for key in self.records.live_of(_while_prefixed(keys, prefix), now_hlc or -1):
+        prefixed = takewhile(methodcaller("startswith", prefix), keys)  # in order: the run
+        for key in self.records.live_of(prefixed, now_hlc or -1):
             if len(found) >= limit:
                 break
             if reserved or not key.startswith(RESERVED_PREFIX):
@@ -365,11 +368,3 @@ class Store:
 
 
 _NO_STAMP: Stamp = (0, "", False)  # stands in for a dropped key's version (never applied)
-
-
-def _while_prefixed(keys: Iterator[str], prefix: str) -> Iterator[str]:
-    """``keys`` (in order) up to the first that does not start with ``prefix``."""
-    for key in keys:
-        if not key.startswith(prefix):
-            return
-        yield key

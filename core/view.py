@@ -25,7 +25,6 @@ class NodeView:
     __slots__ = (
         "_clock_watch",
         "_counters",
-        "_followers",
         "_members",
         "_owners",
         "_queue",
@@ -33,7 +32,6 @@ class NodeView:
         "_sharding",
         "_store",
         "_tombstones",
-        "version_token",
     )
 
     def __init__(
@@ -56,22 +54,19 @@ class NodeView:
         self._owners = owners
         self._ring = ring
         self._clock_watch = clock_watch
-        # An object naming the stored version of a key (or None): ``core.reads.Local.token``.
-        self.version_token: Callable[[str], object | None] = store.records.version_token
-        self._followers: list[Callable[[Callable[[str], object | None]], None]] = []
-        store.records.on_split.append(self._token_changed)
         self._sharding = sharding
 
-    def follow_version_token(self, told: Callable[[Callable[[str], object | None]], None]) -> None:
-        """Call ``told`` with ``version_token`` now and whenever it changes (the record
-        table split: ``core.packed_shards``), for a driver that binds it once."""
-        self._followers.append(told)
-        told(self.version_token)
+    def version_token(self, key: str) -> object | None:
+        """An object naming the stored version of ``key`` (or None): ``core.reads.Local.token``."""
+        return self._store.records.version_token(key)
 
-    def _token_changed(self) -> None:
-        self.version_token = self._store.records.version_token
-        for told in self._followers:
-            told(self.version_token)
+    def follow_version_token(self, told: Callable[[Callable[[str], object | None]], None]) -> None:
+        """Call ``told`` with the table's own lookup behind ``version_token`` now and
+        whenever it changes (the record table split: ``core.packed_shards``), for a driver
+        that binds it once (one C call a warm read)."""
+        records = self._store.records
+        told(records.version_token)
+        records.on_split += (lambda: told(records.version_token),)
 
     # --- data ------------------------------------------------------------------------
     def get(self, key: str) -> Record | None:

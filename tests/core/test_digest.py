@@ -99,6 +99,15 @@ def _all_buckets(digest: Digest, upto: int) -> list[dict[int, int]]:
 _keys = st.integers(0, 300).map(lambda i: f"k{i}")
 
 
+def _assert_same_buckets_and_entries(digest: Digest, fresh: Digest) -> None:
+    """Every bucket down to two widths below the finer shape, and every bucket's entries."""
+    upto = max(digest.leaf_bits, fresh.leaf_bits) + 2
+    assert _all_buckets(digest, upto) == _all_buckets(fresh, upto)
+    for width in range(upto + 1):
+        for index in range(1 << width):
+            assert digest.entries(width, index) == fresh.entries(width, index)
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.tuples(_keys, st.integers(0, 3), st.booleans()), max_size=400))
 def test_an_adaptive_digest_equals_a_fresh_build_whatever_its_history(
@@ -116,11 +125,7 @@ def test_an_adaptive_digest_equals_a_fresh_build_whatever_its_history(
             digest.set(key, entries[key])
     fresh = Digest.of(entries.items(), min_leaf_bits=1)
     assert len(digest) == len(fresh) == len(entries)
-    upto = max(digest.leaf_bits, fresh.leaf_bits) + 2
-    assert _all_buckets(digest, upto) == _all_buckets(fresh, upto)
-    for width in range(upto + 1):
-        for index in range(1 << width):
-            assert digest.entries(width, index) == fresh.entries(width, index)
+    _assert_same_buckets_and_entries(digest, fresh)
 
 
 def test_the_shape_grows_with_the_keys_and_shrinks_with_hysteresis() -> None:
@@ -460,11 +465,7 @@ def test_a_digest_with_sharded_leaves_equals_one_with_a_dict_of_them(
     fresh = Digest.of(entries.items(), min_leaf_bits=1)
     assert not isinstance(fresh._leaves, LeafShards)
     assert len(digest) == len(fresh) == len(entries)
-    upto = max(digest.leaf_bits, fresh.leaf_bits) + 2
-    assert _all_buckets(digest, upto) == _all_buckets(fresh, upto)
-    for width in range(upto + 1):
-        for index in range(1 << width):
-            assert digest.entries(width, index) == fresh.entries(width, index)
+    _assert_same_buckets_and_entries(digest, fresh)
     if len(entries) > 4 * split_leaves:
         assert sharded, "a shape past the split took shards"
 

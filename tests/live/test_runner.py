@@ -428,7 +428,7 @@ async def test_the_warm_read_check_follows_the_record_table_when_it_splits(
             assert isinstance(
                 await runner.write(WriteCommand(f"k{i}", b"v"), relay("PUT")), WriteResult
             )
-        assert runner.version_token == runner.node.view.version_token
+        assert runner.version_token == runner.node.store.records.version_token
         assert runner.version_token("k4") is not None  # stored since the split: in a shard
     finally:
         await runner.stop()
