@@ -103,7 +103,11 @@ async def test_sharded_leave_hands_every_key_off_before_it_answers(tmp_path: Pat
             response = await clients[i % 4].put(f"/kv/{key}", content=key.encode(), headers=ADMIN)
             assert response.status_code in (200, 201), response.text
         leaver = runners[3]
-        await eventually(lambda: _async(len(leaver.view.records()) > 0), 5)
+        # every copy it owns has reached it (replication runs on after each ack): what
+        # it holds is then what the leave must hand off
+        its_keys = {key for key in keys if "n4" in leaver.view.owners(key)}
+        assert its_keys
+        await eventually(lambda: _async(its_keys <= leaver.view.records().keys()), 5)
         held = len(leaver.view.records())
         report = (await clients[3].post("/admin/leave", headers=ADMIN)).json()
         assert report["remaining"] == 0 and report["handed_off"] == held
