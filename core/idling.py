@@ -22,6 +22,8 @@ from rumordb.core.expiry import Expiry
 from rumordb.core.membership import MemberTable
 from rumordb.core.timers import Timers
 
+INF = math.inf
+
 
 class Idling:
     __slots__ = ("_expiry", "_folding", "_members", "_queue", "_sessions", "_timers")
@@ -36,17 +38,19 @@ class Idling:
     def until(self) -> float:
         """The earliest ``now`` at which a tick (given no ``mono``) may have work to do
         (``-inf``: the next tick may)."""
-        if self._folding.due_at != math.inf or self._sessions.due_at != math.inf:
-            return -math.inf
-        if self._folding.backlogged():
-            return -math.inf
+        folding = self._folding
+        if folding.due_at != INF or self._sessions.due_at != INF or folding.backlogged():
+            return -INF
         timers = self._timers
         until = timers.next_anti_entropy  # a session starts, or maintenance runs
-        if len(self._queue):
-            until = min(until, timers.next_gossip)
-        if self._members.detects_failures:
-            until = min(until, timers.next_probe)
+        # (comparisons, not min(): asked for every node a driver looks at)
+        if self._queue and timers.next_gossip < until:
+            until = timers.next_gossip
+        if self._members.detects_failures and timers.next_probe < until:
+            until = timers.next_probe
         expires = self._expiry.next_due()
         if expires is not None:  # a millisecond early: the HLC's logical part, rounding
-            until = min(until, (hlc.physical_ms(expires) - 1) / 1000)
+            expires_s = (hlc.physical_ms(expires) - 1) / 1000
+            if expires_s < until:
+                until = expires_s
         return until

@@ -239,15 +239,16 @@ class Store:
 
     def pending_folds(self) -> int:
         """Keys still to fold into some digest, or to regroup in one (0: all done)."""
-        pending = len(self._stale) + len(
-            self._loaded
-        )  # asked on every tick: the common case costs no list
+        # Asked on every tick and every time a driver looks for the next busy one: the
+        # common case (nothing built, no scoped digest) is two lengths and two tests.
+        pending = len(self._stale) + len(self._loaded)
         if self._building:
             pending += sum(len(keys) for keys in self._building.values())
         if self._digest is not None:
             pending += self._digest.regrouping() * KEYS_PER_LEAF
-        for _, digest in self._scoped.values():
-            pending += digest.regrouping() * KEYS_PER_LEAF
+        if self._scoped:
+            for _, digest in self._scoped.values():
+                pending += digest.regrouping() * KEYS_PER_LEAF
         return pending
 
     def _digests(self) -> list[Digest]:
