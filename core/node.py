@@ -153,11 +153,7 @@ class Node:
         )  # fmt: skip
 
     def next_deadline(self) -> float:
-        timers = self.timers  # (Timers.next_deadline inlined: asked at every wake-up)
-        return min(
-            timers.next_gossip, timers.next_probe, timers.next_anti_entropy,
-            self.folding.due_at, self.anti_entropy.due_at,
-        )  # fmt: skip
+        return min(self.timers.next_deadline(), self.folding.due_at, self.anti_entropy.due_at)
 
     # --- client commands -------------------------------------------------------------
     def write(self, command: WriteCommand, now: float) -> WriteResult:
