@@ -18,7 +18,7 @@ whose pages complete it (each holds only its ranges); ``merge_pages`` joins them
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import msgspec
 
@@ -67,20 +67,18 @@ def merge_pages(local: Iterable[str], pages: Iterable[Iterable[str]], limit: int
 
 
 class Reader:
-    """A node's reads and listings (``Node.read``, ``Node.plan_list`` are these methods),
-    decided over its store and where keys live. ``latest``: the latest time a call
-    brought the node, for a read given no ``now``."""
+    """A node's reads and listings (``Node.read``, ``Node.plan_list`` ask these methods,
+    with the node's latest time for a call given none), decided over its store and where
+    keys live."""
 
-    __slots__ = ("_latest", "_placement", "_store")
+    __slots__ = ("_placement", "_store")
 
-    def __init__(self, store: Store, placement: Placement, latest: Callable[[], float]) -> None:
-        self._store, self._placement, self._latest = store, placement, latest
+    def __init__(self, store: Store, placement: Placement) -> None:
+        self._store, self._placement = store, placement
 
-    def read(
-        self, key: str, *, forwarded: bool = False, meta: bool = False, now: float | None = None
-    ) -> ReadPlan:
+    def read(self, key: str, forwarded: bool, meta: bool, now: float) -> ReadPlan:
         """Where to answer a read of ``key``; ``meta``: tombstones too; ``now``: a value
-        expired by then reads as absent (default: the latest call's time)."""
+        expired by then reads as absent."""
         placement = self._placement
         owners = placement.route(key)
         if owners is not None:
@@ -95,8 +93,7 @@ class Reader:
                 return AskOwners(others, fallback=True)
         if record is not None and (record.tombstone or record.expires):
             # Only a tombstone or a value with a TTL needs the clock (the common case not).
-            at = self._latest() if now is None else now
-            record = record if is_live(record, hlc.pack(int(at * 1000))) else None
+            record = record if is_live(record, hlc.pack(int(now * 1000))) else None
         elif record is not None and not placement.sharding:
             # Unsharded, the answer follows from the stored version alone (no ring, no
             # clock): name that version, so a driver can tell when it changes.
@@ -104,12 +101,10 @@ class Reader:
         return Local(record)
 
     def plan_list(
-        self, prefix: str = "", limit: int = 100, after: str = "", *, forwarded: bool = False,
-        now: float | None = None,
-    ) -> ListPlan:  # fmt: skip
+        self, prefix: str, limit: int, after: str, forwarded: bool, now: float
+    ) -> ListPlan:
         """This node's page of live keys; sharded, also the peers holding the other ranges."""
-        at = self._latest() if now is None else now
-        keys = self._store.list_live(prefix, limit, after, hlc.pack(int(at * 1000)))
+        keys = self._store.list_live(prefix, limit, after, hlc.pack(int(now * 1000)))
         if not self._placement.sharding or forwarded:
             return ListPlan(keys)
         return ListPlan(keys, tuple(self._placement.members.peers()))

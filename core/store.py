@@ -62,7 +62,6 @@ class Store:
         "_scoped",
         "_sorted_keys",
         "_stale",
-        "_versions",
         "discarded",
         "records",
         "reserved",
@@ -74,16 +73,17 @@ class Store:
         self._digest: Digest | None = None  # made by the first fold (_EMPTY_DIGEST before)
         # Keys whose digest entries may be out of date, in insertion order (a dict, not a
         # set): a set's order follows the string hash seed, so folds, digests and the
-        # simulator's traces would differ between processes.
-        self._stale: dict[str, None] = {}
+        # simulator's traces would differ between processes. Each with what names its
+        # stored version (hlc, origin, tombstone), stashed by its write: a tuple of the
+        # record's own objects, cheaper to make than the fingerprint. None: a key dropped
+        # has no version (its entry goes); the fold looks it up for a key loaded or stashed
+        # by none. One dict for both: a second one was ~40 B a key during an ingest, 64 B
+        # of every idle simulated node, and a second insert per write.
+        self._stale: dict[str, Stamp | None] = {}
         # Keys read back from disk and not folded yet, in load order: a list, as a dict of
         # a restart's million keys grew in single resizes of ~50 ms (measured at 699k keys,
         # the store's own table resizing in the same call: 94-106 ms of CPU, one loop turn).
         self._loaded: list[str] = []
-        # What names a stale key's stored version (hlc, origin, tombstone), stashed by its
-        # write (a key loaded or dropped has none: the fold looks it up). A tuple of the
-        # record's own objects: cheaper to make than the fingerprint. Bounded by _stale.
-        self._versions: dict[str, Stamp] = {}
         self._sorted_keys: SortedList[str] | None = None  # kept above SMALL_INDEX keys
         self._scoped: dict[str, tuple[int, Digest]] = {}  # peer -> (ring epoch, digest)
         self._building: dict[str, list[str]] = {}  # peer -> keys not yet in its new digest
@@ -136,16 +136,14 @@ class Store:
                 self._index((key,))
             if key.startswith(RESERVED_PREFIX):
                 self.reserved += 1
-        self._stale[key] = None
-        self._versions[key] = (record.hlc, record.origin, record.tombstone)
+        self._stale[key] = (record.hlc, record.origin, record.tombstone)
 
     def put_new(self, fresh: dict[str, Record]) -> None:
         """``put`` of versions of keys NOT held yet, in bulk (a batch or push of new keys):
         one update of each index instead of one call per key."""
         self.records.put_new(fresh)
         self._index(fresh)
-        self._stale.update(dict.fromkeys(fresh))
-        self._versions.update(
+        self._stale.update(
             (key, (record.hlc, record.origin, record.tombstone)) for key, record in fresh.items()
         )
         self.reserved += sum(key.startswith(RESERVED_PREFIX) for key in fresh)
@@ -158,7 +156,6 @@ class Store:
         if self._sorted_keys is not None:
             self._sorted_keys.discard(key)
         self._stale[key] = None
-        self._versions.pop(key, None)
 
     def list_live(
         self, prefix: str, limit: int, after: str, now_hlc: int = 0, *, reserved: bool = False
@@ -273,15 +270,17 @@ class Store:
         count = len(stale) if budget is None else min(budget, len(stale))
         if count == len(stale) and count:  # all of them (an ingest's fold): in one list
             self._stale = {}  # a fresh dict: an emptied one keeps its table (~80 B/key)
-            self._fold_stale(list(reversed(stale)), owners_of, self_id)  # newest first
-            self._versions = {}  # emptied by the fold (bounded by _stale): ~38 B/key
+            keys, stashes = list(reversed(stale)), list(reversed(stale.values()))  # newest first
+            self._fold_stale(keys, stashes, owners_of, self_id)
         elif count:
             pop = stale.popitem  # newest first: O(1), and the same order in every process
-            self._fold_stale([pop()[0] for _ in range(count)], owners_of, self_id)
+            popped = [pop() for _ in range(count)]
+            keys, stashes = [key for key, _ in popped], [stash for _, stash in popped]
+            self._fold_stale(keys, stashes, owners_of, self_id)
         left = None if budget is None else budget - count
         take = len(loaded) if left is None else min(left, len(loaded))
         if take:  # then the loaded keys, newest first too (after every write: they are older)
-            self._fold_stale(loaded[len(loaded) - take :][::-1], owners_of, self_id)
+            self._fold_stale(loaded[len(loaded) - take :][::-1], None, owners_of, self_id)
             del loaded[len(loaded) - take :]
             if not loaded:
                 self._loaded = []
@@ -305,13 +304,23 @@ class Store:
                 left -= take
         return self.pending_folds()
 
-    def _fold_stale(self, stale: list[str], owners_of: OwnersOf, self_id: str) -> None:
+    def _fold_stale(
+        self,
+        stale: list[str],
+        stashes: list[Stamp | None] | None,
+        owners_of: OwnersOf,
+        self_id: str,
+    ) -> None:
         """Fold the keys stored or dropped since the last fold into every digest, as one
-        batch: key and entry hashes computed in bulk, once for all the digests."""
-        stashed, version_of = self._versions, self.records.version
+        batch: key and entry hashes computed in bulk, once for all the digests.
+        ``stashes``: each key's stashed version (None: loaded keys, none stashed)."""
+        version_of = self.records.version
         # A key loaded since the last fold has no stash (the store is read); one dropped
         # has no version either: its entry goes (None), from the scoped digests too.
-        versions = [stashed.pop(key, None) or version_of(key) for key in stale]
+        if stashes is None:
+            versions = [version_of(key) for key in stale]
+        else:
+            versions = [stash or version_of(key) for key, stash in zip(stale, stashes, strict=True)]
         khashes = key_hashes(stale)
         stamps = [_NO_STAMP if version is None else version for version in versions]
         ehashes: Sequence[int | None] = stamp_entry_hashes(khashes, stamps)
